@@ -1,0 +1,57 @@
+# callvault - every target the README names.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+ENV := set -a; . .local/stack.env; set +a;
+
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e lint typecheck bench lock clean
+
+up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
+	bash deploy/stack.sh up
+
+down:          ## stop the local stack (data kept)
+	bash deploy/stack.sh down
+
+status:        ## the stack's services, and callvault's own status screen when it is up
+	bash deploy/stack.sh status
+
+reset:         ## stop the stack and delete its data
+	bash deploy/stack.sh reset
+
+venv:
+	bash deploy/venv.sh
+
+migrate: up
+	$(ENV) $(BIN)/callvault migrate
+
+run: migrate   ## the stack, the workers and demo telephony traffic; Ctrl-C stops the workers
+	bash deploy/run.sh
+
+test: up       ## lint, type check, then unit, integration and end-to-end tests on the real stack
+	$(BIN)/ruff check workers tests bench
+	$(BIN)/ruff format --check workers tests bench
+	$(BIN)/mypy
+	$(ENV) $(BIN)/pytest -q tests
+
+unit: venv     ## unit tests only (no services)
+	$(BIN)/pytest -q tests/unit
+
+integration: up
+	$(ENV) $(BIN)/pytest -q tests/integration
+
+e2e: up
+	$(ENV) $(BIN)/pytest -q tests/e2e
+
+lint: venv
+	$(BIN)/ruff check workers tests bench
+	$(BIN)/ruff format --check workers tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+bench: migrate ## benchmarks against a raw baseline in the same run (see bench/README.md)
+	$(ENV) $(BIN)/python -m bench
+
+lock:          ## re-resolve requirements.lock from pyproject.toml (hashes, no index URLs)
+	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --extra dev --no-emit-index-url \
+		--no-emit-find-links --strip-extras -o requirements.lock pyproject.toml

@@ -1,0 +1,102 @@
+# shellcheck shell=bash
+# S3 API: versitygw (POSIX backend, bucket versioning enabled so that object lock works).
+# Built with 'go install' from the Go module proxy; the binary is cached per version
+# in ${XDG_CACHE_HOME:-~/.cache}/callvault/bin so that reset and fresh clones reuse it.
+
+VGW_MODULE=github.com/versity/versitygw
+VGW_VERSION=v1.8.0
+S3_HOME="$LOCAL_DIR/s3"
+S3_DATA="$S3_HOME/data"
+S3_VERSIONS="$S3_HOME/versions"
+S3_ACCESS_KEY=callvault
+S3_SECRET_KEY=callvault-secret-key
+S3_REGION=eu-central-1
+VGW_CACHE_BIN="${XDG_CACHE_HOME:-$HOME/.cache}/callvault/bin"
+VGW_BIN="$VGW_CACHE_BIN/versitygw-$VGW_VERSION"
+
+s3_install() {
+    if [ -x "$VGW_BIN" ]; then
+        ln -sfn "$VGW_BIN" "$BIN_DIR/versitygw"
+        return 0
+    fi
+    command -v go >/dev/null || die "versitygw $VGW_VERSION must be built with Go (>= 1.25), and 'go' is not on PATH"
+    log "building versitygw $VGW_VERSION with 'go install' (first time only, a few minutes)"
+    local tmp
+    tmp="$(mktemp -d "$VGW_CACHE_BIN.tmp.XXXXXX" 2>/dev/null || { mkdir -p "$VGW_CACHE_BIN" && mktemp -d "$VGW_CACHE_BIN.tmp.XXXXXX"; })"
+    if ! GOBIN="$tmp" GOFLAGS=-trimpath go install -ldflags="-s -w" "$VGW_MODULE/cmd/versitygw@$VGW_VERSION" \
+        >"$LOG_DIR/versitygw-build.log" 2>&1; then
+        rm -rf "$tmp"
+        die "go install $VGW_MODULE/cmd/versitygw@$VGW_VERSION failed (see $LOG_DIR/versitygw-build.log)"
+    fi
+    mkdir -p "$VGW_CACHE_BIN"
+    mv -f "$tmp/versitygw" "$VGW_BIN"
+    rm -rf "$tmp"
+    ln -sfn "$VGW_BIN" "$BIN_DIR/versitygw"
+}
+
+# The POSIX backend keeps object metadata (etag, lock settings, versions) in
+# user.* extended attributes.
+s3_check_xattr() {
+    local f="$S3_HOME/.xattr-probe"
+    : >"$f"
+    if ! "$HELPER_PY" - "$f" <<'PY' 2>/dev/null; then
+import os, sys
+os.setxattr(sys.argv[1], "user.callvault.probe", b"1")
+assert os.getxattr(sys.argv[1], "user.callvault.probe") == b"1"
+PY
+        rm -f "$f"
+        die "the filesystem of $S3_HOME does not support user extended attributes, which versitygw's POSIX backend needs"
+    fi
+    rm -f "$f"
+}
+
+s3_running_pid() { read_pid versitygw; }
+
+s3_healthy() {
+    # unauthenticated health endpoint (--health /health)
+    local resp
+    resp="$( (exec 3<>"/dev/tcp/$BIND_HOST/$S3_PORT" &&
+        printf 'GET /health HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' "$BIND_HOST" "$S3_PORT" >&3 &&
+        timeout 3 head -n1 <&3) 2>/dev/null || true)"
+    [[ "$resp" == "HTTP/1.1 200"* ]]
+}
+
+s3_up() {
+    local pid
+    if pid="$(s3_running_pid)"; then
+        ensure_port_free_or_ours "$S3_PORT" versitygw "$pid"
+        return 0
+    fi
+    ensure_port_free_or_ours "$S3_PORT" versitygw
+    s3_install
+    mkdir -p "$S3_DATA" "$S3_VERSIONS"
+    s3_check_xattr
+    log "starting versitygw (S3) on $BIND_HOST:$S3_PORT"
+    start_bg versitygw "$LOG_DIR/versitygw.log" \
+        env ROOT_ACCESS_KEY="$S3_ACCESS_KEY" ROOT_SECRET_KEY="$S3_SECRET_KEY" "$VGW_BIN" \
+        --port "$BIND_HOST:$S3_PORT" --region "$S3_REGION" --health /health --quiet \
+        posix --versioning-dir "$S3_VERSIONS" "$S3_DATA"
+}
+
+s3_wait() {
+    local i
+    wait_port "$S3_PORT" versitygw 30 versitygw
+    for ((i = 0; i < 50; i++)); do
+        s3_healthy && return 0
+        sleep 0.2
+    done
+    die "versitygw accepts connections but its /health endpoint does not answer (see $LOG_DIR/versitygw.log)"
+}
+
+s3_down() { stop_pid versitygw 15; }
+
+s3_status() {
+    local pid
+    if pid="$(s3_running_pid)" && s3_healthy; then
+        printf '%-11s up    %s:%s  pid %s\n' versitygw "$BIND_HOST" "$S3_PORT" "$pid"
+    else
+        printf '%-11s down  %s:%s\n' versitygw "$BIND_HOST" "$S3_PORT"
+    fi
+}
+
+s3_reset() { rm -rf "$S3_HOME"; }

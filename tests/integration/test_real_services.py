@@ -1,0 +1,137 @@
+"""The local stack's services are the real ones: Kafka with consumer groups, an S3 server with
+versioning and object lock, PostgreSQL through the pool."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
+from minio import Minio
+from minio.commonconfig import ENABLED, GOVERNANCE
+from minio.deleteobjects import DeleteObject
+from minio.error import S3Error
+from minio.retention import Retention
+from minio.versioningconfig import VersioningConfig
+
+from tests.stack import Instance
+from workers.adapters.postgres import PostgresStore
+from workers.bootstrap import object_store
+from workers.settings import load_settings
+
+
+def test_kafka_round_trip_through_a_consumer_group(stack: dict[str, str]) -> None:
+    bootstrap = stack["CALLVAULT_KAFKA_BOOTSTRAP"]
+    topic, group = f"it-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}},
+                        wait_for_metadata=True)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(10):
+        producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode())
+    producer.flush()
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=15000)
+    seen = set()
+    for message in consumer:
+        seen.add(message.value)
+        if len(seen) == 10:
+            break
+    consumer.commit()
+    consumer.close()
+    committed = admin.list_group_offsets({group: None})[group]
+    admin.delete_topics([topic])
+    admin.close()
+    assert seen == {f"v{i}".encode() for i in range(10)}
+    assert sum(o.offset for o in committed.values()) == 10
+
+
+def _client(stack: dict[str, str]) -> Minio:
+    endpoint = stack["CALLVAULT_S3_ENDPOINT"].removeprefix("http://")
+    return Minio(endpoint, access_key=stack["CALLVAULT_S3_ACCESS_KEY"],
+                 secret_key=stack["CALLVAULT_S3_SECRET_KEY"], secure=False,
+                 region=stack["CALLVAULT_S3_REGION"])
+
+
+def test_object_lock_refuses_deletion_without_governance_bypass(stack: dict[str, str]) -> None:
+    client = _client(stack)
+    bucket = f"it-lock-{uuid.uuid4().hex[:8]}"
+    client.make_bucket(bucket, object_lock=True)
+    client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+    first = client.put_object(bucket, "a.bin", io.BytesIO(b"one"), 3)
+    second = client.put_object(bucket, "a.bin", io.BytesIO(b"two"), 3)
+    assert first.version_id != second.version_id
+    versions = list(client.list_objects(bucket, prefix="a.bin", include_version=True))
+    assert len(versions) == 2
+
+    client.enable_object_legal_hold(bucket, "a.bin", version_id=first.version_id)
+    assert client.is_object_legal_hold_enabled(bucket, "a.bin", version_id=first.version_id)
+    with pytest.raises(S3Error):
+        client.remove_object(bucket, "a.bin", version_id=first.version_id)
+    client.disable_object_legal_hold(bucket, "a.bin", version_id=first.version_id)
+
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    client.set_object_retention(bucket, "a.bin", Retention(GOVERNANCE, until),
+                                version_id=second.version_id)
+    with pytest.raises(S3Error):
+        client.remove_object(bucket, "a.bin", version_id=second.version_id)
+    errors = list(client.remove_objects(
+        bucket, iter([DeleteObject("a.bin", first.version_id),
+                      DeleteObject("a.bin", second.version_id)]),
+        bypass_governance_mode=True))
+    assert errors == []
+    assert list(client.list_objects(bucket, include_version=True)) == []
+    client.remove_bucket(bucket)
+
+
+def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
+    from workers.migrate import migrate_database
+
+    settings = load_settings(**instance.settings_kwargs())
+    applied = migrate_database(settings.database_url.get_secret_value())
+    assert applied == ["0001_initial"]
+    assert migrate_database(settings.database_url.get_secret_value()) == []  # idempotent
+    store = PostgresStore(settings.database_url.get_secret_value())
+    store.open()
+    with store.transaction() as tx:
+        entry = tx.append_audit("test", "x", {"n": 1}, datetime.now(UTC))
+    with store.transaction() as tx:
+        assert tx.audit_entries(0, 10)[0].hash == entry.hash
+    store.close()
+
+
+def test_processes_run_from_the_local_stack(stack: dict[str, str]) -> None:
+    """What ops would check with ps: every service is a real process started from .local/."""
+    listing = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
+                             check=True).stdout
+    root = stack["CALLVAULT_STACK_ROOT"]
+    assert any("kafka.Kafka" in line and root in line for line in listing.splitlines())
+    assert any("versitygw" in line for line in listing.splitlines())
+    assert any("postgres" in line and root in line for line in listing.splitlines())
+    assert any("prometheus" in line and root in line for line in listing.splitlines())
+
+
+def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) -> None:
+    from workers.migrate import migrate
+
+    settings = load_settings(**instance.settings_kwargs())
+    objects = object_store(settings)
+    first = migrate(settings, objects)
+    second = migrate(settings, objects)
+    assert set(first.topics_created) == set(settings.topics().values())
+    assert second.topics_created == []
+    assert second.migrations_applied == []
+    assert objects.has_object_lock(settings.vault_bucket)
+    client = objects.client
+    assert client.get_bucket_versioning(settings.vault_bucket).status == "Enabled"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, settings.topic_calls_ended)])
+    admin.close()
+    # Input topics carry personal data: their retention is bounded (P7D by default).
+    assert str(7 * 86400 * 1000) in str(described)

@@ -1,0 +1,144 @@
+"""The test harness's view of the native local stack: connect to it (starting it when absent)
+and give each test an isolated callvault instance - its own database, topics, buckets and
+consumer group - so tests never see each other's data."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shlex
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK_ENV = ROOT / ".local" / "stack.env"
+
+
+def read_stack_env() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in STACK_ENV.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            values[name] = shlex.split(value)[0] if value else ""
+    return values
+
+
+def _port_open(host: str, port: int) -> bool:
+    with closing(socket.socket()) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def ensure_stack() -> dict[str, str]:
+    """The stack's settings; runs ``deploy/stack.sh up`` when a service is not answering."""
+    ports = (19092, 15432, 17070, 19090)
+    if not STACK_ENV.exists() or not all(_port_open("127.0.0.1", p) for p in ports):
+        subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True)
+    return read_stack_env()
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Instance:
+    """One isolated callvault: settings as environment variables, and how to clean it up."""
+
+    name: str
+    env: dict[str, str]
+    admin_url: str
+    cleanups: list[str] = field(default_factory=list)
+
+    def settings_kwargs(self) -> dict[str, str]:
+        from workers.settings import Settings
+
+        values = {k.removeprefix("CALLVAULT_").lower(): v for k, v in self.env.items()
+                  if k.startswith("CALLVAULT_")}
+        return {k: v for k, v in values.items() if k in Settings.model_fields}
+
+    def topic(self, logical: str) -> str:
+        return self.env[f"CALLVAULT_TOPIC_{logical.upper()}"]
+
+
+LOGICAL_TOPICS = ("calls_ended", "dsr_requests", "holds_commands", "recordings_stored",
+                  "retention_due", "recordings_purged", "dsr_results", "deadletter")
+
+
+def new_instance(stack: dict[str, str], **overrides: str) -> Instance:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    admin_url = stack["CALLVAULT_PG_ADMIN_URL"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
+    env = {k: v for k, v in stack.items() if k.startswith("CALLVAULT_")}
+    env.update({
+        "CALLVAULT_DATABASE_URL": f"{base_url}/{name}",
+        "CALLVAULT_VAULT_BUCKET": f"{name}-vault",
+        "CALLVAULT_EXPORT_BUCKET": f"{name}-exports",
+        "CALLVAULT_LANDING_BUCKET": f"{name}-landing",
+        "CALLVAULT_APP_ID": f"callvault-{name}",
+        "CALLVAULT_METRICS_PORT": str(free_port()),
+        "CALLVAULT_TOPIC_PARTITIONS": "2",
+        "CALLVAULT_LOG_FORMAT": "json",
+        "CALLVAULT_SOURCE_URI": f"urn:callvault:test:{name}",
+        "CALLVAULT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+    })
+    for logical in LOGICAL_TOPICS:
+        env[f"CALLVAULT_TOPIC_{logical.upper()}"] = f"{name}.{logical}"
+    env.update(overrides)
+    return Instance(name, env, admin_url)
+
+
+def drop_instance(instance: Instance) -> None:
+    """Remove the instance's database, topics and buckets (every object version)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    from workers.bootstrap import object_store
+    from workers.settings import load_settings
+
+    settings = load_settings(**instance.settings_kwargs())
+    objects = object_store(settings)
+    for bucket in (settings.vault_bucket, settings.export_bucket, settings.landing_bucket):
+        _empty_and_remove(objects, bucket)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+        names = [t for t in admin.list_topics() if t.startswith(instance.name)]
+        if names:
+            admin.delete_topics(names)
+        admin.close()
+    except KafkaError:
+        pass  # topics of a finished test are harmless; the next reset removes them
+    with psycopg.connect(instance.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{instance.name}" WITH (FORCE)')
+
+
+def _empty_and_remove(objects: object, bucket: str) -> None:
+    from minio.deleteobjects import DeleteObject
+    from minio.error import S3Error
+
+    client = objects.client  # type: ignore[attr-defined]
+    try:
+        if not client.bucket_exists(bucket):
+            return
+        doomed = [DeleteObject(o.object_name, o.version_id) for o in
+                  client.list_objects(bucket, recursive=True, include_version=True)]
+        list(client.remove_objects(bucket, iter(doomed), bypass_governance_mode=True))
+        client.remove_bucket(bucket)
+    except S3Error:
+        pass  # a bucket left behind by a failed test does not affect other instances
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    yield from path.read_text().splitlines()

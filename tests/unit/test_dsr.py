@@ -1,0 +1,437 @@
+"""Data-subject requests as the DSR portal and the DPO see them: the right recordings are
+found whatever notation the person uses, each request type is carried out on audio and
+metadata, held recordings are kept with the Art. 17(3)(e) reason and erased on release, and
+every answer is a ``dsr.completed`` event without personal data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pytest
+from conftest import (
+    CUSTOMER_EMAIL,
+    CUSTOMER_ID,
+    CUSTOMER_NOTATIONS,
+    ORDER_ID,
+    OTHER_EMAIL,
+    OTHER_PHONE,
+    SHOP_PHONE,
+    VAULT,
+    WAV,
+    World,
+    make_wav,
+    personal_data_in,
+    subject,
+)
+
+from workers.adapters.crypto import verify_signature
+from workers.codec import Codec
+from workers.domain.model import RecordingStatus, recording_id_for
+
+CUSTOMER = subject(phone_numbers=["8 612 34567"])
+MANIFEST_ENTRY_FIELDS = {
+    "recording_id",
+    "call_id",
+    "started_at",
+    "ended_at",
+    "direction",
+    "tenant",
+    "sha256",
+    "retention_due_at",
+}
+ART15 = {"purposes", "legal_basis", "recipients", "retention_period", "source", "rights"}
+OUTBOUND = {  # the shop calls the customer back; only the number is known
+    "direction": "outbound",
+    "caller": SHOP_PHONE,
+    "callee": "+37061234567",
+    "customer": None,
+}
+OTHER_CUSTOMER = {
+    "caller": OTHER_PHONE,
+    "customer": {"name": "Jonas Jonaitis", "email": OTHER_EMAIL, "customer_id": "C-2"},
+}
+
+
+@pytest.fixture
+def shop(world: World) -> World:
+    """Three calls: the customer's inbound call, the shop calling the customer back, and
+    another customer's call."""
+    world.store_call("c-in")
+    world.store_call("c-out", make_wav(tone=660), **OUTBOUND)
+    world.store_call("c-other", make_wav(tone=880), **OTHER_CUSTOMER)
+    return world
+
+
+def result(world: World, request_id: str) -> dict[str, Any]:
+    answers = [d for d in world.data("dsr.results") if d["request_id"] == request_id]
+    assert len(answers) == 1, answers
+    return answers[0]
+
+
+def outcomes(answer: dict[str, Any]) -> dict[str, str]:
+    return {r["call_id"]: r["outcome"] for r in answer["recordings"]}
+
+
+def certificate_verifies(world: World, certificate: dict[str, Any]) -> bool:
+    body = {k: v for k, v in certificate.items() if k != "signature"}
+    return verify_signature(world.ctx.signer.public_key_b64, body, certificate["signature"])
+
+
+# --- matching -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("notation", CUSTOMER_NOTATIONS)
+def test_every_notation_of_the_number_finds_the_same_recordings(shop: World, notation: str) -> None:
+    shop.send_dsr("R1", "access", subject(phone_numbers=[notation]))
+    assert outcomes(result(shop, "R1")) == {"c-in": "exported", "c-out": "exported"}
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        subject(emails=["  Ona.Petraitiene@EXAMPLE.com "]),
+        subject(customer_ids=[CUSTOMER_ID]),
+        subject(order_ids=[ORDER_ID]),
+        subject(phone_numbers=["0037061234567", "+370 600 00000"], emails=["nobody@example.org"]),
+    ],
+    ids=["email", "customer-id", "order-id", "mixed"],
+)
+def test_other_identifiers_find_the_inbound_call(shop: World, who: dict[str, list[str]]) -> None:
+    shop.send_dsr("R1", "access", who)
+    assert "c-in" in outcomes(result(shop, "R1"))
+    assert "c-other" not in outcomes(result(shop, "R1"))
+
+
+def test_ids_compare_exactly(shop: World) -> None:
+    shop.send_dsr("R1", "access", subject(customer_ids=[CUSTOMER_ID.lower()]))
+    assert result(shop, "R1")["recordings"] == []
+
+
+def test_the_shop_number_matches_no_customer(shop: World) -> None:
+    # Outbound: the shop is the caller, the customer the callee; inbound: the shop is the callee.
+    shop.send_dsr("R1", "access", subject(phone_numbers=[SHOP_PHONE, "8 5 214 4500"]))
+    answer = result(shop, "R1")
+    assert answer["status"] == "completed"
+    assert answer["recordings"] == []
+
+
+def test_subject_without_recordings_gets_an_empty_completed_answer(shop: World) -> None:
+    shop.send_dsr("R1", "erasure", subject(phone_numbers=["+370 699 99999"]))
+    answer = result(shop, "R1")
+    assert answer["status"] == "completed"
+    assert answer["recordings"] == []
+    assert "reason" not in answer
+    assert shop.published("recordings.purged") == []
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def test_answer_carries_dates_and_validates_against_the_schema(shop: World) -> None:
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+    (event,) = shop.published("dsr.results")
+    assert event["type"] == "callvault.dsr.completed.v1"
+    ((key, _),) = shop.records("dsr.results")
+    assert key == "R1"
+    data = event["data"]
+    assert data["request_id"] == "R1"
+    assert data["type"] == "erasure"
+    assert data["received_at"] == "2025-03-14T10:30:00Z"
+    assert data["due_at"] == "2025-04-14T10:30:00Z"  # one calendar month, Art. 12(3)
+    assert data["completed_at"] == "2025-03-14T10:30:00Z"
+    codec = Codec()
+    codec.check("cloudevent", event)
+    codec.check("callvault.dsr.completed.v1", data)
+
+
+def test_unverified_request_is_rejected(shop: World) -> None:
+    assert shop.send_dsr("R1", "erasure", CUSTOMER, verified=False) == "rejected"
+    answer = result(shop, "R1")
+    assert answer["status"] == "rejected"
+    assert answer["reason"] == "identity_not_verified"
+    assert answer["recordings"] == []
+    assert shop.published("recordings.purged") == []
+    assert shop.recording("c-in").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    assert shop.sample("callvault_dsr_requests_total", {"type": "erasure", "status": "rejected"}) == 1
+
+
+def test_request_without_a_usable_identifier_is_rejected(shop: World) -> None:
+    assert shop.send_dsr("R1", "erasure", subject(phone_numbers=["12"])) == "rejected"
+    answer = result(shop, "R1")
+    assert answer["status"] == "rejected"
+    assert answer["reason"]
+    assert shop.published("recordings.purged") == []
+
+
+def test_malformed_request_is_dead_lettered(shop: World) -> None:
+    assert shop.send_dsr("R1", "erasure", subject()) == "deadletter"  # no identifier at all
+    (letter,) = shop.data("callvault.deadletter")
+    assert letter["error_code"] == "schema_violation"
+    assert letter["source_topic"] == "dsr.requests"
+    assert shop.published("recordings.purged") == []
+
+
+def test_repeated_request_id_has_no_second_effect(shop: World) -> None:
+    assert shop.send_dsr("R1", "restriction", CUSTOMER) == "completed"
+    assert shop.send_dsr("R1", "restriction", CUSTOMER) == "duplicate"
+    assert shop.send_dsr("R1", "restriction", CUSTOMER, restriction="lift") == "duplicate"
+    assert len(shop.published("dsr.results")) == 1
+    assert shop.recording("c-in").restricted  # type: ignore[union-attr]
+
+
+def test_repeated_rejected_request_is_answered_once(shop: World) -> None:
+    shop.send_dsr("R1", "access", CUSTOMER, verified=False)
+    assert shop.send_dsr("R1", "access", CUSTOMER, verified=False) == "duplicate"
+    assert len(shop.published("dsr.results")) == 1
+
+
+# --- erasure and objection --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dsr_type", ["erasure", "objection"])
+def test_erasure_and_objection_purge_the_subjects_recordings(shop: World, dsr_type: str) -> None:
+    before = {c: shop.recording(c) for c in ("c-in", "c-out")}
+    shop.send_dsr("R1", dsr_type, CUSTOMER)
+    answer = result(shop, "R1")
+    assert answer["status"] == "completed"
+    assert outcomes(answer) == {"c-in": "erased", "c-out": "erased"}
+    for call_id, recording in before.items():
+        assert recording is not None
+        assert shop.objects.list_versions(VAULT, recording.object_key) == []
+        after = shop.recording(call_id)
+        assert after is not None
+        assert after.status is RecordingStatus.PURGED
+        assert after.wrapped_key is None
+        assert after.customer_sealed is None
+    assert shop.recording("c-other").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    purged = {d["call_id"]: d for d in shop.data("recordings.purged")}
+    assert set(purged) == {"c-in", "c-out"}
+    for data in purged.values():
+        assert data["reason"] == dsr_type
+        assert data["due_at"] is None
+        assert data["lag_seconds"] is None
+        assert data["versions_deleted"] == 1
+    assert shop.sample("callvault_recordings_purged_total", {"reason": dsr_type}) == 2
+    # the erased person is no longer findable
+    shop.send_dsr("R2", "access", CUSTOMER)
+    assert result(shop, "R2")["recordings"] == []
+
+
+def test_erasure_certificate_is_signed_and_names_no_one(shop: World) -> None:
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+    answer = result(shop, "R1")
+    certificate = answer["certificate"]
+    assert certificate_verifies(shop, certificate)
+    assert certificate["algorithm"] == "Ed25519"
+    receipts = {r["recording_id"]: r for r in certificate["recordings"]}
+    assert set(receipts) == {recording_id_for("c-in"), recording_id_for("c-out")}
+    assert receipts[recording_id_for("c-in")]["sha256"] == hashlib.sha256(WAV).hexdigest()
+    for receipt in receipts.values():
+        assert set(receipt) == {"recording_id", "sha256", "versions_deleted", "purged_at"}
+    assert personal_data_in(json.dumps(certificate)) == []
+    forged = json.loads(json.dumps(certificate))
+    forged["recordings"][0]["versions_deleted"] = 0
+    assert not certificate_verifies(shop, forged)
+
+
+def test_held_recording_survives_erasure_until_the_hold_is_released(shop: World) -> None:
+    shop.place_hold("H1", {"call_ids": ["c-out"]})
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+
+    first = result(shop, "R1")
+    assert first["status"] == "partial"
+    assert "Art. 17(3)(e)" in first["reason"]
+    assert outcomes(first) == {"c-in": "erased", "c-out": "held"}
+    assert certificate_verifies(shop, first["certificate"])
+    assert [r["recording_id"] for r in first["certificate"]["recordings"]] == [
+        recording_id_for("c-in")
+    ]
+    assert personal_data_in(json.dumps(first)) == []
+    assert shop.recording("c-out").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    shop.scheduler.refresh_gauges()
+    assert shop.sample("callvault_dsr_open_requests") == 1
+
+    shop.clock.advance(days=3)
+    assert shop.release_hold("H1") == "released"
+
+    answers = shop.published("dsr.results")
+    assert len(answers) == 2
+    assert answers[0]["id"] != answers[1]["id"]
+    second = answers[1]["data"]
+    assert second["request_id"] == "R1"
+    assert second["status"] == "completed"
+    assert "reason" not in second
+    assert outcomes(second) == {"c-in": "erased", "c-out": "erased"}
+    assert certificate_verifies(shop, second["certificate"])
+    assert {r["recording_id"] for r in second["certificate"]["recordings"]} == {
+        recording_id_for("c-in"),
+        recording_id_for("c-out"),
+    }
+    out = shop.recording("c-out")
+    assert out is not None
+    assert out.status is RecordingStatus.PURGED
+    assert shop.objects.list_versions(VAULT, out.object_key) == []
+    purged = {d["call_id"]: d["reason"] for d in shop.data("recordings.purged")}
+    assert purged == {"c-in": "erasure", "c-out": "erasure"}
+    shop.scheduler.refresh_gauges()
+    assert shop.sample("callvault_dsr_open_requests") == 0
+    codec = Codec()
+    for event in answers:
+        codec.check("callvault.dsr.completed.v1", event["data"])
+
+
+def test_subject_hold_keeps_everything_of_that_person(shop: World) -> None:
+    shop.place_hold("H1", {"subject": subject(emails=[CUSTOMER_EMAIL])})
+    shop.send_dsr("R1", "objection", CUSTOMER)
+    answer = result(shop, "R1")
+    assert answer["status"] == "partial"
+    assert outcomes(answer) == {"c-in": "held", "c-out": "erased"}  # outbound has no e-mail
+
+
+# --- access and portability -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dsr_type", ["access", "portability"])
+def test_export_holds_the_original_audio_and_the_art15_information(
+    shop: World, dsr_type: str
+) -> None:
+    shop.send_dsr("R1", dsr_type, CUSTOMER)
+    answer = result(shop, "R1")
+    assert answer["status"] == "completed"
+    assert outcomes(answer) == {"c-in": "exported", "c-out": "exported"}
+    export = answer["export"]
+    assert export["format"] == "zip"
+    assert export["expires_at"] == "2025-03-21T10:30:00Z"  # CALLVAULT_EXPORT_TTL, P7D default
+
+    blob = shop.fetch_export(export["url"])
+    assert len(blob) == export["size_bytes"]
+    assert hashlib.sha256(blob).hexdigest() == export["sha256"]
+    archive = shop.export_zip(export["url"])
+    assert archive.testzip() is None
+    names = set(archive.namelist())
+    audio = {
+        recording_id_for("c-in"): WAV,
+        recording_id_for("c-out"): make_wav(tone=660),
+    }
+    assert names == {"manifest.json"} | {f"recordings/{rid}.wav" for rid in audio}
+    for rid, original in audio.items():
+        assert archive.read(f"recordings/{rid}.wav") == original
+
+    manifest = json.loads(archive.read("manifest.json"))
+    assert set(manifest["controller_notice"]) >= ART15
+    assert "6(1)(f)" in manifest["controller_notice"]["legal_basis"]
+    assert manifest["controller_notice"]["retention_period"] == "P1Y"
+    assert "object" in manifest["controller_notice"]["rights"].lower()
+    entries = {e["call_id"]: e for e in manifest["recordings"]}
+    assert set(entries) == {"c-in", "c-out"}
+    for entry in entries.values():
+        assert set(entry) >= MANIFEST_ENTRY_FIELDS
+        assert entry["restricted"] is False
+    inbound = entries["c-in"]
+    assert inbound["recording_id"] == recording_id_for("c-in")
+    assert inbound["direction"] == "inbound"
+    assert inbound["tenant"] == "shop-lt"
+    assert inbound["started_at"] == "2025-03-14T10:15:00Z"
+    assert inbound["ended_at"] == "2025-03-14T10:21:02Z"
+    assert inbound["retention_due_at"] == "2026-03-14T10:21:02Z"
+    assert inbound["sha256"] == hashlib.sha256(WAV).hexdigest()
+    assert entries["c-out"]["direction"] == "outbound"
+    # the subject gets their own metadata; nobody else's is in their export
+    assert CUSTOMER_EMAIL in json.dumps(manifest)
+    assert OTHER_EMAIL not in json.dumps(manifest)
+    assert personal_data_in(json.dumps(answer)) == []
+
+
+def test_export_with_no_recordings_is_still_a_valid_zip(shop: World) -> None:
+    shop.send_dsr("R1", "access", subject(emails=["stranger@example.org"]))
+    answer = result(shop, "R1")
+    assert answer["status"] == "completed"
+    assert answer["recordings"] == []
+    if "export" in answer:
+        archive = shop.export_zip(answer["export"]["url"])
+        assert json.loads(archive.read("manifest.json"))["recordings"] == []
+
+
+def test_export_expires_and_is_removed(shop: World) -> None:
+    shop.send_dsr("R1", "access", CUSTOMER)
+    assert len(list(shop.objects.list_keys("exports"))) == 1
+    assert shop.scheduler.remove_expired_exports() == 0
+    shop.clock.advance(days=7, seconds=1)
+    assert shop.scheduler.remove_expired_exports() == 1
+    assert list(shop.objects.list_keys("exports")) == []
+
+
+# --- rectification and restriction ------------------------------------------------------------
+
+
+def test_rectified_email_finds_the_recording_and_the_old_one_does_not(shop: World) -> None:
+    new_email = "ona.new@example.org"
+    shop.send_dsr("R1", "rectification", CUSTOMER, rectification={"email": new_email})
+    answer = result(shop, "R1")
+    assert answer["status"] == "completed"
+    assert outcomes(answer) == {"c-in": "rectified", "c-out": "rectified"}
+    assert "ona.new" not in json.dumps(answer)
+
+    shop.send_dsr("R2", "access", subject(emails=[new_email.upper()]))
+    assert set(outcomes(result(shop, "R2"))) == {"c-in", "c-out"}
+    shop.send_dsr("R3", "access", subject(emails=[CUSTOMER_EMAIL]))
+    assert result(shop, "R3")["recordings"] == []
+    shop.send_dsr("R4", "access", CUSTOMER)  # other identifiers still match
+    assert set(outcomes(result(shop, "R4"))) == {"c-in", "c-out"}
+    manifest = json.loads(shop.export_zip(result(shop, "R4")["export"]["url"]).read("manifest.json"))
+    assert new_email in json.dumps(manifest)
+    assert CUSTOMER_EMAIL not in json.dumps(manifest)
+
+
+def test_rectified_name_replaces_the_old_one(shop: World) -> None:
+    shop.send_dsr("R1", "rectification", CUSTOMER, rectification={"name": "Ona Naujoji"})
+    shop.send_dsr("R2", "access", CUSTOMER)
+    manifest = shop.export_zip(result(shop, "R2")["export"]["url"]).read("manifest.json")
+    assert "Ona Naujoji" in manifest.decode()
+    assert "Petraitien" not in manifest.decode()
+
+
+def test_restriction_apply_and_lift_show_in_the_export(shop: World) -> None:
+    shop.send_dsr("R1", "restriction", CUSTOMER)
+    assert outcomes(result(shop, "R1")) == {"c-in": "restricted", "c-out": "restricted"}
+    shop.send_dsr("R2", "access", CUSTOMER)
+    manifest = json.loads(shop.export_zip(result(shop, "R2")["export"]["url"]).read("manifest.json"))
+    assert {e["call_id"]: e["restricted"] for e in manifest["recordings"]} == {
+        "c-in": True,
+        "c-out": True,
+    }
+    assert shop.recording("c-other").restricted is False  # type: ignore[union-attr]
+
+    shop.clock.advance(minutes=5)
+    shop.send_dsr("R3", "restriction", CUSTOMER, restriction="lift")
+    assert outcomes(result(shop, "R3")) == {"c-in": "unrestricted", "c-out": "unrestricted"}
+    shop.send_dsr("R4", "access", CUSTOMER)
+    manifest = json.loads(shop.export_zip(result(shop, "R4")["export"]["url"]).read("manifest.json"))
+    assert {e["restricted"] for e in manifest["recordings"]} == {False}
+
+
+def test_restricted_recording_is_still_purged_on_schedule(shop: World) -> None:
+    shop.send_dsr("R1", "restriction", CUSTOMER)
+    shop.clock.advance(days=400)
+    assert shop.tick() == 3
+    assert shop.recording("c-in").status is RecordingStatus.PURGED  # type: ignore[union-attr]
+
+
+def test_dsr_metrics_count_by_type_and_status(shop: World) -> None:
+    shop.send_dsr("R1", "access", CUSTOMER)
+    shop.send_dsr("R2", "restriction", CUSTOMER)
+    shop.send_dsr("R3", "erasure", CUSTOMER, verified=False)
+    for dsr_type, status in (("access", "completed"), ("restriction", "completed")):
+        labels = {"type": dsr_type, "status": status}
+        assert shop.sample("callvault_dsr_requests_total", labels) == 1
+    assert shop.sample("callvault_dsr_completion_seconds_count", {"type": "access"}) == 1
+
+
+def test_request_after_a_deadline_day_still_counts_from_receipt(world: World) -> None:
+    world.clock.set(world.clock.now.replace(month=1, day=31))
+    world.send_dsr("R1", "access", CUSTOMER)
+    answer = result(world, "R1")
+    assert answer["due_at"] == "2025-02-28T10:30:00Z"
+    assert answer["received_at"] == "2025-01-31T10:30:00Z"

@@ -1,0 +1,174 @@
+"""Envelope encryption of audio at rest, and signatures on deletion certificates.
+
+Each recording gets a fresh 256-bit data key (DEK). Audio is sealed with AES-256-GCM in
+64 KiB segments (the STREAM construction: a random nonce prefix, a segment counter and a
+last-segment flag in every nonce, the header and recording id as associated data), so it is
+encrypted and authenticated while streaming, and truncation, reordering or a swap between
+recordings is detected. The DEK is stored only wrapped by the master key; destroying the
+wrapped DEK makes every surviving copy of the ciphertext unreadable (crypto-shredding).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..domain.errors import CallvaultError
+
+MAGIC = b"CVA1"
+SEGMENT = 64 * 1024
+TAG = 16
+_PREFIX = 7
+_HEADER = struct.Struct(">4sI7s")
+_WRAP_VERSION = b"\x01"
+
+
+class IntegrityError(CallvaultError):
+    """Ciphertext or a wrapped key failed authentication."""
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def wrap_key(master: bytes, dek: bytes, recording_id: str) -> bytes:
+    nonce = os.urandom(12)
+    sealed = AESGCM(master).encrypt(nonce, dek, b"dek:" + recording_id.encode())
+    return _WRAP_VERSION + nonce + sealed
+
+
+def unwrap_key(master: bytes, wrapped: bytes, recording_id: str) -> bytes:
+    if not wrapped.startswith(_WRAP_VERSION):
+        raise IntegrityError("unknown wrapped-key version")
+    nonce, sealed = wrapped[1:13], wrapped[13:]
+    try:
+        return AESGCM(master).decrypt(nonce, sealed, b"dek:" + recording_id.encode())
+    except InvalidTag as exc:
+        raise IntegrityError("wrapped data key failed authentication") from exc
+
+
+def seal_json(dek: bytes, recording_id: str, value: dict[str, Any]) -> bytes:
+    nonce = os.urandom(12)
+    plain = json.dumps(value, separators=(",", ":")).encode()
+    return nonce + AESGCM(dek).encrypt(nonce, plain, b"customer:" + recording_id.encode())
+
+
+def open_json(dek: bytes, recording_id: str, sealed: bytes) -> dict[str, Any]:
+    try:
+        plain = AESGCM(dek).decrypt(sealed[:12], sealed[12:], b"customer:" + recording_id.encode())
+    except InvalidTag as exc:
+        raise IntegrityError("sealed customer data failed authentication") from exc
+    value: dict[str, Any] = json.loads(plain)
+    return value
+
+
+def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
+    return prefix + struct.pack(">IB", counter, 1 if last else 0)
+
+
+def _segments(chunks: Iterable[bytes], size: int) -> Iterator[tuple[bytes, bool]]:
+    """Re-cut a stream into fixed-size segments, flagging the last (possibly empty) one."""
+    buffer = bytearray()
+    pending: bytes | None = None
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= size:
+            if pending is not None:
+                yield pending, False
+            pending = bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        if pending is not None:
+            yield pending, False
+        yield bytes(buffer), True
+    else:
+        yield (pending if pending is not None else b""), True
+
+
+def encrypt_stream(dek: bytes, recording_id: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    prefix = os.urandom(_PREFIX)
+    header = _HEADER.pack(MAGIC, SEGMENT, prefix)
+    aad = header + recording_id.encode()
+    aead = AESGCM(dek)
+    yield header
+    for counter, (segment, last) in enumerate(_segments(chunks, SEGMENT)):
+        yield aead.encrypt(_nonce(prefix, counter, last), segment, aad)
+
+
+def decrypt_stream(dek: bytes, recording_id: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    stream = iter(_segments_with_header(chunks))
+    header = next(stream, (b"", True))[0]
+    if len(header) != _HEADER.size:
+        raise IntegrityError("ciphertext too short")
+    magic, size, prefix = _HEADER.unpack(header)
+    if magic != MAGIC:
+        raise IntegrityError("not a callvault ciphertext")
+    aad = header + recording_id.encode()
+    aead = AESGCM(dek)
+    for counter, (segment, last) in enumerate(_segments(_rest(stream), size + TAG)):
+        try:
+            yield aead.decrypt(_nonce(prefix, counter, last), segment, aad)
+        except InvalidTag as exc:
+            raise IntegrityError(f"segment {counter} failed authentication") from exc
+
+
+def _segments_with_header(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """The header as the first item, then the remaining bytes as they come."""
+    buffer = bytearray()
+    source = iter(chunks)
+    for chunk in source:
+        buffer += chunk
+        if len(buffer) >= _HEADER.size:
+            break
+    yield bytes(buffer[: _HEADER.size]), False
+    if len(buffer) > _HEADER.size:
+        yield bytes(buffer[_HEADER.size :]), False
+    for chunk in source:
+        yield chunk, False
+
+
+def _rest(stream: Iterator[tuple[bytes, bool]]) -> Iterator[bytes]:
+    for chunk, _ in stream:
+        yield chunk
+
+
+def ciphertext_size(plain_size: int) -> int:
+    segments = max(1, -(-plain_size // SEGMENT))
+    return _HEADER.size + plain_size + segments * TAG
+
+
+class Signer:
+    """Ed25519 signatures over canonical JSON; the public key is published for verifiers."""
+
+    def __init__(self, seed: bytes, key_id: str) -> None:
+        self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        self.key_id = key_id
+
+    @property
+    def public_key_b64(self) -> str:
+        raw = self._key.public_key().public_bytes_raw()
+        return base64.b64encode(raw).decode()
+
+    def sign(self, body: dict[str, Any]) -> str:
+        return base64.b64encode(self._key.sign(canonical_json(body))).decode()
+
+
+def canonical_json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def verify_signature(public_key_b64: str, body: dict[str, Any], signature_b64: str) -> bool:
+    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    try:
+        key.verify(base64.b64decode(signature_b64), canonical_json(body))
+    except InvalidSignature:
+        return False
+    return True

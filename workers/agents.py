@@ -1,0 +1,99 @@
+"""The Faust application: thin agents that hand each record to the pipeline, and timers for
+the outbox relay, the retention scheduler and the gauges. No logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import faust
+import structlog
+
+from .bootstrap import Container
+from .pipeline import TRANSIENT, Delivery
+
+log = structlog.get_logger("callvault.agents")
+
+ROLES = ("ingest", "retention", "holds", "dsr", "scheduler", "outbox")
+_INPUTS = {  # role -> (logical topic, pipeline entry point name)
+    "ingest": ("calls_ended", "on_call_ended"),
+    "retention": ("retention_due", "on_retention_due"),
+    "holds": ("holds_commands", "on_hold_command"),
+    "dsr": ("dsr_requests", "on_dsr_request"),
+}
+
+
+def build_app(container: Container, roles: tuple[str, ...] = ROLES) -> faust.App:
+    settings = container.settings
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        autodiscover=False,
+        store="memory://",
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_replication_factor=1,
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+    )
+    topics = settings.topics()
+    pipeline = container.pipeline
+    for role in roles:
+        if role in _INPUTS:
+            logical, entry = _INPUTS[role]
+            topic = app.topic(topics[logical], key_type=bytes, value_type=bytes)
+            app.agent(topic, name=f"callvault.{role}")(_agent(getattr(pipeline, entry)))
+    _add_timers(app, container, roles)
+    return app
+
+
+def _agent(handle: Callable[[Delivery], str]) -> Callable[[Any], AsyncIterator[str]]:
+    async def agent(stream: Any) -> AsyncIterator[str]:
+        async for event in stream.events():
+            message = event.message
+            delivery = Delivery(
+                message.topic, message.partition, message.offset, message.key, message.value or b""
+            )
+            yield await asyncio.to_thread(handle, delivery)
+
+    return agent
+
+
+def _add_timers(app: faust.App, container: Container, roles: tuple[str, ...]) -> None:
+    settings = container.settings
+    seconds = settings.scheduler_interval.as_timedelta().total_seconds()
+    gauges = settings.metrics_interval.as_timedelta().total_seconds()
+    if "outbox" in roles:
+        relay = container.relay
+        app.timer(0.2, name="callvault.outbox")(_periodic(relay.publish_pending))
+    if "scheduler" in roles:
+        scheduler = container.scheduler
+        app.timer(seconds, name="callvault.scheduler")(_periodic(scheduler.announce_due))
+        app.timer(gauges, name="callvault.gauges")(_periodic(scheduler.refresh_gauges))
+        app.timer(60.0, name="callvault.exports")(_periodic(scheduler.remove_expired_exports))
+        app.task(_once(scheduler.apply_policies))
+
+
+def _periodic(action: Callable[[], object]) -> Callable[[], Any]:
+    async def tick() -> None:
+        try:
+            await asyncio.to_thread(action)
+        except TRANSIENT as error:  # the next tick tries again
+            log.warning(
+                "periodic_task_failed", task=action.__qualname__, error_type=type(error).__name__
+            )
+
+    return tick
+
+
+def _once(action: Callable[[], object]) -> Callable[[], Any]:
+    async def run() -> None:
+        result = await asyncio.to_thread(action)
+        log.info("startup_task_done", task=action.__qualname__, result=result)
+
+    return run

@@ -1,0 +1,1 @@
+"""The pure core: policies, deadlines, matching and state changes. No I/O is imported here."""

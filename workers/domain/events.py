@@ -1,0 +1,167 @@
+"""CloudEvents that callvault writes. Output data carry ids, dates and digests - never a
+phone number, a name or an e-mail (the dead-letter copy of a rejected input aside)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .model import PurgeReason, Recording, RecordingOutcome
+from .retention import lag_seconds, rfc3339
+
+EVENT_NAMESPACE = uuid.UUID("0b7e0c57-58f4-4d8c-8e39-5f0f1d6ab1c2")
+
+STORED = "callvault.recording.stored.v1"
+DUE = "callvault.retention.due.v1"
+PURGED = "callvault.recording.purged.v1"
+DISCARDED = "callvault.recording.discarded.v1"
+DSR_COMPLETED = "callvault.dsr.completed.v1"
+DEADLETTER = "callvault.deadletter.v1"
+CALL_ENDED = "callvault.call.ended.v1"
+DSR_REQUESTED = "callvault.dsr.requested.v1"
+HOLD_PLACED = "callvault.hold.placed.v1"
+HOLD_RELEASED = "callvault.hold.released.v1"
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """An event to publish: the logical topic (a settings name such as ``recordings_stored``),
+    the Kafka key and the CloudEvent."""
+
+    topic: str
+    key: str
+    cloudevent: dict[str, Any]
+
+    def value(self) -> bytes:
+        return json.dumps(self.cloudevent, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_id(event_type: str, *parts: str) -> str:
+    """A deterministic id: a re-published event keeps its id, so consumers can drop repeats."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, "/".join((event_type, *parts))))
+
+
+def cloudevent(
+    event_type: str, source: str, subject_id: str, at: datetime, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id(event_type, subject_id),
+        "source": source,
+        "type": event_type,
+        "time": rfc3339(at),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def stored_data(rec: Recording) -> dict[str, Any]:
+    assert rec.stored_at is not None
+    return {
+        "recording_id": rec.recording_id,
+        "call_id": rec.call_id,
+        "tenant": rec.tenant,
+        "collected_at": rfc3339(rec.collected_at),
+        "stored_at": rfc3339(rec.stored_at),
+        "retention_due_at": rfc3339(rec.retention_due_at),
+        "size_bytes": rec.size_bytes,
+        "sha256": rec.sha256,
+        "content_type": rec.content_type,
+    }
+
+
+def due_data(rec: Recording) -> dict[str, Any]:
+    return {
+        "recording_id": rec.recording_id,
+        "call_id": rec.call_id,
+        "tenant": rec.tenant,
+        "due_at": rfc3339(rec.retention_due_at),
+        "policy": rec.policy,
+    }
+
+
+def purged_data(rec: Recording) -> dict[str, Any]:
+    assert rec.purged_at is not None
+    assert rec.purge_reason is not None
+    is_retention = rec.purge_reason is PurgeReason.RETENTION
+    return {
+        "recording_id": rec.recording_id,
+        "call_id": rec.call_id,
+        "reason": rec.purge_reason.value,
+        "due_at": rfc3339(rec.retention_due_at) if is_retention else None,
+        "purged_at": rfc3339(rec.purged_at),
+        "lag_seconds": lag_seconds(rec.retention_due_at, rec.purged_at) if is_retention else None,
+        "versions_deleted": rec.versions_deleted or 0,
+        "sha256": rec.sha256,
+    }
+
+
+def discarded_data(call_id: str, tenant: str) -> dict[str, Any]:
+    return {"call_id": call_id, "tenant": tenant, "reason": "notice_not_played"}
+
+
+def receipt(rec: Recording) -> dict[str, Any]:
+    """One line of a deletion certificate: proof of a purge that names no one."""
+    assert rec.purged_at is not None
+    return {
+        "recording_id": rec.recording_id,
+        "sha256": rec.sha256,
+        "versions_deleted": rec.versions_deleted or 0,
+        "purged_at": rfc3339(rec.purged_at),
+    }
+
+
+def dsr_completed_data(
+    *,
+    request_id: str,
+    dsr_type: str,
+    status: str,
+    reason: str | None,
+    received_at: datetime | None,
+    due_at: datetime | None,
+    completed_at: datetime,
+    outcomes: list[RecordingOutcome],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "request_id": request_id,
+        "type": dsr_type,
+        "status": status,
+        "received_at": rfc3339(received_at) if received_at else None,
+        "due_at": rfc3339(due_at) if due_at else None,
+        "completed_at": rfc3339(completed_at),
+        "recordings": [o.as_dict() for o in outcomes],
+    }
+    if reason:
+        data["reason"] = reason
+    data.update(extra or {})
+    return data
+
+
+def deadletter_data(
+    *,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    error_code: str,
+    error: str,
+    value: bytes,
+    failed_at: datetime,
+    original_event_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "source_topic": source_topic,
+        "partition": partition,
+        "offset": offset,
+        "key": None if key is None else key.decode("utf-8", errors="replace"),
+        "error_code": error_code,
+        "error": error,
+        "value_b64": base64.b64encode(value).decode(),
+        "failed_at": rfc3339(failed_at),
+        "event_id": original_event_id,
+    }

@@ -1,0 +1,115 @@
+"""Identifiers of a data subject, normalised so that every notation of one person matches.
+
+Nothing here stores or logs an identifier: callers turn them into keyed digests
+(:func:`digest`) at once, and only digests reach the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import phonenumbers
+
+ANONYMOUS = "anonymous"
+_URI_SCHEME = re.compile(r"^(?:tel|sip|sips):", re.IGNORECASE)
+_DIGITS = re.compile(r"\d")
+
+
+def normalize_phone(raw: str, default_region: str) -> str | None:
+    """E.164 form of a phone number in any common notation, or ``None`` if it is none.
+
+    Accepts national notations with trunk prefixes (``8 5 214 4500`` in Lithuania), the
+    ``00`` international prefix, punctuation of every kind, ``tel:``/``sip:`` URIs as PBXs
+    send them, and bare international digits without ``+``.
+    """
+    text = _URI_SCHEME.sub("", raw.strip())
+    text = text.split("@", 1)[0].split(";", 1)[0].strip()
+    if not text or text.lower() == ANONYMOUS or not _DIGITS.search(text):
+        return None
+    for candidate in _candidates(text):
+        try:
+            number = phonenumbers.parse(candidate, default_region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return None
+
+
+def _candidates(text: str) -> list[str]:
+    """The notation as typed first; then, for bare digits, the same digits read as international."""
+    digits = "".join(ch for ch in text if ch.isdigit())
+    found = [text]
+    if not text.lstrip().startswith(("+", "00")) and len(digits) > 8:
+        found.append("+" + digits)
+    return found
+
+
+def normalize_email(raw: str) -> str | None:
+    """An e-mail compared case-insensitively after trimming."""
+    text = raw.strip().casefold()
+    return text if "@" in text else None
+
+
+def normalize_exact(raw: str) -> str | None:
+    """Customer and order ids compare exactly (an empty id is no id)."""
+    return raw if raw.strip() else None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whoever a DSR or a subject hold names: lists of identifiers in any notation."""
+
+    phone_numbers: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    customer_ids: tuple[str, ...] = ()
+    order_ids: tuple[str, ...] = ()
+
+    def normalized(self, default_region: str) -> set[tuple[str, str]]:
+        """Pairs of (kind, normalised value) that identify the subject."""
+        pairs: set[tuple[str, str]] = set()
+        _collect(pairs, "phone", self.phone_numbers, lambda v: normalize_phone(v, default_region))
+        _collect(pairs, "email", self.emails, normalize_email)
+        _collect(pairs, "customer_id", self.customer_ids, normalize_exact)
+        _collect(pairs, "order_id", self.order_ids, normalize_exact)
+        return pairs
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "phone_numbers": list(self.phone_numbers),
+            "emails": list(self.emails),
+            "customer_ids": list(self.customer_ids),
+            "order_ids": list(self.order_ids),
+        }
+
+
+def _collect(
+    into: set[tuple[str, str]], kind: str, values: Iterable[str], norm: Callable[[str], str | None]
+) -> None:
+    for value in values:
+        normalized = norm(value)
+        if normalized is not None:
+            into.add((kind, normalized))
+
+
+@dataclass(frozen=True)
+class SubjectKeys:
+    """Keyed digests of a subject's identifiers, the only form in which they are looked up."""
+
+    digests: frozenset[bytes] = field(default_factory=frozenset)
+
+    def __bool__(self) -> bool:
+        return bool(self.digests)
+
+
+def digest(key: bytes, kind: str, normalized: str) -> bytes:
+    """HMAC-SHA256 of one normalised identifier; without the key it cannot be reversed."""
+    return hmac.new(key, f"{kind}\x1f{normalized}".encode(), hashlib.sha256).digest()
+
+
+def subject_keys(key: bytes, pairs: Iterable[tuple[str, str]]) -> SubjectKeys:
+    return SubjectKeys(frozenset(digest(key, kind, value) for kind, value in pairs))

@@ -1,0 +1,107 @@
+"""Prometheus metrics. Labels carry only codes and types - never an identifier of a person."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LAG_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400)
+_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_DSR_BUCKETS = (0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400, 30 * 86400)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.recordings_stored = Counter(
+            "callvault_recordings_stored", "Recordings stored in the vault", registry=r
+        )
+        self.bytes_stored = Counter(
+            "callvault_recording_bytes_stored", "Original audio bytes stored", registry=r
+        )
+        self.ingest_duration = Histogram(
+            "callvault_ingest_duration_seconds",
+            "Time from a call-ended event's arrival to its recording being stored",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.discarded = Counter(
+            "callvault_recordings_discarded", "Recordings discarded", ["reason"], registry=r
+        )
+        self.purged = Counter(
+            "callvault_recordings_purged", "Recordings purged", ["reason"], registry=r
+        )
+        self.purge_lag = Histogram(
+            "callvault_purge_lag_seconds",
+            "purged_at - due_at of each retention purge",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.overdue = Gauge(
+            "callvault_retention_overdue_recordings",
+            "Recordings past their due time, not held and not purged",
+            registry=r,
+        )
+        self.oldest_overdue = Gauge(
+            "callvault_retention_oldest_overdue_seconds",
+            "How long the oldest overdue recording has been overdue (0 when none)",
+            registry=r,
+        )
+        self.deadletters = Counter(
+            "callvault_deadletter",
+            "Events sent to the dead-letter topic",
+            ["error_code"],
+            registry=r,
+        )
+        self.dsr_requests = Counter(
+            "callvault_dsr_requests",
+            "Data-subject requests answered",
+            ["type", "status"],
+            registry=r,
+        )
+        self.dsr_open = Gauge(
+            "callvault_dsr_open_requests",
+            "Data-subject requests not yet fully carried out",
+            registry=r,
+        )
+        self.dsr_nearest_deadline = Gauge(
+            "callvault_dsr_nearest_deadline_seconds",
+            "Seconds until the deadline of the most urgent open request (absent when none)",
+            registry=r,
+        )
+        self.dsr_duration = Histogram(
+            "callvault_dsr_completion_seconds",
+            "Time from a request's receipt to its result",
+            ["type"],
+            buckets=_DSR_BUCKETS,
+            registry=r,
+        )
+        self.holds_active = Gauge("callvault_holds_active", "Legal holds in force", registry=r)
+        self.held_recordings = Gauge(
+            "callvault_held_recordings", "Recordings kept by a legal hold", registry=r
+        )
+        self.events_processed = Counter(
+            "callvault_events_processed",
+            "Input events handled",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.outbox_published = Counter(
+            "callvault_outbox_published", "Events published from the outbox", registry=r
+        )
+        self.consumer_lag = Gauge(
+            "kafka_consumergroup_lag",
+            "Messages not yet committed by the consumer group (end offset - committed offset)",
+            ["consumergroup", "topic", "partition"],
+            registry=r,
+        )
+        self.reconcile_findings = Gauge(
+            "callvault_reconcile_findings",
+            "Problems found by the last vault/database reconciliation",
+            ["kind"],
+            registry=r,
+        )

@@ -1,0 +1,120 @@
+"""``callvault migrate``: database schema, buckets and topics brought up to date, idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from minio.commonconfig import ENABLED, Filter
+from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
+from yoyo import get_backend, read_migrations
+
+from .adapters.kafka import ensure_topics
+from .adapters.s3 import S3Store
+from .domain.retention import IsoDuration
+from .settings import Settings
+
+log = structlog.get_logger("callvault.migrate")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BACKSTOP_MARGIN_DAYS = 30
+INPUT_TOPICS = ("calls_ended", "dsr_requests", "holds_commands")  # carry personal data
+
+
+@dataclass
+class MigrationReport:
+    migrations_applied: list[str] = field(default_factory=list)
+    buckets: dict[str, str] = field(default_factory=dict)
+    topics_created: list[str] = field(default_factory=list)
+    backstop: str = ""
+
+
+def yoyo_url(database_url: str) -> str:
+    scheme, sep, rest = database_url.partition("://")
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    return database_url if sep else f"postgresql+psycopg://{database_url}"
+
+
+def migrate_database(database_url: str) -> list[str]:
+    backend = get_backend(yoyo_url(database_url))
+    migrations = read_migrations(str(MIGRATIONS))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return [m.id for m in pending]
+
+
+def ensure_buckets(settings: Settings, objects: S3Store) -> dict[str, str]:
+    objects.ensure_bucket(settings.vault_bucket, versioned=True, object_lock=True)
+    objects.ensure_bucket(settings.export_bucket, versioned=False, object_lock=False)
+    objects.ensure_bucket(settings.landing_bucket, versioned=False, object_lock=False)
+    lock = (
+        "versioned, object lock"
+        if objects.has_object_lock(settings.vault_bucket)
+        else "versioned, no object lock (store lacks it)"
+    )
+    return {
+        settings.vault_bucket: lock,
+        settings.export_bucket: "plain",
+        settings.landing_bucket: "plain",
+    }
+
+
+def longest_policy_days(settings: Settings) -> int:
+    policies: list[IsoDuration] = [settings.retention, *(p for _, p in settings.policy.per_tenant)]
+    return max(p.months * 31 + p.days + int(p.seconds // 86400) + 1 for p in policies)
+
+
+def configure_backstop(settings: Settings, objects: S3Store) -> str:
+    """An expiry rule a margin after the longest policy, so that even a stopped callvault
+    cannot keep audio forever. Skipped (and said so) where the store has no lifecycle API."""
+    days = longest_policy_days(settings) + BACKSTOP_MARGIN_DAYS
+    rule = Rule(
+        ENABLED,
+        rule_filter=Filter(prefix="recordings/"),
+        rule_id="callvault-retention-backstop",
+        expiration=Expiration(days=days),
+        noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1),
+    )
+    try:
+        objects.client.set_bucket_lifecycle(settings.vault_bucket, LifecycleConfig([rule]))
+    except S3Error as exc:
+        return f"skipped: the store refused bucket lifecycle ({exc.code})"
+    return f"expire after {days} days"
+
+
+def migrate(settings: Settings, objects: S3Store) -> MigrationReport:
+    report = MigrationReport()
+    report.migrations_applied = migrate_database(settings.database_url.get_secret_value())
+    report.buckets = ensure_buckets(settings, objects)
+    report.backstop = configure_backstop(settings, objects)
+    report.topics_created = ensure_topics(
+        settings.kafka_bootstrap,
+        topic_configs(settings),
+        settings.topic_partitions,
+        settings.topic_replication,
+    )
+    return report
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Input topics and the dead-letter topic hold personal data: their retention is bounded."""
+
+    def ms(duration: IsoDuration) -> str:
+        days = duration.months * 31 + duration.days
+        return str(
+            int((timedelta(days=days) + timedelta(seconds=duration.seconds)).total_seconds() * 1000)
+        )
+
+    topics = settings.topics()
+    configs = {
+        name: {"retention.ms": ms(settings.output_topic_retention)} for name in topics.values()
+    }
+    for logical in INPUT_TOPICS:
+        configs[topics[logical]] = {"retention.ms": ms(settings.input_topic_retention)}
+    configs[topics["deadletter"]] = {"retention.ms": ms(settings.deadletter_retention)}
+    return configs

@@ -1,0 +1,184 @@
+"""The one settings object, read from ``CALLVAULT_*`` environment variables and validated at
+start-up: a missing or bad value stops the process with a message naming the variable."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .domain.errors import ConfigError
+from .domain.retention import IsoDuration, RetentionPolicy
+
+PREFIX = "CALLVAULT_"
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+Duration = Annotated[IsoDuration, NoDecode]
+
+NOTICE_PURPOSES = (
+    "customer service quality; evidence of customer requests and complaints about orders, "
+    "their fulfilment and veterinary consultations; training of customer-service staff"
+)
+NOTICE_LEGAL_BASIS = "legitimate interest of the controller, GDPR Art. 6(1)(f)"
+NOTICE_RECIPIENTS = (
+    "telecommunication service providers (installing, servicing and maintaining the call "
+    "system, investigating incidents, link quality); state and law-enforcement institutions "
+    "for their investigations; parties to incidents under investigation. No transfer outside "
+    "the European Economic Area"
+)
+NOTICE_SOURCE = "the phone call itself and the order data of the e-shop linked to it"
+NOTICE_RIGHTS = (
+    "access, rectification, erasure, restriction of processing, objection (Art. 21) and data "
+    "portability; complaint to the State Data Protection Inspectorate (Vilnius)"
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True)
+
+    kafka_bootstrap: str
+    database_url: SecretStr
+    s3_endpoint: str
+    s3_access_key: SecretStr
+    s3_secret_key: SecretStr
+    s3_region: str = "eu-central-1"
+    vault_bucket: str
+    export_bucket: str
+    landing_bucket: str
+    app_id: str = "callvault"
+    master_key: SecretStr
+    hash_key: SecretStr
+    signing_key: SecretStr
+    signing_key_id: str = "callvault-1"
+
+    retention: Duration = IsoDuration.parse("P1Y")
+    retention_tenants: CommaList = ()
+    default_region: str = "LT"
+    require_notice: bool = True
+    metrics_port: int = Field(9400, ge=0, le=65535)
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    source_uri: str = "urn:callvault"
+
+    fetch_allowed_hosts: CommaList = ()
+    fetch_root: Path | None = None
+    fetch_timeout: Duration = IsoDuration.parse("PT30S")
+    max_audio_bytes: int = Field(4 * 1024**3, gt=0)
+
+    export_ttl: Duration = IsoDuration.parse("P7D")
+    scheduler_interval: Duration = IsoDuration.parse("PT1S")
+    metrics_interval: Duration = IsoDuration.parse("PT5S")
+    purge_batch: int = Field(200, gt=0, le=10_000)
+    topic_partitions: int = Field(3, gt=0)
+    topic_replication: int = Field(1, gt=0)
+    output_topic_retention: Duration = IsoDuration.parse("P30D")
+    input_topic_retention: Duration = IsoDuration.parse("P7D")
+    deadletter_retention: Duration = IsoDuration.parse("P30D")
+
+    topic_calls_ended: str = "calls.ended"
+    topic_dsr_requests: str = "dsr.requests"
+    topic_holds_commands: str = "holds.commands"
+    topic_recordings_stored: str = "recordings.stored"
+    topic_retention_due: str = "retention.due"
+    topic_recordings_purged: str = "recordings.purged"
+    topic_dsr_results: str = "dsr.results"
+    topic_deadletter: str = "callvault.deadletter"
+
+    notice_purposes: str = NOTICE_PURPOSES
+    notice_legal_basis: str = NOTICE_LEGAL_BASIS
+    notice_recipients: str = NOTICE_RECIPIENTS
+    notice_source: str = NOTICE_SOURCE
+    notice_rights: str = NOTICE_RIGHTS
+
+    @field_validator(
+        "retention",
+        "fetch_timeout",
+        "export_ttl",
+        "scheduler_interval",
+        "metrics_interval",
+        "input_topic_retention",
+        "deadletter_retention",
+        "output_topic_retention",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> IsoDuration:
+        return value if isinstance(value, IsoDuration) else IsoDuration.parse(str(value))
+
+    @field_validator("retention_tenants", "fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return tuple(value)
+
+    @field_validator("retention_tenants")
+    @classmethod
+    def _tenant_policies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            tenant, sep, duration = item.partition("=")
+            if not sep or not tenant.strip():
+                raise ValueError(f"{item!r} is not TENANT=DURATION")
+            IsoDuration.parse(duration)
+        return value
+
+    @field_validator("master_key", "hash_key", "signing_key")
+    @classmethod
+    def _key32(cls, value: SecretStr) -> SecretStr:
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("must be base64") from exc
+        if len(raw) != 32:
+            raise ValueError("must be 32 bytes, base64-encoded (head -c 32 /dev/urandom | base64)")
+        return value
+
+    @field_validator("export_ttl")
+    @classmethod
+    def _export_ttl(cls, value: IsoDuration) -> IsoDuration:
+        if value.months or value.as_timedelta().total_seconds() > 7 * 86400:
+            raise ValueError("presigned exports can live at most 7 days (P7D)")
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def policy(self) -> RetentionPolicy:
+        overrides = tuple(
+            (tenant.strip(), IsoDuration.parse(duration))
+            for tenant, _, duration in (item.partition("=") for item in self.retention_tenants)
+        )
+        return RetentionPolicy(default=self.retention, per_tenant=overrides)
+
+    def key(self, name: Literal["master_key", "hash_key", "signing_key"]) -> bytes:
+        secret: SecretStr = getattr(self, name)
+        return base64.b64decode(secret.get_secret_value())
+
+    def topics(self) -> dict[str, str]:
+        """Logical topic name (as in ``TOPIC_<NAME>``) to the Kafka topic."""
+        return {
+            name.removeprefix("topic_"): value
+            for name, value in self.model_dump().items()
+            if name.startswith("topic_") and isinstance(value, str)
+        }
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; a :class:`ConfigError` names every bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {'missing' if err['type'] == 'missing' else err['msg']}")
+        raise ConfigError("invalid settings - " + "; ".join(problems)) from None

@@ -1,0 +1,34 @@
+"""``callvault worker``: metrics endpoint, the Faust worker, clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import faust
+import structlog
+from prometheus_client import start_http_server
+
+from .agents import ROLES, build_app
+from .bootstrap import bootstrap
+from .logs import configure
+from .metrics import Metrics
+from .settings import Settings
+
+log = structlog.get_logger("callvault.worker")
+
+
+def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
+    configure(settings.log_format, settings.log_level)
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise SystemExit(
+            f"unknown role(s): {', '.join(sorted(unknown))}; known: {', '.join(ROLES)}"
+        )
+    metrics = Metrics()
+    start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    container = bootstrap(settings, metrics)
+    app = build_app(container, roles or ROLES)
+    log.info("worker_starting", roles=list(roles or ROLES), metrics_port=settings.metrics_port)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        container.close()
