@@ -76,10 +76,10 @@ preflight_ports() {
 }
 
 # Install everything missing up front: one apt-get run for all Debian packages,
-# while the versitygw build and the Maven download of the Kafka jars run in the
-# background (the Go build is the slowest step of a cold start).
+# while the versitygw build, the Maven download of the Kafka jars and the venv
+# install run in the background (the Go build is the slowest step of a cold start).
 install_phase() {
-    local pkgs=() gpid="" mpid="" mvn_later=0
+    local pkgs=() gpid="" mpid="" vpid="" mvn_later=0 venv_later=0
     pg_find_bin || pkgs+=(postgresql)
     command -v prometheus >/dev/null || pkgs+=(prometheus)
     command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
@@ -87,6 +87,16 @@ install_phase() {
     command -v ss >/dev/null || pkgs+=(iproute2)
     command -v runuser >/dev/null || pkgs+=(util-linux)
     command -v python3 >/dev/null || pkgs+=(python3 python3-venv)
+    # the venv install (pip) overlaps with the Go build too
+    if [ "${CALLVAULT_STACK_NO_VENV:-0}" = 1 ]; then
+        log "CALLVAULT_STACK_NO_VENV=1: not touching .venv"
+    elif command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        "$DEPLOY_DIR/venv.sh" &
+        vpid=$!
+    else
+        venv_later=1 # needs python3/python3-venv from apt first
+        [ ! -x /usr/bin/python3 ] || pkgs+=(python3-venv)
+    fi
     if [ ! -x "$VGW_BIN" ]; then
         s3_install &
         gpid=$!
@@ -101,10 +111,16 @@ install_phase() {
     [ "$mvn_later" -eq 0 ] || kafka_install
     if [ -n "$mpid" ] && ! wait "$mpid"; then
         [ -z "$gpid" ] || wait "$gpid" || true
+        [ -z "$vpid" ] || wait "$vpid" || true
         die "fetching the Kafka jars failed (see above)"
     fi
     if [ -n "$gpid" ] && ! wait "$gpid"; then
+        [ -z "$vpid" ] || wait "$vpid" || true
         die "building versitygw failed (see above)"
+    fi
+    [ "$venv_later" -eq 0 ] || "$DEPLOY_DIR/venv.sh"
+    if [ -n "$vpid" ] && ! wait "$vpid"; then
+        die "setting up .venv failed (see above)"
     fi
     pg_install
     prom_install
@@ -120,11 +136,6 @@ cmd_up() {
     pg_up
     s3_up
     prom_up
-    if [ "${CALLVAULT_STACK_NO_VENV:-0}" = 1 ]; then
-        log "CALLVAULT_STACK_NO_VENV=1: not touching .venv"
-    else
-        "$DEPLOY_DIR/venv.sh"
-    fi
     s3_wait
     prom_wait
     kafka_wait

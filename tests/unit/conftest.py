@@ -17,7 +17,7 @@ import math
 import os
 import wave
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -456,13 +456,12 @@ def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
     """No CALLVAULT_* variable of the developer's shell leaks in; retries do not sleep."""
     for name in list(os.environ):
         if name.upper().startswith("CALLVAULT_"):
             monkeypatch.delenv(name)
     monkeypatch.setattr(workers.pipeline, "wait_exponential_jitter", lambda **_: wait_none())
-    yield
 
 
 @pytest.fixture

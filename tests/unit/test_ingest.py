@@ -92,7 +92,9 @@ def test_stored_event_carries_exactly_the_contract_fields(world: World) -> None:
 
 def test_nothing_personal_is_published(world: World) -> None:
     world.store_call("c-inbound")
-    world.store_call("c-outbound", direction="outbound", caller="+370 521 44500", callee="8 612 34567")
+    world.store_call(
+        "c-outbound", direction="outbound", caller="+370 521 44500", callee="8 612 34567"
+    )
     world.send_call(world.call_event("c-no-notice", notice_played=False))
     assert len(world.bus.records) == 3
     assert_no_personal_data_published(world)
@@ -244,7 +246,8 @@ def _bad_cases() -> list[tuple[str, str, Any]]:
         ("no-offset", "schema_violation", ev(ended_at="2025-03-14T12:21:02")),
         ("bad-call-id", "schema_violation", ev(call_id="a/b")),
         ("bad-direction", "schema_violation", ev(direction="sideways")),
-        ("ftp-uri", "schema_violation", ev(recording__uri="ftp://pbx.example/a.wav")),
+        ("ftp-uri", "unsupported_uri", ev(recording__uri="ftp://pbx.example/a.wav")),
+        ("no-scheme", "schema_violation", ev(recording__uri="/var/spool/a.wav")),
         ("nul-in-uri", "unsupported_uri", ev(recording__uri="s3://landing/a\x00.wav")),
         ("other-bucket", "uri_not_allowed", ev(recording__uri="s3://vault/recordings/x.cva")),
         ("dotdot-escape", "uri_not_allowed", ev(recording__uri="s3://landing/../vault/x")),
@@ -268,7 +271,9 @@ def _bad_cases() -> list[tuple[str, str, Any]]:
 BAD_CASES = _bad_cases()
 
 
-@pytest.mark.parametrize(("code", "build"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+@pytest.mark.parametrize(
+    ("code", "build"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
 def test_bad_input_is_dead_lettered_and_the_pipeline_goes_on(
     world: World, code: str, build: Any
 ) -> None:
@@ -462,3 +467,20 @@ def test_bad_inputs_do_not_disturb_each_other(world: World) -> None:
     assert world.send_call(bad) == "deadletter"
     assert world.send_call(good) == "stored"
     assert [r.call_id for r in world.recordings()] == ["c-good"]
+
+
+def test_audio_over_the_size_limit_is_refused(make_world: Any) -> None:
+    world = make_world(max_audio_bytes=len(WAV) - 1)
+    assert world.send_call(world.call_event("c-big")) == "deadletter"
+    (letter,) = world.data("callvault.deadletter")
+    assert letter["error_code"] == "fetch_failed"
+    assert world.vault_versions() == {}
+    assert world.recordings() == []
+
+
+def test_declared_sha256_compares_case_insensitively(world: World) -> None:
+    event = world.call_event("c1")
+    event["data"]["recording"]["sha256"] = sha256(WAV).upper()
+    assert world.send_call(event) == "stored"
+    (data,) = world.data("recordings.stored")
+    assert data["sha256"] == sha256(WAV)
