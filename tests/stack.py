@@ -63,16 +63,27 @@ class Instance:
     def settings_kwargs(self) -> dict[str, str]:
         from workers.settings import Settings
 
-        values = {k.removeprefix("CALLVAULT_").lower(): v for k, v in self.env.items()
-                  if k.startswith("CALLVAULT_")}
+        values = {
+            k.removeprefix("CALLVAULT_").lower(): v
+            for k, v in self.env.items()
+            if k.startswith("CALLVAULT_")
+        }
         return {k: v for k, v in values.items() if k in Settings.model_fields}
 
     def topic(self, logical: str) -> str:
         return self.env[f"CALLVAULT_TOPIC_{logical.upper()}"]
 
 
-LOGICAL_TOPICS = ("calls_ended", "dsr_requests", "holds_commands", "recordings_stored",
-                  "retention_due", "recordings_purged", "dsr_results", "deadletter")
+LOGICAL_TOPICS = (
+    "calls_ended",
+    "dsr_requests",
+    "holds_commands",
+    "recordings_stored",
+    "retention_due",
+    "recordings_purged",
+    "dsr_results",
+    "deadletter",
+)
 
 
 def new_instance(stack: dict[str, str], **overrides: str) -> Instance:
@@ -82,18 +93,20 @@ def new_instance(stack: dict[str, str], **overrides: str) -> Instance:
         conn.execute(f'CREATE DATABASE "{name}"')
     base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
     env = {k: v for k, v in stack.items() if k.startswith("CALLVAULT_")}
-    env.update({
-        "CALLVAULT_DATABASE_URL": f"{base_url}/{name}",
-        "CALLVAULT_VAULT_BUCKET": f"{name}-vault",
-        "CALLVAULT_EXPORT_BUCKET": f"{name}-exports",
-        "CALLVAULT_LANDING_BUCKET": f"{name}-landing",
-        "CALLVAULT_APP_ID": f"callvault-{name}",
-        "CALLVAULT_METRICS_PORT": str(free_port()),
-        "CALLVAULT_TOPIC_PARTITIONS": "2",
-        "CALLVAULT_LOG_FORMAT": "json",
-        "CALLVAULT_SOURCE_URI": f"urn:callvault:test:{name}",
-        "CALLVAULT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
-    })
+    env.update(
+        {
+            "CALLVAULT_DATABASE_URL": f"{base_url}/{name}",
+            "CALLVAULT_VAULT_BUCKET": f"{name}-vault",
+            "CALLVAULT_EXPORT_BUCKET": f"{name}-exports",
+            "CALLVAULT_LANDING_BUCKET": f"{name}-landing",
+            "CALLVAULT_APP_ID": f"callvault-{name}",
+            "CALLVAULT_METRICS_PORT": str(free_port()),
+            "CALLVAULT_TOPIC_PARTITIONS": "2",
+            "CALLVAULT_LOG_FORMAT": "json",
+            "CALLVAULT_SOURCE_URI": f"urn:callvault:test:{name}",
+            "CALLVAULT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+        }
+    )
     for logical in LOGICAL_TOPICS:
         env[f"CALLVAULT_TOPIC_{logical.upper()}"] = f"{name}.{logical}"
     env.update(overrides)
@@ -132,8 +145,10 @@ def _empty_and_remove(objects: object, bucket: str) -> None:
     try:
         if not client.bucket_exists(bucket):
             return
-        doomed = [DeleteObject(o.object_name, o.version_id) for o in
-                  client.list_objects(bucket, recursive=True, include_version=True)]
+        doomed = [
+            DeleteObject(o.object_name, o.version_id)
+            for o in client.list_objects(bucket, recursive=True, include_version=True)
+        ]
         list(client.remove_objects(bucket, iter(doomed), bypass_governance_mode=True))
         client.remove_bucket(bucket)
     except S3Error:

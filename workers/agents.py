@@ -11,6 +11,7 @@ import faust
 import structlog
 
 from .bootstrap import Container
+from .lag import ConsumerLag
 from .pipeline import TRANSIENT, Delivery
 
 log = structlog.get_logger("callvault.agents")
@@ -39,6 +40,9 @@ def build_app(container: Container, roles: tuple[str, ...] = ROLES) -> faust.App
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # Fail over within seconds when a worker dies (Faust's default waits a minute).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         producer_acks=-1,
     )
     topics = settings.topics()
@@ -77,6 +81,12 @@ def _add_timers(app: faust.App, container: Container, roles: tuple[str, ...]) ->
         app.timer(gauges, name="callvault.gauges")(_periodic(scheduler.refresh_gauges))
         app.timer(60.0, name="callvault.exports")(_periodic(scheduler.remove_expired_exports))
         app.task(_once(scheduler.apply_policies))
+    lag_topics = [settings.topics()[_INPUTS[role][0]] for role in roles if role in _INPUTS]
+    if lag_topics:  # consumer lag of this worker's inputs (Faust has no lag metric)
+        lag = ConsumerLag(
+            settings.kafka_bootstrap, settings.app_id, lag_topics, container.ctx.metrics
+        )
+        app.timer(gauges, name="callvault.lag")(_periodic(lag.refresh))
 
 
 def _periodic(action: Callable[[], object]) -> Callable[[], Any]:

@@ -49,11 +49,17 @@ def stamp(moment: datetime) -> str:
 
 
 def cloudevent(event_type: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
-    return json.dumps({
-        "specversion": "1.0", "id": event_id or str(uuid.uuid4()),
-        "source": "urn:test:telephony", "type": event_type, "time": stamp(datetime.now(UTC)),
-        "datacontenttype": "application/json", "data": data,
-    }).encode()
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id or str(uuid.uuid4()),
+            "source": "urn:test:telephony",
+            "type": event_type,
+            "time": stamp(datetime.now(UTC)),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+    ).encode()
 
 
 class Callvault:
@@ -70,20 +76,23 @@ class Callvault:
 
     # processes -------------------------------------------------------------------------
     def migrate(self) -> dict[str, Any]:
-        done = subprocess.run([CALLVAULT, "migrate"], env=self.env, capture_output=True,
-                              check=True, timeout=120)
+        done = subprocess.run(
+            [CALLVAULT, "migrate"], env=self.env, capture_output=True, check=True, timeout=120
+        )
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    def start_worker(self, *args: str, metrics_port: int | None = None,
-                     extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *args: str, metrics_port: int | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         env = dict(self.env)
         if metrics_port is not None:
             env["CALLVAULT_METRICS_PORT"] = str(metrics_port)
         env.update(extra_env or {})
         log = (self.log_dir / f"worker-{len(self.workers)}.log").open("wb")
-        process = subprocess.Popen([CALLVAULT, "worker", *args], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [CALLVAULT, "worker", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         self.workers.append(process)
         port = int(env["CALLVAULT_METRICS_PORT"])
         wait_for(lambda: self.metrics_text(port) is not None, 60, "worker metrics endpoint")
@@ -112,35 +121,54 @@ class Callvault:
     @property
     def producer(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                           acks="all")
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap, acks="all"
+            )
         return self._producer
 
     def send(self, logical: str, key: str | None, value: bytes) -> None:
-        self.producer.send(self.instance.topic(logical),
-                           key=key.encode() if key is not None else None, value=value)
+        self.producer.send(
+            self.instance.topic(logical), key=key.encode() if key is not None else None, value=value
+        )
         self.producer.flush()
 
     def land(self, audio: bytes, suffix: str = ".wav") -> str:
         key = f"incoming/{uuid.uuid4()}{suffix}"
-        self.objects.put_stream(self.settings.landing_bucket, key, [audio],
-                                content_type="application/octet-stream")
+        self.objects.put_stream(
+            self.settings.landing_bucket, key, [audio], content_type="application/octet-stream"
+        )
         return f"s3://{self.settings.landing_bucket}/{key}"
 
-    def call(self, call_id: str, audio: bytes | None = None, *, uri: str | None = None,
-             direction: str = "inbound", caller: str = "+370 612 34567",
-             callee: str = "+370 521 44500", notice: bool = True, declare: bool = True,
-             ended: datetime | None = None, customer: dict[str, Any] | None = None,
-             event_id: str | None = None, tenant: str | None = None) -> dict[str, Any]:
+    def call(
+        self,
+        call_id: str,
+        audio: bytes | None = None,
+        *,
+        uri: str | None = None,
+        direction: str = "inbound",
+        caller: str = "+370 612 34567",
+        callee: str = "+370 521 44500",
+        notice: bool = True,
+        declare: bool = True,
+        ended: datetime | None = None,
+        customer: dict[str, Any] | None = None,
+        event_id: str | None = None,
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
         """Publish a call-ended event (landing the audio first when given) and return its data."""
         ended = ended or datetime.now(UTC)
         recording: dict[str, Any] = {"uri": uri or self.land(audio or make_wav())}
         if audio is not None and declare:
             recording.update(size_bytes=len(audio), sha256=hashlib.sha256(audio).hexdigest())
         data: dict[str, Any] = {
-            "call_id": call_id, "direction": direction, "caller": caller, "callee": callee,
-            "started_at": stamp(ended - timedelta(minutes=3)), "ended_at": stamp(ended),
-            "notice_played": notice, "recording": recording,
+            "call_id": call_id,
+            "direction": direction,
+            "caller": caller,
+            "callee": callee,
+            "started_at": stamp(ended - timedelta(minutes=3)),
+            "ended_at": stamp(ended),
+            "notice_played": notice,
+            "recording": recording,
         }
         if customer:
             data["customer"] = customer
@@ -150,11 +178,15 @@ class Callvault:
         return data
 
     # outputs ---------------------------------------------------------------------------
-    def read(self, logical: str, until: Callable[[list[dict[str, Any]]], bool],
-             timeout: float = 90) -> list[dict[str, Any]]:
+    def read(
+        self, logical: str, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 90
+    ) -> list[dict[str, Any]]:
         """Every event on an output topic, read from the start, once ``until`` holds."""
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                 enable_auto_commit=False, consumer_timeout_ms=500)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            consumer_timeout_ms=500,
+        )
         topic = self.instance.topic(logical)
         deadline = time.monotonic() + timeout
         try:

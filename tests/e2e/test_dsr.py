@@ -28,15 +28,24 @@ def running(callvault: Callvault) -> Callvault:
 
 def request(cv: Callvault, kind: str, subject: dict[str, list[str]], **extra: Any) -> str:
     request_id = f"dsr-{uuid.uuid4().hex[:10]}"
-    data = {"request_id": request_id, "type": kind, "received_at": stamp(datetime.now(UTC)),
-            "identity_verified": True, "subject": subject, **extra}
+    data = {
+        "request_id": request_id,
+        "type": kind,
+        "received_at": stamp(datetime.now(UTC)),
+        "identity_verified": True,
+        "subject": subject,
+        **extra,
+    }
     cv.send("dsr_requests", request_id, cloudevent("callvault.dsr.requested.v1", data))
     return request_id
 
 
 def result(cv: Callvault, request_id: str, count: int = 1) -> list[dict[str, Any]]:
-    answers = cv.read("dsr_results", lambda seen: sum(
-        e["data"]["request_id"] == request_id for e in seen) >= count, timeout=120)
+    answers = cv.read(
+        "dsr_results",
+        lambda seen: sum(e["data"]["request_id"] == request_id for e in seen) >= count,
+        timeout=120,
+    )
     return [e["data"] for e in answers if e["data"]["request_id"] == request_id]
 
 
@@ -51,12 +60,19 @@ def store(cv: Callvault, calls: dict[str, dict[str, Any]]) -> dict[str, bytes]:
 
 def test_access_export_downloads_without_credentials(running: Callvault) -> None:
     cv = running
-    audio = store(cv, {
-        "acc-in": {"caller": PERSON, "customer": {"email": "Ona@Example.lt"}},
-        "acc-out": {"direction": "outbound", "caller": "+370 521 44500", "callee": "8 612 34567"},
-        "acc-other": {"caller": "+370 699 99999"},
-        "acc-shop": {"direction": "outbound", "caller": PERSON, "callee": "+370 699 11111"},
-    })
+    audio = store(
+        cv,
+        {
+            "acc-in": {"caller": PERSON, "customer": {"email": "Ona@Example.lt"}},
+            "acc-out": {
+                "direction": "outbound",
+                "caller": "+370 521 44500",
+                "callee": "8 612 34567",
+            },
+            "acc-other": {"caller": "+370 699 99999"},
+            "acc-shop": {"direction": "outbound", "caller": PERSON, "callee": "+370 699 11111"},
+        },
+    )
     request_id = request(cv, "access", {"phone_numbers": [NOTATIONS[0]]})
     answer = result(cv, request_id)[0]
     assert answer["status"] == "completed"
@@ -73,23 +89,44 @@ def test_access_export_downloads_without_credentials(running: Callvault) -> None
         member = next(n for n in archive.namelist() if entry["recording_id"] in n)
         assert archive.read(member) == audio[entry["call_id"]]
         assert entry["sha256"] == hashlib.sha256(audio[entry["call_id"]]).hexdigest()
-        for name in ("recording_id", "call_id", "started_at", "ended_at", "direction", "tenant",
-                     "retention_due_at", "restricted"):
+        for name in (
+            "recording_id",
+            "call_id",
+            "started_at",
+            "ended_at",
+            "direction",
+            "tenant",
+            "retention_due_at",
+            "restricted",
+        ):
             assert name in entry
     notice = manifest["controller_notice"]
-    for name in ("purposes", "legal_basis", "recipients", "retention_period", "source",
-                 "rights"):
+    for name in ("purposes", "legal_basis", "recipients", "retention_period", "source", "rights"):
         assert notice[name]
     assert "Art. 6(1)(f)" in notice["legal_basis"]
-    assert "+370" not in json.dumps(answer) and "Ona" not in json.dumps(answer)
+    assert "+370" not in json.dumps(answer)
+    assert "Ona" not in json.dumps(answer)
 
 
 def test_erasure_by_any_notation_with_a_held_recording(running: Callvault) -> None:
     cv = running
-    store(cv, {"er-1": {"caller": PERSON}, "er-2": {"caller": "+37061234567"},
-               "er-held": {"caller": "(8 612) 34567"}, "er-other": {"caller": "+37069999999"}})
-    cv.send("holds_commands", "h-er", cloudevent("callvault.hold.placed.v1", {
-        "hold_id": "h-er", "reason": "chargeback dispute", "scope": {"call_ids": ["er-held"]}}))
+    store(
+        cv,
+        {
+            "er-1": {"caller": PERSON},
+            "er-2": {"caller": "+37061234567"},
+            "er-held": {"caller": "(8 612) 34567"},
+            "er-other": {"caller": "+37069999999"},
+        },
+    )
+    cv.send(
+        "holds_commands",
+        "h-er",
+        cloudevent(
+            "callvault.hold.placed.v1",
+            {"hold_id": "h-er", "reason": "chargeback dispute", "scope": {"call_ids": ["er-held"]}},
+        ),
+    )
     request_id = request(cv, "erasure", {"phone_numbers": NOTATIONS[1:2]})
     answer = result(cv, request_id)[0]
     outcomes = {r["call_id"]: r["outcome"] for r in answer["recordings"]}
@@ -101,13 +138,13 @@ def test_erasure_by_any_notation_with_a_held_recording(running: Callvault) -> No
     body = {k: v for k, v in certificate.items() if k != "signature"}
     assert verify_signature(signer.public_key_b64, body, certificate["signature"])
     assert {r["recording_id"] for r in certificate["recordings"]} == {
-        r["recording_id"] for r in answer["recordings"] if r["outcome"] == "erased"}
+        r["recording_id"] for r in answer["recordings"] if r["outcome"] == "erased"
+    }
     purged = cv.read("recordings_purged", lambda seen: len(seen) >= 2)
     assert {e["data"]["reason"] for e in purged} == {"erasure"}
     assert all(e["data"]["lag_seconds"] is None and e["data"]["due_at"] is None for e in purged)
     # the held part is erased once the hold is released; the portal hears about it
-    cv.send("holds_commands", "h-er",
-            cloudevent("callvault.hold.released.v1", {"hold_id": "h-er"}))
+    cv.send("holds_commands", "h-er", cloudevent("callvault.hold.released.v1", {"hold_id": "h-er"}))
     answers = result(cv, request_id, count=2)
     final = answers[-1]
     assert final["status"] == "completed"
@@ -118,8 +155,13 @@ def test_objection_repeated_request_and_no_match(running: Callvault) -> None:
     cv = running
     store(cv, {"ob-1": {"caller": PERSON, "customer": {"order_ids": ["ORD-77"]}}})
     request_id = f"dsr-{uuid.uuid4().hex[:8]}"
-    data = {"request_id": request_id, "type": "objection", "received_at": "2026-01-31T09:00:00Z",
-            "identity_verified": True, "subject": {"order_ids": ["ORD-77"]}}
+    data = {
+        "request_id": request_id,
+        "type": "objection",
+        "received_at": "2026-01-31T09:00:00Z",
+        "identity_verified": True,
+        "subject": {"order_ids": ["ORD-77"]},
+    }
     raw = cloudevent("callvault.dsr.requested.v1", data)
     cv.send("dsr_requests", request_id, raw)
     cv.send("dsr_requests", request_id, raw)  # the portal retried
@@ -130,8 +172,14 @@ def test_objection_repeated_request_and_no_match(running: Callvault) -> None:
     nobody = request(cv, "erasure", {"emails": ["nobody@example.lt"]})
     assert result(cv, nobody)[0]["recordings"] == []
     unverified_id = f"dsr-{uuid.uuid4().hex[:8]}"
-    cv.send("dsr_requests", unverified_id, cloudevent("callvault.dsr.requested.v1", {
-        **data, "request_id": unverified_id, "identity_verified": False}))
+    cv.send(
+        "dsr_requests",
+        unverified_id,
+        cloudevent(
+            "callvault.dsr.requested.v1",
+            {**data, "request_id": unverified_id, "identity_verified": False},
+        ),
+    )
     rejected = result(cv, unverified_id)[0]
     assert (rejected["status"], rejected["reason"]) == ("rejected", "identity_not_verified")
     everything = cv.read("dsr_results", lambda seen: len(seen) >= 3)
@@ -140,10 +188,13 @@ def test_objection_repeated_request_and_no_match(running: Callvault) -> None:
 
 def test_rectification_restriction_and_portability(running: Callvault) -> None:
     cv = running
-    store(cv, {"rr-1": {"caller": PERSON, "customer": {"email": "old@example.lt",
-                                                       "name": "Ona"}}})
-    rectify = request(cv, "rectification", {"emails": [" OLD@example.lt "]},
-                      rectification={"email": "new@example.lt", "name": "Ona P."})
+    store(cv, {"rr-1": {"caller": PERSON, "customer": {"email": "old@example.lt", "name": "Ona"}}})
+    rectify = request(
+        cv,
+        "rectification",
+        {"emails": [" OLD@example.lt "]},
+        rectification={"email": "new@example.lt", "name": "Ona P."},
+    )
     assert [r["outcome"] for r in result(cv, rectify)[0]["recordings"]] == ["rectified"]
     old = request(cv, "access", {"emails": ["old@example.lt"]})
     assert result(cv, old)[0]["recordings"] == []

@@ -40,18 +40,32 @@ def row(cv: Callvault, call_id: str) -> dict[str, Any]:
 def test_calls_become_encrypted_recordings(callvault: Callvault) -> None:
     cv = callvault
     cv.start_worker()
-    clips = {"c-wav": (make_wav(2.0), ".wav"), "c-flac": (FLAC, ".flac"),
-             "c-mp3": (MP3, ".mp3"), "c-ogg": (OGG, ".ogg")}
-    sent = {cid: cv.call(cid, audio, customer={"email": "Jonas@Example.lt",
-                                                "order_ids": ["A-1"]})
-            for cid, (audio, _) in clips.items()}
+    clips = {
+        "c-wav": (make_wav(2.0), ".wav"),
+        "c-flac": (FLAC, ".flac"),
+        "c-mp3": (MP3, ".mp3"),
+        "c-ogg": (OGG, ".ogg"),
+    }
+    sent = {
+        cid: cv.call(cid, audio, customer={"email": "Jonas@Example.lt", "order_ids": ["A-1"]})
+        for cid, (audio, _) in clips.items()
+    }
     events = cv.read("recordings_stored", lambda seen: len(seen) >= len(clips))
     by_call = stored_by_call(events)
     assert set(by_call) == set(clips)
     for call_id, (audio, _) in clips.items():
         data = by_call[call_id][0]["data"]
-        assert set(data) == {"recording_id", "call_id", "tenant", "collected_at", "stored_at",
-                             "retention_due_at", "size_bytes", "sha256", "content_type"}
+        assert set(data) == {
+            "recording_id",
+            "call_id",
+            "tenant",
+            "collected_at",
+            "stored_at",
+            "retention_due_at",
+            "size_bytes",
+            "sha256",
+            "content_type",
+        }
         assert data["sha256"] == hashlib.sha256(audio).hexdigest()
         assert data["size_bytes"] == len(audio)
         # one year from collection, on the UTC calendar
@@ -60,22 +74,25 @@ def test_calls_become_encrypted_recordings(callvault: Callvault) -> None:
         assert due.date() == ended.replace(year=ended.year + 1).date()
 
         record = row(cv, call_id)
-        ciphertext = b"".join(cv.objects.get_stream(cv.settings.vault_bucket,
-                                                    record["object_key"]))
-        assert audio not in ciphertext and ciphertext[:4] == b"CVA1"
-        dek = crypto.unwrap_key(cv.settings.key("master_key"), bytes(record["wrapped_key"]),
-                                data["recording_id"])
+        ciphertext = b"".join(cv.objects.get_stream(cv.settings.vault_bucket, record["object_key"]))
+        assert audio not in ciphertext
+        assert ciphertext[:4] == b"CVA1"
+        dek = crypto.unwrap_key(
+            cv.settings.key("master_key"), bytes(record["wrapped_key"]), data["recording_id"]
+        )
         assert b"".join(crypto.decrypt_stream(dek, data["recording_id"], [ciphertext])) == audio
         assert "Jonas" not in json.dumps(record, default=str)
         # the landing copy is gone
         landing_key = sent[call_id]["recording"]["uri"].split("/", 3)[3]
         assert cv.objects.list_versions(cv.settings.landing_bucket, landing_key) == []
-    wait_for(lambda: cv.metric("callvault_recordings_stored_total") >= len(clips), 15,
-             "stored counter")
+    wait_for(
+        lambda: cv.metric("callvault_recordings_stored_total") >= len(clips), 15, "stored counter"
+    )
     for event in events:  # no personal data leaves callvault
         text = json.dumps(event)
         assert "612" not in text.replace(event["data"]["sha256"], "")
-        assert "jonas" not in text.lower() and "A-1" not in text
+        assert "jonas" not in text.lower()
+        assert "A-1" not in text
 
 
 def test_bad_input_is_dead_lettered_and_good_input_still_flows(callvault: Callvault) -> None:
@@ -91,10 +108,16 @@ def test_bad_input_is_dead_lettered_and_good_input_still_flows(callvault: Callva
     cv.call("missing", uri=f"s3://{cv.settings.landing_bucket}/nothing-here.wav")
     corrupted = cv.land(wav)
     cv.call("bad-sum", uri=corrupted)  # declared checksum below is wrong
-    data = {"call_id": "bad-sum2", "direction": "inbound", "caller": "+37061234567",
-            "callee": "+37052144500", "started_at": "2026-01-01T10:00:00Z",
-            "ended_at": "2026-01-01T10:03:00Z", "notice_played": True,
-            "recording": {"uri": cv.land(wav), "sha256": "0" * 64}}
+    data = {
+        "call_id": "bad-sum2",
+        "direction": "inbound",
+        "caller": "+37061234567",
+        "callee": "+37052144500",
+        "started_at": "2026-01-01T10:00:00Z",
+        "ended_at": "2026-01-01T10:03:00Z",
+        "notice_played": True,
+        "recording": {"uri": cv.land(wav), "sha256": "0" * 64},
+    }
     cv.send("calls_ended", "bad-sum2", cloudevent("callvault.call.ended.v1", data))
     cv.call("not-audio", b"%PDF-1.7 this is a contract, not a call" * 50, declare=False)
     cv.call("good-after", make_wav(0.6))
@@ -102,19 +125,30 @@ def test_bad_input_is_dead_lettered_and_good_input_still_flows(callvault: Callva
     dead = cv.read("deadletter", lambda seen: len(seen) >= 8)
     codes = {e["data"]["key"]: e["data"]["error_code"] for e in dead}
     assert codes == {
-        "junk": "invalid_json", "schema": "schema_violation", "bad-scheme": "unsupported_uri",
-        "bad-host": "uri_not_allowed", "bad-bucket": "uri_not_allowed",
-        "missing": "fetch_failed", "bad-sum2": "checksum_mismatch", "not-audio": "not_audio",
+        "junk": "invalid_json",
+        "schema": "schema_violation",
+        "bad-scheme": "unsupported_uri",
+        "bad-host": "uri_not_allowed",
+        "bad-bucket": "uri_not_allowed",
+        "missing": "fetch_failed",
+        "bad-sum2": "checksum_mismatch",
+        "not-audio": "not_audio",
     }
     junk = next(e for e in dead if e["data"]["key"] == "junk")
     assert base64.b64decode(junk["data"]["value_b64"]) == b"{not json"
-    stored = cv.read("recordings_stored", lambda seen: {"good-before", "good-after", "bad-sum"}
-                     <= {e["data"]["call_id"] for e in seen})
+    stored = cv.read(
+        "recordings_stored",
+        lambda seen: (
+            {"good-before", "good-after", "bad-sum"} <= {e["data"]["call_id"] for e in seen}
+        ),
+    )
     assert "not-audio" not in {e["data"]["call_id"] for e in stored}
     wait_for(lambda: cv.metric("callvault_deadletter_total") >= 8, 15, "dead-letter counter")
     # a rejected file leaves nothing in the vault
-    assert all(not k.endswith(".cva") or "not-audio" not in k
-               for k in cv.objects.list_keys(cv.settings.vault_bucket))
+    assert all(
+        not k.endswith(".cva") or "not-audio" not in k
+        for k in cv.objects.list_keys(cv.settings.vault_bucket)
+    )
 
 
 def test_redelivery_and_duplicates_create_one_recording(callvault: Callvault) -> None:
@@ -128,8 +162,9 @@ def test_redelivery_and_duplicates_create_one_recording(callvault: Callvault) ->
     cv.start_worker()
     cv.start_worker(metrics_port=_port())  # a second worker in the same consumer group
     cv.call("dup-2", make_wav(0.3))
-    stored = cv.read("recordings_stored", lambda seen: {"dup-1", "dup-2"}
-                     <= {e["data"]["call_id"] for e in seen})
+    stored = cv.read(
+        "recordings_stored", lambda seen: {"dup-1", "dup-2"} <= {e["data"]["call_id"] for e in seen}
+    )
     time.sleep(3)
     stored = cv.read("recordings_stored", lambda seen: True, timeout=10)
     assert [e["data"]["call_id"] for e in stored].count("dup-1") == 1
@@ -164,8 +199,11 @@ def test_kill_9_mid_ingest_then_restart_leaves_one_clean_recording(callvault: Ca
     wait_for(lambda: _status(cv, "killed") == "storing", 60, "ingest to start")
     cv.kill(worker)
     cv.start_worker()
-    stored = cv.read("recordings_stored", lambda seen: any(
-        e["data"]["call_id"] == "killed" for e in seen), timeout=180)
+    stored = cv.read(
+        "recordings_stored",
+        lambda seen: any(e["data"]["call_id"] == "killed" for e in seen),
+        timeout=180,
+    )
     assert [e["data"]["call_id"] for e in stored].count("killed") == 1
     record = row(cv, "killed")
     assert record["status"] == "stored"
@@ -176,8 +214,9 @@ def test_kill_9_mid_ingest_then_restart_leaves_one_clean_recording(callvault: Ca
 
 def _status(cv: Callvault, call_id: str) -> str | None:
     with psycopg.connect(cv.settings.database_url.get_secret_value()) as conn:
-        found = conn.execute("SELECT status FROM recordings WHERE call_id = %s",
-                             (call_id,)).fetchone()
+        found = conn.execute(
+            "SELECT status FROM recordings WHERE call_id = %s", (call_id,)
+        ).fetchone()
     return found[0] if found else None
 
 

@@ -18,8 +18,13 @@ POLICY = "PT6S"
 
 @pytest.fixture
 def short_lived(instance: Instance, tmp_path: Any) -> Any:
-    instance.env.update({"CALLVAULT_RETENTION": POLICY, "CALLVAULT_SCHEDULER_INTERVAL": "PT0.5S",
-                         "CALLVAULT_METRICS_INTERVAL": "PT1S"})
+    instance.env.update(
+        {
+            "CALLVAULT_RETENTION": POLICY,
+            "CALLVAULT_SCHEDULER_INTERVAL": "PT0.5S",
+            "CALLVAULT_METRICS_INTERVAL": "PT1S",
+        }
+    )
     cv = Callvault(instance, tmp_path)
     cv.migrate()
     yield cv
@@ -36,8 +41,9 @@ def hold(cv: Callvault, hold_id: str, scope: dict[str, Any]) -> None:
 
 
 def release(cv: Callvault, hold_id: str) -> None:
-    cv.send("holds_commands", hold_id,
-            cloudevent("callvault.hold.released.v1", {"hold_id": hold_id}))
+    cv.send(
+        "holds_commands", hold_id, cloudevent("callvault.hold.released.v1", {"hold_id": hold_id})
+    )
 
 
 def db(cv: Callvault, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -64,14 +70,19 @@ def test_recordings_are_purged_on_time_with_every_version(short_lived: Callvault
     assert {e["data"]["policy"] for e in due} == {POLICY}
     # no object, no version, no delete marker is left in the vault
     client = cv.objects.client
-    assert list(client.list_objects(cv.settings.vault_bucket, recursive=True,
-                                    include_version=True)) == []
+    assert (
+        list(client.list_objects(cv.settings.vault_bucket, recursive=True, include_version=True))
+        == []
+    )
     rows = db(cv, "SELECT status, wrapped_key, customer_sealed FROM recordings")
     assert rows == [("purged", None, None)] * 4
     assert db(cv, "SELECT count(*) FROM subject_keys") == [(0,)]
     wait_for(lambda: cv.metric("callvault_purge_lag_seconds_count") >= 4, 20, "lag histogram")
-    wait_for(lambda: cv.metric("callvault_retention_overdue_recordings") == 0, 20,
-             "overdue gauge back to 0")
+    wait_for(
+        lambda: cv.metric("callvault_retention_overdue_recordings") == 0,
+        20,
+        "overdue gauge back to 0",
+    )
     assert cv.metric("callvault_retention_oldest_overdue_seconds") == 0
     assert cv.metric('callvault_recordings_purged_total{reason="retention"}') == 4
 
@@ -89,8 +100,10 @@ def test_held_recordings_survive_until_released(short_lived: Callvault) -> None:
     time.sleep(10)  # well past due: held ones must still be there
     purged = cv.read("recordings_purged", lambda seen: True, timeout=5)
     assert [e["data"]["call_id"] for e in purged] == ["free-1"]
-    assert sorted(r[0] for r in db(cv, "SELECT call_id FROM recordings WHERE status='stored'")) \
-        == ["held-1", "held-2"]
+    assert sorted(r[0] for r in db(cv, "SELECT call_id FROM recordings WHERE status='stored'")) == [
+        "held-1",
+        "held-2",
+    ]
     wait_for(lambda: cv.metric("callvault_holds_active") == 2, 20, "holds gauge")
     release(cv, "case-1")
     release(cv, "case-2")
@@ -121,18 +134,26 @@ def test_purge_interrupted_half_way_finishes_after_restart(short_lived: Callvaul
     cv.call("crash-2", make_wav(0.3))
     cv.read("retention_due", lambda seen: len(seen) >= 2, timeout=90)
     # What a worker killed right after destroying the data key leaves behind:
-    db(cv, "UPDATE recordings SET status='purging', wrapped_key=NULL, versions_deleted=1, "
-           "purge_reason='retention' WHERE call_id='crash-1' RETURNING 1")
+    db(
+        cv,
+        "UPDATE recordings SET status='purging', wrapped_key=NULL, versions_deleted=1, "
+        "purge_reason='retention' WHERE call_id='crash-1' RETURNING 1",
+    )
     purger = cv.start_worker("--only", "retention", metrics_port=free_port())
     cv.kill(purger)  # kill -9 while it may be purging
     cv.start_worker("--only", "retention", metrics_port=free_port())
-    purged = cv.read("recordings_purged", lambda seen: {"crash-1", "crash-2"}
-                     <= {e["data"]["call_id"] for e in seen}, timeout=90)
+    purged = cv.read(
+        "recordings_purged",
+        lambda seen: {"crash-1", "crash-2"} <= {e["data"]["call_id"] for e in seen},
+        timeout=90,
+    )
     assert sorted({e["data"]["call_id"] for e in purged}) == ["crash-1", "crash-2"]
     assert db(cv, "SELECT DISTINCT status FROM recordings") == [("purged",)]
     client = cv.objects.client
-    assert list(client.list_objects(cv.settings.vault_bucket, recursive=True,
-                                    include_version=True)) == []
+    assert (
+        list(client.list_objects(cv.settings.vault_bucket, recursive=True, include_version=True))
+        == []
+    )
     audit = db(cv, "SELECT action FROM audit_log WHERE action = 'purge'")
     assert len(audit) == 2
     assert json.dumps(purged)  # events are JSON all the way

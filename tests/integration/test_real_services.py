@@ -28,15 +28,21 @@ def test_kafka_round_trip_through_a_consumer_group(stack: dict[str, str]) -> Non
     bootstrap = stack["CALLVAULT_KAFKA_BOOTSTRAP"]
     topic, group = f"it-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}},
-                        wait_for_metadata=True)
+    admin.create_topics(
+        {topic: {"num_partitions": 2, "replication_factor": 1}}, wait_for_metadata=True
+    )
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for i in range(10):
         producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode())
     producer.flush()
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=15000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=15000,
+    )
     seen = set()
     for message in consumer:
         seen.add(message.value)
@@ -53,9 +59,13 @@ def test_kafka_round_trip_through_a_consumer_group(stack: dict[str, str]) -> Non
 
 def _client(stack: dict[str, str]) -> Minio:
     endpoint = stack["CALLVAULT_S3_ENDPOINT"].removeprefix("http://")
-    return Minio(endpoint, access_key=stack["CALLVAULT_S3_ACCESS_KEY"],
-                 secret_key=stack["CALLVAULT_S3_SECRET_KEY"], secure=False,
-                 region=stack["CALLVAULT_S3_REGION"])
+    return Minio(
+        endpoint,
+        access_key=stack["CALLVAULT_S3_ACCESS_KEY"],
+        secret_key=stack["CALLVAULT_S3_SECRET_KEY"],
+        secure=False,
+        region=stack["CALLVAULT_S3_REGION"],
+    )
 
 
 def test_object_lock_refuses_deletion_without_governance_bypass(stack: dict[str, str]) -> None:
@@ -76,14 +86,20 @@ def test_object_lock_refuses_deletion_without_governance_bypass(stack: dict[str,
     client.disable_object_legal_hold(bucket, "a.bin", version_id=first.version_id)
 
     until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
-    client.set_object_retention(bucket, "a.bin", Retention(GOVERNANCE, until),
-                                version_id=second.version_id)
+    client.set_object_retention(
+        bucket, "a.bin", Retention(GOVERNANCE, until), version_id=second.version_id
+    )
     with pytest.raises(S3Error):
         client.remove_object(bucket, "a.bin", version_id=second.version_id)
-    errors = list(client.remove_objects(
-        bucket, iter([DeleteObject("a.bin", first.version_id),
-                      DeleteObject("a.bin", second.version_id)]),
-        bypass_governance_mode=True))
+    errors = list(
+        client.remove_objects(
+            bucket,
+            iter(
+                [DeleteObject("a.bin", first.version_id), DeleteObject("a.bin", second.version_id)]
+            ),
+            bypass_governance_mode=True,
+        )
+    )
     assert errors == []
     assert list(client.list_objects(bucket, include_version=True)) == []
     client.remove_bucket(bucket)
@@ -107,8 +123,9 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
 
 def test_processes_run_from_the_local_stack(stack: dict[str, str]) -> None:
     """What ops would check with ps: every service is a real process started from .local/."""
-    listing = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
     root = stack["CALLVAULT_STACK_ROOT"]
     assert any("kafka.Kafka" in line and root in line for line in listing.splitlines())
     assert any("versitygw" in line for line in listing.splitlines())
@@ -131,7 +148,8 @@ def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) ->
     assert client.get_bucket_versioning(settings.vault_bucket).status == "Enabled"
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     described = admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, settings.topic_calls_ended)])
+        [ConfigResource(ConfigResourceType.TOPIC, settings.topic_calls_ended)]
+    )
     admin.close()
     # Input topics carry personal data: their retention is bounded (P7D by default).
     assert str(7 * 86400 * 1000) in str(described)

@@ -490,13 +490,6 @@ def test_replayed_call_event_does_not_resurrect_an_erased_recording(shop: World)
     assert result(shop, "R2")["recordings"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG left for the lead: a subject hold placed by an identifier that a later "
-    "rectification replaced no longer finds the recording on release (recordings_in_scope "
-    "matches the hold's digests against the recording's new subject keys), so the recording "
-    "stays held=True forever and is never purged",
-)
 def test_subject_hold_release_after_rectification_frees_the_recording(world: World) -> None:
     world.store_call("c1")
     world.place_hold("H1", {"subject": subject(emails=[CUSTOMER_EMAIL])})
@@ -505,3 +498,22 @@ def test_subject_hold_release_after_rectification_frees_the_recording(world: Wor
     assert not world.recording("c1").held  # type: ignore[union-attr]
     world.clock.advance(days=400)
     assert world.tick() == 1
+
+
+def test_subject_hold_keeps_a_recording_whose_identifier_was_rectified(world: World) -> None:
+    world.store_call("c1")
+    world.place_hold("H1", {"subject": subject(emails=[CUSTOMER_EMAIL])})
+    world.send_dsr("R1", "rectification", CUSTOMER, rectification={"email": "new@example.org"})
+    world.clock.advance(days=400)
+    assert world.tick() == 0
+    assert world.recording("c1").held  # type: ignore[union-attr]
+
+
+def test_hold_on_a_rectified_email_covers_the_recording(world: World) -> None:
+    world.store_call("c1")
+    world.place_hold("H1", {"subject": subject(emails=["new@example.org"])})
+    assert not world.recording("c1").held  # type: ignore[union-attr]
+    world.send_dsr("R1", "rectification", CUSTOMER, rectification={"email": "new@example.org"})
+    assert world.recording("c1").held  # type: ignore[union-attr]
+    world.release_hold("H1")
+    assert not world.recording("c1").held  # type: ignore[union-attr]

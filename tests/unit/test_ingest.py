@@ -345,6 +345,7 @@ def test_crash_after_upload_before_commit_leaves_one_recording(
     leftover = world.recording("c1")
     assert leftover is not None
     assert leftover.status is RecordingStatus.STORING  # the commit was rolled back
+    assert len(world.objects.list_versions(VAULT, leftover.object_key)) == 1  # orphan upload
     assert world.published("recordings.stored") == []
 
     assert world.send_call(event) == "stored"  # Kafka redelivers the uncommitted event

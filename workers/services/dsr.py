@@ -21,6 +21,7 @@ from ..domain.model import (
     DsrRequest,
     DsrStatus,
     DsrType,
+    HoldScopeKind,
     Outcome,
     PurgeReason,
     Recording,
@@ -250,10 +251,22 @@ class DsrService:
                 personal["name"] = request.rectify_name
             if request.rectify_email is not None:
                 personal["email"] = request.rectify_email
+            digests = _digests_of(self._ctx.hash_key, personal, region)
+            # A subject hold follows the person, not a superseded identifier: extend the holds
+            # that cover this recording to the corrected identifiers, or releasing them could
+            # no longer find (and free) it; and a hold naming a corrected identifier covers it.
+            for hold in tx.holds_covering(recording, tx.subject_keys_of(recording_id)):
+                if hold.scope_kind is HoldScopeKind.SUBJECT:
+                    tx.save_hold(replace(hold, subject_digests=hold.subject_digests | digests))
+            held = recording.held or bool(tx.holds_covering(recording, digests))
             tx.save_recording(
-                replace(recording, customer_sealed=crypto.seal_json(dek, recording_id, personal))
+                replace(
+                    recording,
+                    customer_sealed=crypto.seal_json(dek, recording_id, personal),
+                    held=held,
+                )
             )
-            tx.set_subject_keys(recording_id, _digests_of(self._ctx.hash_key, personal, region))
+            tx.set_subject_keys(recording_id, digests)
         return True
 
     # restriction ---------------------------------------------------------------------------

@@ -1,0 +1,429 @@
+"""What every benchmark shares: the local stack, isolated instances, worker processes, Kafka
+readers/writers, WAV generation, statistics and result files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK_ENV = ROOT / ".local" / "stack.env"
+RESULTS = Path(__file__).resolve().parent / "results"
+LOGS = RESULTS / "logs"
+CALLVAULT = str(Path(sys.executable).parent / "callvault")
+STACK_PORTS = (19092, 15432, 17070)
+
+LOGICAL_TOPICS = (
+    "calls_ended",
+    "dsr_requests",
+    "holds_commands",
+    "recordings_stored",
+    "retention_due",
+    "recordings_purged",
+    "dsr_results",
+    "deadletter",
+)
+
+
+# ----------------------------------------------------------------------------- the stack
+def _port_open(port: int) -> bool:
+    with closing(socket.socket()) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def read_stack_env() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for raw in STACK_ENV.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            values[name] = shlex.split(value)[0] if value else ""
+    return values
+
+
+def ensure_stack(wait: float = 60) -> dict[str, str]:
+    """The stack's settings. Another engineer may be restarting it: wait a while, then start it."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if STACK_ENV.exists() and all(_port_open(p) for p in STACK_PORTS):
+            return read_stack_env()
+        time.sleep(2)
+    subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True)
+    return read_stack_env()
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------------------ instances
+@dataclass
+class Instance:
+    """An isolated callvault: its own database, buckets, topics and consumer group."""
+
+    name: str
+    env: dict[str, str]
+    admin_url: str
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def settings_kwargs(self) -> dict[str, str]:
+        from workers.settings import Settings
+
+        values = {
+            k.removeprefix("CALLVAULT_").lower(): v
+            for k, v in self.env.items()
+            if k.startswith("CALLVAULT_")
+        }
+        return {k: v for k, v in values.items() if k in Settings.model_fields}
+
+    def settings(self) -> Any:
+        from workers.settings import load_settings
+
+        return load_settings(**self.settings_kwargs())
+
+    def topic(self, logical: str) -> str:
+        return self.env[f"CALLVAULT_TOPIC_{logical.upper()}"]
+
+    @property
+    def database_url(self) -> str:
+        return self.env["CALLVAULT_DATABASE_URL"]
+
+
+def new_instance(stack: dict[str, str], label: str, **overrides: str) -> Instance:
+    name = f"bench{label}{uuid.uuid4().hex[:6]}"
+    admin_url = stack["CALLVAULT_PG_ADMIN_URL"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
+    env = {k: v for k, v in stack.items() if k.startswith("CALLVAULT_")}
+    env.update(
+        {
+            "CALLVAULT_DATABASE_URL": f"{base_url}/{name}",
+            "CALLVAULT_VAULT_BUCKET": f"{name}-vault",
+            "CALLVAULT_EXPORT_BUCKET": f"{name}-exports",
+            "CALLVAULT_LANDING_BUCKET": f"{name}-landing",
+            "CALLVAULT_APP_ID": f"callvault-{name}",
+            "CALLVAULT_METRICS_PORT": str(free_port()),
+            "CALLVAULT_TOPIC_PARTITIONS": "2",
+            "CALLVAULT_LOG_FORMAT": "json",
+            "CALLVAULT_LOG_LEVEL": "WARNING",
+            "CALLVAULT_SOURCE_URI": f"urn:callvault:bench:{name}",
+            "CALLVAULT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+        }
+    )
+    for logical in LOGICAL_TOPICS:
+        env[f"CALLVAULT_TOPIC_{logical.upper()}"] = f"{name}.{logical}"
+    env.update(overrides)
+    return Instance(name, env, admin_url)
+
+
+def migrate(instance: Instance) -> dict[str, Any]:
+    done = subprocess.run(
+        [CALLVAULT, "migrate"],
+        env={**os.environ, **instance.env},
+        capture_output=True,
+        check=False,
+        timeout=180,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"callvault migrate failed: {done.stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def start_worker(instance: Instance, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **instance.env, **extra_env}
+    log = (LOGS / f"{instance.name}-worker-{len(instance.workers)}.log").open("wb")
+    process = subprocess.Popen(
+        [CALLVAULT, "worker", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    instance.workers.append(process)
+    port = int(env["CALLVAULT_METRICS_PORT"])
+    wait_for(lambda: metrics_text(port) is not None or process.poll() is not None, 60, "metrics")
+    if process.poll() is not None:
+        raise RuntimeError(f"worker exited at start-up; see {log.name}")
+    return process
+
+
+def stop_workers(instance: Instance) -> None:
+    for process in instance.workers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in instance.workers:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    instance.workers.clear()
+
+
+def drop_instance(instance: Instance) -> None:
+    """Remove the instance's workers, buckets (every version), topics and database."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+    from minio.deleteobjects import DeleteObject
+    from minio.error import S3Error
+
+    from workers.bootstrap import object_store
+
+    stop_workers(instance)
+    settings = instance.settings()
+    client = object_store(settings).client
+    for bucket in (settings.vault_bucket, settings.export_bucket, settings.landing_bucket):
+        try:
+            if not client.bucket_exists(bucket):
+                continue
+            doomed = [
+                DeleteObject(o.object_name, o.version_id)
+                for o in client.list_objects(bucket, recursive=True, include_version=True)
+            ]
+            for start in range(0, len(doomed), 1000):
+                list(
+                    client.remove_objects(
+                        bucket, doomed[start : start + 1000], bypass_governance_mode=True
+                    )
+                )
+            client.remove_bucket(bucket)
+        except S3Error:
+            pass  # a bucket left behind does not disturb other instances
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
+        names = [t for t in admin.list_topics() if t.startswith(instance.name)]
+        if names:
+            admin.delete_topics(names)
+        admin.close()
+    except KafkaError:
+        pass
+    with psycopg.connect(instance.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{instance.name}" WITH (FORCE)')
+
+
+def metrics_text(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310 - local
+            text: str = r.read().decode()
+            return text
+    except OSError:
+        return None
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM (KiB) of a process from /proc/<pid>/status."""
+    values: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    return values
+
+
+# ------------------------------------------------------------------------------ Kafka I/O
+class Producer:
+    def __init__(self, bootstrap: str) -> None:
+        from kafka import KafkaProducer
+
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=5
+        )
+
+    def send(self, topic: str, key: str, value: bytes) -> None:
+        self._producer.send(topic, key=key.encode(), value=value)
+
+    def flush(self) -> None:
+        self._producer.flush(timeout=60)
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+class Reader:
+    """Reads every event of one topic from the beginning, keeping what it has seen."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","), enable_auto_commit=False
+        )
+        partitions = None
+        deadline = time.monotonic() + 60
+        while partitions is None and time.monotonic() < deadline:
+            partitions = self._consumer.partitions_for_topic(topic)
+            if partitions is None:
+                time.sleep(0.3)
+        if not partitions:
+            raise TimeoutError(f"topic {topic} has no partitions")
+        self._consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        self._consumer.seek_to_beginning()
+        self.seen: list[tuple[float, dict[str, Any]]] = []  # (monotonic arrival, event)
+
+    def poll(self, timeout_ms: int = 100) -> list[dict[str, Any]]:
+        batch = self._consumer.poll(timeout_ms=timeout_ms)
+        now = time.monotonic()
+        new = [json.loads(m.value) for records in batch.values() for m in records]
+        self.seen.extend((now, e) for e in new)
+        return new
+
+    def until(self, check: Callable[[list[dict[str, Any]]], bool], timeout: float) -> float:
+        """Polls until ``check(all events seen)`` holds; returns the monotonic time it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll()
+            if check([e for _, e in self.seen]):
+                return time.monotonic()
+        raise TimeoutError(f"{len(self.seen)} event(s) seen before the timeout")
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+# ------------------------------------------------------------------------------- payloads
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def cloudevent(event_type: str, data: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "urn:bench:telephony",
+            "type": event_type,
+            "time": stamp(datetime.now(UTC)),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+    ).encode()
+
+
+def call_data(
+    call_id: str,
+    uri: str,
+    *,
+    caller: str = "+370 612 34567",
+    ended: datetime | None = None,
+    customer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    ended = ended or datetime.now(UTC)
+    data: dict[str, Any] = {
+        "call_id": call_id,
+        "direction": "inbound",
+        "caller": caller,
+        "callee": "+370 521 44500",
+        "started_at": stamp(ended - timedelta(minutes=3)),
+        "ended_at": stamp(ended),
+        "notice_played": True,
+        "recording": {"uri": uri},
+    }
+    if customer:
+        data["customer"] = customer
+    return data
+
+
+WAV_HEADER_SIZE = 44
+
+
+def wav_header(data_bytes: int, rate: int = 8000) -> bytes:
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
+def wav_chunks(total_bytes: int, chunk: int = 1024 * 1024) -> Iterator[bytes]:
+    """A mono 16-bit WAV of exactly ``total_bytes``, generated as it streams (pseudo-random
+    samples, so nothing downstream can compress it)."""
+    body = total_bytes - WAV_HEADER_SIZE
+    yield wav_header(body)
+    noise = os.urandom(chunk)
+    sent = 0
+    while sent < body:
+        piece = noise[: min(chunk, body - sent)]
+        sent += len(piece)
+        yield piece
+
+
+def wav_bytes(total_bytes: int) -> bytes:
+    return b"".join(wav_chunks(total_bytes))
+
+
+# ------------------------------------------------------------------------------ statistics
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "min": min(values) if values else float("nan"),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else float("nan"),
+        "mean": statistics.fmean(values) if values else float("nan"),
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    result = {"benchmark": name, "at": stamp(now), "machine": machine(), **result}
+    path = RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    return path
+
+
+def log(message: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

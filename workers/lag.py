@@ -1,0 +1,76 @@
+"""Consumer lag as a metric. Faust exposes none, so a worker measures it itself, every
+``CALLVAULT_METRICS_INTERVAL``: for each partition of the input topics of the roles it runs,
+the end offset minus the consumer group's committed offset, published as
+``kafka_consumergroup_lag{consumergroup, topic, partition}`` - the name and labels of the common
+Kafka lag exporters, so their dashboards and alerts work unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import structlog
+from kafka.errors import KafkaError
+
+from .adapters.kafka import LagProbe
+from .domain.errors import TransientError
+from .metrics import Metrics
+
+log = structlog.get_logger("callvault.lag")
+
+
+class Probe(Protocol):
+    def measure(self, topics: Iterable[str]) -> dict[tuple[str, int], int]: ...
+
+    def close(self) -> None: ...
+
+
+class ConsumerLag:
+    """Refreshes ``metrics.consumer_lag`` for ``topics`` as seen by consumer group ``group``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topics: Iterable[str],
+        metrics: Metrics,
+        *,
+        probe_factory: Callable[[str, str], Probe] = LagProbe,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._group = group
+        self._topics = tuple(dict.fromkeys(topics))
+        self._metrics = metrics
+        self._factory = probe_factory
+        self._probe: Probe | None = None
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._topics
+
+    def refresh(self) -> int:
+        """Measure and publish the lag; returns the total. A broker problem is a
+        :class:`TransientError` (the next tick tries again with fresh connections)."""
+        if not self._topics:
+            return 0
+        try:
+            if self._probe is None:
+                self._probe = self._factory(self._bootstrap, self._group)
+            lag = self._probe.measure(self._topics)
+        except (KafkaError, OSError) as exc:
+            self.close()
+            raise TransientError(f"consumer lag not measured: {type(exc).__name__}") from exc
+        gauge = self._metrics.consumer_lag
+        for (topic, partition), value in lag.items():
+            gauge.labels(consumergroup=self._group, topic=topic, partition=str(partition)).set(
+                value
+            )
+        return sum(lag.values())
+
+    def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            try:
+                probe.close()
+            except (KafkaError, OSError) as exc:  # closing a broken client may fail too
+                log.debug("lag_probe_close_failed", error_type=type(exc).__name__)
