@@ -427,3 +427,38 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
 
 def log(message: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Timed:
+    """A proxy that counts and times every method call on the wrapped object (by name)."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self.calls: dict[str, list[float]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.calls.setdefault(name, []).append(time.perf_counter() - started)
+
+        return timed
+
+    def report(self, per: int) -> dict[str, dict[str, float]]:
+        """Per method: calls per unit of work and milliseconds per unit of work."""
+        return {
+            name: {
+                "calls_per_item": round(len(times) / per, 2),
+                "ms_per_item": round(sum(times) * 1000 / per, 2),
+            }
+            for name, times in sorted(self.calls.items())
+        }
+
+    def reset(self) -> None:
+        self.calls.clear()

@@ -8,6 +8,8 @@ is dead-lettered as ``internal_error`` and can be replayed once the bug is fixed
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,13 +22,15 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
+from tenacity.wait import wait_base
 
 from .codec import Codec, Envelope
 from .domain import events
 from .domain.errors import PermanentError, TransientError
-from .domain.model import CallEnded, DsrRequest, PurgeReason
+from .domain.model import CallEnded, DsrRequest, DsrType, PurgeReason
 from .ports import EventBus
 from .services.context import Context
 from .services.dsr import DsrService
@@ -37,6 +41,7 @@ from .services.purge import PurgeService
 log = structlog.get_logger("callvault.pipeline")
 T = TypeVar("T")
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 TRANSIENT = (
     TransientError,
     psycopg.OperationalError,
@@ -69,6 +74,7 @@ class Pipeline:
         dsr: DsrService,
         *,
         attempts: int = 6,
+        backoff: wait_base | None = None,
     ) -> None:
         self._ctx = ctx
         self._codec = codec
@@ -78,6 +84,7 @@ class Pipeline:
         self._holds = holds
         self._dsr = dsr
         self._attempts = attempts
+        self._backoff = backoff or wait_exponential(multiplier=0.2, max=10) + wait_random(0, 0.2)
 
     # one entry point per input topic ------------------------------------------------------
     def on_call_ended(self, delivery: Delivery) -> str:
@@ -112,7 +119,20 @@ class Pipeline:
         def handle(envelope: Envelope) -> str:
             return self._dsr.handle(DsrRequest.from_data(envelope.id, envelope.data))
 
-        return self._process("dsr_requests", delivery, (events.DSR_REQUESTED,), handle)
+        return self._process(
+            "dsr_requests", delivery, (events.DSR_REQUESTED,), handle, self._answer_malformed
+        )
+
+    def _answer_malformed(self, delivery: Delivery, error: PermanentError) -> None:
+        """A malformed request still gets an answer when it names itself, so the portal is
+        not left waiting; the event itself goes to the dead-letter topic as well."""
+        request_id, dsr_type = _request_identity(delivery.value)
+        if request_id is not None:
+            self._retrying(
+                lambda: self._dsr.reject(
+                    request_id, dsr_type, f"malformed_request: {error.error_code}", None, None
+                )
+            )
 
     # the common path -----------------------------------------------------------------------
     def _process(
@@ -121,6 +141,7 @@ class Pipeline:
         delivery: Delivery,
         accepted: tuple[str, ...],
         handle: Callable[[Envelope], str],
+        on_rejected: Callable[[Delivery, PermanentError], None] | None = None,
     ) -> str:
         event_id: str | None = None
         try:
@@ -130,6 +151,8 @@ class Pipeline:
             outcome = self._retrying(lambda: handle(envelope))
         except PermanentError as error:
             self.dead_letter(delivery, error.error_code, error.message, event_id)
+            if on_rejected is not None:
+                on_rejected(delivery, error)
             outcome = "deadletter"
         except TRANSIENT:
             raise  # retries exhausted: stop the worker; the event stays uncommitted
@@ -159,7 +182,7 @@ class Pipeline:
         for attempt in Retrying(
             retry=retry_if_exception_type(TRANSIENT),
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=10),
+            wait=self._backoff,
             reraise=True,
             before_sleep=lambda state: log.warning(
                 "transient_failure_retrying",
@@ -205,6 +228,20 @@ class Pipeline:
             offset=delivery.offset,
             error_code=error_code,
         )
+
+
+def _request_identity(raw: bytes) -> tuple[str | None, str | None]:
+    """The request id and type of a malformed DSR, where they can still be read safely."""
+    try:
+        data = json.loads(raw).get("data")
+    except (ValueError, AttributeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    request_id, dsr_type = data.get("request_id"), data.get("type")
+    valid_id = isinstance(request_id, str) and REQUEST_ID.fullmatch(request_id) is not None
+    known_type = dsr_type if dsr_type in {t.value for t in DsrType} else None
+    return (request_id if valid_id else None), known_type
 
 
 class OutboxRelay:

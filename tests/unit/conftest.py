@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import pytest
 from tenacity import wait_none
 
-import workers.pipeline
 from workers.adapters.crypto import Signer
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.memory import MemoryBus, MemoryObjectStore, MemoryStore
@@ -434,7 +433,7 @@ def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
     export = ExportService(ctx)
     holds = HoldService(ctx)
     dsr = DsrService(ctx, purge, export)
-    pipeline = Pipeline(ctx, _CODEC, bus, ingest, purge, holds, dsr)
+    pipeline = Pipeline(ctx, _CODEC, bus, ingest, purge, holds, dsr, backoff=wait_none())
     return World(
         settings=settings,
         clock=clock,
@@ -457,11 +456,10 @@ def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No CALLVAULT_* variable of the developer's shell leaks in; retries do not sleep."""
+    """No CALLVAULT_* variable of the developer's shell leaks in."""
     for name in list(os.environ):
         if name.upper().startswith("CALLVAULT_"):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(workers.pipeline, "wait_exponential_jitter", lambda **_: wait_none())
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def receipt(rec: Recording) -> dict[str, Any]:
 def dsr_completed_data(
     *,
     request_id: str,
-    dsr_type: str,
+    dsr_type: str | None,
     status: str,
     reason: str | None,
     received_at: datetime | None,

@@ -296,7 +296,7 @@ class DsrService:
     def reject(
         self,
         request_id: str,
-        dsr_type: str,
+        dsr_type: str | None,
         reason: str,
         received_at: datetime | None,
         due_at: datetime | None,
@@ -310,7 +310,7 @@ class DsrService:
     def _finish(
         self,
         request_id: str,
-        dsr_type: str,
+        dsr_type: str | None,
         status: DsrStatus,
         reason: str | None,
         received_at: datetime | None,
@@ -322,6 +322,7 @@ class DsrService:
         revision: str = "",
     ) -> None:
         now = self._ctx.clock()
+        known_type = dsr_type or "unknown"  # a malformed request may not name its type
         data = events.dsr_completed_data(
             request_id=request_id,
             dsr_type=dsr_type,
@@ -337,7 +338,7 @@ class DsrService:
             tx.save_dsr_request(
                 DsrRecord(
                     request_id,
-                    dsr_type,
+                    known_type,
                     status.value,
                     received_at,
                     due_at,
@@ -350,7 +351,7 @@ class DsrService:
                 "dsr",
                 request_id,
                 {
-                    "type": dsr_type,
+                    "type": known_type,
                     "status": status.value,
                     "recordings": [o.as_dict() for o in outcomes],
                 },
@@ -365,9 +366,9 @@ class DsrService:
                     ),
                 )
             )
-        self._ctx.metrics.dsr_requests.labels(type=dsr_type, status=status.value).inc()
+        self._ctx.metrics.dsr_requests.labels(type=known_type, status=status.value).inc()
         if received_at is not None:
-            self._ctx.metrics.dsr_duration.labels(type=dsr_type).observe(
+            self._ctx.metrics.dsr_duration.labels(type=known_type).observe(
                 max(0.0, (now - received_at).total_seconds())
             )
 

@@ -1,0 +1,1 @@
+"""callvault benchmarks: see bench/README.md."""

@@ -1,0 +1,262 @@
+"""Ingest: throughput of the whole pipeline (landing object + call-ended event -> encrypted
+vault object + rows + recording.stored event) against a raw put+INSERT loop, and the worker's
+peak RSS while it ingests one large file."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from . import common
+from .common import Instance, Producer, Reader, log
+
+AUDIO_BYTES = 256 * 1024
+MB = 1_000_000
+
+
+def land(objects: Any, bucket: str, audio: bytes) -> str:
+    key = f"incoming/{uuid.uuid4()}.wav"
+    objects.client.put_object(
+        bucket, key, io.BytesIO(audio), len(audio), content_type="application/octet-stream"
+    )
+    return f"s3://{bucket}/{key}"
+
+
+def baseline(settings: Any, objects: Any, n: int, audio: bytes) -> dict[str, Any]:
+    """A tight loop: encrypt with a fresh key, one S3 put (same bucket, same retention header as
+    the vault uses), one autocommitted INSERT."""
+    from minio.commonconfig import GOVERNANCE
+    from minio.retention import Retention
+
+    from workers.adapters import crypto
+
+    client = objects.client
+    bucket = settings.vault_bucket
+    locked = objects.has_object_lock(bucket)
+    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_baseline (id uuid PRIMARY KEY, object_key text, "
+            "size_bytes bigint, stored_at timestamptz)"
+        )
+        started = time.perf_counter()
+        for _ in range(n):
+            rid = str(uuid.uuid4())
+            key = f"baseline/{rid}.cva"
+            dek = crypto.new_data_key()
+            sealed = b"".join(crypto.encrypt_stream(dek, rid, [audio]))
+            retention = (
+                Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=365)) if locked else None
+            )
+            client.put_object(
+                bucket,
+                key,
+                io.BytesIO(sealed),
+                len(sealed),
+                content_type="application/octet-stream",
+                retention=retention,
+            )
+            conn.execute(
+                "INSERT INTO bench_baseline VALUES (%s, %s, %s, now())", (rid, key, len(audio))
+            )
+        elapsed = time.perf_counter() - started
+    return {
+        "n": n,
+        "seconds": round(elapsed, 3),
+        "calls_per_s": round(n / elapsed, 2),
+        "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
+        "object_lock": locked,
+    }
+
+
+def _stored(count: int):  # type: ignore[no-untyped-def]
+    def check(events: list[dict[str, Any]]) -> bool:
+        return len({e["data"]["call_id"] for e in events}) >= count
+
+    return check
+
+
+def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, Any]:
+    settings = inst.settings()
+    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n + 1)]
+    producer = Producer(settings.kafka_bootstrap)
+    topic = inst.topic("calls_ended")
+    worker = common.start_worker(inst)
+    reader = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
+    try:
+        # warm-up: the consumer group has joined and every connection is open
+        producer.send(topic, "warmup-0", common.cloudevent(
+            "callvault.call.ended.v1", common.call_data("warmup-0", uris[0])))
+        producer.flush()
+        reader.until(_stored(1), 120)
+        rss_idle = common.proc_status(worker.pid)
+        started = time.monotonic()
+        for i in range(n):
+            call_id = f"bench-{i}"
+            data = common.call_data(call_id, uris[i + 1])
+            producer.send(topic, call_id, common.cloudevent("callvault.call.ended.v1", data))
+        producer.flush()
+        published = time.monotonic() - started
+        done = reader.until(_stored(n + 1), 60 + n * 2)
+        elapsed = done - started
+        rss_after = common.proc_status(worker.pid)
+        histogram = _ingest_histogram(common.metrics_text(int(inst.env["CALLVAULT_METRICS_PORT"])))
+    finally:
+        reader.close()
+        producer.close()
+        common.stop_workers(inst)
+    return {
+        "n": n,
+        "seconds": round(elapsed, 3),
+        "publish_seconds": round(published, 3),
+        "calls_per_s": round(n / elapsed, 2),
+        "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
+        "handler_mean_ms": histogram,
+        "worker_rss_kib": {"idle": rss_idle, "after": rss_after},
+    }
+
+
+def _ingest_histogram(text: str | None) -> float | None:
+    """Mean time the ingest handler spent per call (from the worker's own histogram)."""
+    total = count = None
+    for line in (text or "").splitlines():
+        if line.startswith("callvault_ingest_duration_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("callvault_ingest_duration_seconds_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    if total is None or not count:
+        return None
+    return round(total / count * 1000, 2)
+
+
+def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
+    """Peak RSS (VmHWM) of a fresh worker process ingesting ONE file of ``size`` bytes."""
+    settings = inst.settings()
+    bucket = settings.landing_bucket
+    key = f"incoming/big-{uuid.uuid4()}.wav"
+    log(f"ingest: landing a {size / 2**20:.0f} MiB WAV (streamed)")
+    reader_obj = _ChunkReader(common.wav_chunks(size))
+    objects.client.put_object(
+        bucket, key, reader_obj, -1, part_size=64 * 2**20, content_type="audio/wav"
+    )
+    small = land(objects, bucket, common.wav_bytes(AUDIO_BYTES))
+    producer = Producer(settings.kafka_bootstrap)
+    topic = inst.topic("calls_ended")
+    worker = common.start_worker(inst)
+    reader = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                samples.append(common.proc_status(worker.pid)["VmRSS"])
+            except (OSError, KeyError):
+                return
+            time.sleep(0.2)
+
+    try:
+        producer.send(topic, "big-warmup", common.cloudevent(
+            "callvault.call.ended.v1", common.call_data("big-warmup", small)))
+        producer.flush()
+        reader.until(lambda ev: "big-warmup" in {e["data"]["call_id"] for e in ev}, 120)
+        time.sleep(1.0)
+        idle = common.proc_status(worker.pid)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.monotonic()
+        producer.send(topic, "big-0", common.cloudevent(
+            "callvault.call.ended.v1", common.call_data("big-0", f"s3://{bucket}/{key}")))
+        producer.flush()
+        done = reader.until(lambda ev: "big-0" in {e["data"]["call_id"] for e in ev}, 900)
+        elapsed = done - started
+        stop.set()
+        sampler.join(timeout=2)
+        peak = common.proc_status(worker.pid)
+        stored = next(e for _, e in reader.seen if e["data"]["call_id"] == "big-0")["data"]
+    finally:
+        stop.set()
+        reader.close()
+        producer.close()
+        common.stop_workers(inst)
+    return {
+        "file_bytes": size,
+        "stored_size_bytes": stored["size_bytes"],
+        "seconds": round(elapsed, 2),
+        "mb_per_s": round(size / MB / elapsed, 2),
+        "idle_rss_mib": round(idle["VmRSS"] / 1024, 1),
+        "idle_hwm_mib": round(idle["VmHWM"] / 1024, 1),
+        "peak_hwm_mib": round(peak["VmHWM"] / 1024, 1),
+        "peak_sampled_rss_mib": round(max(samples, default=0) / 1024, 1),
+    }
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over a chunk generator (MinIO's put_object wants ``read``)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+
+def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
+    n = 30 if quick else 300
+    big = (64 if quick else 1024) * 2**20
+    stack = common.ensure_stack()
+    from workers.bootstrap import object_store
+
+    inst = common.new_instance(stack, "ing")
+    try:
+        common.migrate(inst)
+        settings = inst.settings()
+        objects = object_store(settings)
+        audio = common.wav_bytes(AUDIO_BYTES)
+        log(f"ingest: baseline, {n} x put+INSERT")
+        base = baseline(settings, objects, n, audio)
+        log(f"ingest: pipeline, {n} calls through a worker process")
+        pipe = pipeline(inst, objects, n, audio)
+        log("ingest: one large file, peak RSS")
+        large = big_file(inst, objects, big)
+    finally:
+        common.drop_instance(inst)
+    return {
+        "params": {"n": n, "audio_bytes": AUDIO_BYTES, "large_file_bytes": big, "quick": quick},
+        "baseline": base,
+        "pipeline": pipe,
+        "ratio_calls_per_s": round(pipe["calls_per_s"] / base["calls_per_s"], 3),
+        "large_file": large,
+    }
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    b, p, big = result["baseline"], result["pipeline"], result["large_file"]
+    mib = big["file_bytes"] // 2**20
+    return [
+        ("ingest", "pipeline throughput", f"{p['calls_per_s']} calls/s, {p['mb_per_s']} MB/s"),
+        ("ingest", "baseline put+INSERT", f"{b['calls_per_s']} calls/s, {b['mb_per_s']} MB/s"),
+        ("ingest", "ratio pipeline/baseline", f"{result['ratio_calls_per_s']}"),
+        ("ingest", "handler mean (worker histogram)", f"{p['handler_mean_ms']} ms/call"),
+        ("ingest", f"worker idle RSS (before {mib} MiB file)", f"{big['idle_rss_mib']} MiB"),
+        ("ingest", f"worker peak VmHWM ({mib} MiB file)", f"{big['peak_hwm_mib']} MiB"),
+        ("ingest", f"{mib} MiB file ingest", f"{big['seconds']} s, {big['mb_per_s']} MB/s"),
+    ]

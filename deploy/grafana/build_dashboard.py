@@ -1,0 +1,446 @@
+"""Generate deploy/grafana/dashboards/callvault.json, the Grafana dashboard of callvault.
+
+    python deploy/grafana/build_dashboard.py          # rewrite the JSON
+    python deploy/grafana/build_dashboard.py --check  # exit 1 when the JSON is stale
+
+The dashboard is kept as code here so every panel query is easy to review; the JSON is what
+docker-compose.yml provisions (deploy/grafana/provisioning/dashboards/callvault.yml). Every
+panel query is run against the live local Prometheus by tests/e2e/test_ops.py.
+
+Variables: ``$job`` (the scrape job, ``callvault``) and ``$instance`` (one worker or All).
+Gauges that describe the shared database (overdue, DSRs, holds) are the same on every worker
+that runs the scheduler role, so they are combined with ``max``, never ``sum``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "dashboards" / "callvault.json"
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # provisioning/datasources/prometheus.yml
+SEL = 'job="$job", instance=~"$instance"'
+WIDTH = 24
+
+
+def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> dict[str, Any]:
+    return {
+        "datasource": DATASOURCE,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "refId": ref,
+        "range": not instant,
+        "instant": instant,
+    }
+
+
+def _thresholds(steps: list[tuple[float | None, str]]) -> dict[str, Any]:
+    return {
+        "mode": "absolute",
+        "steps": [{"color": color, "value": value} for value, color in steps],
+    }
+
+
+def timeseries(
+    title: str,
+    targets: list[dict[str, Any]],
+    *,
+    unit: str = "short",
+    description: str = "",
+    stack: bool = False,
+    thresholds: list[tuple[float | None, str]] | None = None,
+) -> dict[str, Any]:
+    custom: dict[str, Any] = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "fillOpacity": 20 if stack else 10,
+        "showPoints": "never",
+        "spanNulls": True,
+        "stacking": {"mode": "normal" if stack else "none", "group": "A"},
+    }
+    if thresholds:
+        custom["thresholdsStyle"] = {"mode": "line"}
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "custom": custom,
+                "thresholds": _thresholds(thresholds or [(None, "green")]),
+                "color": {"mode": "palette-classic"},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+
+
+def stat(
+    title: str,
+    expr: str,
+    *,
+    unit: str = "short",
+    description: str = "",
+    thresholds: list[tuple[float | None, str]] | None = None,
+    mappings: list[dict[str, Any]] | None = None,
+    legend: str = "",
+) -> dict[str, Any]:
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": [target(expr, legend, instant=False)],
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "thresholds": _thresholds(thresholds or [(None, "green")]),
+                "color": {"mode": "thresholds"},
+                "mappings": mappings or [],
+                "noValue": "none",
+            },
+            "overrides": [],
+        },
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "background",
+            "graphMode": "area",
+            "textMode": "auto",
+            "justifyMode": "auto",
+            "orientation": "auto",
+        },
+    }
+
+
+def row(title: str) -> dict[str, Any]:
+    return {"type": "row", "title": title, "collapsed": False, "panels": []}
+
+
+DAY = 86400
+RETENTION = [
+    row("Retention: is anything kept longer than the law allows?"),
+    stat(
+        "Overdue recordings",
+        f"max(callvault_retention_overdue_recordings{{{SEL}}})",
+        description="Recordings past their retention due time, not on legal hold and not purged "
+        "yet. Should be 0; alert CallvaultOverdueRecordings fires after 15 minutes.",
+        thresholds=[(None, "green"), (1, "red")],
+    ),
+    stat(
+        "Oldest overdue",
+        f"max(callvault_retention_oldest_overdue_seconds{{{SEL}}})",
+        unit="s",
+        description="How long the oldest overdue recording has been overdue (0 when none).",
+        thresholds=[(None, "green"), (60, "orange"), (900, "red")],
+    ),
+    stat(
+        "Purge lag p99 (1h)",
+        "histogram_quantile(0.99, sum by (le) "
+        f"(rate(callvault_purge_lag_seconds_bucket{{{SEL}}}[1h])))",
+        unit="s",
+        description="99th percentile of purged_at - due_at of retention purges in the last hour "
+        "(no value when nothing was purged).",
+        thresholds=[(None, "green"), (300, "orange"), (900, "red")],
+    ),
+    stat(
+        "Recordings on legal hold",
+        f"max(callvault_held_recordings{{{SEL}}})",
+        description="Recordings that retention and erasure must not touch while a hold lasts.",
+    ),
+    timeseries(
+        "Purge lag p50 / p99",
+        [
+            target(
+                "histogram_quantile(0.5, sum by (le) "
+                f"(rate(callvault_purge_lag_seconds_bucket{{{SEL}}}[5m])))",
+                "p50",
+                "A",
+            ),
+            target(
+                "histogram_quantile(0.99, sum by (le) "
+                f"(rate(callvault_purge_lag_seconds_bucket{{{SEL}}}[5m])))",
+                "p99",
+                "B",
+            ),
+        ],
+        unit="s",
+        description="purged_at - due_at of each retention purge (callvault_purge_lag_seconds).",
+        thresholds=[(None, "green"), (900, "red")],
+    ),
+    timeseries(
+        "Overdue recordings and oldest overdue",
+        [
+            target(f"max(callvault_retention_overdue_recordings{{{SEL}}})", "overdue", "A"),
+            target(
+                f"max(callvault_retention_oldest_overdue_seconds{{{SEL}}})",
+                "oldest overdue (s)",
+                "B",
+            ),
+        ],
+        description="Both should stay at 0.",
+    ),
+    timeseries(
+        "Stored and purged per second",
+        [
+            target(f"sum(rate(callvault_recordings_stored_total{{{SEL}}}[5m]))", "stored", "A"),
+            target(
+                f"sum by (reason) (rate(callvault_recordings_purged_total{{{SEL}}}[5m]))",
+                "purged ({{reason}})",
+                "B",
+            ),
+            target(
+                f"sum by (reason) (rate(callvault_recordings_discarded_total{{{SEL}}}[5m]))",
+                "discarded ({{reason}})",
+                "C",
+            ),
+        ],
+        unit="ops",
+    ),
+]
+
+INGEST = [
+    row("Ingest and dead letters"),
+    stat(
+        "Dead letters (24h) by error_code",
+        f"sum by (error_code) (increase(callvault_deadletter_total{{{SEL}}}[24h]))",
+        legend="{{error_code}}",
+        thresholds=[(None, "green"), (1, "orange")],
+        description="Inspect with `callvault deadletter list`, replay with "
+        "`callvault deadletter replay --offset N` once fixed.",
+    ),
+    timeseries(
+        "Input events by topic and outcome",
+        [
+            target(
+                f"sum by (topic, outcome) (rate(callvault_events_processed_total{{{SEL}}}[5m]))",
+                "{{topic}} {{outcome}}",
+            )
+        ],
+        unit="ops",
+        stack=True,
+        description="Every handled input event; outcome 'deadletter' is a rejected one.",
+    ),
+    timeseries(
+        "Ingest rate and failures by error_code",
+        [
+            target(
+                "sum by (outcome) "
+                f'(rate(callvault_events_processed_total{{{SEL}, topic="calls_ended"}}[5m]))',
+                "calls {{outcome}}",
+                "A",
+            ),
+            target(
+                f"sum by (error_code) (rate(callvault_deadletter_total{{{SEL}}}[5m]))",
+                "failed: {{error_code}}",
+                "B",
+            ),
+        ],
+        unit="ops",
+    ),
+    timeseries(
+        "Dead letters per minute",
+        [
+            target(
+                f"sum(rate(callvault_deadletter_total{{{SEL}}}[5m])) * 60",
+                "dead letters / min",
+            )
+        ],
+        unit="short",
+        description="Rejected inputs (callvault deadletter list; replay after a fix).",
+        thresholds=[(None, "green"), (1, "red")],
+    ),
+    timeseries(
+        "Ingest duration p50 / p99",
+        [
+            target(
+                "histogram_quantile(0.5, sum by (le) "
+                f"(rate(callvault_ingest_duration_seconds_bucket{{{SEL}}}[5m])))",
+                "p50",
+                "A",
+            ),
+            target(
+                "histogram_quantile(0.99, sum by (le) "
+                f"(rate(callvault_ingest_duration_seconds_bucket{{{SEL}}}[5m])))",
+                "p99",
+                "B",
+            ),
+        ],
+        unit="s",
+    ),
+]
+
+DSR = [
+    row("Data-subject requests and legal holds"),
+    stat(
+        "Open DSRs",
+        f"max(callvault_dsr_open_requests{{{SEL}}})",
+        thresholds=[(None, "green"), (1, "orange")],
+    ),
+    stat(
+        "Time to nearest DSR deadline",
+        f"min(callvault_dsr_nearest_deadline_seconds{{{SEL}}})",
+        unit="s",
+        description="Until the one-month deadline (GDPR Art. 12(3)) of the most urgent open "
+        "request; no value when none is open. Alert CallvaultDsrDeadlineNear under 7 days.",
+        thresholds=[(None, "red"), (2 * DAY, "orange"), (7 * DAY, "green")],
+    ),
+    stat(
+        "Legal holds active",
+        f"max(callvault_holds_active{{{SEL}}})",
+    ),
+    timeseries(
+        "DSRs answered by type and status (per hour)",
+        [
+            target(
+                f"sum by (type, status) (increase(callvault_dsr_requests_total{{{SEL}}}[1h]))",
+                "{{type}} {{status}}",
+            )
+        ],
+    ),
+    timeseries(
+        "Open DSRs, holds and held recordings",
+        [
+            target(f"max(callvault_dsr_open_requests{{{SEL}}})", "open DSRs", "A"),
+            target(f"max(callvault_holds_active{{{SEL}}})", "holds active", "B"),
+            target(f"max(callvault_held_recordings{{{SEL}}})", "held recordings", "C"),
+        ],
+    ),
+]
+
+WORKERS = [
+    row("Workers and Kafka"),
+    stat(
+        "Workers up",
+        f"sum(up{{{SEL}}})",
+        description="Scraped callvault workers that answer.",
+        thresholds=[(None, "red"), (1, "green")],
+    ),
+    timeseries(
+        "Worker up / down",
+        [target(f"up{{{SEL}}}", "{{instance}}")],
+        description="1 = the worker's /metrics answers; 0 = down (alert CallvaultWorkerDown).",
+        thresholds=[(None, "red"), (1, "green")],
+    ),
+    timeseries(
+        "Consumer lag per topic / partition",
+        [
+            target(
+                f"max by (consumergroup, topic, partition) (kafka_consumergroup_lag{{{SEL}}})",
+                "{{topic}}[{{partition}}] {{consumergroup}}",
+            )
+        ],
+        description="End offset minus the consumer group's committed offset, measured by the "
+        "workers themselves (kafka_consumergroup_lag).",
+        stack=True,
+    ),
+    timeseries(
+        "Outbox events published per second",
+        [target(f"sum(rate(callvault_outbox_published_total{{{SEL}}}[5m]))", "published")],
+        unit="ops",
+    ),
+]
+
+
+def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows span the width; stats are 6 wide and 4 high, time series 12 wide and 8 high; a
+    line holds panels of one height only."""
+    x = y = line_height = 0
+    out = []
+    for number, panel in enumerate(panels, start=1):
+        w, h = {"row": (WIDTH, 1), "stat": (6, 4)}.get(panel["type"], (12, 8))
+        if x + w > WIDTH or (line_height and h != line_height):
+            x, y, line_height = 0, y + line_height, 0
+        out.append({"id": number, **panel, "gridPos": {"x": x, "y": y, "w": w, "h": h}})
+        x, line_height = x + w, h
+    return out
+
+
+def dashboard() -> dict[str, Any]:
+    return {
+        "uid": "callvault",
+        "title": "callvault",
+        "description": "Recordings kept lawful: retention, DSR deadlines, holds, ingest, lag.",
+        "tags": ["callvault", "gdpr"],
+        "timezone": "utc",
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "10s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-1h", "to": "now"},
+        "links": [],
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "templating": {
+            "list": [
+                {
+                    "name": "job",
+                    "label": "job",
+                    "type": "custom",
+                    "query": "callvault",
+                    "current": {"text": "callvault", "value": "callvault"},
+                    "options": [{"text": "callvault", "value": "callvault", "selected": True}],
+                    "hide": 2,
+                },
+                {
+                    "name": "instance",
+                    "label": "worker",
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": {
+                        "query": 'label_values(up{job="$job"}, instance)',
+                        "refId": "instance",
+                    },
+                    "definition": 'label_values(up{job="$job"}, instance)',
+                    "refresh": 2,
+                    "includeAll": True,
+                    "allValue": ".*",
+                    "multi": True,
+                    "current": {"text": "All", "value": "$__all"},
+                    "sort": 1,
+                },
+            ]
+        },
+        "panels": layout(RETENTION + INGEST + DSR + WORKERS),
+    }
+
+
+def render() -> str:
+    return json.dumps(dashboard(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    text = render()
+    if "--check" in argv:
+        if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
+            print(f"{OUT} is stale: run python {Path(__file__).name}", file=sys.stderr)
+            return 1
+        return 0
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text, encoding="utf-8")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
