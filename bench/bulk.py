@@ -1,0 +1,225 @@
+"""Bulk generation of recordings (and their subject keys) directly in PostgreSQL with
+``INSERT ... SELECT generate_series``, on the project's own schema (the migration SQL).
+
+Layout of row ``i`` (0 <= i < rows), decided by arithmetic so that any size has the same
+number of due / held / announced rows, spread evenly over the heap:
+
+* ``i % 20 == 7``                  -> purged tombstone (5 %), no subject keys
+* ``i % (rows // due) == 1``       -> stored and past due            (``due`` rows)
+* ``i % (rows // held) == 3``      -> past due but held              (``held`` rows)
+* ``i % (rows // announced) == 5`` -> past due, already announced    (``announced`` rows)
+* everything else                  -> stored, due within the next year (not due)
+
+Subject keys: two per stored recording - keyed-digest look-alikes of the customer's phone
+and e-mail, ``sha256('phone<s>')`` / ``sha256('email<s>')`` with ``s = i % (rows // 4)``, so a
+subject has about four recordings. ``subject_digests(s)`` gives the digests of subject ``s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .common import log
+
+MIGRATION = Path(__file__).resolve().parents[1] / "workers" / "migrations" / "0001_initial.sql"
+GENERATOR_VERSION = "3"
+CHUNK = 1_000_000
+BULK_TABLES = ("recordings", "subject_keys")
+
+
+def subject_count(rows: int) -> int:
+    return max(1, rows // 4)
+
+
+def subject_digests(subject: int) -> frozenset[bytes]:
+    return frozenset(
+        hashlib.sha256(f"{kind}{subject}".encode()).digest() for kind in ("phone", "email")
+    )
+
+
+def _layout(rows: int, due: int, held: int, announced: int) -> dict[str, int]:
+    return {
+        "due_stride": max(2, rows // due),
+        "held_stride": max(4, rows // held),
+        "ann_stride": max(6, rows // announced),
+        "subjects": subject_count(rows),
+    }
+
+
+_RECORDINGS_SQL = """
+INSERT INTO recordings (recording_id, call_id, tenant, direction, agent_id, started_at,
+    collected_at, retention_due_at, policy, status, object_key, stored_at, size_bytes, sha256,
+    content_type, wrapped_key, customer_sealed, restricted, held, due_announced_at,
+    purge_reason, versions_deleted, purged_at, source_event_id)
+SELECT id, %(prefix)s::text || i, 'default',
+       CASE WHEN i %% 2 = 0 THEN 'inbound' ELSE 'outbound' END, 'agent-' || (i %% 50),
+       c - interval '4 minutes', c, c + interval '1 year', 'P1Y',
+       CASE WHEN purged THEN 'purged' ELSE 'stored' END,
+       'recordings/' || left(id::text, 2) || '/' || id || '.cva',
+       c + interval '2 seconds', 262144 + i %% 1000,
+       md5('a' || i) || md5('b' || i), 'audio/wav',
+       CASE WHEN purged THEN NULL
+            ELSE decode(md5('k' || i) || md5('l' || i) || md5('m' || i) || 'ab', 'hex') END,
+       CASE WHEN purged THEN NULL
+            ELSE decode(repeat(md5('s' || i), 5), 'hex') END,
+       false, kind = 'held', CASE WHEN kind = 'announced' THEN now() END,
+       CASE WHEN purged THEN 'retention' END, CASE WHEN purged THEN 1 END,
+       CASE WHEN purged THEN c + interval '1 year 1 hour' END, md5('e' || i)
+FROM (
+    SELECT i, md5(%(prefix)s::text || i)::uuid AS id, kind, kind = 'purged' AS purged,
+           CASE WHEN kind = 'not_due'
+                THEN now() - interval '360 days' * (((i * 7919) %% 100000) / 100000.0)::float8
+                ELSE now() - interval '1 year 1 day' - interval '1 minute' * (i %% 20000)
+           END AS c
+    FROM (
+        SELECT i, CASE WHEN i %% 20 = 7 THEN 'purged'
+                       WHEN i %% %(due_stride)s = 1 THEN 'due'
+                       WHEN i %% %(held_stride)s = 3 THEN 'held'
+                       WHEN i %% %(ann_stride)s = 5 THEN 'announced'
+                       ELSE 'not_due' END AS kind
+        FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i
+    ) k
+) s
+"""
+
+_SUBJECT_KEYS_SQL = """
+INSERT INTO subject_keys (digest, recording_id)
+SELECT sha256(convert_to(kind || (i %% %(subjects)s), 'UTF8')), md5(%(prefix)s::text || i)::uuid
+FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i,
+     (VALUES ('phone'), ('email')) AS k(kind)
+WHERE i %% 20 <> 7
+"""
+
+
+def _definitions(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str], list[str]]:
+    """(drop statements, re-create statements for constraints, for indexes) of the bulk tables."""
+    cons = conn.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), contype "
+        "FROM pg_constraint WHERE conrelid::regclass::text = ANY(%s) AND contype IN ('p','u','f')",
+        (list(BULK_TABLES),),
+    ).fetchall()
+    idx = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s) "
+        "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+        (list(BULK_TABLES),),
+    ).fetchall()
+    order = {"f": 0, "u": 1, "p": 2}
+    drops = [
+        f'ALTER TABLE {t} DROP CONSTRAINT "{n}"'
+        for t, n, _, c in sorted(cons, key=lambda r: order[r[3]])
+    ]
+    drops += [f'DROP INDEX "{n}"' for n, _ in idx]
+    creates_c = [
+        f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' + (" NOT VALID" if c == "f" else "")
+        for t, n, d, c in sorted(cons, key=lambda r: -order[r[3]])
+    ]
+    creates_i = [d for _, d in idx]
+    return drops, creates_c, creates_i
+
+
+def fill(
+    url: str,
+    rows: int,
+    *,
+    due: int = 5000,
+    held: int = 2000,
+    announced: int = 1000,
+    prefix: str = "bulk-",
+    unlogged: bool = False,
+) -> dict[str, Any]:
+    """Add ``rows`` generated recordings (+ subject keys) to a migrated database."""
+    params = _layout(rows, due, held, announced) | {"prefix": prefix}
+    timings: dict[str, float] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        drops, creates_c, creates_i = _definitions(conn)
+        for statement in drops:
+            conn.execute(statement)  # type: ignore[arg-type]
+        if unlogged:
+            for table in ("subject_keys", "recordings"):
+                conn.execute(f"ALTER TABLE {table} SET UNLOGGED")  # type: ignore[arg-type]
+        started = time.monotonic()
+        for lo in range(0, rows, CHUNK):
+            hi = min(rows, lo + CHUNK)
+            conn.execute(_RECORDINGS_SQL, params | {"lo": lo, "hi": hi})  # type: ignore[arg-type]
+            conn.execute(_SUBJECT_KEYS_SQL, params | {"lo": lo, "hi": hi})  # type: ignore[arg-type]
+            if rows > CHUNK:
+                log(f"bulk: {hi:,}/{rows:,} rows ({time.monotonic() - started:.0f} s)")
+        timings["load_s"] = time.monotonic() - started
+        started = time.monotonic()
+        for statement in creates_c + creates_i:
+            conn.execute(statement)  # type: ignore[arg-type]
+        timings["index_s"] = time.monotonic() - started
+        started = time.monotonic()
+        conn.execute("VACUUM ANALYZE recordings")
+        conn.execute("VACUUM ANALYZE subject_keys")
+        timings["vacuum_s"] = time.monotonic() - started
+    return {k: round(v, 1) for k, v in timings.items()}
+
+
+def counts(url: str) -> dict[str, Any]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) AS total, "
+            "count(*) FILTER (WHERE status = 'purged') AS purged, "
+            "count(*) FILTER (WHERE status = 'stored' AND NOT held AND due_announced_at IS NULL "
+            "  AND retention_due_at <= now()) AS due, "
+            "count(*) FILTER (WHERE status = 'stored' AND held AND retention_due_at <= now()) "
+            "  AS held_due, "
+            "count(*) FILTER (WHERE due_announced_at IS NOT NULL) AS announced "
+            "FROM recordings"
+        ).fetchone()
+        keys = conn.execute("SELECT count(*) FROM subject_keys").fetchone()
+        size = conn.execute(
+            "SELECT pg_size_pretty(pg_total_relation_size('recordings')), "
+            "pg_size_pretty(pg_total_relation_size('subject_keys')), "
+            "pg_size_pretty(pg_relation_size('recordings_due_idx'))"
+        ).fetchone()
+    assert row is not None and keys is not None and size is not None
+    names = ("total", "purged", "due", "held_due", "announced")
+    return dict(zip(names, row, strict=True)) | {
+        "subject_keys": keys[0],
+        "recordings_size": size[0],
+        "subject_keys_size": size[1],
+        "recordings_due_idx_size": size[2],
+    }
+
+
+def cached_database(admin_url: str, base_url: str, rows: int, rebuild: bool) -> tuple[str, dict]:
+    """A dedicated database with ``rows`` generated recordings, reused across runs unless
+    ``rebuild`` (or the generator changed). Returns its URL and how it was made."""
+    name = f"cvbench_rec_{rows}"
+    url = f"{base_url}/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    if exists and not rebuild:
+        try:
+            with psycopg.connect(url) as conn:
+                meta = conn.execute(
+                    "SELECT rows, version, timings FROM bench_meta LIMIT 1"
+                ).fetchone()
+            if meta and meta[0] == rows and meta[1] == GENERATOR_VERSION:
+                return url, {"reused": True, **meta[2]}
+        except psycopg.Error:
+            pass
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    log(f"bulk: generating {rows:,} recordings in database {name}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(MIGRATION.read_text())  # type: ignore[arg-type]
+    timings = fill(url, rows, unlogged=True)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_meta (rows bigint, version text, timings jsonb)")
+        conn.execute(
+            "INSERT INTO bench_meta VALUES (%s, %s, %s)",
+            (rows, GENERATOR_VERSION, Jsonb(timings)),
+        )
+    return url, {"reused": False, **timings}

@@ -1,0 +1,97 @@
+"""The operator's commands against a running instance: publish, hold, dsr, audit, shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from typing import Any
+
+import psycopg
+
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav
+
+
+def run(cv: Callvault, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CALLVAULT, *args], env=cv.env, capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+def test_publish_dsr_and_audit_commands(callvault: Callvault, tmp_path: Any) -> None:
+    cv = callvault
+    cv.start_worker()
+    audio = tmp_path / "call.wav"
+    audio.write_bytes(make_wav(0.5))
+    run(
+        cv,
+        "publish",
+        "--audio",
+        str(audio),
+        "--call-id",
+        "cli-1",
+        "--caller",
+        "8 612 34567",
+        "--customer-email",
+        "Ona@Example.lt",
+        "--order-id",
+        "ORD-5",
+    )
+    cv.read("recordings_stored", lambda seen: any(e["data"]["call_id"] == "cli-1" for e in seen))
+    run(cv, "hold", "place", "case-7", "--reason", "complaint", "--order-id", "ORD-5")
+    request_id = run(cv, "dsr", "submit", "erasure", "--phone", "+370 612 34567").stdout.strip()
+    answers = cv.read(
+        "dsr_results", lambda seen: any(e["data"]["request_id"] == request_id for e in seen)
+    )
+    answer = next(e["data"] for e in answers if e["data"]["request_id"] == request_id)
+    assert answer["status"] == "partial"
+    assert [r["outcome"] for r in answer["recordings"]] == ["held"]
+    status = json.loads(run(cv, "dsr", "status", request_id).stdout)
+    assert status["pending_recordings"] == [answer["recordings"][0]["recording_id"]]
+    holds = json.loads(run(cv, "hold", "list").stdout)
+    assert [(h["hold_id"], h["recordings"]) for h in holds] == [("case-7", 1)]
+    certificate = tmp_path / "answer.json"
+    certificate.write_text(json.dumps(answer))
+    assert "certificate valid" in run(cv, "verify-certificate", str(certificate)).stdout
+
+    verified = run(cv, "audit", "verify")
+    assert "intact" in verified.stdout
+    # Someone with database access edits history: the chain shows it.
+    with psycopg.connect(cv.settings.database_url.get_secret_value(), autocommit=True) as conn:
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
+        conn.execute("UPDATE audit_log SET details = '{\"forged\": true}' WHERE seq = 1")
+    tampered = run(cv, "audit", "verify", check=False)
+    assert tampered.returncode == 1
+    assert "BROKEN at entry 1" in tampered.stdout
+
+
+def test_malformed_dsr_is_answered_and_dead_lettered(callvault: Callvault) -> None:
+    cv = callvault
+    cv.start_worker()
+    data = {
+        "request_id": "bad-req-1",
+        "type": "erasure",
+        "received_at": "2026-01-01T00:00:00Z",
+        "identity_verified": True,
+        "subject": {"phone_numbers": []},
+    }
+    cv.send("dsr_requests", "bad-req-1", cloudevent("callvault.dsr.requested.v1", data))
+    answer = cv.read("dsr_results", lambda seen: len(seen) >= 1)[0]["data"]
+    assert (answer["request_id"], answer["status"]) == ("bad-req-1", "rejected")
+    assert answer["reason"].startswith("malformed_request")
+    dead = cv.read("deadletter", lambda seen: len(seen) >= 1)[0]["data"]
+    assert (dead["key"], dead["error_code"]) == ("bad-req-1", "schema_violation")
+
+
+def test_worker_stops_cleanly_on_sigterm(callvault: Callvault) -> None:
+    cv = callvault
+    worker = cv.start_worker()
+    cv.call("term-1", make_wav(0.3))
+    cv.read("recordings_stored", lambda seen: len(seen) >= 1)
+    assert cv.kill(worker, signal.SIGTERM) == 0
+    # The offset was committed: a new worker does not process the call again.
+    cv.start_worker()
+    cv.call("term-2", make_wav(0.3))
+    stored = cv.read("recordings_stored", lambda seen: len(seen) >= 2)
+    assert sorted(e["data"]["call_id"] for e in stored) == ["term-1", "term-2"]
+    assert "Traceback" not in cv.logs()
