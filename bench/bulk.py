@@ -44,10 +44,10 @@ def subject_digests(subject: int) -> frozenset[bytes]:
 
 
 def _layout(rows: int, due: int, held: int, announced: int) -> dict[str, int]:
-    return {
-        "due_stride": max(2, rows // due),
-        "held_stride": max(4, rows // held),
-        "ann_stride": max(6, rows // announced),
+    return {  # a stride of 0 means "none of this kind"
+        "due_stride": max(2, rows // due) if due else 0,
+        "held_stride": max(4, rows // held) if held else 0,
+        "ann_stride": max(6, rows // announced) if announced else 0,
         "subjects": subject_count(rows),
     }
 
@@ -63,28 +63,26 @@ SELECT id, %(prefix)s::text || i, 'default',
        CASE WHEN purged THEN 'purged' ELSE 'stored' END,
        'recordings/' || left(id::text, 2) || '/' || id || '.cva',
        c + interval '2 seconds', 262144 + i %% 1000,
-       md5('a' || i) || md5('b' || i), 'audio/wav',
-       CASE WHEN purged THEN NULL
-            ELSE decode(md5('k' || i) || md5('l' || i) || md5('m' || i) || 'ab', 'hex') END,
-       CASE WHEN purged THEN NULL
-            ELSE decode(repeat(md5('s' || i), 5), 'hex') END,
+       h || reverse(h), 'audio/wav',
+       CASE WHEN purged THEN NULL ELSE decode(h || reverse(h) || h || 'ab', 'hex') END,
+       CASE WHEN purged THEN NULL ELSE decode(repeat(h, 5), 'hex') END,
        false, kind = 'held', CASE WHEN kind = 'announced' THEN now() END,
        CASE WHEN purged THEN 'retention' END, CASE WHEN purged THEN 1 END,
-       CASE WHEN purged THEN c + interval '1 year 1 hour' END, md5('e' || i)
+       CASE WHEN purged THEN c + interval '1 year 1 hour' END, reverse(h)
 FROM (
-    SELECT i, md5(%(prefix)s::text || i)::uuid AS id, kind, kind = 'purged' AS purged,
+    SELECT i, h, h::uuid AS id, kind, kind = 'purged' AS purged,
            CASE WHEN kind = 'not_due'
                 THEN now() - interval '360 days' * (((i * 7919) %% 100000) / 100000.0)::float8
                 ELSE now() - interval '1 year 1 day' - interval '1 minute' * (i %% 20000)
            END AS c
     FROM (
-        SELECT i, CASE WHEN i %% 20 = 7 THEN 'purged'
-                       WHEN i %% %(due_stride)s = 1 THEN 'due'
-                       WHEN i %% %(held_stride)s = 3 THEN 'held'
-                       WHEN i %% %(ann_stride)s = 5 THEN 'announced'
+        SELECT i, md5(%(prefix)s::text || i) AS h, CASE WHEN i %% 20 = 7 THEN 'purged'
+                       WHEN i %% NULLIF(%(due_stride)s, 0) = 1 THEN 'due'
+                       WHEN i %% NULLIF(%(held_stride)s, 0) = 3 THEN 'held'
+                       WHEN i %% NULLIF(%(ann_stride)s, 0) = 5 THEN 'announced'
                        ELSE 'not_due' END AS kind
-        FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i
-    ) k
+        FROM generate_series(%(lo)s::bigint, %(hi)s::bigint - 1) AS i OFFSET 0
+    ) k OFFSET 0
 ) s
 """
 

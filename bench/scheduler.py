@@ -69,6 +69,11 @@ def explain(url: str, sql: str, params: Any) -> tuple[list[str], float | None, l
     return lines, execution, used
 
 
+def top_buffers(lines: list[str]) -> str:
+    """The buffer counts of the plan's top node (what the whole execution touched)."""
+    return next((ln.split(":", 1)[1].strip() for ln in lines if "Buffers:" in ln), "")
+
+
 def measure(url: str, limit: int) -> dict[str, Any]:
     now = datetime.now(UTC)
     times, due, statements = timed_call(url, lambda tx: tx.claim_due(now, limit))
@@ -92,6 +97,7 @@ def measure(url: str, limit: int) -> dict[str, Any]:
         "claim_due_ms": {k: round(v, 2) for k, v in common.summary(times).items()},
         "explain": plan,
         "explain_execution_ms": exec_ms,
+        "explain_buffers": top_buffers(plan),
         "indexes_used": used,
         "uses_recordings_due_idx": "recordings_due_idx" in used,
         "gauges": gauges,
@@ -122,7 +128,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "scheduler",
                 f"claim_due on {size:,} rows ({r['counts']['due']} due)",
                 f"p50 {r['claim_due_ms']['p50']:.2f} ms, EXPLAIN exec "
-                f"{r['explain_execution_ms']:.2f} ms, due_idx={r['uses_recordings_due_idx']}",
+                f"{r['explain_execution_ms']:.2f} ms, {r['explain_buffers']}, "
+                f"recordings_due_idx={r['uses_recordings_due_idx']}",
             )
         )
     for size in result["params"]["rows"]:

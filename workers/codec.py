@@ -64,6 +64,10 @@ class Codec:
             value = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidJson(f"not UTF-8 JSON: {type(exc).__name__} at {_where(exc)}") from None
+        except RecursionError:
+            raise InvalidJson("JSON nested too deeply") from None
+        if not isinstance(value, dict):
+            raise SchemaViolation("the event is not a JSON object")
         self.check("cloudevent", value)
         if value["type"] not in accepted_types:
             raise SchemaViolation(
@@ -78,7 +82,11 @@ class Codec:
         error = next(iter(sorted(self._validators[name].iter_errors(value), key=_depth)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            raise SchemaViolation(f"{name}: {where}: fails '{error.validator}'")
+            # Messages of these rules name properties only; others would quote the value,
+            # which may be personal data.
+            names_only = error.validator in ("required", "additionalProperties")
+            detail = error.message if names_only else f"fails '{error.validator}'"
+            raise SchemaViolation(f"{name}: {where}: {detail}")
 
     def names(self) -> list[str]:
         return sorted(self._validators)

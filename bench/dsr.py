@@ -1,0 +1,150 @@
+"""DSR erasure latency: ``dsr.requested`` published -> ``dsr.completed`` read back, through a
+worker process, for subjects with 20 recordings each (stored for real through the ingest
+pipeline, so their objects exist) among 1 million other recordings (bulk-generated)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from . import bulk, common
+from .common import Producer, Reader, log
+from .ingest import AUDIO_BYTES, land
+
+PER_SUBJECT = 20
+
+
+def subject(k: int) -> dict[str, Any]:
+    return {
+        "phone": f"+3706{1_000_000 + k:07d}",
+        "email": f"bench.subject{k}@example.com",
+        "customer_id": f"bench-customer-{k}",
+    }
+
+
+def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
+    from workers.bootstrap import object_store
+    from workers.domain.retention import parse_timestamp
+
+    others = 50_000 if quick else 1_000_000
+    requests = 5 if quick else 20
+    stack = common.ensure_stack()
+    inst = common.new_instance(stack, "dsr")
+    try:
+        common.migrate(inst)
+        settings = inst.settings()
+        log(f"dsr: bulk-generating {others:,} other recordings")
+        # no due/held rows: the scheduler must not start purging the generated rows meanwhile
+        made = bulk.fill(inst.database_url, others, due=0, held=0, announced=0, prefix="other-")
+        objects = object_store(settings)
+        audio = common.wav_bytes(AUDIO_BYTES)
+        n_calls = requests * PER_SUBJECT
+        uris = [land(objects, settings.landing_bucket, audio) for _ in range(n_calls)]
+        producer = Producer(settings.kafka_bootstrap)
+        common.start_worker(inst)
+        stored = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
+        results = Reader(settings.kafka_bootstrap, inst.topic("dsr_results"))
+        latencies: list[float] = []
+        server_side: list[float] = []
+        outcomes: list[dict[str, Any]] = []
+        try:
+            log(f"dsr: ingesting {n_calls} calls of {requests} subjects through the worker")
+            topic = inst.topic("calls_ended")
+            for k in range(requests):
+                who = subject(k)
+                for j in range(PER_SUBJECT):
+                    call_id = f"dsr-{k}-{j}"
+                    data = common.call_data(
+                        call_id,
+                        uris[k * PER_SUBJECT + j],
+                        caller=who["phone"],
+                        customer={"email": who["email"], "customer_id": who["customer_id"]},
+                    )
+                    producer.send(topic, call_id, common.cloudevent(
+                        "callvault.call.ended.v1", data))
+            producer.flush()
+            stored.until(lambda ev: len(ev) >= n_calls, 60 + n_calls)
+            log(f"dsr: {requests} erasure requests, one at a time")
+            dsr_topic = inst.topic("dsr_requests")
+            for k in range(requests):
+                who = subject(k)
+                request_id = f"bench-dsr-{k}-{uuid.uuid4().hex[:6]}"
+                data = {
+                    "request_id": request_id,
+                    "type": "erasure",
+                    "received_at": common.stamp(datetime.now(UTC)),
+                    "identity_verified": True,
+                    "subject": {"phone_numbers": [who["phone"]], "emails": [who["email"]]},
+                }
+                started = time.monotonic()
+                producer.send(dsr_topic, request_id, common.cloudevent(
+                    "callvault.dsr.requested.v1", data))
+                producer.flush()
+                done = results.until(
+                    lambda ev, r=request_id: any(e["data"]["request_id"] == r for e in ev), 300
+                )
+                latencies.append(done - started)
+                answer = next(
+                    e["data"] for _, e in results.seen if e["data"]["request_id"] == request_id
+                )
+                server_side.append(
+                    (
+                        parse_timestamp(answer["completed_at"])
+                        - parse_timestamp(answer["received_at"])
+                    ).total_seconds()
+                )
+                outcomes.append(
+                    {
+                        "status": answer["status"],
+                        "erased": sum(r["outcome"] == "erased" for r in answer["recordings"]),
+                    }
+                )
+        finally:
+            stored.close()
+            results.close()
+            producer.close()
+            common.stop_workers(inst)
+        left = sum(
+            1 for _ in objects.client.list_objects(
+                settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
+            )
+        )
+    finally:
+        common.drop_instance(inst)
+    erased = [o["erased"] for o in outcomes]
+    return {
+        "params": {
+            "other_recordings": others,
+            "requests": requests,
+            "recordings_per_subject": PER_SUBJECT,
+            "quick": quick,
+        },
+        "bulk": made,
+        "latency_s": {k: round(v, 3) for k, v in common.summary(latencies).items()},
+        "server_side_s": {k: round(v, 3) for k, v in common.summary(server_side).items()},
+        "per_recording_ms_p50": round(common.percentile(latencies, 50) / PER_SUBJECT * 1000, 1),
+        "statuses": sorted({o["status"] for o in outcomes}),
+        "erased_per_request": {"min": min(erased), "max": max(erased)},
+        "vault_object_versions_left": left,
+    }
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    p, lat = result["params"], result["latency_s"]
+    return [
+        (
+            "dsr",
+            f"erasure latency, {p['recordings_per_subject']} recs among "
+            f"{p['other_recordings']:,} (n={p['requests']})",
+            f"p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s "
+            f"(~{result['per_recording_ms_p50']} ms/recording)",
+        ),
+        (
+            "dsr",
+            "erased per request / statuses",
+            f"{result['erased_per_request']['min']}-{result['erased_per_request']['max']} / "
+            f"{','.join(result['statuses'])}",
+        ),
+    ]
