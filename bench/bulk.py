@@ -180,7 +180,9 @@ def counts(url: str) -> dict[str, Any]:
             "pg_size_pretty(pg_total_relation_size('subject_keys')), "
             "pg_size_pretty(pg_relation_size('recordings_due_idx'))"
         ).fetchone()
-    assert row is not None and keys is not None and size is not None
+    assert row is not None
+    assert keys is not None
+    assert size is not None
     names = ("total", "purged", "due", "held_due", "announced")
     return dict(zip(names, row, strict=True)) | {
         "subject_keys": keys[0],

@@ -62,8 +62,9 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
                         caller=who["phone"],
                         customer={"email": who["email"], "customer_id": who["customer_id"]},
                     )
-                    producer.send(topic, call_id, common.cloudevent(
-                        "callvault.call.ended.v1", data))
+                    producer.send(
+                        topic, call_id, common.cloudevent("callvault.call.ended.v1", data)
+                    )
             producer.flush()
             stored.until(lambda ev: len(ev) >= n_calls, 60 + n_calls)
             log(f"dsr: {requests} erasure requests, one at a time")
@@ -79,8 +80,9 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
                     "subject": {"phone_numbers": [who["phone"]], "emails": [who["email"]]},
                 }
                 started = time.monotonic()
-                producer.send(dsr_topic, request_id, common.cloudevent(
-                    "callvault.dsr.requested.v1", data))
+                producer.send(
+                    dsr_topic, request_id, common.cloudevent("callvault.dsr.requested.v1", data)
+                )
                 producer.flush()
                 done = results.until(
                     lambda ev, r=request_id: any(e["data"]["request_id"] == r for e in ev), 300
@@ -107,7 +109,8 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
             producer.close()
             common.stop_workers(inst)
         left = sum(
-            1 for _ in objects.client.list_objects(
+            1
+            for _ in objects.client.list_objects(
                 settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
             )
         )

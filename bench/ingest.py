@@ -90,8 +90,11 @@ def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, An
     reader = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
     try:
         # warm-up: the consumer group has joined and every connection is open
-        producer.send(topic, "warmup-0", common.cloudevent(
-            "callvault.call.ended.v1", common.call_data("warmup-0", uris[0])))
+        producer.send(
+            topic,
+            "warmup-0",
+            common.cloudevent("callvault.call.ended.v1", common.call_data("warmup-0", uris[0])),
+        )
         producer.flush()
         reader.until(_stored(1), 120)
         rss_idle = common.proc_status(worker.pid)
@@ -161,8 +164,11 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
             time.sleep(0.2)
 
     try:
-        producer.send(topic, "big-warmup", common.cloudevent(
-            "callvault.call.ended.v1", common.call_data("big-warmup", small)))
+        producer.send(
+            topic,
+            "big-warmup",
+            common.cloudevent("callvault.call.ended.v1", common.call_data("big-warmup", small)),
+        )
         producer.flush()
         reader.until(lambda ev: "big-warmup" in {e["data"]["call_id"] for e in ev}, 120)
         time.sleep(1.0)
@@ -170,8 +176,13 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.monotonic()
-        producer.send(topic, "big-0", common.cloudevent(
-            "callvault.call.ended.v1", common.call_data("big-0", f"s3://{bucket}/{key}")))
+        producer.send(
+            topic,
+            "big-0",
+            common.cloudevent(
+                "callvault.call.ended.v1", common.call_data("big-0", f"s3://{bucket}/{key}")
+            ),
+        )
         producer.flush()
         done = reader.until(lambda ev: "big-0" in {e["data"]["call_id"] for e in ev}, 900)
         elapsed = done - started

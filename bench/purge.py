@@ -52,7 +52,6 @@ def throughput(stack: dict[str, str], n: int) -> dict[str, Any]:
     from workers.adapters import crypto
     from workers.bootstrap import bootstrap
     from workers.domain.model import PurgeReason, recording_id_for
-    from workers.services.purge import Verdict
 
     # Default retention (P1Y): the vault put carries a future retain-until date, as in
     # production; the purge then runs with the service clock moved past the due date.
@@ -89,9 +88,11 @@ def throughput(stack: dict[str, str], n: int) -> dict[str, Any]:
         purge_s = time.perf_counter() - started
         profile.disable()
         purge_s3 = timed.report(n)
-        left = list(objects.client.list_objects(
-            settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
-        ))
+        left = list(
+            objects.client.list_objects(
+                settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
+            )
+        )
         container.close()
 
         # baseline: same bucket, same retention header; versions known from the puts
@@ -150,7 +151,7 @@ def throughput(stack: dict[str, str], n: int) -> dict[str, Any]:
             "verdicts": verdicts,
             "object_versions_left": len(left),
             "s3_calls": purge_s3,
-            "profile_tottime_last_%d" % profiled: _profile_top(profile),
+            f"profile_tottime_last_{profiled}": _profile_top(profile),
         },
         "baseline": {
             "seconds": round(base_s, 3),
@@ -189,8 +190,11 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
         purged = Reader(settings.kafka_bootstrap, inst.topic("recordings_purged"))
         stored = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
         try:
-            producer.send(topic, "warmup", common.cloudevent(
-                "callvault.call.ended.v1", common.call_data("warmup", uris[0])))
+            producer.send(
+                topic,
+                "warmup",
+                common.cloudevent("callvault.call.ended.v1", common.call_data("warmup", uris[0])),
+            )
             producer.flush()
             stored.until(lambda ev: len(ev) >= 1, 120)
             log(f"purge lag: {rate} calls/s for {duration:.0f} s, retention PT10S")
@@ -200,8 +204,13 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
                 if wait > 0:
                     time.sleep(wait)
                 call_id = f"lag-{i}"
-                producer.send(topic, call_id, common.cloudevent(
-                    "callvault.call.ended.v1", common.call_data(call_id, uris[i + 1])))
+                producer.send(
+                    topic,
+                    call_id,
+                    common.cloudevent(
+                        "callvault.call.ended.v1", common.call_data(call_id, uris[i + 1])
+                    ),
+                )
                 producer.flush()
                 purged.poll(0)
             sent_s = time.monotonic() - t0
@@ -220,8 +229,9 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
             if data["call_id"] == "warmup" or data.get("reason") != "retention":
                 continue
             lags.append(
-                (parse_timestamp(data["purged_at"]) - parse_timestamp(data["due_at"]))
-                .total_seconds()
+                (
+                    parse_timestamp(data["purged_at"]) - parse_timestamp(data["due_at"])
+                ).total_seconds()
             )
             lag_field.append(float(data["lag_seconds"]))
         ingest_latency = []
@@ -229,8 +239,9 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
             data = event["data"]
             if data["call_id"] != "warmup":
                 ingest_latency.append(
-                    (parse_timestamp(data["stored_at"]) - parse_timestamp(data["collected_at"]))
-                    .total_seconds()
+                    (
+                        parse_timestamp(data["stored_at"]) - parse_timestamp(data["collected_at"])
+                    ).total_seconds()
                 )
         purged.close()
         stored.close()

@@ -62,11 +62,13 @@ def explain(url: str, sql: str, params: Any) -> tuple[list[str], float | None, l
         (float(ln.split(":")[1].split()[0]) for ln in lines if ln.startswith("Execution Time")),
         None,
     )
-    used = sorted({ln.split(" on ")[1].split()[0] for ln in lines if " using " in ln.lower()
-                   and " on " in ln} | {
-        ln.split(" using ")[1].split()[0] for ln in lines if " using " in ln.lower()
-        and " using " in ln})
-    return lines, execution, used
+    used: set[str] = set()
+    for ln in lines:
+        if " using " in ln:
+            used.add(ln.split(" using ", 1)[1].split()[0])
+        elif "Bitmap Index Scan on " in ln:
+            used.add(ln.split("Bitmap Index Scan on ", 1)[1].split()[0])
+    return lines, execution, sorted(used)
 
 
 def top_buffers(lines: list[str]) -> str:

@@ -297,3 +297,13 @@ def test_published_records_are_readable_in_order(bus: tuple[Any, Any]) -> None:
     records = read(topic)
     assert [v for k, v in records if k == "k"] == [b"1", b"2"]  # per key, in order
     assert sorted(v for _, v in records) == [b"1", b"2", b"3"]
+
+
+def test_delete_markers_are_listed_and_deleted_too(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
+    store.put_stream(bucket, "a/b.bin", [b"audio"], content_type="audio/wav")
+    store.delete_object(bucket, "a/b.bin")  # on a versioned bucket: a delete marker
+    versions = store.list_versions(bucket, "a/b.bin")
+    assert sorted(v.is_delete_marker for v in versions) == [False, True]
+    assert store.delete_versions(bucket, "a/b.bin", versions) == 2
+    assert store.list_versions(bucket, "a/b.bin") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import BinaryIO, cast
@@ -9,6 +10,8 @@ from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
+from minio import datatypes as minio_datatypes
+from minio import time as minio_time
 from minio.commonconfig import ENABLED, GOVERNANCE
 from minio.datatypes import Object
 from minio.deleteobjects import DeleteObject
@@ -22,14 +25,27 @@ from ..ports import ObjectMissing, ObjectVersion
 from .streams import IterReader
 
 PART_SIZE = 8 * 1024 * 1024
+_FRACTION = re.compile(r"\.(\d{6})\d+Z$")
 READ_CHUNK = 256 * 1024
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound"}
+
+
+def _tolerant_iso8601utc(value: str | None) -> datetime | None:
+    """minio-py parses at most microseconds; some S3 servers (versitygw) send nanoseconds in
+    delete markers' LastModified, which would make listing object versions fail."""
+    return minio_time.from_iso8601utc(_FRACTION.sub(r".\1Z", value) if value else value)
+
+
+def _accept_nanosecond_timestamps() -> None:
+    """Install the tolerant parser where the SDK's XML readers look it up (idempotent)."""
+    minio_datatypes.from_iso8601utc = _tolerant_iso8601utc  # type: ignore[attr-defined]
 
 
 class S3Store:
     def __init__(
         self, endpoint: str, access_key: str, secret_key: str, region: str, *, timeout: float = 60
     ) -> None:
+        _accept_nanosecond_timestamps()
         url = urlsplit(endpoint)
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=5, read=timeout),
