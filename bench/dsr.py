@@ -29,7 +29,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     from workers.domain.retention import parse_timestamp
 
     others = 50_000 if quick else 1_000_000
-    requests = 5 if quick else 20
+    requests = 3 if quick else 20
     stack = common.ensure_stack()
     inst = common.new_instance(stack, "dsr")
     try:

@@ -262,8 +262,8 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
 
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     stack = common.ensure_stack()
-    n = 50 if quick else 500
-    rate, duration = (2.0, 15.0) if quick else (5.0, 60.0)
+    n = 30 if quick else 500
+    rate, duration = (3.0, 8.0) if quick else (5.0, 60.0)
     result = {"params": {"n": n, "rate": rate, "duration": duration, "quick": quick}}
     result["throughput"] = throughput(stack, n)
     result["lag"] = lag(stack, rate, duration)

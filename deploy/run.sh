@@ -9,6 +9,16 @@ export CALLVAULT_LOG_FORMAT="${CALLVAULT_LOG_FORMAT:-console}"
 LOG=.local/logs/worker.log
 mkdir -p .local/logs
 
+# Demo audio is real speech: espeak-ng through sox (WAV, FLAC, Ogg/Opus, MP3). Without them
+# the demo falls back to synthesized tones, so a failed install only makes it less lifelike.
+if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
+    echo "[run] installing espeak-ng and sox for demo speech"
+    { apt-get install -y -q espeak-ng sox libsox-fmt-all >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 \
+             && apt-get install -y -q espeak-ng sox libsox-fmt-all >/dev/null 2>&1; }; } \
+        || echo "[run] could not install espeak-ng/sox; demo calls use synthesized tones"
+fi
+
 .venv/bin/callvault worker >>"$LOG" 2>&1 &
 WORKER=$!
 trap 'kill -TERM $WORKER 2>/dev/null; wait $WORKER 2>/dev/null; echo "workers stopped"' EXIT INT TERM

@@ -41,6 +41,7 @@ from .services.purge import PurgeService
 log = structlog.get_logger("callvault.pipeline")
 T = TypeVar("T")
 
+CORRELATION_IDS = ("call_id", "request_id", "hold_id", "recording_id")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 TRANSIENT = (
     TransientError,
@@ -147,7 +148,7 @@ class Pipeline:
         try:
             envelope = self._codec.decode(delivery.value, accepted)
             event_id = envelope.id
-            structlog.contextvars.bind_contextvars(event_id=event_id)
+            structlog.contextvars.bind_contextvars(event_id=event_id, **_correlation(envelope))
             outcome = self._retrying(lambda: handle(envelope))
         except PermanentError as error:
             self.dead_letter(delivery, error.error_code, error.message, event_id)
@@ -155,8 +156,9 @@ class Pipeline:
                 on_rejected(delivery, error)
             outcome = "deadletter"
         except TRANSIENT:
+            structlog.contextvars.unbind_contextvars("event_id", *CORRELATION_IDS)
             raise  # retries exhausted: stop the worker; the event stays uncommitted
-        except Exception as error:
+        except Exception as error:  # a bug must not wedge the partition: dead-letter it
             log.exception("handler_failed", topic=topic, error_type=type(error).__name__)
             self.dead_letter(
                 delivery,
@@ -165,8 +167,6 @@ class Pipeline:
                 event_id,
             )
             outcome = "deadletter"
-        finally:
-            structlog.contextvars.unbind_contextvars("event_id")
         self._ctx.metrics.events_processed.labels(topic=topic, outcome=outcome).inc()
         log.info(
             "event_handled",
@@ -174,8 +174,8 @@ class Pipeline:
             partition=delivery.partition,
             offset=delivery.offset,
             outcome=outcome,
-            event_id=event_id,
         )
+        structlog.contextvars.unbind_contextvars("event_id", *CORRELATION_IDS)
         return outcome
 
     def _retrying(self, action: Callable[[], T]) -> T:
@@ -228,6 +228,11 @@ class Pipeline:
             offset=delivery.offset,
             error_code=error_code,
         )
+
+
+def _correlation(envelope: Envelope) -> dict[str, str]:
+    """The ids that tie log lines to a call, request, hold or recording (never personal data)."""
+    return {k: v for k in CORRELATION_IDS if isinstance(v := envelope.data.get(k), str)}
 
 
 def _request_identity(raw: bytes) -> tuple[str | None, str | None]:

@@ -210,12 +210,25 @@ RETENTION = [
 INGEST = [
     row("Ingest and dead letters"),
     stat(
-        "Dead letters (24h) by error_code",
-        f"sum by (error_code) (increase(callvault_deadletter_total{{{SEL}}}[24h]))",
+        "Dead letters since worker start",
+        f"sum by (error_code) (callvault_deadletter_total{{{SEL}}})",
         legend="{{error_code}}",
         thresholds=[(None, "green"), (1, "orange")],
-        description="Inspect with `callvault deadletter list`, replay with "
-        "`callvault deadletter replay --offset N` once fixed.",
+        description="Per error_code, summed over the workers (a counter series is born at its "
+        "first dead letter, which increase() cannot see, so this shows the totals). Inspect with "
+        "`callvault deadletter list`, replay with `callvault deadletter replay --offset N` "
+        "once fixed.",
+    ),
+    stat(
+        "Recordings stored since worker start",
+        f"sum(callvault_recordings_stored_total{{{SEL}}})",
+        thresholds=[(None, "green")],
+    ),
+    stat(
+        "Consumer lag (total)",
+        f"sum(max by (consumergroup, topic, partition) (kafka_consumergroup_lag{{{SEL}}}))",
+        description="Messages of the input topics not yet committed by the consumer group.",
+        thresholds=[(None, "green"), (100, "orange"), (1000, "red")],
     ),
     timeseries(
         "Input events by topic and outcome",

@@ -42,7 +42,7 @@ class Reconciler:
         keys = set(self._ctx.objects.list_keys(bucket, "recordings/"))
         result = Reconciliation()
         referenced: set[str] = set()
-        after = ""
+        after = "00000000-0000-0000-0000-000000000000"  # recording_id is a uuid: start below all
         while True:
             with self._ctx.store.transaction() as tx:
                 page = tx.recordings_page(after, PAGE)
