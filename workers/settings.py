@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     default_region: str = "LT"
     require_notice: bool = True
     metrics_port: int = Field(9400, ge=0, le=65535)
+    metrics_addr: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
     source_uri: str = "urn:callvault"

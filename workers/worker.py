@@ -23,7 +23,7 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
             f"unknown role(s): {', '.join(sorted(unknown))}; known: {', '.join(ROLES)}"
         )
     metrics = Metrics()
-    start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics)
     app = build_app(container, roles or ROLES)
     log.info("worker_starting", roles=list(roles or ROLES), metrics_port=settings.metrics_port)
