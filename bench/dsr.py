@@ -127,6 +127,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "bulk": made,
         "latency_s": {k: round(v, 3) for k, v in common.summary(latencies).items()},
         "server_side_s": {k: round(v, 3) for k, v in common.summary(server_side).items()},
+        "latencies_s": [round(v, 3) for v in latencies],
         "per_recording_ms_p50": round(common.percentile(latencies, 50) / PER_SUBJECT * 1000, 1),
         "statuses": sorted({o["status"] for o in outcomes}),
         "erased_per_request": {"min": min(erased), "max": max(erased)},

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from . import bulk, common
 from .common import log
-from .scheduler import explain, timed_call, top_buffers
+from .scheduler import Recorder, explain, top_buffers
 
 HEAVY = hashlib.sha256(b"bench-heavy-subject").digest()
 HEAVY_RECORDINGS = 20
@@ -31,16 +33,21 @@ def _add_heavy_subject(url: str, rows: int) -> None:
 
 
 def _lookups(url: str, digest_sets: list[frozenset[bytes]]) -> tuple[list[float], list[int], Any]:
+    """One connection for all look-ups (as the worker's pool keeps them), one transaction each."""
+    from workers.adapters.postgres import PostgresTx
+
     times: list[float] = []
     found: list[int] = []
-    statements: Any = None
-    for digests in digest_sets:
-        t, result, statements = timed_call(
-            url, lambda tx, d=digests: tx.recordings_matching(d), repeat=1
-        )
-        times.extend(t)
-        found.append(len(result))
-    return times, found, statements
+    recorder: Recorder | None = None
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        for digests in digest_sets:
+            recorder = Recorder(conn)
+            started = time.perf_counter()
+            result = PostgresTx(recorder).recordings_matching(digests)  # type: ignore[arg-type]
+            times.append((time.perf_counter() - started) * 1000)
+            conn.rollback()
+            found.append(len(result))
+    return times, found, recorder.statements if recorder else []
 
 
 def _stats(times: list[float], found: list[int]) -> dict[str, Any]:

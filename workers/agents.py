@@ -13,6 +13,7 @@ import structlog
 from .bootstrap import Container
 from .lag import ConsumerLag
 from .pipeline import TRANSIENT, Delivery
+from .services.ops import Reconciler
 
 log = structlog.get_logger("callvault.agents")
 
@@ -81,6 +82,9 @@ def _add_timers(app: faust.App, container: Container, roles: tuple[str, ...]) ->
         app.timer(gauges, name="callvault.gauges")(_periodic(scheduler.refresh_gauges))
         app.timer(60.0, name="callvault.exports")(_periodic(scheduler.remove_expired_exports))
         app.task(_once(scheduler.apply_policies))
+        reconcile = settings.reconcile_interval.as_timedelta().total_seconds()
+        reconciler = Reconciler(container.ctx)
+        app.timer(reconcile, name="callvault.reconcile")(_periodic(reconciler.run))
     lag_topics = [settings.topics()[_INPUTS[role][0]] for role in roles if role in _INPUTS]
     if lag_topics:  # consumer lag of this worker's inputs (Faust has no lag metric)
         lag = ConsumerLag(

@@ -487,26 +487,37 @@ def deadletter_list(error_code: str | None, limit: int) -> None:
     rows = [r for r in read_dead_letters(_settings()) if error_code in (None, r["error_code"])]
     for row in rows[-limit:]:
         click.echo(
-            f"{row['offset']:>6}  {row['failed_at']:<27} {row['error_code']:<18} "
-            f"{row['source_topic']}[{row['partition']}]@{row['source_offset']}  "
-            f"{row['error']}"
+            f"{row['partition']}:{row['offset']:<6} {row['failed_at']:<27} "
+            f"{row['error_code']:<18} {row['source_topic']}[{row['source_partition']}]"
+            f"@{row['source_offset']}  {row['error']}"
         )
     click.echo(f"{len(rows)} dead letter(s)")
 
 
 @deadletter.command("replay")
 @click.option(
-    "--offset", "offsets", type=int, multiple=True, help="Dead-letter topic offset(s) to replay."
+    "--offset",
+    "offsets",
+    multiple=True,
+    help="PARTITION:OFFSET of a dead letter (as `deadletter list` shows it); repeatable.",
 )
 @click.option("--error-code", help="Replay every dead letter with this code.")
-def deadletter_replay(offsets: tuple[int, ...], error_code: str | None) -> None:
+def deadletter_replay(offsets: tuple[str, ...], error_code: str | None) -> None:
     """Publish the original bytes again to their source topic (processing is idempotent)."""
     from .ops_cli import replay_dead_letters
 
     if not offsets and not error_code:
         raise click.UsageError("choose dead letters with --offset or --error-code")
-    count = replay_dead_letters(_settings(), set(offsets), error_code)
+    chosen = {_partition_offset(text) for text in offsets}
+    count = replay_dead_letters(_settings(), chosen, error_code)
     click.echo(f"replayed {count} event(s)")
+
+
+def _partition_offset(text: str) -> tuple[int, int]:
+    partition, sep, offset = text.partition(":")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        raise click.BadParameter(f"{text!r} is not PARTITION:OFFSET", param_hint="--offset")
+    return int(partition), int(offset)
 
 
 def main() -> None:

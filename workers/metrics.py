@@ -6,6 +6,21 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# Label values known in advance start at 0, so rate() sees the first event of each.
+ERROR_CODES = (
+    "invalid_json",
+    "schema_violation",
+    "unsupported_uri",
+    "uri_not_allowed",
+    "fetch_failed",
+    "checksum_mismatch",
+    "not_audio",
+    "internal_error",
+)
+PURGE_REASONS = ("retention", "erasure", "objection")
+DSR_TYPES = ("access", "erasure", "rectification", "restriction", "objection", "portability")
+DSR_STATUSES = ("completed", "partial", "rejected")
+
 _LAG_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 6 * 3600, 86400, 7 * 86400)
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _DSR_BUCKETS = (0.1, 0.5, 1, 5, 30, 60, 300, 3600, 86400, 7 * 86400, 30 * 86400)
@@ -105,3 +120,14 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self._start_known_series()
+
+    def _start_known_series(self) -> None:
+        for code in ERROR_CODES:
+            self.deadletters.labels(error_code=code)
+        for reason in PURGE_REASONS:
+            self.purged.labels(reason=reason)
+        self.discarded.labels(reason="notice_not_played")
+        for dsr_type in DSR_TYPES:
+            for status in DSR_STATUSES:
+                self.dsr_requests.labels(type=dsr_type, status=status)

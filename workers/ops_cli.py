@@ -47,11 +47,16 @@ def read_dead_letters(settings: Settings, timeout_ms: int = 1500) -> list[dict[s
         consumer.close()
 
 
-def replay_dead_letters(settings: Settings, offsets: set[int], error_code: str | None) -> int:
+def replay_dead_letters(
+    settings: Settings, positions: set[tuple[int, int]], error_code: str | None
+) -> int:
+    """Re-publish the chosen dead letters' original bytes; ``positions`` are (partition, offset)
+    in the dead-letter topic. Handlers are idempotent, so replaying twice changes nothing."""
     chosen = [
         r
         for r in read_dead_letters(settings)
-        if r["offset"] in offsets or (error_code and r["error_code"] == error_code)
+        if (r["partition"], r["offset"]) in positions
+        or (error_code and r["error_code"] == error_code)
     ]
     bus = KafkaBus(settings.kafka_bootstrap, f"{settings.app_id}-replay")
     try:

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     export_ttl: Duration = IsoDuration.parse("P7D")
     scheduler_interval: Duration = IsoDuration.parse("PT1S")
     metrics_interval: Duration = IsoDuration.parse("PT5S")
+    reconcile_interval: Duration = IsoDuration.parse("PT10M")
     purge_batch: int = Field(200, gt=0, le=10_000)
     topic_partitions: int = Field(3, gt=0)
     topic_replication: int = Field(1, gt=0)
@@ -101,6 +102,7 @@ class Settings(BaseSettings):
         "export_ttl",
         "scheduler_interval",
         "metrics_interval",
+        "reconcile_interval",
         "input_topic_retention",
         "deadletter_retention",
         "output_topic_retention",

@@ -27,7 +27,13 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     container = bootstrap(settings, metrics)
     app = build_app(container, roles or ROLES)
     log.info("worker_starting", roles=list(roles or ROLES), metrics_port=settings.metrics_port)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        app,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,  # ours: logs.configure
+    )
+    worker.spinner = None  # a terminal spinner would corrupt JSON log lines
     try:
         worker.execute_from_commandline()
     finally:

@@ -99,10 +99,12 @@ class LagProbe:
             for p in sorted(self._consumer.partitions_for_topic(topic) or ())
         ]
         ends = self._consumer.end_offsets(partitions)
+        starts = self._consumer.beginning_offsets(partitions)
         lag = {}
         for tp in partitions:
             done = committed.get(tp)
-            offset = done.offset if done is not None and done.offset >= 0 else 0
+            # Nothing committed yet: everything still retained is waiting.
+            offset = done.offset if done is not None and done.offset >= 0 else starts.get(tp, 0)
             lag[(tp.topic, tp.partition)] = max(0, ends.get(tp, 0) - offset)
         return lag
 
