@@ -46,6 +46,8 @@ class ObjectStore(Protocol):
 
     def list_versions(self, bucket: str, key: str) -> list[ObjectVersion]: ...
 
+    def is_versioned(self, bucket: str) -> bool: ...
+
     def delete_versions(self, bucket: str, key: str, versions: list[ObjectVersion]) -> int:
         """Delete these versions for good (governance retention bypassed); returns how many."""
         ...
@@ -127,6 +129,7 @@ class Tx(Protocol):
 
     # counters for gauges
     def count_recordings(self) -> dict[str, int]: ...
+    def held_count(self) -> int: ...
 
 
 class Store(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -157,3 +158,24 @@ def test_purge_interrupted_half_way_finishes_after_restart(short_lived: Callvaul
     audit = db(cv, "SELECT action FROM audit_log WHERE action = 'purge'")
     assert len(audit) == 2
     assert json.dumps(purged)  # events are JSON all the way
+
+
+def test_a_call_already_past_due_is_stored_then_purged_not_lost(callvault: Callvault) -> None:
+    """A late replay of a call from 400 days ago: the law says it should be gone already, so it
+    is purged at once - but first it is accounted for, never silently dropped or stuck."""
+    cv = callvault
+    cv.start_worker()
+    old = datetime.now(UTC) - timedelta(days=400)
+    cv.call("late-1", make_wav(0.3), ended=old)
+    purged = cv.read("recordings_purged", lambda seen: len(seen) >= 1, timeout=90)
+    assert purged[0]["data"]["call_id"] == "late-1"
+    assert purged[0]["data"]["reason"] == "retention"
+    assert db(cv, "SELECT status FROM recordings") == [("purged",)]
+    assert (
+        list(
+            cv.objects.client.list_objects(
+                cv.settings.vault_bucket, recursive=True, include_version=True
+            )
+        )
+        == []
+    )

@@ -87,8 +87,10 @@ def test_recordings_round_trip_and_one_per_call(store: Any) -> None:
     with store.transaction() as tx:
         again = tx.recording_by_call("rt-1")
         assert again == rec
+        assert tx.held_count() == 0
         tx.save_recording(replace(again, held=True, restricted=True))
     with store.transaction() as tx:
+        assert tx.held_count() == 1
         loaded = tx.recording(rec.recording_id)
         assert loaded is not None
         assert loaded.held

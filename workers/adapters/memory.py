@@ -69,6 +69,9 @@ class MemoryObjectStore:
         versions = self._bucket(bucket).get(key, [])
         return [ObjectVersion(v, data is None) for v, data in reversed(versions)]
 
+    def is_versioned(self, bucket: str) -> bool:
+        return bucket in self.versioned
+
     def delete_versions(self, bucket: str, key: str, versions: list[ObjectVersion]) -> int:
         doomed = {v.version_id for v in versions}
         with self._lock:
@@ -285,6 +288,13 @@ class MemoryTx:
 
     def remove_export(self, key: str) -> None:
         self._s.exports.pop(key, None)
+
+    def held_count(self) -> int:
+        return sum(
+            1
+            for r in self._s.recordings.values()
+            if r.held and r.status is not RecordingStatus.PURGED
+        )
 
     def count_recordings(self) -> dict[str, int]:
         counts: dict[str, int] = {}

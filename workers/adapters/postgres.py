@@ -333,6 +333,11 @@ class PostgresTx:
     def remove_export(self, key: str) -> None:
         self._conn.execute("DELETE FROM exports WHERE object_key = %s", (key,))
 
+    def held_count(self) -> int:
+        """Recordings kept by a hold (served by the small partial index on held rows)."""
+        row = self._one("SELECT count(*) AS n FROM recordings WHERE held AND status <> 'purged'")
+        return int(row["n"]) if row else 0
+
     def count_recordings(self) -> dict[str, int]:
         rows = self._all("SELECT status, count(*) AS n FROM recordings GROUP BY status")
         counts = {r["status"]: int(r["n"]) for r in rows}

@@ -61,6 +61,7 @@ class S3Store:
             http_client=http,
         )
         self.object_lock: dict[str, bool] = {}
+        self._versioned: dict[str, bool] = {}
 
     @property
     def client(self) -> Minio:
@@ -136,6 +137,14 @@ class S3Store:
             for o in objects
             if o.object_name == key
         ]
+
+    def is_versioned(self, bucket: str) -> bool:
+        """Whether the bucket keeps versions (asked once per bucket; versioning is never
+        switched off again, only suspended, which still keeps the old versions)."""
+        if bucket not in self._versioned:
+            status = self._client.get_bucket_versioning(bucket).status
+            self._versioned[bucket] = status in ("Enabled", "Suspended")
+        return self._versioned[bucket]
 
     def delete_versions(self, bucket: str, key: str, versions: list[ObjectVersion]) -> int:
         if not versions:

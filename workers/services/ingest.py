@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Literal
 
 from ..adapters import crypto
@@ -25,6 +26,7 @@ from ..domain.retention import rfc3339
 from ..domain.uris import AudioLocation, locate
 from .context import Context
 
+LOCK_MARGIN = timedelta(seconds=60)
 IngestOutcome = Literal["stored", "duplicate", "discarded"]
 
 
@@ -52,28 +54,31 @@ class IngestService:
             self._remove_landing_copy(where)
             return "discarded"
         with self._ctx.store.call_lock(call.call_id):
-            recording = self._claim(call)
-            if recording is None:
+            claim = self._claim(call)
+            if claim is None:
                 self._remove_landing_copy(where)
                 return "duplicate"
+            recording, resumed = claim
+            if resumed:  # a killed attempt may have left object versions under our key
+                self._remove_all_versions(self._settings.vault_bucket, recording.object_key)
             self._store(call, recording, where)
         self._remove_landing_copy(where)
         return "stored"
 
-    def _claim(self, call: CallEnded) -> Recording | None:
-        """The recording row to fill, or ``None`` when this call is already stored."""
+    def _claim(self, call: CallEnded) -> tuple[Recording, bool] | None:
+        """The recording row to fill and whether an earlier attempt claimed it already, or
+        ``None`` when this call is stored (or purged) already."""
         policy = self._settings.policy.for_tenant(call.tenant)
         with self._ctx.store.transaction() as tx:
             existing = tx.recording_by_call(call.call_id, for_update=True)
             if existing is not None:
-                return existing if existing.status is RecordingStatus.STORING else None
+                return (existing, True) if existing.status is RecordingStatus.STORING else None
             recording = new_recording(call, policy.after(call.collected_at), policy)
             tx.insert_recording(recording)
-            return recording
+            return recording, False
 
     def _store(self, call: CallEnded, recording: Recording, where: AudioLocation) -> None:
         vault = self._settings.vault_bucket
-        self._remove_all_versions(vault, recording.object_key)  # leftovers of a killed attempt
         dek = crypto.new_data_key()
         try:
             upload = self._upload(call, recording, dek, where)
@@ -95,7 +100,7 @@ class IngestService:
             recording.object_key,
             crypto.encrypt_stream(dek, recording.recording_id, measured),
             content_type="application/octet-stream",
-            retain_until=recording.retention_due_at,
+            retain_until=self._lock_until(recording),
         )
         if call.audio.size_bytes is not None and call.audio.size_bytes != measured.size:
             raise ChecksumMismatch(
@@ -104,6 +109,12 @@ class IngestService:
         if call.audio.sha256 is not None and call.audio.sha256 != measured.sha256:
             raise ChecksumMismatch("sha256 of the audio differs from the declared one")
         return Upload(measured.size, measured.sha256, content_type)
+
+    def _lock_until(self, recording: Recording) -> datetime | None:
+        """Object-lock the ciphertext until its due date; a call that arrives already past
+        due (a late replay, a short policy) is stored unlocked and purged at the next tick."""
+        due = recording.retention_due_at
+        return due if due > self._ctx.clock() + LOCK_MARGIN else None
 
     def _commit(self, call: CallEnded, claimed: Recording, dek: bytes, upload: Upload) -> None:
         now = self._ctx.clock()
@@ -177,9 +188,14 @@ class IngestService:
         self._ctx.metrics.discarded.labels(reason="notice_not_played").inc()
 
     def _remove_landing_copy(self, where: AudioLocation) -> None:
-        """No copy outlives its purpose: the landing object goes once the vault holds the audio."""
-        if where.scheme == "s3":
+        """No copy outlives its purpose: the landing object goes once the vault holds the audio
+        (every version of it, should the landing bucket be versioned)."""
+        if where.scheme != "s3":
+            return
+        if self._ctx.objects.is_versioned(where.host):
             self._remove_all_versions(where.host, where.path)
+        else:
+            self._ctx.objects.delete_object(where.host, where.path)
 
     def _remove_all_versions(self, bucket: str, key: str) -> None:
         objects = self._ctx.objects

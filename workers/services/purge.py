@@ -17,6 +17,7 @@ from enum import StrEnum
 from ..domain import events
 from ..domain.model import PurgeReason, Recording, RecordingStatus
 from ..domain.retention import lag_seconds, rfc3339
+from ..ports import ObjectVersion
 from .context import Context
 
 
@@ -32,6 +33,7 @@ class Verdict(StrEnum):
 class PurgeResult:
     verdict: Verdict
     recording: Recording | None = None
+    versions: list[ObjectVersion] | None = None  # listed while shredding, deleted next
 
 
 class PurgeService:
@@ -45,9 +47,11 @@ class PurgeService:
         recording = started.recording
         bucket = self._ctx.settings.vault_bucket
         objects = self._ctx.objects
-        objects.delete_versions(
-            bucket, recording.object_key, objects.list_versions(bucket, recording.object_key)
-        )
+        # Versions listed when the key was shredded; a resumed purge lists what is left.
+        versions = started.versions
+        if versions is None:
+            versions = objects.list_versions(bucket, recording.object_key)
+        objects.delete_versions(bucket, recording.object_key, versions)
         return self._tombstone(recording_id)
 
     def _shred_key(self, recording_id: str, reason: PurgeReason) -> PurgeResult:
@@ -76,7 +80,7 @@ class PurgeService:
                 versions_deleted=len(versions),
             )
             tx.save_recording(shredding)
-            return PurgeResult(Verdict.PURGED, shredding)
+            return PurgeResult(Verdict.PURGED, shredding, versions)
 
     def _tombstone(self, recording_id: str) -> PurgeResult:
         now = self._ctx.clock()

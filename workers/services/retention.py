@@ -56,7 +56,7 @@ class RetentionScheduler:
         with self._ctx.store.transaction() as tx:
             count, oldest = tx.overdue_summary(now)
             holds = len(tx.active_holds())
-            held = tx.count_recordings().get("held", 0)
+            held = tx.held_count()
             open_requests = tx.open_dsr_requests()
         metrics = self._ctx.metrics
         metrics.dsr_open.set(len(open_requests))
