@@ -52,7 +52,11 @@ def build_app(container: Container, roles: tuple[str, ...] = ROLES) -> faust.App
         if role in _INPUTS:
             logical, entry = _INPUTS[role]
             topic = app.topic(topics[logical], key_type=bytes, value_type=bytes)
-            app.agent(topic, name=f"callvault.{role}")(_agent(getattr(pipeline, entry)))
+            # Several events at once: handlers are idempotent and lock per call, and Faust
+            # commits an offset only when every event before it is done.
+            app.agent(topic, name=f"callvault.{role}", concurrency=settings.concurrency)(
+                _agent(getattr(pipeline, entry))
+            )
     _add_timers(app, container, roles)
     return app
 

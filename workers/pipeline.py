@@ -129,11 +129,8 @@ class Pipeline:
         not left waiting; the event itself goes to the dead-letter topic as well."""
         request_id, dsr_type = _request_identity(delivery.value)
         if request_id is not None:
-            self._retrying(
-                lambda: self._dsr.reject(
-                    request_id, dsr_type, f"malformed_request: {error.error_code}", None, None
-                )
-            )
+            reason = f"malformed_request: {error.error_code}"
+            self._retrying(lambda: self._dsr.reject_malformed(request_id, dsr_type, reason))
 
     # the common path -----------------------------------------------------------------------
     def _process(

@@ -135,6 +135,7 @@ class Tx(Protocol):
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Tx]: ...
 
-    def call_lock(self, call_id: str) -> AbstractContextManager[None]:
-        """Held while one worker ingests a call, so two workers never store it twice."""
+    def exclusive(self, key: str) -> AbstractContextManager[None]:
+        """Held while one worker acts on an entity (``call:ID``, ``dsr:ID``, ``hold:ID``), so
+        two workers - or two events handled at once - never act on it together."""
         ...

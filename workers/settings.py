@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     metrics_interval: Duration = IsoDuration.parse("PT5S")
     reconcile_interval: Duration = IsoDuration.parse("PT10M")
     purge_batch: int = Field(200, gt=0, le=10_000)
+    concurrency: int = Field(4, gt=0, le=64)  # events handled at once per agent and worker
+    db_pool_size: int = Field(16, gt=1, le=200)
     topic_partitions: int = Field(3, gt=0)
     topic_replication: int = Field(1, gt=0)
     output_topic_retention: Duration = IsoDuration.parse("P30D")

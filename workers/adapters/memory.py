@@ -310,6 +310,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.state = _State()
         self._lock = threading.RLock()
+        self._keyed: dict[str, threading.Lock] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryTx]:
@@ -322,5 +323,8 @@ class MemoryStore:
                 raise
 
     @contextmanager
-    def call_lock(self, call_id: str) -> Iterator[None]:
-        yield
+    def exclusive(self, key: str) -> Iterator[None]:
+        with self._lock:
+            lock = self._keyed.setdefault(key, threading.Lock())
+        with lock:
+            yield

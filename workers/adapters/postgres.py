@@ -389,13 +389,14 @@ class PostgresStore:
             yield PostgresTx(conn)
 
     @contextmanager
-    def call_lock(self, call_id: str) -> Iterator[None]:
-        """A session advisory lock on the call id; a killed worker's lock dies with its socket."""
+    def exclusive(self, key: str) -> Iterator[None]:
+        """A session advisory lock on ``key`` across every worker process; a killed worker's
+        lock dies with its connection."""
         with self._pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (call_id,))
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
             conn.commit()
             try:
                 yield
             finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (call_id,))
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
                 conn.commit()

@@ -48,7 +48,16 @@ class DsrService:
         self._export = export
 
     def handle(self, request: DsrRequest) -> str:
-        """Carry a request out; returns the status answered (or ``duplicate``)."""
+        """Carry a request out; returns the status answered (or ``duplicate``). One request
+        is carried out by one worker at a time, however often the portal sends it."""
+        with self._ctx.store.exclusive(f"dsr:{request.request_id}"):
+            return self._handle(request)
+
+    def reject_malformed(self, request_id: str, dsr_type: str | None, reason: str) -> str:
+        with self._ctx.store.exclusive(f"dsr:{request_id}"):
+            return self.reject(request_id, dsr_type, reason, None, None)
+
+    def _handle(self, request: DsrRequest) -> str:
         if not request.identity_verified:
             return self.reject(
                 request.request_id,
@@ -146,57 +155,56 @@ class DsrService:
         return body | {"signature": self._ctx.signer.sign(body)}
 
     def resume(self, recording_ids: tuple[str, ...]) -> int:
-        """Erase recordings whose erasure waited for a hold to be released."""
+        """Erase recordings whose erasure waited for a hold that has now been released;
+        returns how many requests were answered again."""
         released = set(recording_ids)
-        finished = 0
         with self._ctx.store.transaction() as tx:
             waiting = [
-                r
+                r.request_id
                 for r in tx.open_dsr_requests()
                 if r.status != PROCESSING and released & set(r.pending_recording_ids)
             ]
-        for record in waiting:
-            reason = (
-                PurgeReason(record.dsr_type)
-                if record.dsr_type in ("erasure", "objection")
-                else PurgeReason.ERASURE
-            )
-            still_held, receipts, outcomes = [], [], []
-            for recording_id in record.pending_recording_ids:
-                result = self._purge.purge(recording_id, reason)
-                if result.verdict is Verdict.HELD:
-                    still_held.append(recording_id)
-                elif result.recording is not None and result.recording.purged_at is not None:
-                    receipts.append(events.receipt(result.recording))
-                    outcomes.append(
-                        RecordingOutcome(recording_id, result.recording.call_id, Outcome.ERASED)
-                    )
-            previous = [
-                RecordingOutcome(**o)
-                for o in record.result.get("recordings", [])
-                if o["outcome"] != Outcome.HELD
-            ]
-            held_now = [
-                RecordingOutcome(o.recording_id, o.call_id, Outcome.HELD)
-                for o in (RecordingOutcome(**x) for x in record.result.get("recordings", []))
-                if o.recording_id in still_held
-            ]
-            status = DsrStatus.PARTIAL if still_held else DsrStatus.COMPLETED
-            prior_receipts = record.result.get("certificate", {}).get("recordings", [])
-            self._finish(
-                record.request_id,
-                record.dsr_type,
-                status,
-                HELD_REASON if still_held else None,
-                record.received_at,
-                record.due_at,
-                previous + outcomes + held_now,
-                {"certificate": self.certificate(prior_receipts + receipts)},
-                pending=still_held,
-                revision=f"resumed-{len(receipts)}-{rfc3339(self._ctx.clock())}",
-            )
-            finished += 1
-        return finished
+        answered = 0
+        for request_id in waiting:
+            with self._ctx.store.exclusive(f"dsr:{request_id}"):
+                answered += self._resume_one(request_id)
+        return answered
+
+    def _resume_one(self, request_id: str) -> int:
+        with self._ctx.store.transaction() as tx:
+            record = tx.dsr_request(request_id)
+        if record is None or not record.pending_recording_ids or record.status == PROCESSING:
+            return 0  # another worker finished it meanwhile
+        reason = PurgeReason.OBJECTION if record.dsr_type == "objection" else PurgeReason.ERASURE
+        still_held, receipts, erased = [], [], []
+        for recording_id in record.pending_recording_ids:
+            result = self._purge.purge(recording_id, reason)
+            if result.verdict is Verdict.HELD:
+                still_held.append(recording_id)
+            elif result.recording is not None and result.recording.purged_at is not None:
+                receipts.append(events.receipt(result.recording))
+                erased.append(recording_id)
+        if not erased:
+            return 0  # another hold still keeps them: nothing new to tell the portal
+        outcomes = [
+            RecordingOutcome(o["recording_id"], o["call_id"], _after_resume(o, erased))
+            for o in record.result.get("recordings", [])
+        ]
+        erased_in_all = sum(o.outcome is Outcome.ERASED for o in outcomes)
+        prior_receipts = record.result.get("certificate", {}).get("recordings", [])
+        self._finish(
+            record.request_id,
+            record.dsr_type,
+            DsrStatus.PARTIAL if still_held else DsrStatus.COMPLETED,
+            HELD_REASON if still_held else None,
+            record.received_at,
+            record.due_at,
+            outcomes,
+            {"certificate": self.certificate(prior_receipts + receipts)},
+            pending=still_held,
+            revision=f"/erased/{erased_in_all}",  # a new answer, a new event id
+        )
+        return 1
 
     # access / portability ------------------------------------------------------------------
     def _give_access(self, request: DsrRequest, matched: list[Recording]) -> DsrStatus:
@@ -371,6 +379,11 @@ class DsrService:
             self._ctx.metrics.dsr_duration.labels(type=known_type).observe(
                 max(0.0, (now - received_at).total_seconds())
             )
+
+
+def _after_resume(outcome: dict[str, str], erased: list[str]) -> Outcome:
+    """A recording's outcome once a hold on it was lifted: erased now, or as it was."""
+    return Outcome.ERASED if outcome["recording_id"] in erased else Outcome(outcome["outcome"])
 
 
 def _digests_of(key: bytes, personal: dict[str, Any], region: str) -> frozenset[bytes]:

@@ -47,6 +47,15 @@ class HoldService:
         )
 
     def place(self, hold: Hold) -> HoldChange:
+        with self._ctx.store.exclusive(f"hold:{hold.hold_id}"):
+            return self._place(hold)
+
+    def release(self, hold_id: str) -> HoldChange:
+        """Lift a hold; recordings no longer held and already past due go at the next tick."""
+        with self._ctx.store.exclusive(f"hold:{hold_id}"):
+            return self._release(hold_id)
+
+    def _place(self, hold: Hold) -> HoldChange:
         now = self._ctx.clock()
         with self._ctx.store.transaction() as tx:
             if tx.hold(hold.hold_id) is not None:
@@ -70,8 +79,7 @@ class HoldService:
             )
         return HoldChange(hold.hold_id, True, tuple(covered))
 
-    def release(self, hold_id: str) -> HoldChange:
-        """Lift a hold; recordings no longer held and already past due go at the next tick."""
+    def _release(self, hold_id: str) -> HoldChange:
         now = self._ctx.clock()
         with self._ctx.store.transaction() as tx:
             hold = tx.hold(hold_id)

@@ -53,7 +53,7 @@ class IngestService:
             self._discard(call)
             self._remove_landing_copy(where)
             return "discarded"
-        with self._ctx.store.call_lock(call.call_id):
+        with self._ctx.store.exclusive(f"call:{call.call_id}"):
             claim = self._claim(call)
             if claim is None:
                 self._remove_landing_copy(where)
