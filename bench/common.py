@@ -3,11 +3,9 @@ readers/writers, WAV generation, statistics and result files."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import platform
-import shlex
 import signal
 import socket
 import statistics
@@ -19,12 +17,14 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from tests.e2e.harness import wait_for
+from tests.stack import Instance, read_stack_env
+from tests.stack import drop_instance as drop_test_instance
+from tests.stack import new_instance as new_test_instance
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = ROOT / ".local" / "stack.env"
@@ -33,33 +33,12 @@ LOGS = RESULTS / "logs"
 CALLVAULT = str(Path(sys.executable).parent / "callvault")
 STACK_PORTS = (19092, 15432, 17070)
 
-LOGICAL_TOPICS = (
-    "calls_ended",
-    "dsr_requests",
-    "holds_commands",
-    "recordings_stored",
-    "retention_due",
-    "recordings_purged",
-    "dsr_results",
-    "deadletter",
-)
-
 
 # ----------------------------------------------------------------------------- the stack
 def _port_open(port: int) -> bool:
     with closing(socket.socket()) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def read_stack_env() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for raw in STACK_ENV.read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("export "):
-            name, _, value = line.removeprefix("export ").partition("=")
-            values[name] = shlex.split(value)[0] if value else ""
-    return values
 
 
 def ensure_stack(wait: float = 60) -> dict[str, str]:
@@ -73,71 +52,11 @@ def ensure_stack(wait: float = 60) -> dict[str, str]:
     return read_stack_env()
 
 
-def free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ------------------------------------------------------------------------------ instances
-@dataclass
-class Instance:
-    """An isolated callvault: its own database, buckets, topics and consumer group."""
-
-    name: str
-    env: dict[str, str]
-    admin_url: str
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def settings_kwargs(self) -> dict[str, str]:
-        from workers.settings import Settings
-
-        values = {
-            k.removeprefix("CALLVAULT_").lower(): v
-            for k, v in self.env.items()
-            if k.startswith("CALLVAULT_")
-        }
-        return {k: v for k, v in values.items() if k in Settings.model_fields}
-
-    def settings(self) -> Any:
-        from workers.settings import load_settings
-
-        return load_settings(**self.settings_kwargs())
-
-    def topic(self, logical: str) -> str:
-        return self.env[f"CALLVAULT_TOPIC_{logical.upper()}"]
-
-    @property
-    def database_url(self) -> str:
-        return self.env["CALLVAULT_DATABASE_URL"]
-
-
 def new_instance(stack: dict[str, str], label: str, **overrides: str) -> Instance:
-    name = f"bench{label}{uuid.uuid4().hex[:6]}"
-    admin_url = stack["CALLVAULT_PG_ADMIN_URL"]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
-    env = {k: v for k, v in stack.items() if k.startswith("CALLVAULT_")}
-    env.update(
-        {
-            "CALLVAULT_DATABASE_URL": f"{base_url}/{name}",
-            "CALLVAULT_VAULT_BUCKET": f"{name}-vault",
-            "CALLVAULT_EXPORT_BUCKET": f"{name}-exports",
-            "CALLVAULT_LANDING_BUCKET": f"{name}-landing",
-            "CALLVAULT_APP_ID": f"callvault-{name}",
-            "CALLVAULT_METRICS_PORT": str(free_port()),
-            "CALLVAULT_TOPIC_PARTITIONS": "2",
-            "CALLVAULT_LOG_FORMAT": "json",
-            "CALLVAULT_LOG_LEVEL": "WARNING",
-            "CALLVAULT_SOURCE_URI": f"urn:callvault:bench:{name}",
-            "CALLVAULT_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
-        }
-    )
-    for logical in LOGICAL_TOPICS:
-        env[f"CALLVAULT_TOPIC_{logical.upper()}"] = f"{name}.{logical}"
-    env.update(overrides)
-    return Instance(name, env, admin_url)
+    """An isolated instance named ``bench<label>…``, quieter than a test's."""
+    defaults = {"CALLVAULT_LOG_LEVEL": "WARNING"}
+    return new_test_instance(stack, prefix=f"bench{label}", **{**defaults, **overrides})
 
 
 def migrate(instance: Instance) -> dict[str, Any]:
@@ -183,44 +102,9 @@ def stop_workers(instance: Instance) -> None:
 
 
 def drop_instance(instance: Instance) -> None:
-    """Remove the instance's workers, buckets (every version), topics and database."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-    from minio.deleteobjects import DeleteObject
-    from minio.error import S3Error
-
-    from workers.bootstrap import object_store
-
+    """Stop the instance's workers, then remove its buckets, topics and database."""
     stop_workers(instance)
-    settings = instance.settings()
-    client = object_store(settings).client
-    for bucket in (settings.vault_bucket, settings.export_bucket, settings.landing_bucket):
-        try:
-            if not client.bucket_exists(bucket):
-                continue
-            doomed = [
-                DeleteObject(o.object_name, o.version_id)
-                for o in client.list_objects(bucket, recursive=True, include_version=True)
-            ]
-            for start in range(0, len(doomed), 1000):
-                list(
-                    client.remove_objects(
-                        bucket, doomed[start : start + 1000], bypass_governance_mode=True
-                    )
-                )
-            client.remove_bucket(bucket)
-        except S3Error:
-            pass  # a bucket left behind does not disturb other instances
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-        names = [t for t in admin.list_topics() if t.startswith(instance.name)]
-        if names:
-            admin.delete_topics(names)
-        admin.close()
-    except KafkaError:
-        pass
-    with psycopg.connect(instance.admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{instance.name}" WITH (FORCE)')
+    drop_test_instance(instance)
 
 
 def metrics_text(port: int) -> str | None:
@@ -230,15 +114,6 @@ def metrics_text(port: int) -> str | None:
             return text
     except OSError:
         return None
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def proc_status(pid: int) -> dict[str, int]:

@@ -143,10 +143,7 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
     bucket = settings.landing_bucket
     key = f"incoming/big-{uuid.uuid4()}.wav"
     log(f"ingest: landing a {size / 2**20:.0f} MiB WAV (streamed)")
-    reader_obj = _ChunkReader(common.wav_chunks(size))
-    objects.client.put_object(
-        bucket, key, reader_obj, -1, part_size=64 * 2**20, content_type="audio/wav"
-    )
+    objects.put_stream(bucket, key, common.wav_chunks(size), content_type="audio/wav")
     small = land(objects, bucket, common.wav_bytes(AUDIO_BYTES))
     producer = Producer(settings.kafka_bootstrap)
     topic = inst.topic("calls_ended")
@@ -205,29 +202,6 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
         "peak_hwm_mib": round(peak["VmHWM"] / 1024, 1),
         "peak_sampled_rss_mib": round(max(samples, default=0) / 1024, 1),
     }
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file object over a chunk generator (MinIO's put_object wants ``read``)."""
-
-    def __init__(self, chunks: Any) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = bytearray()
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
 
 
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:

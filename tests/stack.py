@@ -10,12 +10,16 @@ import shlex
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+from minio.error import S3Error
+
+from workers.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = ROOT / ".local" / "stack.env"
@@ -58,11 +62,9 @@ class Instance:
     name: str
     env: dict[str, str]
     admin_url: str
-    cleanups: list[str] = field(default_factory=list)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def settings_kwargs(self) -> dict[str, str]:
-        from workers.settings import Settings
-
         values = {
             k.removeprefix("CALLVAULT_").lower(): v
             for k, v in self.env.items()
@@ -70,8 +72,15 @@ class Instance:
         }
         return {k: v for k, v in values.items() if k in Settings.model_fields}
 
+    def settings(self) -> Settings:
+        return load_settings(**self.settings_kwargs())
+
     def topic(self, logical: str) -> str:
         return self.env[f"CALLVAULT_TOPIC_{logical.upper()}"]
+
+    @property
+    def database_url(self) -> str:
+        return self.env["CALLVAULT_DATABASE_URL"]
 
 
 LOGICAL_TOPICS = (
@@ -86,8 +95,9 @@ LOGICAL_TOPICS = (
 )
 
 
-def new_instance(stack: dict[str, str], **overrides: str) -> Instance:
-    name = f"t{uuid.uuid4().hex[:10]}"
+def new_instance(stack: dict[str, str], prefix: str = "t", **overrides: str) -> Instance:
+    """A fresh database, buckets, topics and consumer group named ``<prefix><random>``."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     admin_url = stack["CALLVAULT_PG_ADMIN_URL"]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -119,12 +129,11 @@ def drop_instance(instance: Instance) -> None:
     from kafka.errors import KafkaError
 
     from workers.bootstrap import object_store
-    from workers.settings import load_settings
 
-    settings = load_settings(**instance.settings_kwargs())
-    objects = object_store(settings)
+    settings = instance.settings()
+    client = object_store(settings).client
     for bucket in (settings.vault_bucket, settings.export_bucket, settings.landing_bucket):
-        _empty_and_remove(objects, bucket)
+        _empty_and_remove(client, bucket)
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
         names = [t for t in admin.list_topics() if t.startswith(instance.name)]
@@ -137,11 +146,7 @@ def drop_instance(instance: Instance) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{instance.name}" WITH (FORCE)')
 
 
-def _empty_and_remove(objects: object, bucket: str) -> None:
-    from minio.deleteobjects import DeleteObject
-    from minio.error import S3Error
-
-    client = objects.client  # type: ignore[attr-defined]
+def _empty_and_remove(client: Minio, bucket: str) -> None:
     try:
         if not client.bucket_exists(bucket):
             return
@@ -149,11 +154,9 @@ def _empty_and_remove(objects: object, bucket: str) -> None:
             DeleteObject(o.object_name, o.version_id)
             for o in client.list_objects(bucket, recursive=True, include_version=True)
         ]
-        list(client.remove_objects(bucket, iter(doomed), bypass_governance_mode=True))
+        for start in range(0, len(doomed), 1000):  # S3 deletes at most 1000 per request
+            batch = doomed[start : start + 1000]
+            list(client.remove_objects(bucket, batch, bypass_governance_mode=True))
         client.remove_bucket(bucket)
     except S3Error:
-        pass  # a bucket left behind by a failed test does not affect other instances
-
-
-def iter_lines(path: Path) -> Iterator[str]:
-    yield from path.read_text().splitlines()
+        pass  # a bucket left behind by a failed run does not affect other instances

@@ -211,17 +211,7 @@ class DsrService:
         stored = [r for r in matched if r.status is RecordingStatus.STORED]
         export = self._export.export(request.request_id, stored)
         outcomes = [RecordingOutcome(r.recording_id, r.call_id, Outcome.EXPORTED) for r in stored]
-        self._finish(
-            request.request_id,
-            request.type.value,
-            DsrStatus.COMPLETED,
-            None,
-            request.received_at,
-            request.due_at,
-            outcomes,
-            {"export": export},
-        )
-        return DsrStatus.COMPLETED
+        return self._completed(request, outcomes, {"export": export})
 
     # rectification -------------------------------------------------------------------------
     def _rectify(self, request: DsrRequest, matched: list[Recording]) -> DsrStatus:
@@ -231,16 +221,7 @@ class DsrService:
                 outcomes.append(
                     RecordingOutcome(recording.recording_id, recording.call_id, Outcome.RECTIFIED)
                 )
-        self._finish(
-            request.request_id,
-            request.type.value,
-            DsrStatus.COMPLETED,
-            None,
-            request.received_at,
-            request.due_at,
-            outcomes,
-        )
-        return DsrStatus.COMPLETED
+        return self._completed(request, outcomes)
 
     def _rectify_one(self, recording_id: str, request: DsrRequest) -> bool:
         master, region = self._ctx.master_key, self._ctx.settings.default_region
@@ -289,6 +270,15 @@ class DsrService:
                     continue
                 tx.save_recording(replace(current, restricted=restricted))
                 outcomes.append(RecordingOutcome(current.recording_id, current.call_id, outcome))
+        return self._completed(request, outcomes)
+
+    # answers -------------------------------------------------------------------------------
+    def _completed(
+        self,
+        request: DsrRequest,
+        outcomes: list[RecordingOutcome],
+        extra: dict[str, Any] | None = None,
+    ) -> DsrStatus:
         self._finish(
             request.request_id,
             request.type.value,
@@ -297,10 +287,10 @@ class DsrService:
             request.received_at,
             request.due_at,
             outcomes,
+            extra,
         )
         return DsrStatus.COMPLETED
 
-    # answers -------------------------------------------------------------------------------
     def reject(
         self,
         request_id: str,
