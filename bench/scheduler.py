@@ -84,7 +84,7 @@ def measure(url: str, limit: int) -> dict[str, Any]:
     gauges: dict[str, Any] = {}
     for name, call in (
         ("overdue_summary", lambda tx: tx.overdue_summary(now)),
-        ("count_recordings", lambda tx: tx.count_recordings()),
+        ("held_count", lambda tx: tx.held_count()),
     ):
         g_times, _, g_statements = timed_call(url, call, repeat=3)
         plans = [explain(url, s, p) for s, p in g_statements]
@@ -101,7 +101,6 @@ def measure(url: str, limit: int) -> dict[str, Any]:
         "explain_execution_ms": exec_ms,
         "explain_buffers": top_buffers(plan),
         "indexes_used": used,
-        "uses_recordings_due_idx": "recordings_due_idx" in used,
         "gauges": gauges,
     }
 
@@ -131,10 +130,10 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"claim_due on {size:,} rows ({r['counts']['due']} due)",
                 f"p50 {r['claim_due_ms']['p50']:.2f} ms, EXPLAIN exec "
                 f"{r['explain_execution_ms']:.2f} ms, {r['explain_buffers']}, "
-                f"recordings_due_idx={r['uses_recordings_due_idx']}",
+                f"index {','.join(r['indexes_used']) or 'NONE (seq scan)'}",
             )
         )
     for size in result["params"]["rows"]:
-        gauge = result[str(size)]["gauges"]["count_recordings"]["ms"]["p50"]
-        out.append(("scheduler", f"gauge count_recordings on {size:,} rows", f"{gauge:.0f} ms"))
+        gauge = result[str(size)]["gauges"]["held_count"]["ms"]["p50"]
+        out.append(("scheduler", f"gauge held_count on {size:,} rows", f"{gauge:.1f} ms"))
     return out
