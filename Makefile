@@ -28,8 +28,8 @@ run: migrate   ## the stack, the workers and demo telephony traffic; Ctrl-C stop
 	bash deploy/run.sh
 
 test: up       ## lint, type check, then unit, integration and end-to-end tests on the real stack
-	$(BIN)/ruff check workers tests bench
-	$(BIN)/ruff format --check workers tests bench
+	$(BIN)/ruff check workers tests bench deploy
+	$(BIN)/ruff format --check workers tests bench deploy
 	$(BIN)/mypy
 	$(ENV) $(BIN)/pytest -q tests
 
@@ -43,8 +43,8 @@ e2e: up
 	$(ENV) $(BIN)/pytest -q tests/e2e
 
 lint: venv
-	$(BIN)/ruff check workers tests bench
-	$(BIN)/ruff format --check workers tests bench
+	$(BIN)/ruff check workers tests bench deploy
+	$(BIN)/ruff format --check workers tests bench deploy
 
 typecheck: venv
 	$(BIN)/mypy

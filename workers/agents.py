@@ -88,6 +88,7 @@ def _add_timers(app: faust.App, container: Container, roles: tuple[str, ...]) ->
         app.task(_once(scheduler.apply_policies))
         reconcile = settings.reconcile_interval.as_timedelta().total_seconds()
         reconciler = Reconciler(container.ctx)
+        app.task(_periodic(reconciler.run))  # once at start-up, then every interval
         app.timer(reconcile, name="callvault.reconcile")(_periodic(reconciler.run))
     lag_topics = [settings.topics()[_INPUTS[role][0]] for role in roles if role in _INPUTS]
     if lag_topics:  # consumer lag of this worker's inputs (Faust has no lag metric)

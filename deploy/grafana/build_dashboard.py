@@ -356,6 +356,17 @@ WORKERS = [
         stack=True,
     ),
     timeseries(
+        "Reconciliation findings (vault vs database)",
+        [
+            target(
+                f"max by (kind) (callvault_reconcile_findings{{{SEL}}})",
+                "{{kind}}",
+            )
+        ],
+        description="From the worker's periodic `callvault reconcile`: orphan objects, "
+        "missing objects, recordings overdue but not purged. Anything above 0 needs a look.",
+    ),
+    timeseries(
         "Outbox events published per second",
         [target(f"sum(rate(callvault_outbox_published_total{{{SEL}}}[5m]))", "published")],
         unit="ops",

@@ -115,9 +115,6 @@ class MemoryBus:
             raise TransientError("fake broker unavailable")
         self.records.extend(records)
 
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        return [json.loads(v) for t, _, v in self.records if t == topic]
-
     def close(self) -> None:
         """Nothing to release."""
 

@@ -180,11 +180,6 @@ class Recording:
     purged_at: datetime | None = None
     source_event_id: str | None = None
 
-    def is_due(self, now: datetime) -> bool:
-        return (
-            self.status is RecordingStatus.STORED and not self.held and self.retention_due_at <= now
-        )
-
     def tombstone(self, reason: PurgeReason, versions: int, purged_at: datetime) -> Recording:
         """What remains after a purge: nothing that can identify or reach the subject."""
         return replace(
