@@ -693,3 +693,16 @@ def test_every_bad_setting_is_named_at_once() -> None:
     message = str(error.value)
     for variable in ("CALLVAULT_RETENTION", "CALLVAULT_MASTER_KEY", "CALLVAULT_DATABASE_URL"):
         assert variable in message
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("8 5 000 0000", "+370 5 000 0000"),  # a range not assigned (yet): still one person
+        ("0037060000000", "+370 600 00000"),
+        ("5 214 4500", "+37052144500"),  # national number without the trunk prefix
+        ("+370 612 34567 ext. 12", "+37061234567"),
+    ],
+)
+def test_unassigned_but_possible_numbers_still_match(typed: str, stored: str) -> None:
+    assert normalize_phone(typed, "LT") == normalize_phone(stored, "LT") is not None

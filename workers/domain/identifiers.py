@@ -19,7 +19,7 @@ _URI_SCHEME = re.compile(r"^(?:tel|sip|sips):", re.IGNORECASE)
 _DIGITS = re.compile(r"\d")
 
 
-def normalize_phone(raw: str, default_region: str) -> str | None:
+def normalize_phone(raw: str, region: str) -> str | None:
     """E.164 form of a phone number in any common notation, or ``None`` if it is none.
 
     Accepts national notations with trunk prefixes (``8 5 214 4500`` in Lithuania), the
@@ -30,14 +30,21 @@ def normalize_phone(raw: str, default_region: str) -> str | None:
     text = text.split("@", 1)[0].split(";", 1)[0].strip()
     if not text or text.lower() == ANONYMOUS or not _DIGITS.search(text):
         return None
-    for candidate in _candidates(text):
-        try:
-            number = phonenumbers.parse(candidate, default_region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(number):
-            return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    parsed = [number for candidate in _candidates(text) if (number := _parse(candidate, region))]
+    # A number in an assigned range wins; failing that, one of a possible length (new or
+    # fictitious ranges still identify the same person on both sides of a look-up).
+    for check in (phonenumbers.is_valid_number, phonenumbers.is_possible_number):
+        for number in parsed:
+            if check(number):
+                return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
     return None
+
+
+def _parse(candidate: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(candidate, region)
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def _candidates(text: str) -> list[str]:
