@@ -108,6 +108,8 @@ class Pipeline:
                 change = self._holds.place(self._holds.hold_from_data(envelope.data))
                 return "placed" if change.changed else "duplicate"
             change = self._holds.release(envelope.data["hold_id"])
+            for recording_id in change.announced_due:
+                self._purge.purge(recording_id, PurgeReason.RETENTION)
             if change.recordings:
                 self._dsr.resume(change.recordings)
             return "released" if change.changed else "duplicate"

@@ -177,6 +177,22 @@ def test_hold_placed_after_the_announcement_still_stops_the_purge(world: World) 
     assert world.published("recordings.purged") == []
 
 
+def test_release_after_the_announcement_purges_without_a_second_due_event(world: World) -> None:
+    world.store_call("c1")
+    past_due(world)
+    assert world.scheduler.announce_due() == 1
+    world.relay_all()
+    world.place_hold("H1", {"call_ids": ["c1"]})
+    assert world.consume_due() == ["held"]
+    assert world.release_hold("H1") == "released"  # purged by the release itself
+    assert world.tick() == 0
+    world.relay_all()
+    assert len(world.data("retention.due")) == 1  # once per recording
+    (purged,) = world.data("recordings.purged")
+    assert purged["reason"] == "retention"
+    assert world.vault_versions() == {}
+
+
 def test_released_hold_makes_an_overdue_recording_go(world: World) -> None:
     recording = world.store_call("c1")
     world.place_hold("H1", {"recording_ids": [recording.recording_id]})

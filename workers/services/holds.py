@@ -20,6 +20,9 @@ class HoldChange:
     hold_id: str
     changed: bool
     recordings: tuple[str, ...] = ()
+    # freed, past due and announced while held: their retention.due went out already, so the
+    # release purges them itself rather than announcing them a second time
+    announced_due: tuple[str, ...] = ()
 
 
 class HoldService:
@@ -94,11 +97,14 @@ class HoldService:
             if hold.released_at is not None:
                 return HoldChange(hold_id, changed=False)
             tx.save_hold(replace(hold, released_at=now))
-            freed = []
+            freed, announced = [], []
             for recording in tx.recordings_in_scope(hold):
                 digests = tx.subject_keys_of(recording.recording_id)
                 if recording.held and not tx.holds_covering(recording, digests):
-                    tx.save_recording(replace(recording, held=False, due_announced_at=None))
+                    tx.save_recording(replace(recording, held=False))
                     freed.append(recording.recording_id)
+                    if recording.due_announced_at is not None and recording.retention_due_at <= now:
+                        announced.append(recording.recording_id)
             tx.append_audit("hold_released", hold_id, {"recording_ids": sorted(freed)}, now)
-        return HoldChange(hold_id, True, tuple(freed))
+        # Freed recordings never announced are announced by the scheduler at its next tick.
+        return HoldChange(hold_id, True, tuple(freed), tuple(announced))
