@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import socket
 import statistics
 import struct
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.harness import wait_for
-from tests.stack import Instance, read_stack_env
+from tests.stack import Instance, read_stack_env, stop_processes
 from tests.stack import drop_instance as drop_test_instance
 from tests.stack import new_instance as new_test_instance
 
@@ -89,15 +88,7 @@ def start_worker(instance: Instance, *args: str, **extra_env: str) -> subprocess
 
 
 def stop_workers(instance: Instance) -> None:
-    for process in instance.workers:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in instance.workers:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    stop_processes(instance.workers)
     instance.workers.clear()
 
 

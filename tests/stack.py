@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import uuid
@@ -121,6 +122,19 @@ def new_instance(stack: dict[str, str], prefix: str = "t", **overrides: str) -> 
         env[f"CALLVAULT_TOPIC_{logical.upper()}"] = f"{name}.{logical}"
     env.update(overrides)
     return Instance(name, env, admin_url)
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every worker still running, then wait; SIGKILL whoever will not stop."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def drop_instance(instance: Instance) -> None:

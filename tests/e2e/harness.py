@@ -23,7 +23,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.stack import Instance
+from tests.stack import Instance, stop_processes
 from workers.bootstrap import object_store
 from workers.settings import Settings, load_settings
 
@@ -103,14 +103,7 @@ class Callvault:
         return process.wait(timeout=60)
 
     def stop_all(self) -> None:
-        for process in self.workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.workers:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.workers)
         if self._producer is not None:
             self._producer.close()
 
