@@ -12,7 +12,7 @@ up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, P
 down:          ## stop the local stack (data kept)
 	bash deploy/stack.sh down
 
-status:        ## the stack's services, and callvault's own status screen when it is up
+status:        ## the stack's services (callvault status: the workers' view)
 	bash deploy/stack.sh status
 
 reset:         ## stop the stack and delete its data
