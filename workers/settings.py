@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     retention_tenants: CommaList = ()
     default_region: str = "LT"
     require_notice: bool = True
+    migrate_on_start: bool = True
     metrics_port: int = Field(9400, ge=0, le=65535)
     metrics_addr: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     log_format: Literal["json", "console"] = "json"

@@ -7,9 +7,10 @@ import structlog
 from prometheus_client import start_http_server
 
 from .agents import ROLES, build_app
-from .bootstrap import bootstrap
+from .bootstrap import bootstrap, object_store
 from .logs import configure
 from .metrics import Metrics
+from .migrate import migrate
 from .settings import Settings
 
 log = structlog.get_logger("callvault.worker")
@@ -22,6 +23,11 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         raise SystemExit(
             f"unknown role(s): {', '.join(sorted(unknown))}; known: {', '.join(ROLES)}"
         )
+    if settings.migrate_on_start:
+        # Idempotent and locked: a worker started before (or instead of) `callvault migrate`
+        # still finds its tables, buckets and topics.
+        report = migrate(settings, object_store(settings))
+        log.info("migrated", migrations=report.migrations_applied, topics=report.topics_created)
     metrics = Metrics()
     start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics)

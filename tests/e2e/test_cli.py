@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav
+from tests.stack import Instance
 
 
 def run(cv: Callvault, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -95,3 +97,17 @@ def test_worker_stops_cleanly_on_sigterm(callvault: Callvault) -> None:
     stored = cv.read("recordings_stored", lambda seen: len(seen) >= 2)
     assert sorted(e["data"]["call_id"] for e in stored) == ["term-1", "term-2"]
     assert "Traceback" not in cv.logs()
+
+
+def test_a_worker_started_without_migrate_prepares_what_it_needs(
+    instance: Instance, tmp_path: Path
+) -> None:
+    cv = Callvault(instance, tmp_path)  # no `callvault migrate` here
+    try:
+        cv.start_worker()
+        cv.call("fresh-1", make_wav(0.3))
+        stored = cv.read("recordings_stored", lambda seen: len(seen) >= 1)
+        assert stored[0]["data"]["call_id"] == "fresh-1"
+        assert cv.objects.has_object_lock(cv.settings.vault_bucket)
+    finally:
+        cv.stop_all()
