@@ -26,7 +26,13 @@ _INPUTS = {  # role -> (logical topic, pipeline entry point name)
 }
 
 
-def build_app(container: Container, roles: tuple[str, ...] = ROLES) -> faust.App:
+def build_app(
+    container: Container,
+    roles: tuple[str, ...] = ROLES,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> faust.App:
+    """The Faust app for ``roles``. ``on_fatal`` is told when a handler's transient failure
+    outlived its retries: the worker must stop so that the uncommitted event is redelivered."""
     settings = container.settings
     app = faust.App(
         settings.app_id,
@@ -55,22 +61,40 @@ def build_app(container: Container, roles: tuple[str, ...] = ROLES) -> faust.App
             # Several events at once: handlers are idempotent and lock per call, and Faust
             # commits an offset only when every event before it is done.
             app.agent(topic, name=f"callvault.{role}", concurrency=settings.concurrency)(
-                _agent(getattr(pipeline, entry))
+                _agent(getattr(pipeline, entry), on_fatal or _raise)
             )
     _add_timers(app, container, roles)
     return app
 
 
-def _agent(handle: Callable[[Delivery], str]) -> Callable[[Any], AsyncIterator[str]]:
+def _agent(
+    handle: Callable[[Delivery], str], on_fatal: Callable[[BaseException], None]
+) -> Callable[[Any], AsyncIterator[str]]:
     async def agent(stream: Any) -> AsyncIterator[str]:
         async for event in stream.events():
             message = event.message
             delivery = Delivery(
                 message.topic, message.partition, message.offset, message.key, message.value or b""
             )
-            yield await asyncio.to_thread(handle, delivery)
+            try:
+                outcome = await asyncio.to_thread(handle, delivery)
+            except TRANSIENT as error:
+                log.critical(
+                    "worker_stopping",
+                    reason=type(error).__name__,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                )
+                on_fatal(error)  # the worker exits; this event stays uncommitted
+                raise
+            yield outcome
 
     return agent
+
+
+def _raise(error: BaseException) -> None:
+    raise error
 
 
 def _add_timers(app: faust.App, container: Container, roles: tuple[str, ...]) -> None:

@@ -71,7 +71,11 @@ def object_store(settings: Settings) -> S3Store:
 
 
 def bootstrap(settings: Settings, metrics: Metrics | None = None) -> Container:
-    store = PostgresStore(settings.database_url.get_secret_value(), max_size=settings.db_pool_size)
+    store = PostgresStore(
+        settings.database_url.get_secret_value(),
+        max_size=settings.db_pool_size,
+        timeout=settings.db_timeout.as_timedelta().total_seconds(),
+    )
     store.open()
     objects = object_store(settings)
     ctx = Context(

@@ -18,8 +18,15 @@ _PHONE = re.compile(r"(?<![\w-])\+?\(?\d[\d ().-]{6,}\d(?![\w-])")
 _SAFE_KEYS = {"timestamp", "event_id", "recording_id", "request_id", "hold_id"}
 
 
+_NOT_A_PHONE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d+\.\d+")  # IPv4 addresses, decimals
+
+
+def _phone_or_kept(match: re.Match[str]) -> str:
+    return match.group() if _NOT_A_PHONE.fullmatch(match.group()) else "[phone]"
+
+
 def mask(text: str) -> str:
-    return _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
+    return _PHONE.sub(_phone_or_kept, _EMAIL.sub("[email]", text))
 
 
 def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     purge_batch: int = Field(200, gt=0, le=10_000)
     concurrency: int = Field(4, gt=0, le=64)  # events handled at once per agent and worker
     db_pool_size: int = Field(16, gt=1, le=200)
+    db_timeout: Duration = IsoDuration.parse("PT10S")  # waiting for a connection from the pool
     topic_partitions: int = Field(3, gt=0)
     topic_replication: int = Field(1, gt=0)
     output_topic_retention: Duration = IsoDuration.parse("P30D")
@@ -106,6 +107,7 @@ class Settings(BaseSettings):
         "scheduler_interval",
         "metrics_interval",
         "reconcile_interval",
+        "db_timeout",
         "input_topic_retention",
         "deadletter_retention",
         "output_topic_retention",

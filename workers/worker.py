@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import NoReturn
+
 import faust
 import structlog
 from prometheus_client import start_http_server
@@ -14,6 +17,7 @@ from .migrate import migrate
 from .settings import Settings
 
 log = structlog.get_logger("callvault.worker")
+EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: try again later
 
 
 def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
@@ -31,7 +35,16 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     metrics = Metrics()
     start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics)
-    app = build_app(container, roles or ROLES)
+
+    def stop_for(error: BaseException) -> NoReturn:
+        """A failure outlived its retries. Exit at once, without Faust's graceful stop (which
+        would acknowledge the event in hand): the event stays uncommitted and is redelivered
+        when a supervisor restarts the worker. Every effect is already durable in PostgreSQL
+        (the outbox included), so nothing is lost by not cleaning up."""
+        log.critical("worker_exiting", reason=type(error).__name__, exit_code=EXIT_TEMPFAIL)
+        os._exit(EXIT_TEMPFAIL)
+
+    app = build_app(container, roles or ROLES, on_fatal=stop_for)
     log.info("worker_starting", roles=list(roles or ROLES), metrics_port=settings.metrics_port)
     worker = faust.Worker(
         app,

@@ -111,3 +111,30 @@ def test_a_worker_started_without_migrate_prepares_what_it_needs(
         assert cv.objects.has_object_lock(cv.settings.vault_bucket)
     finally:
         cv.stop_all()
+
+
+def test_worker_stops_when_the_database_stays_away_and_loses_nothing(
+    callvault: Callvault,
+) -> None:
+    cv = callvault
+    worker = cv.start_worker(
+        extra_env={"CALLVAULT_CONCURRENCY": "1", "CALLVAULT_DB_TIMEOUT": "PT2S"}
+    )
+    cv.call("before-outage", make_wav(0.3))
+    cv.read("recordings_stored", lambda seen: len(seen) >= 1)
+    name = cv.instance.name
+    with psycopg.connect(cv.instance.admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    try:
+        cv.call("during-outage", make_wav(0.3))
+        # retries with backoff, then a clean stop with EX_TEMPFAIL for the supervisor
+        assert worker.wait(timeout=120) == 75
+    finally:
+        with psycopg.connect(cv.instance.admin_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    cv.start_worker()
+    stored = cv.read("recordings_stored", lambda seen: len(seen) >= 2)
+    assert sorted(e["data"]["call_id"] for e in stored) == ["before-outage", "during-outage"]

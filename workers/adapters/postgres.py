@@ -368,11 +368,14 @@ def _is_uuid(text: str) -> bool:
 
 
 class PostgresStore:
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10.0
+    ) -> None:
         self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             dsn,
             min_size=min_size,
             max_size=max_size,
+            timeout=timeout,
             kwargs={"row_factory": dict_row, "autocommit": False},
             open=False,
         )
