@@ -295,6 +295,24 @@ def test_subject_hold_keeps_everything_of_that_person(shop: World) -> None:
 # --- access and portability -------------------------------------------------------------------
 
 
+def test_export_survives_a_vault_object_deleted_behind_callvaults_back(shop: World) -> None:
+    lost = shop.recording("c-in")
+    assert lost is not None
+    vault = shop.settings.vault_bucket
+    shop.objects.delete_versions(
+        vault, lost.object_key, shop.objects.list_versions(vault, lost.object_key)
+    )
+    shop.send_dsr("R1", "access", CUSTOMER)
+    answer = result(shop, "R1")
+    assert answer["status"] == "completed"
+    archive = shop.export_zip(answer["export"]["url"])
+    entries = {e["call_id"]: e for e in json.loads(archive.read("manifest.json"))["recordings"]}
+    assert entries["c-in"]["audio_file"] is None  # its metadata still reaches the subject
+    kept = entries["c-out"]["audio_file"]
+    assert set(archive.namelist()) == {"manifest.json", kept}
+    assert archive.read(kept) == make_wav(tone=660)
+
+
 @pytest.mark.parametrize("dsr_type", ["access", "portability"])
 def test_export_holds_the_original_audio_and_the_art15_information(
     shop: World, dsr_type: str

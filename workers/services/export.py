@@ -63,7 +63,8 @@ class ExportService:
     def _members(
         self, recordings: list[Recording], now: datetime
     ) -> Iterator[tuple[str, datetime, int, Any, Iterable[bytes]]]:
-        manifest = self.manifest(recordings, now)
+        files = {r.recording_id: _audio_file(r) for r in recordings if self._has_audio(r)}
+        manifest = self.manifest(recordings, now, files)
         yield (
             "manifest.json",
             now,
@@ -72,9 +73,22 @@ class ExportService:
             [json.dumps(manifest, indent=2).encode()],
         )
         for recording in recordings:
-            extension = _EXTENSIONS.get(recording.content_type or "", "bin")
-            name = f"recordings/{recording.recording_id}.{extension}"
-            yield name, recording.collected_at, S_IFREG | 0o600, ZIP_64, self._audio(recording)
+            if recording.recording_id in files:
+                yield (
+                    files[recording.recording_id],
+                    recording.collected_at,
+                    S_IFREG | 0o600,
+                    ZIP_64,
+                    self._audio(recording),
+                )
+
+    def _has_audio(self, recording: Recording) -> bool:
+        """Whether the vault still holds the audio (an object deleted behind callvault's back
+        must not break the subject's export; `callvault reconcile` reports it)."""
+        versions = self._ctx.objects.list_versions(
+            self._ctx.settings.vault_bucket, recording.object_key
+        )
+        return bool(versions) and not versions[0].is_delete_marker
 
     def _dek(self, recording: Recording) -> bytes:
         assert recording.wrapped_key is not None
@@ -88,7 +102,9 @@ class ExportService:
         )
         yield from crypto.decrypt_stream(self._dek(recording), recording.recording_id, ciphertext)
 
-    def manifest(self, recordings: list[Recording], now: datetime) -> dict[str, Any]:
+    def manifest(
+        self, recordings: list[Recording], now: datetime, files: dict[str, str]
+    ) -> dict[str, Any]:
         settings = self._ctx.settings
         return {
             "generated_at": rfc3339(now),
@@ -100,10 +116,10 @@ class ExportService:
                 "source": settings.notice_source,
                 "rights": settings.notice_rights,
             },
-            "recordings": [self._entry(r) for r in recordings],
+            "recordings": [self._entry(r, files.get(r.recording_id)) for r in recordings],
         }
 
-    def _entry(self, recording: Recording) -> dict[str, Any]:
+    def _entry(self, recording: Recording, audio_file: str | None) -> dict[str, Any]:
         personal = (
             crypto.open_json(
                 self._dek(recording), recording.recording_id, recording.customer_sealed
@@ -126,4 +142,10 @@ class ExportService:
             "restricted": recording.restricted,
             "held": recording.held,
             "personal_data": personal,
+            "audio_file": audio_file,  # null: the audio is missing from the vault
         }
+
+
+def _audio_file(recording: Recording) -> str:
+    extension = _EXTENSIONS.get(recording.content_type or "", "bin")
+    return f"recordings/{recording.recording_id}.{extension}"
