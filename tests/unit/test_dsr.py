@@ -28,7 +28,8 @@ from conftest import (
 
 from workers.adapters.crypto import verify_signature
 from workers.codec import Codec
-from workers.domain.model import RecordingStatus, recording_id_for
+from workers.domain.model import PurgeReason, RecordingStatus, recording_id_for
+from workers.ports import ObjectMissing
 
 CUSTOMER = subject(phone_numbers=["8 612 34567"])
 MANIFEST_ENTRY_FIELDS = {
@@ -311,6 +312,31 @@ def test_export_survives_a_vault_object_deleted_behind_callvaults_back(shop: Wor
     kept = entries["c-out"]["audio_file"]
     assert set(archive.namelist()) == {"manifest.json", kept}
     assert archive.read(kept) == make_wav(tone=660)
+
+
+def test_export_racing_an_erasure_exports_what_is_left(
+    shop: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erasure handled at the same moment purges a recording mid-export: the access
+    request still gets its answer, with what is left."""
+    erased = shop.recording("c-in")
+    assert erased is not None
+    real_get = shop.objects.get_stream
+    raced = []
+
+    def get_stream(bucket: str, key: str) -> Any:
+        if key == erased.object_key and not raced:
+            raced.append(key)
+            shop.purge.purge(erased.recording_id, PurgeReason.ERASURE)
+            raise ObjectMissing(key)
+        return real_get(bucket, key)
+
+    monkeypatch.setattr(shop.objects, "get_stream", get_stream)
+    shop.send_dsr("R1", "access", CUSTOMER)
+    answer = result(shop, "R1")
+    assert raced
+    assert answer["status"] == "completed"
+    assert outcomes(answer) == {"c-out": "exported"}
 
 
 @pytest.mark.parametrize("dsr_type", ["access", "portability"])

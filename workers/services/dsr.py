@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..adapters import crypto
+from ..adapters.crypto import IntegrityError
 from ..domain import events
 from ..domain.identifiers import Subject, normalize_email, subject_keys
 from ..domain.model import (
@@ -29,7 +30,7 @@ from ..domain.model import (
     RecordingStatus,
 )
 from ..domain.retention import rfc3339
-from ..ports import DsrRecord
+from ..ports import DsrRecord, ObjectMissing
 from .context import Context
 from .export import ExportService
 from .purge import PurgeService, Verdict
@@ -39,6 +40,7 @@ HELD_REASON = (
     "of legal claims (GDPR Art. 17(3)(e)); they will be erased when the hold is released"
 )
 PROCESSING = "processing"
+EXPORT_ATTEMPTS = 3
 
 
 class DsrService:
@@ -208,10 +210,27 @@ class DsrService:
 
     # access / portability ------------------------------------------------------------------
     def _give_access(self, request: DsrRequest, matched: list[Recording]) -> DsrStatus:
-        stored = [r for r in matched if r.status is RecordingStatus.STORED]
-        export = self._export.export(request.request_id, stored)
-        outcomes = [RecordingOutcome(r.recording_id, r.call_id, Outcome.EXPORTED) for r in stored]
-        return self._completed(request, outcomes, {"export": export})
+        ids = [r.recording_id for r in matched]
+        for attempt in range(1, EXPORT_ATTEMPTS + 1):
+            stored = self._still_stored(ids)
+            try:
+                export = self._export.export(request.request_id, stored)
+            except (ObjectMissing, IntegrityError):
+                # A purge (retention, or an erasure handled at the same moment) took a
+                # recording while it was being exported: export what is left.
+                if attempt == EXPORT_ATTEMPTS:
+                    raise
+                continue
+            outcomes = [
+                RecordingOutcome(r.recording_id, r.call_id, Outcome.EXPORTED) for r in stored
+            ]
+            return self._completed(request, outcomes, {"export": export})
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _still_stored(self, recording_ids: list[str]) -> list[Recording]:
+        with self._ctx.store.transaction() as tx:
+            current = [tx.recording(recording_id) for recording_id in recording_ids]
+        return [r for r in current if r is not None and r.status is RecordingStatus.STORED]
 
     # rectification -------------------------------------------------------------------------
     def _rectify(self, request: DsrRequest, matched: list[Recording]) -> DsrStatus:
