@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -20,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import wait_for
+from tests.e2e.harness import metrics_text, wait_for
 from tests.stack import Instance, read_stack_env, stop_processes
 from tests.stack import drop_instance as drop_test_instance
 from tests.stack import new_instance as new_test_instance
@@ -96,15 +95,6 @@ def drop_instance(instance: Instance) -> None:
     """Stop the instance's workers, then remove its buckets, topics and database."""
     stop_workers(instance)
     drop_test_instance(instance)
-
-
-def metrics_text(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text: str = r.read().decode()
-            return text
-    except OSError:
-        return None
 
 
 def proc_status(pid: int) -> dict[str, int]:

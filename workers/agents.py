@@ -80,7 +80,7 @@ def _agent(
                 outcome = await asyncio.to_thread(handle, delivery)
             except TRANSIENT as error:
                 log.critical(
-                    "worker_stopping",
+                    "worker_exiting_after_retries",
                     reason=type(error).__name__,
                     topic=message.topic,
                     partition=message.partition,

@@ -36,13 +36,12 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics)
 
-    def stop_for(error: BaseException) -> NoReturn:
+    def stop_for(_: BaseException) -> NoReturn:
         """A failure outlived its retries. Exit at once, without Faust's graceful stop (which
         would acknowledge the event in hand): the event stays uncommitted and is redelivered
         when a supervisor restarts the worker. Every effect is already durable in PostgreSQL
         (the outbox included), so nothing is lost by not cleaning up."""
-        log.critical("worker_exiting", reason=type(error).__name__, exit_code=EXIT_TEMPFAIL)
-        os._exit(EXIT_TEMPFAIL)
+        os._exit(EXIT_TEMPFAIL)  # the agent has logged which event and why
 
     app = build_app(container, roles or ROLES, on_fatal=stop_for)
     log.info("worker_starting", roles=list(roles or ROLES), metrics_port=settings.metrics_port)

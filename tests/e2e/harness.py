@@ -201,13 +201,7 @@ class Callvault:
             consumer.close()
 
     def metrics_text(self, port: int | None = None) -> str | None:
-        port = port or int(self.env["CALLVAULT_METRICS_PORT"])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                text: str = r.read().decode()
-                return text
-        except OSError:
-            return None
+        return metrics_text(port or int(self.env["CALLVAULT_METRICS_PORT"]))
 
     def metric(self, name: str, port: int | None = None) -> float:
         text = self.metrics_text(port) or ""
@@ -216,6 +210,16 @@ class Callvault:
             if line.startswith(name) and (line[len(name)] in " {"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+
+def metrics_text(port: int) -> str | None:
+    """A worker's Prometheus exposition, or ``None`` while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text: str = r.read().decode()
+            return text
+    except OSError:
+        return None
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -54,7 +54,8 @@ class HoldService:
             return self._place(hold)
 
     def release(self, hold_id: str) -> HoldChange:
-        """Lift a hold; recordings no longer held and already past due go at the next tick."""
+        """Lift a hold. Freed recordings past due go at once: those already announced are
+        listed in ``announced_due`` for the caller to purge, the others at the next tick."""
         with self._ctx.store.exclusive(f"hold:{hold_id}"):
             return self._release(hold_id)
 
