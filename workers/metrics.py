@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from . import __version__
 
 # Label values known in advance start at 0, so rate() sees the first event of each.
 ERROR_CODES = (
@@ -32,6 +43,39 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_start_time_seconds (restarts), memory, file descriptors and GC, as every
+        # Python exporter has them; the default registry's copies are not shared.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Info("callvault_build", "The running callvault version", registry=r).info(
+            {"version": __version__}
+        )
+        self.ready = Gauge(
+            "callvault_worker_ready",
+            "1 once the worker has joined its consumer group and holds its partitions",
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "callvault_outbox_backlog",
+            "Output events written but not yet published to Kafka",
+            registry=r,
+        )
+        self.outbox_oldest = Gauge(
+            "callvault_outbox_oldest_seconds",
+            "Age of the oldest unpublished output event (0 when none)",
+            registry=r,
+        )
+        self.followups_backlog = Gauge(
+            "callvault_followups_backlog",
+            "Follow-up work recorded but not yet carried out (freed recordings, resumed erasures)",
+            registry=r,
+        )
+        self.hold_drift_repaired = Counter(
+            "callvault_hold_drift_repaired",
+            "Recordings whose held flag disagreed with the holds table and was repaired",
+            registry=r,
+        )
         self.recordings_stored = Counter(
             "callvault_recordings_stored", "Recordings stored in the vault", registry=r
         )

@@ -3,7 +3,8 @@
 # Expects: set -euo pipefail, and DEPLOY_DIR set by the caller.
 
 REPO_ROOT="$(cd "$DEPLOY_DIR/.." && pwd)"
-LOCAL_DIR="$REPO_ROOT/.local"
+# CALLVAULT_LOCAL_DIR lets a second checkout (a git worktree) manage the same running stack.
+LOCAL_DIR="${CALLVAULT_LOCAL_DIR:-$REPO_ROOT/.local}"
 RUN_DIR="$LOCAL_DIR/run"        # pid files
 LOG_DIR="$LOCAL_DIR/logs"       # service logs
 BIN_DIR="$LOCAL_DIR/bin"        # built/downloaded binaries (kept by reset)
