@@ -1,107 +1,208 @@
-"""One place that wires callvault together; nothing is connected at import time."""
+"""The one composition root. The worker, the CLI, the demo, the benchmarks and the tests build
+callvault here; tests pass fakes. Nothing connects at import time, and a command builds only
+what it uses: the telephony team's ``callvault publish`` needs Kafka and the landing bucket,
+never the database or callvault's keys."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property, partial
+from typing import Any
 
-from .adapters.crypto import Signer
+from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka import KafkaBus
-from .adapters.postgres import PostgresStore
+from .adapters.keys import KeyRing
+from .adapters.postgres import PostgresDatabase
 from .adapters.s3 import S3Store
+from .app.background import Dispatcher, Relay
+from .app.context import Context, utc_now
+from .app.handlers import exports, holds, ingest, purge, reconcile, requests, retention
+from .app.messagebus import Handler, MessageBus, Middleware
+from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .codec import Codec
+from .domain import messages as m
+from .entrypoints.inputs import Inputs
 from .metrics import Metrics
-from .pipeline import OutboxRelay, Pipeline
-from .services.context import Context
-from .services.dsr import DsrService
-from .services.export import ExportService
-from .services.holds import HoldService
-from .services.ingest import IngestService
-from .services.purge import PurgeService
-from .services.retention import RetentionScheduler
+from .retry import RetryPolicy
 from .settings import Settings
 
 
 @dataclass
 class Container:
+    """callvault's parts, each built on first use. ``overrides`` replace real adapters."""
+
     settings: Settings
-    ctx: Context
-    store: PostgresStore
-    objects: S3Store
-    codec: Codec
-    ingest: IngestService
-    purge: PurgeService
-    holds: HoldService
-    export: ExportService
-    dsr: DsrService
-    scheduler: RetentionScheduler
-    _bus: KafkaBus | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], datetime] = utc_now
+    overrides: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def bus(self) -> KafkaBus:
-        """The Kafka producer, connected on first use (CLI commands that only read the
-        database never need a broker)."""
-        if self._bus is None:
-            self._bus = KafkaBus(self.settings.kafka_bootstrap, f"{self.settings.app_id}-producer")
-        return self._bus
+    # adapters --------------------------------------------------------------------------------
+    @cached_property
+    def retry(self) -> RetryPolicy:
+        if "retry" in self.overrides:
+            policy: RetryPolicy = self.overrides["retry"]
+            return policy
+        return RetryPolicy(self.settings.retry_budget.as_timedelta().total_seconds())
 
-    @property
-    def pipeline(self) -> Pipeline:
-        return Pipeline(
-            self.ctx, self.codec, self.bus, self.ingest, self.purge, self.holds, self.dsr
+    @cached_property
+    def keys(self) -> Any:
+        if "keys" in self.overrides:
+            return self.overrides["keys"]
+        s = self.settings
+        return KeyRing(
+            master_keys={s.master_key_id: s.key("master_key")},
+            current_master=s.master_key_id,
+            hash_key=s.key("hash_key"),
+            signing_seed=s.key("signing_key"),
+            signing_key_id=s.signing_key_id,
         )
 
-    @property
-    def relay(self) -> OutboxRelay:
-        return OutboxRelay(self.ctx, self.bus)
+    @cached_property
+    def db(self) -> Any:
+        if "db" in self.overrides:
+            return self.overrides["db"]
+        s = self.settings
+        db = PostgresDatabase(
+            s.dsn,
+            sealer=TextSealer(s.key("master_key")),
+            source=s.source_uri,
+            clock=self.clock,
+            max_size=s.db_pool_size,
+            timeout=s.db_timeout.as_timedelta().total_seconds(),
+        )
+        db.open()
+        return db
+
+    @cached_property
+    def objects(self) -> Any:
+        if "objects" in self.overrides:
+            return self.overrides["objects"]
+        return object_store(self.settings, self.retry)
+
+    @cached_property
+    def kafka(self) -> Any:
+        """The Kafka producer, connected on first use."""
+        if "kafka" in self.overrides:
+            return self.overrides["kafka"]
+        return KafkaBus(self.settings.kafka, f"{self.settings.app_id}-producer")
+
+    @cached_property
+    def fetcher(self) -> Any:
+        if "fetcher" in self.overrides:
+            return self.overrides["fetcher"]
+        s = self.settings
+        return AudioFetcher(
+            self.objects,
+            fetch_root=s.fetch_root,
+            timeout_seconds=s.fetch_timeout.as_timedelta().total_seconds(),
+        )
+
+    # the application -------------------------------------------------------------------------
+    @cached_property
+    def ctx(self) -> Context:
+        return Context(
+            settings=self.settings,
+            uow=self.db.unit_of_work,
+            objects=self.objects,
+            keys=self.keys,
+            metrics=self.metrics,
+            retry=self.retry,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        s = self.settings
+        return DeadLetters(
+            self.kafka, s.topic_deadletter, s.source_uri, self.metrics, self.retry, self.clock
+        )
+
+    @cached_property
+    def bus(self) -> MessageBus:
+        middleware: list[Middleware] = [
+            log_context,
+            CountOutcomes(self.metrics, {t: n for n, t in self.settings.topics().items()}),
+            _LazyDeadLetters(lambda: self.dead_letters),
+            Retry(self.retry),
+        ]
+        return MessageBus(handlers(self.ctx, self.fetcher), middleware)
+
+    @cached_property
+    def inputs(self) -> Inputs:
+        return Inputs(
+            Codec(),
+            self.bus,
+            lambda: self.dead_letters,
+            self.settings,
+            lambda: self.keys.hash_key,
+            self.metrics,
+        )
+
+    @cached_property
+    def relay(self) -> Relay:
+        return Relay(self.db, self.kafka, self.ctx)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.db, self.bus, self.ctx)
 
     def close(self) -> None:
-        if self._bus is not None:
-            self._bus.close()
-        self.store.close()
+        for name in ("kafka", "db"):
+            if name in self.__dict__ and name not in self.overrides:
+                self.__dict__[name].close()
 
 
-def object_store(settings: Settings) -> S3Store:
-    return S3Store(
-        settings.s3_endpoint,
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        settings.s3_region,
-    )
+@dataclass
+class _LazyDeadLetters:
+    """Dead-lettering needs a Kafka producer only when a Kafka input fails for good."""
+
+    resolve: Callable[[], DeadLetters]
+
+    def __call__(self, envelope: Any, call_next: Any) -> str:
+        if envelope.delivery is None:
+            result: str = call_next(envelope)
+            return result
+        return self.resolve()(envelope, call_next)
 
 
-def bootstrap(settings: Settings, metrics: Metrics | None = None) -> Container:
-    store = PostgresStore(
-        settings.database_url.get_secret_value(),
-        max_size=settings.db_pool_size,
-        timeout=settings.db_timeout.as_timedelta().total_seconds(),
-    )
-    store.open()
-    objects = object_store(settings)
-    ctx = Context(
-        settings=settings,
-        store=store,
-        objects=objects,
-        metrics=metrics or Metrics(),
-        signer=Signer(settings.key("signing_key"), settings.signing_key_id),
-    )
-    fetcher = AudioFetcher(
-        objects,
-        fetch_root=settings.fetch_root,
-        timeout_seconds=settings.fetch_timeout.as_timedelta().total_seconds(),
-    )
-    purge = PurgeService(ctx)
-    export = ExportService(ctx)
-    return Container(
-        settings=settings,
-        ctx=ctx,
-        store=store,
-        objects=objects,
-        codec=Codec(),
-        ingest=IngestService(ctx, fetcher),
-        purge=purge,
-        holds=HoldService(ctx),
-        export=export,
-        dsr=DsrService(ctx, purge, export),
-        scheduler=RetentionScheduler(ctx),
-    )
+def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
+    def bind(handler: Callable[..., str]) -> Handler:
+        return partial(handler, ctx=ctx)
+
+    return {
+        m.StoreCall: partial(ingest.store_call, ctx=ctx, source=fetcher),
+        m.PurgeRecordings: bind(purge.purge_recordings),
+        m.SweepPurgedKeys: bind(purge.sweep_purged_keys),
+        m.AnnounceDue: bind(retention.announce_due),
+        m.ResumeStalledPurges: bind(retention.resume_stalled_purges),
+        m.PlaceHold: bind(holds.place_hold),
+        m.ReleaseHold: bind(holds.release_hold),
+        m.SyncLegalHolds: bind(holds.sync_legal_holds),
+        m.RepairHoldDrift: bind(holds.repair_hold_drift),
+        m.CarryOutRequest: bind(requests.carry_out_request),
+        m.RejectRequest: bind(requests.reject_request),
+        m.ResumeErasures: bind(requests.resume_erasures),
+        m.DeleteExports: bind(exports.delete_exports),
+        m.RemoveExpiredExports: bind(exports.remove_expired_exports),
+    }
+
+
+def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:
+    endpoint, access_key, secret_key = settings.s3()
+    return S3Store(endpoint, access_key, secret_key, settings.s3_region, retry=retry)
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    clock: Callable[[], datetime] | None = None,
+    **overrides: Any,
+) -> Container:
+    return Container(settings, metrics or Metrics(), clock or utc_now, overrides)
+
+
+__all__ = ["Container", "bootstrap", "object_store", "reconcile"]

@@ -24,6 +24,7 @@ from typing import Any
 
 from .domain import events
 from .domain.retention import rfc3339
+from .settings import Settings
 
 SHOP_LINE = "+370 521 44500"
 CUSTOMERS = [
@@ -118,15 +119,12 @@ def calls(seed: int | None = None) -> Iterator[tuple[str, dict[str, Any] | bytes
         yield call_id, data, audio
 
 
-def run(count: int, rate: float, seed: int | None = None) -> int:
+def run(settings: Settings, count: int, rate: float, seed: int | None = None) -> int:
     """Publish ``count`` demo calls (0 = forever) at ``rate`` calls per second."""
-    from .adapters.kafka import KafkaBus
-    from .bootstrap import object_store
-    from .settings import load_settings
+    from .bootstrap import bootstrap
 
-    settings = load_settings()
-    objects = object_store(settings)
-    bus = KafkaBus(settings.kafka_bootstrap, f"{settings.app_id}-demo")
+    built = bootstrap(settings)
+    objects, bus = built.objects, built.kafka
     topic = settings.topic_calls_ended
     sent = 0
     try:
@@ -152,5 +150,5 @@ def run(count: int, rate: float, seed: int | None = None) -> int:
                 break
             time.sleep(1 / rate if rate > 0 else 0)
     finally:
-        bus.close()
+        built.close()
     return sent

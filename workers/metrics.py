@@ -71,6 +71,17 @@ class Metrics:
             "Follow-up work recorded but not yet carried out (freed recordings, resumed erasures)",
             registry=r,
         )
+        self.followups_failed = Counter(
+            "callvault_followups_failed",
+            "Follow-up work that failed for good and was parked for inspection",
+            ["kind"],
+            registry=r,
+        )
+        self.purge_strays = Counter(
+            "callvault_purge_strays",
+            "Versions and delete markers found beside a purged recording's own version, deleted",
+            registry=r,
+        )
         self.hold_drift_repaired = Counter(
             "callvault_hold_drift_repaired",
             "Recordings whose held flag disagreed with the holds table and was repaired",

@@ -30,6 +30,7 @@ class MigrationReport:
     buckets: dict[str, str] = field(default_factory=dict)
     topics_created: list[str] = field(default_factory=list)
     backstop: str = ""
+    policy: str = ""
 
 
 def yoyo_url(database_url: str) -> str:
@@ -87,13 +88,17 @@ def configure_backstop(settings: Settings, objects: S3Store) -> str:
     return f"expire after {days} days"
 
 
-def migrate(settings: Settings, objects: S3Store) -> MigrationReport:
+def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) -> MigrationReport:
+    """Schema, buckets and topics up to date. ``apply_policy`` makes the configured retention
+    policy the one in force (explicit ``callvault migrate``); a worker's implicit migrate only
+    records it the first time, so a stale worker never reverts a changed policy."""
     report = MigrationReport()
-    report.migrations_applied = migrate_database(settings.database_url.get_secret_value())
+    report.migrations_applied = migrate_database(settings.dsn)
+    report.policy = _policy(settings, apply_policy)
     report.buckets = ensure_buckets(settings, objects)
     report.backstop = configure_backstop(settings, objects)
     report.topics_created = ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka,
         topic_configs(settings),
         settings.topic_partitions,
         settings.topic_replication,
@@ -118,3 +123,22 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
         configs[topics[logical]] = {"retention.ms": ms(settings.input_topic_retention)}
     configs[topics["deadletter"]] = {"retention.ms": ms(settings.deadletter_retention)}
     return configs
+
+
+def _policy(settings: Settings, apply: bool) -> str:
+    from .adapters.backfill import backfill
+    from .app.handlers.retention import apply_policy, check_policy
+    from .bootstrap import bootstrap
+
+    container = bootstrap(settings)
+    try:
+        backfill(container)
+        check = check_policy(container.ctx)
+        if check.agrees:
+            return "in force"
+        if check.in_force and not apply:
+            return "differs (not applied: run `callvault migrate`)"
+        moved = apply_policy(container.ctx)
+        return f"applied ({moved} recording(s) rescheduled)"
+    finally:
+        container.close()

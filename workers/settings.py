@@ -40,20 +40,23 @@ NOTICE_RIGHTS = (
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True)
 
-    kafka_bootstrap: str
-    database_url: SecretStr
-    s3_endpoint: str
-    s3_access_key: SecretStr
-    s3_secret_key: SecretStr
+    # Each command checks only the settings it uses (see ``need``): the telephony team's
+    # `callvault publish` runs with Kafka and the object store alone, never callvault's keys.
+    kafka_bootstrap: str | None = None
+    database_url: SecretStr | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
     s3_region: str = "eu-central-1"
-    vault_bucket: str
-    export_bucket: str
-    landing_bucket: str
+    vault_bucket: str = "callvault-vault"
+    export_bucket: str = "callvault-exports"
+    landing_bucket: str = "callvault-landing"
     app_id: str = "callvault"
-    master_key: SecretStr
-    hash_key: SecretStr
-    signing_key: SecretStr
+    master_key: SecretStr | None = None
+    hash_key: SecretStr | None = None
+    signing_key: SecretStr | None = None
     signing_key_id: str = "callvault-1"
+    master_key_id: str = Field("m1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
     retention: Duration = IsoDuration.parse("P1Y")
     retention_tenants: CommaList = ()
@@ -79,6 +82,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(4, gt=0, le=64)  # events handled at once per agent and worker
     db_pool_size: int = Field(16, gt=1, le=200)
     db_timeout: Duration = IsoDuration.parse("PT10S")  # waiting for a connection from the pool
+    retry_budget: Duration = IsoDuration.parse("PT2M")  # how long a transient failure is retried
     topic_partitions: int = Field(3, gt=0)
     topic_replication: int = Field(1, gt=0)
     output_topic_retention: Duration = IsoDuration.parse("P30D")
@@ -108,6 +112,7 @@ class Settings(BaseSettings):
         "metrics_interval",
         "reconcile_interval",
         "db_timeout",
+        "retry_budget",
         "input_topic_retention",
         "deadletter_retention",
         "output_topic_retention",
@@ -136,7 +141,9 @@ class Settings(BaseSettings):
 
     @field_validator("master_key", "hash_key", "signing_key")
     @classmethod
-    def _key32(cls, value: SecretStr) -> SecretStr:
+    def _key32(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         try:
             raw = base64.b64decode(value.get_secret_value(), validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -154,7 +161,9 @@ class Settings(BaseSettings):
 
     @field_validator("s3_endpoint")
     @classmethod
-    def _endpoint(cls, value: str) -> str:
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
@@ -167,7 +176,38 @@ class Settings(BaseSettings):
         )
         return RetentionPolicy(default=self.retention, per_tenant=overrides)
 
+    def need(self, *names: str) -> None:
+        """Stop with a :class:`ConfigError` naming every one of these settings that is unset."""
+        missing = [PREFIX + n.upper() for n in names if getattr(self, n) is None]
+        if missing:
+            raise ConfigError(f"invalid settings - {'; '.join(f'{m}: missing' for m in missing)}")
+
+    @property
+    def kafka(self) -> str:
+        self.need("kafka_bootstrap")
+        assert self.kafka_bootstrap is not None
+        return self.kafka_bootstrap
+
+    @property
+    def dsn(self) -> str:
+        self.need("database_url")
+        assert self.database_url is not None
+        return self.database_url.get_secret_value()
+
+    def s3(self) -> tuple[str, str, str]:
+        """Endpoint, access key and secret key of the object store."""
+        self.need("s3_endpoint", "s3_access_key", "s3_secret_key")
+        assert self.s3_endpoint is not None
+        assert self.s3_access_key is not None
+        assert self.s3_secret_key is not None
+        return (
+            self.s3_endpoint,
+            self.s3_access_key.get_secret_value(),
+            self.s3_secret_key.get_secret_value(),
+        )
+
     def key(self, name: Literal["master_key", "hash_key", "signing_key"]) -> bytes:
+        self.need(name)
         secret: SecretStr = getattr(self, name)
         return base64.b64decode(secret.get_secret_value())
 

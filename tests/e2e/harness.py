@@ -77,7 +77,11 @@ class Callvault:
     # processes -------------------------------------------------------------------------
     def migrate(self) -> dict[str, Any]:
         done = subprocess.run(
-            [CALLVAULT, "migrate"], env=self.env, capture_output=True, check=True, timeout=120
+            [CALLVAULT, "migrate", "--json"],
+            env=self.env,
+            capture_output=True,
+            check=True,
+            timeout=120,
         )
         result: dict[str, Any] = json.loads(done.stdout)
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import urllib.request
 import uuid
 import zipfile
@@ -13,11 +14,20 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Callvault, cloudevent, make_wav, stamp
-from workers.adapters.crypto import Signer, verify_signature
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav, stamp
+from workers.entrypoints.cli.compliance import check_certificate
 
 PERSON = "+370 612 34567"  # as the telephony system wrote it
 NOTATIONS = ["8 612 34567", "+37061234567", "(8 612) 34 567", "0037061234567"]
+
+
+def key_set(cv: Callvault) -> list[dict[str, str]]:
+    """The key set a regulator is given, as `callvault public-key` prints it."""
+    done = subprocess.run(
+        [CALLVAULT, "public-key"], env=cv.env, capture_output=True, check=True, timeout=60
+    )
+    keys: list[dict[str, str]] = json.loads(done.stdout)["keys"]
+    return keys
 
 
 @pytest.fixture
@@ -134,9 +144,10 @@ def test_erasure_by_any_notation_with_a_held_recording(running: Callvault) -> No
     assert answer["status"] == "partial"
     assert "17(3)(e)" in answer["reason"]
     certificate = answer["certificate"]
-    signer = Signer(cv.settings.key("signing_key"), cv.settings.signing_key_id)
-    body = {k: v for k, v in certificate.items() if k != "signature"}
-    assert verify_signature(signer.public_key_b64, body, certificate["signature"])
+    assert certificate["request_id"] == request_id  # bound to this request
+    assert check_certificate(certificate, key_set(cv)) == (True, "ok")
+    replayed = certificate | {"request_id": "someone-else"}
+    assert not check_certificate(replayed, key_set(cv))[0]
     assert {r["recording_id"] for r in certificate["recordings"]} == {
         r["recording_id"] for r in answer["recordings"] if r["outcome"] == "erased"
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,37 @@ def stored_by_call(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     for event in events:
         found.setdefault(event["data"]["call_id"], []).append(event)
     return found
+
+
+# The customer's identifiers in the forms they could take in an output. Values whose format
+# cannot carry them (ids, hashes, timestamps: random digits that could match by chance) are
+# not searched.
+PERSONAL = ("612 34567", "61234567", "jonas@example.lt", "A-1")
+_OPAQUE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64}"
+    r"|\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:\d{2})"
+)
+
+
+def personal_data_in(event: dict[str, Any]) -> list[str]:
+    """Personal data found in an output event's values."""
+    values = [v for v in _strings(event) if not _OPAQUE.fullmatch(v)]
+    return [p for v in values for p in PERSONAL if p.casefold() in v.casefold()]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [str(value)]
+
+
+def test_the_personal_data_probe_finds_what_it_looks_for() -> None:
+    assert personal_data_in({"a": "call from 8 612 34567", "b": ["Jonas@Example.lt"]})
+    assert personal_data_in({"c": "+37061234567"})
+    opaque = {"sha256": "6123456" + "7" * 57, "at": "2026-06-12T06:12:34.561234Z"}
+    assert personal_data_in(opaque | {"id": "61234567-0000-4000-8000-000000000000"}) == []
 
 
 def row(cv: Callvault, call_id: str) -> dict[str, Any]:
@@ -77,6 +109,7 @@ def test_calls_become_encrypted_recordings(callvault: Callvault) -> None:
         ciphertext = b"".join(cv.objects.get_stream(cv.settings.vault_bucket, record["object_key"]))
         assert audio not in ciphertext
         assert ciphertext[:4] == b"CVA1"
+        assert record["master_key_id"] == "m1"
         dek = crypto.unwrap_key(
             cv.settings.key("master_key"), bytes(record["wrapped_key"]), data["recording_id"]
         )
@@ -89,10 +122,7 @@ def test_calls_become_encrypted_recordings(callvault: Callvault) -> None:
         lambda: cv.metric("callvault_recordings_stored_total") >= len(clips), 15, "stored counter"
     )
     for event in events:  # no personal data leaves callvault
-        text = json.dumps(event)
-        assert "612" not in text.replace(event["data"]["sha256"], "")
-        assert "jonas" not in text.lower()
-        assert "A-1" not in text
+        assert personal_data_in(event) == []
 
 
 def test_bad_input_is_dead_lettered_and_good_input_still_flows(callvault: Callvault) -> None:
@@ -195,8 +225,8 @@ def test_kill_9_mid_ingest_then_restart_leaves_one_clean_recording(callvault: Ca
     uri = cv.land(big)
     worker = cv.start_worker()
     cv.call("killed", uri=uri)
-    # wait until the upload is under way (the row is claimed), then kill -9
-    wait_for(lambda: _status(cv, "killed") == "storing", 60, "ingest to start")
+    # wait until the upload to the vault is under way, then kill -9
+    wait_for(lambda: _uploads_in_progress(cv) > 0, 60, "the upload to start")
     cv.kill(worker)
     cv.start_worker()
     stored = cv.read(
@@ -212,12 +242,10 @@ def test_kill_9_mid_ingest_then_restart_leaves_one_clean_recording(callvault: Ca
     assert sorted(cv.objects.list_keys(cv.settings.vault_bucket)) == [record["object_key"]]
 
 
-def _status(cv: Callvault, call_id: str) -> str | None:
-    with psycopg.connect(cv.settings.database_url.get_secret_value()) as conn:
-        found = conn.execute(
-            "SELECT status FROM recordings WHERE call_id = %s", (call_id,)
-        ).fetchone()
-    return found[0] if found else None
+def _uploads_in_progress(cv: Callvault) -> int:
+    """Multipart uploads open in the vault bucket (a long recording streaming in)."""
+    listing = cv.objects.client._list_multipart_uploads(cv.settings.vault_bucket)
+    return len(listing.uploads)
 
 
 def _port() -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,38 +13,54 @@ import pytest
 from kafka import KafkaConsumer
 
 from tests.stack import Instance
+from workers.adapters.crypto import TextSealer
 from workers.adapters.kafka import KafkaBus
-from workers.adapters.memory import MemoryBus, MemoryObjectStore, MemoryStore
-from workers.adapters.postgres import PostgresStore
+from workers.adapters.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
+from workers.adapters.postgres import PostgresDatabase
+from workers.app.unit_of_work import Discard, ExportRecord
 from workers.bootstrap import object_store
 from workers.domain.audit import verify_chain
-from workers.domain.events import OutboundEvent
+from workers.domain.identifiers import Subject
+from workers.domain.messages import PolicyApplied, PurgeRecordings
 from workers.domain.model import (
+    DsrRequest,
+    DsrStatus,
+    DsrType,
     Hold,
     HoldScopeKind,
+    PurgeReason,
     Recording,
     RecordingStatus,
+    RequestRecord,
     object_key_for,
     recording_id_for,
 )
 from workers.domain.retention import IsoDuration
 from workers.migrate import migrate_database
-from workers.ports import DsrRecord, ObjectMissing
+from workers.ports import ObjectMissing, VersionRef
 from workers.settings import load_settings
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+KEY = bytes(32)
+D1, D2 = b"\x01" * 32, b"\x02" * 32
+
+
+def postgres(instance: Instance) -> PostgresDatabase:
+    settings = load_settings(**instance.settings_kwargs())
+    migrate_database(settings.dsn)
+    db = PostgresDatabase(
+        settings.dsn, sealer=TextSealer(KEY), source="urn:test", clock=lambda: NOW
+    )
+    db.open()
+    return db
 
 
 @pytest.fixture(params=["memory", "postgres"])
-def store(request: pytest.FixtureRequest) -> Iterator[Any]:
+def db(request: pytest.FixtureRequest) -> Iterator[Any]:
     if request.param == "memory":
-        yield MemoryStore()
+        yield MemoryDatabase(source="urn:test", clock=lambda: NOW)
         return
-    instance: Instance = request.getfixturevalue("instance")
-    settings = load_settings(**instance.settings_kwargs())
-    migrate_database(settings.database_url.get_secret_value())
-    real = PostgresStore(settings.database_url.get_secret_value())
-    real.open()
+    real = postgres(request.getfixturevalue("instance"))
     yield real
     real.close()
 
@@ -56,12 +71,14 @@ def recording(
     due: datetime = NOW,
     status: RecordingStatus = RecordingStatus.STORED,
     collected: datetime | None = None,
+    tenant: str = "default",
 ) -> Recording:
-    rid = recording_id_for(call_id)
+    rid = recording_id_for(KEY, call_id)
     return Recording(
         recording_id=rid,
         call_id=call_id,
-        tenant="default",
+        call_digest=f"digest-{call_id}",
+        tenant=tenant,
         direction="inbound",
         agent_id="a-1",
         started_at=NOW - timedelta(days=400),
@@ -74,213 +91,351 @@ def recording(
         size_bytes=10,
         sha256="ab" * 32,
         content_type="audio/wav",
+        object_version="v-1",
         wrapped_key=b"k" * 61,
+        master_key_id="m1",
         customer_sealed=b"c" * 40,
     )
 
 
-def test_recordings_round_trip_and_one_per_call(store: Any) -> None:
-    rec = recording("rt-1")
-    with store.transaction() as tx:
-        assert tx.insert_recording(rec)
-        assert not tx.insert_recording(replace(rec))  # same call: no second recording
-    with store.transaction() as tx:
-        again = tx.recording_by_call("rt-1")
-        assert again == rec
-        assert tx.held_count() == 0
-        tx.save_recording(replace(again, held=True, restricted=True))
-    with store.transaction() as tx:
-        assert tx.held_count() == 1
-        loaded = tx.recording(rec.recording_id)
-        assert loaded is not None
-        assert loaded.held
-        assert loaded.restricted
-        tx.delete_recording(rec.recording_id)
-    with store.transaction() as tx:
-        assert tx.recording(rec.recording_id) is None
+def add(db: Any, *recordings: Recording, digests: frozenset[bytes] = frozenset()) -> None:
+    with db.unit_of_work() as uow:
+        for r in recordings:
+            assert uow.recordings.add(r, digests)
+        uow.commit()
 
 
-def test_a_failed_transaction_leaves_nothing(store: Any) -> None:
-    def crash_mid_transaction() -> None:
-        with store.transaction() as tx:
-            tx.insert_recording(recording("rb-1"))
-            raise RuntimeError("crash")
+# --- recordings ------------------------------------------------------------------------------
+
+
+def test_recordings_round_trip_and_one_per_call(db: Any) -> None:
+    first = recording("c1")
+    add(db, first, digests=frozenset({D1}))
+    with db.unit_of_work() as uow:
+        assert not uow.recordings.add(recording("c1"), frozenset())  # the same call again
+        found = uow.recordings.get(first.recording_id)
+        by_call = uow.recordings.by_call("digest-c1")
+        assert uow.recordings.digests_of(first.recording_id) == frozenset({D1})
+    assert found == first
+    assert by_call == first
+    assert found is not None
+    assert found.wrapped_key == b"k" * 61
+
+
+def test_updates_write_only_the_columns_a_method_changed(db: Any) -> None:
+    add(db, recording("c1"))
+    rid = recording_id_for(KEY, "c1")
+    with db.unit_of_work() as uow:
+        stale = uow.recordings.get(rid)
+    with db.unit_of_work() as uow:
+        fresh = uow.recordings.get(rid, lock=True)
+        assert fresh is not None
+        fresh.shred(PurgeReason.ERASURE, 1)
+        uow.recordings.update(fresh)
+        uow.commit()
+    assert stale is not None
+    with db.unit_of_work() as uow:
+        stale.restrict(True)  # a change computed from a row read before the shred
+        uow.recordings.update(stale)
+        uow.commit()
+        after = uow.recordings.get(rid)
+    assert after is not None
+    assert after.status is RecordingStatus.PURGING  # not reverted by the stale row
+    assert after.wrapped_key is None
+    assert after.restricted
+
+
+def test_a_unit_of_work_that_is_not_committed_leaves_nothing(db: Any) -> None:
+    with db.unit_of_work() as uow:
+        uow.recordings.add(recording("c1"), frozenset({D1}))
+        uow.record(PolicyApplied("*", None, "P1Y", 0, NOW))
+    with db.unit_of_work() as uow:
+        assert uow.recordings.by_call("digest-c1") is None
+        assert uow.audit_entries(0, 10) == []
+
+    def fails_half_way() -> None:
+        with db.unit_of_work() as uow:
+            uow.recordings.add(recording("c2"), frozenset())
+            raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        crash_mid_transaction()
-    with store.transaction() as tx:
-        assert tx.recording_by_call("rb-1") is None
+        fails_half_way()
+    with db.unit_of_work() as uow:
+        assert uow.recordings.by_call("digest-c2") is None
 
 
-def test_claim_due_takes_due_unheld_unannounced_only(store: Any) -> None:
-    with store.transaction() as tx:
-        tx.insert_recording(recording("due-1", due=NOW - timedelta(seconds=5)))
-        tx.insert_recording(recording("due-2", due=NOW - timedelta(seconds=1)))
-        tx.insert_recording(recording("later", due=NOW + timedelta(seconds=1)))
-        tx.insert_recording(replace(recording("held", due=NOW - timedelta(days=1)), held=True))
-        tx.insert_recording(
-            replace(recording("told", due=NOW - timedelta(days=1)), due_announced_at=NOW)
-        )
-        tx.insert_recording(
-            recording("gone", due=NOW - timedelta(days=2), status=RecordingStatus.PURGED)
-        )
-    with store.transaction() as tx:
-        assert [r.call_id for r in tx.claim_due(NOW, 10)] == ["due-1", "due-2"]
-        assert [r.call_id for r in tx.claim_due(NOW, 1)] == ["due-1"]
-        count, oldest = tx.overdue_summary(NOW)
-        assert count == 3  # due-1, due-2 and the announced one; not held, not purged
-        assert oldest == NOW - timedelta(days=1)
+def test_claim_due_takes_due_unheld_unannounced_only(db: Any) -> None:
+    due = recording("due", due=NOW - timedelta(seconds=1))
+    later = recording("later", due=NOW + timedelta(seconds=1))
+    held = recording("held", due=NOW - timedelta(days=1))
+    held.held = True
+    announced = recording("announced", due=NOW - timedelta(days=1))
+    announced.due_announced_at = NOW
+    add(db, due, later, held, announced)
+    with db.unit_of_work() as uow:
+        claimed = uow.recordings.claim_due(NOW, 10)
+    assert [r.call_id for r in claimed] == ["due"]
 
 
-def test_policy_rescheduling_agrees_with_the_domain_calendar(store: Any) -> None:
-    leap = datetime(2024, 2, 29, 23, 30, tzinfo=UTC)
-    with store.transaction() as tx:
-        tx.insert_recording(recording("leap", collected=leap, due=leap))
-        tx.insert_recording(replace(recording("other", collected=leap, due=leap), tenant="acme"))
-    one_year, six_months = IsoDuration.parse("P2Y"), IsoDuration.parse("P6M")
-    with store.transaction() as tx:
-        assert tx.reschedule("acme", six_months, []) == 1
-        assert tx.reschedule(None, one_year, ["acme"]) == 1
-        assert tx.reschedule(None, one_year, ["acme"]) == 0  # already on that policy
-    with store.transaction() as tx:
-        leap_rec, other = tx.recording_by_call("leap"), tx.recording_by_call("other")
-    assert (
-        leap_rec.retention_due_at
-        == one_year.after(leap)
-        == datetime(2026, 2, 28, 23, 30, tzinfo=UTC)
-    )
-    assert other.retention_due_at == six_months.after(leap)
-    assert (leap_rec.policy, other.policy) == ("P2Y", "P6M")
+def test_policy_rescheduling_agrees_with_the_domain_calendar(db: Any) -> None:
+    leap = recording("leap", collected=datetime(2024, 2, 29, 23, 30, tzinfo=UTC))
+    other = recording("other", tenant="shop-lv")
+    add(db, leap, other)
+    policy = IsoDuration.parse("P1Y2M3DT4H")
+    with db.unit_of_work() as uow:
+        assert uow.recordings.reschedule(None, policy, ["shop-lv"]) == 1
+        uow.commit()
+        found = uow.recordings.get(leap.recording_id)
+        untouched = uow.recordings.get(other.recording_id)
+    assert found is not None
+    assert found.retention_due_at == policy.after(leap.collected_at)
+    assert found.due_announced_at is None
+    assert untouched is not None
+    assert untouched.policy == "P1Y"
 
 
-def test_subject_keys_find_stored_recordings_only(store: Any) -> None:
-    digest, other = b"\x01" * 32, b"\x02" * 32
-    with store.transaction() as tx:
-        tx.insert_recording(recording("sk-1"))
-        tx.insert_recording(recording("sk-2", status=RecordingStatus.PURGED))
-        tx.set_subject_keys(recording_id_for("sk-1"), frozenset({digest}))
-        tx.set_subject_keys(recording_id_for("sk-2"), frozenset({digest}))
-    with store.transaction() as tx:
-        assert [r.call_id for r in tx.recordings_matching(frozenset({digest}))] == ["sk-1"]
-        assert tx.recordings_matching(frozenset({other})) == []
-        assert tx.subject_keys_of(recording_id_for("sk-1")) == frozenset({digest})
+def test_subject_digests_find_recordings_not_yet_purged(db: Any) -> None:
+    live, purged, elsewhere = recording("live"), recording("gone"), recording("lv", tenant="lv")
+    purged.status = RecordingStatus.PURGED
+    add(db, live, purged, elsewhere, digests=frozenset({D1}))
+    with db.unit_of_work() as uow:
+        assert [r.call_id for r in uow.recordings.matching(frozenset({D1}))] == ["live", "lv"]
+        assert [r.call_id for r in uow.recordings.matching(frozenset({D1}), "lv")] == ["lv"]
+        assert uow.recordings.matching(frozenset({D2})) == []
 
 
-def test_holds_cover_by_recording_call_and_subject(store: Any) -> None:
-    digest = b"\x07" * 32
-    rec = recording("h-1")
+# --- holds -----------------------------------------------------------------------------------
+
+
+def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
+    a, b, c = recording("a"), recording("b"), recording("c")
+    add(db, a, b)
+    add(db, c, digests=frozenset({D1}))
     holds = [
-        Hold("by-rec", "r", None, HoldScopeKind.RECORDINGS, (rec.recording_id,), placed_at=NOW),
-        Hold("by-call", "r", "CASE-9", HoldScopeKind.CALLS, ("h-1",), placed_at=NOW),
-        Hold(
-            "by-subject",
-            "r",
-            None,
-            HoldScopeKind.SUBJECT,
-            subject_digests=frozenset({digest}),
-            placed_at=NOW,
-        ),
-        Hold("released", "r", None, HoldScopeKind.CALLS, ("h-1",), placed_at=NOW, released_at=NOW),
+        Hold("H-rec", "dispute", "K-1", HoldScopeKind.RECORDINGS, (a.recording_id,)),
+        Hold("H-call", "dispute", None, HoldScopeKind.CALLS, ("b",)),
+        Hold("H-subj", "dispute", None, HoldScopeKind.SUBJECT, subject_digests=frozenset({D1})),
     ]
-    with store.transaction() as tx:
-        tx.insert_recording(rec)
+    with db.unit_of_work() as uow:
         for hold in holds:
-            tx.save_hold(hold)
-    with store.transaction() as tx:
-        covering = {h.hold_id for h in tx.holds_covering(rec, frozenset({digest}))}
-        assert covering == {"by-rec", "by-call", "by-subject"}
-        assert {h.hold_id for h in tx.active_holds()} == covering
-        assert tx.hold("by-subject").subject_digests == frozenset({digest})
-        assert [r.call_id for r in tx.recordings_in_scope(tx.hold("by-call"))] == ["h-1"]
+            hold.place(NOW, ())
+            assert uow.holds.add(hold)
+        assert not uow.holds.add(Hold("H-rec", "again", None, HoldScopeKind.CALLS))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert uow.holds.covered([a, b, c]) == {a.recording_id, b.recording_id, c.recording_id}
+        assert [h.hold_id for h in uow.holds.covering(a.recording_id, "a", frozenset())] == [
+            "H-rec"
+        ]
+        found = uow.holds.get("H-rec")
+        scoped = {h.hold_id: [r.call_id for r in uow.recordings.in_scope(h)] for h in holds}
+    assert found is not None
+    assert (found.reason, found.case_ref) == ("dispute", "K-1")  # sealed at rest, read back
+    assert scoped == {"H-rec": ["a"], "H-call": ["b"], "H-subj": ["c"]}
+    with db.unit_of_work() as uow:
+        hold = uow.holds.get("H-subj", lock=True)
+        assert hold is not None
+        hold.release(NOW)
+        uow.holds.update(hold)
+        uow.commit()
+        assert uow.holds.covered([c]) == set()
+        assert [h.hold_id for h in uow.holds.active()] == ["H-call", "H-rec"]
 
 
-def test_outbox_audit_dsr_exports(store: Any) -> None:
-    event = OutboundEvent("recordings_stored", "k1", {"id": "e1", "data": {"n": 1}})
-    with store.transaction() as tx:
-        tx.enqueue(event)
-        tx.enqueue(OutboundEvent("recordings_stored", "k2", {"id": "e2"}))
-        first = tx.append_audit("store", "r1", {"sha256": "ab"}, NOW)
-        tx.append_audit("purge", "r1", {"versions_deleted": 2}, NOW + timedelta(seconds=1))
-        tx.save_dsr_request(DsrRecord("req-1", "erasure", "partial", NOW, NOW, NOW, ["r9"]))
-        tx.add_export("exports/x.zip", "req-2", NOW)
-    with store.transaction() as tx:
-        pending = tx.unpublished(10)
-        assert [e.key for _, e in pending] == ["k1", "k2"]
-        assert pending[0][1].cloudevent == event.cloudevent
-        tx.mark_published([pending[0][0]])
-    with store.transaction() as tx:
-        assert [e.key for _, e in tx.unpublished(10)] == ["k2"]
-        entries = tx.audit_entries(0, 10)
-        assert entries[0].hash == first.hash
-        assert verify_chain(entries) == (2, None)
-        assert [r.request_id for r in tx.open_dsr_requests()] == ["req-1"]
-        assert tx.expired_exports(NOW) == ["exports/x.zip"]
-        tx.remove_export("exports/x.zip")
-        assert tx.expired_exports(NOW) == []
+# --- requests, exports, discards, policies, audit ------------------------------------------
+
+
+def test_requests_exports_discards_policies(db: Any) -> None:
+    request = DsrRequest("e", "R1", DsrType.ERASURE, NOW, True, Subject(emails=("x@y.z",)))
+    with db.unit_of_work() as uow:
+        record = RequestRecord.begin(request, {"rid-1": "c1"})
+        assert uow.requests.add(record)
+        assert not uow.requests.add(RequestRecord.begin(request, {}))
+        uow.exports.add(ExportRecord("exports/a.zip", "R0", NOW, ("rid-1",)))
+        assert uow.discards.add(Discard("d-1", "default", NOW, "ab" * 32))
+        assert not uow.discards.add(Discard("d-1", "default", NOW, None))
+        uow.policies.set("*", "P1Y", NOW)
+        uow.commit()
+    with db.unit_of_work() as uow:
+        record = uow.requests.get("R1", lock=True)
+        assert record is not None
+        assert [r.request_id for r in uow.requests.open()] == ["R1"]
+        record.answer(
+            DsrStatus.PARTIAL,
+            {"recordings": [{"recording_id": "rid-1", "call_id": "c1", "outcome": "held"}]},
+            NOW,
+            pending=("rid-1",),
+        )
+        uow.requests.update(record)
+        uow.commit()
+        assert uow.requests.waiting_for(["rid-1"]) == ["R1"]
+        assert [e.object_key for e in uow.exports.containing(["rid-1"])] == ["exports/a.zip"]
+        assert [e.object_key for e in uow.exports.expired(NOW)] == ["exports/a.zip"]
+        assert uow.discards.get("d-1") == Discard("d-1", "default", NOW, "ab" * 32)
+        assert uow.policies.current() == {"*": "P1Y"}
+    with db.unit_of_work() as uow:
+        stored = uow.requests.get("R1")
+        assert stored is not None
+        assert stored.call_ids == {"rid-1": "c1"}  # kept while the request waits
+
+
+def test_commit_writes_audit_outbox_and_follow_ups_in_order(db: Any) -> None:
+    with db.unit_of_work() as uow:
+        uow.record(PolicyApplied("*", None, "P1Y", 0, NOW))
+        r = recording("c1")
+        r.announce_due(NOW)  # an aggregate's own events
+        uow.recordings.add(r, frozenset())
+        uow.commit()
+    with db.unit_of_work() as uow:
+        entries = uow.audit_entries(0, 10)
+    assert [e.action for e in entries] == ["policy"]
+    assert verify_chain(entries) == (1, None)
+    with db.pending(10) as rows:
+        assert [row.topic for row in rows] == ["retention_due"]
+    with db.pending(10) as rows:
+        assert rows == []  # published rows are forgotten
+    with db.claim() as follow_up:
+        assert follow_up is None  # announcing alone schedules nothing; the scheduler does
+
+
+def test_follow_ups_are_claimed_once_and_parked_when_they_fail(db: Any) -> None:
+    from workers.domain.messages import PurgesScheduled
+
+    with db.unit_of_work() as uow:
+        uow.record(PurgesScheduled(("r1", "r2"), PurgeReason.RETENTION))
+        uow.commit()
+    assert db.follow_up_backlog() == 1
+    with db.claim() as first:
+        assert first is not None
+        assert first.command == PurgeRecordings(("r1", "r2"), PurgeReason.RETENTION)
+        with db.claim() as second:
+            assert second is None  # claimed by the first, skipped by others
+    assert db.follow_up_backlog() == 0  # done when the block ends normally
+    with db.unit_of_work() as uow:
+        uow.record(PurgesScheduled(("r3",), PurgeReason.ERASURE))
+        uow.commit()
+    claimed: list[int] = []
+
+    def handler_bug() -> None:
+        with db.claim() as follow_up:
+            claimed.append(follow_up.id)
+            raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError):
+        handler_bug()
+    db.give_up(claimed[0], "internal_error: a bug")
+    assert db.follow_up_backlog() == 0
+    with db.claim() as nothing:
+        assert nothing is None
+
+
+# --- object stores ---------------------------------------------------------------------------
 
 
 @pytest.fixture(params=["memory", "s3"])
 def objects(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
-    bucket = f"ct-{uuid.uuid4().hex[:10]}"
+    bucket = f"contract-{uuid.uuid4().hex[:10]}"
     if request.param == "memory":
-        fake = MemoryObjectStore()
-        fake.ensure_bucket(bucket, versioned=True, object_lock=True)
-        yield fake, bucket
-        return
-    instance: Instance = request.getfixturevalue("instance")
-    real = object_store(load_settings(**instance.settings_kwargs()))
-    real.ensure_bucket(bucket, versioned=True, object_lock=True)
-    yield real, bucket
-    real.delete_versions(bucket, "a/b.bin", real.list_versions(bucket, "a/b.bin"))
-    real.client.remove_bucket(bucket)
+        store: Any = MemoryObjectStore()
+    else:
+        instance: Instance = request.getfixturevalue("instance")
+        store = object_store(load_settings(**instance.settings_kwargs()))
+    store.ensure_bucket(bucket, versioned=True, object_lock=True)
+    yield store, bucket
+    for version in store.all_versions(bucket):
+        if not version.is_delete_marker:
+            store.set_legal_hold(bucket, version, False)
+    store.delete_versions(bucket, list(store.all_versions(bucket)))
+    if request.param == "s3":
+        store.client.remove_bucket(bucket)
 
 
-def test_object_versions_are_all_deleted(objects: tuple[Any, str]) -> None:
+def test_versions_are_deleted_by_id_in_batches(objects: tuple[Any, str]) -> None:
     store, bucket = objects
-    store.put_stream(bucket, "a/b.bin", [b"one", b"-part"], content_type="audio/wav")
-    store.put_stream(
-        bucket,
-        "a/b.bin",
-        [b"two"],
-        content_type="audio/wav",
-        retain_until=datetime.now(UTC) + timedelta(days=1),
-    )
-    assert b"".join(store.get_stream(bucket, "a/b.bin")) == b"two"
-    assert list(store.list_keys(bucket, "a/")) == ["a/b.bin"]
-    versions = store.list_versions(bucket, "a/b.bin")
-    assert len(versions) == 2
-    assert store.delete_versions(bucket, "a/b.bin", versions) == 2  # governance bypassed
-    assert store.list_versions(bucket, "a/b.bin") == []
+    written = [store.put_stream(bucket, f"k/{i}", [b"x"], content_type="x") for i in range(3)]
+    again = store.put_stream(bucket, "k/0", [b"y"], content_type="x")
+    assert None not in written
+    refs = [VersionRef(f"k/{i}", v) for i, v in enumerate(written)]
+    assert store.delete_versions(bucket, refs) == []
+    assert [v.version_id for v in store.list_versions(bucket, "k/0")] == [again]
+    assert store.delete_versions(bucket, refs) == []  # absent versions count as deleted
+    assert b"".join(store.get_stream(bucket, "k/0", version_id=again)) == b"y"
+
+
+def test_a_legal_hold_keeps_a_version_until_cleared(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
+    version = store.put_stream(bucket, "held", [b"audio"], content_type="x")
+    ref = VersionRef("held", version)
+    store.set_legal_hold(bucket, ref, True)
+    assert store.legal_hold(bucket, ref)
+    assert store.delete_versions(bucket, [ref]) == [ref]  # refused, returned
+    assert store.list_versions(bucket, "held")
+    store.set_legal_hold(bucket, ref, False)
+    assert store.delete_versions(bucket, [ref]) == []
+    assert store.list_versions(bucket, "held") == []
+
+
+def test_missing_objects_are_a_fact_not_a_failure(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
     with pytest.raises(ObjectMissing):
-        store.get_stream(bucket, "a/b.bin")
-    store.delete_object(bucket, "never/there")  # absent is not an error
+        list(store.get_stream(bucket, "nothing-here"))
+    with pytest.raises(ObjectMissing):
+        store.set_legal_hold(bucket, VersionRef("nothing-here", "v-none"), True)
+    store.delete_object(bucket, "nothing-here")  # absent is not an error
+
+
+def test_ranges_and_large_streams(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
+    data = bytes(range(256)) * 50_000  # 12.8 MB: more than one 8 MiB part
+    version = store.put_stream(
+        bucket,
+        "big",
+        iter([data[i : i + 65536] for i in range(0, len(data), 65536)]),
+        content_type="x",
+    )
+    assert b"".join(store.get_stream(bucket, "big", version_id=version)) == data
+    assert b"".join(store.get_range(bucket, "big", 9_000_000, 10)) == data[9_000_000:9_000_010]
+
+
+def test_delete_markers_are_listed_and_deleted_too(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
+    store.put_stream(bucket, "k", [b"1"], content_type="x")
+    store.delete_object(bucket, "k")  # a versioned delete leaves a marker
+    listed = store.list_versions(bucket, "k")
+    assert sorted(v.is_delete_marker for v in listed) == [False, True]
+    every = list(store.all_versions(bucket))
+    assert store.delete_versions(bucket, every) == []
+    assert store.list_versions(bucket, "k") == []
 
 
 def test_presigned_get_serves_without_credentials(objects: tuple[Any, str]) -> None:
     store, bucket = objects
-    store.put_stream(bucket, "a/b.bin", [b"export"], content_type="application/zip")
-    url = store.presigned_get(bucket, "a/b.bin", timedelta(minutes=5))
-    if url.startswith("https://memory.invalid/"):  # the fake serves nothing over HTTP
-        assert "a/b.bin" in url
+    store.put_stream(bucket, "export.zip", [b"PK\x03\x04zip"], content_type="application/zip")
+    url = store.presigned_get(bucket, "export.zip", timedelta(minutes=5))
+    if isinstance(store, MemoryObjectStore):
+        assert url.startswith("https://memory.invalid/")
         return
     with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.read() == b"export"
+        assert response.read() == b"PK\x03\x04zip"
+
+
+# --- the event bus -----------------------------------------------------------------------------
 
 
 @pytest.fixture(params=["memory", "kafka"])
 def bus(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
-    """(bus, read(topic) -> list of (key, value))."""
     if request.param == "memory":
         fake = MemoryBus()
         yield fake, lambda topic: [(k, v) for t, k, v in fake.records if t == topic]
         return
-    stack: dict[str, str] = request.getfixturevalue("stack")
-    real = KafkaBus(stack["CALLVAULT_KAFKA_BOOTSTRAP"], "contract-test")
+    instance: Instance = request.getfixturevalue("instance")
+    settings = load_settings(**instance.settings_kwargs())
+    real = KafkaBus(settings.kafka, "contract-test")
 
     def read(topic: str) -> list[tuple[str | None, bytes]]:
         consumer = KafkaConsumer(
             topic,
-            bootstrap_servers=stack["CALLVAULT_KAFKA_BOOTSTRAP"],
+            bootstrap_servers=settings.kafka,
             auto_offset_reset="earliest",
             consumer_timeout_ms=3000,
         )
@@ -294,18 +449,8 @@ def bus(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
 
 def test_published_records_are_readable_in_order(bus: tuple[Any, Any]) -> None:
     publisher, read = bus
-    topic = f"ct-{uuid.uuid4().hex[:10]}"
-    publisher.publish([(topic, "k", b"1"), (topic, "k", b"2"), (topic, None, b"3")])
+    topic = f"contract-{uuid.uuid4().hex[:8]}"
+    publisher.publish([(topic, "k1", b"one"), (topic, "k1", b"two"), (topic, None, b"three")])
     records = read(topic)
-    assert [v for k, v in records if k == "k"] == [b"1", b"2"]  # per key, in order
-    assert sorted(v for _, v in records) == [b"1", b"2", b"3"]
-
-
-def test_delete_markers_are_listed_and_deleted_too(objects: tuple[Any, str]) -> None:
-    store, bucket = objects
-    store.put_stream(bucket, "a/b.bin", [b"audio"], content_type="audio/wav")
-    store.delete_object(bucket, "a/b.bin")  # on a versioned bucket: a delete marker
-    versions = store.list_versions(bucket, "a/b.bin")
-    assert sorted(v.is_delete_marker for v in versions) == [False, True]
-    assert store.delete_versions(bucket, "a/b.bin", versions) == 2
-    assert store.list_versions(bucket, "a/b.bin") == []
+    assert [v for k, v in records if k == "k1"] == [b"one", b"two"]
+    assert (None, b"three") in records

@@ -19,8 +19,10 @@ from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
 from tests.stack import Instance
-from workers.adapters.postgres import PostgresStore
+from workers.adapters.crypto import TextSealer
+from workers.adapters.postgres import PostgresDatabase
 from workers.bootstrap import object_store
+from workers.domain.messages import PolicyApplied
 from workers.settings import load_settings
 
 
@@ -109,16 +111,22 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
     from workers.migrate import migrate_database
 
     settings = load_settings(**instance.settings_kwargs())
-    applied = migrate_database(settings.database_url.get_secret_value())
-    assert applied == ["0001_initial", "0002_held_index"]
-    assert migrate_database(settings.database_url.get_secret_value()) == []  # idempotent
-    store = PostgresStore(settings.database_url.get_secret_value())
-    store.open()
-    with store.transaction() as tx:
-        entry = tx.append_audit("test", "x", {"n": 1}, datetime.now(UTC))
-    with store.transaction() as tx:
-        assert tx.audit_entries(0, 10)[0].hash == entry.hash
-    store.close()
+    applied = migrate_database(settings.dsn)
+    assert applied == ["0001_initial", "0002_held_index", "0003_unit_of_work"]
+    assert migrate_database(settings.dsn) == []  # idempotent
+    db = PostgresDatabase(
+        settings.dsn,
+        sealer=TextSealer(bytes(32)),
+        source="urn:test",
+        clock=lambda: datetime.now(UTC),
+    )
+    db.open()
+    with db.unit_of_work() as uow:
+        uow.record(PolicyApplied("*", None, "P1Y", 0, datetime.now(UTC)))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert [e.action for e in uow.audit_entries(0, 10)] == ["policy"]
+    db.close()
 
 
 def test_processes_run_from_the_local_stack(stack: dict[str, str]) -> None:

@@ -25,23 +25,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from tenacity import wait_none
 
-from workers.adapters.crypto import Signer
 from workers.adapters.fetch import AudioFetcher
-from workers.adapters.memory import MemoryBus, MemoryObjectStore, MemoryStore
+from workers.adapters.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
+from workers.app.background import refresh_gauges
+from workers.app.context import Context
+from workers.app.handlers.retention import apply_policy
+from workers.app.messagebus import Delivery
+from workers.bootstrap import Container, bootstrap
 from workers.codec import Codec
+from workers.domain.messages import AnnounceDue, Command
 from workers.domain.model import Recording, recording_id_for
 from workers.domain.retention import rfc3339
 from workers.metrics import Metrics
-from workers.pipeline import Delivery, OutboxRelay, Pipeline
-from workers.services.context import Context
-from workers.services.dsr import DsrService
-from workers.services.export import ExportService
-from workers.services.holds import HoldService
-from workers.services.ingest import IngestService
-from workers.services.purge import PurgeService
-from workers.services.retention import RetentionScheduler
+from workers.retry import RetryPolicy
 from workers.settings import Settings, load_settings
 
 # --- fixed test identities -------------------------------------------------------------------
@@ -257,44 +254,53 @@ def subject(**identifiers: list[str]) -> dict[str, list[str]]:
 # --- the world --------------------------------------------------------------------------------
 
 _CODEC = Codec()  # schemas are read once per session; the codec keeps no per-event state
+TOPIC_INPUTS = {
+    "calls.ended": "call_ended",
+    "dsr.requests": "dsr_request",
+    "holds.commands": "hold_command",
+}
 
 
 @dataclass
 class World:
+    """callvault built by its composition root over the fakes, with a running worker's
+    background work (scheduler, follow-ups, outbox relay) done on request."""
+
     settings: Settings
     clock: Clock
-    store: MemoryStore
+    db: MemoryDatabase
     objects: MemoryObjectStore
     bus: MemoryBus
     metrics: Metrics
-    ctx: Context
-    ingest: IngestService
-    purge: PurgeService
-    export: ExportService
-    holds: HoldService
-    dsr: DsrService
-    scheduler: RetentionScheduler
-    pipeline: Pipeline
-    relay: OutboxRelay
+    container: Container
     fetch_root: Path
     _offsets: dict[str, int] = field(default_factory=dict)
-    _consumed_due: int = 0
+
+    @property
+    def ctx(self) -> Context:
+        return self.container.ctx
 
     # --- inputs ---------------------------------------------------------------------------
     def deliver(self, topic: str, value: bytes, key: str | None = None) -> str:
-        """Hand one Kafka record to the pipeline's entry point for ``topic``; relay the outbox."""
+        """Hand one Kafka record to the worker's input for ``topic``; then let the worker's
+        background work run (follow-ups, outbox)."""
         offset = self._offsets.get(topic, 0)
         self._offsets[topic] = offset + 1
-        entry: Callable[[Delivery], str] = {
-            "calls.ended": self.pipeline.on_call_ended,
-            "dsr.requests": self.pipeline.on_dsr_request,
-            "holds.commands": self.pipeline.on_hold_command,
-            "retention.due": self.pipeline.on_retention_due,
-        }[topic]
+        entry: Callable[[Delivery], str] = getattr(self.container.inputs, TOPIC_INPUTS[topic])
         record = Delivery(topic, 0, offset, None if key is None else key.encode(), value)
         outcome = entry(record)
-        self.relay_all()
+        self.settle()
         return outcome
+
+    def handle(self, command: Command) -> str:
+        outcome = self.container.bus.handle(command)
+        self.settle()
+        return outcome
+
+    def settle(self) -> None:
+        """Run follow-ups and relay the outbox until nothing is left (a worker's loops)."""
+        while self.container.dispatcher.drain() or self.relay_all():
+            pass
 
     def land(self, key: str, audio: bytes) -> str:
         """Put audio in the landing bucket as the PBX does; returns its s3:// URI."""
@@ -348,22 +354,26 @@ class World:
         event = cloudevent("callvault.hold.released.v1", {"hold_id": hold_id})
         return self.deliver("holds.commands", encode(event), hold_id)
 
+    def announce(self) -> int:
+        """One scheduler round: announce what is due (batch after batch)."""
+        total = 0
+        while (outcome := self.container.bus.handle(AnnounceDue())) != "announced:0":
+            total += int(outcome.split(":")[1])
+        return total
+
     def tick(self) -> int:
-        """One scheduler tick, then callvault's own retention worker consumes what it announced."""
-        announced = self.scheduler.announce_due()
-        self.relay_all()
-        self.consume_due()
+        """A scheduler round, then the worker carries out the purges it scheduled."""
+        announced = self.announce()
+        self.settle()
         return announced
 
-    def consume_due(self) -> list[str]:
-        due = self.records("retention.due")[self._consumed_due :]
-        self._consumed_due += len(due)
-        return [self.deliver("retention.due", value, key) for key, value in due]
+    def refresh_gauges(self) -> None:
+        refresh_gauges(self.ctx, self.db, self.db)
 
     # --- outputs ----------------------------------------------------------------------------
     def relay_all(self) -> int:
         total = 0
-        while published := self.relay.publish_pending():
+        while published := self.container.relay.publish_pending():
             total += published
         return total
 
@@ -378,18 +388,19 @@ class World:
         return [e["data"] for e in self.published(topic, event_type)]
 
     # --- state --------------------------------------------------------------------------------
+    def recording_id(self, call_id: str) -> str:
+        return recording_id_for(self.settings.key("hash_key"), call_id)
+
     def recording(self, call_id: str) -> Recording | None:
-        with self.store.transaction() as tx:
-            return tx.recording(recording_id_for(call_id))
+        return self.db.state.recordings.get(self.recording_id(call_id))
 
     def recordings(self) -> list[Recording]:
-        return list(self.store.state.recordings.values())
+        return list(self.db.state.recordings.values())
 
     def subject_keys_of(self, recording_id: str) -> frozenset[bytes]:
-        with self.store.transaction() as tx:
-            return tx.subject_keys_of(recording_id)
+        return self.db.state.subject_keys.get(recording_id, frozenset())
 
-    def vault_versions(self, key: str | None = None) -> dict[str, list[tuple[str, bytes | None]]]:
+    def vault_versions(self, key: str | None = None) -> dict[str, list[Any]]:
         bucket = self.objects.buckets[VAULT]
         return {k: v for k, v in bucket.items() if key is None or k == key}
 
@@ -406,8 +417,18 @@ class World:
     def export_zip(self, url: str) -> zipfile.ZipFile:
         return zipfile.ZipFile(io.BytesIO(self.fetch_export(url)))
 
+    def audit(self, *, everything: bool = False) -> list[Any]:
+        """The audit trail (by default without the policy entry every instance starts with)."""
+        with self.db.unit_of_work() as uow:
+            entries = uow.audit_entries(0, 10_000)
+        return entries if everything else [e for e in entries if e.action != "policy"]
+
     def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         return self.metrics.registry.get_sample_value(name, labels or {})
+
+
+def _no_sleep(_: float) -> None:
+    """Retries in unit tests do not wait."""
 
 
 def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
@@ -415,43 +436,26 @@ def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
     fetch_root.mkdir(exist_ok=True)
     settings = make_settings(**{"fetch_root": str(fetch_root), **settings_overrides})
     clock = Clock(START)
-    store, objects, bus, metrics = MemoryStore(), MemoryObjectStore(), MemoryBus(), Metrics()
+    db = MemoryDatabase(source=settings.source_uri, clock=clock)
+    objects, bus, metrics = MemoryObjectStore(), MemoryBus(), Metrics()
     objects.ensure_bucket(VAULT, versioned=True, object_lock=True)
     objects.ensure_bucket(EXPORTS, versioned=False, object_lock=False)
     objects.ensure_bucket(LANDING, versioned=False, object_lock=False)
-    ctx = Context(
-        settings=settings,
-        store=store,
-        objects=objects,
+    container = bootstrap(
+        settings,
         metrics=metrics,
-        signer=Signer(settings.key("signing_key"), settings.signing_key_id),
         clock=clock,
-    )
-    fetcher = AudioFetcher(objects, fetch_root=fetch_root, timeout_seconds=5)
-    ingest = IngestService(ctx, fetcher)
-    purge = PurgeService(ctx)
-    export = ExportService(ctx)
-    holds = HoldService(ctx)
-    dsr = DsrService(ctx, purge, export)
-    pipeline = Pipeline(ctx, _CODEC, bus, ingest, purge, holds, dsr, backoff=wait_none())
-    return World(
-        settings=settings,
-        clock=clock,
-        store=store,
+        db=db,
         objects=objects,
-        bus=bus,
-        metrics=metrics,
-        ctx=ctx,
-        ingest=ingest,
-        purge=purge,
-        export=export,
-        holds=holds,
-        dsr=dsr,
-        scheduler=RetentionScheduler(ctx),
-        pipeline=pipeline,
-        relay=OutboxRelay(ctx, bus),
-        fetch_root=fetch_root,
+        kafka=bus,
+        retry=RetryPolicy(
+            budget_seconds=60, initial_seconds=0, max_seconds=0, max_attempts=6, sleep=_no_sleep
+        ),
+        fetcher=AudioFetcher(objects, fetch_root=fetch_root, timeout_seconds=5),
     )
+    world = World(settings, clock, db, objects, bus, metrics, container, fetch_root)
+    apply_policy(world.ctx)
+    return world
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,8 @@ from conftest import (
 
 from workers.adapters import crypto
 from workers.adapters.fetch import AudioFetcher
-from workers.adapters.memory import MemoryObjectStore, MemoryStore
+from workers.adapters.keys import KeyRing
+from workers.adapters.memory import MemoryDatabase, MemoryObjectStore
 from workers.domain.audio import check_audio, sniff
 from workers.domain.audit import verify_chain
 from workers.domain.errors import (
@@ -46,9 +47,11 @@ from workers.domain.identifiers import (
     normalize_phone,
     subject_keys,
 )
-from workers.domain.model import CallEnded, DsrRequest, recording_id_for
+from workers.domain.messages import PolicyApplied
+from workers.domain.model import CallEnded, DsrRequest, call_digest, recording_id_for
 from workers.domain.retention import IsoDuration, RetentionPolicy, parse_timestamp
 from workers.domain.uris import AudioLocation, locate
+from workers.entrypoints.cli.compliance import check_certificate
 from workers.settings import load_settings
 
 # --- ISO 8601 durations ---------------------------------------------------------------------
@@ -296,9 +299,13 @@ def test_call_that_ends_before_it_starts_is_a_schema_violation() -> None:
     assert CallEnded.from_data("e1", data).collected_at == utc(2025, 3, 14, 10, 5)
 
 
-def test_recording_id_is_stable_per_call_id() -> None:
-    assert recording_id_for("pbx-1") == recording_id_for("pbx-1")
-    assert recording_id_for("pbx-1") != recording_id_for("pbx-2")
+def test_recording_id_is_stable_per_call_id_and_keyed() -> None:
+    key, other_key = bytes(32), bytes(range(32))
+    assert recording_id_for(key, "pbx-1") == recording_id_for(key, "pbx-1")
+    assert recording_id_for(key, "pbx-1") != recording_id_for(key, "pbx-2")
+    # without the key, a call id built from a phone number cannot be confirmed by guessing
+    assert recording_id_for(key, "pbx-1") != recording_id_for(other_key, "pbx-1")
+    assert call_digest(key, "pbx-1") != call_digest(other_key, "pbx-1")
 
 
 # --- audio recognition ----------------------------------------------------------------------
@@ -541,26 +548,40 @@ def test_sealed_customer_data_round_trips_and_is_bound_to_its_recording() -> Non
         crypto.open_json(dek, "rec-2", sealed)
 
 
-def test_signatures_verify_and_detect_changes() -> None:
-    signer = crypto.Signer(bytes(range(32)), "k1")
-    body = {"recordings": [{"recording_id": "r", "sha256": "0" * 64}], "issued_at": "x"}
-    signature = signer.sign(body)
-    assert crypto.verify_signature(signer.public_key_b64, body, signature)
-    assert not crypto.verify_signature(signer.public_key_b64, body | {"issued_at": "y"}, signature)
-    other = crypto.Signer(bytes(range(1, 33)), "k2")
-    assert not crypto.verify_signature(other.public_key_b64, body, signature)
+def _key_ring(seed: bytes, key_id: str) -> KeyRing:
+    return KeyRing(
+        master_keys={"m1": bytes(32)},
+        current_master="m1",
+        hash_key=bytes(32),
+        signing_seed=seed,
+        signing_key_id=key_id,
+    )
+
+
+def test_certificates_verify_and_detect_changes() -> None:
+    ring = _key_ring(bytes(range(32)), "k1")
+    body = {"request_id": "R-1", "recordings": [{"recording_id": "r", "sha256": "0" * 64}]}
+    certificate = ring.sign(body)
+    keys = [ring.public_key()]
+    assert check_certificate(certificate, keys) == (True, "ok")
+    assert not check_certificate(certificate | {"request_id": "R-2"}, keys)[0]  # no replay
+    other = _key_ring(bytes(range(1, 33)), "k1")
+    assert not check_certificate(certificate, [other.public_key()])[0]
+    assert check_certificate(certificate, [other.public_key() | {"key_id": "k2"}, *keys])[0]
 
 
 # --- audit chain ----------------------------------------------------------------------------
 
 
 def _audit_trail(count: int = 5) -> list:
-    store = MemoryStore()
+    db = MemoryDatabase()
     at = datetime(2025, 3, 14, tzinfo=UTC)
-    with store.transaction() as tx:
-        for i in range(count):
-            tx.append_audit("store", f"rec-{i}", {"sha256": f"{i:064x}"}, at + timedelta(i))
-        return tx.audit_entries(0, 100)
+    for i in range(count):
+        with db.unit_of_work() as uow:
+            uow.record(PolicyApplied(f"tenant-{i}", None, f"P{i + 1}D", i, at + timedelta(i)))
+            uow.commit()
+    with db.unit_of_work() as uow:
+        return uow.audit_entries(0, 100)
 
 
 def test_intact_audit_chain_verifies() -> None:
@@ -570,10 +591,10 @@ def test_intact_audit_chain_verifies() -> None:
 
 def test_edited_audit_entry_breaks_the_chain() -> None:
     entries = _audit_trail()
-    entries[2] = dataclasses.replace(entries[2], details={"sha256": "f" * 64})
+    entries[2] = dataclasses.replace(entries[2], details={"new": "P1Y"})
     assert verify_chain(entries) == (2, 3)
     edited_action = _audit_trail()
-    edited_action[3] = dataclasses.replace(edited_action[3], action="discard")
+    edited_action[3] = dataclasses.replace(edited_action[3], action="store")
     assert verify_chain(edited_action) == (3, 4)
 
 
@@ -593,7 +614,7 @@ def test_rehashed_entry_without_its_successors_still_breaks_the_chain() -> None:
     from workers.domain.audit import canonical, chain_hash
 
     entries = _audit_trail()
-    forged = dataclasses.replace(entries[1], details={"sha256": "e" * 64})
+    forged = dataclasses.replace(entries[1], details={"new": "P9Y"})
     body = canonical(forged.seq, forged.at, forged.action, forged.entity_id, forged.details)
     entries[1] = dataclasses.replace(forged, hash=chain_hash(forged.prev_hash, body))
     assert verify_chain(entries) == (2, 3)
@@ -644,11 +665,25 @@ def test_settings_come_from_callvault_env_vars(monkeypatch: pytest.MonkeyPatch) 
     assert HASH_KEY not in repr(settings)
 
 
-def test_missing_setting_is_named() -> None:
+def test_missing_setting_is_named_by_the_command_that_needs_it() -> None:
     values = settings_values()
     del values["kafka_bootstrap"]
+    settings = load_settings(**values)  # a command that never talks to Kafka runs without it
     with pytest.raises(ConfigError, match="CALLVAULT_KAFKA_BOOTSTRAP: missing"):
-        load_settings(**values)
+        settings.need("kafka_bootstrap", "database_url")
+    with pytest.raises(ConfigError, match="CALLVAULT_KAFKA_BOOTSTRAP: missing"):
+        _ = settings.kafka
+
+
+def test_publishing_needs_no_database_and_no_keys() -> None:
+    values = settings_values()
+    for name in ("database_url", "master_key", "hash_key", "signing_key"):
+        del values[name]
+    settings = load_settings(**values)
+    assert settings.kafka == "kafka.invalid:9092"
+    assert settings.s3()[0] == "http://s3.invalid:9000"
+    with pytest.raises(ConfigError, match="CALLVAULT_MASTER_KEY: missing"):
+        settings.key("master_key")
 
 
 @pytest.mark.parametrize(
@@ -686,12 +721,11 @@ def test_export_ttl_of_seven_days_is_accepted() -> None:
 
 
 def test_every_bad_setting_is_named_at_once() -> None:
-    values = settings_values(retention="bad", master_key="short")
-    del values["database_url"]
+    values = settings_values(retention="bad", master_key="short", metrics_port="-1")
     with pytest.raises(ConfigError) as error:
         load_settings(**values)
     message = str(error.value)
-    for variable in ("CALLVAULT_RETENTION", "CALLVAULT_MASTER_KEY", "CALLVAULT_DATABASE_URL"):
+    for variable in ("CALLVAULT_RETENTION", "CALLVAULT_MASTER_KEY", "CALLVAULT_METRICS_PORT"):
         assert variable in message
 
 

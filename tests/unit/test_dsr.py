@@ -26,10 +26,13 @@ from conftest import (
     subject,
 )
 
-from workers.adapters.crypto import verify_signature
+from workers.app.handlers import purge as purge_module
+from workers.app.handlers.purge import purge
 from workers.codec import Codec
-from workers.domain.model import PurgeReason, RecordingStatus, recording_id_for
-from workers.ports import ObjectMissing
+from workers.domain.messages import RemoveExpiredExports
+from workers.domain.model import PurgeReason, RecordingStatus
+from workers.entrypoints.cli.compliance import check_certificate
+from workers.ports import ObjectMissing, VersionRef
 
 CUSTOMER = subject(phone_numbers=["8 612 34567"])
 MANIFEST_ENTRY_FIELDS = {
@@ -76,8 +79,7 @@ def outcomes(answer: dict[str, Any]) -> dict[str, str]:
 
 
 def certificate_verifies(world: World, certificate: dict[str, Any]) -> bool:
-    body = {k: v for k, v in certificate.items() if k != "signature"}
-    return verify_signature(world.ctx.signer.public_key_b64, body, certificate["signature"])
+    return check_certificate(certificate, [world.container.keys.public_key()])[0]
 
 
 # --- matching -------------------------------------------------------------------------------
@@ -229,8 +231,8 @@ def test_erasure_certificate_is_signed_and_names_no_one(shop: World) -> None:
     assert certificate_verifies(shop, certificate)
     assert certificate["algorithm"] == "Ed25519"
     receipts = {r["recording_id"]: r for r in certificate["recordings"]}
-    assert set(receipts) == {recording_id_for("c-in"), recording_id_for("c-out")}
-    assert receipts[recording_id_for("c-in")]["sha256"] == hashlib.sha256(WAV).hexdigest()
+    assert set(receipts) == {shop.recording_id("c-in"), shop.recording_id("c-out")}
+    assert receipts[shop.recording_id("c-in")]["sha256"] == hashlib.sha256(WAV).hexdigest()
     for receipt in receipts.values():
         assert set(receipt) == {"recording_id", "sha256", "versions_deleted", "purged_at"}
     assert personal_data_in(json.dumps(certificate)) == []
@@ -249,11 +251,11 @@ def test_held_recording_survives_erasure_until_the_hold_is_released(shop: World)
     assert outcomes(first) == {"c-in": "erased", "c-out": "held"}
     assert certificate_verifies(shop, first["certificate"])
     assert [r["recording_id"] for r in first["certificate"]["recordings"]] == [
-        recording_id_for("c-in")
+        shop.recording_id("c-in")
     ]
     assert personal_data_in(json.dumps(first)) == []
     assert shop.recording("c-out").status is RecordingStatus.STORED  # type: ignore[union-attr]
-    shop.scheduler.refresh_gauges()
+    shop.refresh_gauges()
     assert shop.sample("callvault_dsr_open_requests") == 1
 
     shop.clock.advance(days=3)
@@ -269,8 +271,8 @@ def test_held_recording_survives_erasure_until_the_hold_is_released(shop: World)
     assert outcomes(second) == {"c-in": "erased", "c-out": "erased"}
     assert certificate_verifies(shop, second["certificate"])
     assert {r["recording_id"] for r in second["certificate"]["recordings"]} == {
-        recording_id_for("c-in"),
-        recording_id_for("c-out"),
+        shop.recording_id("c-in"),
+        shop.recording_id("c-out"),
     }
     out = shop.recording("c-out")
     assert out is not None
@@ -278,7 +280,7 @@ def test_held_recording_survives_erasure_until_the_hold_is_released(shop: World)
     assert shop.objects.list_versions(VAULT, out.object_key) == []
     purged = {d["call_id"]: d["reason"] for d in shop.data("recordings.purged")}
     assert purged == {"c-in": "erasure", "c-out": "erasure"}
-    shop.scheduler.refresh_gauges()
+    shop.refresh_gauges()
     assert shop.sample("callvault_dsr_open_requests") == 0
     codec = Codec()
     for event in answers:
@@ -300,8 +302,9 @@ def test_export_survives_a_vault_object_deleted_behind_callvaults_back(shop: Wor
     lost = shop.recording("c-in")
     assert lost is not None
     vault = shop.settings.vault_bucket
+    versions = shop.objects.list_versions(vault, lost.object_key)
     shop.objects.delete_versions(
-        vault, lost.object_key, shop.objects.list_versions(vault, lost.object_key)
+        vault, [VersionRef(lost.object_key, v.version_id) for v in versions]
     )
     shop.send_dsr("R1", "access", CUSTOMER)
     answer = result(shop, "R1")
@@ -324,12 +327,12 @@ def test_export_racing_an_erasure_exports_what_is_left(
     real_get = shop.objects.get_stream
     raced = []
 
-    def get_stream(bucket: str, key: str) -> Any:
+    def get_stream(bucket: str, key: str, **kw: Any) -> Any:
         if key == erased.object_key and not raced:
             raced.append(key)
-            shop.purge.purge(erased.recording_id, PurgeReason.ERASURE)
+            purge([erased.recording_id], PurgeReason.ERASURE, shop.ctx)
             raise ObjectMissing(key)
-        return real_get(bucket, key)
+        return real_get(bucket, key, **kw)
 
     monkeypatch.setattr(shop.objects, "get_stream", get_stream)
     shop.send_dsr("R1", "access", CUSTOMER)
@@ -358,8 +361,8 @@ def test_export_holds_the_original_audio_and_the_art15_information(
     assert archive.testzip() is None
     names = set(archive.namelist())
     audio = {
-        recording_id_for("c-in"): WAV,
-        recording_id_for("c-out"): make_wav(tone=660),
+        shop.recording_id("c-in"): WAV,
+        shop.recording_id("c-out"): make_wav(tone=660),
     }
     assert names == {"manifest.json"} | {f"recordings/{rid}.wav" for rid in audio}
     for rid, original in audio.items():
@@ -376,7 +379,7 @@ def test_export_holds_the_original_audio_and_the_art15_information(
         assert set(entry) >= MANIFEST_ENTRY_FIELDS
         assert entry["restricted"] is False
     inbound = entries["c-in"]
-    assert inbound["recording_id"] == recording_id_for("c-in")
+    assert inbound["recording_id"] == shop.recording_id("c-in")
     assert inbound["direction"] == "inbound"
     assert inbound["tenant"] == "shop-lt"
     assert inbound["started_at"] == "2025-03-14T10:15:00Z"
@@ -395,18 +398,21 @@ def test_export_with_no_recordings_is_still_a_valid_zip(shop: World) -> None:
     answer = result(shop, "R1")
     assert answer["status"] == "completed"
     assert answer["recordings"] == []
-    if "export" in answer:
-        archive = shop.export_zip(answer["export"]["url"])
-        assert json.loads(archive.read("manifest.json"))["recordings"] == []
+    archive = shop.export_zip(answer["export"]["url"])  # the Art. 15 information still comes
+    manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["recordings"] == []
+    assert set(manifest["controller_notice"]) >= {"purposes", "legal_basis", "rights"}
 
 
 def test_export_expires_and_is_removed(shop: World) -> None:
     shop.send_dsr("R1", "access", CUSTOMER)
     assert len(list(shop.objects.list_keys("exports"))) == 1
-    assert shop.scheduler.remove_expired_exports() == 0
+    assert shop.handle(RemoveExpiredExports()) == "expired:0"
     shop.clock.advance(days=7, seconds=1)
-    assert shop.scheduler.remove_expired_exports() == 1
+    assert shop.handle(RemoveExpiredExports()) == "expired:1"
     assert list(shop.objects.list_keys("exports")) == []
+    kept = shop.db.state.requests["R1"].result
+    assert "url" not in kept["export"]  # the expired link is not kept either
 
 
 # --- rectification and restriction ------------------------------------------------------------
@@ -499,16 +505,16 @@ class Crash(BaseException):
 def test_erasure_interrupted_by_a_crash_finishes_on_redelivery(
     shop: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = shop.purge.purge
+    original = purge_module._delete_versions
     calls: list[str] = []
 
-    def dies_on_second(recording_id: str, reason: Any) -> Any:
-        calls.append(recording_id)
-        if len(calls) == 2:
+    def dies_on_second(recording: Any, ctx: Any) -> None:
+        calls.append(recording.recording_id)
+        if len(calls) == 2:  # the data keys are destroyed; one object is deleted
             raise Crash
-        return original(recording_id, reason)
+        original(recording, ctx)
 
-    monkeypatch.setattr(shop.purge, "purge", dies_on_second)
+    monkeypatch.setattr(purge_module, "_delete_versions", dies_on_second)
     with pytest.raises(Crash):
         shop.send_dsr("R1", "erasure", CUSTOMER, event_id="dsr-1")
     assert shop.published("dsr.results") == []

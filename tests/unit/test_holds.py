@@ -92,10 +92,9 @@ def test_repeated_placed_command_is_a_no_op(world: World) -> None:
     world.store_call("c1")
     assert world.place_hold("H1", {"call_ids": ["c1"]}) == "placed"
     assert world.place_hold("H1", {"call_ids": ["c1"]}) == "duplicate"
-    with world.store.transaction() as tx:
-        actions = [e.action for e in tx.audit_entries(0, 100)]
+    actions = [e.action for e in world.audit()]
     assert actions.count("hold_placed") == 1
-    world.scheduler.refresh_gauges()
+    world.refresh_gauges()
     assert world.sample("callvault_holds_active") == 1
 
 
@@ -110,13 +109,13 @@ def test_hold_ids_are_final_once_released(world: World) -> None:
 
 def test_release_before_place_wins(world: World) -> None:
     world.store_call("c1")
-    assert world.release_hold("H1") == "duplicate"  # nothing to release yet
+    assert world.release_hold("H1") == "released_before_placed"  # nothing to release yet
     assert world.place_hold("H1", {"call_ids": ["c1"]}) == "duplicate"
     assert not held(world, "c1")
     far_future(world)
     assert world.tick() == 1
     assert world.recording("c1").status is RecordingStatus.PURGED  # type: ignore[union-attr]
-    world.scheduler.refresh_gauges()
+    world.refresh_gauges()
     assert world.sample("callvault_holds_active") == 0
 
 
@@ -146,11 +145,10 @@ def test_hold_trail_names_no_one_and_verifies(world: World) -> None:
     world.place_hold("H1", {"subject": subject(phone_numbers=["8 612 34567"])})
     world.clock.advance(seconds=10)
     world.release_hold("H1")
-    with world.store.transaction() as tx:
-        entries = tx.audit_entries(0, 100)
+    entries = world.audit()
     assert [e.action for e in entries] == ["store", "hold_placed", "hold_released"]
-    assert verify_chain(entries) == (3, None)
+    assert verify_chain(world.audit(everything=True)) == (4, None)
     assert personal_data_in(repr([e.details for e in entries])) == []
-    stored_hold = world.store.state.holds["H1"]
+    stored_hold = world.db.state.holds["H1"]
     assert stored_hold.released_at == stored_hold.placed_at + timedelta(seconds=10)  # type: ignore[operator]
     assert personal_data_in(repr(stored_hold)) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,14 +24,16 @@ from conftest import (
     call_data,
     cloudevent,
     encode,
+    make_wav,
     personal_data_in,
     sha256,
 )
 
 from workers.adapters import crypto
-from workers.adapters.memory import MemoryBus, MemoryTx
+from workers.adapters.memory import MemoryBus, MemoryUnitOfWork
+from workers.app.handlers.reconcile import reconcile
 from workers.domain.errors import TransientError
-from workers.domain.model import RecordingStatus, recording_id_for
+from workers.domain.model import RecordingStatus
 
 STORED_FIELDS = {
     "recording_id",
@@ -52,7 +54,9 @@ def vault_plaintext(world: World, call_id: str) -> bytes:
     assert recording is not None
     assert recording.wrapped_key is not None
     blob = b"".join(world.objects.get_stream(VAULT, recording.object_key))
-    dek = crypto.unwrap_key(world.ctx.master_key, recording.wrapped_key, recording.recording_id)
+    dek = world.ctx.keys.unwrap(
+        recording.wrapped_key, recording.master_key_id, recording.recording_id
+    )
     return b"".join(crypto.decrypt_stream(dek, recording.recording_id, [blob]))
 
 
@@ -76,7 +80,7 @@ def test_stored_event_carries_exactly_the_contract_fields(world: World) -> None:
     assert event["source"] == "urn:callvault"
     data = event["data"]
     assert set(data) == STORED_FIELDS
-    assert data["recording_id"] == recording_id_for("pbx1-0001@pbx.example")
+    assert data["recording_id"] == world.recording_id("pbx1-0001@pbx.example")
     assert data["call_id"] == "pbx1-0001@pbx.example"
     assert data["tenant"] == "shop-lt"
     assert data["collected_at"] == "2025-03-14T10:21:02Z"  # ended_at 12:21:02+02:00 in UTC
@@ -104,7 +108,8 @@ def test_vault_holds_ciphertext_that_decrypts_to_the_original(world: World) -> N
     recording = world.store_call("c1")
     versions = world.vault_versions()
     assert list(versions) == [recording.object_key]
-    ((_, blob),) = versions[recording.object_key]
+    (version,) = versions[recording.object_key]
+    blob = version.data
     assert blob is not None
     assert blob != WAV
     assert WAV[44:108] not in blob  # no PCM sample run survives in the clear
@@ -158,12 +163,34 @@ def test_redelivered_event_creates_nothing_twice(world: World) -> None:
 
 def test_second_event_for_the_same_call_creates_nothing_twice(world: World) -> None:
     world.store_call("c1")
-    other = world.call_event("c1", audio=WAV + b"\x00\x00")  # new event id, new landing copy
-    assert world.send_call(other) == "duplicate"
+    again = world.call_event("c1")  # a new event id and a new landing copy of the same audio
+    assert world.send_call(again) == "duplicate"
     assert len(world.recordings()) == 1
     assert len(world.published("recordings.stored")) == 1
-    assert vault_plaintext(world, "c1") == WAV  # the first recording stays
     assert world.landing_keys() == []  # the extra landing copy does not linger
+
+
+def test_reused_call_id_never_deletes_another_calls_audio(world: World) -> None:
+    world.store_call("c1")
+    other_audio = make_wav(tone=880)
+    other = world.call_event("c1", audio=other_audio)  # another call, the same call id
+    other["data"]["recording"].pop("sha256")
+    other["data"]["recording"].pop("size_bytes")
+    other["data"]["tenant"] = "another-shop"
+    assert world.send_call(other) == "deadletter"
+    (letter,) = world.data("callvault.deadletter")
+    assert letter["error_code"] == "duplicate_call_id"
+    assert world.landing_keys() == ["2025/03/14/c1.wav"]  # kept for the operator
+    assert vault_plaintext(world, "c1") == WAV  # the first recording stays
+    assert len(world.published("recordings.stored")) == 1
+
+
+def test_declared_checksum_of_other_audio_is_a_duplicate_call_id(world: World) -> None:
+    world.store_call("c1")
+    other = world.call_event("c1", audio=make_wav(tone=880))
+    world.objects.delete_object(LANDING, "2025/03/14/c1.wav")  # the copy is gone already
+    assert world.send_call(other) == "deadletter"
+    assert world.data("callvault.deadletter")[0]["error_code"] == "duplicate_call_id"
 
 
 # --- the recording notice -------------------------------------------------------------------
@@ -329,48 +356,54 @@ class Crash(BaseException):
 def test_crash_after_upload_before_commit_leaves_one_recording(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = MemoryTx.enqueue
+    original = MemoryUnitOfWork.commit
     crashes = []
 
-    def crash_once(self: MemoryTx, event: Any) -> None:
-        if event.topic == "recordings_stored" and not crashes:
-            crashes.append(event)
+    def crash_once(self: MemoryUnitOfWork) -> None:
+        if not crashes:
+            crashes.append(1)
             raise Crash
-        original(self, event)
+        original(self)
 
-    monkeypatch.setattr(MemoryTx, "enqueue", crash_once)
+    monkeypatch.setattr(MemoryUnitOfWork, "commit", crash_once)
     event = world.call_event("c1")
     with pytest.raises(Crash):
         world.send_call(event)
-    leftover = world.recording("c1")
-    assert leftover is not None
-    assert leftover.status is RecordingStatus.STORING  # the commit was rolled back
-    assert len(world.objects.list_versions(VAULT, leftover.object_key)) == 1  # orphan upload
+    assert world.recording("c1") is None  # the commit never happened
+    ((key, leftover),) = world.vault_versions().items()
+    assert len(leftover) == 1  # an upload whose data key died with the process
     assert world.published("recordings.stored") == []
 
     assert world.send_call(event) == "stored"  # Kafka redelivers the uncommitted event
     assert len(world.recordings()) == 1
-    ((key, versions),) = world.vault_versions().items()
-    assert len(versions) == 1
-    assert key == world.recording("c1").object_key  # type: ignore[union-attr]
+    recording = world.recording("c1")
+    assert recording is not None
+    assert key == recording.object_key
     assert vault_plaintext(world, "c1") == WAV
     assert len(world.published("recordings.stored")) == 1
     assert world.landing_keys() == []
+    # the unreadable leftover is an orphan version; reconciliation removes it
+    found = reconcile(world.ctx, repair=True, orphan_grace=timedelta(0))
+    assert found.orphan_objects == [f"{key}@{leftover[0].version_id}"]
+    assert [v.version_id for v in world.vault_versions()[key]] == [recording.object_version]
+    assert reconcile(world.ctx, orphan_grace=timedelta(0)).counts()["orphan_object"] == 0
 
 
-def test_transient_commit_failure_is_retried_in_place(
+def test_transient_commit_failure_retries_the_commit_not_the_upload(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = MemoryTx.set_subject_keys
-    failures = [TransientError("database restarted")]
+    uploads = []
+    original = world.objects.put_stream
 
-    def flaky(self: MemoryTx, recording_id: str, digests: frozenset[bytes]) -> None:
-        if failures:
-            raise failures.pop()
-        original(self, recording_id, digests)
+    def counting_put(bucket: str, key: str, chunks: Any, **kw: Any) -> Any:
+        uploads.append(bucket)
+        return original(bucket, key, chunks, **kw)
 
-    monkeypatch.setattr(MemoryTx, "set_subject_keys", flaky)
-    assert world.send_call(world.call_event("c1")) == "stored"
+    event = world.call_event("c1")
+    monkeypatch.setattr(world.objects, "put_stream", counting_put)
+    world.db.fail_commits = 2  # the database restarts while the audio is being committed
+    assert world.send_call(event) == "stored"
+    assert uploads == [VAULT]  # the audio was uploaded once
     assert len(world.recordings()) == 1
     (versions,) = world.vault_versions().values()
     assert len(versions) == 1
@@ -389,7 +422,7 @@ def test_transient_object_store_failure_is_retried(
         calls.append(bucket)
         if len(calls) == 1:
             list(chunks)
-            raise OSError("connection reset by peer")
+            raise TransientError("object store unreachable: connection reset by peer")
         return original(bucket, key, chunks, **kw)
 
     monkeypatch.setattr(world.objects, "put_stream", flaky_put)

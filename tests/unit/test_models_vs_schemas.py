@@ -11,14 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from workers.adapters.keys import KeyRing
+from workers.app.effects import effects_of
 from workers.codec import Codec, schema_dir
 from workers.domain import events
+from workers.domain.messages import CallDiscarded, Event, RecordingDue, RecordingStored
 from workers.domain.model import (
-    Outcome,
+    DsrStatus,
     PurgeReason,
     Recording,
-    RecordingOutcome,
     RecordingStatus,
+    RequestRecord,
     object_key_for,
     recording_id_for,
 )
@@ -26,13 +29,15 @@ from workers.domain.model import (
 NOW = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 CODEC = Codec()
 MODEL_SOURCE = Path(__file__).resolve().parents[2] / "workers" / "domain" / "model.py"
+KEY = bytes(32)
 
 
 def stored_recording() -> Recording:
-    rid = recording_id_for("call-1")
+    rid = recording_id_for(KEY, "call-1")
     return Recording(
         recording_id=rid,
         call_id="call-1",
+        call_digest="ab" * 32,
         tenant="default",
         direction="inbound",
         agent_id=None,
@@ -49,46 +54,80 @@ def stored_recording() -> Recording:
     )
 
 
+def _purged(reason: PurgeReason, at: datetime) -> list[Event]:
+    recording = stored_recording()
+    recording.shred(reason, 2)
+    recording.tombstone(at)
+    return recording.collect()[1]
+
+
+def _answer(status: DsrStatus, data: dict[str, object]) -> list[Event]:
+    record = RequestRecord("r-1", "erasure", "processing", NOW, NOW + timedelta(days=31))
+    record.answer(status, data, NOW)
+    return record.collect()[1]
+
+
+def _outbound(found: list[Event]) -> dict[str, object]:
+    (event,) = effects_of(found, "urn:callvault", NOW).outbound
+    return event.cloudevent
+
+
 def built_events() -> dict[str, dict[str, object]]:
+    """Every kind of output event, built the way the unit of work builds them."""
     rec = stored_recording()
-    purged = rec.tombstone(PurgeReason.RETENTION, 2, NOW + timedelta(days=365, seconds=3))
-    erased = rec.tombstone(PurgeReason.ERASURE, 1, NOW + timedelta(days=3))
-    outcome = RecordingOutcome(rec.recording_id, rec.call_id, Outcome.ERASED)
+    keys = KeyRing(
+        master_keys={"m1": KEY},
+        current_master="m1",
+        hash_key=KEY,
+        signing_seed=KEY,
+        signing_key_id="k",
+    )
+    erased = _outbound(_purged(PurgeReason.ERASURE, NOW + timedelta(days=3)))["data"]
+    receipt = {k: erased[k] for k in ("recording_id", "sha256", "versions_deleted", "purged_at")}
+    certificate = keys.sign(
+        {
+            "request_id": "r-1",
+            "type": "erasure",
+            "received_at": "2026-05-01T08:00:00Z",
+            "issued_at": "2026-05-01T08:00:00Z",
+            "recordings": [receipt],
+        }
+    )
+    completed = {
+        "request_id": "r-1",
+        "type": "erasure",
+        "status": "completed",
+        "received_at": "2026-05-01T08:00:00Z",
+        "due_at": "2026-06-01T08:00:00Z",
+        "completed_at": "2026-05-01T08:00:00Z",
+        "recordings": [
+            {"recording_id": rec.recording_id, "call_id": "call-1", "outcome": "erased"}
+        ],
+        "certificate": certificate,
+        "exports_deleted": ["r-0"],
+    }
+    rejected = {
+        "request_id": "r-2",
+        "type": None,
+        "status": "rejected",
+        "reason": "malformed_request: schema_violation",
+        "received_at": None,
+        "due_at": None,
+        "completed_at": "2026-05-01T08:00:00Z",
+        "recordings": [],
+    }
     return {
-        events.STORED: events.stored_data(rec),
-        events.DUE: events.due_data(rec),
-        events.PURGED: events.purged_data(purged),
-        events.PURGED + "#erasure": events.purged_data(erased),
-        events.DISCARDED: events.discarded_data("call-2", "default"),
-        events.DSR_COMPLETED: events.dsr_completed_data(
-            request_id="r-1",
-            dsr_type="erasure",
-            status="completed",
-            reason=None,
-            received_at=NOW,
-            due_at=NOW + timedelta(days=31),
-            completed_at=NOW,
-            outcomes=[outcome],
-            extra={
-                "certificate": {
-                    "recordings": [events.receipt(erased)],
-                    "issued_at": "2026-05-01T08:00:00Z",
-                    "key_id": "k",
-                    "algorithm": "Ed25519",
-                    "signature": "c2lnbmF0dXJl",
-                }
-            },
-        ),
-        events.DSR_COMPLETED + "#rejected": events.dsr_completed_data(
-            request_id="r-2",
-            dsr_type=None,
-            status="rejected",
-            reason="malformed_request: schema_violation",
-            received_at=None,
-            due_at=None,
-            completed_at=NOW,
-            outcomes=[],
-        ),
+        events.STORED: _outbound([RecordingStored(rec)])["data"],
+        events.DUE: _outbound([RecordingDue(rec, NOW)])["data"],
+        events.PURGED: _outbound(
+            _purged(PurgeReason.RETENTION, NOW + timedelta(days=365, seconds=3))
+        )["data"],
+        events.PURGED + "#erasure": erased,
+        events.DISCARDED: _outbound([CallDiscarded("call-2", "cd" * 32, "default", NOW)])["data"],
+        events.DSR_COMPLETED: _outbound(_answer(DsrStatus.COMPLETED, completed))["data"],
+        events.DSR_COMPLETED + "#rejected": _outbound(_answer(DsrStatus.REJECTED, rejected))[
+            "data"
+        ],
         events.DEADLETTER: events.deadletter_data(
             source_topic="calls.ended",
             partition=0,

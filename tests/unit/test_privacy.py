@@ -9,7 +9,6 @@ import io
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import structlog
@@ -31,6 +30,7 @@ from prometheus_client import generate_latest
 
 from workers import logs
 from workers.codec import Codec
+from workers.domain.messages import StoreCall
 
 NEW_EMAIL = "ona.naujoji@example.org"
 
@@ -77,7 +77,7 @@ def traffic(world: World) -> None:
     world.clock.advance(days=400)
     world.release_hold("H2")
     world.tick()
-    world.scheduler.refresh_gauges()
+    world.refresh_gauges()
 
 
 PERSONAL_EXTRA = (NEW_EMAIL, "ona.naujoji", "Ona N")
@@ -128,7 +128,7 @@ def test_no_personal_data_in_json_logs(world: World, json_logs: io.StringIO) -> 
     text = json_logs.getvalue()
     lines = [json.loads(line) for line in text.splitlines()]
     assert any(line["event"] == "event_dead_lettered" for line in lines)
-    assert any(line["event"] == "event_handled" for line in lines)
+    assert any(line["event"] == "handled" for line in lines)
     assert leaks(text) == []
 
 
@@ -186,31 +186,31 @@ def test_no_personal_data_in_published_events(world: World) -> None:
 
 def test_no_personal_data_in_the_audit_trail(world: World) -> None:
     traffic(world)
-    with world.store.transaction() as tx:
-        entries = tx.audit_entries(0, 1000)
+    entries = world.audit(everything=True)
     assert {e.action for e in entries} >= {"store", "discard", "hold_placed", "purge", "dsr"}
     assert leaks(repr(entries)) == []
 
 
 def test_tombstones_and_holds_keep_no_personal_data(world: World) -> None:
     traffic(world)
-    assert leaks(repr(world.store.state.recordings)) == []
-    assert leaks(repr(world.store.state.holds)) == []
-    assert leaks(repr(world.store.state.dsr)) == []
-    assert all(not keys for keys in world.store.state.subject_keys.values())
+    assert leaks(repr(world.db.state.recordings)) == []
+    assert leaks(repr(world.db.state.holds)) == []
+    assert leaks(repr(world.db.state.requests)) == []
+    assert all(not keys for keys in world.db.state.subject_keys.values())
 
 
 def test_handler_bug_is_dead_lettered_and_its_log_is_masked(
     world: World, json_logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = world.ingest.handle
+    handlers = world.container.bus._handlers
+    original = handlers[StoreCall]
 
-    def buggy(call: Any) -> str:
-        if call.call_id == "c1":
-            raise ValueError(f"cannot parse {call.caller} / {CUSTOMER_EMAIL}")
-        return original(call)
+    def buggy(command: StoreCall) -> str:
+        if command.call.call_id == "c1":
+            raise ValueError(f"cannot parse {command.call.caller} / {CUSTOMER_EMAIL}")
+        return original(command)
 
-    monkeypatch.setattr(world.ingest, "handle", buggy)
+    monkeypatch.setitem(handlers, StoreCall, buggy)
     assert world.send_call(world.call_event("c1")) == "deadletter"
     (letter,) = world.data("callvault.deadletter")
     assert letter["error_code"] == "internal_error"

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from conftest import VAULT, World, make_settings
 
+from workers.app.handlers.retention import apply_policy
 from workers.domain.audit import verify_chain
-from workers.domain.model import RecordingStatus
+from workers.domain.messages import PurgeRecordings
+from workers.domain.model import PurgeReason, RecordingStatus
 
 DUE = "2026-03-14T10:21:02Z"  # the default call ends 2025-03-14T10:21:02Z; P1Y later
 DUE_FIELDS = {"recording_id", "call_id", "tenant", "due_at", "policy"}
@@ -43,10 +45,10 @@ def test_nothing_is_announced_before_it_is_due(world: World) -> None:
 def test_due_recording_is_announced_exactly_once(world: World) -> None:
     recording = world.store_call("c1")
     past_due(world)
-    assert world.scheduler.announce_due() == 1
-    assert world.scheduler.announce_due() == 0
+    assert world.announce() == 1
+    assert world.announce() == 0
     world.clock.advance(seconds=5)
-    assert world.scheduler.announce_due() == 0
+    assert world.announce() == 0
     world.relay_all()
     (event,) = world.published("retention.due")
     assert event["type"] == "callvault.retention.due.v1"
@@ -73,8 +75,9 @@ def test_purge_deletes_every_version_and_leaves_a_tombstone(world: World) -> Non
 
     assert world.tick() == 1
 
-    assert world.objects.list_versions(VAULT, key) == []
+    assert world.objects.list_versions(VAULT, key) == []  # strays swept right after
     assert world.vault_versions() == {}
+    assert world.sample("callvault_purge_strays_total") == 2
     tombstone = world.recording("c1")
     assert tombstone is not None
     assert tombstone.status is RecordingStatus.PURGED
@@ -94,7 +97,7 @@ def test_purge_deletes_every_version_and_leaves_a_tombstone(world: World) -> Non
     assert data["due_at"] == DUE
     assert data["purged_at"] == "2026-03-14T10:22:32Z"
     assert data["lag_seconds"] == 90
-    assert data["versions_deleted"] == 3
+    assert data["versions_deleted"] == 1  # the version callvault wrote; strays are counted apart
     assert data["sha256"] == recording.sha256
 
 
@@ -102,20 +105,19 @@ def test_purge_is_recorded_in_an_intact_audit_chain(world: World) -> None:
     recording = world.store_call("c1")
     past_due(world)
     world.tick()
-    with world.store.transaction() as tx:
-        entries = tx.audit_entries(0, 100)
+    entries = world.audit()
     assert [e.action for e in entries] == ["store", "purge"]
     assert entries[1].entity_id == recording.recording_id
     assert entries[1].details["reason"] == "retention"
-    assert verify_chain(entries) == (2, None)
+    assert verify_chain(world.audit(everything=True)) == (3, None)
 
 
-def test_redelivered_due_event_does_not_purge_twice(world: World) -> None:
-    world.store_call("c1")
+def test_repeated_purge_does_not_purge_twice(world: World) -> None:
+    recording = world.store_call("c1")
     past_due(world)
     world.tick()
-    (_, value) = world.records("retention.due")[0]
-    assert world.deliver("retention.due", value) == "already_purged"
+    again = PurgeRecordings((recording.recording_id,), PurgeReason.RETENTION)
+    assert world.handle(again) == "purged:0/1"  # a follow-up redone after a crash
     assert len(world.published("recordings.purged")) == 1
     assert world.sample("callvault_recordings_purged_total", {"reason": "retention"}) == 1
 
@@ -124,13 +126,13 @@ def test_purge_metrics_and_overdue_gauges(world: World) -> None:
     world.store_call("c1")
     world.store_call("c2", ended_at="2025-03-14T12:25:02+02:00")  # due 4 minutes later
     world.clock.set(world.recording("c2").retention_due_at + timedelta(seconds=30))  # type: ignore[union-attr]
-    world.scheduler.refresh_gauges()
+    world.refresh_gauges()
     assert world.sample("callvault_retention_overdue_recordings") == 2
     assert world.sample("callvault_retention_oldest_overdue_seconds") == 240 + 30
 
     world.tick()
 
-    world.scheduler.refresh_gauges()
+    world.refresh_gauges()
     assert world.sample("callvault_retention_overdue_recordings") == 0
     assert world.sample("callvault_retention_oldest_overdue_seconds") == 0
     assert world.sample("callvault_purge_lag_seconds_count") == 2
@@ -161,7 +163,7 @@ def test_held_recording_is_neither_announced_nor_purged(world: World) -> None:
     assert world.published("retention.due") == []
     assert world.recording("c1").status is RecordingStatus.STORED  # type: ignore[union-attr]
     assert len(world.objects.list_versions(VAULT, recording.object_key)) == 1
-    world.scheduler.refresh_gauges()
+    world.refresh_gauges()
     assert world.sample("callvault_retention_overdue_recordings") == 0  # held is not overdue
     assert world.sample("callvault_holds_active") == 1
 
@@ -169,10 +171,8 @@ def test_held_recording_is_neither_announced_nor_purged(world: World) -> None:
 def test_hold_placed_after_the_announcement_still_stops_the_purge(world: World) -> None:
     world.store_call("c1")
     past_due(world)
-    assert world.scheduler.announce_due() == 1
-    world.relay_all()
-    world.place_hold("H1", {"call_ids": ["c1"]})
-    assert world.consume_due() == ["held"]
+    assert world.announce() == 1  # the purge is scheduled, not yet carried out
+    world.place_hold("H1", {"call_ids": ["c1"]})  # the worker settles: the purge sees the hold
     assert world.recording("c1").status is RecordingStatus.STORED  # type: ignore[union-attr]
     assert world.published("recordings.purged") == []
 
@@ -180,11 +180,10 @@ def test_hold_placed_after_the_announcement_still_stops_the_purge(world: World) 
 def test_release_after_the_announcement_purges_without_a_second_due_event(world: World) -> None:
     world.store_call("c1")
     past_due(world)
-    assert world.scheduler.announce_due() == 1
-    world.relay_all()
+    assert world.announce() == 1
     world.place_hold("H1", {"call_ids": ["c1"]})
-    assert world.consume_due() == ["held"]
-    assert world.release_hold("H1") == "released"  # purged by the release itself
+    assert world.recording("c1").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    assert world.release_hold("H1") == "released"  # purged by the release's follow-up
     assert world.tick() == 0
     world.relay_all()
     assert len(world.data("retention.due")) == 1  # once per recording
@@ -225,8 +224,8 @@ def test_recording_stays_while_any_of_its_holds_is_active(world: World) -> None:
 def test_shortened_policy_applies_to_stored_recordings(world: World) -> None:
     world.store_call("c1")
     world.ctx.settings = make_settings(retention="PT60S", fetch_root=str(world.fetch_root))
-    assert world.scheduler.apply_policies() == 1
-    assert world.scheduler.apply_policies() == 0  # idempotent
+    assert apply_policy(world.ctx) == 1
+    assert apply_policy(world.ctx) == 0  # idempotent
     recording = world.recording("c1")
     assert recording is not None
     assert recording.retention_due_at == recording.collected_at + timedelta(seconds=60)
@@ -242,11 +241,10 @@ def test_lengthened_policy_stops_a_purge_already_announced(make_world: Any) -> N
     world = make_world(retention="PT60S")
     world.store_call("c1", ended_at="2025-03-14T12:29:30+02:00")
     world.clock.advance(seconds=45)
-    assert world.scheduler.announce_due() == 1
-    world.relay_all()
+    assert world.announce() == 1
     world.ctx.settings = make_settings(retention="P1Y", fetch_root=str(world.fetch_root))
-    assert world.scheduler.apply_policies() == 1
-    assert world.consume_due() == ["not_due"]
+    assert apply_policy(world.ctx) == 1
+    world.settle()  # the scheduled purge finds the recording no longer due
     recording = world.recording("c1")
     assert recording is not None
     assert recording.status is RecordingStatus.STORED

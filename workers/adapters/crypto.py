@@ -17,11 +17,12 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..domain.errors import CallvaultError
+from ..domain.errors import IntegrityError
 
 MAGIC = b"CVA1"
 SEGMENT = 64 * 1024
@@ -29,10 +30,6 @@ TAG = 16
 _PREFIX = 7
 _HEADER = struct.Struct(">4sI7s")
 _WRAP_VERSION = b"\x01"
-
-
-class IntegrityError(CallvaultError):
-    """Ciphertext or a wrapped key failed authentication."""
 
 
 def new_data_key() -> bytes:
@@ -53,6 +50,27 @@ def unwrap_key(master: bytes, wrapped: bytes, recording_id: str) -> bytes:
         return AESGCM(master).decrypt(nonce, sealed, b"dek:" + recording_id.encode())
     except InvalidTag as exc:
         raise IntegrityError("wrapped data key failed authentication") from exc
+
+
+class TextSealer:
+    """Seals staff's free text (a hold's reason and case reference) at rest, under a key
+    derived from the master key; ``context`` (the row's id) binds a sealed value to its row."""
+
+    def __init__(self, master: bytes) -> None:
+        self._aead = AESGCM(
+            HKDF(hashes.SHA256(), 32, salt=None, info=b"callvault text at rest").derive(master)
+        )
+
+    def seal(self, text: str, context: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, text.encode(), b"text:" + context.encode())
+
+    def open(self, sealed: bytes, context: str) -> str:
+        try:
+            plain = self._aead.decrypt(sealed[:12], sealed[12:], b"text:" + context.encode())
+        except InvalidTag as exc:
+            raise IntegrityError("sealed text failed authentication") from exc
+        return plain.decode()
 
 
 def seal_json(dek: bytes, recording_id: str, value: dict[str, Any]) -> bytes:
@@ -145,30 +163,5 @@ def ciphertext_size(plain_size: int) -> int:
     return _HEADER.size + plain_size + segments * TAG
 
 
-class Signer:
-    """Ed25519 signatures over canonical JSON; the public key is published for verifiers."""
-
-    def __init__(self, seed: bytes, key_id: str) -> None:
-        self._key = Ed25519PrivateKey.from_private_bytes(seed)
-        self.key_id = key_id
-
-    @property
-    def public_key_b64(self) -> str:
-        raw = self._key.public_key().public_bytes_raw()
-        return base64.b64encode(raw).decode()
-
-    def sign(self, body: dict[str, Any]) -> str:
-        return base64.b64encode(self._key.sign(canonical_json(body))).decode()
-
-
-def canonical_json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def verify_signature(public_key_b64: str, body: dict[str, Any], signature_b64: str) -> bool:
-    key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
-    try:
-        key.verify(base64.b64decode(signature_b64), canonical_json(body))
-    except InvalidSignature:
-        return False
-    return True
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()

@@ -4,7 +4,9 @@ administration for ``callvault migrate``, and the consumer-lag probe."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -19,14 +21,17 @@ class KafkaBus:
     """Publishes records and returns only when the broker has acknowledged every one."""
 
     def __init__(self, bootstrap: str, client_id: str) -> None:
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap.split(","),
-            client_id=client_id,
-            acks="all",
-            linger_ms=5,
-            enable_idempotence=True,
-            request_timeout_ms=15_000,
-        )
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","),
+                client_id=client_id,
+                acks="all",
+                linger_ms=5,
+                enable_idempotence=True,
+                request_timeout_ms=15_000,
+            )
+        except (KafkaError, OSError) as exc:
+            raise TransientError(f"Kafka unreachable at {bootstrap}: {type(exc).__name__}") from exc
 
     def publish(self, records: list[tuple[str, str | None, bytes]]) -> None:
         try:
@@ -50,7 +55,12 @@ def ensure_topics(
     bootstrap: str, topics: dict[str, dict[str, str]], partitions: int, replication: int
 ) -> list[str]:
     """Create the missing topics with their configs; returns the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="callvault-migrate")
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","), client_id="callvault-migrate"
+        )
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"Kafka unreachable at {bootstrap}: {type(exc).__name__}") from exc
     try:
         existing = set(admin.list_topics())
         missing = {
@@ -112,3 +122,40 @@ class LagProbe:
         if self._admin is not None:
             self._admin.close()
             self._consumer.close()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One record of the dead-letter topic, as the ops commands show it."""
+
+    partition: int
+    offset: int
+    data: dict[str, Any]
+
+
+def read_topic(bootstrap: str, topic: str, timeout_ms: int = 1500) -> list[DeadLetter]:
+    """Every record still retained on ``topic``, read from the start (no consumer group)."""
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            enable_auto_commit=False,
+            consumer_timeout_ms=timeout_ms,
+        )
+    except (KafkaError, OSError) as exc:
+        raise TransientError(f"Kafka unreachable at {bootstrap}: {type(exc).__name__}") from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.seek_to_beginning()
+        found = []
+        for message in consumer:
+            try:
+                data = json.loads(message.value).get("data", {})
+            except (ValueError, AttributeError):
+                data = {}
+            found.append(DeadLetter(message.partition, message.offset, data))
+        return found
+    except KafkaError as exc:
+        raise TransientError(f"Kafka did not answer: {type(exc).__name__}") from exc
+    finally:
+        consumer.close()

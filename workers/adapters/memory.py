@@ -1,5 +1,6 @@
-"""In-memory fakes of the ports, for unit tests and for the contract suite that keeps them
-honest against the real adapters."""
+"""In-memory fakes of the ports, for unit tests and for the contract suites that keep them
+honest against the real adapters. Units of work are serialised and roll back on error; the
+locking behaviour itself is proven on the real PostgreSQL by the contract suite."""
 
 from __future__ import annotations
 
@@ -10,21 +11,41 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
+from ..app import followups
+from ..app.effects import effects_of
+from ..app.unit_of_work import Discard, ExportRecord, FollowUp, Outbound
 from ..domain.audit import GENESIS, AuditEntry, canonical, chain_hash
 from ..domain.errors import TransientError
-from ..domain.events import OutboundEvent
-from ..domain.model import Hold, HoldScopeKind, Recording, RecordingStatus
+from ..domain.messages import Event
+from ..domain.model import (
+    Hold,
+    HoldScopeKind,
+    Recording,
+    RecordingStatus,
+    RequestRecord,
+    canonical_recording_id,
+)
 from ..domain.retention import IsoDuration
-from ..ports import DsrRecord, ObjectMissing, ObjectVersion
+from ..ports import ObjectMissing, ObjectVersion, VersionRef
+
+
+@dataclass
+class _Version:
+    version_id: str
+    data: bytes | None  # None: a delete marker
+    legal_hold: bool = False
+    modified: datetime | None = None
 
 
 class MemoryObjectStore:
-    """Versioned buckets in a dict: every put adds a version, deletes remove versions."""
+    """Versioned buckets in a dict: every put adds a version, deletes remove versions, and a
+    version under legal hold cannot be deleted."""
 
     def __init__(self) -> None:
-        self.buckets: dict[str, dict[str, list[tuple[str, bytes | None]]]] = {}
+        self.buckets: dict[str, dict[str, list[_Version]]] = {}
         self.versioned: set[str] = set()
         self._counter = 0
         self._lock = threading.Lock()
@@ -34,7 +55,13 @@ class MemoryObjectStore:
         if versioned:
             self.versioned.add(bucket)
 
-    def _bucket(self, bucket: str) -> dict[str, list[tuple[str, bytes | None]]]:
+    def has_object_lock(self, bucket: str) -> bool:
+        return bucket in self.versioned
+
+    def is_versioned(self, bucket: str) -> bool:
+        return bucket in self.versioned
+
+    def _bucket(self, bucket: str) -> dict[str, list[_Version]]:
         if bucket not in self.buckets:
             raise ObjectMissing(bucket)
         return self.buckets[bucket]
@@ -55,53 +82,89 @@ class MemoryObjectStore:
             versions = self._bucket(bucket).setdefault(key, [])
             if bucket not in self.versioned:
                 versions.clear()
-            versions.append((version, data))
+            versions.append(_Version(version, data))
         return version if bucket in self.versioned else None
 
-    def get_stream(self, bucket: str, key: str) -> Iterator[bytes]:
-        versions = self._bucket(bucket).get(key)
-        if not versions or versions[-1][1] is None:
+    def _find(self, bucket: str, key: str, version_id: str | None) -> bytes:
+        versions = self._bucket(bucket).get(key) or []
+        if version_id is None:
+            chosen = versions[-1] if versions else None
+        else:
+            chosen = next((v for v in versions if v.version_id == version_id), None)
+        if chosen is None or chosen.data is None:
             raise ObjectMissing(f"{bucket}/{key}")
-        data = versions[-1][1]
+        return chosen.data
+
+    def get_stream(
+        self, bucket: str, key: str, *, version_id: str | None = None
+    ) -> Iterator[bytes]:
+        data = self._find(bucket, key, version_id)
         return iter([data[i : i + 65536] for i in range(0, len(data), 65536)] or [b""])
+
+    def get_range(
+        self, bucket: str, key: str, offset: int, length: int, *, version_id: str | None = None
+    ) -> Iterator[bytes]:
+        return iter([self._find(bucket, key, version_id)[offset : offset + length]])
 
     def list_versions(self, bucket: str, key: str) -> list[ObjectVersion]:
         versions = self._bucket(bucket).get(key, [])
-        return [ObjectVersion(v, data is None) for v, data in reversed(versions)]
+        return [ObjectVersion(v.version_id, v.data is None) for v in reversed(versions)]
 
-    def is_versioned(self, bucket: str) -> bool:
-        return bucket in self.versioned
+    def all_versions(self, bucket: str, prefix: str = "") -> Iterator[VersionRef]:
+        for key, versions in sorted(self._bucket(bucket).items()):
+            if key.startswith(prefix):
+                for v in reversed(versions):
+                    yield VersionRef(key, v.version_id, v.data is None, v.modified)
 
-    def delete_versions(self, bucket: str, key: str, versions: list[ObjectVersion]) -> int:
-        doomed = {v.version_id for v in versions}
+    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        for key, versions in sorted(self._bucket(bucket).items()):
+            if key.startswith(prefix) and versions and versions[-1].data is not None:
+                yield key
+
+    def delete_versions(self, bucket: str, targets: list[VersionRef]) -> list[VersionRef]:
+        locked = []
         with self._lock:
-            kept = [(v, d) for v, d in self._bucket(bucket).get(key, []) if v not in doomed]
-            if kept:
-                self._bucket(bucket)[key] = kept
-            else:
-                self._bucket(bucket).pop(key, None)
-        return len(versions)
+            objects = self._bucket(bucket)
+            for target in targets:
+                versions = objects.get(target.key, [])
+                match = [v for v in versions if v.version_id == target.version_id]
+                if match and match[0].legal_hold:
+                    locked.append(target)
+                    continue
+                kept = [v for v in versions if v.version_id != target.version_id]
+                if kept:
+                    objects[target.key] = kept
+                else:
+                    objects.pop(target.key, None)
+        return locked
 
     def delete_object(self, bucket: str, key: str) -> None:
         with self._lock:
             if bucket in self.versioned:
                 self._counter += 1
-                self._bucket(bucket).setdefault(key, []).append((f"v{self._counter}", None))
+                self._bucket(bucket).setdefault(key, []).append(_Version(f"v{self._counter}", None))
             else:
                 self._bucket(bucket).pop(key, None)
+
+    def abort_stale_uploads(self, bucket: str, older_than: datetime) -> int:
+        return 0
+
+    def _version(self, bucket: str, target: VersionRef) -> _Version:
+        for version in self._bucket(bucket).get(target.key, []):
+            if version.version_id == target.version_id and version.data is not None:
+                return version
+        raise ObjectMissing(f"{bucket}/{target.key}@{target.version_id}")
+
+    def set_legal_hold(self, bucket: str, target: VersionRef, on: bool) -> None:
+        self._version(bucket, target).legal_hold = on
+
+    def legal_hold(self, bucket: str, target: VersionRef) -> bool:
+        return self._version(bucket, target).legal_hold
 
     def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str:
         # An http(s) URL, as the contract (and the dsr.completed schema) requires of export.url;
         # the reserved .invalid domain never resolves, so nothing outside the fake can follow it.
         return f"https://memory.invalid/{bucket}/{key}?X-Amz-Expires={int(expires.total_seconds())}"
-
-    def list_keys(self, bucket: str, prefix: str = "") -> Iterator[str]:
-        for key, versions in sorted(self._bucket(bucket).items()):
-            if key.startswith(prefix) and versions and versions[-1][1] is not None:
-                yield key
-
-    def has_object_lock(self, bucket: str) -> bool:
-        return bucket in self.versioned
 
 
 class MemoryBus:
@@ -124,51 +187,92 @@ class _State:
     recordings: dict[str, Recording] = field(default_factory=dict)
     subject_keys: dict[str, frozenset[bytes]] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)
-    discards: dict[str, tuple[str, datetime]] = field(default_factory=dict)
-    outbox: list[tuple[int, OutboundEvent, bool]] = field(default_factory=list)
+    discards: dict[str, Discard] = field(default_factory=dict)
+    outbox: list[Outbound] = field(default_factory=list)
+    followups: list[dict[str, Any]] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
-    dsr: dict[str, DsrRecord] = field(default_factory=dict)
-    exports: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    requests: dict[str, RequestRecord] = field(default_factory=dict)
+    exports: dict[str, ExportRecord] = field(default_factory=dict)
+    policies: dict[str, str] = field(default_factory=dict)
+    sequence: int = 0
+
+    def next_id(self) -> int:
+        self.sequence += 1
+        return self.sequence
 
 
-class MemoryTx:
-    def __init__(self, state: _State) -> None:
+def _copy(aggregate: Any) -> Any:
+    return replace(aggregate)
+
+
+class MemoryRecordings:
+    def __init__(self, state: _State, events: list[Event]) -> None:
         self._s = state
+        self._events = events
 
-    def recording(self, recording_id: str, *, for_update: bool = False) -> Recording | None:
+    def get(self, recording_id: str, *, lock: bool = False) -> Recording | None:
         found = self._s.recordings.get(recording_id)
-        return replace(found) if found else None
+        return _copy(found) if found else None
 
-    def recording_by_call(self, call_id: str, *, for_update: bool = False) -> Recording | None:
-        return next((replace(r) for r in self._s.recordings.values() if r.call_id == call_id), None)
+    def get_many(self, recording_ids: list[str]) -> list[Recording]:
+        return [
+            _copy(self._s.recordings[i])
+            for i in sorted(set(recording_ids))
+            if i in self._s.recordings
+        ]
 
-    def insert_recording(self, rec: Recording) -> bool:
-        if rec.recording_id in self._s.recordings or self.recording_by_call(rec.call_id):
+    def by_call(self, call_digest: str) -> Recording | None:
+        return next(
+            (_copy(r) for r in self._s.recordings.values() if r.call_digest == call_digest), None
+        )
+
+    def lock(self, recording_ids: list[str]) -> list[Recording]:
+        return self.get_many(recording_ids)
+
+    def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
+        _, events = recording.collect()
+        if recording.recording_id in self._s.recordings or self.by_call(recording.call_digest):
             return False
-        self._s.recordings[rec.recording_id] = replace(rec)
+        self._s.recordings[recording.recording_id] = _copy(recording)
+        self._s.subject_keys[recording.recording_id] = frozenset(digests)
+        self._events.extend(events)
         return True
 
-    def save_recording(self, rec: Recording) -> None:
-        self._s.recordings[rec.recording_id] = replace(rec)
+    def update(self, recording: Recording) -> None:
+        changed, events = recording.collect()
+        stored = self._s.recordings[recording.recording_id]
+        for name, value in changed.items():
+            setattr(stored, name, value)
+        self._events.extend(events)
 
-    def delete_recording(self, recording_id: str) -> None:
-        self._s.recordings.pop(recording_id, None)
-        self._s.subject_keys.pop(recording_id, None)
-
-    def set_subject_keys(self, recording_id: str, digests: frozenset[bytes]) -> None:
-        self._s.subject_keys[recording_id] = frozenset(digests)
-
-    def subject_keys_of(self, recording_id: str) -> frozenset[bytes]:
+    def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self._s.subject_keys.get(recording_id, frozenset())
 
-    def recordings_matching(self, digests: frozenset[bytes]) -> list[Recording]:
+    def digests_of_many(self, recording_ids: list[str]) -> dict[str, frozenset[bytes]]:
+        return {i: self.digests_of(i) for i in recording_ids if self.digests_of(i)}
+
+    def replace_digests(self, recording_id: str, digests: frozenset[bytes]) -> None:
+        self._s.subject_keys[recording_id] = frozenset(digests)
+
+    def matching(self, digests: frozenset[bytes], tenant: str | None = None) -> list[Recording]:
         found = [
-            replace(r)
+            _copy(r)
             for r in self._s.recordings.values()
             if r.status in (RecordingStatus.STORED, RecordingStatus.PURGING)
-            and self.subject_keys_of(r.recording_id) & digests
+            and self.digests_of(r.recording_id) & digests
+            and (tenant is None or r.tenant == tenant)
         ]
         return sorted(found, key=lambda r: (r.collected_at, r.recording_id))
+
+    def in_scope(self, hold: Hold, *, lock: bool = True) -> list[Recording]:
+        alive = [r for r in self._s.recordings.values() if r.status is not RecordingStatus.PURGED]
+        if hold.scope_kind is HoldScopeKind.SUBJECT:
+            chosen = [r for r in alive if self.digests_of(r.recording_id) & hold.subject_digests]
+        elif hold.scope_kind is HoldScopeKind.RECORDINGS:
+            chosen = [r for r in alive if r.recording_id in hold.targets]
+        else:
+            chosen = [r for r in alive if r.call_id in hold.targets]
+        return sorted((_copy(r) for r in chosen), key=lambda r: r.recording_id)
 
     def claim_due(self, now: datetime, limit: int) -> list[Recording]:
         due = sorted(
@@ -182,7 +286,28 @@ class MemoryTx:
             ),
             key=lambda r: r.retention_due_at,
         )
-        return [replace(r) for r in due[:limit]]
+        return [_copy(r) for r in due[:limit]]
+
+    def stalled(self, announced_before: datetime, limit: int) -> list[str]:
+        found = [
+            r.recording_id
+            for r in self._s.recordings.values()
+            if r.status is RecordingStatus.PURGING
+            or (
+                r.status is RecordingStatus.STORED
+                and not r.held
+                and r.due_announced_at is not None
+                and r.due_announced_at < announced_before
+            )
+        ]
+        return found[:limit]
+
+    def held_flags_in_doubt(self) -> list[str]:
+        return sorted(
+            r.recording_id
+            for r in self._s.recordings.values()
+            if r.status is RecordingStatus.STORED
+        )
 
     def overdue_summary(self, now: datetime) -> tuple[int, datetime | None]:
         overdue = [
@@ -194,6 +319,20 @@ class MemoryTx:
         ]
         return len(overdue), min(overdue, default=None)
 
+    def held_count(self) -> int:
+        return sum(
+            1
+            for r in self._s.recordings.values()
+            if r.held and r.status is not RecordingStatus.PURGED
+        )
+
+    def count_by_status(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self._s.recordings.values():
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        counts["held"] = self.held_count()
+        return counts
+
     def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
         changed = 0
         for r in self._s.recordings.values():
@@ -204,124 +343,309 @@ class MemoryTx:
                 changed += 1
         return changed
 
-    def recordings_page(self, after_id: str, limit: int) -> list[Recording]:
+    def page(self, after_id: str, limit: int) -> list[Recording]:
         ids = sorted(k for k in self._s.recordings if k > after_id)[:limit]
-        return [replace(self._s.recordings[k]) for k in ids]
+        return [_copy(self._s.recordings[k]) for k in ids]
 
-    def hold(self, hold_id: str) -> Hold | None:
-        return self._s.holds.get(hold_id)
 
-    def save_hold(self, hold: Hold) -> None:
-        self._s.holds[hold.hold_id] = hold
+class MemoryHolds:
+    def __init__(self, state: _State, events: list[Event]) -> None:
+        self._s = state
+        self._events = events
 
-    def recordings_in_scope(self, hold: Hold) -> list[Recording]:
-        if hold.scope_kind is HoldScopeKind.SUBJECT:
-            return self.recordings_matching(hold.subject_digests)
-        return [
-            replace(r)
-            for r in self._s.recordings.values()
-            if (r.recording_id if hold.scope_kind is HoldScopeKind.RECORDINGS else r.call_id)
-            in hold.targets
-        ]
+    def get(self, hold_id: str, *, lock: bool = False) -> Hold | None:
+        found = self._s.holds.get(hold_id)
+        return _copy(found) if found else None
 
-    def holds_covering(self, rec: Recording, digests: frozenset[bytes]) -> list[Hold]:
-        return [h for h in self._s.holds.values() if h.covers(rec, digests)]
-
-    def active_holds(self) -> list[Hold]:
-        return [h for h in self._s.holds.values() if h.active]
-
-    def record_discard(self, call_id: str, tenant: str, at: datetime) -> bool:
-        if call_id in self._s.discards:
+    def add(self, hold: Hold) -> bool:
+        _, events = hold.collect()
+        if hold.hold_id in self._s.holds:
             return False
-        self._s.discards[call_id] = (tenant, at)
+        self._s.holds[hold.hold_id] = _copy(hold)
+        self._events.extend(events)
         return True
 
-    def enqueue(self, event: OutboundEvent) -> None:
-        self._s.outbox.append((len(self._s.outbox) + 1, event, False))
+    def update(self, hold: Hold) -> None:
+        changed, events = hold.collect()
+        stored = self._s.holds[hold.hold_id]
+        for name, value in changed.items():
+            setattr(stored, name, value)
+        self._events.extend(events)
 
-    def unpublished(self, limit: int) -> list[tuple[int, OutboundEvent]]:
-        return [(i, e) for i, e, done in self._s.outbox if not done][:limit]
+    def active(self) -> list[Hold]:
+        found = [h for h in self._s.holds.values() if h.active]
+        return [_copy(h) for h in sorted(found, key=lambda h: (h.placed_at, h.hold_id))]
 
-    def mark_published(self, ids: list[int]) -> None:
-        chosen = set(ids)
-        self._s.outbox = [(i, e, done or i in chosen) for i, e, done in self._s.outbox]
+    def covering(
+        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+    ) -> list[Hold]:
+        return [
+            _copy(h)
+            for h in self._s.holds.values()
+            if h.active
+            and (
+                (h.scope_kind is HoldScopeKind.RECORDINGS and recording_id in h.targets)
+                or (h.scope_kind is HoldScopeKind.CALLS and call_id in h.targets)
+                or (h.scope_kind is HoldScopeKind.SUBJECT and bool(h.subject_digests & digests))
+            )
+        ]
 
-    def append_audit(
-        self, action: str, entity_id: str, details: dict[str, Any], at: datetime
-    ) -> AuditEntry:
-        prev = self._s.audit[-1].hash if self._s.audit else GENESIS
-        seq = len(self._s.audit) + 1
-        details = json.loads(json.dumps(details))
-        entry = AuditEntry(
-            seq,
-            at,
-            action,
-            entity_id,
-            details,
-            prev,
-            chain_hash(prev, canonical(seq, at, action, entity_id, details)),
-        )
-        self._s.audit.append(entry)
-        return entry
+    def covered(self, recordings: list[Recording]) -> set[str]:
+        return {
+            r.recording_id
+            for r in recordings
+            if self.covering(
+                r.recording_id, r.call_id, self._s.subject_keys.get(r.recording_id, frozenset())
+            )
+        }
 
-    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
-        return [e for e in self._s.audit if e.seq > after_seq][:limit]
 
-    def dsr_request(self, request_id: str, *, for_update: bool = False) -> DsrRecord | None:
-        found = self._s.dsr.get(request_id)
+class MemoryRequests:
+    def __init__(self, state: _State, events: list[Event]) -> None:
+        self._s = state
+        self._events = events
+
+    def get(self, request_id: str, *, lock: bool = False) -> RequestRecord | None:
+        found = self._s.requests.get(request_id)
         return copy.deepcopy(found) if found else None
 
-    def save_dsr_request(self, record: DsrRecord) -> None:
-        self._s.dsr[record.request_id] = copy.deepcopy(record)
+    def add(self, record: RequestRecord) -> bool:
+        _, events = record.collect()
+        if record.request_id in self._s.requests:
+            return False
+        self._s.requests[record.request_id] = copy.deepcopy(record)
+        self._events.extend(events)
+        return True
 
-    def open_dsr_requests(self) -> list[DsrRecord]:
-        return [copy.deepcopy(r) for r in self._s.dsr.values() if r.pending_recording_ids]
+    def update(self, record: RequestRecord) -> None:
+        changed, events = record.collect()
+        stored = self._s.requests[record.request_id]
+        for name, value in changed.items():
+            setattr(stored, name, copy.deepcopy(value))
+        self._events.extend(events)
 
-    def add_export(self, key: str, request_id: str, expires_at: datetime) -> None:
-        self._s.exports.setdefault(key, (request_id, expires_at))
+    def open(self) -> list[RequestRecord]:
+        found = [r for r in self._s.requests.values() if r.pending or not r.answered]
+        return [
+            copy.deepcopy(r)
+            for r in sorted(found, key=lambda r: (r.due_at is None, r.due_at, r.request_id))
+        ]
 
-    def expired_exports(self, now: datetime) -> list[str]:
-        return [k for k, (_, at) in self._s.exports.items() if at <= now]
-
-    def remove_export(self, key: str) -> None:
-        self._s.exports.pop(key, None)
-
-    def held_count(self) -> int:
-        return sum(
-            1
-            for r in self._s.recordings.values()
-            if r.held and r.status is not RecordingStatus.PURGED
+    def waiting_for(self, recording_ids: list[str]) -> list[str]:
+        wanted = set(recording_ids)
+        return sorted(
+            r.request_id
+            for r in self._s.requests.values()
+            if r.answered and wanted & set(r.pending)
         )
 
-    def count_recordings(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for r in self._s.recordings.values():
-            counts[r.status.value] = counts.get(r.status.value, 0) + 1
-        counts["held"] = sum(1 for r in self._s.recordings.values() if r.held)
-        return counts
+    def scrub_export_url(self, request_id: str) -> None:
+        record = self._s.requests.get(request_id)
+        if record is not None and "export" in record.result:
+            export = {k: v for k, v in record.result["export"].items() if k != "url"}
+            record.result = record.result | {"export": export}
 
 
-class MemoryStore:
-    """Transactions are serialised and roll back on error, like the real thing."""
+class MemoryExports:
+    def __init__(self, state: _State) -> None:
+        self._s = state
 
-    def __init__(self) -> None:
+    def add(self, export: ExportRecord) -> None:
+        self._s.exports[export.object_key] = export
+
+    def containing(self, recording_ids: list[str]) -> list[ExportRecord]:
+        wanted = set(recording_ids)
+        return sorted(
+            (e for e in self._s.exports.values() if wanted & set(e.recording_ids)),
+            key=lambda e: e.object_key,
+        )
+
+    def expired(self, now: datetime) -> list[ExportRecord]:
+        return sorted(
+            (e for e in self._s.exports.values() if e.expires_at <= now), key=lambda e: e.object_key
+        )
+
+    def remove(self, object_key: str) -> None:
+        self._s.exports.pop(object_key, None)
+
+
+class MemoryDiscards:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def add(self, discard: Discard) -> bool:
+        if discard.call_digest in self._s.discards:
+            return False
+        self._s.discards[discard.call_digest] = discard
+        return True
+
+    def get(self, call_digest: str) -> Discard | None:
+        return self._s.discards.get(call_digest)
+
+
+class MemoryPolicies:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def current(self) -> dict[str, str]:
+        return dict(self._s.policies)
+
+    def set(self, tenant: str, policy: str, at: datetime) -> None:
+        self._s.policies[tenant] = policy
+
+    def remove_others(self, tenants: list[str]) -> None:
+        self._s.policies = {t: p for t, p in self._s.policies.items() if t in tenants}
+
+
+class MemoryUnitOfWork:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self._db = db
+        self._events: list[Event] = []
+        self._snapshot: _State | None = None
+
+    def __enter__(self) -> Self:
+        self._db.lock.acquire()
+        state = self._db.state
+        self._snapshot = copy.deepcopy(state)
+        self._events = []
+        self.recordings = MemoryRecordings(state, self._events)
+        self.holds = MemoryHolds(state, self._events)
+        self.requests = MemoryRequests(state, self._events)
+        self.exports = MemoryExports(state)
+        self.discards = MemoryDiscards(state)
+        self.policies = MemoryPolicies(state)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._snapshot is not None:  # not committed: roll back
+                self._db.state.__dict__.update(self._snapshot.__dict__)
+        finally:
+            self._snapshot = None
+            self._db.lock.release()
+
+    def lock_holds(self, *, exclusive: bool) -> None:
+        """Units of work are serialised already."""
+
+    def record(self, *events: Event) -> None:
+        self._events.extend(events)
+
+    def commit(self) -> None:
+        if self._db.fail_commits:
+            self._db.fail_commits -= 1
+            raise TransientError("fake database unavailable")
+        state = self._db.state
+        effects = effects_of(self._events, self._db.source, self._db.clock())
+        for audit in effects.audit:
+            _append_audit(state, audit.action, audit.entity_id, audit.details, audit.at)
+        for event in effects.outbound:
+            state.outbox.append(Outbound(state.next_id(), event.topic, event.key, event.cloudevent))
+        for command in effects.follow_ups:
+            kind, payload = followups.encode(command)
+            state.followups.append(
+                {
+                    "id": state.next_id(),
+                    "kind": kind,
+                    "payload": payload,
+                    "attempts": 0,
+                    "not_before": None,
+                    "failed": None,
+                }
+            )
+        self._events.clear()
+        self._snapshot = None
+
+    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
+        return [e for e in self._db.state.audit if e.seq > after_seq][:limit]
+
+
+def _append_audit(
+    state: _State, action: str, entity_id: str, details: dict[str, Any], at: datetime
+) -> None:
+    prev = state.audit[-1].hash if state.audit else GENESIS
+    seq = len(state.audit) + 1
+    details = json.loads(json.dumps(details))
+    entry_hash = chain_hash(prev, canonical(seq, at, action, entity_id, details))
+    state.audit.append(AuditEntry(seq, at, action, entity_id, details, prev, entry_hash))
+
+
+class MemoryDatabase:
+    """The fake database: the same unit of work, outbox and follow-up queue as PostgreSQL."""
+
+    def __init__(self, *, source: str = "urn:callvault:test", clock: Any = None) -> None:
+        from ..app.context import utc_now
+
         self.state = _State()
-        self._lock = threading.RLock()
-        self._keyed: dict[str, threading.Lock] = {}
+        self.lock = threading.RLock()
+        self.source = source
+        self.clock = clock or utc_now
+        self.fail_commits = 0
+        self._claimed: set[int] = set()
+
+    def unit_of_work(self) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     @contextmanager
-    def transaction(self) -> Iterator[MemoryTx]:
-        with self._lock:
-            snapshot = copy.deepcopy(self.state)
-            try:
-                yield MemoryTx(self.state)
-            except BaseException:
-                self.state.__dict__.update(snapshot.__dict__)
-                raise
+    def pending(self, limit: int) -> Iterator[list[Outbound]]:
+        with self.lock:
+            rows = list(self.state.outbox[:limit])
+            yield rows
+            done = {r.id for r in rows}
+            self.state.outbox = [r for r in self.state.outbox if r.id not in done]
+
+    def outbox_backlog(self) -> tuple[int, datetime | None]:
+        return len(self.state.outbox), None
 
     @contextmanager
-    def exclusive(self, key: str) -> Iterator[None]:
-        with self._lock:
-            lock = self._keyed.setdefault(key, threading.Lock())
-        with lock:
-            yield
+    def claim(self) -> Iterator[FollowUp | None]:
+        now = self.clock()
+        with self.lock:
+            row = next(
+                (
+                    f
+                    for f in self.state.followups
+                    if f["failed"] is None
+                    and f["id"] not in self._claimed
+                    and (f["not_before"] is None or f["not_before"] <= now)
+                ),
+                None,
+            )
+            if row is not None:
+                self._claimed.add(row["id"])
+        if row is None:
+            yield None
+            return
+        try:
+            yield FollowUp(
+                row["id"], followups.decode(row["kind"], row["payload"]), row["attempts"]
+            )
+            with self.lock:
+                self.state.followups = [f for f in self.state.followups if f["id"] != row["id"]]
+        finally:
+            self._claimed.discard(row["id"])
+
+    def postpone(self, follow_up_id: int, seconds: float, error: str) -> None:
+        for row in self.state.followups:
+            if row["id"] == follow_up_id:
+                row["attempts"] += 1
+                row["not_before"] = self.clock() + timedelta(seconds=seconds)
+
+    def give_up(self, follow_up_id: int, error: str) -> None:
+        for row in self.state.followups:
+            if row["id"] == follow_up_id:
+                row["attempts"] += 1
+                row["failed"] = error
+
+    def follow_up_backlog(self) -> int:
+        return sum(1 for f in self.state.followups if f["failed"] is None)
+
+
+__all__ = ["MemoryBus", "MemoryDatabase", "MemoryObjectStore", "canonical_recording_id"]

@@ -60,3 +60,35 @@ class NotAudio(PermanentError):
 
 class ConfigError(CallvaultError):
     """A setting is missing or wrong; start-up stops with a message naming it."""
+
+
+class StoreRejected(PermanentError):
+    """The object store refused a request that no retry can make succeed."""
+
+    error_code = "store_rejected"
+
+
+class DuplicateCallId(PermanentError):
+    """A call id that names a different recording than the one callvault already has."""
+
+    error_code = "duplicate_call_id"
+
+
+class InternalError(PermanentError):
+    """A bug met while handling this input; the event can be replayed once it is fixed."""
+
+    error_code = "internal_error"
+
+
+class SchemaMissing(PermanentError):
+    """The database has no callvault schema (``callvault migrate`` was never run)."""
+
+    error_code = "schema_missing"
+
+
+class NotFound(CallvaultError):
+    """A command named a request, hold or record that does not exist."""
+
+
+class IntegrityError(CallvaultError):
+    """Ciphertext or a wrapped key failed authentication (tampered, or its key is gone)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .model import PurgeReason, Recording, RecordingOutcome
+from .model import PurgeReason, Recording
 from .retention import lag_seconds, rfc3339
 
 EVENT_NAMESPACE = uuid.UUID("0b7e0c57-58f4-4d8c-8e39-5f0f1d6ab1c2")
@@ -84,17 +84,20 @@ def due_data(rec: Recording) -> dict[str, Any]:
     }
 
 
-def purged_data(rec: Recording) -> dict[str, Any]:
+def purged_data(rec: Recording, call_id: str) -> dict[str, Any]:
+    """The output event of a purge; ``call_id`` is the one the tombstone no longer keeps."""
     assert rec.purged_at is not None
     assert rec.purge_reason is not None
     is_retention = rec.purge_reason is PurgeReason.RETENTION
     return {
         "recording_id": rec.recording_id,
-        "call_id": rec.call_id,
+        "call_id": call_id,
         "reason": rec.purge_reason.value,
         "due_at": rfc3339(rec.retention_due_at) if is_retention else None,
         "purged_at": rfc3339(rec.purged_at),
-        "lag_seconds": lag_seconds(rec.retention_due_at, rec.purged_at) if is_retention else None,
+        "lag_seconds": max(0.0, lag_seconds(rec.retention_due_at, rec.purged_at))
+        if is_retention
+        else None,
         "versions_deleted": rec.versions_deleted or 0,
         "sha256": rec.sha256,
     }
@@ -113,33 +116,6 @@ def receipt(rec: Recording) -> dict[str, Any]:
         "versions_deleted": rec.versions_deleted or 0,
         "purged_at": rfc3339(rec.purged_at),
     }
-
-
-def dsr_completed_data(
-    *,
-    request_id: str,
-    dsr_type: str | None,
-    status: str,
-    reason: str | None,
-    received_at: datetime | None,
-    due_at: datetime | None,
-    completed_at: datetime,
-    outcomes: list[RecordingOutcome],
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "request_id": request_id,
-        "type": dsr_type,
-        "status": status,
-        "received_at": rfc3339(received_at) if received_at else None,
-        "due_at": rfc3339(due_at) if due_at else None,
-        "completed_at": rfc3339(completed_at),
-        "recordings": [o.as_dict() for o in outcomes],
-    }
-    if reason:
-        data["reason"] = reason
-    data.update(extra or {})
-    return data
 
 
 def deadletter_data(

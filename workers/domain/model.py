@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -10,15 +12,36 @@ from typing import Any
 
 from .errors import SchemaViolation
 from .identifiers import Subject, normalize_email, normalize_exact, normalize_phone
+from .messages import (
+    Event,
+    HoldPlaced,
+    HoldReleased,
+    LegalHoldsChanged,
+    PurgesScheduled,
+    RecordingDue,
+    RecordingPurged,
+    RecordingsFreed,
+    RecordingStored,
+    RequestAnswered,
+)
 from .retention import IsoDuration, as_utc, parse_timestamp
 
-# A fixed namespace so that one call_id always maps to the same recording_id, on every worker.
-RECORDING_NAMESPACE = uuid.UUID("6f1c8a52-3c1e-4f53-9a57-2b9e4c1d0a11")
 DSR_DEADLINE = IsoDuration.parse("P1M")  # GDPR Art. 12(3): one month from receipt
 
 
-def recording_id_for(call_id: str) -> str:
-    return str(uuid.uuid5(RECORDING_NAMESPACE, call_id))
+def _keyed(key: bytes, purpose: str, text: str) -> bytes:
+    return hmac.new(key, f"{purpose}\x1f{text}".encode(), hashlib.sha256).digest()
+
+
+def recording_id_for(key: bytes, call_id: str) -> str:
+    """One call_id always maps to the same recording_id, on every worker. Keyed, because PBXs
+    build call ids from phone numbers and a public derivation could be reversed by guessing."""
+    return str(uuid.UUID(bytes=_keyed(key, "recording", call_id)[:16], version=5))
+
+
+def call_digest(key: bytes, call_id: str) -> str:
+    """The only form in which a call id outlives its recording (tombstones, discards)."""
+    return _keyed(key, "call", call_id).hex()
 
 
 def object_key_for(recording_id: str) -> str:
@@ -141,10 +164,9 @@ def _timestamp(data: dict[str, Any], name: str) -> datetime:
 
 
 class RecordingStatus(StrEnum):
-    STORING = "storing"  # claimed; audio upload under way
     STORED = "stored"
     PURGING = "purging"  # data key destroyed; object versions being deleted
-    PURGED = "purged"  # tombstone: ids, dates, sha256 - no personal data
+    PURGED = "purged"  # tombstone: ids, dates, sha256, a keyed digest of the call id
 
 
 class PurgeReason(StrEnum):
@@ -153,10 +175,63 @@ class PurgeReason(StrEnum):
     OBJECTION = "objection"
 
 
+class Verdict(StrEnum):
+    """What a purge may do with one recording."""
+
+    PURGE = "purged"
+    ALREADY_PURGED = "already_purged"
+    HELD = "held"
+    NOT_DUE = "not_due"
+    UNKNOWN = "unknown"
+
+
+class Aggregate:
+    """Remembers which attributes its methods changed, so that a repository writes only those
+    columns (never a whole row read earlier), and the events they recorded, so that the unit
+    of work writes their audit, outbox and follow-up rows in the same transaction."""
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+        self.__dict__.setdefault("_changed", set()).update(values)
+
+    def _record(self, event: Event) -> None:
+        self.__dict__.setdefault("_events", []).append(event)
+
+    def collect(self) -> tuple[dict[str, Any], list[Event]]:
+        """The changed attributes and the recorded events - each handed out once."""
+        changed = {name: getattr(self, name) for name in sorted(self.__dict__.get("_changed", ()))}
+        self.__dict__.pop("_changed", None)
+        return changed, self.__dict__.pop("_events", [])
+
+
+@dataclass(frozen=True)
+class StoredAudio:
+    """What the vault holds for one recording, as measured while it streamed in."""
+
+    size_bytes: int
+    sha256: str
+    content_type: str
+    object_version: str | None
+    duration_seconds: float | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A recording's secrets: its data key wrapped by a master key, and the customer's
+    personal data sealed with the data key (both opaque to the domain)."""
+
+    wrapped_key: bytes
+    master_key_id: str | None
+    customer: bytes | None
+
+
 @dataclass
-class Recording:
+class Recording(Aggregate):
     recording_id: str
-    call_id: str
+    call_id: str | None  # None once purged: the tombstone keeps only call_digest
+    call_digest: str  # keyed digest of the call id: finds repeats of a purged call
     tenant: str
     direction: str
     agent_id: str | None
@@ -170,46 +245,137 @@ class Recording:
     size_bytes: int | None = None
     sha256: str | None = None
     content_type: str | None = None
+    object_version: str | None = None
+    duration_seconds: float | None = None
+    channels: int | None = None
     wrapped_key: bytes | None = None
+    master_key_id: str | None = None
     customer_sealed: bytes | None = None
     restricted: bool = False
     held: bool = False
+    legal_hold: bool = False  # the store's object legal hold is (believed) on
     due_announced_at: datetime | None = None
     purge_reason: PurgeReason | None = None
     versions_deleted: int | None = None
     purged_at: datetime | None = None
     source_event_id: str | None = None
 
-    def tombstone(self, reason: PurgeReason, versions: int, purged_at: datetime) -> Recording:
+    @classmethod
+    def store(
+        cls,
+        call: CallEnded,
+        *,
+        recording_id: str,
+        call_digest: str,
+        policy: IsoDuration,
+        audio: StoredAudio,
+        sealed: Sealed,
+        held: bool,
+        now: datetime,
+    ) -> Recording:
+        recording = cls(
+            recording_id=recording_id,
+            call_id=call.call_id,
+            call_digest=call_digest,
+            tenant=call.tenant,
+            direction=call.direction.value,
+            agent_id=call.agent_id,
+            started_at=as_utc(call.started_at),
+            collected_at=call.collected_at,
+            retention_due_at=policy.after(call.collected_at),
+            policy=policy.text,
+            status=RecordingStatus.STORED,
+            object_key=object_key_for(recording_id),
+            stored_at=now,
+            size_bytes=audio.size_bytes,
+            sha256=audio.sha256,
+            content_type=audio.content_type,
+            object_version=audio.object_version,
+            duration_seconds=audio.duration_seconds,
+            channels=audio.channels,
+            wrapped_key=sealed.wrapped_key,
+            master_key_id=sealed.master_key_id,
+            customer_sealed=sealed.customer,
+            held=held,
+            source_event_id=call.event_id,
+        )
+        recording._record(RecordingStored(replace(recording)))
+        if held:
+            recording._record(LegalHoldsChanged((recording_id,)))
+        return recording
+
+    @property
+    def alive(self) -> bool:
+        return self.status is RecordingStatus.STORED
+
+    def announce_due(self, now: datetime) -> None:
+        self._set(due_announced_at=now)
+        self._record(RecordingDue(replace(self), now))
+
+    def verdict(self, reason: PurgeReason, now: datetime, *, covered: bool) -> Verdict:
+        """Whether a purge for ``reason`` may go ahead now; ``covered`` says whether a hold in
+        force covers the recording, as read under the recording's row lock."""
+        if self.status is RecordingStatus.PURGED:
+            return Verdict.ALREADY_PURGED
+        if self.status is RecordingStatus.PURGING:
+            return Verdict.PURGE  # finish what a crash interrupted: the key is gone already
+        if covered:
+            return Verdict.HELD
+        if reason is PurgeReason.RETENTION and self.retention_due_at > now:
+            return Verdict.NOT_DUE  # the policy was lengthened after the announcement
+        return Verdict.PURGE
+
+    def postpone(self) -> None:
+        """The due date moved into the future: announce it again when it comes."""
+        self._set(due_announced_at=None)
+
+    def shred(self, reason: PurgeReason, versions: int) -> None:
+        """Destroy the data key: from now on no copy of the ciphertext can be read."""
+        if self.status is RecordingStatus.STORED:
+            self._set(
+                status=RecordingStatus.PURGING,
+                wrapped_key=None,
+                purge_reason=reason,
+                versions_deleted=versions,
+            )
+
+    def tombstone(self, now: datetime) -> None:
         """What remains after a purge: nothing that can identify or reach the subject."""
-        return replace(
-            self,
+        call_id = self.call_id or ""
+        self._set(
             status=RecordingStatus.PURGED,
+            call_id=None,
             agent_id=None,
             wrapped_key=None,
             customer_sealed=None,
-            purge_reason=reason,
-            versions_deleted=versions,
-            purged_at=purged_at,
+            source_event_id=None,
+            purged_at=now,
+            held=False,
         )
+        self._record(RecordingPurged(replace(self), call_id))
+
+    def set_held(self, held: bool) -> bool:
+        """Follow the holds in force; returns whether the flag changed."""
+        if self.held == held or self.status is not RecordingStatus.STORED:
+            return False
+        self._set(held=held)
+        self._record(LegalHoldsChanged((self.recording_id,)))
+        return True
+
+    def note_legal_hold(self, on: bool) -> None:
+        if self.legal_hold != on:
+            self._set(legal_hold=on)
+
+    def restrict(self, restricted: bool) -> None:
+        if self.restricted != restricted:
+            self._set(restricted=restricted)
+
+    def reseal(self, customer: bytes) -> None:
+        self._set(customer_sealed=customer)
 
 
-def new_recording(call: CallEnded, due_at: datetime, policy: IsoDuration) -> Recording:
-    recording_id = recording_id_for(call.call_id)
-    return Recording(
-        recording_id=recording_id,
-        call_id=call.call_id,
-        tenant=call.tenant,
-        direction=call.direction.value,
-        agent_id=call.agent_id,
-        started_at=as_utc(call.started_at),
-        collected_at=call.collected_at,
-        retention_due_at=due_at,
-        policy=policy.text,
-        status=RecordingStatus.STORING,
-        object_key=object_key_for(recording_id),
-        source_event_id=call.event_id,
-    )
+def purge_reason_for(dsr_type: str) -> PurgeReason:
+    return PurgeReason.OBJECTION if dsr_type == "objection" else PurgeReason.ERASURE
 
 
 class HoldScopeKind(StrEnum):
@@ -218,15 +384,16 @@ class HoldScopeKind(StrEnum):
     SUBJECT = "subject"
 
 
-@dataclass(frozen=True)
-class Hold:
-    """A legal hold: while active, the recordings it covers are never purged."""
+@dataclass
+class Hold(Aggregate):
+    """A legal hold: while active, the recordings it covers are never purged. ``reason`` and
+    ``case_ref`` are staff's free text: kept sealed at rest, never emitted anywhere."""
 
     hold_id: str
     reason: str
     case_ref: str | None
     scope_kind: HoldScopeKind
-    targets: tuple[str, ...] = ()  # recording or call ids
+    targets: tuple[str, ...] = ()  # canonical recording ids, or call ids
     subject_digests: frozenset[bytes] = field(default_factory=frozenset)
     placed_at: datetime | None = None
     released_at: datetime | None = None
@@ -243,6 +410,49 @@ class Hold:
         if self.scope_kind is HoldScopeKind.CALLS:
             return recording.call_id in self.targets
         return bool(self.subject_digests & recording_digests)
+
+    def place(self, now: datetime, covered: tuple[str, ...]) -> None:
+        self._set(placed_at=now, released_at=None)
+        self._record(HoldPlaced(replace(self), covered, now))
+
+    def release(self, now: datetime) -> None:
+        self._set(released_at=now)
+
+    def freed(self, recordings: list[Recording], now: datetime) -> None:
+        """Record what the release freed: erasures waiting for these recordings resume, and
+        those announced due while held are purged now (they are not announced twice)."""
+        ids = tuple(r.recording_id for r in recordings)
+        self._record(HoldReleased(self.hold_id, ids, now))
+        if ids:
+            self._record(RecordingsFreed(ids))
+        due = tuple(
+            r.recording_id
+            for r in recordings
+            if r.due_announced_at is not None and r.retention_due_at <= now
+        )
+        if due:
+            self._record(PurgesScheduled(due, PurgeReason.RETENTION))
+
+    @classmethod
+    def released_before_placed(cls, hold_id: str, now: datetime) -> Hold:
+        """A release that arrived first (out-of-order delivery): remembered, so the late
+        'placed' command holds nothing."""
+        hold = cls(hold_id, "released before placed", None, HoldScopeKind.CALLS)
+        hold._set(released_at=now)
+        return hold
+
+    def extend_subject(self, digests: frozenset[bytes]) -> None:
+        """A subject hold follows the person through a rectification of their identifiers."""
+        if self.scope_kind is HoldScopeKind.SUBJECT and not digests <= self.subject_digests:
+            self._set(subject_digests=self.subject_digests | digests)
+
+
+def canonical_recording_id(text: str) -> str:
+    """Recording ids compare as UUIDs (upper-case input is valid); anything else as given."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
 
 
 def parse_subject(data: dict[str, Any]) -> Subject:
@@ -292,6 +502,7 @@ class DsrRequest:
     rectify_name: str | None = None
     rectify_email: str | None = None
     lift_restriction: bool = False
+    tenant: str | None = None  # when given, matching is limited to this tenant
 
     @property
     def due_at(self) -> datetime:
@@ -310,14 +521,87 @@ class DsrRequest:
             rectify_name=rectification.get("name"),
             rectify_email=rectification.get("email"),
             lift_restriction=data.get("restriction", "apply") == "lift",
+            tenant=data.get("tenant"),
         )
 
 
-@dataclass(frozen=True)
-class RecordingOutcome:
-    recording_id: str
-    call_id: str
-    outcome: Outcome
+PROCESSING = "processing"
 
-    def as_dict(self) -> dict[str, str]:
-        return {"recording_id": self.recording_id, "call_id": self.call_id, "outcome": self.outcome}
+
+@dataclass
+class RequestRecord(Aggregate):
+    """A data-subject request as callvault keeps it: the recordings it matched (so that a
+    redelivery after a crash finishes the same set), the ones still waiting for a hold, and
+    the last answer given. Call ids (which PBXs may build from phone numbers) are kept only
+    while the request is open; the answer kept afterwards names recordings by id."""
+
+    request_id: str
+    dsr_type: str
+    status: str
+    received_at: datetime | None
+    due_at: datetime | None
+    completed_at: datetime | None = None
+    matched: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()  # held recordings an erasure still waits for
+    result: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status != PROCESSING
+
+    @property
+    def call_ids(self) -> dict[str, str]:
+        """Recording id to call id, for the answers of an open request."""
+        found: dict[str, str] = dict(self.result.get("call_ids") or {})
+        for outcome in self.result.get("recordings") or ():
+            if outcome.get("call_id"):
+                found.setdefault(outcome["recording_id"], outcome["call_id"])
+        return found
+
+    @classmethod
+    def begin(cls, request: DsrRequest, matched: dict[str, str]) -> RequestRecord:
+        return cls(
+            request.request_id,
+            request.type.value,
+            PROCESSING,
+            request.received_at,
+            request.due_at,
+            matched=tuple(matched),
+            result={"call_ids": matched},
+            tenant=request.tenant,
+        )
+
+    @classmethod
+    def rejected(cls, command: Any, now: datetime) -> RequestRecord:
+        received = command.received_at
+        return cls(
+            command.request_id,
+            command.dsr_type or "unknown",
+            PROCESSING,
+            received,
+            DSR_DEADLINE.after(received) if received else None,
+        )
+
+    def answer(
+        self,
+        status: DsrStatus,
+        data: dict[str, Any],
+        now: datetime,
+        *,
+        pending: tuple[str, ...] = (),
+        revision: str = "",
+    ) -> None:
+        kept = data if pending else _without_call_ids(data)
+        self._set(status=status.value, result=kept, completed_at=now, pending=pending)
+        outcomes = tuple(data.get("recordings", ()))
+        self._record(
+            RequestAnswered(
+                self.request_id, self.dsr_type, status.value, data, revision, now, outcomes
+            )
+        )
+
+
+def _without_call_ids(data: dict[str, Any]) -> dict[str, Any]:
+    outcomes = [{k: v for k, v in o.items() if k != "call_id"} for o in data.get("recordings", ())]
+    return data | {"recordings": outcomes}

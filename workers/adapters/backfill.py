@@ -1,0 +1,44 @@
+"""Data written by earlier versions, brought to today's form where that needs callvault's
+keys (SQL migrations cannot compute a keyed digest or seal text): call digests of recordings
+and sealed hold texts. Idempotent; run by ``callvault migrate``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.model import call_digest
+
+
+def backfill(container: Any) -> int:
+    db = container.db
+    hash_key = container.keys.hash_key
+    sealer = db.sealer
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT recording_id, call_id FROM recordings WHERE call_digest IS NULL"
+        ).fetchall()
+        for row in rows:
+            digest = call_digest(hash_key, row["call_id"] or str(row["recording_id"]))
+            conn.execute(
+                "UPDATE recordings SET call_digest = %s, "
+                "call_id = CASE WHEN status = 'purged' THEN NULL ELSE call_id END "
+                "WHERE recording_id = %s",
+                (digest, row["recording_id"]),
+            )
+        holds = conn.execute(
+            "SELECT hold_id, reason, case_ref FROM holds WHERE reason IS NOT NULL"
+        ).fetchall()
+        for hold in holds:
+            case_ref = hold["case_ref"]
+            conn.execute(
+                "UPDATE holds SET reason = NULL, case_ref = NULL, reason_sealed = %s, "
+                "case_ref_sealed = %s WHERE hold_id = %s",
+                (
+                    sealer.seal(hold["reason"], hold["hold_id"]),
+                    None
+                    if case_ref is None
+                    else sealer.seal(case_ref, f"{hold['hold_id']}/case_ref"),
+                    hold["hold_id"],
+                ),
+            )
+    return len(rows) + len(holds)

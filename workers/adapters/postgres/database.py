@@ -1,0 +1,266 @@
+"""The PostgreSQL database: a connection pool, error translation, the unit of work, the
+outbox and the follow-up queue.
+
+psycopg's errors are translated here and nowhere else: a database that is away, restarting,
+out of connections, or that aborted a transaction to break a deadlock or a serialisation
+conflict is :class:`TransientError`; anything else is a bug met with this input
+(:class:`InternalError`, dead-lettered so the partition moves on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ...app import followups
+from ...app.effects import effects_of
+from ...app.unit_of_work import FollowUp, Outbound
+from ...domain.audit import AuditEntry
+from ...domain.errors import InternalError, SchemaMissing, TransientError
+from ...domain.messages import Event
+from ..crypto import TextSealer
+from .audit import append_audit, audit_entries
+from .repositories import (
+    PostgresDiscards,
+    PostgresExports,
+    PostgresHolds,
+    PostgresPolicies,
+    PostgresRecordings,
+    PostgresRequests,
+)
+
+Connection = psycopg.Connection[dict[str, Any]]
+# One advisory key serialises hold changes (exclusive) against commits that must see every
+# hold committed before them (shared): ingest commits and purges.
+HOLDS_LOCK = 0x686F_6C64_7321
+
+
+def translate(error: BaseException) -> Exception:
+    if isinstance(error, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+        return SchemaMissing("the database has no callvault schema: run `callvault migrate`")
+    if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        return TransientError(f"database unavailable: {type(error).__name__}")
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        return TransientError("a concurrent transaction wrote the same row; trying again")
+    if isinstance(error, psycopg.Error):
+        return InternalError(f"database refused the statement: {type(error).__name__}")
+    return error if isinstance(error, Exception) else RuntimeError(str(error))
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout) as exc:
+        raise translate(exc) from exc
+
+
+class PostgresDatabase:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        sealer: TextSealer,
+        source: str,
+        clock: Callable[[], datetime],
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 10.0,
+    ) -> None:
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"row_factory": dict_row, "autocommit": False},
+            open=False,
+            check=ConnectionPool.check_connection,
+        )
+        self.sealer = sealer
+        self.source = source
+        self.clock = clock
+
+    def open(self, wait_seconds: float = 30) -> None:
+        with translated():
+            self._pool.open(wait=True, timeout=wait_seconds)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def unit_of_work(self) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A pooled connection in a transaction, committed when the block ends normally."""
+        with translated(), self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    # the outbox -----------------------------------------------------------------------------
+    @contextmanager
+    def pending(self, limit: int) -> Iterator[list[Outbound]]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, topic, key, event FROM outbox ORDER BY id LIMIT %s "
+                "FOR UPDATE SKIP LOCKED",
+                (limit,),
+            ).fetchall()
+            yield [Outbound(r["id"], r["topic"], r["key"], r["event"]) for r in rows]
+            if rows:
+                conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
+
+    def outbox_backlog(self) -> tuple[int, datetime | None]:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox"
+            ).fetchone()
+        assert row is not None
+        return int(row["n"]), row["oldest"]
+
+    # the follow-up queue --------------------------------------------------------------------
+    @contextmanager
+    def claim(self) -> Iterator[FollowUp | None]:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT id, kind, payload, attempts FROM followups "
+                "WHERE failed_at IS NULL AND not_before <= now() ORDER BY not_before, id "
+                "LIMIT 1 FOR UPDATE SKIP LOCKED"
+            ).fetchone()
+            if row is None:
+                yield None
+                return
+            yield FollowUp(
+                row["id"], followups.decode(row["kind"], row["payload"]), row["attempts"]
+            )
+            conn.execute("DELETE FROM followups WHERE id = %s", (row["id"],))
+
+    def postpone(self, follow_up_id: int, seconds: float, error: str) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE followups SET attempts = attempts + 1, last_error = %s, "
+                "not_before = now() + make_interval(secs => %s) WHERE id = %s",
+                (error, seconds, follow_up_id),
+            )
+
+    def give_up(self, follow_up_id: int, error: str) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                "UPDATE followups SET attempts = attempts + 1, last_error = %s, failed_at = now() "
+                "WHERE id = %s",
+                (error, follow_up_id),
+            )
+
+    def follow_up_backlog(self) -> int:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM followups WHERE failed_at IS NULL"
+            ).fetchone()
+        return int(row["n"]) if row else 0
+
+    # dead letters an operator gave up on ----------------------------------------------------
+    def discarded_dead_letters(self, topic: str) -> set[tuple[int, int]]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                'SELECT partition, "offset" FROM deadletters_discarded WHERE topic = %s', (topic,)
+            ).fetchall()
+        return {(r["partition"], r["offset"]) for r in rows}
+
+    def discard_dead_letter(self, topic: str, partition: int, offset: int, at: datetime) -> None:
+        with self.connection() as conn:
+            conn.execute(
+                'INSERT INTO deadletters_discarded (topic, partition, "offset", discarded_at) '
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (topic, partition, offset, at),
+            )
+
+
+class PostgresUnitOfWork:
+    """One transaction on one pooled connection; see :mod:`workers.app.unit_of_work`."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self._db = db
+        self._events: list[Event] = []
+        self._conn: Connection | None = None
+        self._context: Any = None
+
+    def __enter__(self) -> Self:
+        self._context = self._db._pool.connection()
+        with translated():
+            conn: Connection = self._context.__enter__()
+        self._conn = conn
+        self._events = []
+        self.recordings = PostgresRecordings(conn, self._events)
+        self.holds = PostgresHolds(conn, self._events, self._db.sealer)
+        self.requests = PostgresRequests(conn, self._events)
+        self.exports = PostgresExports(conn)
+        self.discards = PostgresDiscards(conn)
+        self.policies = PostgresPolicies(conn)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, context = self._conn, self._context
+        self._conn = self._context = None
+        try:
+            if conn is not None and not conn.closed:
+                conn.rollback()  # whatever was not committed
+        except psycopg.Error:
+            pass  # a broken connection: the pool discards it
+        finally:
+            context.__exit__(exc_type, exc, tb)
+        if isinstance(exc, psycopg.Error | PoolTimeout):
+            raise translate(exc) from exc
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._conn
+
+    def lock_holds(self, *, exclusive: bool) -> None:
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        with translated():
+            self.conn.execute(f"SELECT {function}(%s)", (HOLDS_LOCK,))
+
+    def record(self, *events: Event) -> None:
+        self._events.extend(events)
+
+    def commit(self) -> None:
+        conn = self.conn
+        with translated():
+            effects = effects_of(self._events, self._db.source, self._db.clock())
+            for audit in effects.audit:
+                append_audit(conn, audit.action, audit.entity_id, audit.details, audit.at)
+            if effects.outbound:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO outbox (topic, key, event) VALUES (%s, %s, %s)",
+                        [(e.topic, e.key, Jsonb(e.cloudevent)) for e in effects.outbound],
+                    )
+            if effects.follow_ups:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO followups (kind, payload) VALUES (%s, %s)",
+                        [
+                            (kind, Jsonb(payload))
+                            for kind, payload in map(followups.encode, effects.follow_ups)
+                        ],
+                    )
+            conn.commit()
+        self._events.clear()
+
+    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
+        with translated():
+            return audit_entries(self.conn, after_seq, limit)

@@ -1,0 +1,570 @@
+"""One repository per aggregate, on the unit of work's connection. Writes change only the
+columns an aggregate's methods changed; rows that will change are read ``FOR UPDATE``, and
+several rows are always locked in id order."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ...app.unit_of_work import Discard, ExportRecord
+from ...domain.messages import Event
+from ...domain.model import (
+    Hold,
+    HoldScopeKind,
+    PurgeReason,
+    Recording,
+    RecordingStatus,
+    RequestRecord,
+)
+from ...domain.retention import IsoDuration
+from ..crypto import TextSealer
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+RECORDING_COLUMNS = (
+    "recording_id",
+    "call_id",
+    "call_digest",
+    "tenant",
+    "direction",
+    "agent_id",
+    "started_at",
+    "collected_at",
+    "retention_due_at",
+    "policy",
+    "status",
+    "object_key",
+    "stored_at",
+    "size_bytes",
+    "sha256",
+    "content_type",
+    "object_version",
+    "duration_seconds",
+    "channels",
+    "wrapped_key",
+    "master_key_id",
+    "customer_sealed",
+    "restricted",
+    "held",
+    "legal_hold",
+    "due_announced_at",
+    "purge_reason",
+    "versions_deleted",
+    "purged_at",
+    "source_event_id",
+)
+_SELECT = sql.SQL("SELECT {} FROM recordings r ").format(
+    sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in RECORDING_COLUMNS)
+)
+_ALIVE = "r.status <> 'purged'"
+# A hold in force covers recording r (used where the recording row exists already).
+_COVERED = """EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL
+    AND h.placed_at IS NOT NULL AND (
+    (h.scope_kind = 'recording_ids' AND r.recording_id::text = ANY(h.targets)) OR
+    (h.scope_kind = 'call_ids' AND r.call_id = ANY(h.targets)) OR
+    (h.scope_kind = 'subject' AND EXISTS (SELECT 1 FROM hold_subject_keys hk
+        JOIN subject_keys sk ON sk.digest = hk.digest
+        WHERE hk.hold_id = h.hold_id AND sk.recording_id = r.recording_id))))"""
+
+
+# Held rows, and unheld stored rows that a hold in force names: the candidates for drift.
+_HELD_IN_DOUBT = """
+SELECT recording_id FROM recordings WHERE held AND status <> 'purged'
+UNION
+SELECT r.recording_id FROM holds h JOIN recordings r ON r.call_id = ANY(h.targets)
+WHERE h.scope_kind = 'call_ids' AND h.released_at IS NULL AND h.placed_at IS NOT NULL
+  AND NOT r.held AND r.status = 'stored'
+UNION
+SELECT r.recording_id FROM holds h JOIN recordings r ON r.recording_id = ANY(
+    SELECT t::uuid FROM unnest(h.targets) t
+    WHERE t ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+WHERE h.scope_kind = 'recording_ids' AND h.released_at IS NULL AND h.placed_at IS NOT NULL
+  AND NOT r.held AND r.status = 'stored'
+UNION
+SELECT r.recording_id FROM holds h
+JOIN hold_subject_keys hk ON hk.hold_id = h.hold_id
+JOIN subject_keys sk ON sk.digest = hk.digest
+JOIN recordings r ON r.recording_id = sk.recording_id
+WHERE h.scope_kind = 'subject' AND h.released_at IS NULL AND h.placed_at IS NOT NULL
+  AND NOT r.held AND r.status = 'stored'
+"""
+
+
+def _query(tail: str) -> sql.Composed:
+    return _SELECT + sql.SQL(tail)  # tails are constants
+
+
+def _recording(row: dict[str, Any]) -> Recording:
+    values = dict(row)
+    values["recording_id"] = str(values["recording_id"])
+    values["status"] = RecordingStatus(values["status"])
+    if values["purge_reason"] is not None:
+        values["purge_reason"] = PurgeReason(values["purge_reason"])
+    for name in ("wrapped_key", "customer_sealed"):
+        if values[name] is not None:
+            values[name] = bytes(values[name])
+    return Recording(**values)
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, RecordingStatus | PurgeReason):
+        return value.value
+    return value
+
+
+def _uuids(values: list[str]) -> list[str]:
+    valid = []
+    for value in values:
+        try:
+            valid.append(str(uuid.UUID(value)))
+        except ValueError:
+            continue
+    return valid
+
+
+class PostgresRecordings:
+    def __init__(self, conn: Connection, events: list[Event]) -> None:
+        self._conn = conn
+        self._events = events
+
+    def _all(self, query: sql.Composed, params: Any = None) -> list[Recording]:
+        return [_recording(r) for r in self._conn.execute(query, params).fetchall()]
+
+    def get(self, recording_id: str, *, lock: bool = False) -> Recording | None:
+        if not _uuids([recording_id]):
+            return None
+        tail = "WHERE r.recording_id = %s" + (" FOR UPDATE" if lock else "")
+        found = self._all(_query(tail), (recording_id,))
+        return found[0] if found else None
+
+    def get_many(self, recording_ids: list[str]) -> list[Recording]:
+        tail = "WHERE r.recording_id = ANY(%s::uuid[]) ORDER BY r.recording_id"
+        return self._all(_query(tail), (_uuids(recording_ids),))
+
+    def by_call(self, call_digest: str) -> Recording | None:
+        found = self._all(_query("WHERE r.call_digest = %s"), (call_digest,))
+        return found[0] if found else None
+
+    def lock(self, recording_ids: list[str]) -> list[Recording]:
+        tail = "WHERE r.recording_id = ANY(%s::uuid[]) ORDER BY r.recording_id FOR UPDATE"
+        return self._all(_query(tail), (_uuids(recording_ids),))
+
+    def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
+        _, events = recording.collect()
+        columns = sql.SQL(", ").join(map(sql.Identifier, RECORDING_COLUMNS))
+        values = sql.SQL(", ").join(sql.Placeholder(c) for c in RECORDING_COLUMNS)
+        query = sql.SQL("INSERT INTO recordings ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+            columns, values
+        )
+        params = {c: _column_value(getattr(recording, c)) for c in RECORDING_COLUMNS}
+        if self._conn.execute(query, params).rowcount != 1:
+            return False
+        self.replace_digests(recording.recording_id, digests)
+        self._events.extend(events)
+        return True
+
+    def update(self, recording: Recording) -> None:
+        changed, events = recording.collect()
+        unknown = set(changed) - set(RECORDING_COLUMNS)
+        if unknown:
+            raise ValueError(f"not recording columns: {sorted(unknown)}")
+        if changed:
+            assignments = sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in changed
+            )
+            query = sql.SQL("UPDATE recordings SET {} WHERE recording_id = %(recording_id)s")
+            params = {c: _column_value(v) for c, v in changed.items()}
+            params["recording_id"] = recording.recording_id
+            self._conn.execute(query.format(assignments), params)
+        self._events.extend(events)
+
+    def digests_of(self, recording_id: str) -> frozenset[bytes]:
+        return self.digests_of_many([recording_id]).get(recording_id, frozenset())
+
+    def digests_of_many(self, recording_ids: list[str]) -> dict[str, frozenset[bytes]]:
+        rows = self._conn.execute(
+            "SELECT recording_id, digest FROM subject_keys WHERE recording_id = ANY(%s::uuid[])",
+            (_uuids(recording_ids),),
+        ).fetchall()
+        found: dict[str, set[bytes]] = {}
+        for row in rows:
+            found.setdefault(str(row["recording_id"]), set()).add(bytes(row["digest"]))
+        return {k: frozenset(v) for k, v in found.items()}
+
+    def replace_digests(self, recording_id: str, digests: frozenset[bytes]) -> None:
+        self._conn.execute("DELETE FROM subject_keys WHERE recording_id = %s", (recording_id,))
+        if digests:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO subject_keys (digest, recording_id) VALUES (%s, %s)",
+                    [(d, recording_id) for d in sorted(digests)],
+                )
+
+    def matching(self, digests: frozenset[bytes], tenant: str | None = None) -> list[Recording]:
+        tail = (
+            "WHERE r.recording_id IN (SELECT recording_id FROM subject_keys "
+            "WHERE digest = ANY(%(digests)s)) AND r.status IN ('stored', 'purging') "
+            "AND (%(tenant)s::text IS NULL OR r.tenant = %(tenant)s) "
+            "ORDER BY r.collected_at, r.recording_id"
+        )
+        return self._all(_query(tail), {"digests": list(digests), "tenant": tenant})
+
+    def in_scope(self, hold: Hold, *, lock: bool = True) -> list[Recording]:
+        tail = f" AND {_ALIVE} ORDER BY r.recording_id" + (" FOR UPDATE" if lock else "")
+        if hold.scope_kind is HoldScopeKind.RECORDINGS:
+            query = _query("WHERE r.recording_id = ANY(%s::uuid[])" + tail)
+            return self._all(query, (_uuids(list(hold.targets)),))
+        if hold.scope_kind is HoldScopeKind.CALLS:
+            return self._all(_query("WHERE r.call_id = ANY(%s)" + tail), (list(hold.targets),))
+        subject = (
+            "WHERE r.recording_id IN (SELECT recording_id FROM subject_keys WHERE digest = ANY(%s))"
+        )
+        return self._all(_query(subject + tail), (list(hold.subject_digests),))
+
+    def claim_due(self, now: datetime, limit: int) -> list[Recording]:
+        tail = (
+            "WHERE r.status = 'stored' AND NOT r.held AND r.due_announced_at IS NULL "
+            "AND r.retention_due_at <= %s ORDER BY r.retention_due_at LIMIT %s "
+            "FOR UPDATE SKIP LOCKED"
+        )
+        return self._all(_query(tail), (now, limit))
+
+    def stalled(self, announced_before: datetime, limit: int) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT recording_id FROM recordings WHERE status = 'purging' OR (status = 'stored' "
+            "AND NOT held AND due_announced_at < %s) ORDER BY due_announced_at LIMIT %s",
+            (announced_before, limit),
+        ).fetchall()
+        return [str(r["recording_id"]) for r in rows]
+
+    def held_flags_in_doubt(self) -> list[str]:
+        rows = self._conn.execute(_HELD_IN_DOUBT).fetchall()
+        return sorted(str(r["recording_id"]) for r in rows)
+
+    def overdue_summary(self, now: datetime) -> tuple[int, datetime | None]:
+        row = self._conn.execute(
+            "SELECT count(*) AS n, min(retention_due_at) AS oldest FROM recordings "
+            "WHERE status IN ('stored', 'purging') AND NOT held AND retention_due_at <= %s",
+            (now,),
+        ).fetchone()
+        assert row is not None
+        return int(row["n"]), row["oldest"]
+
+    def held_count(self) -> int:
+        """Recordings kept by a hold (served by the small partial index on held rows)."""
+        row = self._conn.execute(
+            "SELECT count(*) AS n FROM recordings WHERE held AND status <> 'purged'"
+        ).fetchone()
+        return int(row["n"]) if row else 0
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT status, count(*) AS n FROM recordings GROUP BY status"
+        ).fetchall()
+        counts = {r["status"]: int(r["n"]) for r in rows}
+        counts["held"] = self.held_count()
+        return counts
+
+    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
+        """Apply a policy to stored recordings whose due date was computed from another one."""
+        scope = "tenant = %(tenant)s" if tenant is not None else "NOT (tenant = ANY(%(others)s))"
+        query = (
+            "UPDATE recordings SET policy = %(policy)s, due_announced_at = NULL, "
+            "retention_due_at = ((collected_at AT TIME ZONE 'UTC') + %(policy)s::interval) "
+            "AT TIME ZONE 'UTC' WHERE status = 'stored' AND policy <> %(policy)s AND "
+        )
+        cur = self._conn.execute(
+            sql.SQL(query + scope),  # constant scope
+            {"policy": policy.text, "tenant": tenant, "others": others},
+        )
+        return cur.rowcount
+
+    def page(self, after_id: str, limit: int) -> list[Recording]:
+        tail = "WHERE r.recording_id > %s ORDER BY r.recording_id LIMIT %s"
+        return self._all(_query(tail), (after_id, limit))
+
+
+class PostgresHolds:
+    def __init__(self, conn: Connection, events: list[Event], sealer: TextSealer) -> None:
+        self._conn = conn
+        self._events = events
+        self._sealer = sealer
+
+    def _hold(self, row: dict[str, Any]) -> Hold:
+        hold_id = row["hold_id"]
+        digests = self._conn.execute(
+            "SELECT digest FROM hold_subject_keys WHERE hold_id = %s", (hold_id,)
+        ).fetchall()
+        return Hold(
+            hold_id=hold_id,
+            reason=self._open(row["reason_sealed"], hold_id) or row["reason"] or "",
+            case_ref=self._open(row["case_ref_sealed"], f"{hold_id}/case_ref") or row["case_ref"],
+            scope_kind=HoldScopeKind(row["scope_kind"]),
+            targets=tuple(row["targets"]),
+            subject_digests=frozenset(bytes(d["digest"]) for d in digests),
+            placed_at=row["placed_at"],
+            released_at=row["released_at"],
+        )
+
+    def _open(self, sealed: bytes | None, context: str) -> str | None:
+        return None if sealed is None else self._sealer.open(bytes(sealed), context)
+
+    def get(self, hold_id: str, *, lock: bool = False) -> Hold | None:
+        query = "SELECT * FROM holds WHERE hold_id = %s" + (" FOR UPDATE" if lock else "")  # noqa: S608
+        row = self._conn.execute(query, (hold_id,)).fetchone()
+        return self._hold(row) if row else None
+
+    def add(self, hold: Hold) -> bool:
+        _, events = hold.collect()
+        case_ref = hold.case_ref
+        cur = self._conn.execute(
+            "INSERT INTO holds (hold_id, reason_sealed, case_ref_sealed, scope_kind, targets, "
+            "placed_at, released_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (hold_id) DO NOTHING",
+            (
+                hold.hold_id,
+                self._sealer.seal(hold.reason, hold.hold_id),
+                None
+                if case_ref is None
+                else self._sealer.seal(case_ref, f"{hold.hold_id}/case_ref"),
+                hold.scope_kind.value,
+                list(hold.targets),
+                hold.placed_at,
+                hold.released_at,
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._add_digests(hold.hold_id, hold.subject_digests)
+        self._events.extend(events)
+        return True
+
+    def _add_digests(self, hold_id: str, digests: frozenset[bytes]) -> None:
+        if digests:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO hold_subject_keys (digest, hold_id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    [(d, hold_id) for d in sorted(digests)],
+                )
+
+    def update(self, hold: Hold) -> None:
+        changed, events = hold.collect()
+        if "placed_at" in changed or "released_at" in changed:
+            self._conn.execute(
+                "UPDATE holds SET placed_at = %s, released_at = %s WHERE hold_id = %s",
+                (hold.placed_at, hold.released_at, hold.hold_id),
+            )
+        if "subject_digests" in changed:
+            self._add_digests(hold.hold_id, hold.subject_digests)
+        self._events.extend(events)
+
+    def active(self) -> list[Hold]:
+        rows = self._conn.execute(
+            "SELECT * FROM holds WHERE released_at IS NULL AND placed_at IS NOT NULL "
+            "ORDER BY placed_at, hold_id"
+        ).fetchall()
+        return [self._hold(r) for r in rows]
+
+    def covering(
+        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+    ) -> list[Hold]:
+        rows = self._conn.execute(
+            "SELECT * FROM holds WHERE released_at IS NULL AND placed_at IS NOT NULL AND ("
+            "(scope_kind = 'recording_ids' AND %(rid)s = ANY(targets)) OR "
+            "(scope_kind = 'call_ids' AND %(cid)s = ANY(targets)) OR "
+            "(scope_kind = 'subject' AND hold_id IN "
+            " (SELECT hold_id FROM hold_subject_keys WHERE digest = ANY(%(digests)s)))) "
+            "ORDER BY hold_id",
+            {"rid": recording_id, "cid": call_id, "digests": list(digests)},
+        ).fetchall()
+        return [self._hold(r) for r in rows]
+
+    def covered(self, recordings: list[Recording]) -> set[str]:
+        if not recordings:
+            return set()
+        rows = self._conn.execute(
+            "SELECT r.recording_id FROM recordings r "  # noqa: S608 - constant clause
+            f"WHERE r.recording_id = ANY(%s::uuid[]) AND {_COVERED}",
+            ([r.recording_id for r in recordings],),
+        ).fetchall()
+        return {str(r["recording_id"]) for r in rows}
+
+
+class PostgresRequests:
+    def __init__(self, conn: Connection, events: list[Event]) -> None:
+        self._conn = conn
+        self._events = events
+
+    def get(self, request_id: str, *, lock: bool = False) -> RequestRecord | None:
+        lock_clause = " FOR UPDATE" if lock else ""
+        query = "SELECT * FROM dsr_requests WHERE request_id = %s" + lock_clause  # noqa: S608
+        row = self._conn.execute(query, (request_id,)).fetchone()
+        return _request(row) if row else None
+
+    def add(self, record: RequestRecord) -> bool:
+        _, events = record.collect()
+        cur = self._conn.execute(
+            "INSERT INTO dsr_requests (request_id, dsr_type, status, received_at, due_at, "
+            "completed_at, pending, result, matched, tenant) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                record.request_id,
+                record.dsr_type,
+                record.status,
+                record.received_at,
+                record.due_at,
+                record.completed_at,
+                list(record.pending),
+                Jsonb(record.result),
+                list(record.matched),
+                record.tenant,
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._events.extend(events)
+        return True
+
+    def update(self, record: RequestRecord) -> None:
+        changed, events = record.collect()
+        columns = {"status", "completed_at", "pending", "result", "matched"}
+        wanted = {k: v for k, v in changed.items() if k in columns}
+        if wanted:
+            params: dict[str, Any] = {}
+            for name, value in wanted.items():
+                params[name] = Jsonb(value) if name == "result" else _list_or(value)
+            params["request_id"] = record.request_id
+            assignments = sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in wanted
+            )
+            query = sql.SQL("UPDATE dsr_requests SET {} WHERE request_id = %(request_id)s")
+            self._conn.execute(query.format(assignments), params)
+        self._events.extend(events)
+
+    def open(self) -> list[RequestRecord]:
+        rows = self._conn.execute(
+            "SELECT * FROM dsr_requests WHERE cardinality(pending) > 0 OR status = 'processing' "
+            "ORDER BY due_at, request_id"
+        ).fetchall()
+        return [_request(r) for r in rows]
+
+    def waiting_for(self, recording_ids: list[str]) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT request_id FROM dsr_requests WHERE pending && %s::text[] "
+            "AND status <> 'processing' ORDER BY request_id",
+            (recording_ids,),
+        ).fetchall()
+        return [r["request_id"] for r in rows]
+
+    def scrub_export_url(self, request_id: str) -> None:
+        self._conn.execute(
+            "UPDATE dsr_requests SET result = result #- '{export,url}' "
+            "WHERE request_id = %s AND result ? 'export'",
+            (request_id,),
+        )
+
+
+def _list_or(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _request(row: dict[str, Any]) -> RequestRecord:
+    return RequestRecord(
+        request_id=row["request_id"],
+        dsr_type=row["dsr_type"],
+        status=row["status"],
+        received_at=row["received_at"],
+        due_at=row["due_at"],
+        completed_at=row["completed_at"],
+        matched=tuple(row["matched"]),
+        pending=tuple(row["pending"]),
+        result=row["result"],
+        tenant=row["tenant"],
+    )
+
+
+class PostgresExports:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def add(self, export: ExportRecord) -> None:
+        """A re-export of the same request replaces the object and gets a fresh expiry."""
+        self._conn.execute(
+            "INSERT INTO exports (object_key, request_id, expires_at, recording_ids) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (object_key) DO UPDATE SET "
+            "expires_at = EXCLUDED.expires_at, recording_ids = EXCLUDED.recording_ids",
+            (export.object_key, export.request_id, export.expires_at, list(export.recording_ids)),
+        )
+
+    def _all(self, where: str, params: Any) -> list[ExportRecord]:
+        rows = self._conn.execute(
+            "SELECT * FROM exports WHERE " + where + " ORDER BY object_key",  # noqa: S608 - constant clauses
+            params,
+        ).fetchall()
+        return [
+            ExportRecord(
+                r["object_key"], r["request_id"], r["expires_at"], tuple(r["recording_ids"])
+            )
+            for r in rows
+        ]
+
+    def containing(self, recording_ids: list[str]) -> list[ExportRecord]:
+        return self._all("recording_ids && %s::text[]", (recording_ids,))
+
+    def expired(self, now: datetime) -> list[ExportRecord]:
+        return self._all("expires_at <= %s", (now,))
+
+    def remove(self, object_key: str) -> None:
+        self._conn.execute("DELETE FROM exports WHERE object_key = %s", (object_key,))
+
+
+class PostgresDiscards:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def add(self, discard: Discard) -> bool:
+        cur = self._conn.execute(
+            "INSERT INTO discarded_calls (call_digest, tenant, discarded_at, landing_sha256) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (discard.call_digest, discard.tenant, discard.discarded_at, discard.landing_sha256),
+        )
+        return cur.rowcount == 1
+
+    def get(self, call_digest: str) -> Discard | None:
+        row = self._conn.execute(
+            "SELECT * FROM discarded_calls WHERE call_digest = %s", (call_digest,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Discard(
+            row["call_digest"], row["tenant"], row["discarded_at"], row["landing_sha256"]
+        )
+
+
+class PostgresPolicies:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def current(self) -> dict[str, str]:
+        rows = self._conn.execute("SELECT tenant, policy FROM retention_policies").fetchall()
+        return {r["tenant"]: r["policy"] for r in rows}
+
+    def set(self, tenant: str, policy: str, at: datetime) -> None:
+        self._conn.execute(
+            "INSERT INTO retention_policies (tenant, policy, applied_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (tenant) DO UPDATE SET policy = EXCLUDED.policy, "
+            "applied_at = EXCLUDED.applied_at",
+            (tenant, policy, at),
+        )
+
+    def remove_others(self, tenants: list[str]) -> None:
+        self._conn.execute(
+            "DELETE FROM retention_policies WHERE NOT (tenant = ANY(%s))", (tenants,)
+        )

@@ -1,0 +1,171 @@
+"""What each domain event becomes when its unit of work commits: an audit entry (what a
+regulator may ask to see), an outbound CloudEvent (what the outside world is told) and a
+follow-up command (what callvault itself must do next) - all written in the same transaction
+as the state change that raised the event.
+
+Audit details and output events name recordings, requests and holds by callvault's ids;
+never a phone number, a name, an e-mail, a raw call id or staff's free text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..domain import events as ce
+from ..domain.messages import (
+    CallDiscarded,
+    Command,
+    DeleteExports,
+    Event,
+    ExportsDoomed,
+    HoldDriftRepaired,
+    HoldPlaced,
+    HoldReleased,
+    KeysToSweep,
+    LegalHoldsChanged,
+    PolicyApplied,
+    PurgeRecordings,
+    PurgesScheduled,
+    RecordingDue,
+    RecordingPurged,
+    RecordingsFreed,
+    RecordingStored,
+    RequestAnswered,
+    ResumeErasures,
+    SweepPurgedKeys,
+    SyncLegalHolds,
+)
+from ..domain.retention import rfc3339
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    action: str
+    entity_id: str
+    details: dict[str, Any]
+    at: datetime
+
+
+@dataclass
+class Effects:
+    audit: list[AuditRecord] = field(default_factory=list)
+    outbound: list[ce.OutboundEvent] = field(default_factory=list)
+    follow_ups: list[Command] = field(default_factory=list)
+
+
+def effects_of(events: list[Event], source: str, now: datetime) -> Effects:
+    """The rows to write for one commit's events, in the order the events were recorded;
+    follow-ups of one kind are merged into one command per commit."""
+    effects = Effects()
+    for event in events:
+        _audit(event, now, effects.audit)
+        _outbound(event, source, now, effects.outbound)
+    effects.follow_ups = _follow_ups(events)
+    return effects
+
+
+def _audit(event: Event, now: datetime, into: list[AuditRecord]) -> None:
+    match event:
+        case RecordingStored(recording=r):
+            details: dict[str, Any] = {
+                "sha256": r.sha256,
+                "size_bytes": r.size_bytes,
+                "retention_due_at": rfc3339(r.retention_due_at),
+                "policy": r.policy,
+                "held": r.held,
+            }
+            into.append(AuditRecord("store", r.recording_id, details, now))
+        case CallDiscarded(call_digest=digest, at=at):
+            into.append(AuditRecord("discard", digest, {"reason": "notice_not_played"}, at))
+        case RecordingPurged(recording=r):
+            details = {
+                "reason": r.purge_reason.value if r.purge_reason else None,
+                "sha256": r.sha256,
+                "versions_deleted": r.versions_deleted,
+                "due_at": rfc3339(r.retention_due_at),
+            }
+            into.append(AuditRecord("purge", r.recording_id, details, r.purged_at or now))
+        case HoldPlaced(hold=hold, recording_ids=ids, at=at):
+            details = {"scope": hold.scope_kind.value, "recording_ids": sorted(ids)}
+            into.append(AuditRecord("hold_placed", hold.hold_id, details, at))
+        case HoldReleased(hold_id=hold_id, freed_ids=ids, at=at):
+            into.append(AuditRecord("hold_released", hold_id, {"recording_ids": sorted(ids)}, at))
+        case HoldDriftRepaired(recording_ids=ids, at=at):
+            into.append(AuditRecord("hold_drift_repaired", "holds", {"recording_ids": ids}, at))
+        case RequestAnswered() as answer:
+            outcomes = [
+                {"recording_id": o["recording_id"], "outcome": o["outcome"]}
+                for o in answer.outcomes
+            ]
+            details = {"type": answer.dsr_type, "status": answer.status}
+            details["recordings"] = outcomes
+            into.append(AuditRecord("dsr", answer.request_id, details, answer.at or now))
+        case PolicyApplied(tenant=tenant, old=old, new=new, rescheduled=n, at=at):
+            details = {"old": old, "new": new, "rescheduled": n}
+            into.append(AuditRecord("policy", tenant, details, at))
+        case _:
+            pass
+
+
+def _outbound(event: Event, source: str, now: datetime, into: list[ce.OutboundEvent]) -> None:
+    match event:
+        case RecordingStored(recording=r):
+            data = ce.stored_data(r)
+            into.append(_event("recordings_stored", ce.STORED, source, r.recording_id, now, data))
+        case CallDiscarded(call_id=call_id, tenant=tenant, at=at):
+            data = ce.discarded_data(call_id, tenant)
+            into.append(_event("recordings_purged", ce.DISCARDED, source, call_id, at, data))
+        case RecordingDue(recording=r, at=at):
+            data = ce.due_data(r)
+            into.append(_event("retention_due", ce.DUE, source, r.recording_id, at, data))
+        case RecordingPurged(recording=r, call_id=call_id):
+            data = ce.purged_data(r, call_id)
+            at = r.purged_at or now
+            into.append(_event("recordings_purged", ce.PURGED, source, r.recording_id, at, data))
+        case RequestAnswered(request_id=rid, data=data, revision=revision, at=at):
+            cloud = ce.cloudevent(ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data)
+            into.append(ce.OutboundEvent("dsr_results", rid, cloud))
+        case _:
+            pass
+
+
+def _event(
+    topic: str, event_type: str, source: str, key: str, at: datetime, data: dict[str, Any]
+) -> ce.OutboundEvent:
+    return ce.OutboundEvent(topic, key, ce.cloudevent(event_type, source, key, at, data))
+
+
+def _follow_ups(events: list[Event]) -> list[Command]:
+    purges: dict[Any, list[str]] = {}
+    legal: list[str] = []
+    freed: list[str] = []
+    doomed: list[str] = []
+    swept: list[str] = []
+    for event in events:
+        match event:
+            case KeysToSweep(recording_ids=ids):
+                swept.extend(ids)
+            case PurgesScheduled(recording_ids=ids, reason=reason):
+                purges.setdefault(reason, []).extend(ids)
+            case LegalHoldsChanged(recording_ids=ids):
+                legal.extend(ids)
+            case RecordingsFreed(recording_ids=ids):
+                freed.extend(ids)
+            case ExportsDoomed(object_keys=keys):
+                doomed.extend(keys)
+            case _:
+                pass
+    commands: list[Command] = [
+        PurgeRecordings(tuple(dict.fromkeys(ids)), reason) for reason, ids in purges.items()
+    ]
+    if legal:
+        commands.append(SyncLegalHolds(tuple(dict.fromkeys(legal))))
+    if freed:
+        commands.append(ResumeErasures(tuple(dict.fromkeys(freed))))
+    if doomed:
+        commands.append(DeleteExports(tuple(dict.fromkeys(doomed))))
+    if swept:
+        commands.append(SweepPurgedKeys(tuple(dict.fromkeys(swept))))
+    return commands

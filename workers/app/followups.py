@@ -1,0 +1,47 @@
+"""Follow-up commands as rows: what a commit asks callvault to do next, written in the same
+transaction and carried out later by the dispatcher (at least once; every handler is
+idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.messages import (
+    Command,
+    DeleteExports,
+    PurgeRecordings,
+    ResumeErasures,
+    SweepPurgedKeys,
+    SyncLegalHolds,
+)
+from ..domain.model import PurgeReason
+
+
+def encode(command: Command) -> tuple[str, dict[str, Any]]:
+    match command:
+        case PurgeRecordings(recording_ids=ids, reason=reason):
+            return "purge", {"recording_ids": list(ids), "reason": reason.value}
+        case SyncLegalHolds(recording_ids=ids):
+            return "sync_legal_holds", {"recording_ids": list(ids)}
+        case ResumeErasures(recording_ids=ids):
+            return "resume_erasures", {"recording_ids": list(ids)}
+        case DeleteExports(object_keys=keys):
+            return "delete_exports", {"object_keys": list(keys)}
+        case SweepPurgedKeys(recording_ids=ids):
+            return "sweep_purged_keys", {"recording_ids": list(ids)}
+    raise ValueError(f"{type(command).__name__} is not a follow-up")
+
+
+def decode(kind: str, payload: dict[str, Any]) -> Command:
+    ids = tuple(payload.get("recording_ids", ()))
+    if kind == "purge":
+        return PurgeRecordings(ids, PurgeReason(payload["reason"]))
+    if kind == "sync_legal_holds":
+        return SyncLegalHolds(ids)
+    if kind == "resume_erasures":
+        return ResumeErasures(ids)
+    if kind == "sweep_purged_keys":
+        return SweepPurgedKeys(ids)
+    if kind == "delete_exports":
+        return DeleteExports(tuple(payload["object_keys"]))
+    raise ValueError(f"unknown follow-up kind {kind!r}")

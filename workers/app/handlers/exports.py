@@ -1,0 +1,191 @@
+"""Access and portability exports: one ZIP streamed into the export bucket, holding every
+matching recording's original audio (decrypted, byte-identical) and ``manifest.json`` with the
+Art. 15 information. Nothing is buffered whole, in memory or on disk.
+
+Each attempt writes its own object; the export is recorded with the recordings it holds, so an
+erasure of any of them deletes it, and its URL lives in callvault's rows only until it expires.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from stat import S_IFREG
+from typing import Any
+
+from stream_zip import ZIP_64, stream_zip
+
+from ...domain.messages import DeleteExports, RemoveExpiredExports
+from ...domain.model import Recording
+from ...domain.retention import rfc3339
+from ...domain.streams import Measured
+from ...ports import VersionRef
+from ..context import Context
+from ..unit_of_work import ExportRecord
+
+_EXTENSIONS = {
+    "audio/wav": "wav",
+    "audio/mpeg": "mp3",
+    "audio/ogg": "ogg",
+    "audio/flac": "flac",
+    "audio/mp4": "m4a",
+    "audio/amr": "amr",
+}
+
+
+@dataclass(frozen=True)
+class Export:
+    record: ExportRecord
+    answer: dict[str, Any]  # the dsr.completed ``export`` block
+
+
+def _deflate_fast() -> Any:
+    # Audio barely compresses; level 1 keeps the export CPU-cheap.
+    return zlib.compressobj(wbits=-zlib.MAX_WBITS, level=1)
+
+
+def build_export(request_id: str, recordings: list[Recording], ctx: Context) -> Export:
+    """Stream the ZIP into the export bucket; recorded by the caller with its answer."""
+    settings = ctx.settings
+    now = ctx.clock()
+    key = f"exports/{uuid.uuid4()}.zip"
+    files = {r.recording_id: _audio_file(r) for r in recordings if _has_audio(r, ctx)}
+    zipped = Measured(
+        stream_zip(_members(recordings, files, now, ctx), get_compressobj=_deflate_fast)
+    )
+    ctx.objects.put_stream(settings.export_bucket, key, zipped, content_type="application/zip")
+    ttl = settings.export_ttl.as_timedelta()
+    record = ExportRecord(key, request_id, now + ttl, tuple(r.recording_id for r in recordings))
+    answer = {
+        "url": ctx.objects.presigned_get(settings.export_bucket, key, ttl),
+        "expires_at": rfc3339(record.expires_at),
+        "sha256": zipped.sha256,
+        "size_bytes": zipped.size,
+        "format": "zip",
+    }
+    return Export(record, answer)
+
+
+def _members(
+    recordings: list[Recording], files: dict[str, str], now: datetime, ctx: Context
+) -> Iterator[tuple[str, datetime, int, Any, Iterable[bytes]]]:
+    manifest = json.dumps(_manifest(recordings, now, files, ctx), indent=2).encode()
+    yield "manifest.json", now, S_IFREG | 0o600, ZIP_64, [manifest]
+    for recording in recordings:
+        if recording.recording_id in files:
+            yield (
+                files[recording.recording_id],
+                recording.collected_at,
+                S_IFREG | 0o600,
+                ZIP_64,
+                _audio(recording, ctx),
+            )
+
+
+def _has_audio(recording: Recording, ctx: Context) -> bool:
+    """Whether the vault still holds the audio (an object deleted behind callvault's back
+    must not break the subject's export; `callvault reconcile` reports it)."""
+    versions = ctx.objects.list_versions(ctx.vault, recording.object_key)
+    if recording.object_version is not None:
+        return any(v.version_id == recording.object_version for v in versions)
+    return bool(versions) and not versions[0].is_delete_marker
+
+
+def _data_key(recording: Recording, ctx: Context) -> bytes:
+    assert recording.wrapped_key is not None
+    return ctx.keys.unwrap(recording.wrapped_key, recording.master_key_id, recording.recording_id)
+
+
+def _audio(recording: Recording, ctx: Context) -> Iterator[bytes]:
+    ciphertext = ctx.objects.get_stream(
+        ctx.vault, recording.object_key, version_id=recording.object_version
+    )
+    yield from ctx.keys.decrypt(_data_key(recording, ctx), recording.recording_id, ciphertext)
+
+
+def _manifest(
+    recordings: list[Recording], now: datetime, files: dict[str, str], ctx: Context
+) -> dict[str, Any]:
+    settings = ctx.settings
+    return {
+        "generated_at": rfc3339(now),
+        "controller_notice": {
+            "purposes": settings.notice_purposes,
+            "legal_basis": settings.notice_legal_basis,
+            "recipients": settings.notice_recipients,
+            "retention_period": str(settings.retention),
+            "source": settings.notice_source,
+            "rights": settings.notice_rights,
+        },
+        "recordings": [_entry(r, files.get(r.recording_id), ctx) for r in recordings],
+    }
+
+
+def personal_data(recording: Recording, ctx: Context) -> dict[str, Any]:
+    if recording.customer_sealed is None:
+        return {}
+    return ctx.keys.open(
+        _data_key(recording, ctx), recording.recording_id, recording.customer_sealed
+    )
+
+
+def _entry(recording: Recording, audio_file: str | None, ctx: Context) -> dict[str, Any]:
+    return {
+        "recording_id": recording.recording_id,
+        "call_id": recording.call_id,
+        "tenant": recording.tenant,
+        "direction": recording.direction,
+        "started_at": rfc3339(recording.started_at),
+        "ended_at": rfc3339(recording.collected_at),
+        "sha256": recording.sha256,
+        "size_bytes": recording.size_bytes,
+        "content_type": recording.content_type,
+        "retention_due_at": rfc3339(recording.retention_due_at),
+        "retention_policy": recording.policy,
+        "restricted": recording.restricted,
+        "held": recording.held,
+        "personal_data": personal_data(recording, ctx),
+        "audio_file": audio_file,  # null: the audio is missing from the vault
+    }
+
+
+def _audio_file(recording: Recording) -> str:
+    extension = _EXTENSIONS.get(recording.content_type or "", "bin")
+    return f"recordings/{recording.recording_id}.{extension}"
+
+
+def delete_export_objects(keys: list[str], ctx: Context) -> None:
+    """Delete export objects, every version of each."""
+    bucket, objects = ctx.settings.export_bucket, ctx.objects
+    for key in keys:
+        versions = objects.list_versions(bucket, key)
+        refs = [VersionRef(key, v.version_id, v.is_delete_marker) for v in versions]
+        if refs:
+            objects.delete_versions(bucket, refs)
+        else:
+            objects.delete_object(bucket, key)
+
+
+def delete_exports(command: DeleteExports, ctx: Context) -> str:
+    delete_export_objects(list(command.object_keys), ctx)
+    with ctx.uow() as uow:
+        for key in command.object_keys:
+            uow.exports.remove(key)
+        uow.commit()
+    return f"deleted:{len(command.object_keys)}"
+
+
+def remove_expired_exports(command: RemoveExpiredExports, ctx: Context) -> str:
+    """Exports never outlive their URL, and the URL is scrubbed from the request's answer."""
+    expired = ctx.read(lambda uow: uow.exports.expired(ctx.clock()))
+    delete_export_objects([e.object_key for e in expired], ctx)
+    with ctx.uow() as uow:
+        for export in expired:
+            uow.exports.remove(export.object_key)
+            uow.requests.scrub_export_url(export.request_id)
+        uow.commit()
+    return f"expired:{len(expired)}"

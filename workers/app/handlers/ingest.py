@@ -1,0 +1,217 @@
+"""Ingest: a call-ended event becomes one encrypted recording in the vault, its metadata in
+PostgreSQL and a ``recording.stored`` event - one recording per call, whatever is redelivered.
+
+The audio is uploaded first, under a key derived from the recording id; one transaction then
+records it (with the object version it got) together with its audit entry and output event.
+Two workers storing the same call race only to that insert: the loser deletes the version it
+uploaded. A worker killed between upload and commit leaves an unreferenced version, which the
+redelivered event does not reuse and reconciliation deletes. The landing copy goes last: the
+Kafka offset is committed only after the handler returns, so a crash before that redelivers
+the event, and the repeat finds the recording and removes the copy then.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ...domain.audio import SNIFF_BYTES, check_audio
+from ...domain.errors import ChecksumMismatch, DuplicateCallId, PermanentError
+from ...domain.identifiers import subject_keys
+from ...domain.messages import CallDiscarded, StoreCall
+from ...domain.model import (
+    CallEnded,
+    Recording,
+    Sealed,
+    StoredAudio,
+    call_digest,
+    object_key_for,
+    recording_id_for,
+)
+from ...domain.streams import Measured, limited, peek, sha256_of
+from ...domain.uris import AudioLocation, locate
+from ...ports import AudioSource, ObjectMissing, VersionRef
+from ..context import Context
+from ..unit_of_work import Discard
+
+LOCK_MARGIN = timedelta(seconds=60)
+
+
+def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
+    digest = call_digest(ctx.keys.hash_key, command.call.call_id)
+    with ctx.locks.hold(digest):
+        return _store(command.call, digest, ctx, source)
+
+
+def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> str:
+    where = _locate(call, ctx)
+    existing = ctx.read(lambda uow: uow.recordings.by_call(digest))
+    if existing is not None:
+        return _repeat(call, where, existing.sha256, ctx)
+    if not call.notice_played and ctx.settings.require_notice:
+        return _discard(call, digest, where, ctx)
+    audio, sealed = _upload(call, where, ctx, source)
+    outcome = _commit_or_clean_up(call, digest, audio, sealed, ctx)
+    remove_landing_copy(where, ctx)
+    return outcome
+
+
+def _locate(call: CallEnded, ctx: Context) -> AudioLocation:
+    settings = ctx.settings
+    return locate(
+        call.audio.uri,
+        landing_bucket=settings.landing_bucket,
+        allowed_hosts=settings.fetch_allowed_hosts,
+    )
+
+
+def _upload(
+    call: CallEnded, where: AudioLocation, ctx: Context, source: AudioSource
+) -> tuple[StoredAudio, Sealed]:
+    recording_id = recording_id_for(ctx.keys.hash_key, call.call_id)
+    data_key = ctx.keys.new_data_key()
+    head, chunks = peek(source.open(where), SNIFF_BYTES)
+    content_type = check_audio(head, call.audio.content_type)
+    measured = Measured(limited(chunks, ctx.settings.max_audio_bytes))
+    key = object_key_for(recording_id)
+    version = ctx.objects.put_stream(
+        ctx.vault,
+        key,
+        ctx.keys.encrypt(data_key, recording_id, measured),
+        content_type="application/octet-stream",
+        retain_until=_lock_until(call, ctx),
+    )
+    audio = StoredAudio(measured.size, measured.sha256, content_type, version)
+    try:
+        _check_declared(call, audio)
+    except PermanentError:
+        _delete_version(key, version, ctx)
+        raise
+    wrapped, master_key_id = ctx.keys.wrap(data_key, recording_id)
+    personal = ctx.keys.seal(data_key, recording_id, _personal_data(call, ctx))
+    return audio, Sealed(wrapped, master_key_id, personal)
+
+
+def _lock_until(call: CallEnded, ctx: Context) -> datetime | None:
+    """Object-lock the ciphertext until its due date; a call that arrives already past due
+    (a late replay, a short policy) is stored unlocked and purged at the next tick."""
+    due = ctx.settings.policy.due_at(call.tenant, call.collected_at)
+    return due if due > ctx.clock() + LOCK_MARGIN else None
+
+
+def _check_declared(call: CallEnded, audio: StoredAudio) -> None:
+    declared = call.audio
+    if declared.size_bytes is not None and declared.size_bytes != audio.size_bytes:
+        raise ChecksumMismatch(
+            f"size_bytes says {declared.size_bytes} but {audio.size_bytes} bytes arrived"
+        )
+    if declared.sha256 is not None and declared.sha256 != audio.sha256:
+        raise ChecksumMismatch("sha256 of the audio differs from the declared one")
+
+
+def _personal_data(call: CallEnded, ctx: Context) -> dict[str, object]:
+    pairs = call.subject_pairs(ctx.settings.default_region)
+    phone = next((value for kind, value in pairs if kind == "phone"), None)
+    return (call.customer.as_dict() if call.customer else {}) | {"phone": phone}
+
+
+def _commit_or_clean_up(
+    call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context
+) -> str:
+    key = object_key_for(recording_id_for(ctx.keys.hash_key, call.call_id))
+    try:
+        outcome = ctx.retry.call(lambda: _commit(call, digest, audio, sealed, ctx), "commit")
+    except PermanentError:
+        _delete_version(key, audio.object_version, ctx)
+        raise
+    if outcome != "stored":
+        _delete_version(key, audio.object_version, ctx)  # another attempt won the race
+    return outcome
+
+
+def _commit(call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context) -> str:
+    keys, settings = ctx.keys, ctx.settings
+    recording_id = recording_id_for(keys.hash_key, call.call_id)
+    digests = subject_keys(keys.hash_key, call.subject_pairs(settings.default_region)).digests
+    with ctx.uow() as uow:
+        uow.lock_holds(exclusive=False)  # a hold committed before this commit covers it
+        recording = Recording.store(
+            call,
+            recording_id=recording_id,
+            call_digest=digest,
+            policy=settings.policy.for_tenant(call.tenant),
+            audio=audio,
+            sealed=sealed,
+            held=bool(uow.holds.covering(recording_id, call.call_id, digests)),
+            now=ctx.clock(),
+        )
+        if not uow.recordings.add(recording, digests):
+            winner = uow.recordings.by_call(digest)
+            mine = winner is not None and winner.object_version == audio.object_version
+            return "stored" if mine else "duplicate"  # "stored": our commit had succeeded
+        uow.commit()
+    ctx.metrics.recordings_stored.inc()
+    ctx.metrics.bytes_stored.inc(audio.size_bytes)
+    return "stored"
+
+
+def _repeat(call: CallEnded, where: AudioLocation, stored: str | None, ctx: Context) -> str:
+    """A call that callvault has stored (or purged) already. Its landing copy goes only when
+    it is that same audio: a reused call id must never delete another call's audio."""
+    landing = _landing_sha256(where, ctx) or call.audio.sha256
+    if landing is not None and landing != stored:
+        raise DuplicateCallId("the call id names a recording stored earlier with other audio")
+    remove_landing_copy(where, ctx)
+    return "duplicate"
+
+
+def _discard(call: CallEnded, digest: str, where: AudioLocation, ctx: Context) -> str:
+    """The caller did not hear the notice: the audio is not kept, and the discard is
+    remembered by a keyed digest of the call id only."""
+    landing = _landing_sha256(where, ctx)
+    now = ctx.clock()
+    with ctx.uow() as uow:
+        earlier = uow.discards.get(digest)
+        if earlier is not None and landing is not None and landing != earlier.landing_sha256:
+            raise DuplicateCallId("the call id names a discarded call with other audio")
+        if earlier is None:
+            uow.discards.add(Discard(digest, call.tenant, now, landing))
+            uow.record(CallDiscarded(call.call_id, digest, call.tenant, now))
+            uow.commit()
+    remove_landing_copy(where, ctx)
+    if earlier is not None:
+        return "duplicate"
+    ctx.metrics.discarded.labels(reason="notice_not_played").inc()
+    return "discarded"
+
+
+def _landing_sha256(where: AudioLocation, ctx: Context) -> str | None:
+    """The checksum of the landing object, or ``None`` when there is none (gone already, or
+    the audio was not in the landing bucket)."""
+    if where.scheme != "s3":
+        return None
+    try:
+        return sha256_of(ctx.objects.get_stream(where.host, where.path))
+    except ObjectMissing:
+        return None
+
+
+def remove_landing_copy(where: AudioLocation, ctx: Context) -> None:
+    """No copy outlives its purpose: the landing object goes once the vault holds the audio
+    (every version of it, should the landing bucket be versioned)."""
+    if where.scheme != "s3":
+        return
+    objects = ctx.objects
+    if objects.is_versioned(where.host):
+        versions = objects.list_versions(where.host, where.path)
+        refs = [VersionRef(where.path, v.version_id, v.is_delete_marker) for v in versions]
+        objects.delete_versions(where.host, refs)
+    else:
+        objects.delete_object(where.host, where.path)
+
+
+def _delete_version(key: str, version: str | None, ctx: Context) -> None:
+    """Delete the version this attempt uploaded. The vault is always versioned (``migrate``
+    makes it so); without a version id nothing is deleted, since the key may hold the audio of
+    the attempt that won."""
+    if version is not None:
+        ctx.objects.delete_versions(ctx.vault, [VersionRef(key, version)])

@@ -1,0 +1,140 @@
+"""Purge: the one path by which recordings leave callvault - retention, erasure or objection -
+a batch at a time, each recording still proven one by one.
+
+1. One transaction, under the shared holds lock, locks the rows in id order, re-reads the
+   holds in force and destroys the data keys of those that may go (status ``purging``): from
+   this instant no copy of their ciphertext anywhere can be read.
+2. The store deletes every version the vault holds of them (known from ingest; the listing is
+   needed only for rows of an older version), up to 1000 a request, clearing legal holds first.
+3. One transaction turns them into tombstones and writes, per recording, an audit entry and a
+   ``recording.purged`` event.
+A batch killed after 1 or 2 finishes on redelivery; a finished purge is never redone.
+"""
+
+from __future__ import annotations
+
+from ...domain.messages import KeysToSweep, PurgeRecordings, SweepPurgedKeys
+from ...domain.model import PurgeReason, Recording, RecordingStatus, Verdict
+from ...domain.retention import lag_seconds
+from ...ports import ObjectMissing, VersionRef
+from ..context import Context
+
+
+def purge_recordings(command: PurgeRecordings, ctx: Context) -> str:
+    verdicts = purge(list(command.recording_ids), command.reason, ctx)
+    done = sum(v is Verdict.PURGE for v in verdicts.values())
+    return f"purged:{done}/{len(verdicts)}"
+
+
+def purge(recording_ids: list[str], reason: PurgeReason, ctx: Context) -> dict[str, Verdict]:
+    """Purge what may go; returns each id's verdict (``UNKNOWN`` for ids never stored)."""
+    verdicts, shredded = _shred(recording_ids, reason, ctx)
+    for recording in shredded:
+        _delete_versions(recording, ctx)
+    ctx.retry.call(lambda: _tombstone([r.recording_id for r in shredded], ctx), "tombstone")
+    return verdicts
+
+
+def _shred(
+    recording_ids: list[str], reason: PurgeReason, ctx: Context
+) -> tuple[dict[str, Verdict], list[Recording]]:
+    now = ctx.clock()
+    verdicts = dict.fromkeys(recording_ids, Verdict.UNKNOWN)
+    with ctx.uow() as uow:
+        uow.lock_holds(exclusive=False)
+        recordings = uow.recordings.lock(recording_ids)
+        covered = uow.holds.covered([r for r in recordings if r.alive])
+        shredded = []
+        for recording in recordings:
+            verdict = recording.verdict(reason, now, covered=recording.recording_id in covered)
+            verdicts[recording.recording_id] = verdict
+            _apply(recording, verdict, reason, ctx)
+            uow.recordings.update(recording)
+            if verdict is Verdict.PURGE:
+                shredded.append(recording)
+        uow.commit()
+    return verdicts, shredded
+
+
+def _apply(recording: Recording, verdict: Verdict, reason: PurgeReason, ctx: Context) -> None:
+    if verdict is Verdict.HELD and recording.set_held(True):
+        ctx.metrics.hold_drift_repaired.inc()  # a hold the flag had missed: repaired here
+    elif verdict is Verdict.NOT_DUE:
+        recording.postpone()
+    elif verdict is Verdict.PURGE:
+        recording.shred(reason, len(_versions(recording, ctx)))
+
+
+def _versions(recording: Recording, ctx: Context) -> list[VersionRef]:
+    """Every version the vault holds of the recording: the one ingest recorded; rows stored
+    before versions were recorded are listed."""
+    key = recording.object_key
+    if recording.object_version is not None:
+        return [VersionRef(key, recording.object_version)]
+    listed = ctx.objects.list_versions(ctx.vault, key)
+    return [VersionRef(key, v.version_id, v.is_delete_marker) for v in listed]
+
+
+def _delete_versions(recording: Recording, ctx: Context) -> None:
+    targets = _versions(recording, ctx)
+    if recording.legal_hold:
+        _clear_legal_holds(targets, ctx)
+    locked = ctx.objects.delete_versions(ctx.vault, targets)
+    if locked:  # a legal hold the row did not know about
+        _clear_legal_holds(locked, ctx)
+        ctx.objects.delete_versions(ctx.vault, locked)
+
+
+def _clear_legal_holds(targets: list[VersionRef], ctx: Context) -> None:
+    for target in targets:
+        if target.is_delete_marker:
+            continue
+        try:
+            ctx.objects.set_legal_hold(ctx.vault, target, False)
+        except ObjectMissing:
+            continue
+
+
+def _tombstone(recording_ids: list[str], ctx: Context) -> None:
+    now = ctx.clock()
+    with ctx.uow() as uow:
+        tombstones = []
+        for recording in uow.recordings.lock(recording_ids):
+            if recording.status is RecordingStatus.PURGING:
+                recording.tombstone(now)
+                uow.recordings.update(recording)
+                uow.recordings.replace_digests(recording.recording_id, frozenset())
+                tombstones.append(recording)
+        if tombstones:
+            uow.record(KeysToSweep(tuple(r.recording_id for r in tombstones)))
+        uow.commit()
+    for recording in tombstones:
+        _count(recording, ctx)
+
+
+def sweep_purged_keys(command: SweepPurgedKeys, ctx: Context) -> str:
+    """Every version goes, not only the one callvault wrote: a stray version or delete marker
+    that another writer (an operator, a replication rule) left under a purged key is found by
+    listing the key and deleted. The data key is gone already, so a stray was unreadable."""
+    recordings = ctx.read(lambda uow: uow.recordings.get_many(list(command.recording_ids)))
+    strays = 0
+    for recording in recordings:
+        if recording.status is RecordingStatus.PURGED:
+            listed = ctx.objects.list_versions(ctx.vault, recording.object_key)
+            targets = [
+                VersionRef(recording.object_key, v.version_id, v.is_delete_marker) for v in listed
+            ]
+            if targets:
+                _clear_legal_holds(targets, ctx)
+                ctx.objects.delete_versions(ctx.vault, targets)
+                strays += len(targets)
+    ctx.metrics.purge_strays.inc(strays)
+    return f"strays:{strays}"
+
+
+def _count(recording: Recording, ctx: Context) -> None:
+    reason = recording.purge_reason or PurgeReason.RETENTION
+    ctx.metrics.purged.labels(reason=reason.value).inc()
+    if reason is PurgeReason.RETENTION and recording.purged_at is not None:
+        lag = lag_seconds(recording.retention_due_at, recording.purged_at)
+        ctx.metrics.purge_lag.observe(max(0.0, lag))

@@ -1,0 +1,303 @@
+"""Data-subject requests: find the person's recordings by keyed digests of their identifiers,
+carry the request out on audio and metadata, answer with ``dsr.completed``.
+
+The first delivery records the matched recordings (and their call ids, kept only while the
+request is open) before acting, so a redelivery after a crash finishes the same set; a request
+is answered once - the first answer wins, whoever computes it. An erasure of held recordings
+waits: they stay pending on the request and are erased when their last hold is released
+(:func:`resume_erasures`, a follow-up of the release).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ...domain import events
+from ...domain.errors import IntegrityError, TransientError
+from ...domain.identifiers import subject_keys
+from ...domain.messages import CarryOutRequest, RejectRequest, ResumeErasures
+from ...domain.model import (
+    DsrRequest,
+    DsrStatus,
+    DsrType,
+    Outcome,
+    Recording,
+    RecordingStatus,
+    RequestRecord,
+    purge_reason_for,
+)
+from ...domain.retention import rfc3339
+from ...ports import ObjectMissing
+from ..context import Context
+from ..unit_of_work import UnitOfWork
+from .exports import build_export, delete_export_objects
+from .purge import purge
+from .subjects import rectify_recording
+
+HELD_REASON = (
+    "some recordings are kept under a legal hold for the establishment, exercise or defence "
+    "of legal claims (GDPR Art. 17(3)(e)); they will be erased when the hold is released"
+)
+EXPORT_ATTEMPTS = 3
+Perform = Callable[[RequestRecord, DsrRequest, Context], str]
+
+
+def carry_out_request(command: CarryOutRequest, ctx: Context) -> str:
+    request = command.request
+    refusal = _refusal(request, ctx)
+    if refusal is not None:
+        rejection = RejectRequest(
+            request.request_id, request.type.value, refusal, request.received_at
+        )
+        return reject_request(rejection, ctx)
+    record = _begin(request, ctx)
+    if record is None:
+        return "duplicate"
+    return PERFORM[request.type](record, request, ctx)
+
+
+def _refusal(request: DsrRequest, ctx: Context) -> str | None:
+    if not request.identity_verified:
+        return "identity_not_verified"
+    if not request.subject.normalized(ctx.settings.default_region):
+        return "no_usable_identifier"
+    return None
+
+
+def _begin(request: DsrRequest, ctx: Context) -> RequestRecord | None:
+    """The request's record with its matched recordings, or ``None`` once answered."""
+    pairs = request.subject.normalized(ctx.settings.default_region)
+    digests = subject_keys(ctx.keys.hash_key, pairs).digests
+    with ctx.uow() as uow:
+        record = uow.requests.get(request.request_id, lock=True)
+        if record is not None:
+            return None if record.answered else record
+        matched = uow.recordings.matching(digests, request.tenant)
+        record = RequestRecord.begin(request, {r.recording_id: r.call_id or "" for r in matched})
+        if not uow.requests.add(record):
+            raise TransientError("the request is being recorded by another worker")
+        uow.commit()
+    return record
+
+
+def reject_request(command: RejectRequest, ctx: Context) -> str:
+    now = ctx.clock()
+    with ctx.uow() as uow:
+        if uow.requests.get(command.request_id, lock=True) is not None:
+            return "duplicate"
+        record = RequestRecord.rejected(command, now)
+        record.answer(
+            DsrStatus.REJECTED, _data(record, DsrStatus.REJECTED, [], now, command.reason), now
+        )
+        uow.requests.add(record)
+        uow.commit()
+    ctx.metrics.dsr_requests.labels(type=command.dsr_type or "unknown", status="rejected").inc()
+    return "rejected"
+
+
+# --- erasure and objection ---------------------------------------------------------------
+
+
+def _erase(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
+    purge(list(record.matched), purge_reason_for(record.dsr_type), ctx)
+    return _answer_erasure(record.request_id, ctx, resumed=False)
+
+
+def resume_erasures(command: ResumeErasures, ctx: Context) -> str:
+    """Erase what waited for a hold that has been released; answer each request again."""
+    waiting = ctx.read(lambda uow: uow.requests.waiting_for(list(command.recording_ids)))
+    answered = 0
+    for request_id in waiting:
+        record = _request(ctx, request_id)
+        if record is not None and record.pending:
+            purge(list(record.pending), purge_reason_for(record.dsr_type), ctx)
+            answered += _answer_erasure(request_id, ctx, resumed=True) == "answered"
+    return f"answered:{answered}"
+
+
+def _request(ctx: Context, request_id: str) -> RequestRecord | None:
+    with ctx.uow() as uow:
+        return uow.requests.get(request_id)
+
+
+def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool) -> str:
+    """Answer with what is erased and what is held; exports holding erased recordings are
+    deleted first, so that ``completed`` means no copy is left."""
+    matched = ctx.read(lambda uow: _matched(uow, request_id))
+    erased = [r for r in matched if r.status is RecordingStatus.PURGED]
+    doomed = ctx.read(lambda uow: uow.exports.containing([r.recording_id for r in erased]))
+    delete_export_objects([e.object_key for e in doomed], ctx)
+    with ctx.uow() as uow:
+        record = uow.requests.get(request_id, lock=True)
+        if record is None or record.answered != resumed:
+            return "duplicate"
+        held = tuple(r.recording_id for r in matched if r.status is not RecordingStatus.PURGED)
+        if resumed and held == record.pending:
+            return "still_held"
+        for export in doomed:
+            uow.exports.remove(export.object_key)
+        status = DsrStatus.PARTIAL if held else DsrStatus.COMPLETED
+        outcomes = [
+            _outcome(record, r, Outcome.HELD if r.recording_id in held else Outcome.ERASED)
+            for r in matched
+        ]
+        extra = {
+            "certificate": _certificate(record, erased, ctx),
+            "exports_deleted": sorted({e.request_id for e in doomed}),
+        }
+        now = ctx.clock()
+        data = _data(record, status, outcomes, now, HELD_REASON if held else None, extra)
+        record.answer(
+            status, data, now, pending=held, revision=f"/erased/{len(erased)}" if resumed else ""
+        )
+        uow.requests.update(record)
+        uow.commit()
+    _count(record, status, ctx)
+    return "answered"
+
+
+def _matched(uow: UnitOfWork, request_id: str) -> list[Recording]:
+    record = uow.requests.get(request_id)
+    if record is None:
+        return []
+    found = {r.recording_id: r for r in uow.recordings.get_many(list(record.matched))}
+    return [found[i] for i in record.matched if i in found]
+
+
+def _certificate(record: RequestRecord, erased: list[Recording], ctx: Context) -> dict[str, Any]:
+    """A signed deletion certificate: it names the request and each recording's receipt,
+    never a person, and is signed over its RFC 8785 canonical form, so it cannot be replayed
+    for another request."""
+    body = {
+        "request_id": record.request_id,
+        "type": record.dsr_type,
+        "received_at": rfc3339(record.received_at) if record.received_at else None,
+        "issued_at": rfc3339(ctx.clock()),
+        "recordings": [events.receipt(r) for r in erased],
+    }
+    return ctx.keys.sign(body)
+
+
+# --- access and portability --------------------------------------------------------------
+
+
+def _give_access(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
+    """Export what is stored; a recording purged mid-export (an erasure or a retention purge
+    at the same moment) makes the export start again with what is left."""
+    for _ in range(EXPORT_ATTEMPTS):
+        stored = [r for r in ctx.read(lambda uow: _matched(uow, record.request_id)) if r.alive]
+        try:
+            export = build_export(record.request_id, stored, ctx)
+        except (ObjectMissing, IntegrityError):
+            continue
+        outcome = _answer_access(record, stored, export, ctx)
+        if outcome != "retry":
+            return outcome
+    raise TransientError("recordings kept disappearing while the export was written")
+
+
+def _answer_access(
+    record: RequestRecord, stored: list[Recording], export: Any, ctx: Context
+) -> str:
+    now = ctx.clock()
+    with ctx.uow() as uow:
+        current = uow.requests.get(record.request_id, lock=True)
+        still = uow.recordings.lock([r.recording_id for r in stored])
+        if current is None or current.answered or len([r for r in still if r.alive]) != len(stored):
+            delete_export_objects([export.record.object_key], ctx)
+            return "retry" if current is not None and not current.answered else "duplicate"
+        uow.exports.add(export.record)
+        outcomes = [_outcome(current, r, Outcome.EXPORTED) for r in stored]
+        data = _data(current, DsrStatus.COMPLETED, outcomes, now, None, {"export": export.answer})
+        current.answer(DsrStatus.COMPLETED, data, now)
+        uow.requests.update(current)
+        uow.commit()
+    _count(current, DsrStatus.COMPLETED, ctx)
+    return DsrStatus.COMPLETED.value
+
+
+# --- rectification and restriction ---------------------------------------------------------
+
+
+def _rectify(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
+    with ctx.uow() as uow:
+        uow.lock_holds(exclusive=True)  # subject holds follow the corrected identifiers
+        rectified = [r for r in uow.recordings.lock(list(record.matched)) if r.alive]
+        for recording in rectified:
+            rectify_recording(uow, recording, request, ctx)
+        return _finish(uow, record, [(r, Outcome.RECTIFIED) for r in rectified], ctx)
+
+
+def _restrict(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
+    outcome = Outcome.UNRESTRICTED if request.lift_restriction else Outcome.RESTRICTED
+    with ctx.uow() as uow:
+        changed = [r for r in uow.recordings.lock(list(record.matched)) if r.alive]
+        for recording in changed:
+            recording.restrict(not request.lift_restriction)
+            uow.recordings.update(recording)
+        return _finish(uow, record, [(r, outcome) for r in changed], ctx)
+
+
+def _finish(
+    uow: UnitOfWork, record: RequestRecord, outcomes: list[tuple[Recording, Outcome]], ctx: Context
+) -> str:
+    """Answer ``completed`` within the caller's unit of work (first answer wins)."""
+    current = uow.requests.get(record.request_id, lock=True)
+    if current is None or current.answered:
+        return "duplicate"
+    now = ctx.clock()
+    listed = [_outcome(current, r, o) for r, o in outcomes]
+    current.answer(DsrStatus.COMPLETED, _data(current, DsrStatus.COMPLETED, listed, now, None), now)
+    uow.requests.update(current)
+    uow.commit()
+    _count(current, DsrStatus.COMPLETED, ctx)
+    return DsrStatus.COMPLETED.value
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+def _outcome(record: RequestRecord, recording: Recording, outcome: Outcome) -> dict[str, str]:
+    call_id = recording.call_id or record.call_ids.get(recording.recording_id, "")
+    return {"recording_id": recording.recording_id, "call_id": call_id, "outcome": outcome.value}
+
+
+def _data(
+    record: RequestRecord,
+    status: DsrStatus,
+    outcomes: list[dict[str, str]],
+    now: Any,
+    reason: str | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "request_id": record.request_id,
+        "type": record.dsr_type if record.dsr_type != "unknown" else None,
+        "status": status.value,
+        "received_at": rfc3339(record.received_at) if record.received_at else None,
+        "due_at": rfc3339(record.due_at) if record.due_at else None,
+        "completed_at": rfc3339(now),
+        "recordings": outcomes,
+    }
+    if reason:
+        data["reason"] = reason
+    return data | (extra or {})
+
+
+def _count(record: RequestRecord, status: DsrStatus, ctx: Context) -> None:
+    metrics = ctx.metrics
+    metrics.dsr_requests.labels(type=record.dsr_type, status=status.value).inc()
+    if record.received_at is not None:
+        waited = (ctx.clock() - record.received_at).total_seconds()
+        metrics.dsr_duration.labels(type=record.dsr_type).observe(max(0.0, waited))
+
+
+PERFORM: dict[DsrType, Perform] = {
+    DsrType.ERASURE: _erase,
+    DsrType.OBJECTION: _erase,
+    DsrType.ACCESS: _give_access,
+    DsrType.PORTABILITY: _give_access,
+    DsrType.RECTIFICATION: _rectify,
+    DsrType.RESTRICTION: _restrict,
+}

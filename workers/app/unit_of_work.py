@@ -1,0 +1,209 @@
+"""The unit of work and its repositories: the port between handlers and the database.
+
+A unit of work is one transaction. Handlers load aggregates through repositories (row-locked
+where they will change them), call their methods, hand them back with ``update``/``add`` and
+``commit``. On commit the unit of work writes, in the same transaction, every event the
+aggregates recorded as audit entries, outbound CloudEvents (the outbox) and follow-up rows
+(:mod:`workers.app.effects`). Locks are taken in one order everywhere: the holds lock, then
+hold rows, then recording rows by id, then request rows.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from ..domain.audit import AuditEntry
+from ..domain.messages import Command, Event
+from ..domain.model import Hold, Recording, RequestRecord
+from ..domain.retention import IsoDuration
+
+
+class RecordingRepository(Protocol):
+    def get(self, recording_id: str, *, lock: bool = False) -> Recording | None: ...
+    def get_many(self, recording_ids: list[str]) -> list[Recording]: ...
+    def by_call(self, call_digest: str) -> Recording | None: ...
+    def lock(self, recording_ids: list[str]) -> list[Recording]:
+        """Row-lock these recordings, in id order; unknown ids are skipped."""
+        ...
+
+    def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
+        """Insert a stored recording and its look-up digests; ``False`` (and nothing
+        written) when a recording of the same call exists already."""
+        ...
+
+    def update(self, recording: Recording) -> None:
+        """Write the columns the recording's methods changed, and take its events."""
+        ...
+
+    def digests_of(self, recording_id: str) -> frozenset[bytes]: ...
+    def digests_of_many(self, recording_ids: list[str]) -> dict[str, frozenset[bytes]]: ...
+    def replace_digests(self, recording_id: str, digests: frozenset[bytes]) -> None: ...
+    def matching(self, digests: frozenset[bytes], tenant: str | None = None) -> list[Recording]:
+        """Recordings not yet purged whose customer has any of these digests."""
+        ...
+
+    def in_scope(self, hold: Hold, *, lock: bool = True) -> list[Recording]:
+        """Recordings not yet purged that the hold's scope names (row-locked, in id order)."""
+        ...
+
+    def claim_due(self, now: datetime, limit: int) -> list[Recording]:
+        """Due, unheld, unannounced recordings, locked ``SKIP LOCKED`` so that schedulers in
+        several processes never claim the same one."""
+        ...
+
+    def stalled(self, announced_before: datetime, limit: int) -> list[str]:
+        """Purges that should be over: rows left ``purging``, and rows announced due before
+        ``announced_before`` and still stored, not held."""
+        ...
+
+    def held_flags_in_doubt(self) -> list[str]:
+        """Recordings whose ``held`` flag may disagree with the holds in force."""
+        ...
+
+    def overdue_summary(self, now: datetime) -> tuple[int, datetime | None]: ...
+    def held_count(self) -> int: ...
+    def count_by_status(self) -> dict[str, int]: ...
+    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int: ...
+    def page(self, after_id: str, limit: int) -> list[Recording]: ...
+
+
+class HoldRepository(Protocol):
+    def get(self, hold_id: str, *, lock: bool = False) -> Hold | None: ...
+    def add(self, hold: Hold) -> bool: ...
+    def update(self, hold: Hold) -> None: ...
+    def active(self) -> list[Hold]: ...
+    def covering(
+        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+    ) -> list[Hold]:
+        """Holds in force that cover a recording with these ids and customer digests."""
+        ...
+
+    def covered(self, recordings: list[Recording]) -> set[str]:
+        """The ids among ``recordings`` that a hold in force covers (read fresh)."""
+        ...
+
+
+class RequestRepository(Protocol):
+    def get(self, request_id: str, *, lock: bool = False) -> RequestRecord | None: ...
+    def add(self, record: RequestRecord) -> bool: ...
+    def update(self, record: RequestRecord) -> None: ...
+    def open(self) -> list[RequestRecord]: ...
+    def waiting_for(self, recording_ids: list[str]) -> list[str]:
+        """Ids of answered erasures still waiting for any of these held recordings."""
+        ...
+
+    def scrub_export_url(self, request_id: str) -> None:
+        """Forget the (expired) export URL kept in the request's last answer."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    object_key: str
+    request_id: str
+    expires_at: datetime
+    recording_ids: tuple[str, ...]
+
+
+class ExportRepository(Protocol):
+    def add(self, export: ExportRecord) -> None: ...
+    def containing(self, recording_ids: list[str]) -> list[ExportRecord]: ...
+    def expired(self, now: datetime) -> list[ExportRecord]: ...
+    def remove(self, object_key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Discard:
+    call_digest: str
+    tenant: str
+    discarded_at: datetime
+    landing_sha256: str | None
+
+
+class DiscardRepository(Protocol):
+    def add(self, discard: Discard) -> bool: ...
+    def get(self, call_digest: str) -> Discard | None: ...
+
+
+class PolicyRepository(Protocol):
+    def current(self) -> dict[str, str]:
+        """Tenant (``*`` for the default) to the ISO 8601 policy in force."""
+        ...
+
+    def set(self, tenant: str, policy: str, at: datetime) -> None: ...
+    def remove_others(self, tenants: list[str]) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    recordings: RecordingRepository
+    holds: HoldRepository
+    requests: RequestRepository
+    exports: ExportRepository
+    discards: DiscardRepository
+    policies: PolicyRepository
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def lock_holds(self, *, exclusive: bool) -> None:
+        """Serialise hold changes (exclusive) against ingest commits and purges (shared), so
+        that a hold committed before a recording's commit covers it, and a purge sees every
+        hold committed before it."""
+        ...
+
+    def record(self, *events: Event) -> None:
+        """Events not owned by an aggregate (an unknown call discarded, a policy applied)."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]: ...
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    id: int
+    command: Command
+    attempts: int
+
+
+class FollowUpQueue(Protocol):
+    def claim(self) -> AbstractContextManager[FollowUp | None]:
+        """The oldest follow-up due, row-locked for as long as the block runs (a crashed
+        worker's claim ends with its connection); done when the block exits normally."""
+        ...
+
+    def postpone(self, follow_up_id: int, seconds: float, error: str) -> None: ...
+    def give_up(self, follow_up_id: int, error: str) -> None:
+        """A permanent failure: kept for inspection, never retried, never blocking others."""
+        ...
+
+    def follow_up_backlog(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One outbox row: the logical topic (a settings name), the key and the CloudEvent."""
+
+    id: int
+    topic: str
+    key: str | None
+    event: dict[str, Any]
+
+
+class Outbox(Protocol):
+    def pending(self, limit: int) -> AbstractContextManager[list[Outbound]]:
+        """Unpublished rows, oldest first, locked ``SKIP LOCKED``; removed when the block
+        exits normally (published at least once, with stable CloudEvent ids)."""
+        ...
+
+    def outbox_backlog(self) -> tuple[int, datetime | None]: ...

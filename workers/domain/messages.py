@@ -1,0 +1,227 @@
+"""The messages of callvault's message bus.
+
+*Commands* ask for something to be done (from Kafka, an HTTP route, the CLI, a timer or a
+follow-up row); exactly one handler takes each. *Events* record what happened inside a unit of
+work; on commit each becomes, in the same transaction, an audit entry, an outbound CloudEvent
+and/or a follow-up row (see :mod:`workers.app.effects`). Nothing that must happen after a
+commit lives only in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .model import CallEnded, DsrRequest, Hold, PurgeReason, Recording
+
+
+class Message:
+    """Base of commands and events."""
+
+
+class Command(Message):
+    """A request for work; one handler."""
+
+
+class Event(Message):
+    """A fact recorded by an aggregate; turned into audit, outbox and follow-up rows."""
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreCall(Command):
+    call: CallEnded
+
+
+@dataclass(frozen=True)
+class PurgeRecordings(Command):
+    """Purge these recordings for ``reason`` (one batch: one key-destroy statement, one
+    multi-object delete, one tombstone transaction, each recording still proven one by one)."""
+
+    recording_ids: tuple[str, ...]
+    reason: PurgeReason
+
+
+@dataclass(frozen=True)
+class AnnounceDue(Command):
+    """One scheduler tick: announce a batch of due recordings and schedule their purge."""
+
+
+@dataclass(frozen=True)
+class PlaceHold(Command):
+    hold: Hold
+
+
+@dataclass(frozen=True)
+class ReleaseHold(Command):
+    hold_id: str
+
+
+@dataclass(frozen=True)
+class SyncLegalHolds(Command):
+    """Make the store's object legal hold of these recordings match their ``held`` flag."""
+
+    recording_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RepairHoldDrift(Command):
+    """Re-derive ``held`` from the holds in force; count and repair what disagrees."""
+
+
+@dataclass(frozen=True)
+class CarryOutRequest(Command):
+    request: DsrRequest
+
+
+@dataclass(frozen=True)
+class RejectRequest(Command):
+    """Answer a request that cannot be carried out (malformed, unverified)."""
+
+    request_id: str
+    dsr_type: str | None
+    reason: str
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ResumeErasures(Command):
+    """Erase recordings whose erasure waited for a hold that has been released."""
+
+    recording_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepPurgedKeys(Command):
+    """After a purge: list each purged recording's key and delete any version or delete
+    marker that another writer left beside the one callvault wrote."""
+
+    recording_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeleteExports(Command):
+    """Delete these export objects (every version) and forget them."""
+
+    object_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RemoveExpiredExports(Command):
+    """Delete exports whose presigned URL has expired and scrub the URL where it was kept."""
+
+
+@dataclass(frozen=True)
+class ResumeStalledPurges(Command):
+    """Finish purges that a crash or a lost follow-up left half-way, and purge announced
+    recordings that are still stored long after their announcement."""
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordingStored(Event):
+    recording: Recording
+
+
+@dataclass(frozen=True)
+class CallDiscarded(Event):
+    call_id: str
+    call_digest: str
+    tenant: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RecordingDue(Event):
+    """Announced once per recording; its purge is scheduled in the same transaction."""
+
+    recording: Recording
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RecordingPurged(Event):
+    recording: Recording  # the tombstone, with the call_id it had (for the output event)
+    call_id: str
+
+
+@dataclass(frozen=True)
+class KeysToSweep(Event):
+    """Follow-up: sweep the keys of these purged recordings for strays."""
+
+    recording_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PurgesScheduled(Event):
+    """Follow-up: purge these recordings (a batch) for ``reason``."""
+
+    recording_ids: tuple[str, ...]
+    reason: PurgeReason
+
+
+@dataclass(frozen=True)
+class HoldPlaced(Event):
+    hold: Hold
+    recording_ids: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class HoldReleased(Event):
+    hold_id: str
+    freed_ids: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LegalHoldsChanged(Event):
+    """Follow-up: the store's legal hold of these recordings must follow their flag."""
+
+    recording_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RecordingsFreed(Event):
+    """Follow-up: recordings whose last hold went; erasures waiting for them resume."""
+
+    recording_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HoldDriftRepaired(Event):
+    recording_ids: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RequestAnswered(Event):
+    request_id: str
+    dsr_type: str
+    status: str
+    data: dict[str, Any]  # the dsr.completed data
+    revision: str = ""  # a later answer to the same request gets a new event id
+    at: datetime | None = None
+    outcomes: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ExportsDoomed(Event):
+    """Follow-up: these exports hold erased recordings and must be deleted."""
+
+    object_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyApplied(Event):
+    tenant: str
+    old: str | None
+    new: str
+    rescheduled: int
+    at: datetime

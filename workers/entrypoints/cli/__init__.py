@@ -1,0 +1,44 @@
+"""The ``callvault`` command: one click group per team - integrators (publish, demo),
+compliance (hold, dsr, audit, certificates) and operators (worker, migrate, status,
+reconcile, deadletter). Every command is a thin call into the application, built through the
+one composition root."""
+
+from __future__ import annotations
+
+import click
+
+from ... import __version__
+from .common import EXIT_CODES_HELP
+from .compliance import audit, dsr, hold, public_key, verify_certificate
+from .integrators import demo, publish
+from .ops import deadletter, migrate, reconcile, status, worker
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="callvault")
+def cli() -> None:
+    """callvault: phone-call recordings kept lawful under the GDPR.
+
+    Settings come from CALLVAULT_* environment variables (for the local stack:
+    set -a; . .local/stack.env; set +a)."""
+
+
+for command in (
+    worker,
+    migrate,
+    status,
+    reconcile,
+    deadletter,
+    publish,
+    demo,
+    hold,
+    dsr,
+    audit,
+    public_key,
+    verify_certificate,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli()

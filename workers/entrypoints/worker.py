@@ -1,0 +1,242 @@
+"""``callvault worker``: the Faust application - thin agents that hand each Kafka record to
+the inputs, and background loops for the outbox relay, the follow-up dispatcher, the retention
+scheduler, the gauges and reconciliation. No logic lives here.
+
+A transient failure that outlives its retry budget stops the worker with exit code 75 without
+acknowledging the event, so a supervisor's restart redelivers it; a background loop's error
+never stops the worker (the next round tries again)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, NoReturn
+
+import faust
+import structlog
+from prometheus_client import start_http_server
+
+from ..app.background import refresh_gauges
+from ..app.handlers.reconcile import reconcile
+from ..app.handlers.retention import refuse_other_policy
+from ..app.messagebus import Delivery
+from ..bootstrap import Container, bootstrap, object_store
+from ..domain import messages as m
+from ..domain.errors import TransientError
+from ..lag import ConsumerLag
+from ..logs import configure
+from ..metrics import Metrics
+from ..migrate import migrate
+from ..settings import Settings
+
+log = structlog.get_logger("callvault.worker")
+EXIT_TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: try again later
+ROLES = ("ingest", "retention", "holds", "dsr", "scheduler", "outbox")
+_INPUTS = {  # role -> (logical topic, Inputs method)
+    "ingest": ("calls_ended", "call_ended"),
+    "holds": ("holds_commands", "hold_command"),
+    "dsr": ("dsr_requests", "dsr_request"),
+}
+THREADS = 32  # handlers block on I/O; Faust's loop hands them to these threads
+
+
+def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
+    configure(settings.log_format, settings.log_level)
+    roles = roles or ROLES
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise SystemExit(
+            f"unknown role(s): {', '.join(sorted(unknown))}; known: {', '.join(ROLES)}"
+        )
+    if settings.migrate_on_start:
+        # Idempotent and locked: a worker started before (or instead of) `callvault migrate`
+        # still finds its tables, buckets and topics (a changed policy is not applied here).
+        report = migrate(settings, object_store(settings), apply_policy=False)
+        log.info("migrated", migrations=report.migrations_applied, topics=report.topics_created)
+    metrics = Metrics()
+    start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
+    container = bootstrap(settings, metrics=metrics)
+    refuse_other_policy(container.ctx)
+
+    def stop_for(_: BaseException) -> NoReturn:
+        """A failure outlived its retries. Exit at once, without Faust's graceful stop (which
+        would acknowledge the event in hand): the event stays uncommitted and is redelivered
+        when a supervisor restarts the worker. Every effect is already durable in PostgreSQL
+        (the outbox included), so nothing is lost by not cleaning up."""
+        os._exit(EXIT_TEMPFAIL)  # the agent has logged which event and why
+
+    app = build_app(container, roles, on_fatal=stop_for)
+    log.info("worker_starting", roles=list(roles), metrics_port=settings.metrics_port)
+    worker = faust.Worker(app, quiet=True, redirect_stdouts=False, override_logging=False)
+    worker.spinner = None  # a terminal spinner would corrupt JSON log lines
+    try:
+        worker.execute_from_commandline()
+    finally:
+        container.close()
+
+
+def build_app(
+    container: Container,
+    roles: tuple[str, ...] = ROLES,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> faust.App:
+    settings = container.settings
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host}" for host in settings.kafka.split(",")],
+        autodiscover=False,
+        store="memory://",
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_replication_factor=settings.topic_replication,
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        # Fail over within seconds when a worker dies (Faust's default waits a minute).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        producer_acks=-1,
+    )
+    executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="callvault")
+    run = _runner(executor)
+    inputs = container.inputs
+    topics = settings.topics()
+    for role in roles:
+        if role in _INPUTS:
+            logical, method = _INPUTS[role]
+            topic = app.topic(topics[logical], key_type=bytes, value_type=bytes)
+            # Several events at once: handlers are idempotent, and Faust commits an offset
+            # only when every event before it is done.
+            app.agent(topic, name=f"callvault.{role}", concurrency=settings.concurrency)(
+                _agent(getattr(inputs, method), run, on_fatal or _raise)
+            )
+    _background(app, container, roles, run)
+    _readiness(app, container.metrics, any(role in _INPUTS for role in roles))
+    return app
+
+
+Runner = Callable[[Callable[[], Any]], Any]
+
+
+def _runner(executor: ThreadPoolExecutor) -> Runner:
+    async def run(action: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, action)
+
+    return run
+
+
+def _agent(
+    handle: Callable[[Delivery], str], run: Runner, on_fatal: Callable[[BaseException], None]
+) -> Callable[[Any], AsyncIterator[str]]:
+    async def agent(stream: Any) -> AsyncIterator[str]:
+        async for event in stream.events():
+            message = event.message
+            delivery = Delivery(
+                message.topic, message.partition, message.offset, message.key, message.value or b""
+            )
+            try:
+                outcome = await run(partial(handle, delivery))
+            except TransientError as error:
+                log.critical(
+                    "worker_exiting_after_retries",
+                    reason=str(error),
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                )
+                on_fatal(error)  # the worker exits; this event stays uncommitted
+                raise
+            yield outcome
+
+    return agent
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+def _readiness(app: faust.App, metrics: Metrics, consumes: bool) -> None:
+    """``callvault_worker_ready`` is 1 once the worker holds its partitions (or at once when
+    it consumes nothing), so tests and probes wait for it instead of sleeping."""
+
+    async def on_rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        metrics.ready.set(1)
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        metrics.ready.set(0)
+
+    async def ready() -> None:
+        metrics.ready.set(1)
+
+    app.on_rebalance_complete.connect(on_rebalanced)
+    app.on_partitions_revoked.connect(on_revoked)
+    if not consumes:
+        app.task(ready)
+
+
+def _background(app: faust.App, container: Container, roles: tuple[str, ...], run: Runner) -> None:
+    settings = container.settings
+    every = settings.scheduler_interval.as_timedelta().total_seconds()
+    gauges = settings.metrics_interval.as_timedelta().total_seconds()
+    bus = container.bus
+    if "outbox" in roles:
+        _loop(app, "outbox", 0.1, container.relay.publish_pending, run)
+    if "retention" in roles:
+        for n in range(settings.concurrency):
+            _loop(app, f"followups-{n}", 0.1, container.dispatcher.drain, run)
+    if "scheduler" in roles:
+        _loop(app, "scheduler", every, lambda: _announce_all(container), run)
+        _loop(app, "stalled", 30.0, lambda: bus.handle(m.ResumeStalledPurges()), run)
+        _loop(app, "hold-drift", 60.0, lambda: bus.handle(m.RepairHoldDrift()), run)
+        _loop(app, "exports", 60.0, lambda: bus.handle(m.RemoveExpiredExports()), run)
+        _loop(
+            app,
+            "gauges",
+            gauges,
+            lambda: refresh_gauges(container.ctx, container.db, container.db),
+            run,
+        )
+        interval = settings.reconcile_interval.as_timedelta().total_seconds()
+        _loop(app, "reconcile", interval, lambda: reconcile(container.ctx), run)
+    lag_topics = [settings.topics()[_INPUTS[r][0]] for r in roles if r in _INPUTS]
+    if lag_topics:  # consumer lag of this worker's inputs (Faust has no lag metric)
+        lag = ConsumerLag(settings.kafka, settings.app_id, lag_topics, container.metrics)
+        _loop(app, "lag", gauges, lag.refresh, run)
+
+
+def _announce_all(container: Container) -> int:
+    """Announce due recordings batch after batch until none is left."""
+    total = 0
+    while (outcome := container.bus.handle(m.AnnounceDue())) != "announced:0":
+        total += int(outcome.split(":")[1])
+    return total
+
+
+def _loop(
+    app: faust.App, name: str, seconds: float, action: Callable[[], object], run: Runner
+) -> None:
+    """Run ``action`` now and then every ``seconds`` (at once again while it finds work);
+    an error is logged and the loop goes on."""
+
+    async def loop() -> None:
+        while True:
+            busy = False
+            try:
+                result = await run(action)
+                busy = isinstance(result, int) and result > 0
+            except asyncio.CancelledError:
+                raise
+            except TransientError as error:
+                log.warning("background_step_failed", step=name, error=str(error))
+            except Exception as error:
+                log.exception("background_step_bug", step=name, error_type=type(error).__name__)
+            if not busy:
+                await asyncio.sleep(seconds)
+
+    loop.__name__ = loop.__qualname__ = f"callvault_{name.replace('-', '_')}"
+    app.task(loop)
