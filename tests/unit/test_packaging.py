@@ -90,3 +90,47 @@ def test_runtime_lock_has_runtime_dependencies_only(pyproject: dict[str, Any]) -
         assert name(requirement) in dev, requirement
     drift = {p: (v, dev.get(p)) for p, v in runtime.items() if dev.get(p) != v}
     assert not drift, f"runtime and dev locks disagree: {drift}"
+
+
+def test_runtime_lock_covers_every_import_of_the_package() -> None:
+    """What the image installs (requirements.lock) is enough for every module of workers/."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    imported: set[str] = set()
+    for path in (ROOT / "workers").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"workers", "__future__"}
+    distributions = packages_distributions()
+    runtime = pins("requirements.lock")
+    for module in sorted(third_party):
+        names = {name(d) for d in distributions.get(module, [])}
+        assert names, f"{module} is imported but installed by no distribution"
+        assert names & set(runtime), f"{module} ({names}) is not in requirements.lock"
+
+
+def test_the_wheel_builds_with_the_locked_backend_alone(tmp_path: Path) -> None:
+    """As the image's build stage does it: no build isolation, only requirements-build.lock."""
+    import subprocess
+    import sys
+    import zipfile
+
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index"]
+    done = subprocess.run(
+        [*pip_wheel, "--no-build-isolation", "--wheel-dir", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("callvault-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "workers/cli.py" in names or any(n.startswith("workers/entrypoints/") for n in names)
+    assert any(n.startswith("workers/_schemas/") and n.endswith(".schema.json") for n in names)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
