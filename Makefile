@@ -52,6 +52,10 @@ typecheck: venv
 bench: migrate ## benchmarks against a raw baseline in the same run (see bench/README.md)
 	$(ENV) $(BIN)/python -m bench
 
-lock:          ## re-resolve requirements.lock from pyproject.toml (hashes, no index URLs)
-	$(BIN)/pip-compile -q --generate-hashes --allow-unsafe --extra dev --no-emit-index-url \
-		--no-emit-find-links --strip-extras -o requirements.lock pyproject.toml
+LOCK := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-emit-index-url \
+	--no-emit-find-links --strip-extras
+
+lock:          ## re-resolve the locks from pyproject.toml (hashes, no index URLs): runtime, dev, build backend
+	$(LOCK) -o requirements.lock pyproject.toml
+	$(LOCK) --extra dev -o requirements-dev.lock pyproject.toml
+	$(LOCK) --all-build-deps --only-build-deps -o requirements-build.lock pyproject.toml

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Native local stack for callvault (no Docker): Kafka (KRaft), PostgreSQL,
-# versitygw (S3 with versioning/object lock), Prometheus, and the project venv.
+# versitygw (S3 with versioning/object lock), Prometheus, Alertmanager, and the project venv.
 #
 #   deploy/stack.sh up      install what is missing, start everything, write .local/stack.env
 #   deploy/stack.sh down    stop everything started from .local (data is kept)
@@ -9,6 +9,7 @@
 #   deploy/stack.sh env     print the path of .local/stack.env
 #
 # CALLVAULT_STACK_NO_VENV=1 skips the venv step (services only).
+# CALLVAULT_ALERT_WEBHOOK_URL=URL sets where Alertmanager sends alerts (kept for later runs).
 # Everything lives under .local/ at the repo root and listens on 127.0.0.1 only.
 # Connect a shell with:  set -a; . .local/stack.env; set +a
 # shellcheck source-path=SCRIPTDIR
@@ -25,6 +26,8 @@ DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$DEPLOY_DIR/lib/s3.sh"
 # shellcheck source=lib/prometheus.sh
 . "$DEPLOY_DIR/lib/prometheus.sh"
+# shellcheck source=lib/alertmanager.sh
+. "$DEPLOY_DIR/lib/alertmanager.sh"
 
 FETCH_ROOT="$LOCAL_DIR/landing-files"
 
@@ -58,6 +61,7 @@ export CALLVAULT_FETCH_ALLOWED_HOSTS=127.0.0.1,localhost
 # Extras for tools and tests (not read by callvault itself)
 export CALLVAULT_STACK_ROOT=$LOCAL_DIR
 export CALLVAULT_PROMETHEUS_TARGETS_DIR=$PROM_TARGETS
+export CALLVAULT_ALERTMANAGER_URL=http://$BIND_HOST:$AM_PORT
 export CALLVAULT_PG_ADMIN_URL=postgresql://$PG_ROLE:$PG_PASSWORD@$BIND_HOST:$PG_PORT/postgres
 EOF
     )
@@ -73,6 +77,7 @@ preflight_ports() {
     pg_running_pid >/dev/null || ensure_port_free_or_ours "$PG_PORT" postgres
     s3_running_pid >/dev/null || ensure_port_free_or_ours "$S3_PORT" versitygw
     prom_running_pid >/dev/null || ensure_port_free_or_ours "$PROM_PORT" prometheus
+    am_running_pid >/dev/null || ensure_port_free_or_ours "$AM_PORT" alertmanager
 }
 
 # Install everything missing up front: one apt-get run for all Debian packages,
@@ -82,6 +87,7 @@ install_phase() {
     local pkgs=() gpid="" mpid="" vpid="" mvn_later=0 venv_later=0
     pg_find_bin || pkgs+=(postgresql)
     command -v prometheus >/dev/null || pkgs+=(prometheus)
+    command -v prometheus-alertmanager >/dev/null || pkgs+=(prometheus-alertmanager)
     command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || pkgs+=(maven)
     command -v ss >/dev/null || pkgs+=(iproute2)
@@ -124,6 +130,7 @@ install_phase() {
     fi
     pg_install
     prom_install
+    am_install
 }
 
 cmd_up() {
@@ -135,8 +142,10 @@ cmd_up() {
     kafka_up
     pg_up
     s3_up
+    am_up
     prom_up
     s3_wait
+    am_wait
     prom_wait
     kafka_wait
     write_stack_env
@@ -147,6 +156,7 @@ cmd_down() {
     [ -d "$LOCAL_DIR" ] || { log "nothing to stop"; return 0; }
     ensure_local_dirs
     prom_down
+    am_down
     s3_down
     kafka_down
     pg_down
@@ -158,6 +168,7 @@ cmd_status() {
     pg_status
     s3_status
     prom_status
+    am_status
     if [ -x "$REPO_ROOT/.venv/bin/python" ]; then
         printf '%-11s ok    %s\n' venv "$REPO_ROOT/.venv"
     else
@@ -171,12 +182,13 @@ cmd_reset() {
     pg_reset
     s3_reset
     prom_reset
+    am_reset
     rm -rf "$LOG_DIR" "$RUN_DIR" "$FETCH_ROOT" "$STACK_ENV"
     log "stack data deleted (jar/binary caches and .local/secrets kept)"
 }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Ensure the project's virtual environment .venv exists with callvault installed:
 #   python3 -m venv .venv
-#   .venv/bin/pip install --require-hashes -r requirements.lock
-#   .venv/bin/pip install --no-deps -e .
-# Skipped when .local/venv.stamp records the same sha256 of requirements.lock +
-# pyproject.toml (and .venv/bin/python still works). Usage: deploy/venv.sh [--force]
+#   .venv/bin/pip install --require-hashes -r requirements-dev.lock    (runtime + dev tools)
+#   .venv/bin/pip install --require-hashes -r requirements-build.lock  (the pinned build backend)
+#   .venv/bin/pip install --no-deps --no-build-isolation -e .
+# Every package comes from a lock with hashes. (requirements.lock, the runtime dependencies
+# alone, is what the container image installs.) Skipped when .venv/.locks.sha256 records the
+# same sha256 of those locks + pyproject.toml (and .venv/bin/python still works).
+# Usage: deploy/venv.sh [--force]
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -13,20 +16,23 @@ DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$DEPLOY_DIR/lib/common.sh"
 
 VENV="$REPO_ROOT/.venv"
-STAMP="$LOCAL_DIR/venv.stamp"
-LOCK="$REPO_ROOT/requirements.lock"
+STAMP="$VENV/.locks.sha256" # in the venv: worktrees sharing one .local have their own .venv
+LOCK="$REPO_ROOT/requirements-dev.lock"
+BUILD_LOCK="$REPO_ROOT/requirements-build.lock"
 PYPROJECT="$REPO_ROOT/pyproject.toml"
 PYTHON="${PYTHON:-python3}"
 
 main() {
     local force=0
     [ "${1:-}" = "--force" ] && force=1
-    [ -f "$LOCK" ] || die "requirements.lock not found at $LOCK"
-    [ -f "$PYPROJECT" ] || die "pyproject.toml not found at $PYPROJECT"
+    local file
+    for file in "$LOCK" "$BUILD_LOCK" "$PYPROJECT"; do
+        [ -f "$file" ] || die "$(basename "$file") not found at $file"
+    done
     ensure_local_dirs
 
     local want
-    want="$(sha256_of "$LOCK" "$PYPROJECT")"
+    want="$(sha256_of "$LOCK" "$BUILD_LOCK" "$PYPROJECT")"
     if [ "$force" -eq 0 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
         && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
         return 0
@@ -51,13 +57,15 @@ main() {
         printf '*\n' >"$VENV/.gitignore"
     fi
     rm -f "$STAMP"
-    log "installing locked dependencies into .venv (requirements.lock)"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-        --require-hashes -r "$LOCK" >>"$LOG_DIR/venv.log" 2>&1 \
-        || die "pip install --require-hashes -r requirements.lock failed (see $LOG_DIR/venv.log)"
+    for file in "$LOCK" "$BUILD_LOCK"; do
+        log "installing locked dependencies into .venv ($(basename "$file"))"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+            --require-hashes -r "$file" >>"$LOG_DIR/venv.log" 2>&1 \
+            || die "pip install --require-hashes -r $(basename "$file") failed (see $LOG_DIR/venv.log)"
+    done
     log "installing callvault (editable) into .venv"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-        --no-deps -e "$REPO_ROOT" >>"$LOG_DIR/venv.log" 2>&1 \
+        --no-deps --no-build-isolation -e "$REPO_ROOT" >>"$LOG_DIR/venv.log" 2>&1 \
         || die "pip install --no-deps -e . failed (see $LOG_DIR/venv.log)"
     echo "$want" >"$STAMP"
 }

@@ -4,7 +4,11 @@
     python deploy/grafana/build_dashboard.py --check  # exit 1 when the JSON is stale
 
 The dashboard is kept as code here so every panel query is easy to review; the JSON is what
-docker-compose.yml provisions (deploy/grafana/provisioning/dashboards/callvault.yml). Every
+docker-compose.yml provisions (deploy/grafana/provisioning/dashboards/callvault.yml) and what
+you import into any other Grafana (Dashboards > New > Import): the Prometheus datasource is the
+import input ``DS_PROMETHEUS`` (``__inputs``), so no datasource uid is baked in; provisioned, the
+same name is a datasource variable that picks the default Prometheus. Every panel has a
+description and one unit. tests/integration/test_dashboard.py checks those properties; every
 panel query is run against the live local Prometheus by tests/e2e/test_ops.py.
 
 Variables: ``$job`` (the scrape job, ``callvault``) and ``$instance`` (one worker or All).
@@ -20,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "dashboards" / "callvault.json"
-DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # provisioning/datasources/prometheus.yml
+DS_INPUT = "DS_PROMETHEUS"
+DATASOURCE = {"type": "prometheus", "uid": "${" + DS_INPUT + "}"}
 SEL = 'job="$job", instance=~"$instance"'
 WIDTH = 24
 
@@ -93,6 +98,8 @@ def stat(
     thresholds: list[tuple[float | None, str]] | None = None,
     mappings: list[dict[str, Any]] | None = None,
     legend: str = "",
+    no_value: str = "none",
+    text_mode: str = "auto",
 ) -> dict[str, Any]:
     return {
         "type": "stat",
@@ -106,7 +113,7 @@ def stat(
                 "thresholds": _thresholds(thresholds or [(None, "green")]),
                 "color": {"mode": "thresholds"},
                 "mappings": mappings or [],
-                "noValue": "none",
+                "noValue": no_value,
             },
             "overrides": [],
         },
@@ -114,7 +121,7 @@ def stat(
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             "colorMode": "background",
             "graphMode": "area",
-            "textMode": "auto",
+            "textMode": text_mode,
             "justifyMode": "auto",
             "orientation": "auto",
         },
@@ -126,20 +133,22 @@ def row(title: str) -> dict[str, Any]:
 
 
 DAY = 86400
+NO_OPEN_REQUESTS = "no open requests"
 RETENTION = [
     row("Retention: is anything kept longer than the law allows?"),
     stat(
         "Overdue recordings",
         f"max(callvault_retention_overdue_recordings{{{SEL}}})",
         description="Recordings past their retention due time, not on legal hold and not purged "
-        "yet. Should be 0; alert CallvaultOverdueRecordings fires after 15 minutes.",
+        "yet. Should be 0; alert CallvaultRetentionOverdue fires after 15 minutes.",
         thresholds=[(None, "green"), (1, "red")],
     ),
     stat(
         "Oldest overdue",
         f"max(callvault_retention_oldest_overdue_seconds{{{SEL}}})",
         unit="s",
-        description="How long the oldest overdue recording has been overdue (0 when none).",
+        description="How long the oldest overdue recording has been overdue (0 when none). "
+        "Alert CallvaultOldestOverdueHigh fires above an hour.",
         thresholds=[(None, "green"), (60, "orange"), (900, "red")],
     ),
     stat(
@@ -177,18 +186,6 @@ RETENTION = [
         thresholds=[(None, "green"), (900, "red")],
     ),
     timeseries(
-        "Overdue recordings and oldest overdue",
-        [
-            target(f"max(callvault_retention_overdue_recordings{{{SEL}}})", "overdue", "A"),
-            target(
-                f"max(callvault_retention_oldest_overdue_seconds{{{SEL}}})",
-                "oldest overdue (s)",
-                "B",
-            ),
-        ],
-        description="Both should stay at 0.",
-    ),
-    timeseries(
         "Stored and purged per second",
         [
             target(f"sum(rate(callvault_recordings_stored_total{{{SEL}}}[5m]))", "stored", "A"),
@@ -204,6 +201,26 @@ RETENTION = [
             ),
         ],
         unit="ops",
+        description="Recordings stored, purged (by retention, erasure or objection) and "
+        "discarded (the caller did not hear the notice), per second.",
+    ),
+    timeseries(
+        "Overdue recordings",
+        [target(f"max(callvault_retention_overdue_recordings{{{SEL}}})", "overdue")],
+        description="Recordings past their due time, not held, not purged. Should stay at 0.",
+        thresholds=[(None, "green"), (1, "red")],
+    ),
+    timeseries(
+        "Oldest overdue recording",
+        [
+            target(
+                f"max(callvault_retention_oldest_overdue_seconds{{{SEL}}})",
+                "oldest overdue",
+            )
+        ],
+        unit="s",
+        description="How long the oldest overdue recording has been overdue. Should stay at 0.",
+        thresholds=[(None, "green"), (3600, "red")],
     ),
 ]
 
@@ -214,14 +231,14 @@ INGEST = [
         f"sum by (error_code) (callvault_deadletter_total{{{SEL}}})",
         legend="{{error_code}}",
         thresholds=[(None, "green"), (1, "orange")],
-        description="Per error_code, summed over the workers (a counter series is born at its "
-        "first dead letter, which increase() cannot see, so this shows the totals). Inspect with "
-        "`callvault deadletter list`, replay with `callvault deadletter replay --offset N` "
-        "once fixed.",
+        description="Per error_code, summed over the workers. Inspect with "
+        "`callvault deadletter list`, replay with "
+        "`callvault deadletter replay --offset PARTITION:OFFSET` once fixed.",
     ),
     stat(
         "Recordings stored since worker start",
         f"sum(callvault_recordings_stored_total{{{SEL}}})",
+        description="Recordings stored by the selected workers since they started.",
         thresholds=[(None, "green")],
     ),
     stat(
@@ -258,6 +275,8 @@ INGEST = [
             ),
         ],
         unit="ops",
+        description="Call-ended events handled per second by outcome, and rejected inputs per "
+        "second by error_code.",
     ),
     timeseries(
         "Dead letters per minute",
@@ -267,8 +286,9 @@ INGEST = [
                 "dead letters / min",
             )
         ],
-        unit="short",
-        description="Rejected inputs (callvault deadletter list; replay after a fix).",
+        unit="opm",
+        description="Rejected inputs per minute (callvault deadletter list; replay after a fix). "
+        "Alert CallvaultDeadLetterRateRising fires above 1 a minute and 3 times the hour before.",
         thresholds=[(None, "green"), (1, "red")],
     ),
     timeseries(
@@ -288,6 +308,8 @@ INGEST = [
             ),
         ],
         unit="s",
+        description="From a call-ended event's arrival to its recording being stored "
+        "(download, sniff, encrypt, upload, commit).",
     ),
 ]
 
@@ -296,19 +318,36 @@ DSR = [
     stat(
         "Open DSRs",
         f"max(callvault_dsr_open_requests{{{SEL}}})",
+        description="Data-subject requests received and not yet fully carried out (an erasure "
+        "kept open by a legal hold counts). `callvault dsr list` shows them.",
         thresholds=[(None, "green"), (1, "orange")],
     ),
     stat(
         "Time to nearest DSR deadline",
-        f"min(callvault_dsr_nearest_deadline_seconds{{{SEL}}})",
+        # the gauge is NaN while no request is open: '> -Inf' drops it, so the panel shows
+        # its no-value text instead of NaN
+        f"min(callvault_dsr_nearest_deadline_seconds{{{SEL}}} > -Inf)",
         unit="s",
         description="Until the one-month deadline (GDPR Art. 12(3)) of the most urgent open "
-        "request; no value when none is open. Alert CallvaultDsrDeadlineNear under 7 days.",
+        f"request; '{NO_OPEN_REQUESTS}' when none is open. Alert CallvaultDsrDeadlineNear "
+        "fires under 7 days.",
         thresholds=[(None, "red"), (2 * DAY, "orange"), (7 * DAY, "green")],
+        mappings=[
+            {
+                "type": "special",
+                "options": {
+                    "match": match,
+                    "result": {"text": NO_OPEN_REQUESTS, "color": "green", "index": index},
+                },
+            }
+            for index, match in enumerate(("nan", "null"))
+        ],
+        no_value=NO_OPEN_REQUESTS,
     ),
     stat(
         "Legal holds active",
         f"max(callvault_holds_active{{{SEL}}})",
+        description="Legal holds in force (`callvault hold list`).",
     ),
     timeseries(
         "DSRs answered by type and status (per hour)",
@@ -318,6 +357,8 @@ DSR = [
                 "{{type}} {{status}}",
             )
         ],
+        description="Results published on dsr.results in the last hour, by request type and "
+        "status (completed, partial, rejected).",
     ),
     timeseries(
         "Open DSRs, holds and held recordings",
@@ -326,22 +367,82 @@ DSR = [
             target(f"max(callvault_holds_active{{{SEL}}})", "holds active", "B"),
             target(f"max(callvault_held_recordings{{{SEL}}})", "held recordings", "C"),
         ],
+        description="Counts over time: open requests, holds in force, recordings they keep.",
     ),
 ]
 
 WORKERS = [
-    row("Workers and Kafka"),
+    row("Workers, outbox and Kafka"),
     stat(
         "Workers up",
         f"sum(up{{{SEL}}})",
         description="Scraped callvault workers that answer.",
         thresholds=[(None, "red"), (1, "green")],
     ),
-    timeseries(
-        "Worker up / down",
-        [target(f"up{{{SEL}}}", "{{instance}}")],
-        description="1 = the worker's /metrics answers; 0 = down (alert CallvaultWorkerDown).",
+    stat(
+        "Workers ready",
+        f"sum(callvault_worker_ready{{{SEL}}})",
+        description="Workers that have joined their consumer group and hold their partitions "
+        "(callvault_worker_ready); fewer than 'Workers up' while a rebalance is going on.",
         thresholds=[(None, "red"), (1, "green")],
+    ),
+    stat(
+        "callvault version",
+        f"count by (version) (callvault_build_info{{{SEL}}})",
+        legend="{{version}}",
+        description="Workers per running callvault version (callvault_build_info); two versions "
+        "at once mean a rollout in progress.",
+        text_mode="name",
+    ),
+    stat(
+        "Outbox backlog",
+        f"max(callvault_outbox_backlog{{{SEL}}})",
+        description="Output events written in the database but not yet published to Kafka "
+        "(callvault_outbox_backlog). Alert CallvaultOutboxBacklog fires when the oldest waits "
+        "over 5 minutes.",
+        thresholds=[(None, "green"), (1000, "orange")],
+    ),
+    timeseries(
+        "Worker up / ready",
+        [
+            target(f"up{{{SEL}}}", "up {{instance}}", "A"),
+            target(f"callvault_worker_ready{{{SEL}}}", "ready {{instance}}", "B"),
+        ],
+        description="1 = the worker's /metrics answers (up) / the worker holds its partitions "
+        "(ready); 0 = not (alert CallvaultWorkerDown).",
+        thresholds=[(None, "red"), (1, "green")],
+    ),
+    timeseries(
+        "Worker restarts (per hour)",
+        [
+            target(
+                f"changes(process_start_time_seconds{{{SEL}}}[1h])",
+                "{{instance}}",
+            )
+        ],
+        description="How often each worker process started again in the last hour (changes of "
+        "process_start_time_seconds). Alert CallvaultWorkerRestarting fires at 3 in 15 minutes.",
+        thresholds=[(None, "green"), (3, "red")],
+    ),
+    timeseries(
+        "Outbox and follow-up backlog",
+        [
+            target(f"max(callvault_outbox_backlog{{{SEL}}})", "outbox (unpublished events)", "A"),
+            target(
+                f"max(callvault_followups_backlog{{{SEL}}})",
+                "follow-ups (freed recordings, resumed erasures)",
+                "B",
+            ),
+        ],
+        description="Work recorded in the database and not yet carried out: output events "
+        "waiting for the outbox relay, follow-ups waiting for a worker.",
+    ),
+    timeseries(
+        "Oldest unpublished outbox event",
+        [target(f"max(callvault_outbox_oldest_seconds{{{SEL}}})", "oldest unpublished")],
+        unit="s",
+        description="Age of the oldest output event not yet published (0 when none).",
+        thresholds=[(None, "green"), (300, "red")],
     ),
     timeseries(
         "Consumer lag per topic / partition",
@@ -370,6 +471,7 @@ WORKERS = [
         "Outbox events published per second",
         [target(f"sum(rate(callvault_outbox_published_total{{{SEL}}}[5m]))", "published")],
         unit="ops",
+        description="Output events the outbox relay published to Kafka.",
     ),
 ]
 
@@ -388,8 +490,30 @@ def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+PANEL_TYPES = ("stat", "timeseries")
+
+
 def dashboard() -> dict[str, Any]:
     return {
+        # what Grafana's import asks for: the Prometheus datasource to use
+        "__inputs": [
+            {
+                "name": DS_INPUT,
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes the callvault workers",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ],
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+            *(
+                {"type": "panel", "id": kind, "name": kind.title(), "version": ""}
+                for kind in PANEL_TYPES
+            ),
+        ],
         "uid": "callvault",
         "title": "callvault",
         "description": "Recordings kept lawful: retention, DSR deadlines, holds, ingest, lag.",
@@ -417,6 +541,20 @@ def dashboard() -> dict[str, Any]:
         },
         "templating": {
             "list": [
+                {
+                    # Provisioned dashboards get no import inputs: this variable of the same
+                    # name resolves ${DS_PROMETHEUS} to the default Prometheus datasource there.
+                    "name": DS_INPUT,
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                    "includeAll": False,
+                    "multi": False,
+                    "refresh": 1,
+                    "regex": "",
+                },
                 {
                     "name": "job",
                     "label": "job",

@@ -18,6 +18,8 @@ KAFKA_CONTROLLER_PORT=19093
 PG_PORT=15432
 S3_PORT=17070
 PROM_PORT=19090
+AM_PORT=19094              # Alertmanager (web and API)
+AM_PLACEHOLDER_PORT=19095  # the default webhook receiver's address: nothing listens there
 METRICS_PORT=9400
 
 # Interpreter for the small stdlib-only helpers: Debian's own when present

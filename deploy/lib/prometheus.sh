@@ -28,6 +28,7 @@ prom_render_config() {
     mkdir -p "$PROM_DATA" "$PROM_TARGETS"
     sed -e "s#@METRICS_TARGET@#$BIND_HOST:$METRICS_PORT#g" \
         -e "s#@PROMETHEUS_TARGET@#$BIND_HOST:$PROM_PORT#g" \
+        -e "s#@ALERTMANAGER_TARGET@#$BIND_HOST:$AM_PORT#g" \
         -e "s#@RULES_DIR@#$PROM_RULES#g" \
         -e "s#@TARGETS_DIR@#$PROM_TARGETS#g" \
         "$PROM_TEMPLATE" >"$PROM_CONF.tmp"

@@ -1,61 +1,67 @@
-"""Static checks of docker-compose.yml (needs no Docker engine and no services).
+"""docker-compose.yml without a Docker engine: everything short of starting containers.
 
-- the file validates against the Compose Specification JSON schema, vendored in
-  deploy/compose-spec.schema.json (schema/compose-spec.json of the Go module
-  github.com/compose-spec/compose-go/v2, Apache-2.0); `docker compose config -q`
-  is run as well where a docker client with the compose plugin exists;
-- the worker (and migrate) environment, env files included, has every CALLVAULT_*
-  variable the settings require, and the values pass workers.settings.Settings;
-- bucket names, ports, credentials and hostnames agree between the services, the
-  Prometheus/Grafana configs, and the native stack's fixed host ports.
+- the file loads as `docker compose config` loads it: deploy/compose/check.sh runs compose-go
+  (the library docker compose is built on: interpolation, the Compose Specification schema,
+  env_file resolution, normalisation, consistency checks), for the default and the minio
+  profile; it also checks every image reference (and the Dockerfile's base) with docker's
+  reference grammar: name:tag@sha256:digest for registry images, a version tag for the built
+  one. The vendored JSON schema (deploy/compose-spec.schema.json) is checked in Python too;
+- no secret is committed and each container mounts only the secrets it needs; the 'setup'
+  script really generates them (once), the image's entrypoint really exports them, and the
+  result passes callvault's settings;
+- the S3 service runs as defined (its entrypoint and command, with the versitygw binary the
+  native stack built from the same release), with object lock and versioning;
+- names, ports, credentials and hostnames agree between services, configs and the native stack;
+- the worker image: runtime lock only, pinned build backend, writable Faust data directory as
+  a non-root user, a healthcheck.
 """
 
 from __future__ import annotations
 
-import base64
+import io
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-yaml = pytest.importorskip("yaml", reason="PyYAML (a dev dependency) is needed to read compose")
-jsonschema = pytest.importorskip(
-    "jsonschema", reason="jsonschema (a project dependency) is needed to validate compose"
-)
+from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 SCHEMA = ROOT / "deploy" / "compose-spec.schema.json"
-
-# Names the settings class requires (fallback when workers.settings is not importable).
-REQUIRED_FALLBACK = (
-    "KAFKA_BOOTSTRAP",
-    "DATABASE_URL",
-    "S3_ENDPOINT",
-    "S3_ACCESS_KEY",
-    "S3_SECRET_KEY",
-    "VAULT_BUCKET",
-    "EXPORT_BUCKET",
-    "LANDING_BUCKET",
-    "APP_ID",
-    "MASTER_KEY",
-    "HASH_KEY",
-    "SIGNING_KEY",
-)
-# Everything the native stack writes to .local/stack.env; compose sets the same.
-STACK_ENV_NAMES = (
-    *REQUIRED_FALLBACK,
-    "S3_REGION",
-    "METRICS_PORT",
-    "PROMETHEUS_URL",
-    "FETCH_ROOT",
-    "FETCH_ALLOWED_HOSTS",
-)
+CHECK = ROOT / "deploy" / "compose" / "check.sh"
+INIT_SECRETS = ROOT / "deploy" / "compose" / "init-secrets.sh"
+ENTRYPOINT = ROOT / "deploy" / "compose" / "callvault-entrypoint.sh"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+SECRET_VOLUMES = {  # service -> the secrets volumes it may mount
+    "setup": {"secrets-callvault", "secrets-postgres", "secrets-s3", "secrets-grafana"},
+    "migrate": {"secrets-callvault"},
+    "worker": {"secrets-callvault"},
+    "postgres": {"secrets-postgres"},
+    "versitygw": {"secrets-s3"},
+    "minio": {"secrets-s3"},
+    "minio-init": {"secrets-s3"},
+    "grafana": {"secrets-grafana"},
+}
+CALLVAULT_SECRETS = {
+    "CALLVAULT_DATABASE_URL",
+    "CALLVAULT_S3_ACCESS_KEY",
+    "CALLVAULT_S3_SECRET_KEY",
+    "CALLVAULT_MASTER_KEY",
+    "CALLVAULT_HASH_KEY",
+    "CALLVAULT_SIGNING_KEY",
+}
 BUCKETS = {
     "CALLVAULT_VAULT_BUCKET": "callvault-vault",
     "CALLVAULT_EXPORT_BUCKET": "callvault-exports",
@@ -64,301 +70,529 @@ BUCKETS = {
 
 
 # ------------------------------------------------------------------ helpers
+def clean_env() -> dict[str, str]:
+    """The caller's environment without CALLVAULT_*/COMPOSE_* (a shell connected to the native
+    stack exports CALLVAULT_S3_ENDPOINT, which compose would interpolate)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CALLVAULT_", "COMPOSE_"))}
+
+
+def compose_check(*args: str, file: Path = COMPOSE) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(CHECK), *args, str(file)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+        check=False,
+    )
+
+
+def dockerfile_bases() -> list[str]:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
+    bases = []
+    for ref in re.findall(r"^FROM (\S+)", text, re.MULTILINE):
+        ref = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], ref)
+        bases.append(ref)
+    return bases
+
+
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
+def config() -> dict[str, Any]:
+    """The normalised project, default profile (`docker compose config --format json`)."""
+    done = compose_check(*[arg for base in dockerfile_bases() for arg in ("--image", base)])
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
     return data
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        assert sep, f"{path.name}: not KEY=value: {raw!r}"
-        assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f"{path.name}: bad name {key!r}"
-        env[key] = value
-    return env
+@pytest.fixture(scope="module")
+def config_minio() -> dict[str, Any]:
+    done = compose_check("--profile", "minio")
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
 
 
-def env_files(service: dict[str, Any]) -> list[tuple[Path, bool]]:
-    spec = service.get("env_file", [])
-    items = [spec] if isinstance(spec, str | dict) else list(spec)
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            out.append((ROOT / item, True))
-        else:
-            out.append((ROOT / item["path"], item.get("required", True)))
-    return out
+def service(config: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = config["services"][name]
+    return found
 
 
-def service_env(compose: dict[str, Any], name: str) -> dict[str, str]:
-    """Environment of a service as compose builds it: env files in order, then `environment`."""
-    service = compose["services"][name]
-    env: dict[str, str] = {}
-    for path, required in env_files(service):
-        if path.exists():
-            env.update(read_env_file(path))
-        else:
-            assert not required, f"{name}: required env_file {path} is missing"
-    spec = service.get("environment", {})
-    if isinstance(spec, list):
-        spec = dict(item.split("=", 1) for item in spec)
-    env.update({k: "" if v is None else str(v) for k, v in spec.items()})
-    return env
+def env(config: dict[str, Any], name: str) -> dict[str, str]:
+    return {k: v or "" for k, v in (service(config, name).get("environment") or {}).items()}
 
 
-def published(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
-    """container port -> (host ip, host port) of the short-syntax port mappings."""
-    out = {}
-    for spec in service.get("ports", []):
-        host_ip, host_port, container = (
-            str(spec).rsplit(":", 2)
-            if str(spec).count(":") == 2
-            else ("*", *str(spec).split(":"))  # "*": every interface
-        )
-        out[int(container.split("/")[0])] = (host_ip, int(host_port))
-    return out
+def published(config: dict[str, Any], name: str) -> dict[int, tuple[str, int]]:
+    """container port -> (host ip, host port)."""
+    return {
+        int(p["target"]): (p.get("host_ip", ""), int(p["published"]))
+        for p in service(config, name).get("ports") or []
+    }
 
 
-def required_names() -> tuple[str, ...]:
-    try:
-        from workers.settings import Settings
-    except ImportError:
-        return REQUIRED_FALLBACK
-    return tuple(n.upper() for n, f in Settings.model_fields.items() if f.is_required())
+def mounts(config: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = service(config, name).get("volumes") or []
+    return found
 
 
 def native_ports() -> dict[str, int]:
     text = (ROOT / "deploy" / "lib" / "common.sh").read_text(encoding="utf-8")
-    return {m[1]: int(m[2]) for m in re.finditer(r"^([A-Z0-9_]+_PORT)=(\d+)$", text, re.M)}
+    return {m[1]: int(m[2]) for m in re.finditer(r"^([A-Z0-9_]+_PORT)=(\d+)", text, re.M)}
 
 
-# ------------------------------------------------------------------ schema
-def test_compose_file_matches_compose_spec_schema(compose: dict[str, Any]) -> None:
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator_cls.check_schema(schema)
-    errors = sorted(validator_cls(schema).iter_errors(compose), key=lambda e: list(e.path))
-    assert not errors, "\n".join(
-        f"{'/'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors[:20]
+def run_setup(root: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """deploy/compose/init-secrets.sh as the 'setup' service runs it, into ``root``."""
+    return subprocess.run(
+        ["sh", str(INIT_SECRETS)],
+        env={
+            "PATH": os.environ["PATH"],
+            "SECRETS_ROOT": str(root / "secrets"),
+            "ALERTMANAGER_TEMPLATE": str(ROOT / "deploy" / "prometheus" / "alertmanager.yml"),
+            "ALERTMANAGER_DIR": str(root / "alertmanager"),
+            **extra,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
-def test_schema_rejects_a_broken_compose_file(compose: dict[str, Any]) -> None:
-    """Guards against a schema that accepts anything."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------ the file loads
+def test_compose_loads_like_docker_compose_config(
+    config: dict[str, Any], config_minio: dict[str, Any]
+) -> None:
+    default = set(config["services"])
+    assert default == {
+        "setup",
+        "kafka",
+        "postgres",
+        "versitygw",
+        "migrate",
+        "worker",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
+    assert set(config_minio["services"]) == default | {"minio", "minio-init"}
+
+
+def test_compose_check_refuses_what_docker_would_refuse(tmp_path: Path) -> None:
+    """Guards against a checker that accepts anything."""
+    cases = {
+        "unpinned": ("image: minio/minio", "name a release tag"),
+        "latest": ("image: alpine:latest@sha256:" + "0" * 64, "name a release tag"),
+        "no digest": ("image: alpine:3.22.2", "pin the tag's digest"),
+        "malformed": ("image: Alpine:3.22.2@sha256:" + "0" * 64, "not a valid reference"),
+        "bad key": ("image: alpine:3.22.2\n    restart_policy: always", "restart_policy"),
+    }
+    for label, (line, message) in cases.items():
+        broken = tmp_path / f"{label.replace(' ', '-')}.yml"
+        broken.write_text(f"services:\n  s:\n    {line}\n", encoding="utf-8")
+        done = compose_check(file=broken)
+        assert done.returncode == 1, label
+        assert message in done.stderr, f"{label}: {done.stderr}"
+    missing = tmp_path / "missing-env-file.yml"
+    missing.write_text(
+        "services:\n  s:\n    image: alpine:3.22.2@sha256:" + "0" * 64 + "\n"
+        "    env_file: [does-not-exist.env]\n",
+        encoding="utf-8",
+    )
+    assert compose_check(file=missing).returncode == 1
+
+
+def test_compose_file_matches_the_vendored_compose_spec_schema() -> None:
+    import jsonschema
+
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     validator = jsonschema.validators.validator_for(schema)(schema)
-    broken = json.loads(json.dumps(compose))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+    broken = json.loads(json.dumps(data))
     broken["services"]["worker"]["depends_on"]["migrate"]["condition"] = "whenever"
-    broken["services"]["worker"]["restart_policy"] = "always"
-    assert len(list(validator.iter_errors(broken))) >= 2
+    assert list(validator.iter_errors(broken))
 
 
-def test_docker_compose_config_accepts_the_file() -> None:
+def test_docker_compose_config_accepts_the_file_where_docker_exists() -> None:
     docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("no docker client; the JSON schema test covers the file")
-    probe = subprocess.run(
-        [docker, "compose", "version"], capture_output=True, text=True, check=False
-    )
-    if probe.returncode != 0:
-        pytest.skip("docker client has no compose plugin; the JSON schema test covers the file")
-    result = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+    if (
+        docker is None
+        or subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+    ):
+        pytest.skip("no docker compose here; compose-go (its loader) checked the file")
+    done = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "--profile", "minio", "config", "-q"],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=clean_env(),
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert done.returncode == 0, done.stderr
 
 
-# ------------------------------------------------------------------ worker settings
-@pytest.mark.parametrize("service", ["worker", "migrate"])
-def test_callvault_services_get_every_required_setting(
-    compose: dict[str, Any], service: str
+# ------------------------------------------------------------------ secrets
+def test_no_secret_value_is_in_the_compose_file_or_the_env_example(
+    config_minio: dict[str, Any],
 ) -> None:
-    env = service_env(compose, service)
-    missing = [n for n in {*required_names(), *STACK_ENV_NAMES} if not env.get(f"CALLVAULT_{n}")]
-    assert not missing, f"{service} lacks CALLVAULT_{', CALLVAULT_'.join(sorted(missing))}"
+    secretish = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|DATABASE_URL")
+    for name, svc in config_minio["services"].items():
+        for var, value in (svc.get("environment") or {}).items():
+            if secretish.search(var) and not var.endswith(("_FILE", "__FILE")):
+                pytest.fail(f"{name}: {var} is set in the compose file ({value!r})")
+            if var.endswith(("_FILE", "__FILE")):
+                assert value, f"{name}: {var} must name a file"
+                assert "=" not in value, f"{name}: {var} must name a file"
+    example = (ROOT / "deploy" / "compose.env.example").read_text(encoding="utf-8")
+    assigned = re.findall(r"^([A-Z0-9_]+)=", example, re.MULTILINE)
+    assert not [n for n in assigned if secretish.search(n)], assigned
+    for name in ("worker", "migrate"):
+        assert not CALLVAULT_SECRETS & set(env(config_minio, name))
 
 
-def test_worker_and_migrate_share_image_and_settings(compose: dict[str, Any]) -> None:
-    services = compose["services"]
-    assert service_env(compose, "worker") == service_env(compose, "migrate")
-    assert services["worker"]["image"] == services["migrate"]["image"]
-    assert services["worker"]["build"] == services["migrate"]["build"]
-    assert services["migrate"]["command"] == ["migrate"]
-    assert services["worker"]["command"] == ["worker"]
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == (
-        "service_completed_successfully"
-    )
-    build = services["worker"]["build"]
-    assert (ROOT / build["context"] / build["dockerfile"]).is_file()
-    dockerfile = (ROOT / build["context"] / build["dockerfile"]).read_text(encoding="utf-8")
-    assert "--require-hashes -r requirements.lock" in dockerfile
-    assert 'ENTRYPOINT ["callvault"]' in dockerfile
+def test_each_container_mounts_only_the_secrets_it_needs(config_minio: dict[str, Any]) -> None:
+    declared = {v for v in config_minio["volumes"] if v.startswith("secrets-")}
+    assert declared == set().union(*SECRET_VOLUMES.values())
+    for name in config_minio["services"]:
+        used = {m["source"] for m in mounts(config_minio, name) if m["source"] in declared}
+        assert used == SECRET_VOLUMES.get(name, set()), name
+        for mount in mounts(config_minio, name):
+            if mount["source"] in declared and name != "setup":
+                assert mount.get("read_only"), f"{name} mounts {mount['source']} writable"
+        if used and name != "setup":
+            condition = (service(config_minio, name).get("depends_on") or {}).get("setup")
+            after_migrate = "migrate" in (service(config_minio, name).get("depends_on") or {})
+            after_minio = name == "minio-init"
+            assert (
+                after_migrate
+                or after_minio
+                or condition
+                == {
+                    "condition": "service_completed_successfully",
+                    "required": True,
+                }
+            ), f"{name} may start before its secrets exist"
 
 
-def test_secret_keys_are_32_bytes_base64(compose: dict[str, Any]) -> None:
-    env = service_env(compose, "worker")
-    for name in ("CALLVAULT_MASTER_KEY", "CALLVAULT_HASH_KEY", "CALLVAULT_SIGNING_KEY"):
-        assert len(base64.b64decode(env[name], validate=True)) == 32, name
-
-
-def test_worker_env_passes_the_settings_class(compose: dict[str, Any]) -> None:
-    try:
-        from workers.settings import Settings
-    except ImportError as exc:
-        pytest.skip(f"workers.settings not importable: {exc}")
-    env = service_env(compose, "worker")
-    kwargs = {
-        k.removeprefix("CALLVAULT_").lower(): v
-        for k, v in env.items()
-        if k.startswith("CALLVAULT_")
+def test_setup_generates_every_secret_once_for_its_consumer(tmp_path: Path) -> None:
+    first = run_setup(tmp_path, CALLVAULT_ALERT_WEBHOOK_URL="https://hooks.example/a?b=1&c=2")
+    assert first.returncode == 0, first.stderr
+    secrets = tmp_path / "secrets"
+    files = {p.relative_to(secrets).as_posix(): p for p in secrets.rglob("*") if p.is_file()}
+    assert set(files) == {
+        *(f"callvault/{name}" for name in CALLVAULT_SECRETS),
+        "postgres/postgres_password",
+        "s3/s3_access_key",
+        "s3/s3_secret_key",
+        "grafana/grafana_admin_password",
     }
-    known = set(Settings.model_fields)
-    unknown = sorted(k for k in kwargs if k not in known)
-    settings = Settings(**{k: v for k, v in kwargs.items() if k in known})
-    assert settings.vault_bucket == "callvault-vault"
-    # variables compose sets that Settings does not read (allowed, reported on failure)
-    assert set(unknown) <= {"prometheus_url"}, unknown
+    owners = {"callvault": 10001, "postgres": 999, "s3": 0, "grafana": 472}
+    for rel, path in files.items():
+        assert path.stat().st_uid == owners[rel.split("/")[0]], rel
+        assert path.stat().st_mode & 0o777 == 0o400, rel
+    values = {rel: path.read_text() for rel, path in files.items()}
+    password = values["postgres/postgres_password"]
+    assert len(password) == 32
+    assert values["callvault/CALLVAULT_DATABASE_URL"] == (
+        f"postgresql://callvault:{password}@postgres:5432/callvault"
+    )
+    assert values["callvault/CALLVAULT_S3_ACCESS_KEY"] == values["s3/s3_access_key"]
+    assert values["callvault/CALLVAULT_S3_SECRET_KEY"] == values["s3/s3_secret_key"]
+    keys = [values[f"callvault/CALLVAULT_{k}_KEY"] for k in ("MASTER", "HASH", "SIGNING")]
+    assert len(set(keys)) == 3
+    rendered = (tmp_path / "alertmanager" / "alertmanager.yml").read_text()
+    assert yaml.safe_load(rendered)["receivers"][0]["webhook_configs"][0]["url"] == (
+        "https://hooks.example/a?b=1&c=2"
+    )
+    amtool = shutil.which("amtool")
+    if amtool:
+        checked = subprocess.run(
+            [amtool, "check-config", str(tmp_path / "alertmanager" / "alertmanager.yml")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    second = run_setup(tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "generated" not in second.stdout  # kept, never regenerated
+    assert {rel: path.read_text() for rel, path in files.items()} == values
+    refused = run_setup(tmp_path, CALLVAULT_ALERT_WEBHOOK_URL="ftp://nowhere")
+    assert refused.returncode == 1
 
 
-# ------------------------------------------------------------------ cross-service agreement
-def test_bucket_names_agree(compose: dict[str, Any]) -> None:
-    worker = service_env(compose, "worker")
-    init = service_env(compose, "minio-init")
+def test_the_worker_gets_valid_settings_from_compose_and_its_secrets(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    assert run_setup(tmp_path).returncode == 0
+    program = "import json, os; print(json.dumps(dict(os.environ)))"
+    done = subprocess.run(
+        ["sh", str(ENTRYPOINT), "python3", "-c", program],
+        env={
+            "PATH": os.environ["PATH"],
+            "CALLVAULT_SECRETS_DIR": str(tmp_path / "secrets" / "callvault"),
+            "CALLVAULT_MASTER_KEY": "overridden-by-the-file",
+            **env(config, "worker"),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    for name in CALLVAULT_SECRETS:
+        assert seen[name] == (tmp_path / "secrets" / "callvault" / name).read_text(), name
+    settings = Settings(
+        **{
+            k.removeprefix("CALLVAULT_").lower(): v
+            for k, v in seen.items()
+            if k.startswith("CALLVAULT_")
+            and k.removeprefix("CALLVAULT_").lower() in Settings.model_fields
+        }
+    )
+    assert settings.s3_endpoint == "http://versitygw:7070"
+    assert settings.metrics_addr == "0.0.0.0"  # noqa: S104 - the container listens for Prometheus
+    assert len(settings.key("master_key")) == 32
+    required = {n for n, f in Settings.model_fields.items() if f.is_required()}
+    assert {f"CALLVAULT_{n.upper()}" for n in required} <= set(seen)
+
+
+def test_the_s3_service_runs_as_defined(config: dict[str, Any], tmp_path: Path) -> None:
+    """versitygw's entrypoint and command from the compose file, run with the binary the native
+    stack built from the same release (the image's /app/versitygw), paths moved to tmp."""
+    binary = Path(
+        os.environ.get("CALLVAULT_STACK_ROOT", ROOT / ".local"), "bin", "versitygw"
+    ).resolve()
+    if not binary.is_file():
+        pytest.fail(f"no versitygw binary at {binary}: run `make up` (deploy/stack.sh) first")
+    image_tag = service(config, "versitygw")["image"].split(":")[1].split("@")[0]
+    assert binary.name.endswith(image_tag), f"{binary.name} is not versitygw {image_tag}"
+    assert run_setup(tmp_path).returncode == 0
+    s3_secrets, data = tmp_path / "secrets" / "s3", tmp_path / "data"
+    port = free_port()
+    entrypoint = [
+        part.replace("/run/secrets", str(s3_secrets))
+        .replace("/data", str(data))
+        .replace("/app/versitygw", str(binary))
+        for part in service(config, "versitygw")["entrypoint"]
+    ]
+    command = [
+        arg.replace("/data", str(data)).replace(":7070", f"127.0.0.1:{port}")
+        for arg in service(config, "versitygw")["command"]
+    ]
+    process = subprocess.Popen([*entrypoint, *command], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "versitygw did not become healthy"
+                time.sleep(0.2)
+        from minio import Minio
+        from minio.commonconfig import ENABLED
+        from minio.error import S3Error
+
+        client = Minio(
+            f"127.0.0.1:{port}",
+            access_key=(s3_secrets / "s3_access_key").read_text(),
+            secret_key=(s3_secrets / "s3_secret_key").read_text(),
+            region="eu-central-1",
+            secure=False,
+        )
+        bucket = f"vault-{uuid.uuid4().hex[:8]}"
+        client.make_bucket(bucket, object_lock=True)
+        assert client.get_bucket_versioning(bucket).status == ENABLED
+        client.put_object(bucket, "held", io.BytesIO(b"audio"), 5)
+        client.enable_object_legal_hold(bucket, "held")
+        assert client.is_object_legal_hold_enabled(bucket, "held")
+        client.disable_object_legal_hold(bucket, "held")
+        wrong = Minio(f"127.0.0.1:{port}", "callvault", "callvault-secret-key", secure=False)
+        with pytest.raises(S3Error):  # the old committed example keys open nothing
+            wrong.list_buckets()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+# ------------------------------------------------------------------ agreement
+def test_worker_and_migrate_share_image_and_settings(config: dict[str, Any]) -> None:
+    worker, migrate = service(config, "worker"), service(config, "migrate")
+    assert env(config, "worker") == env(config, "migrate")
+    assert worker["image"] == migrate["image"]
+    assert worker["build"] == migrate["build"]
+    assert (migrate["command"], worker["command"]) == (["migrate"], ["worker"])
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("postgres", "kafka", "versitygw"):
+        assert migrate["depends_on"][name]["condition"] == "service_healthy", name
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    assert worker["image"] == f"callvault:{version.group(1)}"
     for var, bucket in BUCKETS.items():
-        assert worker[var] == bucket
-        assert init[var.removeprefix("CALLVAULT_")] == bucket
-    script = (ROOT / "deploy" / "minio" / "init-buckets.sh").read_text(encoding="utf-8")
-    assert re.search(r'mb --ignore-existing --with-lock .*"local/\$VAULT_BUCKET"', script)
-    assert 'mc version enable "local/$VAULT_BUCKET"' in script
-    for var in ("VAULT_BUCKET", "EXPORT_BUCKET", "LANDING_BUCKET"):
-        assert f":={BUCKETS['CALLVAULT_' + var]}}}" in script, var
+        assert env(config, "worker")[var] == bucket
     stack = (ROOT / "deploy" / "stack.sh").read_text(encoding="utf-8")
     for var, bucket in BUCKETS.items():
         assert f"export {var}={bucket}" in stack
 
 
-def test_vault_lifecycle_is_a_395_day_backstop(compose: dict[str, Any]) -> None:
-    mounts = compose["services"]["minio-init"]["volumes"]
-    src = next(m.split(":")[0] for m in mounts if "vault-lifecycle.json" in m)
-    rules = json.loads((ROOT / src).read_text(encoding="utf-8"))["Rules"]
+def test_database_url_matches_the_postgres_service(config: dict[str, Any], tmp_path: Path) -> None:
+    assert run_setup(tmp_path).returncode == 0
+    url = urlsplit((tmp_path / "secrets/callvault/CALLVAULT_DATABASE_URL").read_text())
+    pg = env(config, "postgres")
+    assert (url.hostname, url.port) == ("postgres", 5432)
+    assert url.username == pg["POSTGRES_USER"]
+    assert url.path.lstrip("/") == pg["POSTGRES_DB"]
+    assert pg["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert url.password == (tmp_path / "secrets/postgres/postgres_password").read_text()
+
+
+def test_s3_endpoint_region_and_keys_agree(
+    config: dict[str, Any], config_minio: dict[str, Any]
+) -> None:
+    url = urlsplit(env(config, "worker")["CALLVAULT_S3_ENDPOINT"])
+    assert (url.hostname, url.port) == ("versitygw", 7070)
+    assert 7070 in published(config, "versitygw")
+    command = service(config, "versitygw")["command"]
+    assert command[command.index("--port") + 1] == ":7070"
+    assert command[command.index("--region") + 1] == env(config, "worker")["CALLVAULT_S3_REGION"]
+    assert "--versioning-dir" in command  # object lock needs versioning on the POSIX backend
+    minio = env(config_minio, "minio")
+    assert (minio["MINIO_ROOT_USER_FILE"], minio["MINIO_ROOT_PASSWORD_FILE"]) == (
+        "s3_access_key",
+        "s3_secret_key",
+    )
+    assert minio["MINIO_SITE_REGION"] == env(config, "worker")["CALLVAULT_S3_REGION"]
+    init = env(config_minio, "minio-init")
+    for var, bucket in BUCKETS.items():
+        assert init[var.removeprefix("CALLVAULT_")] == bucket
+    script = (ROOT / "deploy" / "minio" / "init-buckets.sh").read_text(encoding="utf-8")
+    assert re.search(r'mb --ignore-existing --with-lock .*"local/\$VAULT_BUCKET"', script)
+    assert '"$S3_SECRETS/s3_access_key"' in script
+
+
+def test_vault_lifecycle_of_the_minio_profile_is_a_395_day_backstop(
+    config_minio: dict[str, Any],
+) -> None:
+    (source,) = [
+        m["source"] for m in mounts(config_minio, "minio-init") if "lifecycle" in m["target"]
+    ]
+    rules = json.loads(Path(source).read_text(encoding="utf-8"))["Rules"]
     assert [r["Expiration"]["Days"] for r in rules if r["Status"] == "Enabled"] == [365 + 30]
 
 
-def test_s3_endpoint_region_and_credentials_agree(compose: dict[str, Any]) -> None:
-    worker = service_env(compose, "worker")
-    minio = service_env(compose, "minio")
-    init = service_env(compose, "minio-init")
-    url = urlsplit(worker["CALLVAULT_S3_ENDPOINT"])
-    assert url.hostname == "minio"
-    assert url.hostname in compose["services"]
-    assert url.port == 9000
-    assert 9000 in published(compose["services"]["minio"])
-    assert init["S3_URL"] == worker["CALLVAULT_S3_ENDPOINT"]
-    assert worker["CALLVAULT_S3_ACCESS_KEY"] == minio["MINIO_ROOT_USER"] == init["MINIO_ROOT_USER"]
-    assert worker["CALLVAULT_S3_SECRET_KEY"] == minio["MINIO_ROOT_PASSWORD"]
-    assert len(minio["MINIO_ROOT_PASSWORD"]) >= 8  # MinIO refuses shorter secrets
-    assert worker["CALLVAULT_S3_REGION"] == minio["MINIO_SITE_REGION"] == init["S3_REGION"]
-
-
-def test_database_url_matches_postgres_service(compose: dict[str, Any]) -> None:
-    worker = service_env(compose, "worker")
-    pg = service_env(compose, "postgres")
-    url = urlsplit(worker["CALLVAULT_DATABASE_URL"])
-    assert url.scheme in {"postgresql", "postgres"}
-    assert (url.hostname, url.port) == ("postgres", 5432)
-    assert 5432 in published(compose["services"]["postgres"])
-    assert url.username == pg["POSTGRES_USER"]
-    assert url.password == pg["POSTGRES_PASSWORD"]
-    assert url.path.lstrip("/") == pg["POSTGRES_DB"]
-
-
-def test_kafka_bootstrap_matches_a_kafka_listener(compose: dict[str, Any]) -> None:
-    worker = service_env(compose, "worker")
-    kafka = service_env(compose, "kafka")
-    host, port = worker["CALLVAULT_KAFKA_BOOTSTRAP"].rsplit(":", 1)
-    assert host == "kafka"
-    assert host in compose["services"]
-    advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert f"PLAINTEXT://{host}:{port}" in advertised
+def test_kafka_bootstrap_matches_a_kafka_listener(config: dict[str, Any]) -> None:
+    host, port = env(config, "worker")["CALLVAULT_KAFKA_BOOTSTRAP"].rsplit(":", 1)
+    kafka = env(config, "kafka")
+    assert f"PLAINTEXT://{host}:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert f"PLAINTEXT://:{port}" in kafka["KAFKA_LISTENERS"].split(",")
     assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"].endswith("@kafka:9093")
-    cluster_id = kafka["CLUSTER_ID"]
-    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16, "CLUSTER_ID: base64 UUID"
-    for key in (
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-    ):
-        assert kafka[key] == "1"
 
 
-def test_metrics_port_agrees_with_prometheus_scrape(compose: dict[str, Any]) -> None:
-    worker = service_env(compose, "worker")
-    port = int(worker["CALLVAULT_METRICS_PORT"])
-    assert port in published(compose["services"]["worker"])
-    prom = compose["services"]["prometheus"]
-    src = next(v.split(":")[0] for v in prom["volumes"] if v.endswith("/prometheus.yml:ro"))
-    config = yaml.safe_load((ROOT / src).read_text(encoding="utf-8"))
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "callvault")
-    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
-    assert f"worker:{port}" in targets
-    assert urlsplit(worker["CALLVAULT_PROMETHEUS_URL"]).hostname == "prometheus"
-    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
-    assert any(v.split(":")[1] == "/etc/prometheus/rules" for v in prom["volumes"])
+def test_prometheus_scrapes_the_worker_and_alerts_alertmanager(config: dict[str, Any]) -> None:
+    port = int(env(config, "worker")["CALLVAULT_METRICS_PORT"])
+    assert port in published(config, "worker")
+    (source,) = [
+        m["source"]
+        for m in mounts(config, "prometheus")
+        if m["target"] == "/etc/prometheus/prometheus.yml"
+    ]
+    prom = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "callvault")
+    assert f"worker:{port}" in [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert prom["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    (target,) = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    host, am_port = target.split(":")
+    assert host in config["services"]
+    assert int(am_port) in published(config, host)
+    am_command = service(config, "alertmanager")["command"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am_command
+    am_mounts = {m["source"]: m["target"] for m in mounts(config, "alertmanager")}
+    assert am_mounts["alertmanager-config"] == "/etc/alertmanager"
+    setup_mounts = {m["source"]: m["target"] for m in mounts(config, "setup")}
+    assert setup_mounts["alertmanager-config"] == "/config/alertmanager"
 
 
-def test_grafana_datasource_points_at_prometheus(compose: dict[str, Any]) -> None:
+def test_grafana_datasource_points_at_prometheus(config: dict[str, Any]) -> None:
     path = ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml"
     ds = yaml.safe_load(path.read_text(encoding="utf-8"))["datasources"][0]
     url = urlsplit(ds["url"])
-    assert url.hostname == "prometheus"
-    assert url.hostname in compose["services"]
-    assert url.port == 9090
-    assert 9090 in published(compose["services"]["prometheus"])
-    assert (ROOT / "deploy/grafana/dashboards").is_dir()
+    assert url.hostname in config["services"]
+    assert url.port in published(config, url.hostname)
+    assert env(config, "grafana")["GF_SECURITY_ADMIN_PASSWORD__FILE"] == (
+        "/run/secrets/grafana_admin_password"
+    )
 
 
-def test_bind_mounts_exist_and_ports_are_loopback(compose: dict[str, Any]) -> None:
-    for name, service in compose["services"].items():
-        for volume in service.get("volumes", []):
-            src = str(volume).split(":")[0]
-            if src.startswith("."):
-                assert (ROOT / src).exists(), f"{name}: bind mount {src} does not exist"
-            else:
-                assert src in compose.get("volumes", {}), f"{name}: undeclared volume {src}"
-        for host_ip, _ in published(service).values():
-            assert host_ip == "127.0.0.1", f"{name} publishes on {host_ip}"
+def test_bind_mounts_exist_and_ports_are_loopback(config_minio: dict[str, Any]) -> None:
+    for name in config_minio["services"]:
+        for mount in mounts(config_minio, name):
+            if mount["type"] == "bind":
+                assert Path(mount["source"]).exists(), f"{name}: {mount['source']} is missing"
+        for host_ip, _ in published(config_minio, name).values():
+            assert host_ip == "127.0.0.1", f"{name} publishes on {host_ip or 'every address'}"
 
 
-def test_published_ports_match_the_native_stack(compose: dict[str, Any]) -> None:
+def test_published_ports_match_the_native_stack(config: dict[str, Any]) -> None:
     """Host tools use the same addresses with either stack (run one at a time)."""
     ports = native_ports()
-    services = compose["services"]
-    assert published(services["kafka"])[ports["KAFKA_PORT"]][1] == ports["KAFKA_PORT"]
-    assert published(services["postgres"])[5432][1] == ports["PG_PORT"]
-    assert published(services["minio"])[9000][1] == ports["S3_PORT"]
-    assert published(services["prometheus"])[9090][1] == ports["PROM_PORT"]
-    assert published(services["worker"])[9400][1] == ports["METRICS_PORT"]
-    kafka = service_env(compose, "kafka")
-    assert f"HOST://127.0.0.1:{ports['KAFKA_PORT']}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    assert published(config, "kafka")[ports["KAFKA_PORT"]][1] == ports["KAFKA_PORT"]
+    assert published(config, "postgres")[5432][1] == ports["PG_PORT"]
+    assert published(config, "versitygw")[7070][1] == ports["S3_PORT"]
+    assert published(config, "prometheus")[9090][1] == ports["PROM_PORT"]
+    assert published(config, "alertmanager")[9093][1] == ports["AM_PORT"]
+    assert published(config, "worker")[9400][1] == ports["METRICS_PORT"]
 
 
-def test_prometheus_rules_are_valid(compose: dict[str, Any]) -> None:
-    for path in sorted((ROOT / "deploy/prometheus/rules").glob("*.yml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        assert isinstance(doc.get("groups"), list), path.name
-        promtool = shutil.which("promtool")
-        if promtool:
-            result = subprocess.run(
-                [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
-            )
-            assert result.returncode == 0, result.stdout + result.stderr
+# ------------------------------------------------------------------ the worker image
+def dockerfile_stages() -> list[str]:
+    return re.split(r"^(?=FROM )", DOCKERFILE.read_text(encoding="utf-8"), flags=re.M)[1:]
+
+
+def test_image_installs_runtime_dependencies_only_with_a_pinned_backend() -> None:
+    build, runtime = dockerfile_stages()
+    assert "pip install --require-hashes -r requirements-build.lock" in build
+    assert "pip wheel --no-deps --no-build-isolation" in build
+    assert "pip install --require-hashes -r /tmp/requirements.lock" in runtime
+    assert "COPY requirements.lock " in runtime
+    assert "requirements-dev.lock" not in DOCKERFILE.read_text(encoding="utf-8")
+    assert "pip install --no-deps /tmp/wheels/" in runtime
+    assert "requirements-build.lock" not in runtime  # no build backend at run time
+
+
+def test_image_runs_as_a_user_that_owns_faust_data_dir_and_has_a_healthcheck() -> None:
+    _, runtime = dockerfile_stages()
+    assert re.search(r"^USER callvault$", runtime, re.M)
+    datadir = re.search(r"APP_DATADIR=(\S+)", runtime)
+    assert datadir is not None
+    assert f"mkdir -p {datadir.group(1)}" in runtime
+    assert "chown -R callvault:callvault /var/lib/callvault" in runtime
+    assert datadir.group(1).startswith("/var/lib/callvault/")
+    assert re.search(r"^WORKDIR /var/lib/callvault$", runtime, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n.*/metrics", runtime, re.M)
+    assert 'ENTRYPOINT ["callvault-entrypoint", "callvault"]' in runtime
+
+
+def test_build_context_filter_lets_every_copied_file_through() -> None:
+    ignore = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    allowed = set(re.findall(r"^!(\S+)$", ignore, re.M))
+    sources = [
+        source
+        for line in re.findall(r"^COPY (?!--from)(.+)$", DOCKERFILE.read_text(), re.M)
+        for source in [w for w in line.split() if not w.startswith("--")][:-1]
+    ]
+    assert sources
+    for source in sources:
+        assert source in allowed or f"{source}/**" in allowed, source
+        assert (ROOT / source).exists(), source
