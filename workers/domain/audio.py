@@ -323,7 +323,8 @@ def _ogg(head: bytes, tail: bytes) -> AudioFacts | None:
     else:
         return AudioFacts(OGG)
     granule = _last_granule(tail, serial)
-    duration = max(granule - skip, 0) / clock if granule is not None and clock else None
+    # granule 0: only header pages arrived, so nothing says how long the audio is
+    duration = max(granule - skip, 0) / clock if granule and clock else None
     return AudioFacts(OGG, codec, channels, rate, duration)
 
 

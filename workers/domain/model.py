@@ -179,6 +179,8 @@ class Recording:
     versions_deleted: int | None = None
     purged_at: datetime | None = None
     source_event_id: str | None = None
+    duration_seconds: float | None = None  # telephony: read from the audio while it is stored
+    channels: int | None = None  # telephony: 2 for dual-channel (caller and agent) recordings
 
     def tombstone(self, reason: PurgeReason, versions: int, purged_at: datetime) -> Recording:
         """What remains after a purge: nothing that can identify or reach the subject."""

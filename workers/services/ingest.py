@@ -18,9 +18,9 @@ from ..adapters import crypto
 from ..adapters.fetch import AudioFetcher
 from ..adapters.streams import Measured
 from ..domain import events
-from ..domain.audio import SNIFF_BYTES, check_audio
+from ..domain.audio import SNIFF_BYTES, AudioProbe
 from ..domain.errors import ChecksumMismatch, FetchFailed, PermanentError
-from ..domain.identifiers import subject_keys
+from ..domain.identifiers import WITHHELD, is_withheld, subject_keys
 from ..domain.model import CallEnded, Recording, RecordingStatus, new_recording
 from ..domain.retention import rfc3339
 from ..domain.uris import AudioLocation, locate
@@ -35,6 +35,8 @@ class Upload:
     size: int
     sha256: str
     content_type: str
+    duration_seconds: float | None = None  # telephony: audio metadata from the probe
+    channels: int | None = None
 
 
 class IngestService:
@@ -93,8 +95,15 @@ class IngestService:
         self, call: CallEnded, recording: Recording, dek: bytes, where: AudioLocation
     ) -> Upload:
         head, chunks = _peek(self._fetcher.open(where), SNIFF_BYTES)
-        content_type = check_audio(head, call.audio.content_type)
-        measured = Measured(_limited(chunks, self._settings.max_audio_bytes))
+        # telephony: the probe recognises the head before any upload, then reads duration and
+        # channels from the bytes as they stream into the vault
+        probe = AudioProbe(call.audio.content_type)
+        probe.feed(head)
+        if len(head) < SNIFF_BYTES:
+            probe.finish()  # the whole recording is this head: refuse non-audio before uploading
+        measured = Measured(
+            _limited(_after(chunks, len(head), probe), self._settings.max_audio_bytes)
+        )
         self._ctx.objects.put_stream(
             self._settings.vault_bucket,
             recording.object_key,
@@ -108,7 +117,14 @@ class IngestService:
             )
         if call.audio.sha256 is not None and call.audio.sha256 != measured.sha256:
             raise ChecksumMismatch("sha256 of the audio differs from the declared one")
-        return Upload(measured.size, measured.sha256, content_type)
+        facts = probe.finish()  # telephony
+        return Upload(
+            measured.size,
+            measured.sha256,
+            facts.content_type,
+            facts.duration_seconds,
+            facts.channels,
+        )
 
     def _lock_until(self, recording: Recording) -> datetime | None:
         """Object-lock the ciphertext until its due date; a call that arrives already past
@@ -120,9 +136,10 @@ class IngestService:
         now = self._ctx.clock()
         pairs = call.subject_pairs(self._settings.default_region)
         digests = subject_keys(self._ctx.hash_key, pairs).digests
-        personal = (call.customer.as_dict() if call.customer else {}) | {
-            "phone": next((v for k, v in pairs if k == "phone"), None)
-        }
+        phone = next((v for k, v in pairs if k == "phone"), None)
+        if phone is None and is_withheld(call.customer_number):  # telephony: withheld numbers
+            phone = WITHHELD
+        personal = (call.customer.as_dict() if call.customer else {}) | {"phone": phone}
         recording = replace(
             claimed,
             status=RecordingStatus.STORED,
@@ -130,6 +147,8 @@ class IngestService:
             size_bytes=upload.size,
             sha256=upload.sha256,
             content_type=upload.content_type,
+            duration_seconds=upload.duration_seconds,  # telephony
+            channels=upload.channels,  # telephony
             wrapped_key=crypto.wrap_key(self._ctx.master_key, dek, claimed.recording_id),
             customer_sealed=crypto.seal_json(dek, claimed.recording_id, personal),
         )
@@ -218,6 +237,17 @@ def _peek(chunks: Iterable[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
         yield from source
 
     return head[:size], replay()
+
+
+def _after(chunks: Iterable[bytes], skip: int, probe: AudioProbe) -> Iterator[bytes]:
+    """telephony: feed the probe every byte after the ``skip`` it has already seen."""
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+        else:
+            probe.feed(chunk[skip:])
+            skip = 0
+        yield chunk
 
 
 def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
