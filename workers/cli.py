@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .connectors_cli import connect  # telephony
 from .domain import events
 from .domain.errors import ConfigError
 from .domain.retention import rfc3339
@@ -522,3 +523,6 @@ def _partition_offset(text: str) -> tuple[int, int]:
 
 def main() -> None:
     cli()
+
+
+cli.add_command(connect)  # telephony: callvault connect KIND
