@@ -67,6 +67,12 @@ class AudioFacts:
     sample_rate: int | None = None
     duration_seconds: float | None = None
 
+    def __post_init__(self) -> None:
+        # a header of zeros says nothing: no channels, no rate, no duration
+        if not self.channels or not self.sample_rate:
+            for name in ("channels", "sample_rate", "duration_seconds"):
+                object.__setattr__(self, name, None)
+
 
 def sniff(head: bytes) -> str | None:
     """The audio media type that the leading bytes reveal, or ``None``."""
