@@ -243,3 +243,39 @@ def drain(
             click.echo(f"sent {sent} call(s), {publisher.backlog_size()} waiting")
             if not follow or stop.wait(interval):
                 return
+
+
+@connect.command("webhooks")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8088, show_default=True)
+@_state_dir_option
+@_metrics_port_option
+def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) -> None:
+    """Serve the Twilio, Telnyx and Vonage webhooks (secrets from CALLVAULT_TWILIO_*,
+    CALLVAULT_TELNYX_*, CALLVAULT_VONAGE_*); `callvault serve` can mount the same routes."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from .adapters.connectors.settings import WebhookSettings
+    from .adapters.connectors.webhooks import WebhookConfig, webhook_router
+
+    hooks = WebhookSettings()
+    key_file = hooks.vonage_private_key_file
+    config = WebhookConfig(
+        public_base_url=hooks.webhook_public_base_url,
+        allowed_hosts=hooks.allowed_hosts(),
+        twilio_account_sid=hooks.twilio_account_sid,
+        twilio_auth_token=_secret(hooks.twilio_auth_token),
+        telnyx_public_key=hooks.telnyx_public_key,
+        vonage_signature_secret=_secret(hooks.vonage_signature_secret),
+        vonage_application_id=hooks.vonage_application_id,
+        vonage_private_key=key_file.read_text() if key_file else None,
+    )
+    with _publisher("webhooks", state_dir, metrics_port) as publisher:
+        app = FastAPI(title="callvault telephony webhooks")
+        app.include_router(webhook_router(config, publisher, state_dir=publisher.state_dir))
+        uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,10 @@ class Backlog:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
-        self._db = sqlite3.connect(directory / "state.sqlite3", timeout=30, isolation_level=None)
+        self._lock = threading.RLock()  # one connection, shared by a web server's threads
+        self._db = sqlite3.connect(
+            directory / "state.sqlite3", timeout=30, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
@@ -95,10 +99,11 @@ class Backlog:
             return cursor.rowcount == 1
 
     def waiting(self) -> list[Pending]:
-        rows = self._db.execute(
-            "SELECT call_id, queued_at, event, audio, owned, landing_key, uploaded "
-            "FROM pending ORDER BY queued_at, call_id"
-        ).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT call_id, queued_at, event, audio, owned, landing_key, uploaded "
+                "FROM pending ORDER BY queued_at, call_id"
+            ).fetchall()
         return [
             Pending(r[0], r[1], json.loads(r[2]), Path(r[3]), bool(r[4]), r[5], bool(r[6]))
             for r in rows
@@ -140,13 +145,15 @@ class Backlog:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _one(self, sql: str, *args: Any) -> Any:
-        return self._db.execute(sql, args).fetchone()
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()

@@ -102,6 +102,15 @@ class Publisher:
     def metrics(self) -> ConnectorMetrics:
         return self._metrics
 
+    @property
+    def state_dir(self) -> Path:
+        """The connector's state directory (its backlog lives there)."""
+        return self._backlog.directory
+
+    def knows(self, call_id: str) -> bool:
+        """Whether this call is queued or sent already."""
+        return self._backlog.was_sent(call_id) or self._backlog.is_pending(call_id)
+
     def backlog_size(self) -> int:
         return self._backlog.size()
 

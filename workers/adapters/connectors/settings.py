@@ -56,3 +56,24 @@ def load_connector_settings(**overrides: Any) -> ConnectorSettings:
             for e in exc.errors()
         ]
         raise ConfigError("invalid connector settings - " + "; ".join(problems)) from None
+
+
+class WebhookSettings(BaseSettings):
+    """The cloud providers' secrets, from ``CALLVAULT_TWILIO_*``, ``CALLVAULT_TELNYX_*`` and
+    ``CALLVAULT_VONAGE_*``; a provider left unset gets no route."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, case_sensitive=False, frozen=True, extra="ignore"
+    )
+
+    webhook_public_base_url: str | None = None
+    webhook_allowed_hosts: str = "api.twilio.com,api.telnyx.com,api.nexmo.com,api.vonage.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    telnyx_public_key: str | None = None
+    vonage_signature_secret: SecretStr | None = None
+    vonage_application_id: str | None = None
+    vonage_private_key_file: Path | None = None
+
+    def allowed_hosts(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip())
