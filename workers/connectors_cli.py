@@ -226,6 +226,37 @@ def freepbx_spool(
         watcher.run(_until_signalled(), interval)
 
 
+@connect.command("rtpengine-spool")
+@click.argument("recording_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_pbx_id_option("kamailio")
+@_notice_option
+@click.option("--interval", type=float, default=2.0, show_default=True)
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@_state_dir_option
+@_metrics_port_option
+def rtpengine_spool(
+    recording_dir: Path,
+    pbx_id: str,
+    notice: bool,
+    interval: float,
+    once: bool,
+    state_dir: Path | None,
+    metrics_port: int,
+) -> None:
+    """Watch rtpengine's --recording-dir (pcap method): finished calls become stereo WAVs."""
+    from .adapters.connectors.rtpengine import RtpengineSpool
+
+    with _publisher("rtpengine", state_dir, metrics_port) as publisher:
+        spool = RtpengineSpool(
+            recording_dir, publisher, publisher.metrics, pbx_id=pbx_id, notice_played=notice
+        )
+        if once:
+            spool.scan()
+            publisher.drain()
+            return
+        spool.run(_until_signalled(), interval)
+
+
 @connect.command("drain")
 @click.argument("system", type=click.Choice(["asterisk", "freeswitch", "rtpengine", "webhooks"]))
 @click.option("--follow", is_flag=True, help="Keep draining every --interval seconds.")

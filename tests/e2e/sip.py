@@ -231,3 +231,133 @@ def place_call(shop: Agent, caller: Agent, workdir: Path) -> PlacedCall:
     stereo = workdir / f"call-{int(time.time() * 1000)}.wav"
     subprocess.run([tool("sox"), "-M", str(heard), str(sent), str(stereo)], check=True)
     return PlacedCall(str(event["peeruri"]), closed - answered, stereo)
+
+
+KAMAILIO_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+auto_aliases=no
+listen=udp:127.0.0.1:{sip_port}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "maxfwd.so"
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng_port}")
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (is_method("OPTIONS") && uri == myself) {{ sl_send_reply("200", "OK"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{
+            if (is_method("BYE")) {{ rtpengine_delete(); }}
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK") && t_check_trans()) {{ t_relay(); }}
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    record_route();
+    if (is_method("INVITE")) {{
+        $var(meta) = "callvault_caller:" + $fU + "|callvault_callee:" + $rU
+            + "|callvault_direction:inbound|callvault_call_id:" + $ci;
+        rtpengine_offer("replace-origin replace-session-connection record-call=yes "
+            + "metadata=$var(meta)");
+        t_on_reply("ANSWER");
+    }}
+    $du = "sip:127.0.0.1:{shop_port}";
+    if (!t_relay()) {{ sl_reply_error(); }}
+    exit;
+}}
+
+onreply_route[ANSWER] {{
+    if (has_body("application/sdp")) {{
+        rtpengine_answer("replace-origin replace-session-connection record-call=yes");
+    }}
+}}
+"""
+
+
+@dataclass
+class RecordingProxy:
+    """Kamailio in front of the shop, with rtpengine relaying and recording the RTP (pcap)."""
+
+    home: Path
+    shop_port: int
+    sip_port: int = field(default_factory=_free_sip_port)
+    ng_port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def spool(self) -> Path:
+        return self.home / "spool"
+
+    def start(self) -> RecordingProxy:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        low = 20000 + (self.ng_port * 7) % 30000  # a media port range unlikely to collide
+        rtpengine = [tool("rtpengine"), "--foreground", "--log-stderr", "--table=-1"]
+        rtpengine += ["--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng_port}"]
+        rtpengine += [f"--port-min={low}", f"--port-max={low + 99}", "--delete-delay=0"]
+        rtpengine += [f"--listen-cli=127.0.0.1:{free_port()}"]
+        rtpengine += [f"--recording-dir={self.spool}", "--recording-method=pcap"]
+        rtpengine += ["--recording-format=eth", f"--pidfile={self.home / 'rtpengine.pid'}"]
+        self._run("rtpengine", rtpengine)
+        self._await_udp(self.ng_port, b"ready d7:command4:pinge", b"pong")
+        config = self.home / "kamailio.cfg"
+        config.write_text(
+            KAMAILIO_CFG.format(
+                sip_port=self.sip_port, ng_port=self.ng_port, shop_port=self.shop_port
+            )
+        )
+        kamailio = [tool("kamailio"), "-DD", "-E", "-f", str(config)]
+        kamailio += ["-P", str(self.home / "kamailio.pid"), "-Y", str(self.home)]
+        self._run("kamailio", kamailio)
+        options = (
+            f"OPTIONS sip:127.0.0.1:{self.sip_port} SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bK-ready\r\nMax-Forwards: 5\r\n"
+            f"To: <sip:127.0.0.1:{self.sip_port}>\r\nFrom: <sip:probe@127.0.0.1>;tag=1\r\n"
+            "Call-ID: ready@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        self._await_udp(self.sip_port, options.encode(), b"SIP/2.0 200")
+
+    def _run(self, name: str, args: list[str]) -> None:
+        log = (self.home / f"{name}.log").open("wb")
+        self.processes.append(
+            subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        )
+
+    def _await_udp(self, port: int, request: bytes, answer: bytes, timeout: float = 30) -> None:
+        """Ready once the service answers on its UDP port (no fixed sleep)."""
+        deadline = time.monotonic() + timeout
+        with closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)) as probe:
+            probe.bind(("127.0.0.1", 0))
+            probe.settimeout(0.3)
+            while time.monotonic() < deadline:
+                probe.sendto(request, ("127.0.0.1", port))
+                with suppress(TimeoutError):
+                    if answer in probe.recv(65536):
+                        return
+        raise AssertionError(f"nothing answered on udp {port}: {self.logs()}")
+
+    def finished_calls(self) -> list[Path]:
+        return sorted((self.spool / "metadata").glob("*.txt"))
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.home.glob("*.log"))
+
+    def stop(self) -> None:
+        stop_processes(self.processes)

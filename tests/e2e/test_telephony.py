@@ -17,13 +17,14 @@ import numpy as np
 import psycopg
 import pytest
 
-from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp
-from tests.e2e.sip import RATE, Agent, PlacedCall, place_call, speak, tone
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp, wait_for
+from tests.e2e.sip import RATE, Agent, PlacedCall, RecordingProxy, place_call, speak, tone
 from workers.adapters import crypto
 
 SPEECH = "Hello, I am calling about my order. The parcel has not arrived yet."
 CUSTOMER = "+37061234567"
 NATIONAL = "8 612 34567"  # the same number as the customer writes it in a DSR
+SHOP = "852144500"  # the shop's number, as its agent's SIP user
 
 
 def samples(audio: bytes, channel: int = 0) -> tuple[np.ndarray, int, float]:
@@ -54,7 +55,7 @@ def best_correlation(heard: np.ndarray, spoken: np.ndarray) -> float:
 
 def hand_over(cv: Callvault, call: PlacedCall, uniqueid: str, state: Path) -> str:
     """What the shop's dialplan runs at hang-up: the MixMonitor post-command; the call id."""
-    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, "sip:shop@127.0.0.1"]
+    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, SHOP]
     done = subprocess.run(
         [
             CALLVAULT,
@@ -108,7 +109,7 @@ def speech(tmp_path: Path) -> Path:
 def shop(tmp_path: Path) -> Any:
     agent = Agent(
         tmp_path / "shop",
-        "sip:shop@127.0.0.1",
+        f"sip:{SHOP}@127.0.0.1",
         tone(60, tmp_path / "agent.wav"),
         record_dir=tmp_path / "recordings",
         answer=True,
@@ -183,3 +184,51 @@ def test_real_sip_calls_are_recorded_handed_over_and_stored(
     (answer,) = [e["data"] for e in answers if e["data"]["request_id"] == request_id]
     assert answer["status"] == "completed"
     assert [r["recording_id"] for r in answer["recordings"]] == [numbered["recording_id"]]
+
+
+def test_calls_recorded_by_rtpengine_behind_kamailio_are_stored(
+    callvault: Callvault, shop: Agent, speech: Path, tmp_path: Path
+) -> None:
+    """The second path: Kamailio proxies the call, rtpengine relays and records its RTP to a
+    pcap, and the spool watcher turns the finished call into a stereo WAV for callvault."""
+    cv = callvault
+    cv.start_worker()
+    proxy = RecordingProxy(tmp_path / "proxy", shop_port=shop.sip_port).start()
+    try:
+        caller = Agent(tmp_path / "customer", f"sip:{CUSTOMER}@127.0.0.1", speech)
+        caller.start(f"/dial sip:{SHOP}@127.0.0.1:{proxy.sip_port}", quit_after=120)
+        try:
+            answered, _ = shop.wait_event("CALL_ESTABLISHED")
+            closed, _ = shop.wait_event("CALL_CLOSED", timeout=120)
+        finally:
+            caller.stop()
+        wait_for(lambda: bool(proxy.finished_calls()), 30, "rtpengine's metadata file")
+        (metadata,) = proxy.finished_calls()
+        pcaps = list((proxy.spool / "pcaps").glob("*.pcap"))
+        state = ["--state-dir", str(tmp_path / "state")]
+        done = subprocess.run(
+            [CALLVAULT, "connect", "rtpengine-spool", str(proxy.spool), "--once", *state],
+            env=cv.env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        assert CUSTOMER not in (done.stdout + done.stderr).decode()
+        assert not metadata.exists()
+        assert pcaps
+        assert not any(p.exists() for p in pcaps)  # gone once Kafka had the event
+    finally:
+        proxy.stop()
+
+    (event,) = cv.read("recordings_stored", lambda seen: len(seen) >= 1, timeout=120)
+    data = event["data"]
+    assert data["call_id"].startswith("kamailio:")
+    assert data["channels"] == 2
+    audio, personal = vault_audio(cv, data["call_id"])
+    heard, channels, seconds = samples(audio)
+    assert channels == 2
+    assert seconds == pytest.approx(closed - answered, abs=0.5)
+    spoken, _, _ = samples(speech.read_bytes())
+    assert best_correlation(heard, spoken) > 0.8  # the caller's stream, G.711-decoded
+    assert personal["phone"] == CUSTOMER

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS pending (
     audio       TEXT NOT NULL,
     owned       INTEGER NOT NULL,
     landing_key TEXT NOT NULL,
-    uploaded    INTEGER NOT NULL DEFAULT 0
+    uploaded    INTEGER NOT NULL DEFAULT 0,
+    companions  TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS sent (
     call_id TEXT PRIMARY KEY,
@@ -47,6 +48,7 @@ class Pending:
     owned: bool  # the connector deletes the local audio once Kafka acknowledged
     landing_key: str
     uploaded: bool
+    companions: tuple[Path, ...] = ()  # the system's own files behind the audio, deleted with it
 
 
 class Backlog:
@@ -85,8 +87,8 @@ class Backlog:
                 return False
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO pending "
-                "(call_id, queued_at, event, audio, owned, landing_key, uploaded) "
-                "VALUES (?, ?, ?, ?, ?, ?, 0)",
+                "(call_id, queued_at, event, audio, owned, landing_key, uploaded, companions) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
                 (
                     item.call_id,
                     item.queued_at,
@@ -94,6 +96,7 @@ class Backlog:
                     str(item.audio),
                     int(item.owned),
                     item.landing_key,
+                    json.dumps([str(p) for p in item.companions]),
                 ),
             )
             return cursor.rowcount == 1
@@ -101,11 +104,20 @@ class Backlog:
     def waiting(self) -> list[Pending]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT call_id, queued_at, event, audio, owned, landing_key, uploaded "
-                "FROM pending ORDER BY queued_at, call_id"
+                "SELECT call_id, queued_at, event, audio, owned, landing_key, uploaded, "
+                "companions FROM pending ORDER BY queued_at, call_id"
             ).fetchall()
         return [
-            Pending(r[0], r[1], json.loads(r[2]), Path(r[3]), bool(r[4]), r[5], bool(r[6]))
+            Pending(
+                r[0],
+                r[1],
+                json.loads(r[2]),
+                Path(r[3]),
+                bool(r[4]),
+                r[5],
+                bool(r[6]),
+                tuple(Path(p) for p in json.loads(r[7])),
+            )
             for r in rows
         ]
 

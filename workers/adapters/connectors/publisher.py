@@ -62,6 +62,7 @@ class FinishedCall:
     notice_played: bool = True
     agent_id: str | None = None
     owned: bool = True  # delete the local file once Kafka acknowledged the event
+    companions: tuple[Path, ...] = ()  # files the audio was made from: deleted with it
     vendor: Mapping[str, str] = field(default_factory=dict)  # x_* fields for the shop's tools
 
 
@@ -111,6 +112,9 @@ class Publisher:
         """Whether this call is queued or sent already."""
         return self._backlog.was_sent(call_id) or self._backlog.is_pending(call_id)
 
+    def was_sent(self, call_id: str) -> bool:
+        return self._backlog.was_sent(call_id)
+
     def backlog_size(self) -> int:
         return self._backlog.size()
 
@@ -120,10 +124,10 @@ class Publisher:
         (nothing queued) or :class:`BacklogFull` (try again later)."""
         if not CALL_ID.match(call.call_id):
             raise SchemaViolation("the call id has characters outside A-Za-z0-9._:@-")
-        if self._backlog.was_sent(call.call_id) or self._backlog.is_pending(call.call_id):
+        if self.knows(call.call_id):
             self._metrics.duplicates.inc()
             if self._backlog.was_sent(call.call_id) and call.owned:
-                call.audio.unlink(missing_ok=True)  # sent before: this copy is a leftover
+                _remove(call.audio, *call.companions)  # sent before: this copy is a leftover
             return "duplicate"
         if self._backlog.size() >= self._settings.connector_backlog_max:
             self._metrics.rejected["backlog_full"].inc()
@@ -135,7 +139,9 @@ class Publisher:
             raise
         key = f"telephony/{uuid.uuid4()}"
         event = self._event(call, facts, size, sha256, key)
-        pending = Pending(call.call_id, self._clock(), event, call.audio, call.owned, key, False)
+        pending = Pending(
+            call.call_id, self._clock(), event, call.audio, call.owned, key, False, call.companions
+        )
         if not self._backlog.add(pending):
             self._metrics.duplicates.inc()
             return "duplicate"
@@ -211,7 +217,7 @@ class Publisher:
         self._backlog.mark_sent(item.call_id, self._clock())
         self._metrics.published.inc()
         if item.owned:
-            item.audio.unlink(missing_ok=True)
+            _remove(item.audio, *item.companions)
         log.info("call_published", call_id=item.call_id)
 
     def _upload(self, item: Pending) -> dict[str, Any]:
@@ -271,6 +277,11 @@ def _times(call: FinishedCall, duration: timedelta) -> tuple[datetime, datetime]
     if call.ended_at is not None:
         return call.ended_at - duration, call.ended_at
     raise SchemaViolation("a finished call needs its start or its end time")
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
