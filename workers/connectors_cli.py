@@ -226,6 +226,49 @@ def freepbx_spool(
         watcher.run(_until_signalled(), interval)
 
 
+@connect.command("freeswitch-esl")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8021, show_default=True)
+@click.option(
+    "--password-env",
+    default="CALLVAULT_FREESWITCH_ESL_PASSWORD",
+    show_default=True,
+    help="Environment variable holding the event socket password (never on the command line).",
+)
+@_pbx_id_option("freeswitch")
+@_notice_option
+@_state_dir_option
+@_metrics_port_option
+def freeswitch_esl(
+    host: str,
+    port: int,
+    password_env: str,
+    pbx_id: str,
+    notice: bool,
+    state_dir: Path | None,
+    metrics_port: int,
+) -> None:
+    """Follow FreeSWITCH's event socket: every RECORD_STOP is sent to callvault."""
+    import os
+
+    from .adapters.connectors.freeswitch import EslWatcher
+
+    password = os.environ.get(password_env)
+    if not password:
+        raise click.UsageError(f"set {password_env} to the event socket password")
+    with _publisher("freeswitch", state_dir, metrics_port) as publisher:
+        watcher = EslWatcher(
+            publisher,
+            publisher.metrics,
+            host=host,
+            port=port,
+            password=password,
+            pbx_id=pbx_id,
+            notice_played=notice,
+        )
+        watcher.run(_until_signalled())
+
+
 @connect.command("rtpengine-spool")
 @click.argument("recording_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_pbx_id_option("kamailio")
