@@ -72,6 +72,8 @@ class AudioFacts:
         if not self.channels or not self.sample_rate:
             for name in ("channels", "sample_rate", "duration_seconds"):
                 object.__setattr__(self, name, None)
+        elif self.duration_seconds is not None:  # milliseconds are all a recording's length needs
+            object.__setattr__(self, "duration_seconds", round(self.duration_seconds, 3))
 
 
 def sniff(head: bytes) -> str | None:
