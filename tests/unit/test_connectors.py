@@ -244,3 +244,27 @@ def test_internal_calls_can_be_filed_with_a_direction(rig: Rig, tmp_path: Path) 
     rig.publisher.drain()
     (data,) = rig.kafka.data()
     assert data["direction"] == "outbound"
+
+
+def test_the_post_command_refuses_what_is_not_audio_with_exit_65(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from workers.cli import cli
+
+    for name, value in {
+        "CALLVAULT_KAFKA_BOOTSTRAP": "kafka.invalid:9092",
+        "CALLVAULT_S3_ENDPOINT": "http://s3.invalid",
+        "CALLVAULT_S3_ACCESS_KEY": "k",
+        "CALLVAULT_S3_SECRET_KEY": "s",
+        "CALLVAULT_LANDING_BUCKET": "landing",
+        "CALLVAULT_LOG_FORMAT": "console",
+    }.items():
+        monkeypatch.setenv(name, value)
+    page = recording(tmp_path, "rec.wav", b"<html>" + b" " * 200)
+    args = ["connect", "asterisk-mixmonitor", str(page), "1.2", "1.2", NUMBER, "100", "in"]
+    result = CliRunner().invoke(cli, [*args, "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 65
+    assert "not sent" in result.output
+    assert page.exists()
