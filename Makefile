@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e lint typecheck bench lock clean
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony lint typecheck bench lock clean
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -41,6 +41,11 @@ integration: up
 
 e2e: up
 	$(ENV) $(BIN)/pytest -q tests/e2e
+
+telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine)
+	$(BIN)/pytest -q tests/unit/test_audio.py tests/unit/test_connectors.py \
+		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py
+	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
 
 lint: venv
 	$(BIN)/ruff check workers tests bench deploy

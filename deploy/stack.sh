@@ -28,6 +28,8 @@ DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$DEPLOY_DIR/lib/prometheus.sh"
 # shellcheck source=lib/alertmanager.sh
 . "$DEPLOY_DIR/lib/alertmanager.sh"
+# shellcheck source=lib/telephony.sh
+. "$DEPLOY_DIR/lib/telephony.sh"
 
 FETCH_ROOT="$LOCAL_DIR/landing-files"
 
@@ -114,6 +116,7 @@ install_phase() {
         mvn_later=1
     fi
     [ "${#pkgs[@]}" -eq 0 ] || apt_install "${pkgs[@]}"
+    telephony_install # telephony: SIP agents, proxy, RTP recorder, speech and audio tools
     [ "$mvn_later" -eq 0 ] || kafka_install
     if [ -n "$mpid" ] && ! wait "$mpid"; then
         [ -z "$gpid" ] || wait "$gpid" || true

@@ -43,6 +43,7 @@ from workers.domain.errors import (
 from workers.domain.identifiers import (
     Subject,
     digest,
+    is_withheld,
     normalize_email,
     normalize_phone,
     subject_keys,
@@ -199,6 +200,53 @@ def test_phone_notations_normalise_to_e164(raw: str, e164: str) -> None:
 )
 def test_non_numbers_normalise_to_none(raw: str) -> None:
     assert normalize_phone(raw, "LT") is None
+
+
+WITHHELD_FORMS = [
+    "anonymous",
+    "Anonymous",
+    " ANONYMOUS ",
+    "unknown",
+    "Unknown",
+    "restricted",
+    "RESTRICTED",
+    "unavailable",
+    "private",
+    "Private",
+    "blocked",
+    "withheld",
+    "",
+    "   ",
+    "0000000000",
+    "sip:anonymous@anonymous.invalid",
+    "SIP:Anonymous@anonymous.invalid",
+    "tel:restricted",
+    "+266696687",
+    "266696687",
+    "+8656696",
+    "+7378742833",
+    "+17378742833",
+    "+86282452253",
+    "+2562533",
+]
+
+
+@pytest.mark.parametrize("raw", WITHHELD_FORMS)
+def test_withheld_forms_are_recognised_and_give_no_number(raw: str) -> None:
+    assert is_withheld(raw)
+    assert normalize_phone(raw, "LT") is None
+
+
+@pytest.mark.parametrize(
+    "raw", ["+370 612 34567", "8 612 34567", "sip:+37052144500@pbx", "anonymus", "private line"]
+)
+def test_numbers_and_other_words_are_not_withheld(raw: str) -> None:
+    assert not is_withheld(raw)
+
+
+def test_withheld_callers_never_match_each_other() -> None:
+    pairs = Subject(phone_numbers=("0000000000", "+266696687", "Anonymous")).normalized("LT")
+    assert pairs == set()
 
 
 def test_every_notation_of_one_number_has_the_same_digest() -> None:

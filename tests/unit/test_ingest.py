@@ -79,7 +79,7 @@ def test_stored_event_carries_exactly_the_contract_fields(world: World) -> None:
     assert event["datacontenttype"] == "application/json"
     assert event["source"] == "urn:callvault"
     data = event["data"]
-    assert set(data) == STORED_FIELDS
+    assert set(data) == STORED_FIELDS | {"duration_seconds", "channels"}
     assert data["recording_id"] == world.recording_id("pbx1-0001@pbx.example")
     assert data["call_id"] == "pbx1-0001@pbx.example"
     assert data["tenant"] == "shop-lt"
@@ -89,6 +89,8 @@ def test_stored_event_carries_exactly_the_contract_fields(world: World) -> None:
     assert data["size_bytes"] == len(WAV)
     assert data["sha256"] == sha256(WAV)
     assert data["content_type"] == "audio/wav"
+    assert data["duration_seconds"] == pytest.approx(0.25)  # telephony: read from the header
+    assert data["channels"] == 1
     ((key, _),) = world.records("recordings.stored")
     assert key == data["recording_id"]
     assert world.sample("callvault_recordings_stored_total") == 1
@@ -132,6 +134,28 @@ def test_every_supported_format_is_stored_with_its_sniffed_type(
     (data,) = world.data("recordings.stored")
     assert data["content_type"] == media_type
     assert vault_plaintext(world, "c1") == audio
+
+
+@pytest.mark.parametrize(
+    "withheld", ["Anonymous", "", "unknown", "0000000000", "+266696687", "sip:anonymous@x.invalid"]
+)
+def test_withheld_caller_is_stored_as_withheld_with_no_phone_identifier(
+    world: World, withheld: str
+) -> None:
+    recording = world.store_call("c1", caller=withheld, customer=None)
+    assert recording.customer_sealed is not None
+    assert recording.wrapped_key is not None
+    dek = crypto.unwrap_key(world.ctx.master_key, recording.wrapped_key, recording.recording_id)
+    personal = crypto.open_json(dek, recording.recording_id, recording.customer_sealed)
+    assert personal == {"phone": "withheld"}
+    with world.ctx.store.transaction() as tx:
+        assert tx.subject_keys_of(recording.recording_id) == frozenset()
+
+
+def test_recording_without_readable_metadata_is_stored_without_it(world: World) -> None:
+    world.store_call("c1", OGG, content_type=None)  # an Ogg head with no pages after it
+    (data,) = world.data("recordings.stored")
+    assert "duration_seconds" not in data
 
 
 def test_landing_copy_is_deleted_after_store(world: World) -> None:

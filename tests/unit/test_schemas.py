@@ -308,6 +308,30 @@ VALID_VARIANTS: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     ("call-notations-1", CALL, _set("caller", "8 5 214 4500")),
     ("call-notations-2", CALL, _set("caller", "(8 5) 271 2804")),
     ("call-notations-3", CALL, _set("caller", "+37052144500")),
+    *(
+        (f"call-withheld-{i}", CALL, _set("caller", value))
+        for i, value in enumerate(
+            [
+                "",
+                "anonymous",
+                "Anonymous",
+                "ANONYMOUS",
+                "unknown",
+                "Restricted",
+                "unavailable",
+                "PRIVATE",
+                "blocked",
+                "Withheld",
+                "0000000000",
+                "sip:anonymous@anonymous.invalid",
+                "+266696687",
+                "+7378742833",
+                "+86282452253",
+                "+8656696",
+                "+2562533",
+            ]
+        )
+    ),
     ("call-https-uri", CALL, _set("recording.uri", "https://pbx.example/r/1")),
     ("call-http-uri", CALL, _set("recording.uri", "http://10.0.0.5:8080/a.wav")),
     ("call-call-id-128", CALL, _set("call_id", "x" * 128)),
@@ -440,7 +464,8 @@ INVALID_CASES: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     ("call-size-negative", CALL, _set("data.recording.size_bytes", -1)),
     ("call-direction", CALL, _set("data.direction", "internal")),
     ("call-caller-name", CALL, _set("data.caller", "Ona Petraitiene")),
-    ("call-caller-empty", CALL, _set("data.caller", "")),
+    ("call-caller-withheld-word-misspelt", CALL, _set("data.caller", "anonymus")),
+    ("call-caller-withheld-word-padded", CALL, _set("data.caller", " private")),
     ("call-missing-callee", CALL, _del("data.callee")),
     ("call-tenant-bad", CALL, _set("data.tenant", "shop lt")),
     ("call-order-ids-string", CALL, _set("data.customer.order_ids", "O-1")),

@@ -26,7 +26,8 @@ _RECORDING_COLUMNS = (
     "recording_id, call_id, tenant, direction, agent_id, started_at, collected_at, "
     "retention_due_at, policy, status, object_key, stored_at, size_bytes, sha256, content_type, "
     "wrapped_key, customer_sealed, restricted, held, due_announced_at, purge_reason, "
-    "versions_deleted, purged_at, source_event_id"
+    "versions_deleted, purged_at, source_event_id, "
+    "duration_seconds, channels"  # telephony: audio metadata (0050_audio_metadata)
 )
 _FIELDS = [c.strip() for c in _RECORDING_COLUMNS.split(",")]
 _SELECT = f"SELECT {_RECORDING_COLUMNS} FROM recordings"  # noqa: S608 - constant columns

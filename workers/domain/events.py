@@ -71,6 +71,10 @@ def stored_data(rec: Recording) -> dict[str, Any]:
         "size_bytes": rec.size_bytes,
         "sha256": rec.sha256,
         "content_type": rec.content_type,
+    } | {  # optional audio metadata, present when the format carries it
+        name: value
+        for name, value in (("duration_seconds", rec.duration_seconds), ("channels", rec.channels))
+        if value is not None
     }
 
 

@@ -14,9 +14,44 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
-ANONYMOUS = "anonymous"
+WITHHELD = "withheld"
 _URI_SCHEME = re.compile(r"^(?:tel|sip|sips):", re.IGNORECASE)
 _DIGITS = re.compile(r"\d")
+
+# How telephony systems spell a number the caller withheld (compared case-insensitively).
+WITHHELD_WORDS = frozenset(
+    {
+        "anonymous",
+        "unknown",
+        "restricted",
+        "unavailable",
+        "private",
+        "blocked",
+        "withheld",
+    }
+)
+# Twilio's stand-ins for a withheld caller ID: the words above spelled on a phone keypad
+# (ANONYMOUS, UNKNOWN, RESTRICTED, UNAVAILABLE, BLOCKED); RESTRICTED also arrives as +1 737....
+TWILIO_WITHHELD = frozenset(
+    {"266696687", "8656696", "7378742833", "17378742833", "86282452253", "2562533"}
+)
+_PUNCTUATION = re.compile(r"[\s()./-]")
+
+
+def is_withheld(text: str) -> bool:
+    """Whether a caller or callee field says the number was withheld rather than giving one.
+
+    Empty, the words of :data:`WITHHELD_WORDS` in any case (bare, or as the user part of a
+    ``tel:``/``sip:`` URI such as ``sip:anonymous@anonymous.invalid``), a run of zeros
+    (FreeSWITCH's default ``0000000000``) and Twilio's keypad numbers.
+    """
+    user = _URI_SCHEME.sub("", text.strip()).split("@", 1)[0].split(";", 1)[0].strip()
+    if user.casefold() in WITHHELD_WORDS or not user:
+        return True
+    digits = _PUNCTUATION.sub("", user).removeprefix("+")
+    if not digits.isdigit():
+        return False
+    return set(digits) == {"0"} or digits in TWILIO_WITHHELD
 
 
 def normalize_phone(raw: str, region: str) -> str | None:
@@ -26,9 +61,11 @@ def normalize_phone(raw: str, region: str) -> str | None:
     ``00`` international prefix, punctuation of every kind, ``tel:``/``sip:`` URIs as PBXs
     send them, and bare international digits without ``+``.
     """
+    if is_withheld(raw):
+        return None
     text = _URI_SCHEME.sub("", raw.strip())
     text = text.split("@", 1)[0].split(";", 1)[0].strip()
-    if not text or text.lower() == ANONYMOUS or not _DIGITS.search(text):
+    if not _DIGITS.search(text):
         return None
     parsed = [number for candidate in _candidates(text) if (number := _parse(candidate, region))]
     # A number in an assigned range wins; failing that, one of a possible length (new or

@@ -246,8 +246,8 @@ class Recording(Aggregate):
     sha256: str | None = None
     content_type: str | None = None
     object_version: str | None = None
-    duration_seconds: float | None = None
-    channels: int | None = None
+    duration_seconds: float | None = None  # read from the audio's headers as it streamed in
+    channels: int | None = None  # 2 for dual-channel (caller and agent) recordings
     wrapped_key: bytes | None = None
     master_key_id: str | None = None
     customer_sealed: bytes | None = None

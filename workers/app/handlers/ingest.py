@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ...domain.audio import SNIFF_BYTES, check_audio
+from ...domain.audio import SNIFF_BYTES, AudioProbe, recognise
 from ...domain.errors import ChecksumMismatch, DuplicateCallId, PermanentError
-from ...domain.identifiers import subject_keys
+from ...domain.identifiers import WITHHELD, is_withheld, subject_keys
 from ...domain.messages import CallDiscarded, StoreCall
 from ...domain.model import (
     CallEnded,
@@ -70,8 +70,9 @@ def _upload(
     recording_id = recording_id_for(ctx.keys.hash_key, call.call_id)
     data_key = ctx.keys.new_data_key()
     head, chunks = peek(source.open(where), SNIFF_BYTES)
-    content_type = check_audio(head, call.audio.content_type)
-    measured = Measured(limited(chunks, ctx.settings.max_audio_bytes))
+    recognise(head, call.audio.content_type)  # what is not audio is refused before any upload
+    probe = AudioProbe(call.audio.content_type)  # duration and channels, read in passing
+    measured = Measured(limited(probe.watch(chunks), ctx.settings.max_audio_bytes))
     key = object_key_for(recording_id)
     version = ctx.objects.put_stream(
         ctx.vault,
@@ -80,12 +81,20 @@ def _upload(
         content_type="application/octet-stream",
         retain_until=_lock_until(call, ctx),
     )
-    audio = StoredAudio(measured.size, measured.sha256, content_type, version)
     try:
-        _check_declared(call, audio)
+        _check_declared(call, measured)
+        facts = probe.finish()
     except PermanentError:
         _delete_version(key, version, ctx)
         raise
+    audio = StoredAudio(
+        measured.size,
+        measured.sha256,
+        facts.content_type,
+        version,
+        facts.duration_seconds,
+        facts.channels,
+    )
     wrapped, master_key_id = ctx.keys.wrap(data_key, recording_id)
     personal = ctx.keys.seal(data_key, recording_id, _personal_data(call, ctx))
     return audio, Sealed(wrapped, master_key_id, personal)
@@ -98,19 +107,23 @@ def _lock_until(call: CallEnded, ctx: Context) -> datetime | None:
     return due if due > ctx.clock() + LOCK_MARGIN else None
 
 
-def _check_declared(call: CallEnded, audio: StoredAudio) -> None:
+def _check_declared(call: CallEnded, audio: Measured) -> None:
     declared = call.audio
-    if declared.size_bytes is not None and declared.size_bytes != audio.size_bytes:
+    if declared.size_bytes is not None and declared.size_bytes != audio.size:
         raise ChecksumMismatch(
-            f"size_bytes says {declared.size_bytes} but {audio.size_bytes} bytes arrived"
+            f"size_bytes says {declared.size_bytes} but {audio.size} bytes arrived"
         )
     if declared.sha256 is not None and declared.sha256 != audio.sha256:
         raise ChecksumMismatch("sha256 of the audio differs from the declared one")
 
 
 def _personal_data(call: CallEnded, ctx: Context) -> dict[str, object]:
+    """What is sealed with the recording: the customer's data and number ("withheld" when the
+    caller hid it: such a call is found by no number)."""
     pairs = call.subject_pairs(ctx.settings.default_region)
     phone = next((value for kind, value in pairs if kind == "phone"), None)
+    if phone is None and is_withheld(call.customer_number):
+        phone = WITHHELD
     return (call.customer.as_dict() if call.customer else {}) | {"phone": phone}
 
 

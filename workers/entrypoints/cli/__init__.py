@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from ... import __version__
+from ...connectors_cli import connect
 from .common import EXIT_CODES_HELP
 from .compliance import audit, dsr, hold, public_key, verify_certificate
 from .integrators import demo, publish
@@ -36,6 +37,7 @@ for command in (
     audit,
     public_key,
     verify_certificate,
+    connect,
 ):
     cli.add_command(command)
 

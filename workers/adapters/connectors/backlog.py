@@ -1,0 +1,171 @@
+"""A connector's local state: the calls waiting to be sent, and the call ids already sent.
+
+One SQLite file per connector state directory. Several processes may share it (Asterisk starts
+one post-command per recording while a watcher drains): SQLite serialises their writes, and
+one file lock lets only one of them drain at a time. Rows of waiting calls hold the event
+(with the caller's number) until Kafka acknowledges it; deleted rows are overwritten
+(``secure_delete``), and the sent ledger keeps nothing but call ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SENT_KEPT_SECONDS = 90 * 86400  # a PBX re-offering a call after that is not expected
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    call_id     TEXT PRIMARY KEY,
+    queued_at   REAL NOT NULL,
+    event       TEXT NOT NULL,
+    audio       TEXT NOT NULL,
+    owned       INTEGER NOT NULL,
+    landing_key TEXT NOT NULL,
+    uploaded    INTEGER NOT NULL DEFAULT 0,
+    companions  TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS sent (
+    call_id TEXT PRIMARY KEY,
+    sent_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Pending:
+    call_id: str
+    queued_at: float
+    event: dict[str, Any]
+    audio: Path
+    owned: bool  # the connector deletes the local audio once Kafka acknowledged
+    landing_key: str
+    uploaded: bool
+    companions: tuple[Path, ...] = ()  # the system's own files behind the audio, deleted with it
+
+
+class Backlog:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory = directory
+        self._lock = threading.RLock()  # one connection, shared by a web server's threads
+        self._db = sqlite3.connect(
+            directory / "state.sqlite3", timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def was_sent(self, call_id: str) -> bool:
+        return self._one("SELECT 1 FROM sent WHERE call_id = ?", call_id) is not None
+
+    def is_pending(self, call_id: str) -> bool:
+        return self._one("SELECT 1 FROM pending WHERE call_id = ?", call_id) is not None
+
+    def size(self) -> int:
+        row = self._one("SELECT count(*) FROM pending")
+        return int(row[0]) if row else 0
+
+    def oldest_age(self, now: float) -> float:
+        row = self._one("SELECT min(queued_at) FROM pending")
+        return max(0.0, now - row[0]) if row and row[0] is not None else 0.0
+
+    def add(self, item: Pending) -> bool:
+        """Queue a call; ``False`` when it is queued or sent already."""
+        with self._write():
+            if self.was_sent(item.call_id):
+                return False
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO pending "
+                "(call_id, queued_at, event, audio, owned, landing_key, uploaded, companions) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                (
+                    item.call_id,
+                    item.queued_at,
+                    json.dumps(item.event),
+                    str(item.audio),
+                    int(item.owned),
+                    item.landing_key,
+                    json.dumps([str(p) for p in item.companions]),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def waiting(self) -> list[Pending]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT call_id, queued_at, event, audio, owned, landing_key, uploaded, "
+                "companions FROM pending ORDER BY queued_at, call_id"
+            ).fetchall()
+        return [
+            Pending(
+                r[0],
+                r[1],
+                json.loads(r[2]),
+                Path(r[3]),
+                bool(r[4]),
+                r[5],
+                bool(r[6]),
+                tuple(Path(p) for p in json.loads(r[7])),
+            )
+            for r in rows
+        ]
+
+    def mark_uploaded(self, call_id: str, event: dict[str, Any]) -> None:
+        """The audio is in the landing bucket; the event now names it (and its checksum)."""
+        with self._write():
+            self._db.execute(
+                "UPDATE pending SET uploaded = 1, event = ? WHERE call_id = ?",
+                (json.dumps(event), call_id),
+            )
+
+    def mark_sent(self, call_id: str, now: float) -> None:
+        with self._write():
+            self._db.execute("DELETE FROM pending WHERE call_id = ?", (call_id,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO sent (call_id, sent_at) VALUES (?, ?)", (call_id, now)
+            )
+            self._db.execute("DELETE FROM sent WHERE sent_at < ?", (now - SENT_KEPT_SECONDS,))
+
+    def drop(self, call_id: str) -> None:
+        with self._write():
+            self._db.execute("DELETE FROM pending WHERE call_id = ?", (call_id,))
+
+    @contextlib.contextmanager
+    def draining(self) -> Iterator[bool]:
+        """Whether this process may drain now (another one holds the lock: ``False``)."""
+        with (self.directory / "drain.lock").open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: Any) -> Any:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()

@@ -1,0 +1,71 @@
+"""Each connector's own Prometheus registry (served on its own port): what it queued, sent,
+refused and still holds. Labels carry the connector kind and reason codes only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+REJECT_REASONS = ("not_audio", "unreadable_name", "backlog_full", "audio_missing", "bad_request")
+FAILURE_STAGES = ("upload", "publish")
+
+
+@dataclass
+class ConnectorMetrics:
+    connector: str
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r, labels = self.registry, ["connector"]
+        self.queued = Counter(
+            "callvault_connector_calls_queued_total",
+            "Finished recordings taken into the local backlog",
+            labels,
+            registry=r,
+        ).labels(self.connector)
+        self.published = Counter(
+            "callvault_connector_calls_published_total",
+            "call.ended events acknowledged by Kafka (their local audio is then deleted)",
+            labels,
+            registry=r,
+        ).labels(self.connector)
+        self.duplicates = Counter(
+            "callvault_connector_duplicates_total",
+            "Recordings seen again after they were queued or sent (nothing sent twice)",
+            labels,
+            registry=r,
+        ).labels(self.connector)
+        rejected = Counter(
+            "callvault_connector_rejected_total",
+            "Recordings or requests refused, by reason",
+            [*labels, "reason"],
+            registry=r,
+        )
+        self.rejected = {
+            reason: rejected.labels(self.connector, reason) for reason in REJECT_REASONS
+        }
+        failures = Counter(
+            "callvault_connector_failures_total",
+            "Attempts that failed because S3 (upload) or Kafka (publish) was away; retried",
+            [*labels, "stage"],
+            registry=r,
+        )
+        self.failures = {stage: failures.labels(self.connector, stage) for stage in FAILURE_STAGES}
+        self.backlog = Gauge(
+            "callvault_connector_backlog_calls",
+            "Recordings queued locally and not yet acknowledged by Kafka",
+            labels,
+            registry=r,
+        ).labels(self.connector)
+        self.oldest = Gauge(
+            "callvault_connector_backlog_oldest_seconds",
+            "Age of the oldest recording in the backlog (0 when empty)",
+            labels,
+            registry=r,
+        ).labels(self.connector)
+
+    def serve(self, port: int, addr: str) -> None:
+        """Expose /metrics on ``addr:port`` in a daemon thread (port 0: not served)."""
+        if port:
+            start_http_server(port, addr=addr, registry=self.registry)
