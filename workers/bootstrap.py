@@ -8,6 +8,7 @@ from .adapters.crypto import Signer
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka import KafkaBus
 from .adapters.postgres import PostgresStore
+from .adapters.postgres_console import subject_history
 from .adapters.s3 import S3Store
 from .codec import Codec
 from .metrics import Metrics
@@ -91,7 +92,8 @@ def bootstrap(settings: Settings, metrics: Metrics | None = None) -> Container:
         timeout_seconds=settings.fetch_timeout.as_timedelta().total_seconds(),
     )
     purge = PurgeService(ctx)
-    export = ExportService(ctx)
+    history = subject_history(store)  # console: exports list recipients and consultations
+    export = ExportService(ctx, history)
     return Container(
         settings=settings,
         ctx=ctx,
@@ -102,6 +104,6 @@ def bootstrap(settings: Settings, metrics: Metrics | None = None) -> Container:
         purge=purge,
         holds=HoldService(ctx),
         export=export,
-        dsr=DsrService(ctx, purge, export),
+        dsr=DsrService(ctx, purge, export, history),
         scheduler=RetentionScheduler(ctx),
     )

@@ -128,6 +128,17 @@ class S3Store:
             raise
         return _drain(response)
 
+    def get_range(self, bucket: str, key: str, offset: int, length: int) -> Iterator[bytes]:
+        """``length`` bytes from ``offset`` (a ranged GET); :class:`ObjectMissing` when absent."""
+        # console: the player seeks in long calls without fetching the whole object
+        try:
+            response = self._client.get_object(bucket, key, offset=offset, length=length)
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                raise ObjectMissing(f"{bucket}/{key}") from exc
+            raise
+        return _drain(response)
+
     def list_versions(self, bucket: str, key: str) -> list[ObjectVersion]:
         objects: Iterable[Object] = self._client.list_objects(
             bucket, prefix=key, include_version=True

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..adapters import crypto
 from ..adapters.crypto import IntegrityError
+from ..app.console.ports import AccessHistory
 from ..domain import events
 from ..domain.identifiers import Subject, normalize_email, subject_keys
 from ..domain.model import (
@@ -44,10 +45,25 @@ EXPORT_ATTEMPTS = 3
 
 
 class DsrService:
-    def __init__(self, ctx: Context, purge: PurgeService, export: ExportService) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        purge: PurgeService,
+        export: ExportService,
+        history: AccessHistory | None = None,
+    ) -> None:
         self._ctx = ctx
         self._purge = purge
         self._export = export
+        self._history = history  # console: recipients an erasure or rectification must reach
+
+    def _recipients_to_notify(self, recording_ids: list[str]) -> dict[str, Any]:
+        """Art. 19: recipients of these recordings to be told of an erasure or rectification;
+        kept with the answer (the v1 result event has no field for it)."""
+        # console: listed on the DPO's requests page and by `callvault dsr status`
+        if self._history is None:
+            return {}
+        return {"recipients_to_notify": self._history.recipients_to_notify(recording_ids)}
 
     def handle(self, request: DsrRequest) -> str:
         """Carry a request out; returns the status answered (or ``duplicate``). One request
@@ -143,6 +159,7 @@ class DsrService:
             outcomes,
             extra,
             pending=held,
+            notes=self._recipients_to_notify([r.recording_id for r in matched]),
         )
         return status
 
@@ -205,6 +222,7 @@ class DsrService:
             {"certificate": self.certificate(prior_receipts + receipts)},
             pending=still_held,
             revision=f"/erased/{erased_in_all}",  # a new answer, a new event id
+            notes=self._recipients_to_notify(record.pending_recording_ids),
         )
         return 1
 
@@ -240,7 +258,8 @@ class DsrService:
                 outcomes.append(
                     RecordingOutcome(recording.recording_id, recording.call_id, Outcome.RECTIFIED)
                 )
-        return self._completed(request, outcomes)
+        notes = self._recipients_to_notify([o.recording_id for o in outcomes])
+        return self._completed(request, outcomes, notes=notes)
 
     def _rectify_one(self, recording_id: str, request: DsrRequest) -> bool:
         master, region = self._ctx.master_key, self._ctx.settings.default_region
@@ -297,6 +316,8 @@ class DsrService:
         request: DsrRequest,
         outcomes: list[RecordingOutcome],
         extra: dict[str, Any] | None = None,
+        *,
+        notes: dict[str, Any] | None = None,
     ) -> DsrStatus:
         self._finish(
             request.request_id,
@@ -307,6 +328,7 @@ class DsrService:
             request.due_at,
             outcomes,
             extra,
+            notes=notes,
         )
         return DsrStatus.COMPLETED
 
@@ -337,6 +359,7 @@ class DsrService:
         *,
         pending: list[str] | None = None,
         revision: str = "",
+        notes: dict[str, Any] | None = None,
     ) -> None:
         now = self._ctx.clock()
         known_type = dsr_type or "unknown"  # a malformed request may not name its type
@@ -361,7 +384,7 @@ class DsrService:
                     due_at,
                     completed_at=now,
                     pending_recording_ids=pending or [],
-                    result=data,
+                    result=data | (notes or {}),  # console: notes stay out of the event
                 )
             )
             tx.append_audit(

@@ -15,6 +15,7 @@ from typing import Any
 from stream_zip import ZIP_64, stream_zip
 
 from ..adapters import crypto
+from ..app.console.ports import AccessHistory
 from ..adapters.streams import Measured
 from ..domain.model import Recording
 from ..domain.retention import rfc3339
@@ -37,8 +38,10 @@ def _deflate_fast() -> Any:
 
 
 class ExportService:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, history: AccessHistory | None = None) -> None:
         self._ctx = ctx
+        # console: recipients of disclosures and consultations, listed for the subject
+        self._history = history
 
     def export(self, request_id: str, recordings: list[Recording]) -> dict[str, Any]:
         settings = self._ctx.settings
@@ -106,7 +109,18 @@ class ExportService:
         self, recordings: list[Recording], now: datetime, files: dict[str, str]
     ) -> dict[str, Any]:
         settings = self._ctx.settings
-        return {
+        # console: who received the recordings (Art. 15(1)(c)); when and why they were consulted
+        history = (
+            self._history.manifest_additions([r.recording_id for r in recordings])
+            if self._history is not None
+            else {}
+        )
+        consulted = history.get("consultations", {})
+        entries = [self._entry(r, files.get(r.recording_id)) for r in recordings]
+        if history:
+            for entry in entries:
+                entry["consultations"] = consulted.get(entry["recording_id"], [])
+        manifest = {
             "generated_at": rfc3339(now),
             "controller_notice": {
                 "purposes": settings.notice_purposes,
@@ -116,8 +130,11 @@ class ExportService:
                 "source": settings.notice_source,
                 "rights": settings.notice_rights,
             },
-            "recordings": [self._entry(r, files.get(r.recording_id)) for r in recordings],
+            "recordings": entries,
         }
+        if history:
+            manifest["recipients"] = history.get("recipients", [])
+        return manifest
 
     def _entry(self, recording: Recording, audio_file: str | None) -> dict[str, Any]:
         personal = (

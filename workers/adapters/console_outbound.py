@@ -1,0 +1,82 @@
+"""What the console sends out: hold commands on Kafka (exactly as ``callvault hold place``
+publishes them) and disclosure packages in the export bucket (the access export's ZIP code)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ..app.console.model import Disclosure
+from ..domain import events
+from ..domain.model import Recording
+from ..domain.retention import rfc3339
+from ..ports import EventBus
+from ..services.context import Context
+from ..services.export import ExportService
+
+
+class BusHoldCommands:
+    """``callvault.hold.placed.v1`` / ``released.v1`` on the holds topic, keyed by hold id."""
+
+    def __init__(self, bus: EventBus, topic: str, source: str) -> None:
+        self._bus, self._topic, self._source = bus, topic, source
+
+    def place(self, hold_id: str, reason: str, case_ref: str | None, scope: dict[str, Any]) -> None:
+        data: dict[str, Any] = {"hold_id": hold_id, "reason": reason, "scope": scope}
+        if case_ref:
+            data["case_ref"] = case_ref
+        self._send(events.HOLD_PLACED, hold_id, data)
+
+    def release(self, hold_id: str) -> None:
+        self._send(events.HOLD_RELEASED, hold_id, {"hold_id": hold_id})
+
+    def _send(self, event_type: str, hold_id: str, data: dict[str, Any]) -> None:
+        event = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": self._source,
+            "type": event_type,
+            "time": rfc3339(datetime.now(UTC)),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        self._bus.publish([(self._topic, hold_id, json.dumps(event).encode())])
+
+
+class ExportPackager:
+    """A disclosure's ZIP: the recordings' original audio and a manifest naming the
+    disclosure - without the customer's name or e-mail, which the recipient does not need."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def package(self, disclosure: Disclosure, recordings: list[Recording]) -> dict[str, Any]:
+        return _DisclosureExport(self._ctx, disclosure).export(
+            f"disclosure:{disclosure.disclosure_id}", recordings
+        )
+
+
+class _DisclosureExport(ExportService):
+    def __init__(self, ctx: Context, disclosure: Disclosure) -> None:
+        super().__init__(ctx)
+        self._disclosure = disclosure
+
+    def manifest(
+        self, recordings: list[Recording], now: datetime, files: dict[str, str]
+    ) -> dict[str, Any]:
+        manifest = super().manifest(recordings, now, files)
+        for entry in manifest["recordings"]:
+            entry.pop("personal_data", None)
+        disclosure = self._disclosure
+        manifest["disclosure"] = {
+            "disclosure_id": disclosure.disclosure_id,
+            "recipient": disclosure.recipient,
+            "recipient_kind": disclosure.recipient_kind.value,
+            "legal_basis": disclosure.legal_basis,
+            "reference": disclosure.reference,
+            "disclosed_at": rfc3339(disclosure.disclosed_at),
+            "recording_ids": list(disclosure.recording_ids),
+        }
+        return manifest
