@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from . import console_cli
 from .domain import events
 from .domain.errors import ConfigError
 from .domain.retention import rfc3339
@@ -518,6 +519,12 @@ def _partition_offset(text: str) -> tuple[int, int]:
     if not sep or not partition.isdigit() or not offset.isdigit():
         raise click.BadParameter(f"{text!r} is not PARTITION:OFFSET", param_hint="--offset")
     return int(partition), int(offset)
+
+
+# console: web console, its users and API tokens (workers/console_cli.py)
+cli.add_command(console_cli.serve)
+cli.add_command(console_cli.user)
+cli.add_command(console_cli.token)
 
 
 def main() -> None:

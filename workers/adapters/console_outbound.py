@@ -4,7 +4,9 @@ publishes them) and disclosure packages in the export bucket (the access export'
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +22,10 @@ from ..services.export import ExportService
 class BusHoldCommands:
     """``callvault.hold.placed.v1`` / ``released.v1`` on the holds topic, keyed by hold id."""
 
-    def __init__(self, bus: EventBus, topic: str, source: str) -> None:
-        self._bus, self._topic, self._source = bus, topic, source
+    def __init__(self, bus: Callable[[], EventBus], topic: str, source: str) -> None:
+        self._bus_factory, self._topic, self._source = bus, topic, source
+        self._bus: EventBus | None = None
+        self._lock = threading.Lock()
 
     def place(self, hold_id: str, reason: str, case_ref: str | None, scope: dict[str, Any]) -> None:
         data: dict[str, Any] = {"hold_id": hold_id, "reason": reason, "scope": scope}
@@ -42,7 +46,10 @@ class BusHoldCommands:
             "datacontenttype": "application/json",
             "data": data,
         }
-        self._bus.publish([(self._topic, hold_id, json.dumps(event).encode())])
+        with self._lock:  # one producer, connected on the first hold the DPO places
+            if self._bus is None:
+                self._bus = self._bus_factory()
+            self._bus.publish([(self._topic, hold_id, json.dumps(event).encode())])
 
 
 class ExportPackager:

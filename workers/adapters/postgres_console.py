@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from ..app.console.history import SubjectHistory
 from ..app.console.model import (
     Access,
     AccessKind,
@@ -21,7 +22,6 @@ from ..app.console.model import (
     SearchCriteria,
     User,
 )
-from ..app.console.history import SubjectHistory
 from ..app.console.ports import DayCounts, HoldView
 from ..domain.audit import verify_chain
 from ..domain.model import Recording
@@ -140,7 +140,8 @@ class PostgresConsole:
 
     # recordings ----------------------------------------------------------------------------
     def search(self, criteria: SearchCriteria) -> list[Recording]:
-        where, params = ["status = 'stored'"], {}
+        where: list[str] = ["status = 'stored'"]
+        params: dict[str, Any] = {}
         if criteria.by_identity:
             where.append(
                 "(recording_id IN (SELECT recording_id FROM subject_keys "
@@ -219,7 +220,8 @@ class PostgresConsole:
         until: datetime | None = None,
         limit: int = 500,
     ) -> list[Access]:
-        where, params = ["true"], {"limit": limit}
+        where: list[str] = ["true"]
+        params: dict[str, Any] = {"limit": limit}
         if recording_id is not None:
             where.append("recording_id = %(rid)s::uuid")
             params["rid"] = recording_id

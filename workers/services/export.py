@@ -15,8 +15,8 @@ from typing import Any
 from stream_zip import ZIP_64, stream_zip
 
 from ..adapters import crypto
-from ..app.console.ports import AccessHistory
 from ..adapters.streams import Measured
+from ..app.console.ports import AccessHistory
 from ..domain.model import Recording
 from ..domain.retention import rfc3339
 from .context import Context

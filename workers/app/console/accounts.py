@@ -17,7 +17,7 @@ from .model import ApiToken, Principal, Role, User, valid_username
 from .ports import ApiTokens, LoginThrottle, UserDirectory
 
 MIN_PASSWORD = 8
-TOKEN_PREFIX = "cvt"
+TOKEN_PREFIX = "cvt"  # noqa: S105 - the marker that starts every API token, not a secret
 _HASHER = PasswordHasher()  # Argon2id with the library's (RFC 9106 low-memory) parameters
 # Verified against when the name is unknown, so timing does not tell which names exist.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))

@@ -255,7 +255,7 @@ def _lag_summary(lags: list[float]) -> dict[str, float]:
     if not lags:
         return {"count": 0, "p50": 0.0, "p95": 0.0, "max": 0.0}
     ordered = sorted(lags)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return {
         "count": len(ordered),
         "p50": statistics.median(ordered),

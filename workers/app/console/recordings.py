@@ -210,7 +210,8 @@ class Recordings:
     def _plaintext(
         self, recording: Recording, header: bytes, first: int, last: int
     ) -> Iterator[bytes]:
-        assert recording.wrapped_key is not None and recording.size_bytes is not None
+        assert recording.wrapped_key is not None
+        assert recording.size_bytes is not None
         span = crypto.segment_span(recording.size_bytes, first, last)
         dek = crypto.unwrap_key(self._keys.master, recording.wrapped_key, recording.recording_id)
         chunks = self._objects.get_range(
