@@ -145,7 +145,7 @@ class Oversight:
         now = self._clock()
         first_day = now.date() - timedelta(days=days - 1)
         since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
-        counts = self._facts.day_counts(since, now)
+        counts = self._facts.day_counts(since, since + timedelta(days=days))
         day_list = [first_day + timedelta(days=i) for i in range(days)]
         reasons = ("retention", "erasure", "objection")
         per_day = Series(
