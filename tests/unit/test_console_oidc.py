@@ -122,7 +122,7 @@ def test_a_mapped_role_signs_in_and_the_account_is_created(
 
 
 def test_no_mapped_role_no_entry(cw: ConsoleWorld, provider: FakeProvider) -> None:
-    browser, back = sign_in(cw, provider, ["warehouse"], "jonas")
+    _, back = sign_in(cw, provider, ["warehouse"], "jonas")
     assert back.status_code == 403
     assert cw.ports.user("jonas") is None
 
