@@ -7,7 +7,7 @@ from html import escape
 
 from markupsafe import Markup
 
-WIDTH, HEIGHT, PAD = 640, 180, 28
+WIDTH, HEIGHT, PAD = 900, 150, 28
 COLOURS = ("#2b6cb0", "#c05621", "#9b2c2c", "#6b46c1", "#2f855a")
 
 
@@ -36,13 +36,13 @@ def bar_chart(title: str, days: list[date], rows: dict[str, list[float]], unit: 
                 f'height="{height:.1f}" fill="{colour}"><title>{day.isoformat()} '
                 f"{escape(name)}: {_number(values[i])}{escape(unit)}</title></rect>"
             )
-        if i % 7 == 0 or i == len(days) - 1:
+        if i % 7 == 0 or (i == len(days) - 1 and i % 7 > 2):
             parts.append(
                 f'<text x="{PAD + i * slot:.1f}" y="{HEIGHT + 14}" font-size="10">'
                 f"{day.strftime('%d.%m')}</text>"
             )
     for j, (name, colour) in enumerate(zip(rows, COLOURS, strict=False)):
-        x = PAD + j * 150
+        x = PAD + j * 170
         parts.append(f'<rect x="{x}" y="{HEIGHT + 24}" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{x + 14}" y="{HEIGHT + 33}" font-size="11">{escape(name)}</text>')
     parts.append("</svg>")

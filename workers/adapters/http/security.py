@@ -219,7 +219,9 @@ class SecurityHeaders:
                     headers["content-security-policy"] = CSP
                 headers["x-frame-options"] = "DENY"
                 headers["x-content-type-options"] = "nosniff"
-                headers["referrer-policy"] = "no-referrer"
+                headers["referrer-policy"] = (
+                    "same-origin"  # no-referrer would make forms send Origin: null
+                )
                 headers["cross-origin-opener-policy"] = "same-origin"
                 headers["cross-origin-resource-policy"] = "same-origin"
                 headers["permissions-policy"] = "camera=(), microphone=(), geolocation=()"
