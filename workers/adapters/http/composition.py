@@ -9,6 +9,8 @@ import hmac
 from collections.abc import Callable
 from datetime import datetime
 
+from argon2 import PasswordHasher
+
 from ...app.console.accounts import Accounts, ThrottlePolicy
 from ...app.console.disclosures import Disclosures
 from ...app.console.history import SubjectHistory
@@ -30,6 +32,8 @@ def assemble(
     packager: Packager,
     settings: Settings,
     clock: Callable[[], datetime],
+    *,
+    hasher: PasswordHasher | None = None,
 ) -> Console:
     keys = Keys(settings.key("master_key"), settings.key("hash_key"), settings.default_region)
     accounts = Accounts(
@@ -41,6 +45,7 @@ def assemble(
         policy=ThrottlePolicy(
             per_user=settings.login_max_failures, window=settings.login_window.as_timedelta()
         ),
+        **({"hasher": hasher} if hasher is not None else {}),
     )
     recordings = Recordings(
         ports,

@@ -40,10 +40,12 @@ class Accounts:
         key: bytes,
         clock: Callable[[], datetime],
         policy: ThrottlePolicy | None = None,
+        hasher: PasswordHasher = _HASHER,
     ) -> None:
         self._users, self._tokens, self._throttle = users, tokens, throttle
         self._key, self._clock = key, clock
         self._policy = policy or ThrottlePolicy()
+        self._hasher = hasher
 
     # users ---------------------------------------------------------------------------------
     def add_user(self, username: str, role: Role, password: str | None) -> User:
@@ -54,7 +56,7 @@ class Accounts:
         user = User(
             username,
             role,
-            _HASHER.hash(password) if password is not None else None,
+            self._hasher.hash(password) if password is not None else None,
             created_at=self._clock(),
         )
         if not self._users.add_user(user):
@@ -84,13 +86,19 @@ class Accounts:
                 raise Throttled(int(self._policy.window.total_seconds()))
         user = self._users.user(username)
         if user is None or user.password_hash is None or user.disabled:
-            _verify(_DUMMY_HASH, password)
+            self._verify(_DUMMY_HASH, password)
             self._failed(keys)
-        elif not _verify(user.password_hash, password):
+        elif not self._verify(user.password_hash, password):
             self._failed(keys)
         assert user is not None
         self._throttle.clear_failures(keys[0])
         return Principal(user.username, user.role, "session")
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
     def _failed(self, keys: list[bytes]) -> None:
         now = self._clock()
@@ -161,10 +169,3 @@ class Accounts:
 def _hash_secret(secret: str) -> bytes:
     # 256 random bits need no slow hash: SHA-256 cannot be brute-forced back to them.
     return hashlib.sha256(secret.encode()).digest()
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _HASHER.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
