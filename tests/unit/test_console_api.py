@@ -85,6 +85,14 @@ def test_search_by_email_order_call_dates_and_agent(cw: ConsoleWorld) -> None:
     inside = {"from": "2025-03-14T10:00:00Z", "to": "2025-03-14T11:00:00Z"}
     assert found({"order_ids": [ORDER_ID], **inside}) == [rec.recording_id]
     assert found({"order_ids": [ORDER_ID], "from": "2025-03-15T00:00:00Z"}) == []
+    assert found({"from": "2025-03-14", "to": "2025-03-14"}) == [rec.recording_id]
+    assert found({"from": "2025-03-13", "to": "2025-03-13"}) == []
+    assert (
+        api.post(
+            "/api/v1/recordings/search", json={"from": "2025-03-15", "to": "2025-03-14"}
+        ).status_code
+        == 422
+    )
     assert found({"phone_numbers": ["not a number"]}) == []
 
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...app.console.disclosures import DisclosureRequest
-from ...app.console.model import AccessKind, Principal, Role
+from ...app.console.model import PURPOSES_OF, AccessKind, Principal, Role
 from ...app.console.oversight import HoldOrder
 from ...app.console.recordings import Audio, SearchQuery
 from ...app.console.service import Console
@@ -54,8 +54,6 @@ class Me(BaseModel):
 
 
 def _me(principal: Principal) -> Me:
-    from ...app.console.model import PURPOSES_OF
-
     return Me(
         username=principal.username,
         role=principal.role.value,
@@ -104,6 +102,14 @@ class SearchBody(BaseModel):
         default=False,
         description="Add the customer's name and e-mail (roles complaints and dpo only).",
     )
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _whole_last_day(cls, value: Any) -> Any:
+        """A date alone as ``to`` means up to the end of that day (UTC)."""
+        if isinstance(value, str) and len(value) == 10:
+            return f"{value}T23:59:59.999999Z"
+        return value
 
     def query(self) -> SearchQuery:
         subject = parse_subject(self.model_dump())
@@ -408,7 +414,3 @@ def revoke_token(
 ) -> Response:
     console.accounts.revoke_token(token_id)
     return Response(status_code=204)
-
-
-def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
