@@ -170,6 +170,8 @@ def test_accesses_are_chained_in_the_audit_trail(pair: tuple[Any, Any]) -> None:
         Purpose.COMPLAINT,
     ]
     assert ports.accesses_of([]) == []
+    counts = ports.access_counts(NOW, NOW + timedelta(minutes=8))
+    assert counts == {"quality": 1, "training": 1, "complaint": 1}
 
 
 def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, Any]) -> None:

@@ -110,7 +110,7 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
 
     settings = load_settings(**instance.settings_kwargs())
     applied = migrate_database(settings.database_url.get_secret_value())
-    assert applied == ["0001_initial", "0002_held_index"]
+    assert applied == ["0001_initial", "0002_held_index", "0100_console"]  # console: 0100
     assert migrate_database(settings.database_url.get_secret_value()) == []  # idempotent
     store = PostgresStore(settings.database_url.get_secret_value())
     store.open()

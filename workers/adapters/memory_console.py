@@ -172,6 +172,13 @@ class MemoryConsole:
         chosen = [a for a in self.state.accesses if a.recording_id in wanted]
         return sorted(chosen, key=lambda a: a.at)
 
+    def access_counts(self, since: datetime, until: datetime) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for access in self.state.accesses:
+            if since <= access.at < until:
+                counts[access.purpose.value] = counts.get(access.purpose.value, 0) + 1
+        return counts
+
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:
         stored = replace(disclosure, recording_ids=tuple(sorted(disclosure.recording_ids)))

@@ -249,6 +249,15 @@ class PostgresConsole:
             ).fetchall()
         return [_access(r) for r in rows]
 
+    def access_counts(self, since: datetime, until: datetime) -> dict[str, int]:
+        with self._tx() as (_, conn):
+            rows = conn.execute(
+                "SELECT purpose, count(*) AS n FROM access_log WHERE at >= %s AND at < %s "
+                "GROUP BY purpose",
+                (since, until),
+            ).fetchall()
+        return {r["purpose"]: int(r["n"]) for r in rows}
+
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:
         with self._tx() as (tx, conn):

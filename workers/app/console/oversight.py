@@ -183,9 +183,7 @@ class Oversight:
             disclosures_by_kind=dict(
                 Counter(d.recipient_kind.value for d in self._register.disclosures(since=since))
             ),
-            accesses_by_purpose=dict(
-                Counter(a.purpose.value for a in self._log.accesses(since=since, limit=100_000))
-            ),
+            accesses_by_purpose=self._log.access_counts(since, now),
         )
 
     # the monthly report --------------------------------------------------------------------
@@ -217,12 +215,7 @@ class Oversight:
             requests_on_time=on_time,
             requests_late=late,
             disclosures=list(reversed(self._register.disclosures(since=start, until=end))),
-            accesses_by_purpose=dict(
-                Counter(
-                    a.purpose.value
-                    for a in self._log.accesses(since=start, until=end, limit=1_000_000)
-                )
-            ),
+            accesses_by_purpose=self._log.access_counts(start, end),
             holds_active=len(self._facts.holds()),
             audit_entries=checked,
             audit_broken_at=broken,

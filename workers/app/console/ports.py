@@ -80,6 +80,10 @@ class AccessLog(Protocol):
         """Every consultation of these recordings, oldest first."""
         ...
 
+    def access_counts(self, since: datetime, until: datetime) -> dict[str, int]:
+        """Consultations in the period, per purpose."""
+        ...
+
 
 class DisclosureRegister(Protocol):
     def register(self, disclosure: Disclosure) -> None:
