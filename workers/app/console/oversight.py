@@ -145,7 +145,8 @@ class Oversight:
         now = self._clock()
         first_day = now.date() - timedelta(days=days - 1)
         since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
-        counts = self._facts.day_counts(since, since + timedelta(days=days))
+        until = since + timedelta(days=days)  # the end of today
+        counts = self._facts.day_counts(since, until)
         day_list = [first_day + timedelta(days=i) for i in range(days)]
         reasons = ("retention", "erasure", "objection")
         per_day = Series(
@@ -160,12 +161,12 @@ class Oversight:
                 },
             },
         )
-        lags = self._facts.retention_lags(since, now)
+        lags = self._facts.retention_lags(since, until)
         worst: dict[date, float] = {}
         for purged_at, lag in lags:
             worst[purged_at.date()] = max(lag, worst.get(purged_at.date(), 0.0))
         overdue, oldest = self._facts.overdue(now)
-        requests = self._facts.requests(since=since, until=now)
+        requests = self._facts.requests(since=since, until=until)
         on_time, late = _deadlines(requests)
         open_requests = self._facts.requests(open_only=True)
         return Overview(
@@ -183,7 +184,7 @@ class Oversight:
             disclosures_by_kind=dict(
                 Counter(d.recipient_kind.value for d in self._register.disclosures(since=since))
             ),
-            accesses_by_purpose=self._log.access_counts(since, now),
+            accesses_by_purpose=self._log.access_counts(since, until),
         )
 
     # the monthly report --------------------------------------------------------------------
