@@ -366,3 +366,46 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
         driver.get(console.base + page)  # server-rendered: complete when get() returns
         driver.save_screenshot(str(shots / name))
     assert "Hash chain intact" in driver.find_element(By.ID, "audit-state").text
+
+
+def test_accounts_are_managed_from_the_command_line(console: Console) -> None:
+    from tests.e2e.console_harness import cli
+
+    listed = cli(console.cv, "user", "list").stdout
+    assert [line.split()[:3] for line in listed.splitlines()] == [
+        ["admin", "admin", "active"],
+        ["cx", "complaints", "active"],
+        ["dpo", "dpo", "active"],
+        ["qa", "qa", "active"],
+    ]
+    made = cli(console.cv, "token", "create", "qa")
+    token = made.stdout.strip()
+    token_id = made.stderr.split()[2]
+    assert console.request("GET", "/api/v1/session", token=token).status == 200
+    cli(console.cv, "token", "revoke", token_id)
+    assert console.request("GET", "/api/v1/session", token=token).status == 401
+    short = subprocess_failure(console, "user", "add", "eve", "--role", "qa", stdin="short\n")
+    assert "at least 8 characters" in short
+    cli(console.cv, "user", "add", "eve", "--role", "qa", stdin="a long enough one\n")
+    session = console.request(
+        "POST", "/api/v1/session", body={"username": "eve", "password": "a long enough one"}
+    )
+    assert session.status == 200
+    assert "httponly" in session.headers["set-cookie"].lower()
+    cli(console.cv, "user", "disable", "eve")
+    again = console.request(
+        "POST", "/api/v1/session", body={"username": "eve", "password": "a long enough one"}
+    )
+    assert again.status == 401
+
+
+def subprocess_failure(console: Console, *args: str, stdin: str) -> str:
+    import subprocess
+
+    from tests.e2e.harness import CALLVAULT
+
+    done = subprocess.run(
+        [CALLVAULT, *args], env=console.cv.env, input=stdin, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    return done.stderr
