@@ -13,9 +13,10 @@ import urllib.request
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, wait_for
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp, wait_for
 from tests.stack import free_port
 
 PASSWORD = "correct horse battery"
@@ -129,7 +130,7 @@ def dsr(cv: Callvault, kind: str, subject: dict[str, list[str]], **extra: Any) -
     data = {
         "request_id": request_id,
         "type": kind,
-        "received_at": "2026-01-01T00:00:00Z",
+        "received_at": stamp(datetime.now(UTC)),
         "identity_verified": True,
         "subject": {"phone_numbers": [], "emails": [], "customer_ids": [], "order_ids": []}
         | subject,

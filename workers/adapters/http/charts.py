@@ -51,13 +51,14 @@ def bar_chart(title: str, days: list[date], rows: dict[str, list[float]], unit: 
 
 def gauge(label: str, part: int, whole: int) -> Markup:
     """A horizontal bar: ``part`` of ``whole`` (e.g. requests answered on time)."""
-    share = part / whole if whole else 1.0
+    share = part / whole if whole else 0.0
+    text = f"{escape(label)}: {part}/{whole}" if whole else f"{escape(label)}: none yet"
     return Markup(  # noqa: S704 - the label is escaped, the rest are numbers
         f'<svg class="gauge" viewBox="0 0 300 26" role="img" aria-label="{escape(label)}" '
         'xmlns="http://www.w3.org/2000/svg">'
         '<rect x="0" y="4" width="300" height="18" fill="#e2e8f0"/>'
         f'<rect x="0" y="4" width="{300 * share:.1f}" height="18" fill="#2f855a"/>'
-        f'<text x="6" y="17" font-size="12">{escape(label)}: {part}/{whole}</text></svg>'
+        f'<text x="6" y="17" font-size="12">{text}</text></svg>'
     )
 
 
