@@ -193,13 +193,14 @@ def test_purposes_are_bound_to_roles(cw: ConsoleWorld) -> None:
     assert cw.api("qa1").get(audio_url(rid, "complaint", "C-1")).status_code == 403
     assert cw.api("qa1").get(audio_url(rid, "marketing")).status_code == 403
     assert cw.api("cx1").get(audio_url(rid, "quality")).status_code == 403
-    assert cw.api("cx1").get(audio_url(rid, "complaint")).status_code == 422  # no case ref
     assert cw.api("cx1").get(audio_url(rid, "complaint", "C-2025-7")).status_code == 200
+    assert cw.api("cx1").get(audio_url(rid, "complaint", "a name?")).status_code == 422
     assert cw.api("admin1").get(audio_url(rid, "quality")).status_code == 403
     for purpose in ("quality", "training", "incident"):
         assert cw.api("dpo1").get(audio_url(rid, purpose)).status_code == 200
     assert cw.api("dpo1").get(audio_url(rid, "legal_claim", "LC-1")).status_code == 200
-    assert len(cw.ports.state.accesses) == 5  # refusals leave no access entry
+    assert cw.api("dpo1").get(audio_url(rid, "legal_claim")).status_code == 200  # case optional
+    assert len(cw.ports.state.accesses) == 6  # refusals leave no access entry
 
 
 def test_restricted_recordings_only_for_legal_claims(cw: ConsoleWorld) -> None:

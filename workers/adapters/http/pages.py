@@ -272,7 +272,7 @@ def listen(
     purpose = form.get("purpose", "")
     case_ref = (form.get("case_ref") or "").strip() or None
     recordings = console.recordings
-    chosen = recordings.check_purpose(caller.principal, purpose, case_ref)
+    chosen = recordings.check_purpose(caller.principal, purpose, case_ref, require_case=True)
     recording = recordings.recording(caller.principal, recording_id)
     recordings.may_play(caller.principal, recording, chosen)
     query = {"purpose": chosen.value} | ({"case_ref": case_ref} if case_ref else {})

@@ -144,8 +144,17 @@ class Recordings:
         return found
 
     # listen --------------------------------------------------------------------------------
-    def check_purpose(self, principal: Principal, purpose: str, case_ref: str | None) -> Purpose:
-        """The purpose as the role may use it, with the case reference it needs."""
+    def check_purpose(
+        self,
+        principal: Principal,
+        purpose: str,
+        case_ref: str | None,
+        *,
+        require_case: bool = False,
+    ) -> Purpose:
+        """The purpose as the role may use it. The console's player insists on a case reference
+        for complaints and legal claims (``require_case``); the API, as the contract has it,
+        takes one when given and records its absence."""
         _require_searcher(principal)
         try:
             chosen = Purpose(purpose)
@@ -153,7 +162,7 @@ class Recordings:
             raise NotAllowed(f"{purpose!r} is not a purpose of this processing") from None
         if not principal.may_use(chosen):
             raise NotAllowed(f"the role {principal.role} may not listen for {chosen}")
-        if chosen in CASE_REF_REQUIRED and not case_ref:
+        if require_case and chosen in CASE_REF_REQUIRED and not case_ref:
             raise Invalid(f"a case reference is needed for {chosen}")
         if case_ref and not valid_reference(case_ref):
             raise Invalid("a case reference is a code: letters, digits and . _ : / # -")
