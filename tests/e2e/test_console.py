@@ -220,6 +220,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations land here
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -268,6 +269,17 @@ def sign_out(driver: Any) -> None:
     wait_for(lambda: "/login" in driver.current_url, 15, "signed out")
 
 
+def after_click(driver: Any, css: str) -> Any:
+    """The element the page loaded by a click shows (a click does not wait for the load)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 20).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
 def choose_purpose(driver: Any, console: Console, recording_id: str, purpose: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -292,11 +304,12 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
     sign_in(driver, console, "qa")
     driver.find_element(By.NAME, "phone").send_keys("8 612 34567")
     driver.find_element(By.CSS_SELECTOR, "#search button").click()
+    after_click(driver, "#results")
     rows = driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")
     assert [r.get_attribute("data-recording-id") for r in rows] == [rid(console, "e2e-a")]
     driver.save_screenshot(str(shots / "search.png"))
     choose_purpose(driver, console, rid(console, "e2e-a"), "training")
-    player = driver.find_element(By.ID, "player")
+    player = after_click(driver, "#player")
     driver.execute_script("arguments[0].play()", player)
     wait_for(
         lambda: driver.execute_script("return arguments[0].currentTime", player) > 0.2,
@@ -318,12 +331,13 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
 
     # a restricted recording is refused before any player appears
     choose_purpose(driver, console, rid(console, "e2e-r"), "quality")
-    assert "Art. 18" in driver.find_element(By.ID, "refusal").text
+    assert "Art. 18" in after_click(driver, "#refusal").text
     assert not driver.find_elements(By.TAG_NAME, "audio")
     sign_out(driver)
 
     # the DPO: a hold placed and released, a disclosure, the overview
     sign_in(driver, console, "dpo")
+    driver.get_log("browser")  # the refusal above was logged as a failed load; start afresh
     driver.save_screenshot(str(shots / "overview.png"))
     driver.get(console.base + "/dpo/holds")
     driver.find_element(By.NAME, "reason").send_keys("consumer dispute")
@@ -331,7 +345,7 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
     Select(driver.find_element(By.NAME, "scope_kind")).select_by_value("call_ids")
     driver.find_element(By.NAME, "targets").send_keys("e2e-a")
     driver.find_element(By.CSS_SELECTOR, "#place-hold button").click()
-    assert "H-browser" in driver.find_element(By.ID, "notice").text
+    assert "H-browser" in after_click(driver, "#notice").text
 
     def hold_row() -> list[Any]:
         driver.get(console.base + "/dpo/holds")
@@ -341,7 +355,7 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
     assert "e2e-a" in hold_row()[0].text
     driver.save_screenshot(str(shots / "holds.png"))
     hold_row()[0].find_element(By.CSS_SELECTOR, "button").click()
-    assert "released" in driver.find_element(By.ID, "notice").text
+    assert "released" in after_click(driver, "#notice").text
     wait_for(lambda: not hold_row(), 60, "the hold gone")
 
     driver.get(console.base + "/dpo/disclosures")
@@ -351,7 +365,7 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
     driver.find_element(By.NAME, "reference").send_keys("INC-2026-4")
     driver.find_element(By.NAME, "recording_ids").send_keys(rid(console, "e2e-a"))
     driver.find_element(By.CSS_SELECTOR, "#disclose button").click()
-    link = driver.find_element(By.ID, "package-link").get_attribute("href")
+    link = after_click(driver, "#package-link").get_attribute("href")
     package = download_zip(link)
     assert json.loads(package.read("manifest.json"))["disclosure"]["recipient"] == (
         "Vet clinic Gyvūnėlis"
@@ -366,6 +380,8 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
         driver.get(console.base + page)  # server-rendered: complete when get() returns
         driver.save_screenshot(str(shots / name))
     assert "Hash chain intact" in driver.find_element(By.ID, "audit-state").text
+    # nothing the DPO's pages do was blocked by the Content-Security-Policy or failed to load
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
 
 def test_accounts_are_managed_from_the_command_line(console: Console) -> None:
