@@ -50,7 +50,7 @@ class Accounts:
     # users ---------------------------------------------------------------------------------
     def add_user(self, username: str, role: Role, password: str | None) -> User:
         if not valid_username(username):
-            raise Invalid("a user name is 2-64 of a-z 0-9 . _ @ - (lower case)")
+            raise Invalid("a user name is 1-64 of the letters a-z, A-Z, digits and . _ @ -")
         if password is not None and len(password) < MIN_PASSWORD:
             raise Invalid(f"a password has at least {MIN_PASSWORD} characters")
         user = User(

@@ -40,7 +40,7 @@ SEARCHERS = frozenset({Role.QA, Role.COMPLAINTS, Role.DPO})
 
 # Case references and names of things are codes, not prose: nothing personal fits in them.
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/#-]{0,63}$")
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
 def valid_reference(text: str) -> bool:
