@@ -30,6 +30,8 @@ DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$DEPLOY_DIR/lib/alertmanager.sh"
 # shellcheck source=lib/telephony.sh
 . "$DEPLOY_DIR/lib/telephony.sh"
+# shellcheck source=lib/browser.sh
+. "$DEPLOY_DIR/lib/browser.sh"
 
 FETCH_ROOT="$LOCAL_DIR/landing-files"
 
@@ -86,7 +88,7 @@ preflight_ports() {
 # while the versitygw build, the Maven download of the Kafka jars and the venv
 # install run in the background (the Go build is the slowest step of a cold start).
 install_phase() {
-    local pkgs=() gpid="" mpid="" vpid="" mvn_later=0 venv_later=0
+    local pkgs=() p gpid="" mpid="" vpid="" mvn_later=0 venv_later=0
     pg_find_bin || pkgs+=(postgresql)
     command -v prometheus >/dev/null || pkgs+=(prometheus)
     command -v prometheus-alertmanager >/dev/null || pkgs+=(prometheus-alertmanager)
@@ -95,6 +97,8 @@ install_phase() {
     command -v ss >/dev/null || pkgs+=(iproute2)
     command -v runuser >/dev/null || pkgs+=(util-linux)
     command -v python3 >/dev/null || pkgs+=(python3 python3-venv)
+    # console: headless Chromium for the browser tests
+    while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(browser_packages_missing)
     # the venv install (pip) overlaps with the Go build too
     if [ "${CALLVAULT_STACK_NO_VENV:-0}" = 1 ]; then
         log "CALLVAULT_STACK_NO_VENV=1: not touching .venv"

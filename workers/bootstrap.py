@@ -16,6 +16,7 @@ from .adapters.fetch import AudioFetcher
 from .adapters.kafka import KafkaBus
 from .adapters.keys import KeyRing
 from .adapters.postgres import PostgresDatabase
+from .adapters.postgres_console import subject_history
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.context import Context, utc_now
@@ -102,6 +103,13 @@ class Container:
 
     # the application -------------------------------------------------------------------------
     @cached_property
+    def history(self) -> Any:
+        """Disclosures and consultations of the console, for access exports and Art. 19."""
+        if "history" in self.overrides:
+            return self.overrides["history"]
+        return subject_history(self.db) if isinstance(self.db, PostgresDatabase) else None
+
+    @cached_property
     def ctx(self) -> Context:
         return Context(
             settings=self.settings,
@@ -111,6 +119,7 @@ class Container:
             metrics=self.metrics,
             retry=self.retry,
             clock=self.clock,
+            history=self.history,
         )
 
     @cached_property

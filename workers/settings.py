@@ -219,6 +219,43 @@ class Settings(BaseSettings):
             if name.startswith("topic_") and isinstance(value, str)
         }
 
+    # --- console: `callvault serve` (docs/console.md) ------------------------------------
+    http_addr: str = "127.0.0.1"  # loopback unless told otherwise
+    http_port: int = Field(8080, ge=0, le=65535)
+    # Signs session cookies and CSRF tokens; every server behind one load balancer needs the
+    # same one. Unset: derived from the master key (so instances sharing it agree).
+    session_secret: SecretStr | None = None
+    session_ttl: Duration = IsoDuration.parse("PT8H")
+    cookie_secure: bool = False  # true behind TLS: cookies only over HTTPS
+    login_max_failures: int = Field(5, gt=0)  # per user name within login_window
+    login_window: Duration = IsoDuration.parse("PT15M")
+    access_seek_window: Duration = IsoDuration.parse("PT30M")  # seeks within one playback
+    oidc_issuer: str | None = None  # OpenID Connect: https://idp.example/realms/shop
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_url: str | None = None  # https://console.example/oidc/callback
+    oidc_role_claim: str = "roles"
+    oidc_role_map: CommaList = ()  # claim value=role, e.g. callcentre-qa=qa,privacy=dpo
+    oidc_username_claim: str = "preferred_username"
+
+    @field_validator("session_ttl", "login_window", "access_seek_window", mode="before")
+    @classmethod
+    def _console_duration(cls, value: Any) -> IsoDuration:
+        return value if isinstance(value, IsoDuration) else IsoDuration.parse(str(value))
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _console_role_map(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        pairs = tuple(item.strip() for item in items if item.strip())
+        for pair in pairs:
+            claim, sep, role = pair.rpartition("=")
+            if not sep or not claim or role not in ("qa", "complaints", "dpo", "admin"):
+                raise ValueError(f"{pair!r} is not CLAIM_VALUE=ROLE (qa|complaints|dpo|admin)")
+        return pairs
+
+    # --- end console ---------------------------------------------------------------------
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment; a :class:`ConfigError` names every bad variable."""

@@ -145,11 +145,12 @@ def test_withheld_caller_is_stored_as_withheld_with_no_phone_identifier(
     recording = world.store_call("c1", caller=withheld, customer=None)
     assert recording.customer_sealed is not None
     assert recording.wrapped_key is not None
-    dek = crypto.unwrap_key(world.ctx.master_key, recording.wrapped_key, recording.recording_id)
+    dek = world.ctx.keys.unwrap(
+        recording.wrapped_key, recording.master_key_id, recording.recording_id
+    )
     personal = crypto.open_json(dek, recording.recording_id, recording.customer_sealed)
     assert personal == {"phone": "withheld"}
-    with world.ctx.store.transaction() as tx:
-        assert tx.subject_keys_of(recording.recording_id) == frozenset()
+    assert world.subject_keys_of(recording.recording_id) == frozenset()
 
 
 def test_recording_without_readable_metadata_is_stored_without_it(world: World) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -165,3 +166,64 @@ def ciphertext_size(plain_size: int) -> int:
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
+
+
+# console: random access to a byte range of the plaintext, so a player can seek in a one-hour
+# call while only the segments holding the range are fetched and decrypted.
+HEADER_SIZE = _HEADER.size
+
+
+@dataclass(frozen=True)
+class SegmentSpan:
+    """Which ciphertext bytes hold plaintext bytes ``start..end`` (inclusive)."""
+
+    first: int  # first segment holding the range
+    total: int  # segments in the whole ciphertext (the last one is flagged in its nonce)
+    cipher_offset: int  # where segment ``first`` starts in the ciphertext
+    cipher_length: int  # ciphertext bytes from segment ``first`` to the last one needed
+    skip: int  # plaintext bytes of segment ``first`` before the range starts
+    length: int  # plaintext bytes in the range
+
+
+def segment_span(plain_size: int, start: int, end: int) -> SegmentSpan:
+    if not 0 <= start <= end < plain_size:
+        raise ValueError("range outside the plaintext")
+    total = max(1, -(-plain_size // SEGMENT))
+    first, last = start // SEGMENT, end // SEGMENT
+    last_length = min(SEGMENT, plain_size - last * SEGMENT) + TAG
+    return SegmentSpan(
+        first=first,
+        total=total,
+        cipher_offset=_HEADER.size + first * (SEGMENT + TAG),
+        cipher_length=(last - first) * (SEGMENT + TAG) + last_length,
+        skip=start - first * SEGMENT,
+        length=end - start + 1,
+    )
+
+
+def decrypt_range(
+    dek: bytes, recording_id: str, header: bytes, chunks: Iterable[bytes], span: SegmentSpan
+) -> Iterator[bytes]:
+    """The plaintext of ``span`` from the ciphertext of its segments (``chunks``, starting at
+    ``span.cipher_offset``); each segment is authenticated before a byte of it is returned."""
+    if len(header) != _HEADER.size:
+        raise IntegrityError("ciphertext too short")
+    magic, size, prefix = _HEADER.unpack(header)
+    if magic != MAGIC or size != SEGMENT:
+        raise IntegrityError("not a callvault ciphertext")
+    aad = header + recording_id.encode()
+    aead = AESGCM(dek)
+    skip, remaining = span.skip, span.length
+    for counter, (segment, _) in enumerate(_segments(chunks, size + TAG), start=span.first):
+        try:
+            plain = aead.decrypt(_nonce(prefix, counter, counter == span.total - 1), segment, aad)
+        except InvalidTag as exc:
+            raise IntegrityError(f"segment {counter} failed authentication") from exc
+        piece = plain[skip : skip + remaining]
+        skip, remaining = 0, remaining - len(piece)
+        if piece:
+            yield piece
+        if remaining <= 0:
+            return
+    if remaining > 0:
+        raise IntegrityError("ciphertext ended before the range")

@@ -69,6 +69,12 @@ class PostgresTx:
     def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> psycopg.Connection[dict[str, Any]]:
+        """The transaction's connection, for adapters keeping their own tables in it."""
+        # console: workers.adapters.postgres_console runs its SQL in the same transaction
+        return self._conn
+
     def _one(self, sql: str, params: Any = None) -> dict[str, Any] | None:
         return self._conn.execute(sql, params).fetchone()
 

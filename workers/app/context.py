@@ -15,6 +15,7 @@ from ..metrics import Metrics
 from ..ports import ObjectStore
 from ..retry import RetryPolicy
 from ..settings import Settings
+from .console.ports import AccessHistory
 from .keys import Keys
 from .unit_of_work import UnitOfWork
 
@@ -61,6 +62,7 @@ class Context:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     clock: Callable[[], datetime] = field(default=utc_now)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    history: AccessHistory | None = None  # disclosures and consultations, for the subject
 
     @property
     def vault(self) -> str:

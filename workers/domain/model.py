@@ -591,8 +591,11 @@ class RequestRecord(Aggregate):
         *,
         pending: tuple[str, ...] = (),
         revision: str = "",
+        notes: dict[str, Any] | None = None,
     ) -> None:
-        kept = data if pending else _without_call_ids(data)
+        """Answer; ``notes`` are kept with the answer but not sent (the v1 event has no field
+        for them), e.g. the recipients an erasure must be passed on to (Art. 19)."""
+        kept = (data if pending else _without_call_ids(data)) | (notes or {})
         self._set(status=status.value, result=kept, completed_at=now, pending=pending)
         outcomes = tuple(data.get("recordings", ()))
         self._record(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from stat import S_IFREG
@@ -48,14 +48,25 @@ def _deflate_fast() -> Any:
     return zlib.compressobj(wbits=-zlib.MAX_WBITS, level=1)
 
 
-def build_export(request_id: str, recordings: list[Recording], ctx: Context) -> Export:
-    """Stream the ZIP into the export bucket; recorded by the caller with its answer."""
+Manifest = Callable[[list[Recording], datetime, dict[str, str], Context], dict[str, Any]]
+
+
+def build_export(
+    request_id: str,
+    recordings: list[Recording],
+    ctx: Context,
+    *,
+    manifest: Manifest | None = None,
+) -> Export:
+    """Stream the ZIP into the export bucket; recorded by the caller with its answer.
+    ``manifest`` replaces the subject's manifest (a disclosure's names its recipient)."""
     settings = ctx.settings
     now = ctx.clock()
     key = f"exports/{uuid.uuid4()}.zip"
     files = {r.recording_id: _audio_file(r) for r in recordings if _has_audio(r, ctx)}
+    written = (manifest or subject_manifest)(recordings, now, files, ctx)
     zipped = Measured(
-        stream_zip(_members(recordings, files, now, ctx), get_compressobj=_deflate_fast)
+        stream_zip(_members(recordings, files, now, written, ctx), get_compressobj=_deflate_fast)
     )
     ctx.objects.put_stream(settings.export_bucket, key, zipped, content_type="application/zip")
     ttl = settings.export_ttl.as_timedelta()
@@ -71,10 +82,13 @@ def build_export(request_id: str, recordings: list[Recording], ctx: Context) -> 
 
 
 def _members(
-    recordings: list[Recording], files: dict[str, str], now: datetime, ctx: Context
+    recordings: list[Recording],
+    files: dict[str, str],
+    now: datetime,
+    manifest: dict[str, Any],
+    ctx: Context,
 ) -> Iterator[tuple[str, datetime, int, Any, Iterable[bytes]]]:
-    manifest = json.dumps(_manifest(recordings, now, files, ctx), indent=2).encode()
-    yield "manifest.json", now, S_IFREG | 0o600, ZIP_64, [manifest]
+    yield "manifest.json", now, S_IFREG | 0o600, ZIP_64, [json.dumps(manifest, indent=2).encode()]
     for recording in recordings:
         if recording.recording_id in files:
             yield (
@@ -107,11 +121,21 @@ def _audio(recording: Recording, ctx: Context) -> Iterator[bytes]:
     yield from ctx.keys.decrypt(_data_key(recording, ctx), recording.recording_id, ciphertext)
 
 
-def _manifest(
+def subject_manifest(
     recordings: list[Recording], now: datetime, files: dict[str, str], ctx: Context
 ) -> dict[str, Any]:
+    """The Art. 15 information: the notice's texts, each recording, who received it
+    (Art. 15(1)(c): telecom providers and others by name, not law enforcement, Art. 4(9))
+    and when and why it was consulted (never by whom)."""
     settings = ctx.settings
-    return {
+    ids = [r.recording_id for r in recordings]
+    history = ctx.history.manifest_additions(ids) if ctx.history is not None else {}
+    entries = [entry(r, files.get(r.recording_id), ctx) for r in recordings]
+    if history:
+        consulted = history.get("consultations", {})
+        for listed in entries:
+            listed["consultations"] = consulted.get(listed["recording_id"], [])
+    manifest: dict[str, Any] = {
         "generated_at": rfc3339(now),
         "controller_notice": {
             "purposes": settings.notice_purposes,
@@ -121,8 +145,11 @@ def _manifest(
             "source": settings.notice_source,
             "rights": settings.notice_rights,
         },
-        "recordings": [_entry(r, files.get(r.recording_id), ctx) for r in recordings],
+        "recordings": entries,
     }
+    if history:
+        manifest["recipients"] = history.get("recipients", [])
+    return manifest
 
 
 def personal_data(recording: Recording, ctx: Context) -> dict[str, Any]:
@@ -133,7 +160,7 @@ def personal_data(recording: Recording, ctx: Context) -> dict[str, Any]:
     )
 
 
-def _entry(recording: Recording, audio_file: str | None, ctx: Context) -> dict[str, Any]:
+def entry(recording: Recording, audio_file: str | None, ctx: Context) -> dict[str, Any]:
     return {
         "recording_id": recording.recording_id,
         "call_id": recording.call_id,

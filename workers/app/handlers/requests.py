@@ -112,7 +112,8 @@ def resume_erasures(command: ResumeErasures, ctx: Context) -> str:
         record = _request(ctx, request_id)
         if record is not None and record.pending:
             purge(list(record.pending), purge_reason_for(record.dsr_type), ctx)
-            answered += _answer_erasure(request_id, ctx, resumed=True) == "answered"
+            answer = _answer_erasure(request_id, ctx, resumed=True)
+            answered += answer in (DsrStatus.COMPLETED.value, DsrStatus.PARTIAL.value)
     return f"answered:{answered}"
 
 
@@ -149,12 +150,17 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool) -> str:
         now = ctx.clock()
         data = _data(record, status, outcomes, now, HELD_REASON if held else None, extra)
         record.answer(
-            status, data, now, pending=held, revision=f"/erased/{len(erased)}" if resumed else ""
+            status,
+            data,
+            now,
+            pending=held,
+            revision=f"/erased/{len(erased)}" if resumed else "",
+            notes=_recipients_to_notify([r.recording_id for r in matched], ctx),
         )
         uow.requests.update(record)
         uow.commit()
     _count(record, status, ctx)
-    return "answered"
+    return status.value
 
 
 def _matched(uow: UnitOfWork, request_id: str) -> list[Recording]:
@@ -226,7 +232,8 @@ def _rectify(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
         rectified = [r for r in uow.recordings.lock(list(record.matched)) if r.alive]
         for recording in rectified:
             rectify_recording(uow, recording, request, ctx)
-        return _finish(uow, record, [(r, Outcome.RECTIFIED) for r in rectified], ctx)
+        notes = _recipients_to_notify([r.recording_id for r in rectified], ctx)
+        return _finish(uow, record, [(r, Outcome.RECTIFIED) for r in rectified], ctx, notes)
 
 
 def _restrict(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
@@ -240,7 +247,11 @@ def _restrict(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
 
 
 def _finish(
-    uow: UnitOfWork, record: RequestRecord, outcomes: list[tuple[Recording, Outcome]], ctx: Context
+    uow: UnitOfWork,
+    record: RequestRecord,
+    outcomes: list[tuple[Recording, Outcome]],
+    ctx: Context,
+    notes: dict[str, Any] | None = None,
 ) -> str:
     """Answer ``completed`` within the caller's unit of work (first answer wins)."""
     current = uow.requests.get(record.request_id, lock=True)
@@ -248,7 +259,8 @@ def _finish(
         return "duplicate"
     now = ctx.clock()
     listed = [_outcome(current, r, o) for r, o in outcomes]
-    current.answer(DsrStatus.COMPLETED, _data(current, DsrStatus.COMPLETED, listed, now, None), now)
+    data = _data(current, DsrStatus.COMPLETED, listed, now, None)
+    current.answer(DsrStatus.COMPLETED, data, now, notes=notes)
     uow.requests.update(current)
     uow.commit()
     _count(current, DsrStatus.COMPLETED, ctx)
@@ -256,6 +268,13 @@ def _finish(
 
 
 # --- answers -------------------------------------------------------------------------------
+
+
+def _recipients_to_notify(recording_ids: list[str], ctx: Context) -> dict[str, Any]:
+    """Art. 19: the recipients of these recordings to be told of an erasure or rectification."""
+    if ctx.history is None:
+        return {}
+    return {"recipients_to_notify": ctx.history.recipients_to_notify(recording_ids)}
 
 
 def _outcome(record: RequestRecord, recording: Recording, outcome: Outcome) -> dict[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from ... import __version__
+from ... import __version__, console_cli
 from ...connectors_cli import connect
 from .common import EXIT_CODES_HELP
 from .compliance import audit, dsr, hold, public_key, verify_certificate
@@ -38,6 +38,9 @@ for command in (
     public_key,
     verify_certificate,
     connect,
+    console_cli.serve,
+    console_cli.user,
+    console_cli.token,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,427 @@
+"""``callvault serve`` on the real stack: an API client holding only a token, and a person in
+headless Chromium (Debian's, driven through chromium-driver). One instance, worker and server
+for the whole module, to keep the suite's cost to a couple of minutes."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.console_harness import (
+    PASSWORD,
+    Console,
+    download_zip,
+    dsr,
+    sha256,
+    start_console,
+    store_calls,
+)
+from tests.e2e.harness import Callvault, make_wav, wait_for
+from tests.stack import drop_instance, new_instance
+
+AUDIO = {
+    "e2e-a": make_wav(3.0, tone=440.0),
+    "e2e-b": make_wav(1.0, tone=660.0),
+    "e2e-r": make_wav(1.0, tone=550.0),
+}
+CUSTOMER = {"name": "Ona Petraitienė", "email": "ona@example.lt", "order_ids": ["ORD-77"]}
+RESTRICTED_PHONE = "+370 699 11111"
+
+
+def hour_of_audio() -> bytes:
+    """One hour of 8 kHz 16-bit mono speech-band tone: a 57.6 MB WAV."""
+    second = b"".join(struct.pack("<h", (i * 37) % 4000 - 2000) for i in range(8000))
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(second * 3600)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def console(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    instance = new_instance(stack, prefix="cs")
+    cv = Callvault(instance, tmp_path_factory.mktemp("console"))
+    try:
+        cv.migrate()
+        cv.start_worker()
+        served = start_console(cv)
+        served.recordings = store_calls(
+            cv,
+            {
+                "e2e-a": {"audio": AUDIO["e2e-a"], "customer": CUSTOMER},
+                "e2e-b": {"audio": AUDIO["e2e-b"], "caller": "(8 5) 271 2804"},
+                "e2e-r": {"audio": AUDIO["e2e-r"], "caller": RESTRICTED_PHONE},
+            },
+        )
+        restricted = dsr(cv, "restriction", {"phone_numbers": ["8 699 11111"]})
+        assert [r["outcome"] for r in restricted["recordings"]] == ["restricted"]
+        yield served
+    finally:
+        cv.stop_all()
+        drop_instance(instance)
+
+
+def rid(console: Console, call_id: str) -> str:
+    return console.recordings[call_id]
+
+
+def audio_path(recording_id: str, purpose: str, case_ref: str | None = None) -> str:
+    path = f"/api/v1/recordings/{recording_id}/audio?purpose={purpose}"
+    return path + (f"&case_ref={case_ref}" if case_ref else "")
+
+
+def test_a_token_client_searches_by_national_notation_and_listens(console: Console) -> None:
+    found = console.as_role(
+        "qa", "POST", "/api/v1/recordings/search", {"phone_numbers": ["8 612 34567"]}
+    )
+    assert found.status == 200
+    items = found.json()["items"]
+    assert [i["call_id"] for i in items] == ["e2e-a"]
+    assert items[0]["restricted"] is False
+    recording_id = items[0]["recording_id"]
+    whole = console.as_role("qa", "GET", audio_path(recording_id, "training"))
+    assert whole.status == 200
+    assert whole.body == AUDIO["e2e-a"]
+    assert whole.headers["content-type"] == "audio/wav"
+    assert whole.headers["cache-control"] == "no-store"
+    part = console.as_role(
+        "qa", "GET", audio_path(recording_id, "quality"), headers={"range": "bytes=40000-"}
+    )
+    assert part.status == 206
+    assert part.body == AUDIO["e2e-a"][40000:]
+    log = console.as_role("dpo", "GET", f"/api/v1/access-log?recording_id={recording_id}")
+    entries = log.json()["items"]
+    assert [(e["user"], e["purpose"]) for e in entries] == [("qa", "quality"), ("qa", "training")]
+    assert set(entries[0]) == {"at", "user", "purpose", "case_ref", "recording_id"}
+
+
+def test_refusals_follow_the_contract(console: Console) -> None:
+    restricted = rid(console, "e2e-r")
+    for method, path in (
+        ("POST", "/api/v1/recordings/search"),
+        ("GET", audio_path(restricted, "quality")),
+        ("GET", "/api/v1/access-log"),
+        ("POST", "/api/v1/disclosures"),
+    ):
+        assert console.request(method, path, body={}).status == 401, path
+    assert console.as_role("qa", "GET", "/api/v1/access-log").status == 403
+    assert (
+        console.as_role("admin", "POST", "/api/v1/recordings/search", {"call_ids": ["x"]}).status
+        == 403
+    )
+    assert console.as_role("cx", "POST", "/api/v1/disclosures", {}).status == 403
+    assert console.as_role("qa", "GET", audio_path(restricted, "complaint", "C-1")).status == 403
+    assert console.as_role("dpo", "GET", audio_path(restricted, "quality")).status == 403
+    claim = console.as_role("dpo", "GET", audio_path(restricted, "legal_claim", "LC-1"))
+    assert claim.status == 200
+    assert claim.body == AUDIO["e2e-r"]
+    erased = dsr(console.cv, "erasure", {"phone_numbers": ["8 5 271 2804"]})
+    assert [r["outcome"] for r in erased["recordings"]] == ["erased"]
+    gone = console.as_role("qa", "GET", audio_path(rid(console, "e2e-b"), "quality"))
+    assert gone.status == 404
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert console.as_role("qa", "GET", audio_path(unknown, "quality")).status == 404
+
+
+def test_disclosures_reach_the_recipient_and_the_subject_learns_of_them(
+    console: Console,
+) -> None:
+    recording_id = rid(console, "e2e-a")
+    answers = {}
+    for kind, recipient in (("telecom_provider", "Telia Lietuva"), ("law_enforcement", "Policija")):
+        answer = console.as_role(
+            "dpo",
+            "POST",
+            "/api/v1/disclosures",
+            {
+                "recipient": recipient,
+                "recipient_kind": kind,
+                "legal_basis": "GDPR Art. 6(1)(c)",
+                "reference": f"REF-{kind}",
+                "recording_ids": [recording_id],
+            },
+        )
+        assert answer.status == 200, answer.body
+        answers[kind] = answer.json()
+    export = answers["telecom_provider"]["export"]
+    package = download_zip(export["url"])
+    manifest = json.loads(package.read("manifest.json"))
+    assert manifest["disclosure"]["recipient"] == "Telia Lietuva"
+    assert package.read(manifest["recordings"][0]["audio_file"]) == AUDIO["e2e-a"]
+    access = dsr(console.cv, "access", {"emails": ["ONA@example.lt"]})
+    subject_view = json.loads(download_zip(access["export"]["url"]).read("manifest.json"))
+    assert [r["recipient"] for r in subject_view["recipients"]] == ["Telia Lietuva"]
+    assert "Policija" not in json.dumps(subject_view)
+    purposes = {c["purpose"] for c in subject_view["recordings"][0]["consultations"]}
+    assert purposes == {"training", "quality"}
+    assert '"qa"' not in json.dumps(subject_view)  # when and why, never who
+
+
+def test_holds_placed_through_the_api_reach_the_worker(console: Console) -> None:
+    placed = console.as_role(
+        "dpo",
+        "POST",
+        "/api/v1/holds",
+        {"hold_id": "H-e2e", "reason": "dispute", "scope": {"call_ids": ["e2e-a"]}},
+    )
+    assert placed.status == 202
+
+    def listed() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = console.as_role("dpo", "GET", "/api/v1/holds").json()["items"]
+        return items
+
+    wait_for(lambda: any(h["hold_id"] == "H-e2e" for h in listed()), 60, "the hold applied")
+    assert listed()[0]["recordings"][0]["call_id"] == "e2e-a"
+    console.as_role("dpo", "POST", "/api/v1/holds/H-e2e/release")
+    wait_for(lambda: not listed(), 60, "the hold released")
+
+
+def test_one_hour_call_seeks_without_the_server_holding_it(console: Console) -> None:
+    audio = hour_of_audio()
+    hour = {"e2e-hour": {"audio": audio, "caller": "+370 600 00001"}}
+    recording_id = store_calls(console.cv, hour)["e2e-hour"]
+    before = peak_memory(console)
+    seek = 50 * 60 * 16000 + 44  # fifty minutes in
+    part = console.as_role(
+        "qa",
+        "GET",
+        audio_path(recording_id, "quality"),
+        headers={"range": f"bytes={seek}-{seek + 999}"},
+    )
+    assert part.status == 206
+    assert part.body == audio[seek : seek + 1000]
+    whole = console.as_role("qa", "GET", audio_path(recording_id, "quality"))
+    assert sha256(whole.body) == sha256(audio)
+    grown = peak_memory(console) - before
+    assert grown < 24 * 1024 * 1024, f"serving a 57.6 MB call grew the server by {grown} bytes"
+
+
+def peak_memory(console: Console) -> int:
+    status = Path(f"/proc/{console.process.pid}/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+# --- a person in a browser --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations land here
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshots_dir(tmp_path: Path) -> Path:
+    """docs/screenshots when CALLVAULT_SCREENSHOTS=1 (to refresh the README), else tmp."""
+    import os
+
+    if os.environ.get("CALLVAULT_SCREENSHOTS") == "1":
+        return Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    return tmp_path
+
+
+def sign_in(driver: Any, console: Console, username: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(console.base + "/login")
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait_for(lambda: "/login" not in driver.current_url, 15, "signed in")
+
+
+def sign_out(driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "form.who button").click()
+    wait_for(lambda: "/login" in driver.current_url, 15, "signed out")
+
+
+def after_click(driver: Any, css: str) -> Any:
+    """The element the page loaded by a click shows (a click does not wait for the load)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 20).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def choose_purpose(driver: Any, console: Console, recording_id: str, purpose: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(f"{console.base}/recordings/{recording_id}")
+    assert not driver.find_elements(By.TAG_NAME, "audio")  # no player before the purpose
+    Select(driver.find_element(By.NAME, "purpose")).select_by_value(purpose)
+    driver.find_element(By.CSS_SELECTOR, "#purpose-form button").click()
+
+
+def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    shots = screenshots_dir(tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    driver = browser
+    driver.get(console.base + "/login")
+    driver.save_screenshot(str(shots / "login.png"))
+
+    # the QA lead: search by a national notation, choose a purpose, listen
+    sign_in(driver, console, "qa")
+    driver.find_element(By.NAME, "phone").send_keys("8 612 34567")
+    driver.find_element(By.CSS_SELECTOR, "#search button").click()
+    after_click(driver, "#results")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+    assert [r.get_attribute("data-recording-id") for r in rows] == [rid(console, "e2e-a")]
+    driver.save_screenshot(str(shots / "search.png"))
+    choose_purpose(driver, console, rid(console, "e2e-a"), "training")
+    player = after_click(driver, "#player")
+    driver.execute_script("arguments[0].play()", player)
+    wait_for(
+        lambda: driver.execute_script("return arguments[0].currentTime", player) > 0.2,
+        20,
+        "the audio playing",
+    )
+    duration = driver.execute_script("return arguments[0].duration", player)
+    assert abs(duration - 3.0) < 0.05
+    digest = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(arguments[0].currentSrc).then(r => r.arrayBuffer())
+          .then(b => crypto.subtle.digest('SHA-256', b))
+          .then(h => done(Array.from(new Uint8Array(h))
+            .map(x => x.toString(16).padStart(2, '0')).join('')));""",
+        player,
+    )
+    assert digest == sha256(AUDIO["e2e-a"])
+    driver.save_screenshot(str(shots / "player.png"))
+
+    # a restricted recording is refused before any player appears
+    choose_purpose(driver, console, rid(console, "e2e-r"), "quality")
+    assert "Art. 18" in after_click(driver, "#refusal").text
+    assert not driver.find_elements(By.TAG_NAME, "audio")
+    sign_out(driver)
+
+    # the DPO: a hold placed and released, a disclosure, the overview
+    sign_in(driver, console, "dpo")
+    driver.get_log("browser")  # the refusal above was logged as a failed load; start afresh
+    driver.save_screenshot(str(shots / "overview.png"))
+    driver.get(console.base + "/dpo/holds")
+    driver.find_element(By.NAME, "reason").send_keys("consumer dispute")
+    driver.find_element(By.NAME, "hold_id").send_keys("H-browser")
+    Select(driver.find_element(By.NAME, "scope_kind")).select_by_value("call_ids")
+    driver.find_element(By.NAME, "targets").send_keys("e2e-a")
+    driver.find_element(By.CSS_SELECTOR, "#place-hold button").click()
+    assert "H-browser" in after_click(driver, "#notice").text
+
+    def hold_row() -> list[Any]:
+        driver.get(console.base + "/dpo/holds")
+        return list(driver.find_elements(By.CSS_SELECTOR, 'tr[data-hold-id="H-browser"]'))
+
+    wait_for(lambda: bool(hold_row()), 60, "the hold listed")
+    assert "e2e-a" in hold_row()[0].text
+    driver.save_screenshot(str(shots / "holds.png"))
+    hold_row()[0].find_element(By.CSS_SELECTOR, "button").click()
+    assert "released" in after_click(driver, "#notice").text
+    wait_for(lambda: not hold_row(), 60, "the hold gone")
+
+    driver.get(console.base + "/dpo/disclosures")
+    driver.find_element(By.NAME, "recipient").send_keys("Vet clinic Gyvūnėlis")
+    Select(driver.find_element(By.NAME, "recipient_kind")).select_by_value("other")
+    driver.find_element(By.NAME, "legal_basis").send_keys("GDPR Art. 6(1)(f)")
+    driver.find_element(By.NAME, "reference").send_keys("INC-2026-4")
+    driver.find_element(By.NAME, "recording_ids").send_keys(rid(console, "e2e-a"))
+    driver.find_element(By.CSS_SELECTOR, "#disclose button").click()
+    link = after_click(driver, "#package-link").get_attribute("href")
+    package = download_zip(link)
+    assert json.loads(package.read("manifest.json"))["disclosure"]["recipient"] == (
+        "Vet clinic Gyvūnėlis"
+    )
+    driver.save_screenshot(str(shots / "disclosures.png"))
+    for page, name in (
+        ("/dpo", "overview.png"),
+        ("/dpo/access-log", "access-log.png"),
+        ("/dpo/requests", "requests.png"),
+        ("/dpo/report", "report.png"),
+    ):
+        driver.get(console.base + page)  # server-rendered: complete when get() returns
+        driver.save_screenshot(str(shots / name))
+    assert "Hash chain intact" in driver.find_element(By.ID, "audit-state").text
+    # nothing the DPO's pages do was blocked by the Content-Security-Policy or failed to load
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_accounts_are_managed_from_the_command_line(console: Console) -> None:
+    from tests.e2e.console_harness import cli
+
+    listed = cli(console.cv, "user", "list").stdout
+    assert [line.split()[:3] for line in listed.splitlines()] == [
+        ["admin", "admin", "active"],
+        ["cx", "complaints", "active"],
+        ["dpo", "dpo", "active"],
+        ["qa", "qa", "active"],
+    ]
+    made = cli(console.cv, "token", "create", "qa")
+    token = made.stdout.strip()
+    token_id = made.stderr.split()[2]
+    assert console.request("GET", "/api/v1/session", token=token).status == 200
+    cli(console.cv, "token", "revoke", token_id)
+    assert console.request("GET", "/api/v1/session", token=token).status == 401
+    short = subprocess_failure(console, "user", "add", "eve", "--role", "qa", stdin="short\n")
+    assert "at least 8 characters" in short
+    cli(console.cv, "user", "add", "eve", "--role", "qa", stdin="a long enough one\n")
+    session = console.request(
+        "POST", "/api/v1/session", body={"username": "eve", "password": "a long enough one"}
+    )
+    assert session.status == 200
+    assert "httponly" in session.headers["set-cookie"].lower()
+    cli(console.cv, "user", "disable", "eve")
+    again = console.request(
+        "POST", "/api/v1/session", body={"username": "eve", "password": "a long enough one"}
+    )
+    assert again.status == 401
+
+
+def subprocess_failure(console: Console, *args: str, stdin: str) -> str:
+    import subprocess
+
+    from tests.e2e.harness import CALLVAULT
+
+    done = subprocess.run(
+        [CALLVAULT, *args], env=console.cv.env, input=stdin, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    return done.stderr

@@ -1,0 +1,260 @@
+"""One contract suite for the console's ports, run against the in-memory fake and PostgreSQL,
+so that the console's unit tests say something true about production."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from tests.integration.test_port_contracts import NOW, recording
+from tests.stack import Instance
+from workers.adapters.memory import MemoryStore
+from workers.adapters.memory_console import MemoryConsole
+from workers.adapters.postgres import PostgresStore
+from workers.adapters.postgres_console import PostgresConsole
+from workers.app.console.model import (
+    Access,
+    AccessKind,
+    ApiToken,
+    Disclosure,
+    Purpose,
+    RecipientKind,
+    Role,
+    SearchCriteria,
+    User,
+)
+from workers.domain.audit import verify_chain
+from workers.domain.model import Hold, HoldScopeKind, PurgeReason, RecordingStatus
+from workers.migrate import migrate_database
+from workers.ports import DsrRecord
+from workers.settings import load_settings
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
+    """(core store, console ports over it)."""
+    if request.param == "memory":
+        store = MemoryStore()
+        yield store, MemoryConsole(store)
+        return
+    instance: Instance = request.getfixturevalue("instance")
+    settings = load_settings(**instance.settings_kwargs())
+    migrate_database(settings.database_url.get_secret_value())
+    real = PostgresStore(settings.database_url.get_secret_value())
+    real.open()
+    yield real, PostgresConsole(real)
+    real.close()
+
+
+def test_users_and_tokens(pair: tuple[Any, Any]) -> None:
+    _, ports = pair
+    assert ports.add_user(User("ona", Role.QA, "$argon2id$x", created_at=NOW))
+    assert not ports.add_user(User("ona", Role.DPO, None, created_at=NOW))
+    assert ports.add_user(User("admin", Role.ADMIN, None, created_at=NOW))
+    assert [u.username for u in ports.users()] == ["admin", "ona"]
+    assert ports.set_disabled("ona", True)
+    assert ports.set_role("ona", Role.COMPLAINTS)
+    assert not ports.set_disabled("nobody", True)
+    ona = ports.user("ona")
+    assert (ona.role, ona.disabled, ona.password_hash) == (Role.COMPLAINTS, True, "$argon2id$x")
+    ports.add_token(ApiToken("t1", "ona", b"h" * 32, NOW))
+    ports.add_token(ApiToken("t2", "ona", b"i" * 32, NOW + timedelta(seconds=1)))
+    assert ports.token("t1") == ApiToken("t1", "ona", b"h" * 32, NOW)
+    assert ports.revoke_token("t1", NOW)
+    assert not ports.revoke_token("t1", NOW)
+    assert [(t.token_id, t.revoked_at) for t in ports.tokens_of("ona")] == [
+        ("t1", NOW),
+        ("t2", None),
+    ]
+    assert ports.token("nope") is None
+
+
+def test_sign_in_failures_count_per_key_within_the_window(pair: tuple[Any, Any]) -> None:
+    _, ports = pair
+    a, b = b"a" * 32, b"b" * 32
+    for minutes in (0, 5, 10):
+        ports.record_failure(a, NOW + timedelta(minutes=minutes))
+    ports.record_failure(b, NOW)
+    assert ports.failures_since(a, NOW) == 3
+    assert ports.failures_since(a, NOW + timedelta(minutes=1)) == 2
+    ports.clear_failures(a)
+    assert ports.failures_since(a, NOW - timedelta(days=1)) == 0
+    assert ports.failures_since(b, NOW) == 1
+
+
+def test_search_by_digest_call_dates_and_agent(pair: tuple[Any, Any]) -> None:
+    store, ports = pair
+    digest = b"\x05" * 32
+    first = replace(
+        recording("s-1"), started_at=NOW - timedelta(days=2), collected_at=NOW - timedelta(days=2)
+    )
+    second = replace(
+        recording("s-2"),
+        started_at=NOW - timedelta(days=1),
+        collected_at=NOW - timedelta(days=1),
+        agent_id="a-2",
+    )
+    purged = recording("s-3", status=RecordingStatus.PURGED)
+    with store.transaction() as tx:
+        for rec in (first, second, purged):
+            tx.insert_recording(rec)
+            tx.set_subject_keys(rec.recording_id, frozenset({digest}))
+
+    def calls(**criteria: Any) -> list[str]:
+        return [r.call_id for r in ports.search(SearchCriteria(**criteria))]
+
+    assert calls(digests=frozenset({digest}), identifiers_given=True) == ["s-2", "s-1"]
+    assert calls(digests=frozenset({b"\x06" * 32}), identifiers_given=True) == []
+    assert calls(call_ids=("s-1", "s-3")) == ["s-1"]
+    assert calls(digests=frozenset({digest}), call_ids=("s-1",), identifiers_given=True) == [
+        "s-2",
+        "s-1",
+    ]
+    assert calls(start=NOW - timedelta(days=1, hours=1)) == ["s-2"]
+    assert calls(end=NOW - timedelta(days=1, hours=1)) == ["s-1"]
+    assert calls(agent_id="a-2") == ["s-2"]
+    assert calls(start=NOW - timedelta(days=30), limit=1) == ["s-2"]
+    assert ports.recording(first.recording_id) == first
+
+
+def access(at_minutes: int, **changes: Any) -> Access:
+    base = Access(
+        NOW + timedelta(minutes=at_minutes),
+        "ona",
+        Role.QA,
+        Purpose.QUALITY,
+        None,
+        recording("a-1").recording_id,
+        AccessKind.PLAYBACK,
+    )
+    return replace(base, **changes)
+
+
+def test_accesses_are_chained_in_the_audit_trail(pair: tuple[Any, Any]) -> None:
+    store, ports = pair
+    other = recording("a-2").recording_id
+    assert ports.record_access(access(0))
+    # the same listening, seeking 5 minutes later: not a new entry
+    assert not ports.record_access(access(5), unless_since=NOW)
+    # another purpose, another case, another person: new entries
+    assert ports.record_access(access(6, purpose=Purpose.TRAINING), unless_since=NOW)
+    assert ports.record_access(
+        access(7, case_ref="C-1", role=Role.COMPLAINTS, purpose=Purpose.COMPLAINT)
+    )
+    assert ports.record_access(access(8, recording_id=other, username="jonas"))
+    with store.transaction() as tx:
+        entries = tx.audit_entries(0, 100)
+    assert verify_chain(entries) == (4, None)
+    assert [e.action for e in entries] == ["access"] * 4
+    assert entries[2].details == {
+        "user": "ona",
+        "role": "complaints",
+        "purpose": "complaint",
+        "case_ref": "C-1",
+        "kind": "playback",
+    }
+    mine = recording("a-1").recording_id
+    assert [a.at for a in ports.accesses(recording_id=mine)] == [
+        NOW + timedelta(minutes=m) for m in (7, 6, 0)
+    ]
+    assert len(ports.accesses(since=NOW + timedelta(minutes=6))) == 3
+    assert len(ports.accesses(until=NOW + timedelta(minutes=6))) == 1
+    assert len(ports.accesses(limit=2)) == 2
+    assert [a.purpose for a in ports.accesses_of([mine])] == [
+        Purpose.QUALITY,
+        Purpose.TRAINING,
+        Purpose.COMPLAINT,
+    ]
+    assert ports.accesses_of([]) == []
+    counts = ports.access_counts(NOW, NOW + timedelta(minutes=8))
+    assert counts == {"quality": 1, "training": 1, "complaint": 1}
+
+
+def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, Any]) -> None:
+    store, ports = pair
+    one, two, three = (recording(c).recording_id for c in ("d-1", "d-2", "d-3"))
+    early = Disclosure(
+        "6a1c8a52-3c1e-4f53-9a57-2b9e4c1d0a11",
+        "Telia",
+        RecipientKind.TELECOM_PROVIDER,
+        "Art. 28",
+        "INC-1",
+        tuple(sorted((one, two))),
+        "dpo",
+        NOW,
+        NOW + timedelta(days=7),
+    )
+    late = replace(
+        early,
+        disclosure_id="7b1c8a52-3c1e-4f53-9a57-2b9e4c1d0a11",
+        recipient="Police",
+        recipient_kind=RecipientKind.LAW_ENFORCEMENT,
+        recording_ids=(three,),
+        disclosed_at=NOW + timedelta(hours=1),
+        export_expires_at=None,
+    )
+    ports.register(early)
+    ports.register(late)
+    assert ports.disclosures() == [late, early]
+    assert ports.disclosures(since=NOW + timedelta(minutes=1)) == [late]
+    assert ports.disclosures(until=NOW + timedelta(minutes=1)) == [early]
+    assert ports.disclosures_of([two]) == [early]
+    assert ports.disclosures_of([one, three]) == [early, late]
+    with store.transaction() as tx:
+        entry = tx.audit_entries(0, 10)[0]
+    assert (entry.action, entry.entity_id) == ("disclosure", early.disclosure_id)
+    assert entry.details["recipient_kind"] == "telecom_provider"
+    assert "Telia" not in str(entry.details)  # the register names recipients, the trail ids
+
+
+def test_compliance_facts(pair: tuple[Any, Any]) -> None:
+    store, ports = pair
+    day = NOW.date()
+    stored = replace(recording("f-1", due=NOW + timedelta(days=300)), stored_at=NOW)
+    purged = replace(
+        recording("f-2", due=NOW - timedelta(seconds=30)),
+        stored_at=NOW - timedelta(days=1),
+        status=RecordingStatus.PURGED,
+        purge_reason=PurgeReason.RETENTION,
+        purged_at=NOW,
+    )
+    overdue = replace(recording("f-3", due=NOW - timedelta(days=1)), stored_at=NOW)
+    with store.transaction() as tx:
+        for rec in (stored, purged, overdue):
+            tx.insert_recording(rec)
+        tx.save_hold(Hold("h-1", "dispute", None, HoldScopeKind.CALLS, ("f-1",), placed_at=NOW))
+        tx.save_dsr_request(
+            DsrRecord("r-open", "erasure", "partial", NOW, NOW + timedelta(days=30), NOW, ["x"])
+        )
+        tx.save_dsr_request(
+            DsrRecord(
+                "r-done",
+                "access",
+                "completed",
+                NOW - timedelta(days=40),
+                NOW - timedelta(days=10),
+                NOW,
+            )
+        )
+        tx.append_audit("store", stored.recording_id, {}, NOW)
+    counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1))
+    assert counts.stored == {day: 2, day - timedelta(days=1): 1}
+    assert counts.purged == {day: {"retention": 1}}
+    assert ports.retention_lags(NOW - timedelta(days=1), NOW + timedelta(seconds=1)) == [
+        (NOW, 30.0)
+    ]
+    assert ports.overdue(NOW) == (1, NOW - timedelta(days=1))
+    assert ports.recording_counts()["stored"] == 2
+    assert [r.request_id for r in ports.requests(open_only=True)] == ["r-open"]
+    assert [r.request_id for r in ports.requests(since=NOW - timedelta(days=1))] == ["r-open"]
+    assert {r.request_id for r in ports.requests()} == {"r-open", "r-done"}
+    holds = ports.holds()
+    assert [(h.hold.hold_id, h.recordings) for h in holds] == [
+        ("h-1", [(stored.recording_id, "f-1")])
+    ]
+    assert ports.audit_chain() == (1, None)
+    assert isinstance(day, date)

@@ -1,0 +1,117 @@
+"""``create_app``: the console's ASGI app. Other routers (telephony webhooks) can be mounted
+next to the console's through ``extra_routers``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ...app.console.errors import ConsoleError, RangeNotSatisfiable, Throttled, Unauthenticated
+from ...app.console.service import Console
+from ...settings import Settings
+from . import api, pages
+from .oidc import OidcClient
+from .oidc import router as oidc_router
+from .security import HttpConfig, SecurityHeaders, Sessions
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(
+    console: Console,
+    config: HttpConfig,
+    settings: Settings,
+    *,
+    oidc: OidcClient | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    app = FastAPI(
+        title="callvault console",
+        version="1",
+        summary="Purpose-bound access to call recordings: search, listen, disclose, oversee.",
+        docs_url=None,  # the interactive docs load scripts from elsewhere; /openapi.json stays
+        redoc_url=None,
+    )
+    app.state.console = console
+    app.state.sessions = Sessions(config)
+    app.state.settings = settings
+    app.state.oidc = oidc
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.include_router(oidc_router)
+    for router in extra_routers:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(ConsoleError, _console_error)
+    app.add_exception_handler(pages.SignInRequired, _sign_in)
+    app.add_exception_handler(RequestValidationError, _invalid)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+async def _console_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ConsoleError)
+    headers: dict[str, str] = {}
+    if isinstance(error, Throttled):
+        headers["retry-after"] = str(error.retry_after)
+    if isinstance(error, RangeNotSatisfiable):
+        headers["content-range"] = f"bytes */{error.size}"
+    if isinstance(error, Unauthenticated):
+        headers["www-authenticate"] = "Bearer"
+    if _is_api(request):
+        return JSONResponse({"detail": str(error)}, status_code=error.status, headers=headers)
+    if isinstance(error, Unauthenticated):
+        return RedirectResponse("/login", status_code=303)
+    page = pages.error_page(request, error)
+    page.headers.update(headers)
+    return page
+
+
+async def _sign_in(request: Request, error: Exception) -> Response:
+    return RedirectResponse("/login", status_code=303)
+
+
+async def _invalid(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    if _is_api(request):
+        # the offending values are not echoed: they may be phone numbers or e-mails
+        problems = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in error.errors()
+        ]
+        return JSONResponse({"detail": problems}, status_code=422)
+    return pages.error_page(request, ConsoleError("the form is incomplete or malformed"))
+
+
+def build_app(
+    settings: Settings, console: Console, *, extra_routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """The app as ``callvault serve`` runs it, from settings."""
+    from .composition import session_secret
+
+    config = HttpConfig(
+        session_secret=session_secret(settings),
+        session_ttl=settings.session_ttl.as_timedelta(),
+        cookie_secure=settings.cookie_secure,
+    )
+    return create_app(
+        console,
+        config,
+        settings,
+        oidc=OidcClient.from_settings(settings),
+        extra_routers=extra_routers,
+    )

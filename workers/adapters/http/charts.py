@@ -1,0 +1,66 @@
+"""Server-rendered SVG charts (no script, no CDN): bars per day, a few series stacked."""
+
+from __future__ import annotations
+
+from datetime import date
+from html import escape
+
+from markupsafe import Markup
+
+WIDTH, HEIGHT, PAD = 900, 150, 28
+COLOURS = ("#2b6cb0", "#c05621", "#9b2c2c", "#6b46c1", "#2f855a")
+
+
+def bar_chart(title: str, days: list[date], rows: dict[str, list[float]], unit: str = "") -> Markup:
+    """Stacked bars, one per day, with a legend and the largest total as the scale."""
+    totals = [sum(values[i] for values in rows.values()) for i in range(len(days))]
+    top = max(totals, default=0.0) or 1.0
+    slot = (WIDTH - 2 * PAD) / max(1, len(days))
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 40}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="{PAD}" y1="{HEIGHT}" x2="{WIDTH - PAD}" y2="{HEIGHT}" stroke="#999"/>',
+        f'<text x="{PAD}" y="12" font-size="11">{_number(top)}{escape(unit)}</text>',
+    ]
+    for i, day in enumerate(days):
+        base = float(HEIGHT)
+        for (name, values), colour in zip(rows.items(), COLOURS, strict=False):
+            height = (HEIGHT - 20) * values[i] / top
+            if height <= 0:
+                continue
+            base -= height
+            x, width = PAD + i * slot + 1, max(1.0, slot - 2)
+            parts.append(
+                f'<rect x="{x:.1f}" y="{base:.1f}" width="{width:.1f}" '
+                f'height="{height:.1f}" fill="{colour}"><title>{day.isoformat()} '
+                f"{escape(name)}: {_number(values[i])}{escape(unit)}</title></rect>"
+            )
+        if i % 7 == 0 or (i == len(days) - 1 and i % 7 > 2):
+            parts.append(
+                f'<text x="{PAD + i * slot:.1f}" y="{HEIGHT + 14}" font-size="10">'
+                f"{day.strftime('%d.%m')}</text>"
+            )
+    for j, (name, colour) in enumerate(zip(rows, COLOURS, strict=False)):
+        x = PAD + j * 170
+        parts.append(f'<rect x="{x}" y="{HEIGHT + 24}" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 14}" y="{HEIGHT + 33}" font-size="11">{escape(name)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
+
+
+def gauge(label: str, part: int, whole: int) -> Markup:
+    """A horizontal bar: ``part`` of ``whole`` (e.g. requests answered on time)."""
+    share = part / whole if whole else 0.0
+    text = f"{escape(label)}: {part}/{whole}" if whole else f"{escape(label)}: none yet"
+    return Markup(  # noqa: S704 - the label is escaped, the rest are numbers
+        f'<svg class="gauge" viewBox="0 0 300 26" role="img" aria-label="{escape(label)}" '
+        'xmlns="http://www.w3.org/2000/svg">'
+        '<rect x="0" y="4" width="300" height="18" fill="#e2e8f0"/>'
+        f'<rect x="0" y="4" width="{300 * share:.1f}" height="18" fill="#2f855a"/>'
+        f'<text x="6" y="17" font-size="12">{text}</text></svg>'
+    )
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"

@@ -1,0 +1,264 @@
+"""The DPO's desk: legal holds, requests and their deadlines, the access log, a compliance
+overview and the monthly report for the regulator. Counts and ids only - never a customer."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from ...domain.identifiers import Subject
+from .disclosures import require_dpo
+from .errors import Invalid
+from .model import Access, Disclosure, Principal, valid_reference
+from .ports import (
+    AccessLog,
+    ComplianceFacts,
+    DisclosureRegister,
+    DsrRecord,
+    HoldCommands,
+    HoldView,
+)
+
+OVERVIEW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class HoldOrder:
+    """A hold as the DPO places it: exactly one kind of scope."""
+
+    reason: str
+    case_ref: str | None = None
+    hold_id: str | None = None
+    recording_ids: tuple[str, ...] = ()
+    call_ids: tuple[str, ...] = ()
+    subject: Subject = field(default_factory=Subject)
+
+    def scope(self) -> dict[str, Any]:
+        identifiers = {k: v for k, v in self.subject.as_dict().items() if v}
+        scopes = [
+            s
+            for s in (
+                {"recording_ids": list(self.recording_ids)} if self.recording_ids else None,
+                {"call_ids": list(self.call_ids)} if self.call_ids else None,
+                {"subject": identifiers} if identifiers else None,
+            )
+            if s
+        ]
+        if len(scopes) != 1:
+            raise Invalid("a hold covers recording ids, call ids or a person - exactly one kind")
+        return scopes[0]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One chart: a label per day and one or more named value rows."""
+
+    days: list[date]
+    rows: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class Overview:
+    generated_at: datetime
+    recordings: dict[str, int]
+    overdue: int
+    oldest_overdue_seconds: float
+    per_day: Series
+    purge_lag: dict[str, float]
+    lag_per_day: Series
+    requests_open: int
+    requests_on_time: int
+    requests_late: int
+    requests_open_overdue: int
+    disclosures_by_kind: dict[str, int]
+    accesses_by_purpose: dict[str, int]
+
+
+@dataclass(frozen=True)
+class MonthlyReport:
+    month: str
+    period_start: datetime
+    period_end: datetime
+    generated_at: datetime
+    deletions: dict[str, int]
+    purge_lag: dict[str, float]
+    overdue_at_end: int
+    requests: dict[str, dict[str, int]]  # type -> status -> count
+    requests_on_time: int
+    requests_late: int
+    disclosures: list[Disclosure]
+    accesses_by_purpose: dict[str, int]
+    holds_active: int
+    audit_entries: int
+    audit_broken_at: int | None
+    recordings: dict[str, int]
+
+
+class Oversight:
+    def __init__(
+        self,
+        facts: ComplianceFacts,
+        access_log: AccessLog,
+        register: DisclosureRegister,
+        hold_commands: HoldCommands,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._facts, self._log, self._register = facts, access_log, register
+        self._commands, self._clock = hold_commands, clock
+
+    # holds ---------------------------------------------------------------------------------
+    def holds(self, principal: Principal) -> list[HoldView]:
+        require_dpo(principal)
+        return self._facts.holds()
+
+    def place_hold(self, principal: Principal, order: HoldOrder) -> str:
+        require_dpo(principal)
+        if not order.reason.strip() or len(order.reason) > 500:
+            raise Invalid("a hold needs a reason (at most 500 characters)")
+        for text in (order.hold_id, order.case_ref):
+            if text and not valid_reference(text):
+                raise Invalid("hold ids and case references are codes: letters, digits, ._:/#-")
+        hold_id = order.hold_id or f"console-{uuid.uuid4()}"
+        self._commands.place(hold_id, order.reason.strip(), order.case_ref or None, order.scope())
+        return hold_id
+
+    def release_hold(self, principal: Principal, hold_id: str) -> None:
+        require_dpo(principal)
+        if not valid_reference(hold_id):
+            raise Invalid("not a hold id")
+        self._commands.release(hold_id)
+
+    # requests and the access log -----------------------------------------------------------
+    def requests(self, principal: Principal, *, open_only: bool) -> list[DsrRecord]:
+        require_dpo(principal)
+        return self._facts.requests(open_only=open_only)
+
+    def access_log(
+        self, principal: Principal, recording_id: str | None, limit: int = 500
+    ) -> list[Access]:
+        require_dpo(principal)
+        return self._log.accesses(recording_id=recording_id, limit=limit)
+
+    # the overview --------------------------------------------------------------------------
+    def overview(self, principal: Principal, days: int = OVERVIEW_DAYS) -> Overview:
+        require_dpo(principal)
+        now = self._clock()
+        first_day = now.date() - timedelta(days=days - 1)
+        since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+        until = since + timedelta(days=days)  # the end of today
+        counts = self._facts.day_counts(since, until)
+        day_list = [first_day + timedelta(days=i) for i in range(days)]
+        reasons = ("retention", "erasure", "objection")
+        per_day = Series(
+            day_list,
+            {
+                "stored": [float(counts.stored.get(d, 0)) for d in day_list],
+                **{
+                    f"purged ({reason})": [
+                        float(counts.purged.get(d, {}).get(reason, 0)) for d in day_list
+                    ]
+                    for reason in reasons
+                },
+            },
+        )
+        lags = self._facts.retention_lags(since, until)
+        worst: dict[date, float] = {}
+        for purged_at, lag in lags:
+            worst[purged_at.date()] = max(lag, worst.get(purged_at.date(), 0.0))
+        overdue, oldest = self._facts.overdue(now)
+        requests = self._facts.requests(since=since, until=until)
+        on_time, late = _deadlines(requests)
+        open_requests = self._facts.requests(open_only=True)
+        return Overview(
+            generated_at=now,
+            recordings=self._facts.recording_counts(),
+            overdue=overdue,
+            oldest_overdue_seconds=(now - oldest).total_seconds() if oldest else 0.0,
+            per_day=per_day,
+            purge_lag=_lag_summary([lag for _, lag in lags]),
+            lag_per_day=Series(day_list, {"max lag (s)": [worst.get(d, 0.0) for d in day_list]}),
+            requests_open=len(open_requests),
+            requests_on_time=on_time,
+            requests_late=late,
+            requests_open_overdue=sum(1 for r in open_requests if r.due_at and r.due_at < now),
+            disclosures_by_kind=dict(
+                Counter(d.recipient_kind.value for d in self._register.disclosures(since=since))
+            ),
+            accesses_by_purpose=self._log.access_counts(since, until),
+        )
+
+    # the monthly report --------------------------------------------------------------------
+    def monthly_report(self, principal: Principal, month: str | None) -> MonthlyReport:
+        require_dpo(principal)
+        now = self._clock()
+        start = _month_start(month) if month else datetime(now.year, now.month, 1, tzinfo=UTC)
+        end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+        counts = self._facts.day_counts(start, end)
+        deletions: Counter[str] = Counter()
+        for per_reason in counts.purged.values():
+            deletions.update(per_reason)
+        requests = self._facts.requests(since=start, until=end)
+        by_type: dict[str, dict[str, int]] = {}
+        for record in requests:
+            by_type.setdefault(record.dsr_type, {}).setdefault(record.status, 0)
+            by_type[record.dsr_type][record.status] += 1
+        on_time, late = _deadlines(requests)
+        checked, broken = self._facts.audit_chain()
+        return MonthlyReport(
+            month=start.strftime("%Y-%m"),
+            period_start=start,
+            period_end=end,
+            generated_at=now,
+            deletions=dict(deletions),
+            purge_lag=_lag_summary([lag for _, lag in self._facts.retention_lags(start, end)]),
+            overdue_at_end=self._facts.overdue(min(end, now))[0],
+            requests=by_type,
+            requests_on_time=on_time,
+            requests_late=late,
+            disclosures=list(reversed(self._register.disclosures(since=start, until=end))),
+            accesses_by_purpose=self._log.access_counts(start, end),
+            holds_active=len(self._facts.holds()),
+            audit_entries=checked,
+            audit_broken_at=broken,
+            recordings=self._facts.recording_counts(),
+        )
+
+
+def _month_start(text: str) -> datetime:
+    try:
+        year, month = (int(part) for part in text.split("-"))
+        return datetime(year, month, 1, tzinfo=UTC)
+    except ValueError:
+        raise Invalid("month is YYYY-MM") from None
+
+
+def _deadlines(requests: list[DsrRecord]) -> tuple[int, int]:
+    """Answered requests (not counting rejections of malformed input) on time and late."""
+    on_time = late = 0
+    for record in requests:
+        if record.completed_at is None or record.due_at is None:
+            continue
+        if record.completed_at <= record.due_at:
+            on_time += 1
+        else:
+            late += 1
+    return on_time, late
+
+
+def _lag_summary(lags: list[float]) -> dict[str, float]:
+    if not lags:
+        return {"count": 0, "p50": 0.0, "p95": 0.0, "max": 0.0}
+    ordered = sorted(lags)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {
+        "count": len(ordered),
+        "p50": statistics.median(ordered),
+        "p95": p95,
+        "max": ordered[-1],
+    }

@@ -1,0 +1,263 @@
+"""Search and listen: identifiers become keyed digests at once (as for requests), every
+playback or download is tied to a purpose the role may use and written to the audit trail."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ...adapters import crypto
+from ...domain.identifiers import Subject, subject_keys
+from ...domain.model import Recording, RecordingStatus
+from ...ports import ObjectMissing
+from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
+from .model import (
+    CASE_REF_REQUIRED,
+    SEARCHERS,
+    SEES_CUSTOMER,
+    Access,
+    AccessKind,
+    Principal,
+    Purpose,
+    SearchCriteria,
+    valid_reference,
+)
+from .ports import AccessLog, RangedObjects, RecordingFinder
+
+MAX_RESULTS = 500
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """What staff typed, in any notation; it never leaves this object except as digests."""
+
+    phone_numbers: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    customer_ids: tuple[str, ...] = ()
+    order_ids: tuple[str, ...] = ()
+    call_ids: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    agent_id: str | None = None
+    limit: int = 200
+
+    @property
+    def subject(self) -> Subject:
+        return Subject(self.phone_numbers, self.emails, self.customer_ids, self.order_ids)
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            any(self.subject.as_dict().values())
+            or self.call_ids
+            or self.start
+            or self.end
+            or self.agent_id
+        )
+
+
+@dataclass(frozen=True)
+class Audio:
+    """An HTTP answer for audio: whole (200) or one range (206), streamed as it decrypts."""
+
+    status: int
+    content_type: str
+    size: int
+    first: int
+    last: int
+    body: Iterator[bytes] = field(repr=False)
+
+    @property
+    def length(self) -> int:
+        return self.last - self.first + 1 if self.size else 0
+
+
+@dataclass(frozen=True)
+class Keys:
+    master: bytes
+    hash: bytes
+    region: str
+
+
+class Recordings:
+    def __init__(
+        self,
+        finder: RecordingFinder,
+        access_log: AccessLog,
+        objects: RangedObjects,
+        *,
+        vault_bucket: str,
+        keys: Keys,
+        clock: Callable[[], datetime],
+        seek_window: timedelta = timedelta(minutes=30),
+    ) -> None:
+        self._finder, self._log, self._objects = finder, access_log, objects
+        self._bucket, self._keys, self._clock = vault_bucket, keys, clock
+        self._seek_window = seek_window
+
+    # search --------------------------------------------------------------------------------
+    def search(self, principal: Principal, query: SearchQuery) -> list[Recording]:
+        _require_searcher(principal)
+        if query.empty:
+            raise Invalid("give at least one identifier, call id, date or agent")
+        if query.start and query.end and query.start > query.end:
+            raise Invalid("'from' is after 'to'")
+        pairs = query.subject.normalized(self._keys.region)
+        criteria = SearchCriteria(
+            digests=subject_keys(self._keys.hash, pairs).digests,
+            call_ids=query.call_ids,
+            start=query.start,
+            end=query.end,
+            agent_id=query.agent_id or None,
+            limit=max(1, min(query.limit, MAX_RESULTS)),
+            identifiers_given=any(query.subject.as_dict().values()),
+        )
+        if criteria.identifiers_given and not criteria.digests and not criteria.call_ids:
+            return []  # only unusable identifiers: nobody matches
+        return self._finder.search(criteria)
+
+    def customer_of(self, principal: Principal, recording: Recording) -> dict[str, Any] | None:
+        """Name and e-mail for roles whose purposes need to know the customer; else None."""
+        if principal.role not in SEES_CUSTOMER or recording.wrapped_key is None:
+            return None
+        if recording.customer_sealed is None:
+            return {"name": None, "email": None}
+        dek = crypto.unwrap_key(self._keys.master, recording.wrapped_key, recording.recording_id)
+        personal = crypto.open_json(dek, recording.recording_id, recording.customer_sealed)
+        return {"name": personal.get("name"), "email": personal.get("email")}
+
+    def recording(self, principal: Principal, recording_id: str) -> Recording:
+        _require_searcher(principal)
+        return self._stored(recording_id)
+
+    def _stored(self, recording_id: str) -> Recording:
+        if not _is_uuid(recording_id):
+            raise NotFound("no such recording")
+        found = self._finder.recording(recording_id)
+        if found is None or found.status is not RecordingStatus.STORED or not found.wrapped_key:
+            raise NotFound("no such recording (unknown or purged)")
+        return found
+
+    # listen --------------------------------------------------------------------------------
+    def check_purpose(
+        self,
+        principal: Principal,
+        purpose: str,
+        case_ref: str | None,
+        *,
+        require_case: bool = False,
+    ) -> Purpose:
+        """The purpose as the role may use it. The console's player insists on a case reference
+        for complaints and legal claims (``require_case``); the API, as the contract has it,
+        takes one when given and records its absence."""
+        _require_searcher(principal)
+        try:
+            chosen = Purpose(purpose)
+        except ValueError:
+            raise NotAllowed(f"{purpose!r} is not a purpose of this processing") from None
+        if not principal.may_use(chosen):
+            raise NotAllowed(f"the role {principal.role} may not listen for {chosen}")
+        if require_case and chosen in CASE_REF_REQUIRED and not case_ref:
+            raise Invalid(f"a case reference is needed for {chosen}")
+        if case_ref and not valid_reference(case_ref):
+            raise Invalid("a case reference is a code: letters, digits and . _ : / # -")
+        return chosen
+
+    def may_play(self, principal: Principal, recording: Recording, purpose: Purpose) -> None:
+        if recording.restricted and purpose is not Purpose.LEGAL_CLAIM:
+            raise NotAllowed(
+                "processing of this recording is restricted (GDPR Art. 18): "
+                "it may be consulted only for legal claims"
+            )
+
+    def audio(
+        self,
+        principal: Principal,
+        recording_id: str,
+        purpose: str,
+        case_ref: str | None,
+        range_header: str | None,
+        kind: AccessKind,
+    ) -> Audio:
+        chosen = self.check_purpose(principal, purpose, case_ref)
+        recording = self._stored(recording_id)
+        self.may_play(principal, recording, chosen)
+        size = recording.size_bytes or 0
+        wanted = parse_range(range_header, size)
+        header = self._header(recording)
+        first, last = wanted if wanted else (0, size - 1)
+        now = self._clock()
+        # A request from the start is a new playback or download and always goes on record;
+        # a later range of the same listening (the player seeking) is not logged again.
+        continuing = wanted is not None and first > 0
+        self._log.record_access(
+            Access(now, principal.username, principal.role, chosen, case_ref, recording_id, kind),
+            unless_since=now - self._seek_window if continuing else None,
+        )
+        return Audio(
+            status=206 if wanted else 200,
+            content_type=recording.content_type or "application/octet-stream",
+            size=size,
+            first=first,
+            last=last,
+            body=self._plaintext(recording, header, first, last) if size else iter(()),
+        )
+
+    def _header(self, recording: Recording) -> bytes:
+        try:
+            return b"".join(
+                self._objects.get_range(self._bucket, recording.object_key, 0, crypto.HEADER_SIZE)
+            )
+        except ObjectMissing:
+            raise NotFound("the recording's audio is missing from the vault") from None
+
+    def _plaintext(
+        self, recording: Recording, header: bytes, first: int, last: int
+    ) -> Iterator[bytes]:
+        assert recording.wrapped_key is not None
+        assert recording.size_bytes is not None
+        span = crypto.segment_span(recording.size_bytes, first, last)
+        dek = crypto.unwrap_key(self._keys.master, recording.wrapped_key, recording.recording_id)
+        chunks = self._objects.get_range(
+            self._bucket, recording.object_key, span.cipher_offset, span.cipher_length
+        )
+        yield from crypto.decrypt_range(dek, recording.recording_id, header, chunks, span)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range asked for (inclusive), or None for the whole file. Several ranges
+    are answered with the whole file, as RFC 9110 allows; an impossible one is refused."""
+    if not header or "," in header:
+        return None
+    match = _RANGE.match(header.strip().replace(" ", ""))
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    start_text, end_text = match.groups()
+    if start_text == "":  # the last N bytes
+        suffix = int(end_text)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return max(0, size - suffix), size - 1
+    start = int(start_text)
+    end = min(int(end_text), size - 1) if end_text else size - 1
+    if start >= size or end < start:
+        raise RangeNotSatisfiable(size)
+    return start, end
+
+
+def _require_searcher(principal: Principal) -> None:
+    if principal.role not in SEARCHERS:
+        raise NotAllowed(f"the role {principal.role} does not consult recordings")
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
