@@ -21,7 +21,8 @@ SAMPLES = {
     "audio/flac": b"fLaC\x00\x00\x00\x22",
     "audio/mp4": b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00",
     "audio/amr": b"#!AMR\n",
-    "audio/basic": b".snd\x00\x00\x00\x18\xff\xff\xff\xff\x00\x00\x00\x01\x00\x00\x1f\x40\x00\x00\x00\x01",
+    # magic, header size, data size (unknown), encoding (μ-law), rate, channels
+    "audio/basic": b".snd" + bytes.fromhex("00000018ffffffff0000000100001f4000000001"),
 }
 
 
