@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_port_contracts import NOW, recording
+from tests.integration.test_port_contracts import NOW, postgres, recording
 from tests.stack import Instance
-from workers.adapters.memory import MemoryStore
+from workers.adapters.memory import MemoryDatabase
 from workers.adapters.memory_console import MemoryConsole
-from workers.adapters.postgres import PostgresStore
 from workers.adapters.postgres_console import PostgresConsole
 from workers.app.console.model import (
     Access,
@@ -28,26 +27,40 @@ from workers.app.console.model import (
     User,
 )
 from workers.domain.audit import verify_chain
-from workers.domain.model import Hold, HoldScopeKind, PurgeReason, RecordingStatus
-from workers.migrate import migrate_database
-from workers.ports import DsrRecord
-from workers.settings import load_settings
+from workers.domain.messages import PolicyApplied
+from workers.domain.model import (
+    DsrStatus,
+    Hold,
+    HoldScopeKind,
+    PurgeReason,
+    RecordingStatus,
+    RequestRecord,
+)
 
 
 @pytest.fixture(params=["memory", "postgres"])
 def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
-    """(core store, console ports over it)."""
+    """(the core database, the console's ports over it)."""
     if request.param == "memory":
-        store = MemoryStore()
-        yield store, MemoryConsole(store)
+        db = MemoryDatabase(clock=lambda: NOW)
+        yield db, MemoryConsole(db)
         return
     instance: Instance = request.getfixturevalue("instance")
-    settings = load_settings(**instance.settings_kwargs())
-    migrate_database(settings.database_url.get_secret_value())
-    real = PostgresStore(settings.database_url.get_secret_value())
-    real.open()
+    real = postgres(instance)
     yield real, PostgresConsole(real)
     real.close()
+
+
+def add(db: Any, *recordings: Any, digests: frozenset[bytes] = frozenset()) -> None:
+    with db.unit_of_work() as uow:
+        for rec in recordings:
+            uow.recordings.add(rec, digests)
+        uow.commit()
+
+
+def audit_entries(db: Any) -> list[Any]:
+    with db.unit_of_work() as uow:
+        return uow.audit_entries(0, 100)
 
 
 def test_users_and_tokens(pair: tuple[Any, Any]) -> None:
@@ -99,10 +112,7 @@ def test_search_by_digest_call_dates_and_agent(pair: tuple[Any, Any]) -> None:
         agent_id="a-2",
     )
     purged = recording("s-3", status=RecordingStatus.PURGED)
-    with store.transaction() as tx:
-        for rec in (first, second, purged):
-            tx.insert_recording(rec)
-            tx.set_subject_keys(rec.recording_id, frozenset({digest}))
+    add(store, first, second, purged, digests=frozenset({digest}))
 
     def calls(**criteria: Any) -> list[str]:
         return [r.call_id for r in ports.search(SearchCriteria(**criteria))]
@@ -146,8 +156,7 @@ def test_accesses_are_chained_in_the_audit_trail(pair: tuple[Any, Any]) -> None:
         access(7, case_ref="C-1", role=Role.COMPLAINTS, purpose=Purpose.COMPLAINT)
     )
     assert ports.record_access(access(8, recording_id=other, username="jonas"))
-    with store.transaction() as tx:
-        entries = tx.audit_entries(0, 100)
+    entries = audit_entries(store)
     assert verify_chain(entries) == (4, None)
     assert [e.action for e in entries] == ["access"] * 4
     assert entries[2].details == {
@@ -204,8 +213,7 @@ def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, Any]) -
     assert ports.disclosures(until=NOW + timedelta(minutes=1)) == [early]
     assert ports.disclosures_of([two]) == [early]
     assert ports.disclosures_of([one, three]) == [early, late]
-    with store.transaction() as tx:
-        entry = tx.audit_entries(0, 10)[0]
+    entry = audit_entries(store)[0]
     assert (entry.action, entry.entity_id) == ("disclosure", early.disclosure_id)
     assert entry.details["recipient_kind"] == "telecom_provider"
     assert "Telia" not in str(entry.details)  # the register names recipients, the trail ids
@@ -223,24 +231,21 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
         purged_at=NOW,
     )
     overdue = replace(recording("f-3", due=NOW - timedelta(days=1)), stored_at=NOW)
-    with store.transaction() as tx:
-        for rec in (stored, purged, overdue):
-            tx.insert_recording(rec)
-        tx.save_hold(Hold("h-1", "dispute", None, HoldScopeKind.CALLS, ("f-1",), placed_at=NOW))
-        tx.save_dsr_request(
-            DsrRecord("r-open", "erasure", "partial", NOW, NOW + timedelta(days=30), NOW, ["x"])
-        )
-        tx.save_dsr_request(
-            DsrRecord(
-                "r-done",
-                "access",
-                "completed",
-                NOW - timedelta(days=40),
-                NOW - timedelta(days=10),
-                NOW,
-            )
-        )
-        tx.append_audit("store", stored.recording_id, {}, NOW)
+    add(store, stored, purged, overdue)
+    open_request = RequestRecord("r-open", "erasure", "processing", NOW, NOW + timedelta(days=30))
+    open_request.answer(DsrStatus.PARTIAL, {"recordings": []}, NOW, pending=("x",))
+    done = RequestRecord(
+        "r-done", "access", "processing", NOW - timedelta(days=40), NOW - timedelta(days=10)
+    )
+    done.answer(DsrStatus.COMPLETED, {"recordings": []}, NOW)
+    with store.unit_of_work() as uow:
+        hold = Hold("h-1", "dispute", None, HoldScopeKind.CALLS, ("f-1",))
+        hold.place(NOW, ())
+        uow.holds.add(hold)
+        uow.requests.add(open_request)
+        uow.requests.add(done)
+        uow.record(PolicyApplied("*", None, "P1Y", 0, NOW))
+        uow.commit()
     counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1))
     assert counts.stored == {day: 2, day - timedelta(days=1): 1}
     assert counts.purged == {day: {"retention": 1}}
@@ -256,5 +261,5 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
     assert [(h.hold.hold_id, h.recordings) for h in holds] == [
         ("h-1", [(stored.recording_id, "f-1")])
     ]
-    assert ports.audit_chain() == (1, None)
+    assert ports.audit_chain() == (len(audit_entries(store)), None)
     assert isinstance(day, date)
