@@ -144,7 +144,7 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool) -> str:
             for r in matched
         ]
         extra = {
-            "certificate": _certificate(record, erased, ctx),
+            "certificate": _certificate(record, erased, bool(held), ctx),
             "exports_deleted": sorted({e.request_id for e in doomed}),
         }
         now = ctx.clock()
@@ -171,15 +171,22 @@ def _matched(uow: UnitOfWork, request_id: str) -> list[Recording]:
     return [found[i] for i in record.matched if i in found]
 
 
-def _certificate(record: RequestRecord, erased: list[Recording], ctx: Context) -> dict[str, Any]:
-    """A signed deletion certificate: it names the request and each recording's receipt,
-    never a person, and is signed over its RFC 8785 canonical form, so it cannot be replayed
-    for another request."""
+def _certificate(
+    record: RequestRecord, erased: list[Recording], held: bool, ctx: Context
+) -> dict[str, Any]:
+    """A signed deletion certificate: it names the request (id, type, reason, received and
+    completed times) and each recording's receipt, never a person, and is signed over its
+    RFC 8785 canonical form with the key it names, so it cannot be replayed for another
+    request."""
+    now = rfc3339(ctx.clock())
     body = {
         "request_id": record.request_id,
         "type": record.dsr_type,
+        "reason": purge_reason_for(record.dsr_type).value,
+        "status": DsrStatus.PARTIAL.value if held else DsrStatus.COMPLETED.value,
         "received_at": rfc3339(record.received_at) if record.received_at else None,
-        "issued_at": rfc3339(ctx.clock()),
+        "completed_at": now,
+        "issued_at": now,
         "recordings": [events.receipt(r) for r in erased],
     }
     return ctx.keys.sign(body)
