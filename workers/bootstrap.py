@@ -194,8 +194,11 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
         m.CarryOutRequest: bind(requests.carry_out_request),
         m.RejectRequest: bind(requests.reject_request),
         m.ResumeErasures: bind(requests.resume_erasures),
+        m.EraseLateRecordings: bind(requests.erase_late_recordings),
+        m.ForgetErasedSubjects: bind(requests.forget_erased_subjects),
         m.DeleteExports: bind(exports.delete_exports),
         m.RemoveExpiredExports: bind(exports.remove_expired_exports),
+        m.SweepCopies: bind(exports.sweep_copies),
     }
 
 

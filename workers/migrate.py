@@ -70,22 +70,39 @@ def longest_policy_days(settings: Settings) -> int:
     return max(p.months * 31 + p.days + int(p.seconds // 86400) + 1 for p in policies)
 
 
+def expiry_rules(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Bucket -> (prefix, days) of the store-side expiry rules: the vault a margin after the
+    longest policy (even a stopped callvault cannot keep audio for ever), exports a day after
+    their URL, landing copies a day after their event can no longer arrive."""
+    window = settings.late_call_window
+    return {
+        settings.vault_bucket: (
+            "recordings/",
+            longest_policy_days(settings) + BACKSTOP_MARGIN_DAYS,
+        ),
+        settings.export_bucket: ("", settings.export_ttl.as_timedelta().days + 1),
+        settings.landing_bucket: ("", window.months * 31 + window.days + 1),
+    }
+
+
 def configure_backstop(settings: Settings, objects: S3Store) -> str:
-    """An expiry rule a margin after the longest policy, so that even a stopped callvault
-    cannot keep audio forever. Skipped (and said so) where the store has no lifecycle API."""
-    days = longest_policy_days(settings) + BACKSTOP_MARGIN_DAYS
-    rule = Rule(
-        ENABLED,
-        rule_filter=Filter(prefix="recordings/"),
-        rule_id="callvault-retention-backstop",
-        expiration=Expiration(days=days),
-        noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1),
-    )
-    try:
-        objects.client.set_bucket_lifecycle(settings.vault_bucket, LifecycleConfig([rule]))
-    except S3Error as exc:
-        return f"skipped: the store refused bucket lifecycle ({exc.code})"
-    return f"expire after {days} days"
+    """The expiry rules where the store has a lifecycle API; where it has none (versitygw)
+    callvault's own sweeper deletes stale landing and export copies, and says so here."""
+    applied = []
+    for bucket, (prefix, days) in expiry_rules(settings).items():
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(prefix=prefix),
+            rule_id="callvault-expiry",
+            expiration=Expiration(days=days),
+            noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1),
+        )
+        try:
+            objects.client.set_bucket_lifecycle(bucket, LifecycleConfig([rule]))
+        except S3Error as exc:
+            return f"skipped: the store refused bucket lifecycle ({exc.code}); callvault sweeps"
+        applied.append(f"{bucket} {days} days")
+    return "expire: " + ", ".join(applied)
 
 
 def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) -> MigrationReport:

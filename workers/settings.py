@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     max_audio_bytes: int = Field(4 * 1024**3, gt=0)
 
     export_ttl: Duration = IsoDuration.parse("P7D")
+    # how long an objection also erases the person's later calls on arrival (see README)
+    objection_memory: Duration = IsoDuration.parse("P1Y")
     scheduler_interval: Duration = IsoDuration.parse("PT1S")
     metrics_interval: Duration = IsoDuration.parse("PT5S")
     reconcile_interval: Duration = IsoDuration.parse("PT10M")
@@ -108,6 +110,7 @@ class Settings(BaseSettings):
         "retention",
         "fetch_timeout",
         "export_ttl",
+        "objection_memory",
         "scheduler_interval",
         "metrics_interval",
         "reconcile_interval",
@@ -175,6 +178,18 @@ class Settings(BaseSettings):
             for tenant, _, duration in (item.partition("=") for item in self.retention_tenants)
         )
         return RetentionPolicy(default=self.retention, per_tenant=overrides)
+
+    @property
+    def late_call_window(self) -> IsoDuration:
+        """How late a call can still arrive: its event lives this long on the input topic,
+        and then as long again on the dead-letter topic, from which it can be replayed."""
+        input_, dead = self.input_topic_retention, self.deadletter_retention
+        return IsoDuration(
+            f"{input_.text}+{dead.text}",
+            months=input_.months + dead.months,
+            days=input_.days + dead.days,
+            seconds=input_.seconds + dead.seconds,
+        )
 
     def need(self, *names: str) -> None:
         """Stop with a :class:`ConfigError` naming every one of these settings that is unset."""

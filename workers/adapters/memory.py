@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from ..app import followups
 from ..app.effects import effects_of
-from ..app.unit_of_work import Discard, ExportRecord, FollowUp, Outbound
+from ..app.unit_of_work import Discard, ErasedSubject, ExportRecord, FollowUp, Outbound
 from ..domain.audit import GENESIS, AuditEntry, canonical, chain_hash
 from ..domain.errors import TransientError
 from ..domain.messages import Event
@@ -44,7 +44,8 @@ class MemoryObjectStore:
     """Versioned buckets in a dict: every put adds a version, deletes remove versions, and a
     version under legal hold cannot be deleted."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self._clock = clock
         self.buckets: dict[str, dict[str, list[_Version]]] = {}
         self.versioned: set[str] = set()
         self._counter = 0
@@ -57,6 +58,9 @@ class MemoryObjectStore:
 
     def has_object_lock(self, bucket: str) -> bool:
         return bucket in self.versioned
+
+    def _now(self) -> datetime | None:
+        return self._clock() if self._clock is not None else None
 
     def is_versioned(self, bucket: str) -> bool:
         return bucket in self.versioned
@@ -82,7 +86,7 @@ class MemoryObjectStore:
             versions = self._bucket(bucket).setdefault(key, [])
             if bucket not in self.versioned:
                 versions.clear()
-            versions.append(_Version(version, data))
+            versions.append(_Version(version, data, modified=self._now()))
         return version if bucket in self.versioned else None
 
     def _find(self, bucket: str, key: str, version_id: str | None) -> bytes:
@@ -142,7 +146,8 @@ class MemoryObjectStore:
         with self._lock:
             if bucket in self.versioned:
                 self._counter += 1
-                self._bucket(bucket).setdefault(key, []).append(_Version(f"v{self._counter}", None))
+                marker = _Version(f"v{self._counter}", None, modified=self._now())
+                self._bucket(bucket).setdefault(key, []).append(marker)
             else:
                 self._bucket(bucket).pop(key, None)
 
@@ -194,6 +199,7 @@ class _State:
     requests: dict[str, RequestRecord] = field(default_factory=dict)
     exports: dict[str, ExportRecord] = field(default_factory=dict)
     policies: dict[str, str] = field(default_factory=dict)
+    erased: list[ErasedSubject] = field(default_factory=list)
     sequence: int = 0
 
     def next_id(self) -> int:
@@ -438,6 +444,28 @@ class MemoryRequests:
             for r in self._s.requests.values()
             if r.answered and wanted & set(r.pending)
         )
+
+    def remember_erased(self, erased: ErasedSubject) -> None:
+        self._s.erased.append(erased)
+
+    def erasures_covering(
+        self, digests: frozenset[bytes], collected_at: datetime, now: datetime
+    ) -> list[str]:
+        return sorted(
+            {
+                e.request_id
+                for e in self._s.erased
+                if e.digests & digests
+                and e.forget_at > now
+                and (e.covers_later or e.received_at >= collected_at)
+            }
+        )
+
+    def forget_erased(self, now: datetime) -> int:
+        kept = [e for e in self._s.erased if e.forget_at > now]
+        forgotten = len(self._s.erased) - len(kept)
+        self._s.erased = kept
+        return forgotten
 
     def scrub_export_url(self, request_id: str) -> None:
         record = self._s.requests.get(request_id)

@@ -18,12 +18,14 @@ from ..domain.messages import (
     CallDiscarded,
     Command,
     DeleteExports,
+    EraseLateRecordings,
     Event,
     ExportsDoomed,
     HoldDriftRepaired,
     HoldPlaced,
     HoldReleased,
     KeysToSweep,
+    LateRecordingFound,
     LegalHoldsChanged,
     PolicyApplied,
     PurgeRecordings,
@@ -143,8 +145,11 @@ def _follow_ups(events: list[Event]) -> list[Command]:
     freed: list[str] = []
     doomed: list[str] = []
     swept: list[str] = []
+    late: dict[str, list[str]] = {}
     for event in events:
         match event:
+            case LateRecordingFound(request_id=request_id, recording_id=recording_id):
+                late.setdefault(request_id, []).append(recording_id)
             case KeysToSweep(recording_ids=ids):
                 swept.extend(ids)
             case PurgesScheduled(recording_ids=ids, reason=reason):
@@ -168,4 +173,5 @@ def _follow_ups(events: list[Event]) -> list[Command]:
         commands.append(DeleteExports(tuple(dict.fromkeys(doomed))))
     if swept:
         commands.append(SweepPurgedKeys(tuple(dict.fromkeys(swept))))
+    commands += [EraseLateRecordings(rid, tuple(ids)) for rid, ids in late.items()]
     return commands

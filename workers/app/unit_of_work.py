@@ -87,6 +87,15 @@ class HoldRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ErasedSubject:
+    request_id: str
+    digests: frozenset[bytes]
+    received_at: datetime
+    covers_later: bool  # an objection: calls ending after the request are erased too
+    forget_at: datetime
+
+
 class RequestRepository(Protocol):
     def get(self, request_id: str, *, lock: bool = False) -> RequestRecord | None: ...
     def add(self, record: RequestRecord) -> bool: ...
@@ -99,6 +108,18 @@ class RequestRepository(Protocol):
     def scrub_export_url(self, request_id: str) -> None:
         """Forget the (expired) export URL kept in the request's last answer."""
         ...
+
+    def remember_erased(self, erased: ErasedSubject) -> None:
+        """Keep an erasure's digests, to catch its person's late calls until ``forget_at``."""
+        ...
+
+    def erasures_covering(
+        self, digests: frozenset[bytes], collected_at: datetime, now: datetime
+    ) -> list[str]:
+        """Erasures (and objections) that a call of these digests collected then falls under."""
+        ...
+
+    def forget_erased(self, now: datetime) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -583,6 +583,17 @@ class RequestRecord(Aggregate):
             DSR_DEADLINE.after(received) if received else None,
         )
 
+    def attach(self, late: dict[str, str]) -> None:
+        """Recordings stored after the request that it covers (recording id -> call id)."""
+        new = {rid: cid for rid, cid in late.items() if rid not in self.matched}
+        if new:
+            call_ids = dict(self.result.get("call_ids") or {}) | new
+            self._set(
+                matched=self.matched + tuple(new),
+                pending=self.pending + tuple(new),
+                result=self.result | {"call_ids": call_ids},
+            )
+
     def answer(
         self,
         status: DsrStatus,

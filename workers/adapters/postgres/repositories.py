@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...app.unit_of_work import Discard, ExportRecord
+from ...app.unit_of_work import Discard, ErasedSubject, ExportRecord
 from ...domain.messages import Event
 from ...domain.model import (
     Hold,
@@ -462,6 +462,38 @@ class PostgresRequests:
             (recording_ids,),
         ).fetchall()
         return [r["request_id"] for r in rows]
+
+    def remember_erased(self, erased: ErasedSubject) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO erasure_subjects (request_id, digest, received_at, covers_later, "
+                "forget_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        erased.request_id,
+                        d,
+                        erased.received_at,
+                        erased.covers_later,
+                        erased.forget_at,
+                    )
+                    for d in sorted(erased.digests)
+                ],
+            )
+
+    def erasures_covering(
+        self, digests: frozenset[bytes], collected_at: datetime, now: datetime
+    ) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT request_id FROM erasure_subjects WHERE digest = ANY(%s) "
+            "AND forget_at > %s AND (covers_later OR received_at >= %s) ORDER BY request_id",
+            (list(digests), now, collected_at),
+        ).fetchall()
+        return [r["request_id"] for r in rows]
+
+    def forget_erased(self, now: datetime) -> int:
+        return self._conn.execute(
+            "DELETE FROM erasure_subjects WHERE forget_at <= %s", (now,)
+        ).rowcount
 
     def scrub_export_url(self, request_id: str) -> None:
         self._conn.execute(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from ...domain.audio import SNIFF_BYTES, AudioProbe, recognise
 from ...domain.errors import ChecksumMismatch, DuplicateCallId, PermanentError
 from ...domain.identifiers import WITHHELD, is_withheld, subject_keys
-from ...domain.messages import CallDiscarded, StoreCall
+from ...domain.messages import CallDiscarded, LateRecordingFound, StoreCall
 from ...domain.model import (
     CallEnded,
     Recording,
@@ -161,6 +161,10 @@ def _commit(call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ct
             winner = uow.recordings.by_call(digest)
             mine = winner is not None and winner.object_version == audio.object_version
             return "stored" if mine else "duplicate"  # "stored": our commit had succeeded
+        for request_id in uow.requests.erasures_covering(
+            digests, recording.collected_at, ctx.clock()
+        ):
+            uow.record(LateRecordingFound(request_id, recording_id))  # erased on arrival
         uow.commit()
     ctx.metrics.recordings_stored.inc()
     ctx.metrics.bytes_stored.inc(audio.size_bytes)
