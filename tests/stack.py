@@ -93,6 +93,7 @@ LOGICAL_TOPICS = (
     "recordings_purged",
     "dsr_results",
     "deadletter",
+    "audit_checkpoints",
 )
 
 

@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     scheduler_interval: Duration = IsoDuration.parse("PT1S")
     metrics_interval: Duration = IsoDuration.parse("PT5S")
     reconcile_interval: Duration = IsoDuration.parse("PT10M")
+    audit_checkpoint_interval: Duration = IsoDuration.parse("PT1H")
     purge_batch: int = Field(200, gt=0, le=10_000)
     concurrency: int = Field(4, gt=0, le=64)  # events handled at once per agent and worker
     db_pool_size: int = Field(16, gt=1, le=200)
@@ -99,6 +100,7 @@ class Settings(BaseSettings):
     topic_recordings_purged: str = "recordings.purged"
     topic_dsr_results: str = "dsr.results"
     topic_deadletter: str = "callvault.deadletter"
+    topic_audit_checkpoints: str = "callvault.audit"
 
     notice_purposes: str = NOTICE_PURPOSES
     notice_legal_basis: str = NOTICE_LEGAL_BASIS
@@ -114,6 +116,7 @@ class Settings(BaseSettings):
         "scheduler_interval",
         "metrics_interval",
         "reconcile_interval",
+        "audit_checkpoint_interval",
         "db_timeout",
         "retry_budget",
         "input_topic_retention",

@@ -591,6 +591,9 @@ class MemoryUnitOfWork:
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         return [e for e in self._db.state.audit if e.seq > after_seq][:limit]
 
+    def audit_head(self) -> AuditEntry | None:
+        return self._db.state.audit[-1] if self._db.state.audit else None
+
 
 def _append_audit(
     state: _State, action: str, entity_id: str, details: dict[str, Any], at: datetime

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..domain import events as ce
 from ..domain.messages import (
+    AuditCheckpointed,
     CallDiscarded,
     Command,
     DeleteExports,
@@ -126,6 +127,10 @@ def _outbound(event: Event, source: str, now: datetime, into: list[ce.OutboundEv
             data = ce.purged_data(r, call_id)
             at = r.purged_at or now
             into.append(_event("recordings_purged", ce.PURGED, source, r.recording_id, at, data))
+        case AuditCheckpointed(checkpoint=checkpoint):
+            key = str(checkpoint["seq"])
+            cloud = ce.cloudevent(ce.AUDIT_CHECKPOINT, source, key, now, checkpoint)
+            into.append(ce.OutboundEvent("audit_checkpoints", key, cloud))
         case RequestAnswered(request_id=rid, data=data, revision=revision, at=at):
             cloud = ce.cloudevent(ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data)
             into.append(ce.OutboundEvent("dsr_results", rid, cloud))

@@ -189,6 +189,10 @@ class UnitOfWork(Protocol):
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]: ...
 
+    def audit_head(self) -> AuditEntry | None:
+        """The newest entry of the audit chain."""
+        ...
+
 
 @dataclass(frozen=True)
 class FollowUp:

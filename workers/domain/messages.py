@@ -119,6 +119,12 @@ class SweepCopies(Command):
 
 
 @dataclass(frozen=True)
+class CheckpointAudit(Command):
+    """Sign the audit chain's head and publish it (Kafka, the object store), so that a
+    rewritten, shortened or emptied trail shows against the last checkpoint."""
+
+
+@dataclass(frozen=True)
 class ForgetErasedSubjects(Command):
     """Drop the digests an erasure kept to catch late calls, once no late call can come."""
 
@@ -169,6 +175,11 @@ class RecordingDue(Event):
 class RecordingPurged(Event):
     recording: Recording  # the tombstone, with the call_id it had (for the output event)
     call_id: str
+
+
+@dataclass(frozen=True)
+class AuditCheckpointed(Event):
+    checkpoint: dict[str, Any]  # seq, hash, at, source, key_id, algorithm, signature
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ...domain.audit import AuditEntry
 from ...domain.errors import InternalError, SchemaMissing, TransientError
 from ...domain.messages import Event
 from ..crypto import TextSealer
-from .audit import append_audit, audit_entries
+from .audit import append_audit, audit_entries, audit_head
 from .repositories import (
     PostgresDiscards,
     PostgresExports,
@@ -264,3 +264,7 @@ class PostgresUnitOfWork:
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         with translated():
             return audit_entries(self.conn, after_seq, limit)
+
+    def audit_head(self) -> AuditEntry | None:
+        with translated():
+            return audit_head(self.conn)
