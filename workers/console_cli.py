@@ -52,12 +52,12 @@ def serve(host: str | None, port: int | None) -> None:
     from .adapters.http.app import build_app
     from .bootstrap import bootstrap
     from .logs import configure
-    from .migrate import migrate_database
+    from .migrate import migrate_schema
 
     settings = _settings()
     configure(settings.log_format, settings.log_level)
     if settings.migrate_on_start:
-        migrate_database(settings.dsn)
+        migrate_schema(settings)
     container = bootstrap(settings)
     app = build_app(settings, console_from_container(container))
     address, listen_port = host or settings.http_addr, port or settings.http_port
@@ -81,11 +81,11 @@ def _accounts() -> Any:
     from .app.console.accounts import Accounts
     from .app.context import utc_now
     from .bootstrap import bootstrap
-    from .migrate import migrate_database
+    from .migrate import migrate_schema
 
     settings = _settings()
     if settings.migrate_on_start:
-        migrate_database(settings.dsn)
+        migrate_schema(settings)
     ports = PostgresConsole(bootstrap(settings).db)
     return Accounts(ports, ports, ports, key=settings.key("hash_key"), clock=utc_now)
 

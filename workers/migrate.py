@@ -13,6 +13,7 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersion
 from yoyo import get_backend, read_migrations
 
 from .adapters.kafka import ensure_topics
+from .adapters.postgres.roles import grant_app_role
 from .adapters.s3 import S3Store
 from .domain.retention import IsoDuration
 from .settings import Settings
@@ -31,6 +32,7 @@ class MigrationReport:
     topics_created: list[str] = field(default_factory=list)
     backstop: str = ""
     policy: str = ""
+    app_role: str = ""
 
 
 def yoyo_url(database_url: str) -> str:
@@ -47,6 +49,15 @@ def migrate_database(database_url: str) -> list[str]:
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     return [m.id for m in pending]
+
+
+def migrate_schema(settings: Settings) -> tuple[list[str], str]:
+    """The schema brought up to date (as its owner when configured), and the grants of the
+    workers' role; returns the migrations applied and what the role may do."""
+    applied = migrate_database(settings.migration_dsn)
+    if settings.database_admin_url is None:
+        return applied, "single role (set CALLVAULT_DATABASE_ADMIN_URL to split owner and workers)"
+    return applied, grant_app_role(settings.migration_dsn, settings.dsn)
 
 
 def ensure_buckets(settings: Settings, objects: S3Store) -> dict[str, str]:
@@ -110,7 +121,7 @@ def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) 
     policy the one in force (explicit ``callvault migrate``); a worker's implicit migrate only
     records it the first time, so a stale worker never reverts a changed policy."""
     report = MigrationReport()
-    report.migrations_applied = migrate_database(settings.dsn)
+    report.migrations_applied, report.app_role = migrate_schema(settings)
     report.policy = _policy(settings, apply_policy)
     report.buckets = ensure_buckets(settings, objects)
     report.backstop = configure_backstop(settings, objects)

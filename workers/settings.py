@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # `callvault publish` runs with Kafka and the object store alone, never callvault's keys.
     kafka_bootstrap: str | None = None
     database_url: SecretStr | None = None
+    # the schema owner, for `callvault migrate` only: the role of DATABASE_URL then gets just
+    # what it needs (on audit_log: SELECT and INSERT - no UPDATE, DELETE or TRUNCATE)
+    database_admin_url: SecretStr | None = None
     s3_endpoint: str | None = None
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
@@ -211,6 +214,13 @@ class Settings(BaseSettings):
         self.need("database_url")
         assert self.database_url is not None
         return self.database_url.get_secret_value()
+
+    @property
+    def migration_dsn(self) -> str:
+        """Where migrations run: the schema owner when configured, else DATABASE_URL."""
+        if self.database_admin_url is not None:
+            return self.database_admin_url.get_secret_value()
+        return self.dsn
 
     def s3(self) -> tuple[str, str, str]:
         """Endpoint, access key and secret key of the object store."""

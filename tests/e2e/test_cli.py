@@ -61,7 +61,7 @@ def test_publish_dsr_and_audit_commands(callvault: Callvault, tmp_path: Any) -> 
     verified = run(cv, "audit", "verify")
     assert "intact" in verified.stdout
     # Someone with database access edits history: the chain shows it.
-    with psycopg.connect(cv.settings.database_url.get_secret_value(), autocommit=True) as conn:
+    with psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn:  # the owner
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
         conn.execute("UPDATE audit_log SET details = '{\"forged\": true}' WHERE seq = 1")
     tampered = run(cv, "audit", "verify", check=False)
@@ -165,7 +165,7 @@ def _rewrite_chain(cv: Callvault, keep_below: int | None = None) -> None:
 
     from workers.domain.audit import GENESIS, canonical, chain_hash
 
-    with psycopg.connect(cv.settings.dsn, autocommit=True) as conn:
+    with psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn:  # the owner
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
         if keep_below is not None:
             conn.execute("DELETE FROM audit_log WHERE seq >= %s", (keep_below,))
@@ -217,7 +217,7 @@ def test_the_audit_trail_refuses_truncation(callvault: Callvault) -> None:
     cv = callvault
     run(cv, "audit", "checkpoint")
     with (
-        psycopg.connect(cv.settings.dsn, autocommit=True) as conn,
+        psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn,  # even the owner
         pytest.raises(psycopg.errors.RaiseException, match="append-only"),
     ):
         conn.execute("TRUNCATE audit_log CASCADE")

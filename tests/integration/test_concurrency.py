@@ -42,7 +42,7 @@ from workers.domain.model import (
 )
 from workers.domain.uris import AudioLocation
 from workers.metrics import Metrics
-from workers.migrate import migrate_database
+from workers.migrate import migrate_schema
 from workers.retry import RetryPolicy
 from workers.settings import Settings, load_settings
 
@@ -84,7 +84,7 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
     settings = load_settings(
         **(instance.settings_kwargs() | {"fetch_allowed_hosts": "pbx.example"})
     )
-    migrate_database(settings.dsn)
+    migrate_schema(settings)
     db = PostgresDatabase(
         settings.dsn,
         sealer=TextSealer(KEY),

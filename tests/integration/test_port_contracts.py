@@ -36,7 +36,7 @@ from workers.domain.model import (
     recording_id_for,
 )
 from workers.domain.retention import IsoDuration
-from workers.migrate import migrate_database
+from workers.migrate import migrate_schema
 from workers.ports import ObjectMissing, VersionRef
 from workers.settings import load_settings
 
@@ -47,7 +47,7 @@ D1, D2 = b"\x01" * 32, b"\x02" * 32
 
 def postgres(instance: Instance) -> PostgresDatabase:
     settings = load_settings(**instance.settings_kwargs())
-    migrate_database(settings.dsn)
+    migrate_schema(settings)
     db = PostgresDatabase(
         settings.dsn, sealer=TextSealer(KEY), source="urn:test", clock=lambda: NOW
     )

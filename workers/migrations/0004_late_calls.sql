@@ -20,13 +20,3 @@ END $$;
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_no_truncate();
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM PUBLIC;
-
--- Signed checkpoints of the chain head: `callvault audit verify` checks the chain against the
--- latest one (also published to Kafka and kept in the object store), so a rewritten, shortened
--- or deleted tail shows even when every hash was recomputed.
-CREATE TABLE audit_checkpoints (
-    seq         bigint PRIMARY KEY,
-    hash        bytea NOT NULL,
-    at          timestamptz NOT NULL,
-    signed      jsonb NOT NULL
-);
