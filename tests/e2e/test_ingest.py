@@ -216,7 +216,7 @@ def test_notice_not_played_discards_the_audio(callvault: Callvault) -> None:
     assert purged[0]["data"]["call_id"] == "no-notice"
     key = data["recording"]["uri"].split("/", 3)[3]
     assert cv.objects.list_versions(cv.settings.landing_bucket, key) == []
-    assert list(cv.objects.list_keys(cv.settings.vault_bucket)) == []
+    assert list(cv.objects.list_keys(cv.settings.vault_bucket, "recordings/")) == []
 
 
 def test_kill_9_mid_ingest_then_restart_leaves_one_clean_recording(callvault: Callvault) -> None:
