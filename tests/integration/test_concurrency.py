@@ -38,6 +38,7 @@ from workers.domain.model import (
     Hold,
     HoldScopeKind,
     PurgeReason,
+    call_digest,
     recording_id_for,
 )
 from workers.domain.uris import AudioLocation
@@ -139,7 +140,8 @@ def subject_hold(hold_id: str, ctx: Context) -> Hold:
 
 
 def calls_hold(hold_id: str, *call_ids: str) -> Hold:
-    return Hold(hold_id, "dispute", None, HoldScopeKind.CALLS, targets=call_ids)
+    targets = tuple(call_digest(KEY, c) for c in call_ids)
+    return Hold(hold_id, "dispute", None, HoldScopeKind.CALLS, targets=targets)
 
 
 def row(settings: Settings, call_id: str) -> dict[str, Any]:

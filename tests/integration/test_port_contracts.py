@@ -213,7 +213,7 @@ def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
     add(db, c, digests=frozenset({D1}))
     holds = [
         Hold("H-rec", "dispute", "K-1", HoldScopeKind.RECORDINGS, (a.recording_id,)),
-        Hold("H-call", "dispute", None, HoldScopeKind.CALLS, ("b",)),
+        Hold("H-call", "dispute", None, HoldScopeKind.CALLS, ("digest-b",)),
         Hold("H-subj", "dispute", None, HoldScopeKind.SUBJECT, subject_digests=frozenset({D1})),
     ]
     with db.unit_of_work() as uow:
@@ -224,7 +224,7 @@ def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
         uow.commit()
     with db.unit_of_work() as uow:
         assert uow.holds.covered([a, b, c]) == {a.recording_id, b.recording_id, c.recording_id}
-        assert [h.hold_id for h in uow.holds.covering(a.recording_id, "a", frozenset())] == [
+        assert [h.hold_id for h in uow.holds.covering(a.recording_id, "digest-a", frozenset())] == [
             "H-rec"
         ]
         found = uow.holds.get("H-rec")

@@ -277,7 +277,7 @@ class MemoryRecordings:
         elif hold.scope_kind is HoldScopeKind.RECORDINGS:
             chosen = [r for r in alive if r.recording_id in hold.targets]
         else:
-            chosen = [r for r in alive if r.call_id in hold.targets]
+            chosen = [r for r in alive if r.call_digest in hold.targets]
         return sorted((_copy(r) for r in chosen), key=lambda r: r.recording_id)
 
     def claim_due(self, now: datetime, limit: int) -> list[Recording]:
@@ -383,7 +383,7 @@ class MemoryHolds:
         return [_copy(h) for h in sorted(found, key=lambda h: (h.placed_at, h.hold_id))]
 
     def covering(
-        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+        self, recording_id: str, call_digest: str, digests: frozenset[bytes]
     ) -> list[Hold]:
         return [
             _copy(h)
@@ -391,7 +391,7 @@ class MemoryHolds:
             if h.active
             and (
                 (h.scope_kind is HoldScopeKind.RECORDINGS and recording_id in h.targets)
-                or (h.scope_kind is HoldScopeKind.CALLS and call_id in h.targets)
+                or (h.scope_kind is HoldScopeKind.CALLS and call_digest in h.targets)
                 or (h.scope_kind is HoldScopeKind.SUBJECT and bool(h.subject_digests & digests))
             )
         ]
@@ -401,7 +401,7 @@ class MemoryHolds:
             r.recording_id
             for r in recordings
             if self.covering(
-                r.recording_id, r.call_id, self._s.subject_keys.get(r.recording_id, frozenset())
+                r.recording_id, r.call_digest, self._s.subject_keys.get(r.recording_id, frozenset())
             )
         }
 

@@ -67,7 +67,7 @@ _ALIVE = "r.status <> 'purged'"
 _COVERED = """EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL
     AND h.placed_at IS NOT NULL AND (
     (h.scope_kind = 'recording_ids' AND r.recording_id::text = ANY(h.targets)) OR
-    (h.scope_kind = 'call_ids' AND r.call_id = ANY(h.targets)) OR
+    (h.scope_kind = 'call_ids' AND r.call_digest = ANY(h.targets)) OR
     (h.scope_kind = 'subject' AND EXISTS (SELECT 1 FROM hold_subject_keys hk
         JOIN subject_keys sk ON sk.digest = hk.digest
         WHERE hk.hold_id = h.hold_id AND sk.recording_id = r.recording_id))))"""
@@ -77,7 +77,7 @@ _COVERED = """EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL
 _HELD_IN_DOUBT = """
 SELECT recording_id FROM recordings WHERE held AND status <> 'purged'
 UNION
-SELECT r.recording_id FROM holds h JOIN recordings r ON r.call_id = ANY(h.targets)
+SELECT r.recording_id FROM holds h JOIN recordings r ON r.call_digest = ANY(h.targets)
 WHERE h.scope_kind = 'call_ids' AND h.released_at IS NULL AND h.placed_at IS NOT NULL
   AND NOT r.held AND r.status = 'stored'
 UNION
@@ -221,7 +221,8 @@ class PostgresRecordings:
             query = _query("WHERE r.recording_id = ANY(%s::uuid[])" + tail)
             return self._all(query, (_uuids(list(hold.targets)),))
         if hold.scope_kind is HoldScopeKind.CALLS:
-            return self._all(_query("WHERE r.call_id = ANY(%s)" + tail), (list(hold.targets),))
+            query = _query("WHERE r.call_digest = ANY(%s)" + tail)
+            return self._all(query, (list(hold.targets),))
         subject = (
             "WHERE r.recording_id IN (SELECT recording_id FROM subject_keys WHERE digest = ANY(%s))"
         )
@@ -373,16 +374,16 @@ class PostgresHolds:
         return [self._hold(r) for r in rows]
 
     def covering(
-        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+        self, recording_id: str, call_digest: str, digests: frozenset[bytes]
     ) -> list[Hold]:
         rows = self._conn.execute(
             "SELECT * FROM holds WHERE released_at IS NULL AND placed_at IS NOT NULL AND ("
             "(scope_kind = 'recording_ids' AND %(rid)s = ANY(targets)) OR "
-            "(scope_kind = 'call_ids' AND %(cid)s = ANY(targets)) OR "
+            "(scope_kind = 'call_ids' AND %(call)s = ANY(targets)) OR "
             "(scope_kind = 'subject' AND hold_id IN "
             " (SELECT hold_id FROM hold_subject_keys WHERE digest = ANY(%(digests)s)))) "
             "ORDER BY hold_id",
-            {"rid": recording_id, "cid": call_id, "digests": list(digests)},
+            {"rid": recording_id, "call": call_digest, "digests": list(digests)},
         ).fetchall()
         return [self._hold(r) for r in rows]
 

@@ -154,7 +154,7 @@ def _commit(call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ct
             policy=settings.policy.for_tenant(call.tenant),
             audio=audio,
             sealed=sealed,
-            held=bool(uow.holds.covering(recording_id, call.call_id, digests)),
+            held=bool(uow.holds.covering(recording_id, digest, digests)),
             now=ctx.clock(),
         )
         if not uow.recordings.add(recording, digests):
