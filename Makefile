@@ -24,7 +24,7 @@ venv:
 migrate: up
 	$(ENV) $(BIN)/callvault migrate
 
-run: migrate   ## the stack, the workers and demo telephony traffic; Ctrl-C stops the workers
+run: up        ## the stack, the worker and the console, a tour of the whole lifecycle, demo traffic; Ctrl-C stops
 	bash deploy/run.sh
 
 test: up       ## lint, type check, then unit, integration and end-to-end tests on the real stack

@@ -188,7 +188,9 @@ def asterisk_mixmonitor(
     show_default=True,
     help="Seconds without writes after which a recording is finished.",
 )
-@click.option("--interval", type=float, default=5.0, show_default=True)
+@click.option(
+    "--interval", type=float, default=5.0, show_default=True, help="Seconds between scans."
+)
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @_state_dir_option
 @_metrics_port_option
@@ -227,8 +229,12 @@ def freepbx_spool(
 
 
 @connect.command("freeswitch-esl")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8021, show_default=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="FreeSWITCH's event socket host."
+)
+@click.option(
+    "--port", type=int, default=8021, show_default=True, help="FreeSWITCH's event socket port."
+)
 @click.option(
     "--password-env",
     default="CALLVAULT_FREESWITCH_ESL_PASSWORD",
@@ -273,7 +279,9 @@ def freeswitch_esl(
 @click.argument("recording_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_pbx_id_option("kamailio")
 @_notice_option
-@click.option("--interval", type=float, default=2.0, show_default=True)
+@click.option(
+    "--interval", type=float, default=2.0, show_default=True, help="Seconds between scans."
+)
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @_state_dir_option
 @_metrics_port_option
@@ -303,7 +311,9 @@ def rtpengine_spool(
 @connect.command("drain")
 @click.argument("system", type=click.Choice(["asterisk", "freeswitch", "rtpengine", "webhooks"]))
 @click.option("--follow", is_flag=True, help="Keep draining every --interval seconds.")
-@click.option("--interval", type=float, default=5.0, show_default=True)
+@click.option(
+    "--interval", type=float, default=5.0, show_default=True, help="Seconds between drains."
+)
 @_state_dir_option
 @_metrics_port_option
 def drain(
@@ -320,8 +330,8 @@ def drain(
 
 
 @connect.command("webhooks")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8088, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address.")
+@click.option("--port", type=int, default=8088, show_default=True, help="Listen port.")
 @_state_dir_option
 @_metrics_port_option
 def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) -> None:

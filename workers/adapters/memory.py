@@ -18,7 +18,7 @@ from ..app import followups
 from ..app.effects import effects_of
 from ..app.unit_of_work import Discard, ErasedSubject, ExportRecord, FollowUp, Outbound
 from ..domain.audit import GENESIS, AuditEntry, canonical, chain_hash
-from ..domain.errors import TransientError
+from ..domain.errors import StoreRejected, TransientError
 from ..domain.messages import Event
 from ..domain.model import (
     Hold,
@@ -81,6 +81,8 @@ class MemoryObjectStore:
     ) -> str | None:
         data = b"".join(chunks)
         with self._lock:
+            if bucket not in self.buckets:  # as S3's NoSuchBucket on a write: no retry cures it
+                raise StoreRejected(f"object store refused put: NoSuchBucket {bucket}")
             self._counter += 1
             version = f"v{self._counter}"
             versions = self._bucket(bucket).setdefault(key, [])
