@@ -340,12 +340,30 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
     import uvicorn
     from fastapi import FastAPI
 
+    from .adapters.connectors.webhooks import webhook_router
+
+    config = webhook_config()
+    if config is None:
+        raise click.ClickException(
+            "no provider configured: set CALLVAULT_TWILIO_AUTH_TOKEN, CALLVAULT_TELNYX_PUBLIC_KEY "
+            "or CALLVAULT_VONAGE_SIGNATURE_SECRET"
+        )
+    with _publisher("webhooks", state_dir, metrics_port) as publisher:
+        app = FastAPI(title="callvault telephony webhooks")
+        app.include_router(webhook_router(config, publisher, state_dir=publisher.state_dir))
+        uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+def webhook_config() -> Any:
+    """The providers' settings (``WebhookConfig``), or ``None`` when no provider is set up."""
     from .adapters.connectors.settings import WebhookSettings
-    from .adapters.connectors.webhooks import WebhookConfig, webhook_router
+    from .adapters.connectors.webhooks import WebhookConfig
 
     hooks = WebhookSettings()
+    if not (hooks.twilio_auth_token or hooks.telnyx_public_key or hooks.vonage_signature_secret):
+        return None
     key_file = hooks.vonage_private_key_file
-    config = WebhookConfig(
+    return WebhookConfig(
         public_base_url=hooks.webhook_public_base_url,
         allowed_hosts=hooks.allowed_hosts(),
         twilio_account_sid=hooks.twilio_account_sid,
@@ -355,10 +373,20 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
         vonage_application_id=hooks.vonage_application_id,
         vonage_private_key=key_file.read_text() if key_file else None,
     )
-    with _publisher("webhooks", state_dir, metrics_port) as publisher:
-        app = FastAPI(title="callvault telephony webhooks")
-        app.include_router(webhook_router(config, publisher, state_dir=publisher.state_dir))
-        uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+@contextmanager
+def mounted_webhooks() -> Iterator[list[Any]]:
+    """The webhook routes ``callvault serve`` mounts beside the console: none unless a
+    provider's secret is set."""
+    from .adapters.connectors.webhooks import webhook_router
+
+    config = webhook_config()
+    if config is None:
+        yield []
+        return
+    with _publisher("webhooks", None, 0) as publisher:
+        yield [webhook_router(config, publisher, state_dir=publisher.state_dir)]
 
 
 def _secret(value: Any) -> str | None:

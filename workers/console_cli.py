@@ -45,6 +45,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     from .adapters.http.app import build_app
     from .bootstrap import bootstrap
+    from .connectors_cli import mounted_webhooks
     from .entrypoints.cli.common import user_errors
     from .logs import configure
     from .migrate import migrate_schema
@@ -55,19 +56,21 @@ def serve(host: str | None, port: int | None) -> None:
         if settings.migrate_on_start:
             migrate_schema(settings)
         container = bootstrap(settings)
-        app = build_app(settings, console_from_container(container))
+        console = console_from_container(container)
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)
     try:
-        uvicorn.run(
-            app,
-            host=address,
-            port=listen_port,
-            log_config=None,  # ours: logs.configure (JSON, personal data masked)
-            access_log=False,  # the audit trail records what matters; URLs carry no personal data
-            server_header=False,
-            proxy_headers=False,
-        )
+        with mounted_webhooks() as webhooks:
+            app = build_app(settings, console, extra_routers=webhooks)
+            uvicorn.run(
+                app,
+                host=address,
+                port=listen_port,
+                log_config=None,  # ours: logs.configure (JSON, personal data masked)
+                access_log=False,  # the audit trail records what matters; URLs carry none
+                server_header=False,
+                proxy_headers=False,
+            )
     finally:
         container.close()
 
