@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -614,6 +615,18 @@ def test_an_objection_also_covers_the_persons_later_calls(shop: World) -> None:
     assert shop.recording("c-new").status is RecordingStatus.PURGED  # type: ignore[union-attr]
     (purged,) = [d for d in shop.data("recordings.purged") if d["call_id"] == "c-new"]
     assert purged["reason"] == "objection"
+
+
+def test_a_short_objection_memory_still_catches_calls_that_ended_before_it(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(objection_memory="P1D")
+    world.clock.advance(days=2)
+    world.send_dsr("R1", "objection", CUSTOMER)
+    world.clock.advance(days=20)  # past the memory, within the late-call window
+    assert world.handle(ForgetErasedSubjects()) == "forgotten:0"
+    assert late_call(world, "c-backlog") == "stored"
+    assert world.recording("c-backlog").status is RecordingStatus.PURGED  # type: ignore[union-attr]
 
 
 def test_late_calls_are_caught_only_while_they_can_still_arrive(shop: World) -> None:

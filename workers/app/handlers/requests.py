@@ -94,10 +94,11 @@ def _erased_subject(request: DsrRequest, digests: frozenset[bytes], ctx: Context
     ended before the request can still arrive (or, for an objection, which also covers the
     person's later calls, for ``CALLVAULT_OBJECTION_MEMORY``)."""
     objection = request.type is DsrType.OBJECTION
-    memory = ctx.settings.objection_memory if objection else ctx.settings.late_call_window
-    return ErasedSubject(
-        request.request_id, digests, request.received_at, objection, memory.after(ctx.clock())
-    )
+    now = ctx.clock()
+    forget_at = ctx.settings.late_call_window.after(now)
+    if objection:  # never shorter than the window in which an earlier call can still arrive
+        forget_at = max(forget_at, ctx.settings.objection_memory.after(now))
+    return ErasedSubject(request.request_id, digests, request.received_at, objection, forget_at)
 
 
 def reject_request(command: RejectRequest, ctx: Context) -> str:
