@@ -25,11 +25,14 @@ def cli() -> None:
 
     Settings come from CALLVAULT_* environment variables (for the local stack:
     set -a; . .local/stack.env; set +a)."""
-    # Commands print their results on stdout; log lines (warnings and worse unless
-    # CALLVAULT_LOG_LEVEL says otherwise) go to stderr. `worker` and `serve` reconfigure.
+    # Commands print their results on stdout and a failure as one line on stderr; log lines
+    # (errors unless CALLVAULT_LOG_LEVEL says otherwise; the libraries' own only with
+    # CALLVAULT_DEBUG=1) go to stderr too. `worker` and `serve` reconfigure for services.
+    debug = os.environ.get("CALLVAULT_DEBUG") == "1"
     configure(
         os.environ.get("CALLVAULT_LOG_FORMAT", "console"),
-        os.environ.get("CALLVAULT_LOG_LEVEL", "WARNING"),
+        os.environ.get("CALLVAULT_LOG_LEVEL", "DEBUG" if debug else "ERROR"),
+        libraries="DEBUG" if debug else "CRITICAL",
     )
 
 
