@@ -13,6 +13,7 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersion
 from yoyo import get_backend, read_migrations
 
 from .adapters.kafka import ensure_topics
+from .adapters.postgres.database import translated
 from .adapters.s3 import S3Store
 from .domain.retention import IsoDuration
 from .settings import Settings
@@ -41,11 +42,14 @@ def yoyo_url(database_url: str) -> str:
 
 
 def migrate_database(database_url: str) -> list[str]:
-    backend = get_backend(yoyo_url(database_url))
-    migrations = read_migrations(str(MIGRATIONS))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    """Apply the pending migrations; a database that is away (restarting, say, while a
+    worker starts) is a :class:`TransientError`, not a bug."""
+    with translated():
+        backend = get_backend(yoyo_url(database_url))
+        migrations = read_migrations(str(MIGRATIONS))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
     return [m.id for m in pending]
 
 
