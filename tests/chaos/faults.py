@@ -133,11 +133,13 @@ class Injector:
         happened = Injected(fault.kind, _now())
         self.done.append(happened)
         if fault.kind == WORKER_SIGKILL:
-            code, seconds = self.supervisor.signal(0, signal.SIGKILL)
-            happened.detail.update(exit_code=code)
+            code, seconds = self.supervisor.signal(fault.worker, signal.SIGKILL)
+            happened.detail.update(worker=fault.worker, exit_code=code)
         elif fault.kind == WORKER_SIGTERM:
-            code, seconds = self.supervisor.signal(1, signal.SIGTERM)
-            happened.detail.update(exit_code=code, stop_seconds=round(seconds, 1))
+            code, seconds = self.supervisor.signal(fault.worker, signal.SIGTERM)
+            happened.detail.update(
+                worker=fault.worker, exit_code=code, stop_seconds=round(seconds, 1)
+            )
         elif fault.kind == KAFKA_KILL:
             self.stack.kill("kafka")
             time.sleep(fault.seconds)

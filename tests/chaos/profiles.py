@@ -21,6 +21,7 @@ class Fault:
     at: float  # seconds after traffic started
     kind: str
     seconds: float = 0.0  # how long the service stays away (kill/pause to restart/resume)
+    worker: int = 0  # which worker a worker fault hits
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ SHORT = Profile(
         Fault(25, KAFKA_KILL, 5),
         Fault(45, S3_PAUSE, 10),
         Fault(65, POSTGRES_KILL, 5),
-        Fault(85, WORKER_SIGTERM),
+        Fault(85, WORKER_SIGTERM, worker=1),
     ),
 )
 
@@ -61,8 +62,10 @@ FULL = Profile(
         Fault(40, WORKER_SIGKILL),
         Fault(80, KAFKA_KILL, 12),
         Fault(145, S3_PAUSE, 30),
+        # uploads and purges held up by the pause all resume at once: a crash among them
+        Fault(176, WORKER_SIGKILL, worker=1),
         Fault(215, POSTGRES_KILL, 12),
-        Fault(285, WORKER_SIGTERM),
+        Fault(285, WORKER_SIGTERM, worker=1),
     ),
     retry_budget="PT10S",
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.chaos.checks import Verdicts
 from tests.chaos.faults import Injected
-from tests.chaos.supervisor import EX_TEMPFAIL, Exit
+from tests.chaos.supervisor import EX_TEMPFAIL, Supervisor
 from tests.chaos.traffic import Ledger
 from tests.stack import ROOT
 
@@ -23,10 +23,13 @@ def summary(
     verdicts: Verdicts,
     ledger: Ledger,
     faults: list[Injected],
-    exits: list[Exit],
+    supervisor: Supervisor,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
+    exits = supervisor.exits
     exit_codes = Counter(str(e.code) for e in exits)
+    crashes = supervisor.crashes()
+    bugs = supervisor.bugs_logged()
     return {
         "profile": profile,
         "finished_at": datetime.now(UTC).isoformat(),
@@ -66,7 +69,8 @@ def summary(
             "exits_after_retry_budget": exit_codes.get(str(EX_TEMPFAIL), 0),
             "restarts": len(exits),
         },
-        "failures": verdicts.failures(),
+        "failures": verdicts.failures()
+        | {"worker_crashes": len(crashes), "bugs_logged": sum(bugs.values())},
         "details": {
             "lost": dict(verdicts.lost),
             "duplicated": dict(verdicts.duplicated),
@@ -80,6 +84,10 @@ def summary(
             "deadletters": dict(verdicts.deadletters),
             "holds_unprocessed": verdicts.holds_unprocessed,
             "backlog": verdicts.backlog,
+            "worker_crashes": [
+                f"worker {e.slot} exit {e.code} at {e.at:%H:%M:%S}" for e in crashes
+            ],
+            "bugs_logged": bugs,
         },
         **extra,
     }
@@ -136,6 +144,10 @@ def table(report: dict[str, Any]) -> str:
         ("landing copies left", report.get("landing_left")),
         ("audit chain", report.get("audit")),
         ("reconcile after repair", report.get("reconcile_after_repair")),
+        (
+            "worker crashes / bugs logged",
+            f"{failures['worker_crashes']} / {failures['bugs_logged']}",
+        ),
         (
             "worker exits",
             f"{workers['restarts']} ({workers['exits_after_retry_budget']} after the retry "

@@ -17,6 +17,9 @@ from tests.stack import free_port
 
 RESTART_DELAY = 1.0  # systemd's RestartSec
 EX_TEMPFAIL = 75
+EX_UNREACHABLE = 4  # started while a service was away
+# what the worker logs when it met a bug (and dead-lettered, parked or skipped the work)
+BUG_EVENTS = ("handler_failed", "follow_up_bug", "follow_up_failed", "background_step_bug")
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,25 @@ class Supervisor:
                     process.kill()
                     process.wait(timeout=10)
 
-    def restarts(self) -> int:
-        return sum(slot.starts - 1 for slot in self.slots)
+    def crashes(self) -> list[Exit]:
+        """Exits no fault explains: a worker that stopped on its own other than after its
+        retry budget (75) or at a start with a service away (4), or a SIGTERM that did not end
+        in a clean stop."""
+        return [
+            e
+            for e in self.exits
+            if (e.signalled is None and e.code not in (EX_TEMPFAIL, EX_UNREACHABLE))
+            or (e.signalled == "SIGTERM" and e.code != 0)
+        ]
+
+    def bugs_logged(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for slot in self.slots:
+            for line in slot.log.read_text(errors="replace").splitlines():
+                for event in BUG_EVENTS:
+                    if f'"event": "{event}"' in line:
+                        found[event] = found.get(event, 0) + 1
+        return found
 
 
 def _ready(port: int) -> bool:

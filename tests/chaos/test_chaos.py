@@ -133,7 +133,7 @@ def _examine(
         "landing_left": landing,
     }
     summary = report.summary(
-        profile.name, verdicts, traffic.ledger, injector.done, supervisor.exits, extra
+        profile.name, verdicts, traffic.ledger, injector.done, supervisor, extra
     )
     return summary | {"outputs": outputs}
 
