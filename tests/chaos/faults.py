@@ -1,19 +1,27 @@
-"""Faults injected into the shared native stack, the way they happen in production: a broker
-or database process killed (and brought back by ``deploy/stack.sh up``, which restarts what is
-missing), the object store frozen (SIGSTOP/SIGCONT on versitygw), a worker killed or stopped.
+"""Faults injected into the shared native stack, the way they happen in production: the broker
+killed (SIGKILL), the database crashed (``pg_ctl stop -m immediate``), the object store frozen
+(SIGSTOP/SIGCONT on versitygw), a worker killed or stopped.
 
-Every fault leaves the stack as it found it: :meth:`Stack.restore` resumes the object store and
-starts what is missing, and runs again when the chaos test ends, whatever happened."""
+A killed service is brought back as ``deploy/stack.sh up`` brings back a missing one - the same
+program in the background, its pid in ``.local/run`` - but with the very command line, working
+directory, user and environment it ran with, read from ``/proc`` before the kill: on a shared
+stack another session may have added a listener or a setting since ``stack.sh`` last wrote the
+configuration, and a restart must leave the service as it was. A service that someone else
+started meanwhile is left alone. :meth:`Stack.restore` runs when the chaos test ends, whatever
+happened: it resumes the object store and starts what is still missing."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import psycopg
 
 from tests.chaos.profiles import (
     KAFKA_KILL,
@@ -26,17 +34,52 @@ from tests.chaos.profiles import (
 from tests.chaos.supervisor import Supervisor
 from tests.stack import ROOT
 
-STACK_SH = ROOT / "deploy" / "stack.sh"
-# The stack's own way of stopping PostgreSQL, with the immediate (crash) mode.
-PG_IMMEDIATE_STOP = """
-set -euo pipefail
-DEPLOY_DIR="$1"
-. "$DEPLOY_DIR/lib/common.sh"
-. "$DEPLOY_DIR/lib/postgres.sh"
-pg_resolve_dirs
-pg_find_bin
-as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 30 stop
-"""
+KAFKA_READY = ROOT / "deploy" / "lib" / "kafka_ready.py"
+# start_bg of deploy/lib/common.sh: detached, appending to the service's log, pid printed
+START_BG = 'log="$1"; shift; nohup setsid "$@" >>"$log" 2>&1 </dev/null & echo $!'
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How a running service process was started, as ``/proc`` tells it."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str
+    uid: int
+    gid: int
+    log: str
+
+    @classmethod
+    def of(cls, pid: int) -> Launch:
+        proc = Path(f"/proc/{pid}")
+        argv = tuple(proc.joinpath("cmdline").read_bytes().decode().rstrip("\0").split("\0"))
+        env = dict(
+            entry.split("=", 1)
+            for entry in proc.joinpath("environ").read_bytes().decode().split("\0")
+            if "=" in entry
+        )
+        ids = {
+            line.split(":")[0]: int(line.split()[1])
+            for line in proc.joinpath("status").read_text().splitlines()
+            if line.startswith(("Uid:", "Gid:"))
+        }
+        log = os.readlink(proc / "fd" / "1")
+        return cls(argv, env, os.readlink(proc / "cwd"), ids["Uid"], ids["Gid"], log)
+
+    def start(self) -> int:
+        user = []
+        if self.uid != os.getuid():
+            user = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups"]
+        done = subprocess.run(
+            ["bash", "-c", START_BG, "start-bg", self.log, *user, *self.argv],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        return int(done.stdout.decode().split()[-1])
 
 
 @dataclass
@@ -62,23 +105,53 @@ class Injected:
 
 
 class Stack:
-    """The shared stack's service processes, found by the pid files under ``.local/run``."""
+    """The shared stack's services, found by the pid files under ``.local/run``."""
 
-    def __init__(self, local_dir: Path) -> None:
+    def __init__(self, local_dir: Path, admin_url: str, kafka: str) -> None:
         self.local_dir = local_dir
+        self.admin_url = admin_url
+        self.kafka_host, _, port = kafka.split(",")[0].rpartition(":")
+        self.kafka_port = int(port)
         self._paused: int | None = None
+        self._missing: dict[str, Launch] = {}
 
     def pid(self, name: str) -> int:
+        if name == "postgres":  # the postmaster's own record, as deploy/lib/postgres.sh reads it
+            data = self._postmaster_data_dir()
+            return int((data / "postmaster.pid").read_text().split()[0])
         return int((self.local_dir / "run" / f"{name}.pid").read_text().split()[0])
 
-    def kill(self, name: str) -> None:
-        pid = self.pid(name)
+    def _postmaster_data_dir(self) -> Path:
+        return (self.local_dir / "pg").resolve() / "data"
+
+    # faults ---------------------------------------------------------------------------------
+    def kill_kafka(self) -> None:
+        pid = self.pid("kafka")
+        self._missing["kafka"] = Launch.of(pid)
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid)
 
-    def stop_postgres_immediately(self) -> None:
+    def crash_postgres(self) -> None:
+        """``pg_ctl stop -m immediate``: the server quits without a checkpoint, as in a crash."""
+        pid = self.pid("postgres")
+        launch = Launch.of(pid)
+        self._missing["postgres"] = launch
+        pg_ctl = str(Path(launch.argv[0]).with_name("pg_ctl"))
+        data = launch.argv[launch.argv.index("-D") + 1]
         subprocess.run(
-            ["bash", "-c", PG_IMMEDIATE_STOP, "pg-stop", str(STACK_SH.parent)],
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                pg_ctl,
+                "-D",
+                data,
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
             check=True,
             capture_output=True,
             timeout=60,
@@ -93,31 +166,46 @@ class Stack:
             os.kill(self._paused, signal.SIGCONT)
             self._paused = None
 
-    def up(self) -> None:
-        """``deploy/stack.sh up``: starts whatever service is missing and waits for it."""
-        env = dict(os.environ, CALLVAULT_LOCAL_DIR=str(self.local_dir), CALLVAULT_STACK_NO_VENV="1")
-        subprocess.run(
-            ["bash", str(STACK_SH), "up"], env=env, check=True, capture_output=True, timeout=600
-        )
+    # recovery -------------------------------------------------------------------------------
+    def bring_back(self, name: str, timeout: float = 180) -> None:
+        """Start the killed service again (unless someone already did) and wait until it
+        answers."""
+        launch = self._missing.pop(name)
+        if not self._answers(name):
+            pid = launch.start()
+            (self.local_dir / "run" / f"{name}.pid").write_text(f"{pid}\n")
+        deadline = time.monotonic() + timeout
+        while not self._answers(name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} did not come back within {timeout:.0f}s")
+            time.sleep(0.5)
+
+    def _answers(self, name: str) -> bool:
+        if name == "kafka":
+            ready = [sys.executable, str(KAFKA_READY), self.kafka_host, str(self.kafka_port)]
+            return subprocess.run(ready, capture_output=True, check=False).returncode == 0
+        try:
+            with psycopg.connect(self.admin_url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.OperationalError:
+            return False
 
     def restore(self) -> None:
+        """Whatever happened: the object store resumed, every killed service back."""
         self.resume_s3()
-        self.up()
+        for name in list(self._missing):
+            self.bring_back(name)
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        # a killed child of another process stays a zombie until reaped: count it gone
-        try:
             state = Path(f"/proc/{pid}/stat").read_text().split()[2]
         except OSError:
             return
-        if state == "Z":
+        if state == "Z":  # dead, waiting for its parent to reap it
             return
         time.sleep(0.1)
     raise AssertionError(f"process {pid} did not die")
@@ -132,22 +220,20 @@ class Injector:
     def inject(self, fault: Fault) -> Injected:
         happened = Injected(fault.kind, _now())
         self.done.append(happened)
-        if fault.kind == WORKER_SIGKILL:
-            code, seconds = self.supervisor.signal(fault.worker, signal.SIGKILL)
+        if fault.kind in (WORKER_SIGKILL, WORKER_SIGTERM):
+            sig = signal.SIGKILL if fault.kind == WORKER_SIGKILL else signal.SIGTERM
+            code, seconds = self.supervisor.signal(fault.worker, sig)
             happened.detail.update(worker=fault.worker, exit_code=code)
-        elif fault.kind == WORKER_SIGTERM:
-            code, seconds = self.supervisor.signal(fault.worker, signal.SIGTERM)
-            happened.detail.update(
-                worker=fault.worker, exit_code=code, stop_seconds=round(seconds, 1)
-            )
+            if sig is signal.SIGTERM:
+                happened.detail.update(stop_seconds=round(seconds, 1))
         elif fault.kind == KAFKA_KILL:
-            self.stack.kill("kafka")
+            self.stack.kill_kafka()
             time.sleep(fault.seconds)
-            self.stack.up()
+            self.stack.bring_back("kafka")
         elif fault.kind == POSTGRES_KILL:
-            self.stack.stop_postgres_immediately()
+            self.stack.crash_postgres()
             time.sleep(fault.seconds)
-            self.stack.up()
+            self.stack.bring_back("postgres")
         elif fault.kind == S3_PAUSE:
             self.stack.pause_s3()
             try:

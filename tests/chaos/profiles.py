@@ -32,8 +32,10 @@ class Profile:
     control_every: float  # one hold or request action this often
     faults: tuple[Fault, ...]
     retention: str = "PT20S"
-    # shorter than the outages, so that workers exit 75 and the supervisor restarts them
-    retry_budget: str = "PT8S"
+    # shorter than the outages, so that workers exit 75 and the supervisor restarts them (the
+    # budget runs from the first failure, which waiting for a pooled connection delays)
+    retry_budget: str = "PT4S"
+    db_timeout: str = "PT2S"
     # every unheld recording is purged within this long of its due time once the stack is back
     purge_within_seconds: float = 90.0
     settle_seconds: float = 240.0  # how long the run may take to drain after traffic stopped
@@ -48,7 +50,7 @@ SHORT = Profile(
         Fault(12, WORKER_SIGKILL),
         Fault(25, KAFKA_KILL, 5),
         Fault(45, S3_PAUSE, 10),
-        Fault(65, POSTGRES_KILL, 5),
+        Fault(65, POSTGRES_KILL, 8),
         Fault(85, WORKER_SIGTERM, worker=1),
     ),
 )
@@ -64,10 +66,10 @@ FULL = Profile(
         Fault(145, S3_PAUSE, 30),
         # uploads and purges held up by the pause all resume at once: a crash among them
         Fault(176, WORKER_SIGKILL, worker=1),
-        Fault(215, POSTGRES_KILL, 12),
+        Fault(215, POSTGRES_KILL, 15),
         Fault(285, WORKER_SIGTERM, worker=1),
     ),
-    retry_budget="PT10S",
+    retry_budget="PT6S",
 )
 
 # the same traffic with no fault: a baseline that shows the checks themselves are sound

@@ -23,7 +23,7 @@ from tests.e2e.harness import Callvault
 from tests.stack import Instance
 from workers.domain.model import object_key_for
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 
 
 def test_promises_hold_under_faults(
@@ -34,6 +34,7 @@ def test_promises_hold_under_faults(
         {
             "CALLVAULT_RETENTION": profile.retention,
             "CALLVAULT_RETRY_BUDGET": profile.retry_budget,
+            "CALLVAULT_DB_TIMEOUT": profile.db_timeout,
             "CALLVAULT_SCHEDULER_INTERVAL": "PT1S",
             "CALLVAULT_METRICS_INTERVAL": "PT2S",
             "CALLVAULT_RECONCILE_INTERVAL": "PT1H",
@@ -43,7 +44,11 @@ def test_promises_hold_under_faults(
     logs = report.run_dir(profile.name)
     cv = Callvault(instance, logs)
     cv.migrate()  # applies the short retention policy before any worker starts
-    services = Stack(Path(stack["CALLVAULT_STACK_ROOT"]))
+    services = Stack(
+        Path(stack["CALLVAULT_STACK_ROOT"]),
+        stack["CALLVAULT_PG_ADMIN_URL"],
+        stack["CALLVAULT_KAFKA_BOOTSTRAP"],
+    )
     supervisor = Supervisor(cv.env, logs)
     traffic = Traffic(instance, cv.settings, profile, seed=int(time.time()))
     try:
