@@ -68,6 +68,7 @@ def summary(
             "exits_by_code": dict(exit_codes),
             "exits_after_retry_budget": exit_codes.get(str(EX_TEMPFAIL), 0),
             "restarts": len(exits),
+            "stopped_from_outside": len(supervisor.stopped_outside()),
         },
         "failures": verdicts.failures()
         | {"worker_crashes": len(crashes), "bugs_logged": sum(bugs.values())},
@@ -151,7 +152,8 @@ def table(report: dict[str, Any]) -> str:
         (
             "worker exits",
             f"{workers['restarts']} ({workers['exits_after_retry_budget']} after the retry "
-            f"budget; by code {workers['exits_by_code']})",
+            f"budget, {workers['stopped_from_outside']} stopped from outside; "
+            f"by code {workers['exits_by_code']})",
         ),
     ]
     width = max(len(name) for name, _ in lines)

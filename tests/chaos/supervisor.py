@@ -137,14 +137,21 @@ class Supervisor:
 
     def crashes(self) -> list[Exit]:
         """Exits no fault explains: a worker that stopped on its own other than after its
-        retry budget (75) or at a start with a service away (4), or a SIGTERM that did not end
-        in a clean stop."""
+        retry budget (75), at a start with a service away (4) or cleanly (0: a stop asked for
+        from outside, see :meth:`stopped_outside`), or a SIGTERM that did not end in a clean
+        stop."""
         return [
             e
             for e in self.exits
-            if (e.signalled is None and e.code not in (EX_TEMPFAIL, EX_UNREACHABLE))
+            if (e.signalled is None and e.code not in (EX_TEMPFAIL, EX_UNREACHABLE, 0))
             or (e.signalled == "SIGTERM" and e.code != 0)
         ]
+
+    def stopped_outside(self) -> list[Exit]:
+        """Clean stops nobody here asked for: on a shared machine another session may stop
+        every ``callvault worker`` it sees (the broker then logs every group's members
+        leaving at the same instant). Reported, and restarted like any other exit."""
+        return [e for e in self.exits if e.signalled is None and e.code == 0]
 
     def bugs_logged(self) -> dict[str, int]:
         found: dict[str, int] = {}
