@@ -30,6 +30,7 @@ from workers.settings import Settings
 
 OUTPUTS = ("recordings_stored", "retention_due", "recordings_purged", "dsr_results", "deadletter")
 FOREVER = datetime.max.replace(tzinfo=UTC)
+HOLD_GRACE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -383,7 +384,9 @@ class Judge:
         while moved:
             moved = False
             for began, ended in windows:
-                if began <= start < ended:
+                # a hold that came within a scheduler round or two (the renewed hold of a
+                # "release the old, place the renewed" pair, say) is not a chance missed
+                if began - HOLD_GRACE <= start < ended:
                     start, moved = ended, True
         return start
 

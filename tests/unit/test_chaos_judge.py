@@ -113,6 +113,14 @@ def test_a_hold_placed_before_the_recording_was_stored_covers_it_from_arrival() 
     assert verdicts.worst_lag == 1
 
 
+def test_the_renewed_hold_of_a_pair_keeps_the_recording_without_a_gap() -> None:
+    c = call(1)
+    old = HoldSent("h1", "call", calls=(c.call_id,))
+    renewed = HoldSent("h2", "call", calls=(c.call_id,))
+    holds = {"h1": (old, at(10), at(60)), "h2": (renewed, at(60.2), at(100))}
+    assert judge([c], [row(c, purged=101)], holds).worst_lag == 1
+
+
 def test_a_purge_late_after_an_outage_is_reported_but_the_outage_is_forgiven() -> None:
     c = call(1)
     outage = Injected("postgres_kill", at(15), at(50))
