@@ -347,7 +347,7 @@ class Judge:
             v.purged_between_holds += bool(later)
         if row.purge_reason == "retention":
             start = self._effective_due(call, row, covering)
-            lag = (row.purged_at - start).total_seconds()
+            lag = max(0.0, (row.purged_at - start).total_seconds())  # 0: gone on time
             v.lags.append(lag)
             if lag > v.worst_lag:
                 v.worst_lag, v.slowest = lag, f"{call.call_id} ({row.recording_id})"
@@ -374,12 +374,14 @@ class Judge:
         self, call: CallSent, row: Row, covering: list[tuple[str, datetime, datetime]]
     ) -> datetime:
         """When the recording should have gone: its due time, or its arrival when it came
-        past due, moved past every hold over it and every outage it fell into."""
+        past due, moved past every hold over it and every outage it fell into before it went
+        (a purge during a broker outage, say, was on time)."""
         start = max(row.due_at, call.sent_at)
         # a hold that came before the recording was stored covers it from its arrival
         stored = row.stored_at or FOREVER
         windows = [(min(p, start) if p <= stored else p, r) for _, p, r in covering]
         windows += [(f.began, f.back) for f in self.faults if f.back is not None]
+        windows = [(b, e) for b, e in windows if b <= (row.purged_at or FOREVER)]
         moved = True
         while moved:
             moved = False

@@ -128,6 +128,13 @@ def test_a_purge_late_after_an_outage_is_reported_but_the_outage_is_forgiven() -
     assert judge([c], [row(c, purged=200)], faults=[outage]).late == ["call-1 (150s)"]
 
 
+def test_a_purge_during_an_outage_that_did_not_stop_it_was_on_time() -> None:
+    c = call(1)
+    kafka_away = Injected("kafka_kill", at(15), at(50))
+    verdicts = judge([c], [row(c, purged=21)], faults=[kafka_away])
+    assert verdicts.lags == [0.0]  # on time, not early: the outage forgives, never credits
+
+
 def test_an_unheld_recording_still_stored_long_after_its_due_time_is_past_due() -> None:
     c = call(1)
     verdicts = judge([c], [row(c, status="stored", purged=None)], outputs=events(c, False))
