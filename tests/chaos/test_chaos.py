@@ -7,6 +7,7 @@ written to ``bench/results/chaos-<profile>-<time>.json``."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_promises_hold_under_faults(
         traffic.stop()
         supervisor.stop()
         services.restore()
+        shutil.rmtree(traffic.files, ignore_errors=True)
     with capsys.disabled():
         print(f"\n\ncallvault chaos run ({profile.name}), worker logs in {logs}")
         print(report.table(outcome))
