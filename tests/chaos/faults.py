@@ -167,18 +167,34 @@ class Stack:
             self._paused = None
 
     # recovery -------------------------------------------------------------------------------
-    def bring_back(self, name: str, timeout: float = 180) -> None:
-        """Start the killed service again (unless someone already did) and wait until it
-        answers."""
-        launch = self._missing.pop(name)
-        if not self._answers(name):
-            pid = launch.start()
-            (self.local_dir / "run" / f"{name}.pid").write_text(f"{pid}\n")
+    def bring_back(self, name: str, timeout: float = 240) -> None:
+        """Start the killed service again and wait until it answers. Someone else may be
+        starting it too (another session's harness runs ``stack.sh up`` when it finds a port
+        closed): a live process in the pid file is waited for, never started twice - two Kafka
+        brokers on one data directory take each other down."""
+        launch = self._missing[name]
+        mine: int | None = None
         deadline = time.monotonic() + timeout
         while not self._answers(name):
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} did not come back within {timeout:.0f}s")
-            time.sleep(0.5)
+            if self._live(name, mine) is None:
+                mine = launch.start()
+                (self.local_dir / "run" / f"{name}.pid").write_text(f"{mine}\n")
+            time.sleep(1)
+        del self._missing[name]
+
+    def _live(self, name: str, mine: int | None) -> int | None:
+        """A live process of the service - the one its pid file names, or the one started
+        here - if there is one."""
+        try:
+            recorded: int | None = self.pid(name)
+        except (OSError, ValueError, IndexError):
+            recorded = None
+        for pid in (recorded, mine):
+            if pid is not None and _alive(pid, str(self.local_dir)):
+                return pid
+        return None
 
     def _answers(self, name: str) -> bool:
         if name == "kafka":
@@ -196,6 +212,17 @@ class Stack:
         self.resume_s3()
         for name in list(self._missing):
             self.bring_back(name)
+
+
+def _alive(pid: int, local_dir: str) -> bool:
+    """Running (not a zombie) and one of the stack's processes (its command line names the
+    stack's directory, as deploy/lib/common.sh's read_pid checks against recycled pids)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return state != "Z" and local_dir in cmdline
 
 
 def _wait_gone(pid: int, timeout: float = 30) -> None:
