@@ -13,6 +13,7 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersion
 from yoyo import get_backend, read_migrations
 
 from .adapters.kafka import ensure_topics
+from .adapters.postgres.database import translated
 from .adapters.postgres.roles import grant_app_role
 from .adapters.s3 import S3Store
 from .domain.retention import IsoDuration
@@ -43,11 +44,14 @@ def yoyo_url(database_url: str) -> str:
 
 
 def migrate_database(database_url: str) -> list[str]:
-    backend = get_backend(yoyo_url(database_url))
-    migrations = read_migrations(str(MIGRATIONS))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    """Apply the pending migrations; a database that is away (restarting, say, while a
+    worker starts) is a :class:`TransientError`, not a bug."""
+    with translated():
+        backend = get_backend(yoyo_url(database_url))
+        migrations = read_migrations(str(MIGRATIONS))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
     return [m.id for m in pending]
 
 
@@ -57,7 +61,8 @@ def migrate_schema(settings: Settings) -> tuple[list[str], str]:
     applied = migrate_database(settings.migration_dsn)
     if settings.database_admin_url is None:
         return applied, "single role (set CALLVAULT_DATABASE_ADMIN_URL to split owner and workers)"
-    return applied, grant_app_role(settings.migration_dsn, settings.dsn)
+    with translated():
+        return applied, grant_app_role(settings.migration_dsn, settings.dsn)
 
 
 def ensure_buckets(settings: Settings, objects: S3Store) -> dict[str, str]:

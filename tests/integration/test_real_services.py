@@ -137,6 +137,28 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
     db.close()
 
 
+def test_commits_are_durable_whatever_the_server_default(instance: Instance) -> None:
+    """An output event or a deleted landing copy must never follow a commit that a crash of
+    the database server takes back (the chaos run saw a ``recording.purged`` published twice,
+    with two ``purged_at``, from a tombstone lost to ``pg_ctl stop -m immediate``)."""
+    settings = load_settings(**instance.settings_kwargs())
+    with psycopg.connect(instance.admin_url, autocommit=True) as admin:  # an operator's choice
+        admin.execute(f'ALTER DATABASE "{instance.name}" SET synchronous_commit = off')
+    db = PostgresDatabase(
+        settings.dsn,
+        sealer=TextSealer(bytes(32)),
+        source="urn:test",
+        clock=lambda: datetime.now(UTC),
+    )
+    db.open()
+    try:
+        with db.connection() as conn:
+            row = conn.execute("SHOW synchronous_commit").fetchone()
+    finally:
+        db.close()
+    assert row == {"synchronous_commit": "on"}
+
+
 def test_processes_run_from_the_local_stack(stack: dict[str, str]) -> None:
     """What ops would check with ps: every service is a real process started from .local/."""
     listing = subprocess.run(

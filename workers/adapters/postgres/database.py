@@ -41,6 +41,10 @@ Connection = psycopg.Connection[dict[str, Any]]
 # One advisory key serialises hold changes (exclusive) against commits that must see every
 # hold committed before them (shared): ingest commits and purges.
 HOLDS_LOCK = 0x686F_6C64_7321
+# A commit is acted on at once outside the database (its outbox rows published, the landing
+# copy deleted, the Kafka offset committed), so it must survive a crash of the server: never
+# asynchronous, whatever the server's default (the local stack runs with it off, for speed).
+DURABLE_COMMITS = "-c synchronous_commit=on"
 
 
 def translate(error: BaseException) -> Exception:
@@ -80,7 +84,7 @@ class PostgresDatabase:
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            kwargs={"row_factory": dict_row, "autocommit": False, "options": DURABLE_COMMITS},
             open=False,
             check=ConnectionPool.check_connection,
         )
