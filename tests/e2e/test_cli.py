@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,22 @@ def test_worker_stops_cleanly_on_sigterm(callvault: Callvault) -> None:
     stored = cv.read("recordings_stored", lambda seen: len(seen) >= 2)
     assert sorted(e["data"]["call_id"] for e in stored) == ["term-1", "term-2"]
     assert "Traceback" not in cv.logs()
+
+
+@pytest.mark.parametrize("after_seconds", [0.2, 1.0, 2.5])
+def test_a_worker_stopped_while_it_starts_exits_cleanly(
+    callvault: Callvault, after_seconds: float
+) -> None:
+    """A supervisor may stop a worker it restarted a moment ago: that is a clean stop (0),
+    not a death by signal, whatever the worker was doing (importing, migrating, joining)."""
+    worker = subprocess.Popen(
+        [CALLVAULT, "worker"], env=callvault.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    time.sleep(after_seconds)  # the fault's timing is the point, not a wait for readiness
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in stderr
 
 
 def test_a_worker_started_without_migrate_prepares_what_it_needs(

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.unit.conftest import settings_values
-from workers.cli import cli
+from workers.entrypoints.cli import cli
 
 EXIT_UNREACHABLE = 4
 
