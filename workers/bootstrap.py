@@ -13,7 +13,7 @@ from typing import Any
 
 from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
-from .adapters.kafka import KafkaBus
+from .adapters.kafka import KafkaBus, KafkaSecurity, kafka_security
 from .adapters.keys import KeyRing
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres_console import subject_history
@@ -88,7 +88,14 @@ class Container:
         """The Kafka producer, connected on first use."""
         if "kafka" in self.overrides:
             return self.overrides["kafka"]
-        return KafkaBus(self.settings.kafka, f"{self.settings.app_id}-producer")
+        return KafkaBus(
+            self.settings.kafka, f"{self.settings.app_id}-producer", self.kafka_security
+        )
+
+    @cached_property
+    def kafka_security(self) -> KafkaSecurity:
+        """How every Kafka client of this process connects (``CALLVAULT_KAFKA_*``)."""
+        return kafka_security(self.settings)
 
     @cached_property
     def fetcher(self) -> Any:
@@ -99,6 +106,7 @@ class Container:
             self.objects,
             fetch_root=s.fetch_root,
             timeout_seconds=s.fetch_timeout.as_timedelta().total_seconds(),
+            allowed_networks=s.fetch_allowed_networks,
         )
 
     # the application -------------------------------------------------------------------------
@@ -201,7 +209,15 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
 
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:
     endpoint, access_key, secret_key = settings.s3()
-    return S3Store(endpoint, access_key, secret_key, settings.s3_region, retry=retry)
+    return S3Store(
+        endpoint,
+        access_key,
+        secret_key,
+        settings.s3_region,
+        retry=retry,
+        ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
+        public_endpoint=settings.s3_public_endpoint,
+    )
 
 
 def bootstrap(

@@ -12,7 +12,7 @@ from typing import Protocol
 import structlog
 from kafka.errors import KafkaError
 
-from .adapters.kafka import LagProbe
+from .adapters.kafka import PLAINTEXT, KafkaSecurity, LagProbe
 from .domain.errors import TransientError
 from .metrics import Metrics
 
@@ -35,12 +35,14 @@ class ConsumerLag:
         topics: Iterable[str],
         metrics: Metrics,
         *,
-        probe_factory: Callable[[str, str], Probe] = LagProbe,
+        security: KafkaSecurity = PLAINTEXT,
+        probe_factory: Callable[[str, str, KafkaSecurity], Probe] = LagProbe,
     ) -> None:
         self._bootstrap = bootstrap
         self._group = group
         self._topics = tuple(dict.fromkeys(topics))
         self._metrics = metrics
+        self._security = security
         self._factory = probe_factory
         self._probe: Probe | None = None
 
@@ -55,7 +57,7 @@ class ConsumerLag:
             return 0
         try:
             if self._probe is None:
-                self._probe = self._factory(self._bootstrap, self._group)
+                self._probe = self._factory(self._bootstrap, self._group, self._security)
             lag = self._probe.measure(self._topics)
         except (KafkaError, OSError) as exc:
             self.close()

@@ -12,7 +12,7 @@ from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
 from yoyo import get_backend, read_migrations
 
-from .adapters.kafka import ensure_topics
+from .adapters.kafka import ensure_topics, kafka_security
 from .adapters.s3 import S3Store
 from .domain.retention import IsoDuration
 from .settings import Settings
@@ -102,6 +102,7 @@ def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) 
         topic_configs(settings),
         settings.topic_partitions,
         settings.topic_replication,
+        kafka_security(settings),
     )
     return report
 

@@ -19,6 +19,7 @@ from ..app.effects import effects_of
 from ..app.unit_of_work import Discard, ExportRecord, FollowUp, Outbound
 from ..domain.audit import GENESIS, AuditEntry, canonical, chain_hash
 from ..domain.errors import TransientError
+from ..domain.events import STRUCTURED_HEADER
 from ..domain.messages import Event
 from ..domain.model import (
     Hold,
@@ -168,15 +169,24 @@ class MemoryObjectStore:
 
 
 class MemoryBus:
+    STRUCTURED = STRUCTURED_HEADER
+
     def __init__(self) -> None:
         self.records: list[tuple[str, str | None, bytes]] = []
+        self.headers: list[list[tuple[str, bytes]]] = []  # of each record, as Kafka has them
         self.fail_next = 0
 
-    def publish(self, records: list[tuple[str, str | None, bytes]]) -> None:
+    def publish(
+        self,
+        records: list[tuple[str, str | None, bytes]],
+        headers: list[list[tuple[str, bytes]]] | None = None,
+    ) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise TransientError("fake broker unavailable")
         self.records.extend(records)
+        for i in range(len(records)):
+            self.headers.append(list(headers[i]) if headers and headers[i] else [self.STRUCTURED])
 
     def close(self) -> None:
         """Nothing to release."""

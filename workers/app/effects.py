@@ -125,7 +125,9 @@ def _outbound(event: Event, source: str, now: datetime, into: list[ce.OutboundEv
             at = r.purged_at or now
             into.append(_event("recordings_purged", ce.PURGED, source, r.recording_id, at, data))
         case RequestAnswered(request_id=rid, data=data, revision=revision, at=at):
-            cloud = ce.cloudevent(ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data)
+            cloud = ce.cloudevent(
+                ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data, subject=rid
+            )
             into.append(ce.OutboundEvent("dsr_results", rid, cloud))
         case _:
             pass
