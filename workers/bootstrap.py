@@ -14,13 +14,13 @@ from typing import Any
 from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka import KafkaBus, KafkaSecurity, kafka_security
-from .adapters.keys import KeyRing
+from .adapters.keys import key_ring
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres_console import subject_history
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.context import Context, utc_now
-from .app.handlers import exports, holds, ingest, purge, reconcile, requests, retention
+from .app.handlers import exports, holds, ingest, keys, purge, reconcile, requests, retention
 from .app.messagebus import Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .codec import Codec
@@ -52,14 +52,7 @@ class Container:
     def keys(self) -> Any:
         if "keys" in self.overrides:
             return self.overrides["keys"]
-        s = self.settings
-        return KeyRing(
-            master_keys={s.master_key_id: s.key("master_key")},
-            current_master=s.master_key_id,
-            hash_key=s.key("hash_key"),
-            signing_seed=s.key("signing_key"),
-            signing_key_id=s.signing_key_id,
-        )
+        return key_ring(self.settings)
 
     @cached_property
     def db(self) -> Any:
@@ -68,7 +61,7 @@ class Container:
         s = self.settings
         db = PostgresDatabase(
             s.dsn,
-            sealer=TextSealer(s.key("master_key")),
+            sealer=text_sealer(s),
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -204,7 +197,18 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
         m.ResumeErasures: bind(requests.resume_erasures),
         m.DeleteExports: bind(exports.delete_exports),
         m.RemoveExpiredExports: bind(exports.remove_expired_exports),
+        m.RewrapDataKeys: bind(keys.rewrap_data_keys),
+        m.RetireMasterKeys: bind(keys.retire_master_keys),
+        m.RekeyDigests: bind(keys.rekey_digests),
+        m.FinishHashRotation: bind(keys.finish_hash_rotation),
     }
+
+
+def text_sealer(settings: Settings) -> TextSealer:
+    """Seals under the current master key; opens under any configured one."""
+    masters = settings.master_keys_by_id()
+    current = masters.pop(settings.master_key_id)
+    return TextSealer(current, *masters.values())
 
 
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:

@@ -50,6 +50,7 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from .adapters.http.app import build_app
+    from .app.handlers.keys import verify_keys
     from .bootstrap import bootstrap
     from .logs import configure
     from .migrate import migrate_database
@@ -59,6 +60,11 @@ def serve(host: str | None, port: int | None) -> None:
     if settings.migrate_on_start:
         migrate_database(settings.dsn)
     container = bootstrap(settings)
+    try:
+        verify_keys(container.ctx, register=False)  # a wrong key stops the console here
+    except ConfigError as exc:
+        container.close()
+        raise click.ClickException(str(exc)) from None
     app = build_app(settings, console_from_container(container))
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)

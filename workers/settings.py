@@ -9,6 +9,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -320,9 +321,14 @@ class Settings(KafkaClientSettings):
 
     @property
     def dsn(self) -> str:
+        """The database URL; with ``DATABASE_CA_FILE``, TLS verified against that CA
+        (``sslmode=verify-full`` unless the URL chooses another mode)."""
         self.need("database_url")
         assert self.database_url is not None
-        return self.database_url.get_secret_value()
+        url = self.database_url.get_secret_value()
+        if self.database_ca_file is None:
+            return url
+        return _with_tls(url, str(self.database_ca_file))
 
     def s3(self) -> tuple[str, str, str]:
         """Endpoint, access key and secret key of the object store."""
@@ -426,6 +432,22 @@ class Settings(KafkaClientSettings):
         return pairs
 
     # --- end console ---------------------------------------------------------------------
+
+
+def _with_tls(dsn: str, ca_file: str) -> str:
+    """``dsn`` (a URL or ``key=value`` words) with the CA file and, unless it names one, the
+    ``verify-full`` SSL mode (certificate chain and host name checked)."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query.setdefault("sslmode", "verify-full")
+        query["sslrootcert"] = ca_file
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    words = dsn.split()
+    quoted = "'" + ca_file.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if not any(w.startswith("sslmode=") for w in words):
+        words.append("sslmode=verify-full")
+    return " ".join([*words, f"sslrootcert={quoted}"])
 
 
 def _items(text: str) -> list[str]:

@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 
 from ..adapters.kafka import KafkaSecurity
 from ..app.background import refresh_gauges
+from ..app.handlers.keys import verify_keys
 from ..app.handlers.reconcile import reconcile
 from ..app.handlers.retention import refuse_other_policy
 from ..app.messagebus import Delivery
@@ -61,6 +62,7 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics=metrics)
     refuse_other_policy(container.ctx)
+    verify_keys(container.ctx, register=False)  # a wrong key stops the worker here
 
     def stop_for(_: BaseException) -> NoReturn:
         """A failure outlived its retries. Exit at once, without Faust's graceful stop (which

@@ -34,7 +34,12 @@ def hold_from_data(data: dict[str, Any], hash_key: bytes, region: str) -> Hold:
     if "subject" in scope:
         pairs = parse_subject(scope["subject"]).normalized(region)
         digests = subject_keys(hash_key, pairs).digests
-        return Hold(**common, scope_kind=HoldScopeKind.SUBJECT, subject_digests=digests)
+        return Hold(
+            **common,
+            scope_kind=HoldScopeKind.SUBJECT,
+            subject_digests=digests,
+            subject_pairs=frozenset(pairs),
+        )
     if "recording_ids" in scope:
         targets = tuple(canonical_recording_id(str(t)) for t in scope["recording_ids"])
         return Hold(**common, scope_kind=HoldScopeKind.RECORDINGS, targets=targets)

@@ -45,14 +45,8 @@ def worker(only: str) -> None:
 
     with user_errors():
         chosen = settings()
-        chosen.need(
-            "kafka_bootstrap",
-            "database_url",
-            "s3_endpoint",
-            "master_key",
-            "hash_key",
-            "signing_key",
-        )
+        chosen.need("kafka_bootstrap", "database_url", "s3_endpoint", "hash_key", "signing_key")
+        chosen.master_keys_by_id()
         run_worker(chosen, tuple(r.strip() for r in only.split(",") if r.strip()))
 
 
@@ -78,6 +72,7 @@ def migrate(as_json: bool) -> None:
     click.echo(f"topics created      {', '.join(report.topics_created) or 'none (all exist)'}")
     click.echo(f"retention backstop  {report.backstop}")
     click.echo(f"retention policy    {report.policy}")
+    click.echo(f"keys registered     {', '.join(report.keys_registered) or 'none (all known)'}")
 
 
 @click.command()
