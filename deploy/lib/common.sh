@@ -15,8 +15,10 @@ BIND_HOST=127.0.0.1
 # Fixed ports of the native stack.
 KAFKA_PORT=19092
 KAFKA_CONTROLLER_PORT=19093
+KAFKA_SECURE_PORT=19096    # SASL_SSL (SCRAM-SHA-512, PLAIN) with topic ACLs: the secure profile
 PG_PORT=15432
 S3_PORT=17070
+S3_TLS_PORT=17071          # the same store over https (the local CA's certificate)
 PROM_PORT=19090
 AM_PORT=19094              # Alertmanager (web and API)
 AM_PLACEHOLDER_PORT=19095  # the default webhook receiver's address: nothing listens there

@@ -80,6 +80,7 @@ pg_up() {
     pg_resolve_dirs
     if pid="$(pg_running_pid)"; then
         ensure_port_free_or_ours "$PG_PORT" postgres "$pid"
+        pg_tls
         return 0
     fi
     ensure_port_free_or_ours "$PG_PORT" postgres
@@ -123,6 +124,37 @@ SELECT 'CREATE DATABASE $PG_DB OWNER $PG_ROLE' WHERE NOT EXISTS (SELECT FROM pg_
 SQL
         as_pg touch "$PG_DATA/.callvault-bootstrapped"
     fi
+    pg_tls
+}
+
+# pg_tls: TLS on, with the local CA's certificate, so that clients can connect with
+# sslmode=verify-full; plain connections keep working. Applied by a reload, never a restart.
+pg_tls() {
+    local dir changed=0 file
+    tls_ensure
+    dir="$(readlink -f "$PG_HOME")/tls"
+    mkdir -p "$dir"
+    chown "$PG_USER_OS:" "$dir"
+    chmod 0700 "$dir"
+    for file in server.pem server.key; do
+        if ! cmp -s "$TLS_DIR/$file" "$dir/$file"; then
+            install -m 0600 -o "$PG_USER_OS" "$TLS_DIR/$file" "$dir/$file"
+            changed=1
+        fi
+    done
+    if [ "$changed" = 0 ] && [ "$(pg_psql -Atc 'SHOW ssl')" = on ]; then
+        return 0
+    fi
+    log "postgres: TLS on (the local CA's certificate), by a reload"
+    pg_psql -c "ALTER SYSTEM SET ssl_cert_file = '$dir/server.pem'" \
+        -c "ALTER SYSTEM SET ssl_key_file = '$dir/server.key'" -c "ALTER SYSTEM SET ssl = on" \
+        -c "SELECT pg_reload_conf()" >>"$PG_LOG" 2>&1 || die "could not turn TLS on (see $PG_LOG)"
+    local i
+    for ((i = 0; i < 25; i++)); do
+        [ "$(pg_psql -Atc 'SHOW ssl')" = on ] && return 0
+        sleep 0.2
+    done
+    die "postgres did not turn TLS on (see $PG_LOG)"
 }
 
 pg_down() {
