@@ -151,7 +151,8 @@ def drop_instance(instance: Instance) -> None:
         _empty_and_remove(client, bucket)
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-        names = [t for t in admin.list_topics() if t.startswith(instance.name)]
+        app_id = instance.env["CALLVAULT_APP_ID"]  # Faust's own topics start with it
+        names = [t for t in admin.list_topics() if t.startswith((instance.name, app_id))]
         if names:
             admin.delete_topics(names)
         admin.close()

@@ -59,6 +59,9 @@ for topic in "$calls" "$requests" "$holds"; do
     acl --allow-principal "$cv" --operation Read --operation Describe --topic "$topic"
 done
 acl --allow-principal "$cv" --operation Read --operation Describe --group "$app_id"
+# ... and Faust's leader-election topic (created on first use where the broker auto-creates)
+acl --allow-principal "$cv" --operation Read --operation Describe --operation Create \
+    --topic "$app_id-__assignor-__leader"
 # ... writes its outputs and dead letters, and reads dead letters back (`callvault deadletter`)
 for topic in "$stored" "$due" "$purged" "$results" "$deadletter"; do
     acl --allow-principal "$cv" --operation Write --operation Describe --topic "$topic"

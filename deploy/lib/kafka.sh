@@ -144,7 +144,7 @@ kafka_wait() {
 
 # kafka_principals: the SCRAM users of the secure listener (idempotent; needs .venv).
 kafka_principals() {
-    local python="$REPO_ROOT/.venv/bin/python" users=() user
+    local python="$REPO_ROOT/.venv/bin/python" users=() user plaintext=() name
     if [ ! -x "$python" ]; then
         log "no .venv yet: Kafka's SCRAM users are made on the next 'stack.sh up'"
         return 0
@@ -154,7 +154,8 @@ kafka_principals() {
         users+=("$user=$SECRETS_DIR/kafka-$user")
     done
     # over the PLAINTEXT listener, whatever CALLVAULT_KAFKA_* the calling shell has
-    env $(compgen -e | grep '^CALLVAULT_KAFKA_' | sed 's/^/-u /') "$python" \
+    while read -r name; do plaintext+=(-u "$name"); done < <(compgen -e | grep '^CALLVAULT_KAFKA_')
+    env "${plaintext[@]}" "$python" \
         "$DEPLOY_DIR/kafka/scram_users.py" "$BIND_HOST:$KAFKA_PORT" "${users[@]}" \
         >>"$LOG_DIR/kafka-principals.log" 2>&1 \
         || die "could not create Kafka's SCRAM users (see $LOG_DIR/kafka-principals.log)"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import AuthorizationError, KafkaError, TopicAlreadyExistsError
 from pydantic import SecretStr
 
-from ..domain.errors import ConfigError, TransientError
+from ..domain.errors import AccessRefused, ConfigError, TransientError
 from ..domain.events import ORIGINAL_HEADER_PREFIX as ORIGINAL
 from ..domain.events import STRUCTURED_HEADER as STRUCTURED
 from ..settings import KafkaClientSettings
@@ -140,6 +140,12 @@ class KafkaBus:
             self._producer.flush(timeout=SEND_TIMEOUT)
             for future in futures:
                 future.get(timeout=SEND_TIMEOUT)
+        except AuthorizationError as exc:
+            topics = ", ".join(sorted({topic for topic, _, _ in records}))
+            raise AccessRefused(
+                f"Kafka refused this principal writing to {topics} ({type(exc).__name__}): "
+                "see the ACL plan, deploy/kafka/acl-plan.sh"
+            ) from exc
         except KafkaError as exc:
             raise TransientError(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
 
