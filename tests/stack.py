@@ -44,7 +44,7 @@ def _port_open(host: str, port: int) -> bool:
 
 def ensure_stack() -> dict[str, str]:
     """The stack's settings; runs ``deploy/stack.sh up`` when a service is not answering."""
-    ports = (19092, 19096, 15432, 17070, 17071, 19090)
+    ports = (19092, 19096, 15432, 17070, 17072, 19090)
     current = STACK_ENV.exists() and "CALLVAULT_STACK_KAFKA_SECURE" in STACK_ENV.read_text()
     if not current or not all(_port_open("127.0.0.1", p) for p in ports):
         subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True)

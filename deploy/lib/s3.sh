@@ -93,8 +93,11 @@ s3_wait() {
 s3_tls_up() {
     local pid
     if pid="$(read_pid versitygw-tls)"; then
-        ensure_port_free_or_ours "$S3_TLS_PORT" "versitygw (https)" "$pid"
-        return 0
+        if port_open "$S3_TLS_PORT"; then
+            ensure_port_free_or_ours "$S3_TLS_PORT" "versitygw (https)" "$pid"
+            return 0
+        fi
+        stop_pid versitygw-tls 15 # started for another port
     fi
     ensure_port_free_or_ours "$S3_TLS_PORT" "versitygw (https)"
     tls_ensure

@@ -142,7 +142,7 @@ def test_the_worker_runs_through_sasl_ssl_with_acls_and_tls_everywhere(
     assert answer["status"] == "completed"
     assert [r["recording_id"] for r in answer["recordings"]] == [recording_id]
     url = answer["export"]["url"]
-    assert url.startswith("https://localhost:17071/")  # signed for the address the portal uses
+    assert url.startswith("https://localhost:17072/")  # signed for the address the portal uses
     context = ssl.create_default_context(cafile=stack["CALLVAULT_STACK_TLS_CA"])
     with urllib.request.urlopen(url, context=context, timeout=30) as response:
         archive = zipfile.ZipFile(io.BytesIO(response.read()))
