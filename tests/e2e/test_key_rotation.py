@@ -82,3 +82,14 @@ def test_master_key_rotation_with_recordings_before_and_after(callvault: Callvau
     wrong_hash = refusal(cv, CALLVAULT_HASH_KEY=new_key())
     assert wrong_hash.returncode == 3
     assert "CALLVAULT_HASH_KEY is not the key" in wrong_hash.stderr
+    # and so does the console with another signing key under the published id
+    served = subprocess.run(
+        [CALLVAULT, "serve"],
+        env={**cv.env, "CALLVAULT_SIGNING_KEY": new_key()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert served.returncode == 1
+    assert "CALLVAULT_SIGNING_KEY: key id 'callvault-1' was published" in served.stderr
