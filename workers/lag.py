@@ -7,6 +7,7 @@ Kafka lag exporters, so their dashboards and alerts work unchanged."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Protocol
 
 import structlog
@@ -36,14 +37,13 @@ class ConsumerLag:
         metrics: Metrics,
         *,
         security: KafkaSecurity = PLAINTEXT,
-        probe_factory: Callable[[str, str, KafkaSecurity], Probe] = LagProbe,
+        probe_factory: Callable[[str, str], Probe] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._group = group
         self._topics = tuple(dict.fromkeys(topics))
         self._metrics = metrics
-        self._security = security
-        self._factory = probe_factory
+        self._factory = probe_factory or partial(LagProbe, security=security)
         self._probe: Probe | None = None
 
     @property
@@ -57,7 +57,7 @@ class ConsumerLag:
             return 0
         try:
             if self._probe is None:
-                self._probe = self._factory(self._bootstrap, self._group, self._security)
+                self._probe = self._factory(self._bootstrap, self._group)
             lag = self._probe.measure(self._topics)
         except (KafkaError, OSError) as exc:
             self.close()
