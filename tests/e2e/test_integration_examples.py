@@ -112,7 +112,7 @@ def test_producer_and_dsr_portal_examples_run_against_the_stack(
         subprocess.run(
             [CALLVAULT, "public-key"], env=cv.env, capture_output=True, check=True, timeout=60
         ).stdout
-    )["public_key"]
+    )["keys"][0]["public_key"]  # the key set: the current key first
     erasure = run_example(
         "dsr_portal.py",
         [
