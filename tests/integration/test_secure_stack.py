@@ -16,9 +16,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from tests.certs import write_ca
 from tests.secure import acl_plan, kafka_options
 from tests.stack import Instance
-from tests.unit.test_kafka_security import write_ca
 from workers.adapters.kafka import ensure_topics
 from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.s3 import S3Store
