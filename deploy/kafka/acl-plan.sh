@@ -18,7 +18,7 @@
 # (callvault), TELEPHONY_PRINCIPAL (telephony), DSR_PORTAL_PRINCIPAL (dsr-portal),
 # COMPLIANCE_PRINCIPAL (compliance); the DSR portal's consumer group DSR_PORTAL_GROUP
 # (dsr-portal, a prefix); topics and consumer group as callvault reads them
-# (CALLVAULT_TOPIC_<NAME>, CALLVAULT_APP_ID).
+# (CALLVAULT_TOPIC_<NAME>, CALLVAULT_APP_ID); ALLOW_DEADLETTER_REPLAY=1 adds the grants below.
 set -eu
 
 action=--add
@@ -71,8 +71,12 @@ acl --allow-principal "$cv" --operation Read --topic "$deadletter"
 for topic in "$calls" "$requests" "$holds" "$stored" "$due" "$purged" "$results" "$deadletter"; do
     acl --allow-principal "$cv" --operation Create --topic "$topic"
 done
-# ... and puts dead letters back on their input topic (`callvault deadletter replay`, operators
-# only; leave these out to make replays go through the systems that own those topics).
-for topic in "$calls" "$requests" "$holds"; do
-    acl --allow-principal "$cv" --operation Write --topic "$topic"
-done
+# Only with ALLOW_DEADLETTER_REPLAY=1: callvault may put dead letters back on their input topic
+# (`callvault deadletter replay`). Without it (the default) nobody but their owners writes the
+# inputs: run `callvault deadletter replay`, `dsr submit`, `hold place|release` and `publish`
+# with the credentials of the principal that owns the topic.
+if [ "${ALLOW_DEADLETTER_REPLAY:-0}" = 1 ]; then
+    for topic in "$calls" "$requests" "$holds"; do
+        acl --allow-principal "$cv" --operation Write --topic "$topic"
+    done
+fi
