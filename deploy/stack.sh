@@ -156,6 +156,9 @@ install_phase() {
 cmd_up() {
     local t0=$SECONDS
     ensure_local_dirs
+    # One `up` at a time: two at once (two test sessions on one stack) would start Kafka twice.
+    exec 9>"$RUN_DIR/stack-up.lock"
+    flock 9
     preflight_ports
     install_phase
     # Start the slow JVM first, the others while it boots, then wait for all.
