@@ -31,7 +31,7 @@ from ...domain.streams import Measured, limited, peek, sha256_of
 from ...domain.uris import AudioLocation, locate
 from ...ports import AudioSource, ObjectMissing, VersionRef
 from ..context import Context
-from ..unit_of_work import Discard
+from ..unit_of_work import Discard, UnitOfWork
 
 LOCK_MARGIN = timedelta(seconds=60)
 
@@ -44,7 +44,7 @@ def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
 
 def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> str:
     where = _locate(call, ctx)
-    existing = ctx.read(lambda uow: uow.recordings.by_call(digest))
+    existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
     if existing is not None:
         return _repeat(call, where, existing.sha256, ctx)
     if not call.notice_played and ctx.settings.require_notice:
@@ -53,6 +53,22 @@ def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> s
     outcome = _commit_or_clean_up(call, digest, audio, sealed, ctx)
     remove_landing_copy(where, ctx)
     return outcome
+
+
+def _known_call(uow: UnitOfWork, call: CallEnded, digest: str, ctx: Context) -> Recording | None:
+    """The recording of this call; a tombstone from before a hash-key rotation keeps the
+    digest under the retired key (recognised while that key is configured)."""
+    found = uow.recordings.by_call(digest)
+    for key in ctx.keys.retired_hash_keys if found is None else ():
+        found = found or uow.recordings.by_call(call_digest(key, call.call_id))
+    return found
+
+
+def _discarded_before_rotation(uow: UnitOfWork, call: CallEnded, ctx: Context) -> Discard | None:
+    for key in ctx.keys.retired_hash_keys:
+        if (found := uow.discards.get(call_digest(key, call.call_id))) is not None:
+            return found
+    return None
 
 
 def _locate(call: CallEnded, ctx: Context) -> AudioLocation:
@@ -187,7 +203,7 @@ def _discard(call: CallEnded, digest: str, where: AudioLocation, ctx: Context) -
     landing = _landing_sha256(where, ctx)
     now = ctx.clock()
     with ctx.uow() as uow:
-        earlier = uow.discards.get(digest)
+        earlier = uow.discards.get(digest) or _discarded_before_rotation(uow, call, ctx)
         if earlier is not None and landing is not None and landing != earlier.landing_sha256:
             raise DuplicateCallId("the call id names a discarded call with other audio")
         if earlier is None:
