@@ -77,7 +77,7 @@ class Container:
             max_size=s.db_pool_size,
             timeout=s.db_timeout.as_timedelta().total_seconds(),
         )
-        db.open()
+        db.open(wait_seconds=s.connect_timeout.as_timedelta().total_seconds())
         return db
 
     @cached_property

@@ -72,3 +72,5 @@ def configure(fmt: str = "json", level: str = "INFO", libraries: str = "WARNING"
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.getLevelName(libraries.upper()))
+    # psycopg gives its logger a level of its own (WARNING) unless one is set before
+    logging.getLogger("psycopg").setLevel(logging.getLevelName(libraries.upper()))

@@ -120,6 +120,17 @@ class KafkaClientSettings(SecretFileSettings):
     kafka_key_file: Path | None = None  # its private key (PEM)
     kafka_key_password: SecretStr | None = None
     kafka_check_hostname: bool = True
+    # how long a client waits to reach Kafka, PostgreSQL or the object store when it starts
+    # (the CLI waits PT5S unless this is set: a command should say at once that one is away)
+    connect_timeout: Duration = IsoDuration.parse("PT30S")
+
+    @field_validator("connect_timeout", mode="before")
+    @classmethod
+    def _connect_timeout(cls, value: Any) -> IsoDuration:
+        duration = value if isinstance(value, IsoDuration) else IsoDuration.parse(str(value))
+        if duration.months or not duration.as_timedelta().total_seconds() > 0:
+            raise ValueError("must be a positive duration without months, e.g. PT30S")
+        return duration
 
 
 class Settings(KafkaClientSettings):

@@ -24,7 +24,7 @@ from workers.settings import load_settings
 
 def test_plaintext_is_the_default() -> None:
     security = kafka_security(make_settings())
-    assert security.options() == {"security_protocol": "PLAINTEXT"}
+    assert security.options() == {"security_protocol": "PLAINTEXT", "bootstrap_timeout_ms": 30_000}
     assert faust_credentials(security) is None
 
 
@@ -131,6 +131,14 @@ class FakeAdmin(Recorder):
 class FakeConsumer(Recorder):
     def __iter__(self) -> Any:
         return iter(())
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+
+def test_a_shorter_connect_timeout_reaches_every_client() -> None:
+    options = kafka_security(make_settings(connect_timeout="PT5S")).options()
+    assert options["bootstrap_timeout_ms"] == 5000
 
 
 def test_every_client_gets_the_same_options(

@@ -20,7 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import AuthorizationError, KafkaError, TopicAlreadyExistsError
 from pydantic import SecretStr
 
-from ..domain.errors import AccessRefused, ConfigError, TransientError
+from ..domain.errors import AccessRefused, ConfigError, SchemaMissing, TransientError
 from ..domain.events import ORIGINAL_HEADER_PREFIX as ORIGINAL
 from ..domain.events import STRUCTURED_HEADER as STRUCTURED
 from ..settings import KafkaClientSettings
@@ -39,10 +39,14 @@ class KafkaSecurity:
     sasl_mechanism: str | None = None
     username: str | None = None
     password: SecretStr | None = field(default=None, repr=False)
+    bootstrap_timeout_ms: int = 30_000  # how long a client waits to reach a broker at start
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for every kafka-python client (producer, consumer, admin)."""
-        options: dict[str, Any] = {"security_protocol": self.protocol}
+        options: dict[str, Any] = {
+            "security_protocol": self.protocol,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
+        }
         if self.ssl_context is not None:
             options["ssl_context"] = self.ssl_context
         if self.sasl_mechanism is not None:
@@ -79,6 +83,7 @@ def kafka_security(settings: KafkaClientSettings) -> KafkaSecurity:
         sasl_mechanism=settings.kafka_sasl_mechanism if sasl else None,
         username=settings.kafka_sasl_username if sasl else None,
         password=settings.kafka_sasl_password if sasl else None,
+        bootstrap_timeout_ms=int(settings.connect_timeout.as_timedelta().total_seconds() * 1000),
     )
 
 
@@ -263,7 +268,9 @@ def read_topic(
     except (KafkaError, OSError) as exc:
         raise TransientError(f"Kafka unreachable at {bootstrap}: {type(exc).__name__}") from exc
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise SchemaMissing(f"topic {topic} does not exist: run `callvault migrate`")
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         consumer.seek_to_beginning()
         found = []

@@ -12,12 +12,19 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from ..domain.errors import TransientError
+from .kafka import PLAINTEXT, KafkaSecurity
 
 
 class TopicWatch:
     """The events published on ``topics`` after the watch was opened, in arrival order."""
 
-    def __init__(self, bootstrap: str, topics: dict[str, str], wait_seconds: float = 30) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: dict[str, str],
+        security: KafkaSecurity = PLAINTEXT,
+        wait_seconds: float = 30,
+    ) -> None:
         """``topics`` maps a Kafka topic to the name events from it are reported under."""
         self._names = topics
         try:
@@ -25,6 +32,7 @@ class TopicWatch:
                 bootstrap_servers=bootstrap.split(","),
                 enable_auto_commit=False,
                 consumer_timeout_ms=200,
+                **security.options(),
             )
             self._consumer.assign(self._partitions(wait_seconds))
             self._consumer.seek_to_end()

@@ -220,7 +220,9 @@ class Tour:
     def _open_watch(self) -> TopicWatch:
         topics = self.built.settings.topics()
         names = ("recordings_stored", "recordings_purged", "dsr_results", "deadletter")
-        return TopicWatch(self.built.settings.kafka, {topics[n]: n for n in names})
+        return TopicWatch(
+            self.built.settings.kafka, {topics[n]: n for n in names}, self.built.kafka_security
+        )
 
     def step(self, text: str) -> None:
         self.say("")

@@ -24,7 +24,7 @@ from ...domain.errors import (
     SchemaMissing,
     TransientError,
 )
-from ...domain.retention import rfc3339
+from ...domain.retention import IsoDuration, rfc3339
 from ...settings import Settings, load_settings
 
 EXIT_FAILED = 1  # the check a command makes failed (a broken audit chain, a bad signature)
@@ -64,8 +64,8 @@ def user_errors() -> Iterator[None]:
         fail(
             f"{exc} (set the variable in the environment, e.g. from .local/stack.env)", EXIT_CONFIG
         )
-    except SchemaMissing:
-        fail("the database is not migrated: run `callvault migrate`", EXIT_NOT_MIGRATED)
+    except SchemaMissing as exc:
+        fail(f"not set up yet: {exc}", EXIT_NOT_MIGRATED)
     except NotFound as exc:
         fail(str(exc), EXIT_NOT_FOUND)
     except AccessRefused as exc:
@@ -99,9 +99,22 @@ def _given() -> Container | None:
     return context.find_object(Container) if context is not None else None
 
 
+# A person at a terminal waits seconds, not a service's minutes, to learn that Kafka,
+# PostgreSQL or the object store is away (an explicit CALLVAULT_* setting still wins).
+INTERACTIVE = {
+    "connect_timeout": IsoDuration.parse("PT5S"),
+    "retry_budget": IsoDuration.parse("PT10S"),
+}
+
+
 def settings() -> Settings:
+    """The settings of a command run from a terminal (``worker`` and ``serve`` use their own)."""
     given = _given()
-    return given.settings if given is not None else load_settings()
+    if given is not None:
+        return given.settings
+    loaded = load_settings()
+    defaults = {k: v for k, v in INTERACTIVE.items() if k not in loaded.model_fields_set}
+    return loaded.model_copy(update=defaults)
 
 
 @contextmanager

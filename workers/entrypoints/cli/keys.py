@@ -98,7 +98,7 @@ def keys_rehash(batch: int) -> None:
             built, total, "re-keying digests", lambda after: m.RekeyDigests(after, batch)
         )
         outcome = built.bus.handle(m.FinishHashRotation(previous)).split(":")
-    click.echo(f"re-keyed the digests of {done} recording(s) and {outcome[1]} subject hold(s)")
+    click.echo(f"re-keyed the digests of {done} recording(s) and {outcome[1]} hold(s)")
     if outcome[2] != "0":
         click.echo(
             f"{outcome[2]} hold digest(s) match no identifier on record: re-place those holds"
