@@ -53,7 +53,8 @@ Where to look
                   for a purpose, see the access log (demo-dpo)
   Prometheus      $CALLVAULT_PROMETHEUS_URL  (try: callvault_purge_lag_seconds_bucket,
                   callvault_retention_overdue_recordings)
-  alerts          ${CALLVAULT_ALERTMANAGER_URL:-Alertmanager}  (rules: deploy/prometheus/rules.yml)
+  alerts          ${CALLVAULT_ALERTMANAGER_URL:-Alertmanager}  (rules: deploy/prometheus/rules/, runbooks: docs/runbooks.md)
+  Grafana         import deploy/grafana/dashboards/callvault.json (pick the Prometheus above)
   worker metrics  http://127.0.0.1:$CALLVAULT_METRICS_PORT/metrics
   status          set -a; . .local/stack.env; set +a; .venv/bin/callvault status
   requests        .venv/bin/callvault dsr list; .venv/bin/callvault deadletter list

@@ -62,7 +62,7 @@ class Tour:
         ended = datetime.now(UTC) + timedelta(seconds=due_in) - short
         self.step(
             f"1. The PBX sends {len(CUSTOMERS) + 3} calls: one per customer, and 3 for tenant "
-            f"{SHORT_TENANT}, whose retention is {short}"
+            f"{SHORT_TENANT}, whose retention is {short.total_seconds():.0f} s"
         )
         kept_calls = self.send_calls(ended)
         short_calls = self.send_calls(ended, tenant=SHORT_TENANT, count=3)
