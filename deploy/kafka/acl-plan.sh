@@ -38,6 +38,7 @@ due="${CALLVAULT_TOPIC_RETENTION_DUE:-retention.due}"
 purged="${CALLVAULT_TOPIC_RECORDINGS_PURGED:-recordings.purged}"
 results="${CALLVAULT_TOPIC_DSR_RESULTS:-dsr.results}"
 deadletter="${CALLVAULT_TOPIC_DEADLETTER:-callvault.deadletter}"
+audit="${CALLVAULT_TOPIC_AUDIT_CHECKPOINTS:-callvault.audit}"
 
 acl() {
     echo "kafka-acls.sh --bootstrap-server \"\$KAFKA_BOOTSTRAP\" --command-config \"\$KAFKA_ADMIN_CONFIG\" $action $*"
@@ -62,13 +63,15 @@ acl --allow-principal "$cv" --operation Read --operation Describe --group "$app_
 # ... and Faust's leader-election topic (created on first use where the broker auto-creates)
 acl --allow-principal "$cv" --operation Read --operation Describe --operation Create \
     --topic "$app_id-__assignor-__leader"
-# ... writes its outputs and dead letters, and reads dead letters back (`callvault deadletter`)
-for topic in "$stored" "$due" "$purged" "$results" "$deadletter"; do
+# ... writes its outputs, dead letters and audit checkpoints, and reads dead letters back
+# (`callvault deadletter`)
+for topic in "$stored" "$due" "$purged" "$results" "$deadletter" "$audit"; do
     acl --allow-principal "$cv" --operation Write --operation Describe --topic "$topic"
 done
 acl --allow-principal "$cv" --operation Read --topic "$deadletter"
 # ... creates its topics (`callvault migrate`; leave out if an administrator creates them) ...
-for topic in "$calls" "$requests" "$holds" "$stored" "$due" "$purged" "$results" "$deadletter"; do
+for topic in "$calls" "$requests" "$holds" "$stored" "$due" "$purged" "$results" "$deadletter" \
+    "$audit"; do
     acl --allow-principal "$cv" --operation Create --topic "$topic"
 done
 # Only with ALLOW_DEADLETTER_REPLAY=1: callvault may put dead letters back on their input topic

@@ -69,12 +69,8 @@ def test_recordings_are_purged_on_time_with_every_version(short_lived: Callvault
     due = cv.read("retention_due", lambda seen: len(seen) >= 4)
     assert sorted(e["data"]["call_id"] for e in due) == calls
     assert {e["data"]["policy"] for e in due} == {POLICY}
-    # no object, no version, no delete marker is left in the vault
-    client = cv.objects.client
-    assert (
-        list(client.list_objects(cv.settings.vault_bucket, recursive=True, include_version=True))
-        == []
-    )
+    # no object, no version, no delete marker of a recording is left in the vault
+    assert recording_versions(cv) == []
     rows = db(cv, "SELECT status, wrapped_key, customer_sealed FROM recordings")
     assert rows == [("purged", None, None)] * 4
     assert db(cv, "SELECT count(*) FROM subject_keys") == [(0,)]
@@ -150,14 +146,19 @@ def test_purge_interrupted_half_way_finishes_after_restart(short_lived: Callvaul
     )
     assert sorted({e["data"]["call_id"] for e in purged}) == ["crash-1", "crash-2"]
     assert db(cv, "SELECT DISTINCT status FROM recordings") == [("purged",)]
-    client = cv.objects.client
-    assert (
-        list(client.list_objects(cv.settings.vault_bucket, recursive=True, include_version=True))
-        == []
-    )
+    assert recording_versions(cv) == []
     audit = db(cv, "SELECT action FROM audit_log WHERE action = 'purge'")
     assert len(audit) == 2
     assert json.dumps(purged)  # events are JSON all the way
+
+
+def recording_versions(cv: Callvault) -> list[Any]:
+    """Every object version and delete marker under ``recordings/`` (the vault also keeps the
+    audit checkpoints, which outlive every recording)."""
+    listed = cv.objects.client.list_objects(
+        cv.settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
+    )
+    return list(listed)
 
 
 def test_a_call_already_past_due_is_stored_then_purged_not_lost(callvault: Callvault) -> None:
@@ -171,11 +172,4 @@ def test_a_call_already_past_due_is_stored_then_purged_not_lost(callvault: Callv
     assert purged[0]["data"]["call_id"] == "late-1"
     assert purged[0]["data"]["reason"] == "retention"
     assert db(cv, "SELECT status FROM recordings") == [("purged",)]
-    assert (
-        list(
-            cv.objects.client.list_objects(
-                cv.settings.vault_bucket, recursive=True, include_version=True
-            )
-        )
-        == []
-    )
+    assert recording_versions(cv) == []

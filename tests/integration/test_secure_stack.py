@@ -17,13 +17,13 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from tests.certs import write_ca
-from tests.secure import acl_plan, kafka_options
+from tests.secure import acl_plan, kafka_env, kafka_options
 from tests.stack import Instance
-from workers.adapters.kafka import ensure_topics
+from workers.adapters.kafka import ensure_topics, kafka_security
 from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.s3 import S3Store
 from workers.bootstrap import object_store, text_sealer
-from workers.domain.errors import TransientError
+from workers.domain.errors import AccessRefused, TransientError
 from workers.migrate import migrate_schema
 from workers.settings import load_settings
 
@@ -39,6 +39,15 @@ def can_write(stack: dict[str, str], principal: str, topic: str) -> bool:
         return False
     finally:
         producer.close(timeout=2)
+
+
+def settings_of(stack: dict[str, str], principal: str) -> dict[str, str]:
+    """Settings keyword arguments that connect as ``principal`` over SASL_SSL."""
+    values = {
+        k.removeprefix("CALLVAULT_").lower(): v for k, v in kafka_env(stack, principal).items()
+    }
+    values["kafka_sasl_password"] = Path(values.pop("kafka_sasl_password_file")).read_text().strip()
+    return values
 
 
 def can_read(stack: dict[str, str], principal: str, topic: str, group: str | None = None) -> bool:
@@ -86,21 +95,27 @@ def test_each_principal_may_do_what_the_acl_plan_grants_and_nothing_else(
         # callvault reads its inputs and writes its outputs
         assert can_read(stack, "callvault", topic("calls_ended"))
         assert can_write(stack, "callvault", topic("dsr_results"))
+        # a principal the plan does not let create topics is refused for good, not retried
+        security = kafka_security(load_settings(**settings_of(stack, "telephony")))
+        with pytest.raises(AccessRefused, match="acl-plan"):
+            ensure_topics(
+                stack["CALLVAULT_STACK_KAFKA_SECURE"], {topic("deadletter"): {}}, 1, 1, security
+            )
     assert not can_write(stack, "telephony", topic("calls_ended"))  # the plan taken back
 
 
 def test_kafka_refuses_a_wrong_password_and_an_unverified_certificate(
     stack: dict[str, str], tmp_path: Path
 ) -> None:
-    options = kafka_options(stack, "telephony")
+    options = kafka_options(stack, "telephony") | {"bootstrap_timeout_ms": 3000}
     other_ca, _, _ = write_ca(tmp_path)  # a CA that did not sign the broker's certificate
     for wrong in (
         {"sasl_plain_password": "wrong"},
         {"ssl_context": ssl.create_default_context(cafile=str(other_ca))},
     ):
         with pytest.raises(KafkaError, match="Unable to bootstrap"):
-            KafkaConsumer(**{**options, **wrong}, bootstrap_timeout_ms=3000)
-    KafkaConsumer(**options, bootstrap_timeout_ms=3000).close()  # the right ones connect
+            KafkaConsumer(**{**options, **wrong})
+    KafkaConsumer(**options).close()  # the right ones connect
 
 
 def test_postgres_over_tls_with_verify_full(

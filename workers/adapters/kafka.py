@@ -190,6 +190,13 @@ def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, wait_for_metadata=True)
         return sorted(missing)
+    except AuthorizationError as exc:
+        raise AccessRefused(
+            f"Kafka refused this principal creating topics ({type(exc).__name__}): create them "
+            "as an administrator, or see the ACL plan, deploy/kafka/acl-plan.sh"
+        ) from exc
+    except KafkaError as exc:
+        raise TransientError(f"Kafka did not answer: {type(exc).__name__}") from exc
     finally:
         admin.close()
 
