@@ -130,6 +130,36 @@ def test_a_worker_stopped_while_it_starts_exits_cleanly(
     assert b"Traceback" not in stderr
 
 
+def test_a_worker_with_another_retention_policy_refuses_to_start_until_migrate(
+    callvault: Callvault,
+) -> None:
+    """A stale worker must not revert a changed policy: the policy in force is the one
+    `callvault migrate` recorded, and a worker configured otherwise names both and stops."""
+    cv = callvault
+    shorter = {**cv.env, "CALLVAULT_RETENTION": "P6M"}
+    refused = subprocess.run(
+        [CALLVAULT, "worker"], env=shorter, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 3
+    assert "*=P1Y" in refused.stderr
+    assert "*=P6M" in refused.stderr
+    assert "callvault migrate" in refused.stderr
+    applied = subprocess.run(
+        [CALLVAULT, "migrate", "--json"], env=shorter, capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(applied.stdout)["policy"].startswith("applied")
+    cv.env = shorter
+    cv.start_worker()  # ready: the configured policy is the one in force now
+    stale = subprocess.run(
+        [CALLVAULT, "worker"],
+        env={**shorter, "CALLVAULT_RETENTION": "P1Y"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stale.returncode == 3  # the old configuration cannot come back by a restart
+
+
 def test_a_worker_started_without_migrate_prepares_what_it_needs(
     instance: Instance, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from ..app.handlers.retention import refuse_other_policy
 from ..app.messagebus import Delivery
 from ..bootstrap import Container, bootstrap, object_store
 from ..domain import messages as m
-from ..domain.errors import TransientError
+from ..domain.errors import ConfigError, TransientError
 from ..lag import ConsumerLag
 from ..logs import configure
 from ..metrics import Metrics
@@ -50,8 +50,8 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     roles = roles or ROLES
     unknown = set(roles) - set(ROLES)
     if unknown:
-        raise SystemExit(
-            f"unknown role(s): {', '.join(sorted(unknown))}; known: {', '.join(ROLES)}"
+        raise ConfigError(
+            f"unknown role(s) in --only: {', '.join(sorted(unknown))}; known: {', '.join(ROLES)}"
         )
     if settings.migrate_on_start:
         # Idempotent and locked: a worker started before (or instead of) `callvault migrate`
@@ -59,10 +59,10 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         report = migrate(settings, object_store(settings), apply_policy=False)
         log.info("migrated", migrations=report.migrations_applied, topics=report.topics_created)
     metrics = Metrics()
-    start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics=metrics)
     refuse_other_policy(container.ctx)
     verify_keys(container.ctx, register=False)  # a wrong key stops the worker here
+    _serve_metrics(settings, metrics)
 
     def stop_for(_: BaseException) -> NoReturn:
         """A failure outlived its retries. Exit at once, without Faust's graceful stop (which
@@ -138,6 +138,18 @@ def faust_credentials(security: KafkaSecurity) -> faust.auth.Credentials | None:
     if security.ssl_context is not None:
         return faust.SSLCredentials(security.ssl_context)
     return None
+
+
+def _serve_metrics(settings: Settings, metrics: Metrics) -> None:
+    try:
+        start_http_server(
+            settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"CALLVAULT_METRICS_PORT: cannot serve metrics on {settings.metrics_addr}:"
+            f"{settings.metrics_port} ({exc.strerror}); is another worker using it?"
+        ) from None
 
 
 Runner = Callable[[Callable[[], Any]], Any]
