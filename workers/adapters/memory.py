@@ -245,6 +245,14 @@ class MemoryRecordings:
             setattr(stored, name, value)
         self._events.extend(events)
 
+    def update_many(self, recordings: list[Recording]) -> None:
+        for recording in recordings:
+            self.update(recording)
+
+    def forget_digests(self, recording_ids: list[str]) -> None:
+        for recording_id in recording_ids:
+            self._s.subject_keys[recording_id] = frozenset()
+
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self._s.subject_keys.get(recording_id, frozenset())
 

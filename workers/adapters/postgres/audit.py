@@ -1,5 +1,5 @@
 """The hash-chained audit trail in PostgreSQL: one advisory lock serialises appends, so every
-entry's hash covers the one before it."""
+entry's hash covers the one before it. A commit appends all its entries under one lock."""
 
 from __future__ import annotations
 
@@ -22,19 +22,40 @@ def append_audit(
     details: dict[str, Any],
     at: datetime,
 ) -> AuditEntry:
+    return append_audits(conn, [(action, entity_id, details, at)])[0]
+
+
+def append_audits(
+    conn: psycopg.Connection[dict[str, Any]],
+    records: list[tuple[str, str, dict[str, Any], datetime]],
+) -> list[AuditEntry]:
+    """Append entries in order under one lock: the chain head is read once, and every entry's
+    hash covers the one before it, as if appended one by one."""
+    if not records:
+        return []
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
     last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    seq = last["seq"] + 1 if last else 1
+    seq = last["seq"] if last else 0
     prev = bytes(last["hash"]) if last else GENESIS
-    # Round-trip the details through JSON so the hash covers exactly what is stored.
-    details = json.loads(json.dumps(details))
-    entry_hash = chain_hash(prev, canonical(seq, at, action, entity_id, details))
-    conn.execute(
-        "INSERT INTO audit_log (seq, at, action, entity_id, details, prev_hash, hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (seq, at, action, entity_id, Jsonb(details), prev, entry_hash),
-    )
-    return AuditEntry(seq, at, action, entity_id, details, prev, entry_hash)
+    entries = []
+    for action, entity_id, details, at in records:
+        seq += 1
+        # Round-trip the details through JSON so the hash covers exactly what is stored.
+        stored = json.loads(json.dumps(details))
+        entry_hash = chain_hash(prev, canonical(seq, at, action, entity_id, stored))
+        entries.append(AuditEntry(seq, at, action, entity_id, stored, prev, entry_hash))
+        prev = entry_hash
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY audit_log (seq, at, action, entity_id, details, prev_hash, hash) FROM STDIN"
+        ) as copy,
+    ):
+        for e in entries:
+            copy.write_row(
+                (e.seq, e.at, e.action, e.entity_id, Jsonb(e.details), e.prev_hash, e.hash)
+            )
+    return entries
 
 
 def audit_entries(

@@ -27,7 +27,7 @@ from ...domain.audit import AuditEntry
 from ...domain.errors import InternalError, SchemaMissing, TransientError
 from ...domain.messages import Event
 from ..crypto import TextSealer
-from .audit import append_audit, audit_entries
+from .audit import append_audits, audit_entries
 from .repositories import (
     PostgresDiscards,
     PostgresExports,
@@ -241,14 +241,13 @@ class PostgresUnitOfWork:
         conn = self.conn
         with translated():
             effects = effects_of(self._events, self._db.source, self._db.clock())
-            for audit in effects.audit:
-                append_audit(conn, audit.action, audit.entity_id, audit.details, audit.at)
             if effects.outbound:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO outbox (topic, key, event) VALUES (%s, %s, %s)",
-                        [(e.topic, e.key, Jsonb(e.cloudevent)) for e in effects.outbound],
-                    )
+                with (
+                    conn.cursor() as cur,
+                    cur.copy("COPY outbox (topic, key, event) FROM STDIN") as copy,
+                ):  # in order: the relay publishes by id
+                    for e in effects.outbound:
+                        copy.write_row((e.topic, e.key, Jsonb(e.cloudevent)))
             if effects.follow_ups:
                 with conn.cursor() as cur:
                     cur.executemany(
@@ -258,6 +257,8 @@ class PostgresUnitOfWork:
                             for kind, payload in map(followups.encode, effects.follow_ups)
                         ],
                     )
+            # Last: the audit chain's lock is held only from here to the commit.
+            append_audits(conn, [(a.action, a.entity_id, a.details, a.at) for a in effects.audit])
             conn.commit()
         self._events.clear()
 

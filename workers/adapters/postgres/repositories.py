@@ -170,19 +170,27 @@ class PostgresRecordings:
         return True
 
     def update(self, recording: Recording) -> None:
-        changed, events = recording.collect()
-        unknown = set(changed) - set(RECORDING_COLUMNS)
-        if unknown:
-            raise ValueError(f"not recording columns: {sorted(unknown)}")
-        if changed:
+        self.update_many([recording])
+
+    def update_many(self, recordings: list[Recording]) -> None:
+        """One ``UPDATE`` per distinct change: a batch of purges changes the same columns to
+        the same values, so 200 shredded or tombstoned rows cost one statement."""
+        groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+        for recording in recordings:
+            changed, events = recording.collect()
+            unknown = set(changed) - set(RECORDING_COLUMNS)
+            if unknown:
+                raise ValueError(f"not recording columns: {sorted(unknown)}")
+            if changed:
+                change = tuple((c, _column_value(v)) for c, v in changed.items())
+                groups.setdefault(change, []).append(recording.recording_id)
+            self._events.extend(events)
+        for change, ids in groups.items():
             assignments = sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in changed
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c, _ in change
             )
-            query = sql.SQL("UPDATE recordings SET {} WHERE recording_id = %(recording_id)s")
-            params = {c: _column_value(v) for c, v in changed.items()}
-            params["recording_id"] = recording.recording_id
-            self._conn.execute(query.format(assignments), params)
-        self._events.extend(events)
+            query = sql.SQL("UPDATE recordings SET {} WHERE recording_id = ANY(%(ids)s::uuid[])")
+            self._conn.execute(query.format(assignments), dict(change) | {"ids": ids})
 
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self.digests_of_many([recording_id]).get(recording_id, frozenset())
@@ -196,6 +204,11 @@ class PostgresRecordings:
         for row in rows:
             found.setdefault(str(row["recording_id"]), set()).add(bytes(row["digest"]))
         return {k: frozenset(v) for k, v in found.items()}
+
+    def forget_digests(self, recording_ids: list[str]) -> None:
+        self._conn.execute(
+            "DELETE FROM subject_keys WHERE recording_id = ANY(%s::uuid[])", (recording_ids,)
+        )
 
     def replace_digests(self, recording_id: str, digests: frozenset[bytes]) -> None:
         self._conn.execute("DELETE FROM subject_keys WHERE recording_id = %s", (recording_id,))
