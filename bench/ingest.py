@@ -5,68 +5,87 @@ peak RSS while it ingests one large file."""
 from __future__ import annotations
 
 import io
+import queue
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from . import common
-from .common import Instance, Producer, Reader, log
+from .common import Instance, Producer, Reader, land, log
 
 AUDIO_BYTES = 256 * 1024
 MB = 1_000_000
 
 
-def land(objects: Any, bucket: str, audio: bytes) -> str:
-    key = f"incoming/{uuid.uuid4()}.wav"
-    objects.client.put_object(
-        bucket, key, io.BytesIO(audio), len(audio), content_type="application/octet-stream"
-    )
-    return f"s3://{bucket}/{key}"
-
-
-def baseline(settings: Any, objects: Any, n: int, audio: bytes) -> dict[str, Any]:
-    """A tight loop: encrypt with a fresh key, one S3 put (same bucket, same retention header as
-    the vault uses), one autocommitted INSERT."""
+def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) -> dict[str, Any]:
+    """Exactly the unavoidable I/O of one call, ``workers`` calls at once (the pipeline's
+    concurrency), each worker on its own open connection: GET the landing object, encrypt it
+    with a fresh key, PUT it to the vault with the same retention header, one INSERT,
+    DELETE the landing copy."""
     from minio.commonconfig import GOVERNANCE
     from minio.retention import Retention
 
     from workers.adapters import crypto
 
     client = objects.client
-    bucket = settings.vault_bucket
-    locked = objects.has_object_lock(bucket)
-    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
+    url = settings.database_url.get_secret_value()
+    vault, landing = settings.vault_bucket, settings.landing_bucket
+    locked = objects.has_object_lock(vault)
+    uris = [land(objects, landing, audio) for _ in range(n)]
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS bench_baseline (id uuid PRIMARY KEY, object_key text, "
             "size_bytes bigint, stored_at timestamptz)"
         )
-        started = time.perf_counter()
-        for _ in range(n):
-            rid = str(uuid.uuid4())
-            key = f"baseline/{rid}.cva"
-            dek = crypto.new_data_key()
-            sealed = b"".join(crypto.encrypt_stream(dek, rid, [audio]))
-            retention = (
-                Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=365)) if locked else None
-            )
-            client.put_object(
-                bucket,
-                key,
-                io.BytesIO(sealed),
-                len(sealed),
-                content_type="application/octet-stream",
-                retention=retention,
-            )
+    connections = queue.SimpleQueue[psycopg.Connection[Any]]()
+    for _ in range(workers):
+        connections.put(psycopg.connect(url, autocommit=True))
+
+    def one(uri: str) -> None:
+        key = uri.removeprefix(f"s3://{landing}/")
+        response = client.get_object(landing, key)
+        try:
+            body = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        rid = str(uuid.uuid4())
+        sealed = b"".join(crypto.encrypt_stream(crypto.new_data_key(), rid, [body]))
+        retain = datetime.now(UTC) + timedelta(days=365)
+        client.put_object(
+            vault,
+            f"baseline/{rid}.cva",
+            io.BytesIO(sealed),
+            len(sealed),
+            content_type="application/octet-stream",
+            retention=Retention(GOVERNANCE, retain) if locked else None,
+        )
+        conn = connections.get()
+        try:
             conn.execute(
-                "INSERT INTO bench_baseline VALUES (%s, %s, %s, now())", (rid, key, len(audio))
+                "INSERT INTO bench_baseline VALUES (%s, %s, %s, now())",
+                (rid, f"baseline/{rid}.cva", len(body)),
             )
-        elapsed = time.perf_counter() - started
+        finally:
+            connections.put(conn)
+        client.remove_object(landing, key)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, uris))
+    elapsed = time.perf_counter() - started
+    while not connections.empty():
+        connections.get().close()
     return {
         "n": n,
+        "concurrency": workers,
         "seconds": round(elapsed, 3),
         "calls_per_s": round(n / elapsed, 2),
         "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
@@ -204,8 +223,50 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
     }
 
 
+IMPORTS = (
+    "faust",
+    "kafka",
+    "psycopg",
+    "psycopg_pool",
+    "minio",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "prometheus_client",
+    "pydantic_settings",
+    "structlog",
+    "phonenumbers",
+    "yoyo",
+    "fastapi",
+)
+
+
+def import_costs() -> dict[str, Any]:
+    """What the imports cost: VmRSS of a fresh interpreter, then after importing each library
+    alone, then after importing the worker's entrypoint (everything a worker loads)."""
+    script = (
+        "import importlib, sys\n"
+        "def rss():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmRSS'): return int(line.split()[1])\n"
+        "before = rss(); importlib.import_module(sys.argv[1]); print(before, rss())\n"
+    )
+
+    def cost(module: str) -> tuple[int, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", script, module], capture_output=True, check=True, text=True
+        )
+        before, after = map(int, out.stdout.split())
+        return before, after
+
+    bare, worker = cost("workers.entrypoints.worker")
+    return {
+        "interpreter_mib": round(bare / 1024, 1),
+        "worker_imports_mib": round((worker - bare) / 1024, 1),
+        "by_library_mib": {m: round((a - b) / 1024, 1) for m in IMPORTS for b, a in [cost(m)]},
+    }
+
+
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
-    n = 30 if quick else 300
+    n = 60 if quick else 600
     big = (64 if quick else 1024) * 2**20
     stack = common.ensure_stack()
     from workers.bootstrap import object_store
@@ -216,8 +277,9 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         settings = inst.settings()
         objects = object_store(settings)
         audio = common.wav_bytes(AUDIO_BYTES)
-        log(f"ingest: baseline, {n} x put+INSERT")
-        base = baseline(settings, objects, n, audio)
+        workers = settings.concurrency
+        log(f"ingest: baseline, {n} x GET+encrypt+PUT+INSERT+DELETE, {workers} at once")
+        base = baseline(settings, objects, n, audio, workers)
         log(f"ingest: pipeline, {n} calls through a worker process")
         pipe = pipeline(inst, objects, n, audio)
         log("ingest: one large file, peak RSS")
@@ -228,20 +290,36 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "params": {"n": n, "audio_bytes": AUDIO_BYTES, "large_file_bytes": big, "quick": quick},
         "baseline": base,
         "pipeline": pipe,
-        "ratio_calls_per_s": round(pipe["calls_per_s"] / base["calls_per_s"], 3),
+        "ratio": round(pipe["calls_per_s"] / base["calls_per_s"], 3),
         "large_file": large,
+        "imports": import_costs(),
     }
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     b, p, big = result["baseline"], result["pipeline"], result["large_file"]
     mib = big["file_bytes"] // 2**20
+    growth = round(big["peak_hwm_mib"] - big["idle_rss_mib"], 1)
+    imports = result["imports"]
     return [
         ("ingest", "pipeline throughput", f"{p['calls_per_s']} calls/s, {p['mb_per_s']} MB/s"),
-        ("ingest", "baseline put+INSERT", f"{b['calls_per_s']} calls/s, {b['mb_per_s']} MB/s"),
-        ("ingest", "ratio pipeline/baseline", f"{result['ratio_calls_per_s']}"),
+        (
+            "ingest",
+            f"baseline GET+encrypt+PUT+INSERT+DELETE, {b['concurrency']} at once",
+            f"{b['calls_per_s']} calls/s, {b['mb_per_s']} MB/s",
+        ),
+        ("ingest", "ratio pipeline/baseline", f"{result['ratio']}"),
         ("ingest", "handler mean (worker histogram)", f"{p['handler_mean_ms']} ms/call"),
         ("ingest", f"worker idle RSS (before {mib} MiB file)", f"{big['idle_rss_mib']} MiB"),
-        ("ingest", f"worker peak VmHWM ({mib} MiB file)", f"{big['peak_hwm_mib']} MiB"),
+        (
+            "ingest",
+            f"worker peak VmHWM ({mib} MiB file)",
+            f"{big['peak_hwm_mib']} MiB (+{growth} MiB over idle)",
+        ),
         ("ingest", f"{mib} MiB file ingest", f"{big['seconds']} s, {big['mb_per_s']} MB/s"),
+        (
+            "ingest",
+            "imports: interpreter + worker modules",
+            f"{imports['interpreter_mib']} + {imports['worker_imports_mib']} MiB",
+        ),
     ]

@@ -44,7 +44,9 @@ def _proof(settings: Any, ids: list[str]) -> dict[str, int]:
             {"ids": ids},
         ).fetchone()
     assert row is not None
-    return dict(zip(("tombstones", "audit_entries", "purged_events", "digests_left"), row))
+    return dict(
+        zip(("tombstones", "audit_entries", "purged_events", "digests_left"), row, strict=True)
+    )
 
 
 def baseline(
