@@ -101,6 +101,12 @@ def drop_instance(instance: Instance) -> None:
     drop_test_instance(instance)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """VmRSS / VmHWM (KiB) of a process from /proc/<pid>/status."""
     values: dict[str, int] = {}

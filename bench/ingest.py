@@ -117,6 +117,7 @@ def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, An
         producer.flush()
         reader.until(_stored(1), 120)
         rss_idle = common.proc_status(worker.pid)
+        cpu_before = common.cpu_seconds(worker.pid)
         started = time.monotonic()
         for i in range(n):
             call_id = f"bench-{i}"
@@ -126,6 +127,7 @@ def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, An
         published = time.monotonic() - started
         done = reader.until(_stored(n + 1), 60 + n * 2)
         elapsed = done - started
+        cpu = common.cpu_seconds(worker.pid) - cpu_before
         rss_after = common.proc_status(worker.pid)
         histogram = _ingest_histogram(common.metrics_text(int(inst.env["CALLVAULT_METRICS_PORT"])))
     finally:
@@ -139,6 +141,8 @@ def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, An
         "calls_per_s": round(n / elapsed, 2),
         "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
         "handler_mean_ms": histogram,
+        "worker_cpu_ms_per_call": round(cpu / n * 1000, 2),
+        "worker_cpu_share": round(cpu / elapsed, 2),
         "worker_rss_kib": {"idle": rss_idle, "after": rss_after},
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -40,6 +41,7 @@ _INPUTS = {  # role -> (logical topic, Inputs method)
     "holds": ("holds_commands", "hold_command"),
     "dsr": ("dsr_requests", "dsr_request"),
 }
+GIL_SWITCH_SECONDS = 0.0005
 THREADS = 32  # handlers block on I/O; Faust's loop hands them to these threads
 
 
@@ -56,6 +58,9 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         # still finds its tables, buckets and topics (a changed policy is not applied here).
         report = migrate(settings, object_store(settings), apply_policy=False)
         log.info("migrated", migrations=report.migrations_applied, topics=report.topics_created)
+    # Handlers spend most of their time waiting on sockets, and each wait ends by taking the
+    # GIL back; the event loop's own work would otherwise keep it for up to 5 ms each time.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     metrics = Metrics()
     start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics=metrics)

@@ -33,10 +33,24 @@ def append_audits(
     hash covers the one before it, as if appended one by one."""
     if not records:
         return []
+    head = lock_head(conn)
+    entries = chained(head.fetchone(), records)
+    insert_entries(conn, entries)
+    return entries
+
+
+def lock_head(conn: psycopg.Connection[dict[str, Any]]) -> psycopg.Cursor[dict[str, Any]]:
+    """Take the chain's lock, then read its head (in a statement of its own, so that its
+    snapshot sees every entry committed before the lock was granted)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
-    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    seq = last["seq"] if last else 0
-    prev = bytes(last["hash"]) if last else GENESIS
+    return conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+
+
+def chained(
+    head: dict[str, Any] | None, records: list[tuple[str, str, dict[str, Any], datetime]]
+) -> list[AuditEntry]:
+    seq = head["seq"] if head else 0
+    prev = bytes(head["hash"]) if head else GENESIS
     entries = []
     for action, entity_id, details, at in records:
         seq += 1
@@ -45,17 +59,26 @@ def append_audits(
         entry_hash = chain_hash(prev, canonical(seq, at, action, entity_id, stored))
         entries.append(AuditEntry(seq, at, action, entity_id, stored, prev, entry_hash))
         prev = entry_hash
-    with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY audit_log (seq, at, action, entity_id, details, prev_hash, hash) FROM STDIN"
-        ) as copy,
-    ):
-        for e in entries:
-            copy.write_row(
-                (e.seq, e.at, e.action, e.entity_id, Jsonb(e.details), e.prev_hash, e.hash)
-            )
     return entries
+
+
+def insert_entries(conn: psycopg.Connection[dict[str, Any]], entries: list[AuditEntry]) -> None:
+    """One statement for any number of entries."""
+    if entries:
+        conn.execute(
+            "INSERT INTO audit_log (seq, at, action, entity_id, details, prev_hash, hash) "
+            "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], "
+            "%s::jsonb[], %s::bytea[], %s::bytea[])",
+            (
+                [e.seq for e in entries],
+                [e.at for e in entries],
+                [e.action for e in entries],
+                [e.entity_id for e in entries],
+                [Jsonb(e.details) for e in entries],
+                [e.prev_hash for e in entries],
+                [e.hash for e in entries],
+            ),
+        )
 
 
 def audit_entries(

@@ -25,9 +25,10 @@ from ...app.effects import effects_of
 from ...app.unit_of_work import FollowUp, Outbound
 from ...domain.audit import AuditEntry
 from ...domain.errors import InternalError, SchemaMissing, TransientError
-from ...domain.messages import Event
+from ...domain.events import OutboundEvent
+from ...domain.messages import Command, Event
 from ..crypto import TextSealer
-from .audit import append_audits, audit_entries
+from .audit import audit_entries, chained, insert_entries, lock_head
 from .repositories import (
     PostgresDiscards,
     PostgresExports,
@@ -182,6 +183,29 @@ class PostgresDatabase:
             )
 
 
+def _insert_outbox(conn: Connection, outbound: list[OutboundEvent]) -> None:
+    """One statement; ids follow the events' order (the relay publishes by id)."""
+    if outbound:
+        conn.execute(
+            "INSERT INTO outbox (topic, key, event) SELECT t, k, e FROM unnest("
+            "%s::text[], %s::text[], %s::jsonb[]) WITH ORDINALITY AS u(t, k, e, n) ORDER BY n",
+            (
+                [e.topic for e in outbound],
+                [e.key for e in outbound],
+                [Jsonb(e.cloudevent) for e in outbound],
+            ),
+        )
+
+
+def _insert_follow_ups(conn: Connection, commands: list[Command]) -> None:
+    if commands:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO followups (kind, payload) VALUES (%s, %s)",
+                [(kind, Jsonb(payload)) for kind, payload in map(followups.encode, commands)],
+            )
+
+
 class PostgresUnitOfWork:
     """One transaction on one pooled connection; see :mod:`workers.app.unit_of_work`."""
 
@@ -238,28 +262,21 @@ class PostgresUnitOfWork:
         self._events.extend(events)
 
     def commit(self) -> None:
+        """The effects and the commit in two round trips: outbox, follow-ups and the audit
+        chain's head in one pipeline, the chained entries and COMMIT in another - so the
+        chain's lock is held for about one round trip."""
         conn = self.conn
         with translated():
             effects = effects_of(self._events, self._db.source, self._db.clock())
-            if effects.outbound:
-                with (
-                    conn.cursor() as cur,
-                    cur.copy("COPY outbox (topic, key, event) FROM STDIN") as copy,
-                ):  # in order: the relay publishes by id
-                    for e in effects.outbound:
-                        copy.write_row((e.topic, e.key, Jsonb(e.cloudevent)))
-            if effects.follow_ups:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO followups (kind, payload) VALUES (%s, %s)",
-                        [
-                            (kind, Jsonb(payload))
-                            for kind, payload in map(followups.encode, effects.follow_ups)
-                        ],
-                    )
-            # Last: the audit chain's lock is held only from here to the commit.
-            append_audits(conn, [(a.action, a.entity_id, a.details, a.at) for a in effects.audit])
-            conn.commit()
+            records = [(a.action, a.entity_id, a.details, a.at) for a in effects.audit]
+            with conn.pipeline():
+                _insert_outbox(conn, effects.outbound)
+                _insert_follow_ups(conn, effects.follow_ups)
+                head = lock_head(conn) if records else None
+            with conn.pipeline():
+                if head is not None:
+                    insert_entries(conn, chained(head.fetchone(), records))
+                conn.commit()
         self._events.clear()
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:

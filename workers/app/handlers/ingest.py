@@ -12,6 +12,7 @@ the event, and the repeat finds the recording and removes the copy then.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,9 +39,13 @@ LOCK_MARGIN = timedelta(seconds=60)
 
 
 def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
+    started = time.monotonic()
     digest = call_digest(ctx.keys.hash_key, command.call.call_id)
     with ctx.locks.hold(digest):
-        return _store(command.call, digest, ctx, source)
+        outcome = _store(command.call, digest, ctx, source)
+    if outcome == "stored":
+        ctx.metrics.ingest_duration.observe(time.monotonic() - started)
+    return outcome
 
 
 def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> str:
