@@ -90,6 +90,11 @@ def start_worker(instance: Instance, *args: str, **extra_env: str) -> subprocess
     return process
 
 
+def wait_ready(port: int, timeout: float = 120) -> None:
+    """Until the worker on this metrics port holds its partitions (``callvault_worker_ready``)."""
+    wait_for(lambda: "callvault_worker_ready 1.0" in (metrics_text(port) or ""), timeout, "ready")
+
+
 def stop_workers(instance: Instance) -> None:
     stop_processes(instance.workers)
     instance.workers.clear()

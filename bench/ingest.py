@@ -19,8 +19,11 @@ import psycopg
 
 from . import common
 from .common import Instance, Producer, Reader, land, log
+from tests.stack import free_port
 
 AUDIO_BYTES = 256 * 1024
+CALL_ENDED = "callvault.call.ended.v1"
+WARMUP = 8  # calls before the clock starts: both partitions get some
 MB = 1_000_000
 
 
@@ -77,15 +80,17 @@ def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) ->
             connections.put(conn)
         client.remove_object(landing, key)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, uris))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     while not connections.empty():
         connections.get().close()
     return {
         "n": n,
         "concurrency": workers,
+        "cpu_ms_per_call": round(cpu / n * 1000, 2),
         "seconds": round(elapsed, 3),
         "calls_per_s": round(n / elapsed, 2),
         "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
@@ -100,35 +105,53 @@ def _stored(count: int):  # type: ignore[no-untyped-def]
     return check
 
 
-def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, Any]:
+def start_workers(inst: Instance, processes: int, concurrency: int) -> list[Any]:
+    """``processes`` worker processes sharing the consumer group, ``concurrency`` events at
+    once each; returns them once every one holds its partitions."""
+    workers, ports = [], []
+    for index in range(processes):
+        ports.append(inst.env["CALLVAULT_METRICS_PORT"] if index == 0 else str(free_port()))
+        workers.append(
+            common.start_worker(
+                inst, CALLVAULT_CONCURRENCY=str(concurrency), CALLVAULT_METRICS_PORT=ports[-1]
+            )
+        )
+    for port in ports:
+        common.wait_ready(int(port))
+    return workers
+
+
+def pipeline(
+    inst: Instance, objects: Any, n: int, audio: bytes, processes: int, concurrency: int
+) -> dict[str, Any]:
+    """Calls published as fast as Kafka takes them; the clock runs from the first publish to
+    the n-th ``recording.stored`` read back."""
     settings = inst.settings()
-    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n + 1)]
+    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n + WARMUP)]
     producer = Producer(settings.kafka_bootstrap)
     topic = inst.topic("calls_ended")
-    worker = common.start_worker(inst)
+    workers = start_workers(inst, processes, concurrency)
     reader = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
     try:
-        # warm-up: the consumer group has joined and every connection is open
-        producer.send(
-            topic,
-            "warmup-0",
-            common.cloudevent("callvault.call.ended.v1", common.call_data("warmup-0", uris[0])),
-        )
+        # warm-up: every partition's worker has stored a call, every connection is open
+        for i in range(WARMUP):
+            data = common.call_data(f"warmup-{i}", uris[i])
+            producer.send(topic, f"warmup-{i}", common.cloudevent(CALL_ENDED, data))
         producer.flush()
-        reader.until(_stored(1), 120)
-        rss_idle = common.proc_status(worker.pid)
-        cpu_before = common.cpu_seconds(worker.pid)
+        reader.until(_stored(WARMUP), 120)
+        rss_idle = common.proc_status(workers[0].pid)
+        cpu_before = sum(common.cpu_seconds(w.pid) for w in workers)
         started = time.monotonic()
         for i in range(n):
             call_id = f"bench-{i}"
-            data = common.call_data(call_id, uris[i + 1])
-            producer.send(topic, call_id, common.cloudevent("callvault.call.ended.v1", data))
+            data = common.call_data(call_id, uris[i + WARMUP])
+            producer.send(topic, call_id, common.cloudevent(CALL_ENDED, data))
         producer.flush()
         published = time.monotonic() - started
-        done = reader.until(_stored(n + 1), 60 + n * 2)
+        done = reader.until(_stored(n + WARMUP), 60 + n * 2)
         elapsed = done - started
-        cpu = common.cpu_seconds(worker.pid) - cpu_before
-        rss_after = common.proc_status(worker.pid)
+        cpu = sum(common.cpu_seconds(w.pid) for w in workers) - cpu_before
+        rss_after = common.proc_status(workers[0].pid)
         histogram = _ingest_histogram(common.metrics_text(int(inst.env["CALLVAULT_METRICS_PORT"])))
     finally:
         reader.close()
@@ -136,6 +159,8 @@ def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, An
         common.stop_workers(inst)
     return {
         "n": n,
+        "processes": processes,
+        "concurrency_per_process": concurrency,
         "seconds": round(elapsed, 3),
         "publish_seconds": round(published, 3),
         "calls_per_s": round(n / elapsed, 2),
@@ -284,8 +309,8 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         workers = settings.concurrency
         log(f"ingest: baseline, {n} x GET+encrypt+PUT+INSERT+DELETE, {workers} at once")
         base = baseline(settings, objects, n, audio, workers)
-        log(f"ingest: pipeline, {n} calls through a worker process")
-        pipe = pipeline(inst, objects, n, audio)
+        log(f"ingest: pipeline, {n} calls through a worker process, {workers} at once")
+        pipe = pipeline(inst, objects, n, audio, 1, workers)
         log("ingest: one large file, peak RSS")
         large = big_file(inst, objects, big)
     finally:
