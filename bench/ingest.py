@@ -17,9 +17,10 @@ from typing import Any
 
 import psycopg
 
+from tests.stack import free_port
+
 from . import common
 from .common import Instance, Producer, Reader, land, log
-from tests.stack import free_port
 
 AUDIO_BYTES = 256 * 1024
 CALL_ENDED = "callvault.call.ended.v1"
