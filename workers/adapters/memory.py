@@ -619,7 +619,7 @@ class MemoryDatabase:
             row = next(
                 (
                     f
-                    for f in self.state.followups
+                    for f in sorted(self.state.followups, key=lambda f: f["kind"] == followups.LAST)
                     if f["failed"] is None
                     and f["id"] not in self._claimed
                     and (f["not_before"] is None or f["not_before"] <= now)

@@ -78,6 +78,7 @@ def insert_entries(conn: psycopg.Connection[dict[str, Any]], entries: list[Audit
                 [e.prev_hash for e in entries],
                 [e.hash for e in entries],
             ),
+            binary=True,  # arrays in binary: no per-character escaping of the JSON texts
         )
 
 

@@ -132,8 +132,9 @@ class PostgresDatabase:
         with self.connection() as conn:
             row = conn.execute(
                 "SELECT id, kind, payload, attempts FROM followups "
-                "WHERE failed_at IS NULL AND not_before <= now() ORDER BY not_before, id "
-                "LIMIT 1 FOR UPDATE SKIP LOCKED"
+                "WHERE failed_at IS NULL AND not_before <= now() "
+                "ORDER BY kind = %s, not_before, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (followups.LAST,),
             ).fetchone()
             if row is None:
                 yield None
@@ -194,6 +195,7 @@ def _insert_outbox(conn: Connection, outbound: list[OutboundEvent]) -> None:
                 [e.key for e in outbound],
                 [Jsonb(e.cloudevent) for e in outbound],
             ),
+            binary=True,  # arrays in binary: no per-character escaping of the JSON texts
         )
 
 

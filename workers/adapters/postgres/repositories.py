@@ -220,6 +220,7 @@ class PostgresRecordings:
                 "INSERT INTO subject_keys (digest, recording_id) "
                 "SELECT unnest(%s::bytea[]), %s::uuid",
                 (sorted(digests), recording_id),
+                binary=True,
             )
 
     def matching(self, digests: frozenset[bytes], tenant: str | None = None) -> list[Recording]:
