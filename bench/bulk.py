@@ -1,5 +1,5 @@
 """Bulk generation of recordings (and their subject keys) directly in PostgreSQL with
-``INSERT ... SELECT generate_series``, on the project's own schema (the migration SQL).
+``INSERT ... SELECT generate_series``, on the project's own schema (every migration applied).
 
 Layout of row ``i`` (0 <= i < rows), decided by arithmetic so that any size has the same
 number of due / held / announced rows, spread evenly over the heap:
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,8 +26,7 @@ from psycopg.types.json import Jsonb
 
 from .common import log
 
-MIGRATION = Path(__file__).resolve().parents[1] / "workers" / "migrations" / "0001_initial.sql"
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 CHUNK = 1_000_000
 BULK_TABLES = ("recordings", "subject_keys")
 
@@ -53,18 +51,20 @@ def _layout(rows: int, due: int, held: int, announced: int) -> dict[str, int]:
 
 
 _RECORDINGS_SQL = """
-INSERT INTO recordings (recording_id, call_id, tenant, direction, agent_id, started_at,
-    collected_at, retention_due_at, policy, status, object_key, stored_at, size_bytes, sha256,
-    content_type, wrapped_key, customer_sealed, restricted, held, due_announced_at,
-    purge_reason, versions_deleted, purged_at, source_event_id)
-SELECT id, %(prefix)s::text || i, 'default',
+INSERT INTO recordings (recording_id, call_id, call_digest, tenant, direction, agent_id,
+    started_at, collected_at, retention_due_at, policy, status, object_key, stored_at,
+    size_bytes, sha256, content_type, object_version, wrapped_key, master_key_id,
+    customer_sealed, restricted, held, due_announced_at, purge_reason, versions_deleted,
+    purged_at, source_event_id)
+SELECT id, CASE WHEN purged THEN NULL ELSE %(prefix)s::text || i END, h || reverse(h),
+       'default',
        CASE WHEN i %% 2 = 0 THEN 'inbound' ELSE 'outbound' END, 'agent-' || (i %% 50),
        c - interval '4 minutes', c, c + interval '1 year', 'P1Y',
        CASE WHEN purged THEN 'purged' ELSE 'stored' END,
        'recordings/' || left(id::text, 2) || '/' || id || '.cva',
        c + interval '2 seconds', 262144 + i %% 1000,
-       h || reverse(h), 'audio/wav',
-       CASE WHEN purged THEN NULL ELSE decode(h || reverse(h) || h || 'ab', 'hex') END,
+       h || reverse(h), 'audio/wav', left(h, 32),
+       CASE WHEN purged THEN NULL ELSE decode(h || reverse(h) || h || 'ab', 'hex') END, 'k1',
        CASE WHEN purged THEN NULL ELSE decode(repeat(h, 5), 'hex') END,
        false, kind = 'held', CASE WHEN kind = 'announced' THEN now() END,
        CASE WHEN purged THEN 'retention' END, CASE WHEN purged THEN 1 END,
@@ -213,8 +213,9 @@ def cached_database(admin_url: str, base_url: str, rows: int, rebuild: bool) -> 
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     log(f"bulk: generating {rows:,} recordings in database {name}")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(MIGRATION.read_text())  # type: ignore[arg-type]
+    from workers.migrate import migrate_database
+
+    migrate_database(url)
     timings = fill(url, rows, unlogged=True)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE bench_meta (rows bigint, version text, timings jsonb)")
