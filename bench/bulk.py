@@ -205,7 +205,9 @@ def cached_database(admin_url: str, base_url: str, rows: int, rebuild: bool) -> 
                 meta = conn.execute(
                     "SELECT rows, version, timings FROM bench_meta LIMIT 1"
                 ).fetchone()
-            if meta and meta[0] == rows and meta[1] == GENERATOR_VERSION:
+                # the bulk tables are unlogged: a crash or an immediate shutdown empties them
+                filled = conn.execute("SELECT EXISTS (SELECT 1 FROM recordings)").fetchone()
+            if meta and meta[0] == rows and meta[1] == GENERATOR_VERSION and filled and filled[0]:
                 return url, {"reused": True, **meta[2]}
         except psycopg.Error:
             pass
