@@ -26,7 +26,8 @@ def test_any_chunking_is_cut_into_full_parts_without_loss(seed: int) -> None:
         single, parts = cut(chunks, size)
         assert b"".join(parts) == b"".join(chunks)
         assert all(len(p) == size for p in parts[:-1])
-        assert parts and (len(parts) == 1 or parts[-1])
+        assert parts
+        assert len(parts) == 1 or parts[-1]  # no empty part after a full one
         assert single == (len(parts) == 1)
 
 
