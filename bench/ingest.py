@@ -37,6 +37,7 @@ def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) ->
     from minio.retention import Retention
 
     from workers.adapters import crypto
+    from workers.domain.model import object_key_for  # the vault's own key layout
 
     client = objects.client
     url = settings.database_url.get_secret_value()
@@ -65,7 +66,7 @@ def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) ->
         retain = datetime.now(UTC) + timedelta(days=365)
         client.put_object(
             vault,
-            f"baseline/{rid}.cva",
+            object_key_for(rid),
             io.BytesIO(sealed),
             len(sealed),
             content_type="application/octet-stream",
@@ -75,7 +76,7 @@ def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) ->
         try:
             conn.execute(
                 "INSERT INTO bench_baseline VALUES (%s, %s, %s, now())",
-                (rid, f"baseline/{rid}.cva", len(body)),
+                (rid, object_key_for(rid), len(body)),
             )
         finally:
             connections.put(conn)

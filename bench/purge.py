@@ -60,6 +60,7 @@ def baseline(
     from minio.retention import Retention
 
     from workers.adapters import crypto
+    from workers.domain.model import object_key_for  # the vault's own key layout
 
     client = objects.client
     url = settings.database_url.get_secret_value()
@@ -73,7 +74,7 @@ def baseline(
         )
         for _ in range(n):
             rid = str(uuid.uuid4())
-            key = f"baseline/{rid}.cva"
+            key = object_key_for(rid)
             sealed = b"".join(crypto.encrypt_stream(crypto.new_data_key(), rid, [audio]))
             result = client.put_object(
                 settings.vault_bucket,

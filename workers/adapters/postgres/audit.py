@@ -67,8 +67,8 @@ def insert_entries(conn: psycopg.Connection[dict[str, Any]], entries: list[Audit
     if entries:
         conn.execute(
             "INSERT INTO audit_log (seq, at, action, entity_id, details, prev_hash, hash) "
-            "SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], "
-            "%s::jsonb[], %s::bytea[], %s::bytea[])",
+            "SELECT * FROM unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::text[], "
+            "%b::jsonb[], %b::bytea[], %b::bytea[])",
             (
                 [e.seq for e in entries],
                 [e.at for e in entries],
@@ -78,8 +78,7 @@ def insert_entries(conn: psycopg.Connection[dict[str, Any]], entries: list[Audit
                 [e.prev_hash for e in entries],
                 [e.hash for e in entries],
             ),
-            binary=True,  # arrays in binary: no per-character escaping of the JSON texts
-        )
+        )  # %b: arrays sent in binary, so the JSON texts need no per-character escaping
 
 
 def audit_entries(

@@ -189,14 +189,13 @@ def _insert_outbox(conn: Connection, outbound: list[OutboundEvent]) -> None:
     if outbound:
         conn.execute(
             "INSERT INTO outbox (topic, key, event) SELECT t, k, e FROM unnest("
-            "%s::text[], %s::text[], %s::jsonb[]) WITH ORDINALITY AS u(t, k, e, n) ORDER BY n",
+            "%b::text[], %b::text[], %b::jsonb[]) WITH ORDINALITY AS u(t, k, e, n) ORDER BY n",
             (
                 [e.topic for e in outbound],
                 [e.key for e in outbound],
                 [Jsonb(e.cloudevent) for e in outbound],
             ),
-            binary=True,  # arrays in binary: no per-character escaping of the JSON texts
-        )
+        )  # %b: arrays sent in binary, so the JSON texts need no per-character escaping
 
 
 def _insert_follow_ups(conn: Connection, commands: list[Command]) -> None:

@@ -218,9 +218,8 @@ class PostgresRecordings:
         if digests:
             self._conn.execute(
                 "INSERT INTO subject_keys (digest, recording_id) "
-                "SELECT unnest(%s::bytea[]), %s::uuid",
+                "SELECT unnest(%b::bytea[]), %s::uuid",
                 (sorted(digests), recording_id),
-                binary=True,
             )
 
     def matching(self, digests: frozenset[bytes], tenant: str | None = None) -> list[Recording]:
