@@ -122,7 +122,12 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
                 "FROM recordings r WHERE recording_id = ANY(%s::uuid[])",
                 (ids,),
             ).fetchone()
+            audit = conn.execute(
+                "SELECT count(*), avg(pg_column_size(a.*)), "
+                "pg_relation_size('audit_log_pkey') FROM audit_log a"
+            ).fetchone()
         assert row is not None
+        assert audit is not None
         kafka.close()
     finally:
         common.drop_instance(inst)
@@ -143,6 +148,11 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
             "postgres": _per(purged, stored, n),
             "tombstones": row[0],
             "tombstone_row_bytes": round(float(row[1] or 0), 1),
+        },
+        "audit": {
+            "entries_per_call": round(audit[0] / n, 2),
+            "row_bytes": round(float(audit[1] or 0), 1),
+            "index_bytes_per_entry": round(audit[2] / max(1, audit[0]), 1),
         },
     }
 

@@ -18,6 +18,7 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.e2e.harness import metrics_text, wait_for
 from tests.stack import Instance, read_stack_env, stop_processes
@@ -29,14 +30,31 @@ STACK_ENV = ROOT / ".local" / "stack.env"
 RESULTS = Path(__file__).resolve().parent / "results"
 LOGS = RESULTS / "logs"
 CALLVAULT = str(Path(sys.executable).parent / "callvault")
-STACK_PORTS = (19092, 15432, 17070)
 
 
 # ----------------------------------------------------------------------------- the stack
-def _port_open(port: int) -> bool:
+def _port_open(host: str, port: int) -> bool:
     with closing(socket.socket()) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
+
+
+def _endpoints(stack: dict[str, str]) -> list[tuple[str, int]]:
+    """Kafka, PostgreSQL and S3 as host and port."""
+    urls = [
+        "kafka://" + stack["CALLVAULT_KAFKA_BOOTSTRAP"].split(",")[0],
+        stack["CALLVAULT_DATABASE_URL"],
+        stack["CALLVAULT_S3_ENDPOINT"],
+    ]
+    return [(u.hostname or "127.0.0.1", u.port or 443) for u in map(urlsplit, urls)]
+
+
+def stack_settings() -> dict[str, str]:
+    """``.local/stack.env``, with any ``CALLVAULT_*`` variable of the environment taking
+    precedence (so a run can point at another Kafka, PostgreSQL or S3)."""
+    values = read_stack_env() if STACK_ENV.exists() else {}
+    values.update({k: v for k, v in os.environ.items() if k.startswith("CALLVAULT_")})
+    return values
 
 
 def ensure_stack(wait: float = 60) -> dict[str, str]:
@@ -47,11 +65,14 @@ def ensure_stack(wait: float = 60) -> dict[str, str]:
     configure("console", "WARNING")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if STACK_ENV.exists() and all(_port_open(p) for p in STACK_PORTS):
-            return read_stack_env()
+        stack = stack_settings()
+        if "CALLVAULT_KAFKA_BOOTSTRAP" in stack and all(
+            _port_open(h, p) for h, p in _endpoints(stack)
+        ):
+            return stack
         time.sleep(2)
     subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True)
-    return read_stack_env()
+    return stack_settings()
 
 
 # ------------------------------------------------------------------------------ instances
