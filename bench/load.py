@@ -167,7 +167,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
 
     backlog_n = 1000 if quick else 10_000
     duration = 25.0 if quick else 60.0
-    calibration_n = 100 if quick else 300
+    calibration_n = 150 if quick else 800  # long enough to be the sustained maximum
     stack = common.ensure_stack()
     inst = common.new_instance(stack, "load", CALLVAULT_RETENTION=RETENTION)
     try:
