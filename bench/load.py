@@ -154,6 +154,16 @@ class Watcher:
     def purged_ids(self) -> set[str]:
         return {e["data"]["recording_id"] for _, e in list(self.purged.seen)}
 
+    def purged_calls(self, prefix: str) -> int:
+        return len(
+            {e["data"]["call_id"] for _, e in list(self.purged.seen)}
+            & {
+                e["data"]["call_id"]
+                for _, e in list(self.stored.seen)
+                if e["data"]["call_id"].startswith(prefix)
+            }
+        )
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
@@ -205,8 +215,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         sent_s = time.monotonic() - t0
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            purged = watcher.purged_ids()
-            if backlog <= purged and len(purged - backlog) >= n:
+            if backlog <= watcher.purged_ids() and watcher.purged_calls("load-") >= n:
                 break
             time.sleep(0.5)
         cpu = [common.cpu_seconds(w.pid) - c for w, c in zip(workers, cpu_before, strict=True)]
