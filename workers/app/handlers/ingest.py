@@ -51,7 +51,8 @@ def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
 def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> str:
     """Upload first, then one transaction: a first delivery - the common case - reads nothing
     before it uploads. A repeat shows itself either by its landing copy being gone (deleted
-    by the store it repeats) or by the unique call digest at the commit."""
+    by the store it repeats) or by the unique call digest at the commit (and the version it
+    uploaded is deleted again); either way its audio is compared with the stored one."""
     where = _locate(call, ctx)
     if not call.notice_played and ctx.settings.require_notice:
         existing = ctx.read(lambda uow: uow.recordings.by_call(digest))
