@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony lint typecheck bench lock clean
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos lint typecheck bench lock clean
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -24,14 +24,16 @@ venv:
 migrate: up
 	$(ENV) $(BIN)/callvault migrate
 
-run: migrate   ## the stack, the workers and demo telephony traffic; Ctrl-C stops the workers
+run: up        ## the stack, the worker and the console, a tour of the whole lifecycle, demo traffic; Ctrl-C stops
 	bash deploy/run.sh
 
-test: up       ## lint, type check, then unit, integration and end-to-end tests on the real stack
+test: up       ## lint, type check, unit, integration and end-to-end tests, then the short chaos run
 	$(BIN)/ruff check workers tests bench deploy
 	$(BIN)/ruff format --check workers tests bench deploy
 	$(BIN)/mypy
-	$(ENV) $(BIN)/pytest -q tests
+	$(ENV) $(BIN)/pytest -q -m "not chaos" tests
+	@# last and alone: it kills and restarts the shared Kafka and PostgreSQL
+	$(ENV) $(BIN)/pytest -q -m chaos tests/chaos
 
 unit: venv     ## unit tests only (no services)
 	$(BIN)/pytest -q tests/unit
@@ -46,6 +48,9 @@ telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip
 	$(BIN)/pytest -q tests/unit/test_audio.py tests/unit/test_connectors.py \
 		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py
 	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
+
+chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
+	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos
 
 lint: venv
 	$(BIN)/ruff check workers tests bench deploy

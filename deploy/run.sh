@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: the workers and demo telephony traffic on the native local stack.
-# Expects `make migrate` (which brings the stack up) to have run.
+# `make run`: callvault on the native local stack, with a tour of the whole lifecycle.
+# Expects `make up`; migrates with the tour's demo tenant, starts the worker and the console,
+# tells the lifecycle tour, then publishes demo traffic until Ctrl-C.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,21 +20,44 @@ if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
         || echo "[run] could not install espeak-ng/sox; demo calls use synthesized tones"
 fi
 
+# The tour's demo tenant keeps recordings one minute, so their purge happens while you watch.
+# The policy in force is the one `callvault migrate` recorded; the worker refuses another.
+export CALLVAULT_RETENTION_TENANTS="${CALLVAULT_RETENTION_TENANTS:-demo-short=PT1M}"
+.venv/bin/callvault migrate >/dev/null
+
 .venv/bin/callvault worker >>"$LOG" 2>&1 &
 WORKER=$!
-trap 'kill -TERM $WORKER 2>/dev/null; wait $WORKER 2>/dev/null; echo "workers stopped"' EXIT INT TERM
+.venv/bin/callvault serve >>.local/logs/serve.log 2>&1 &
+SERVE=$!
+trap 'kill -TERM $WORKER $SERVE 2>/dev/null; wait $WORKER $SERVE 2>/dev/null; echo "callvault stopped"' EXIT INT TERM
 
-for _ in $(seq 1 60); do
-    curl -fs "http://127.0.0.1:$CALLVAULT_METRICS_PORT/metrics" >/dev/null 2>&1 && break
-    sleep 1
+# Demo console accounts (a user that exists already is left as it is).
+for account in demo-dpo:dpo demo-qa:qa demo-complaints:complaints; do
+    printf 'callvault-demo\n' | .venv/bin/callvault user add "${account%%:*}" --role "${account##*:}" \
+        >/dev/null 2>&1 || true
 done
 
+ready() { curl -fs "http://127.0.0.1:$CALLVAULT_METRICS_PORT/metrics" 2>/dev/null | grep -q '^callvault_worker_ready 1'; }
+for _ in $(seq 1 120); do ready && break; kill -0 $WORKER 2>/dev/null || { tail -5 "$LOG"; exit 1; }; sleep 0.5; done
+for _ in $(seq 1 60); do curl -fs "http://127.0.0.1:${CALLVAULT_HTTP_PORT:-8080}/healthz" >/dev/null 2>&1 && break; sleep 0.5; done
+
+echo "callvault is running (worker pid $WORKER, console pid $SERVE; logs in .local/logs)."
+echo "The tour: the whole lifecycle of recordings, as it happens (about a minute)."
+.venv/bin/callvault demo --lifecycle
+
 cat <<EOT
-callvault is running (worker pid $WORKER, log $LOG).
-  Prometheus      $CALLVAULT_PROMETHEUS_URL   (try: callvault_recordings_stored_total)
+
+Where to look
+  console         http://127.0.0.1:${CALLVAULT_HTTP_PORT:-8080}/  users demo-dpo, demo-qa, demo-complaints
+                  (password callvault-demo): search a customer's number in any notation, listen
+                  for a purpose, see the access log (demo-dpo)
+  Prometheus      $CALLVAULT_PROMETHEUS_URL  (try: callvault_purge_lag_seconds_bucket,
+                  callvault_retention_overdue_recordings)
+  alerts          ${CALLVAULT_ALERTMANAGER_URL:-Alertmanager}  (rules: deploy/prometheus/rules.yml)
   worker metrics  http://127.0.0.1:$CALLVAULT_METRICS_PORT/metrics
-  status screen   set -a; . .local/stack.env; set +a; .venv/bin/callvault status
-Publishing demo traffic (${DEMO_CALLS:-40} calls); Ctrl-C stops the workers.
+  status          set -a; . .local/stack.env; set +a; .venv/bin/callvault status
+  requests        .venv/bin/callvault dsr list; .venv/bin/callvault deadletter list
+Publishing demo traffic (${DEMO_CALLS:-40} calls); Ctrl-C stops callvault.
 EOT
 .venv/bin/callvault demo --count "${DEMO_CALLS:-40}" --rate "${DEMO_RATE:-2}"
 .venv/bin/callvault status || true

@@ -93,6 +93,7 @@ LOGICAL_TOPICS = (
     "recordings_purged",
     "dsr_results",
     "deadletter",
+    "audit_checkpoints",
 )
 
 
@@ -102,11 +103,15 @@ def new_instance(stack: dict[str, str], prefix: str = "t", **overrides: str) -> 
     admin_url = stack["CALLVAULT_PG_ADMIN_URL"]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
+    # the workers' role, which may only append to the audit trail; migrations run as the owner
+    app_url = stack.get("CALLVAULT_PG_APP_URL", stack["CALLVAULT_DATABASE_URL"])
+    app_base = app_url.rsplit("/", 1)[0]
+    owner_base = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
     env = {k: v for k, v in stack.items() if k.startswith("CALLVAULT_")}
     env.update(
         {
-            "CALLVAULT_DATABASE_URL": f"{base_url}/{name}",
+            "CALLVAULT_DATABASE_URL": f"{app_base}/{name}",
+            "CALLVAULT_DATABASE_ADMIN_URL": f"{owner_base}/{name}",
             "CALLVAULT_VAULT_BUCKET": f"{name}-vault",
             "CALLVAULT_EXPORT_BUCKET": f"{name}-exports",
             "CALLVAULT_LANDING_BUCKET": f"{name}-landing",

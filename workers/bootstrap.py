@@ -20,7 +20,7 @@ from .adapters.postgres_console import subject_history
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.context import Context, utc_now
-from .app.handlers import exports, holds, ingest, purge, reconcile, requests, retention
+from .app.handlers import audit, exports, holds, ingest, purge, reconcile, requests, retention
 from .app.messagebus import Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .codec import Codec
@@ -194,8 +194,12 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
         m.CarryOutRequest: bind(requests.carry_out_request),
         m.RejectRequest: bind(requests.reject_request),
         m.ResumeErasures: bind(requests.resume_erasures),
+        m.EraseLateRecordings: bind(requests.erase_late_recordings),
+        m.ForgetErasedSubjects: bind(requests.forget_erased_subjects),
         m.DeleteExports: bind(exports.delete_exports),
         m.RemoveExpiredExports: bind(exports.remove_expired_exports),
+        m.SweepCopies: bind(exports.sweep_copies),
+        m.CheckpointAudit: bind(audit.checkpoint_audit),
     }
 
 

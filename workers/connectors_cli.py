@@ -188,7 +188,9 @@ def asterisk_mixmonitor(
     show_default=True,
     help="Seconds without writes after which a recording is finished.",
 )
-@click.option("--interval", type=float, default=5.0, show_default=True)
+@click.option(
+    "--interval", type=float, default=5.0, show_default=True, help="Seconds between scans."
+)
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @_state_dir_option
 @_metrics_port_option
@@ -227,8 +229,12 @@ def freepbx_spool(
 
 
 @connect.command("freeswitch-esl")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8021, show_default=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="FreeSWITCH's event socket host."
+)
+@click.option(
+    "--port", type=int, default=8021, show_default=True, help="FreeSWITCH's event socket port."
+)
 @click.option(
     "--password-env",
     default="CALLVAULT_FREESWITCH_ESL_PASSWORD",
@@ -273,7 +279,9 @@ def freeswitch_esl(
 @click.argument("recording_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_pbx_id_option("kamailio")
 @_notice_option
-@click.option("--interval", type=float, default=2.0, show_default=True)
+@click.option(
+    "--interval", type=float, default=2.0, show_default=True, help="Seconds between scans."
+)
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @_state_dir_option
 @_metrics_port_option
@@ -303,7 +311,9 @@ def rtpengine_spool(
 @connect.command("drain")
 @click.argument("system", type=click.Choice(["asterisk", "freeswitch", "rtpengine", "webhooks"]))
 @click.option("--follow", is_flag=True, help="Keep draining every --interval seconds.")
-@click.option("--interval", type=float, default=5.0, show_default=True)
+@click.option(
+    "--interval", type=float, default=5.0, show_default=True, help="Seconds between drains."
+)
 @_state_dir_option
 @_metrics_port_option
 def drain(
@@ -320,8 +330,8 @@ def drain(
 
 
 @connect.command("webhooks")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8088, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Listen address.")
+@click.option("--port", type=int, default=8088, show_default=True, help="Listen port.")
 @_state_dir_option
 @_metrics_port_option
 def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) -> None:
@@ -330,12 +340,30 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
     import uvicorn
     from fastapi import FastAPI
 
+    from .adapters.connectors.webhooks import webhook_router
+
+    config = webhook_config()
+    if config is None:
+        raise click.ClickException(
+            "no provider configured: set CALLVAULT_TWILIO_AUTH_TOKEN, CALLVAULT_TELNYX_PUBLIC_KEY "
+            "or CALLVAULT_VONAGE_SIGNATURE_SECRET"
+        )
+    with _publisher("webhooks", state_dir, metrics_port) as publisher:
+        app = FastAPI(title="callvault telephony webhooks")
+        app.include_router(webhook_router(config, publisher, state_dir=publisher.state_dir))
+        uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+def webhook_config() -> Any:
+    """The providers' settings (``WebhookConfig``), or ``None`` when no provider is set up."""
     from .adapters.connectors.settings import WebhookSettings
-    from .adapters.connectors.webhooks import WebhookConfig, webhook_router
+    from .adapters.connectors.webhooks import WebhookConfig
 
     hooks = WebhookSettings()
+    if not (hooks.twilio_auth_token or hooks.telnyx_public_key or hooks.vonage_signature_secret):
+        return None
     key_file = hooks.vonage_private_key_file
-    config = WebhookConfig(
+    return WebhookConfig(
         public_base_url=hooks.webhook_public_base_url,
         allowed_hosts=hooks.allowed_hosts(),
         twilio_account_sid=hooks.twilio_account_sid,
@@ -345,10 +373,20 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
         vonage_application_id=hooks.vonage_application_id,
         vonage_private_key=key_file.read_text() if key_file else None,
     )
-    with _publisher("webhooks", state_dir, metrics_port) as publisher:
-        app = FastAPI(title="callvault telephony webhooks")
-        app.include_router(webhook_router(config, publisher, state_dir=publisher.state_dir))
-        uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+@contextmanager
+def mounted_webhooks() -> Iterator[list[Any]]:
+    """The webhook routes ``callvault serve`` mounts beside the console: none unless a
+    provider's secret is set."""
+    from .adapters.connectors.webhooks import webhook_router
+
+    config = webhook_config()
+    if config is None:
+        yield []
+        return
+    with _publisher("webhooks", None, 0) as publisher:
+        yield [webhook_router(config, publisher, state_dir=publisher.state_dir)]
 
 
 def _secret(value: Any) -> str | None:

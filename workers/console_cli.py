@@ -4,23 +4,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 import structlog
 
-from .domain.errors import ConfigError
 from .settings import Settings, load_settings
 
 log = structlog.get_logger("callvault.serve")
 ROLES = ("qa", "complaints", "dpo", "admin")
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def console_from_container(container: Any) -> Any:
@@ -51,52 +45,58 @@ def serve(host: str | None, port: int | None) -> None:
 
     from .adapters.http.app import build_app
     from .bootstrap import bootstrap
+    from .connectors_cli import mounted_webhooks
+    from .entrypoints.cli.common import user_errors
     from .logs import configure
-    from .migrate import migrate_database
+    from .migrate import migrate_schema
 
-    settings = _settings()
-    configure(settings.log_format, settings.log_level)
-    if settings.migrate_on_start:
-        migrate_database(settings.dsn)
-    container = bootstrap(settings)
-    app = build_app(settings, console_from_container(container))
+    with user_errors():
+        settings = load_settings()
+        configure(settings.log_format, settings.log_level)
+        if settings.migrate_on_start:
+            migrate_schema(settings)
+        container = bootstrap(settings)
+        console = console_from_container(container)
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)
     try:
-        uvicorn.run(
-            app,
-            host=address,
-            port=listen_port,
-            log_config=None,  # ours: logs.configure (JSON, personal data masked)
-            access_log=False,  # the audit trail records what matters; URLs carry no personal data
-            server_header=False,
-            proxy_headers=False,
-        )
+        with mounted_webhooks() as webhooks:
+            app = build_app(settings, console, extra_routers=webhooks)
+            uvicorn.run(
+                app,
+                host=address,
+                port=listen_port,
+                log_config=None,  # ours: logs.configure (JSON, personal data masked)
+                access_log=False,  # the audit trail records what matters; URLs carry none
+                server_header=False,
+                proxy_headers=False,
+            )
     finally:
         container.close()
 
 
-def _accounts() -> Any:
+@contextmanager
+def _accounts() -> Iterator[Any]:
+    """The console's accounts over callvault's database; console refusals become one line
+    and an exit code like every other failure (``entrypoints.cli.common``)."""
     from .adapters.postgres_console import PostgresConsole
+    from .app.console import errors
     from .app.console.accounts import Accounts
-    from .app.context import utc_now
-    from .bootstrap import bootstrap
-    from .migrate import migrate_database
+    from .entrypoints.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, container, fail, user_errors
+    from .migrate import migrate_schema
 
-    settings = _settings()
-    if settings.migrate_on_start:
-        migrate_database(settings.dsn)
-    ports = PostgresConsole(bootstrap(settings).db)
-    return Accounts(ports, ports, ports, key=settings.key("hash_key"), clock=utc_now)
-
-
-def _run(action: Any) -> Any:
-    from .app.console.errors import ConsoleError
-
-    try:
-        return action()
-    except ConsoleError as exc:
-        raise click.ClickException(str(exc)) from None
+    with user_errors():
+        settings = load_settings()
+        if settings.migrate_on_start:
+            migrate_schema(settings)
+        with container() as built:
+            ports = PostgresConsole(built.db)
+            try:
+                yield Accounts(ports, ports, ports, key=built.keys.hash_key, clock=built.clock)
+            except errors.NotFound as exc:
+                fail(str(exc), EXIT_NOT_FOUND)
+            except errors.ConsoleError as exc:
+                fail(str(exc), EXIT_FAILED)
 
 
 @click.group()
@@ -106,7 +106,13 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="qa: quality and training; complaints; dpo: every purpose and the registers; "
+    "admin: users only.",
+)
 @click.option("--no-password", is_flag=True, help="The user signs in through OpenID Connect only.")
 def user_add(name: str, role: str, no_password: bool) -> None:
     """Add a user; the password is read from standard input (one line)."""
@@ -118,34 +124,50 @@ def user_add(name: str, role: str, no_password: bool) -> None:
             password = click.prompt("password", hide_input=True, confirmation_prompt=True)
         else:
             password = sys.stdin.readline().rstrip("\r\n")
-    accounts = _accounts()
-    created = _run(lambda: accounts.add_user(name, Role(role), password))
+    with _accounts() as accounts:
+        created = accounts.add_user(name, Role(role), password)
     click.echo(f"user {created.username} added with role {created.role}")
 
 
 @user.command("list")
-def user_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def user_list(as_json: bool) -> None:
     """Users with role and state."""
-    for account in _accounts().users():
-        state = "disabled" if account.disabled else "active"
-        sign_in = "password" if account.password_hash else "oidc"
-        click.echo(f"{account.username:<24}{account.role:<12}{state:<10}{sign_in}")
+    from .entrypoints.cli.common import echo_json
+
+    with _accounts() as accounts:
+        rows = [
+            {
+                "username": account.username,
+                "role": str(account.role),
+                "state": "disabled" if account.disabled else "active",
+                "sign_in": "password" if account.password_hash else "oidc",
+                "created_at": account.created_at,
+            }
+            for account in accounts.users()
+        ]
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['username']:<24}{row['role']:<12}{row['state']:<10}{row['sign_in']}")
 
 
 @user.command("disable")
 @click.argument("name")
 def user_disable(name: str) -> None:
     """Disable a user and revoke their API tokens."""
-    accounts = _accounts()
-    _run(lambda: accounts.set_disabled(name, True))
+    with _accounts() as accounts:
+        accounts.set_disabled(name, True)
     click.echo(f"user {name} disabled")
 
 
 @user.command("enable")
 @click.argument("name")
 def user_enable(name: str) -> None:
-    accounts = _accounts()
-    _run(lambda: accounts.set_disabled(name, False))
+    """Enable a disabled user again (their revoked tokens stay revoked)."""
+    with _accounts() as accounts:
+        accounts.set_disabled(name, False)
     click.echo(f"user {name} enabled")
 
 
@@ -158,8 +180,8 @@ def token() -> None:
 @click.argument("name")
 def token_create(name: str) -> None:
     """Print a new API token for user NAME (its id goes to standard error)."""
-    accounts = _accounts()
-    token_id, text = _run(lambda: accounts.create_token(name))
+    with _accounts() as accounts:
+        token_id, text = accounts.create_token(name)
     click.echo(f"token id {token_id} (revoke with: callvault token revoke {token_id})", err=True)
     click.echo(text)
 
@@ -167,6 +189,7 @@ def token_create(name: str) -> None:
 @token.command("revoke")
 @click.argument("token_id")
 def token_revoke(token_id: str) -> None:
-    accounts = _accounts()
-    _run(lambda: accounts.revoke_token(token_id))
+    """Revoke an API token at once."""
+    with _accounts() as accounts:
+        accounts.revoke_token(token_id)
     click.echo(f"token {token_id} revoked")

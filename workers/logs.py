@@ -36,9 +36,11 @@ def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     return event
 
 
-def configure(fmt: str = "json", level: str = "INFO") -> None:
+def configure(fmt: str = "json", level: str = "INFO", libraries: str = "WARNING") -> None:
     """structlog for callvault's own events, and the same renderer (and scrubber) for the
-    standard-library loggers of Faust, aiokafka and kafka-python, so every line is one format."""
+    standard-library loggers of Faust, aiokafka and kafka-python, so every line is one format.
+    ``libraries`` is their threshold: the CLI silences them, since it says in one line what
+    went wrong."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -69,4 +71,4 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)  # libraries speak up only when something is wrong
+    root.setLevel(logging.getLevelName(libraries.upper()))

@@ -13,6 +13,8 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersion
 from yoyo import get_backend, read_migrations
 
 from .adapters.kafka import ensure_topics
+from .adapters.postgres.database import translated
+from .adapters.postgres.roles import grant_app_role
 from .adapters.s3 import S3Store
 from .domain.retention import IsoDuration
 from .settings import Settings
@@ -31,6 +33,7 @@ class MigrationReport:
     topics_created: list[str] = field(default_factory=list)
     backstop: str = ""
     policy: str = ""
+    app_role: str = ""
 
 
 def yoyo_url(database_url: str) -> str:
@@ -41,12 +44,25 @@ def yoyo_url(database_url: str) -> str:
 
 
 def migrate_database(database_url: str) -> list[str]:
-    backend = get_backend(yoyo_url(database_url))
-    migrations = read_migrations(str(MIGRATIONS))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    """Apply the pending migrations; a database that is away (restarting, say, while a
+    worker starts) is a :class:`TransientError`, not a bug."""
+    with translated():
+        backend = get_backend(yoyo_url(database_url))
+        migrations = read_migrations(str(MIGRATIONS))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
     return [m.id for m in pending]
+
+
+def migrate_schema(settings: Settings) -> tuple[list[str], str]:
+    """The schema brought up to date (as its owner when configured), and the grants of the
+    workers' role; returns the migrations applied and what the role may do."""
+    applied = migrate_database(settings.migration_dsn)
+    if settings.database_admin_url is None:
+        return applied, "single role (set CALLVAULT_DATABASE_ADMIN_URL to split owner and workers)"
+    with translated():
+        return applied, grant_app_role(settings.migration_dsn, settings.dsn)
 
 
 def ensure_buckets(settings: Settings, objects: S3Store) -> dict[str, str]:
@@ -70,22 +86,39 @@ def longest_policy_days(settings: Settings) -> int:
     return max(p.months * 31 + p.days + int(p.seconds // 86400) + 1 for p in policies)
 
 
+def expiry_rules(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Bucket -> (prefix, days) of the store-side expiry rules: the vault a margin after the
+    longest policy (even a stopped callvault cannot keep audio for ever), exports a day after
+    their URL, landing copies a day after their event can no longer arrive."""
+    window = settings.late_call_window
+    return {
+        settings.vault_bucket: (
+            "recordings/",
+            longest_policy_days(settings) + BACKSTOP_MARGIN_DAYS,
+        ),
+        settings.export_bucket: ("", settings.export_ttl.as_timedelta().days + 1),
+        settings.landing_bucket: ("", window.months * 31 + window.days + 1),
+    }
+
+
 def configure_backstop(settings: Settings, objects: S3Store) -> str:
-    """An expiry rule a margin after the longest policy, so that even a stopped callvault
-    cannot keep audio forever. Skipped (and said so) where the store has no lifecycle API."""
-    days = longest_policy_days(settings) + BACKSTOP_MARGIN_DAYS
-    rule = Rule(
-        ENABLED,
-        rule_filter=Filter(prefix="recordings/"),
-        rule_id="callvault-retention-backstop",
-        expiration=Expiration(days=days),
-        noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1),
-    )
-    try:
-        objects.client.set_bucket_lifecycle(settings.vault_bucket, LifecycleConfig([rule]))
-    except S3Error as exc:
-        return f"skipped: the store refused bucket lifecycle ({exc.code})"
-    return f"expire after {days} days"
+    """The expiry rules where the store has a lifecycle API; where it has none (versitygw)
+    callvault's own sweeper deletes stale landing and export copies, and says so here."""
+    applied = []
+    for bucket, (prefix, days) in expiry_rules(settings).items():
+        rule = Rule(
+            ENABLED,
+            rule_filter=Filter(prefix=prefix),
+            rule_id="callvault-expiry",
+            expiration=Expiration(days=days),
+            noncurrent_version_expiration=NoncurrentVersionExpiration(noncurrent_days=1),
+        )
+        try:
+            objects.client.set_bucket_lifecycle(bucket, LifecycleConfig([rule]))
+        except S3Error as exc:
+            return f"skipped: the store refused bucket lifecycle ({exc.code}); callvault sweeps"
+        applied.append(f"{bucket} {days} days")
+    return "expire: " + ", ".join(applied)
 
 
 def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) -> MigrationReport:
@@ -93,7 +126,7 @@ def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) 
     policy the one in force (explicit ``callvault migrate``); a worker's implicit migrate only
     records it the first time, so a stale worker never reverts a changed policy."""
     report = MigrationReport()
-    report.migrations_applied = migrate_database(settings.dsn)
+    report.migrations_applied, report.app_role = migrate_schema(settings)
     report.policy = _policy(settings, apply_policy)
     report.buckets = ensure_buckets(settings, objects)
     report.backstop = configure_backstop(settings, objects)

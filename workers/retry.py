@@ -2,8 +2,10 @@
 
 The message bus's retry middleware wraps every handler in it; a handler wraps a cheap step
 that follows an expensive one (the commit after an upload) in it too, so a blip retries the
-step that failed, not a whole download. Nested calls share the outermost deadline, so a
-handler never retries longer than one budget in all. When the budget is spent the last
+step that failed, not a whole download. The budget is time spent failing: its clock starts at
+the first transient failure, not when the handler started, so a long download followed by a
+database blip still has its whole budget for the commit. Nested calls share that one clock,
+so a handler never retries longer than one budget in all. When the budget is spent the last
 :class:`TransientError` propagates: the worker stops without acknowledging the event, and a
 restart redelivers it.
 """
@@ -29,7 +31,16 @@ from .domain.errors import TransientError
 
 log = structlog.get_logger("callvault.retry")
 T = TypeVar("T")
-_DEADLINE: ContextVar[float | None] = ContextVar("callvault_retry_deadline", default=None)
+
+
+@dataclass
+class _Budget:
+    """The deadline of one outermost call, set by its first transient failure."""
+
+    deadline: float | None = None
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("callvault_retry_budget", default=None)
 
 
 @dataclass(frozen=True)
@@ -42,10 +53,10 @@ class RetryPolicy:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def call(self, step: Callable[[], T], what: str = "step") -> T:
-        with self._deadline() as deadline:
+        with self._budget() as budget:
             retrying = Retrying(
                 retry=retry_if_exception_type(TransientError),
-                stop=lambda state: self._spent(state, deadline),
+                stop=lambda state: self._spent(state, budget),
                 wait=wait_exponential_jitter(multiplier=self.initial_seconds, max=self.max_seconds),
                 sleep=self.sleep,
                 reraise=True,
@@ -54,20 +65,23 @@ class RetryPolicy:
             return retrying(step)
 
     @contextmanager
-    def _deadline(self) -> Iterator[float]:
-        """This call's deadline: the enclosing call's, when there is one."""
-        outer = _DEADLINE.get()
-        deadline = outer if outer is not None else self.clock() + self.budget_seconds
-        token = _DEADLINE.set(deadline)
+    def _budget(self) -> Iterator[_Budget]:
+        """This call's budget: the enclosing call's, when there is one."""
+        outer = _BUDGET.get()
+        budget = outer if outer is not None else _Budget()
+        token = _BUDGET.set(budget)
         try:
-            yield deadline
+            yield budget
         finally:
-            _DEADLINE.reset(token)
+            _BUDGET.reset(token)
 
-    def _spent(self, state: RetryCallState, deadline: float) -> bool:
+    def _spent(self, state: RetryCallState, budget: _Budget) -> bool:
+        """Asked after each failed attempt; the first failure starts the budget's clock."""
+        if budget.deadline is None:
+            budget.deadline = self.clock() + self.budget_seconds
         if self.max_attempts is not None and state.attempt_number >= self.max_attempts:
             return True
-        return self.clock() >= deadline
+        return self.clock() >= budget.deadline
 
 
 def _warn(what: str, state: RetryCallState) -> None:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # `callvault publish` runs with Kafka and the object store alone, never callvault's keys.
     kafka_bootstrap: str | None = None
     database_url: SecretStr | None = None
+    # the schema owner, for `callvault migrate` only: the role of DATABASE_URL then gets just
+    # what it needs (on audit_log: SELECT and INSERT - no UPDATE, DELETE or TRUNCATE)
+    database_admin_url: SecretStr | None = None
     s3_endpoint: str | None = None
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
@@ -75,9 +78,12 @@ class Settings(BaseSettings):
     max_audio_bytes: int = Field(4 * 1024**3, gt=0)
 
     export_ttl: Duration = IsoDuration.parse("P7D")
+    # how long an objection also erases the person's later calls on arrival (see README)
+    objection_memory: Duration = IsoDuration.parse("P1Y")
     scheduler_interval: Duration = IsoDuration.parse("PT1S")
     metrics_interval: Duration = IsoDuration.parse("PT5S")
     reconcile_interval: Duration = IsoDuration.parse("PT10M")
+    audit_checkpoint_interval: Duration = IsoDuration.parse("PT1H")
     purge_batch: int = Field(200, gt=0, le=10_000)
     concurrency: int = Field(4, gt=0, le=64)  # events handled at once per agent and worker
     db_pool_size: int = Field(16, gt=1, le=200)
@@ -97,6 +103,7 @@ class Settings(BaseSettings):
     topic_recordings_purged: str = "recordings.purged"
     topic_dsr_results: str = "dsr.results"
     topic_deadletter: str = "callvault.deadletter"
+    topic_audit_checkpoints: str = "callvault.audit"
 
     notice_purposes: str = NOTICE_PURPOSES
     notice_legal_basis: str = NOTICE_LEGAL_BASIS
@@ -108,9 +115,11 @@ class Settings(BaseSettings):
         "retention",
         "fetch_timeout",
         "export_ttl",
+        "objection_memory",
         "scheduler_interval",
         "metrics_interval",
         "reconcile_interval",
+        "audit_checkpoint_interval",
         "db_timeout",
         "retry_budget",
         "input_topic_retention",
@@ -176,6 +185,18 @@ class Settings(BaseSettings):
         )
         return RetentionPolicy(default=self.retention, per_tenant=overrides)
 
+    @property
+    def late_call_window(self) -> IsoDuration:
+        """How late a call can still arrive: its event lives this long on the input topic,
+        and then as long again on the dead-letter topic, from which it can be replayed."""
+        input_, dead = self.input_topic_retention, self.deadletter_retention
+        return IsoDuration(
+            f"{input_.text}+{dead.text}",
+            months=input_.months + dead.months,
+            days=input_.days + dead.days,
+            seconds=input_.seconds + dead.seconds,
+        )
+
     def need(self, *names: str) -> None:
         """Stop with a :class:`ConfigError` naming every one of these settings that is unset."""
         missing = [PREFIX + n.upper() for n in names if getattr(self, n) is None]
@@ -193,6 +214,13 @@ class Settings(BaseSettings):
         self.need("database_url")
         assert self.database_url is not None
         return self.database_url.get_secret_value()
+
+    @property
+    def migration_dsn(self) -> str:
+        """Where migrations run: the schema owner when configured, else DATABASE_URL."""
+        if self.database_admin_url is not None:
+            return self.database_admin_url.get_secret_value()
+        return self.dsn
 
     def s3(self) -> tuple[str, str, str]:
         """Endpoint, access key and secret key of the object store."""

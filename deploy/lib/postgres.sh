@@ -4,8 +4,10 @@
 
 PG_HOME="$LOCAL_DIR/pg"
 PG_USER_OS=postgres
-PG_ROLE=callvault
+PG_ROLE=callvault  # owns the schema: migrations only (CALLVAULT_DATABASE_ADMIN_URL)
 PG_PASSWORD=callvault
+PG_APP_ROLE=callvault_app  # the workers' role: may only append to the audit trail
+PG_APP_PASSWORD=callvault_app
 PG_DB=callvault
 PG_BIN=""
 PG_DATA=""
@@ -80,6 +82,7 @@ pg_up() {
     pg_resolve_dirs
     if pid="$(pg_running_pid)"; then
         ensure_port_free_or_ours "$PG_PORT" postgres "$pid"
+        pg_find_bin && pg_app_role
         return 0
     fi
     ensure_port_free_or_ours "$PG_PORT" postgres
@@ -123,6 +126,18 @@ SELECT 'CREATE DATABASE $PG_DB OWNER $PG_ROLE' WHERE NOT EXISTS (SELECT FROM pg_
 SQL
         as_pg touch "$PG_DATA/.callvault-bootstrapped"
     fi
+    pg_app_role
+}
+
+# The workers' role (idempotent; also for a cluster made before the role existed).
+pg_app_role() {
+    pg_psql >>"$PG_LOG" 2>&1 <<SQL || die "could not create role $PG_APP_ROLE (see $PG_LOG)"
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_APP_ROLE') THEN
+    CREATE ROLE $PG_APP_ROLE LOGIN PASSWORD '$PG_APP_PASSWORD';
+  END IF;
+END \$\$;
+SQL
 }
 
 pg_down() {

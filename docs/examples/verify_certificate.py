@@ -3,8 +3,9 @@
     python verify_certificate.py CERTIFICATE.json PUBLIC_KEY_BASE64
 
 CERTIFICATE.json holds the `certificate` of a callvault.dsr.completed.v1 event (its `data`, or
-the whole event, work too). The public key is the one the operator prints with
-`callvault public-key` and hands over once. Exit code 0: valid; 1: not valid.
+the whole event, work too). The public key is the one of the certificate's `key_id` in the key
+set the operator prints with `callvault public-key` and publishes (old keys stay in the set
+after a rotation, so old certificates keep verifying). Exit code 0: valid; 1: not valid.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 def verify_deletion_certificate(certificate: dict[str, Any], public_key_b64: str) -> bool:
     """True when ``signature`` is callvault's Ed25519 signature over the rest of the certificate.
 
-    Signed bytes today: the certificate without ``signature``, serialised as JSON with keys
-    sorted, no whitespace (separators ``,`` and ``:``), non-ASCII characters as themselves,
-    encoded in UTF-8. callvault will move to RFC 8785 canonical JSON (JCS); when it does, only
-    the ``signed`` line below changes.
+    Signed bytes: the certificate without ``signature`` in RFC 8785 canonical JSON (JCS). A
+    certificate holds only strings, integers, lists and objects, for which JCS is JSON with keys
+    sorted, no whitespace and non-ASCII characters as themselves, in UTF-8 - so the standard
+    library suffices (an RFC 8785 library, e.g. `rfc8785` on PyPI, gives the same bytes). The
+    certificate names its request (``request_id``), so it cannot be passed off for another.
     """
     if certificate.get("algorithm") != "Ed25519" or "signature" not in certificate:
         return False

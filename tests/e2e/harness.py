@@ -99,7 +99,13 @@ class Callvault:
         )
         self.workers.append(process)
         port = int(env["CALLVAULT_METRICS_PORT"])
-        wait_for(lambda: self.metrics_text(port) is not None, 60, "worker metrics endpoint")
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"the worker exited with {process.returncode}")
+            return self.metric("callvault_worker_ready", port) == 1
+
+        wait_for(ready, 90, "the worker's readiness (callvault_worker_ready 1)")
         return process
 
     def kill(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> int:

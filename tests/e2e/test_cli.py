@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from kafka import KafkaAdminClient
 
 from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav
@@ -60,7 +62,7 @@ def test_publish_dsr_and_audit_commands(callvault: Callvault, tmp_path: Any) -> 
     verified = run(cv, "audit", "verify")
     assert "intact" in verified.stdout
     # Someone with database access edits history: the chain shows it.
-    with psycopg.connect(cv.settings.database_url.get_secret_value(), autocommit=True) as conn:
+    with psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn:  # the owner
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
         conn.execute("UPDATE audit_log SET details = '{\"forged\": true}' WHERE seq = 1")
     tampered = run(cv, "audit", "verify", check=False)
@@ -112,6 +114,22 @@ def test_worker_stops_cleanly_on_sigterm(callvault: Callvault) -> None:
     assert "Traceback" not in cv.logs()
 
 
+@pytest.mark.parametrize("after_seconds", [0.2, 1.0, 2.5])
+def test_a_worker_stopped_while_it_starts_exits_cleanly(
+    callvault: Callvault, after_seconds: float
+) -> None:
+    """A supervisor may stop a worker it restarted a moment ago: that is a clean stop (0),
+    not a death by signal, whatever the worker was doing (importing, migrating, joining)."""
+    worker = subprocess.Popen(
+        [CALLVAULT, "worker"], env=callvault.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    time.sleep(after_seconds)  # the fault's timing is the point, not a wait for readiness
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in stderr
+
+
 def test_a_worker_started_without_migrate_prepares_what_it_needs(
     instance: Instance, tmp_path: Path
 ) -> None:
@@ -155,3 +173,68 @@ def test_worker_stops_when_the_database_stays_away_and_loses_nothing(
     cv.start_worker()
     stored = cv.read("recordings_stored", lambda seen: len(seen) >= 2)
     assert sorted(e["data"]["call_id"] for e in stored) == ["before-outage", "during-outage"]
+
+
+def _rewrite_chain(cv: Callvault, keep_below: int | None = None) -> None:
+    """What a DBA with write access can do: edit an entry (or drop the tail) and recompute
+    every hash after it, so that the chain itself verifies again."""
+    from psycopg.types.json import Jsonb
+
+    from workers.domain.audit import GENESIS, canonical, chain_hash
+
+    with psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn:  # the owner
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        if keep_below is not None:
+            conn.execute("DELETE FROM audit_log WHERE seq >= %s", (keep_below,))
+        else:
+            conn.execute("UPDATE audit_log SET details = '{\"forged\": true}' WHERE seq = 1")
+        prev = GENESIS
+        rows = conn.execute(
+            "SELECT seq, at, action, entity_id, details FROM audit_log ORDER BY seq"
+        ).fetchall()
+        for seq, at, action, entity, details in rows:
+            digest = chain_hash(prev, canonical(seq, at, action, entity, details))
+            conn.execute(
+                "UPDATE audit_log SET prev_hash = %s, hash = %s, details = %s WHERE seq = %s",
+                (prev, digest, Jsonb(details), seq),
+            )
+            prev = digest
+        conn.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
+
+
+def test_a_rewritten_or_truncated_audit_trail_fails_against_its_checkpoint(
+    callvault: Callvault,
+) -> None:
+    cv = callvault
+    cv.start_worker()
+    for n in range(3):
+        cv.call(f"au-{n}", make_wav(0.2))
+    cv.read("recordings_stored", lambda seen: len(seen) >= 3)
+    assert run(cv, "audit", "checkpoint").stdout.startswith("checkpoint:")
+    checkpoints = cv.read("audit_checkpoints", lambda seen: len(seen) >= 1)
+    assert checkpoints[-1]["type"] == "callvault.audit.checkpoint.v1"
+    intact = json.loads(run(cv, "audit", "verify", "--json").stdout)
+    assert intact["intact"] is True
+    assert intact["checkpoint"]["ok"] is True
+
+    _rewrite_chain(cv)  # every hash recomputed: the chain alone no longer shows the edit
+    rewritten = run(cv, "audit", "verify", "--json", check=False)
+    assert rewritten.returncode == 1
+    report = json.loads(rewritten.stdout)
+    assert report["intact"] is True
+    assert "history rewritten" in report["checkpoint"]["reason"]
+
+    _rewrite_chain(cv, keep_below=2)  # the tail deleted, the rest consistent
+    truncated = run(cv, "audit", "verify", check=False)
+    assert truncated.returncode == 1
+    assert "entries deleted" in truncated.stdout
+
+
+def test_the_audit_trail_refuses_truncation(callvault: Callvault) -> None:
+    cv = callvault
+    run(cv, "audit", "checkpoint")
+    with (
+        psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn,  # even the owner
+        pytest.raises(psycopg.errors.RaiseException, match="append-only"),
+    ):
+        conn.execute("TRUNCATE audit_log CASCADE")

@@ -178,7 +178,7 @@ def test_bad_input_is_dead_lettered_and_good_input_still_flows(callvault: Callva
     # a rejected file leaves nothing in the vault
     assert all(
         not k.endswith(".cva") or "not-audio" not in k
-        for k in cv.objects.list_keys(cv.settings.vault_bucket)
+        for k in cv.objects.list_keys(cv.settings.vault_bucket, "recordings/")
     )
 
 
@@ -216,7 +216,7 @@ def test_notice_not_played_discards_the_audio(callvault: Callvault) -> None:
     assert purged[0]["data"]["call_id"] == "no-notice"
     key = data["recording"]["uri"].split("/", 3)[3]
     assert cv.objects.list_versions(cv.settings.landing_bucket, key) == []
-    assert list(cv.objects.list_keys(cv.settings.vault_bucket)) == []
+    assert list(cv.objects.list_keys(cv.settings.vault_bucket, "recordings/")) == []
 
 
 def test_kill_9_mid_ingest_then_restart_leaves_one_clean_recording(callvault: Callvault) -> None:
@@ -240,7 +240,9 @@ def test_kill_9_mid_ingest_then_restart_leaves_one_clean_recording(callvault: Ca
     assert record["status"] == "stored"
     versions = cv.objects.list_versions(cv.settings.vault_bucket, record["object_key"])
     assert len(versions) == 1
-    assert sorted(cv.objects.list_keys(cv.settings.vault_bucket)) == [record["object_key"]]
+    assert sorted(cv.objects.list_keys(cv.settings.vault_bucket, "recordings/")) == [
+        record["object_key"]
+    ]
 
 
 def _uploads_in_progress(cv: Callvault) -> int:

@@ -108,11 +108,14 @@ def test_producer_and_dsr_portal_examples_run_against_the_stack(
         (audio_file,) = [n for n in archive.namelist() if n != "manifest.json"]
         assert archive.read(audio_file) == audio  # byte-identical
 
-    key = json.loads(
-        subprocess.run(
-            [CALLVAULT, "public-key"], env=cv.env, capture_output=True, check=True, timeout=60
-        ).stdout
-    )["public_key"]
+    (key,) = [
+        k["public_key"]
+        for k in json.loads(
+            subprocess.run(
+                [CALLVAULT, "public-key"], env=cv.env, capture_output=True, check=True, timeout=60
+            ).stdout
+        )["keys"]
+    ]
     erasure = run_example(
         "dsr_portal.py",
         [

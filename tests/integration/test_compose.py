@@ -48,6 +48,7 @@ SECRET_VOLUMES = {  # service -> the secrets volumes it may mount
     "setup": {"secrets-callvault", "secrets-postgres", "secrets-s3", "secrets-grafana"},
     "migrate": {"secrets-callvault"},
     "worker": {"secrets-callvault"},
+    "console": {"secrets-callvault"},
     "postgres": {"secrets-postgres"},
     "versitygw": {"secrets-s3"},
     "minio": {"secrets-s3"},
@@ -177,6 +178,7 @@ def test_compose_loads_like_docker_compose_config(
         "versitygw",
         "migrate",
         "worker",
+        "console",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -553,6 +555,7 @@ def test_published_ports_match_the_native_stack(config: dict[str, Any]) -> None:
     assert published(config, "prometheus")[9090][1] == ports["PROM_PORT"]
     assert published(config, "alertmanager")[9093][1] == ports["AM_PORT"]
     assert published(config, "worker")[9400][1] == ports["METRICS_PORT"]
+    assert published(config, "console")[8080][1] == 8080  # `callvault serve`'s default port
 
 
 # ------------------------------------------------------------------ the worker image

@@ -38,11 +38,12 @@ from workers.domain.model import (
     Hold,
     HoldScopeKind,
     PurgeReason,
+    call_digest,
     recording_id_for,
 )
 from workers.domain.uris import AudioLocation
 from workers.metrics import Metrics
-from workers.migrate import migrate_database
+from workers.migrate import migrate_schema
 from workers.retry import RetryPolicy
 from workers.settings import Settings, load_settings
 
@@ -84,7 +85,7 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
     settings = load_settings(
         **(instance.settings_kwargs() | {"fetch_allowed_hosts": "pbx.example"})
     )
-    migrate_database(settings.dsn)
+    migrate_schema(settings)
     db = PostgresDatabase(
         settings.dsn,
         sealer=TextSealer(KEY),
@@ -139,7 +140,8 @@ def subject_hold(hold_id: str, ctx: Context) -> Hold:
 
 
 def calls_hold(hold_id: str, *call_ids: str) -> Hold:
-    return Hold(hold_id, "dispute", None, HoldScopeKind.CALLS, targets=call_ids)
+    targets = tuple(call_digest(KEY, c) for c in call_ids)
+    return Hold(hold_id, "dispute", None, HoldScopeKind.CALLS, targets=targets)
 
 
 def row(settings: Settings, call_id: str) -> dict[str, Any]:

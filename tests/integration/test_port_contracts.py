@@ -36,7 +36,7 @@ from workers.domain.model import (
     recording_id_for,
 )
 from workers.domain.retention import IsoDuration
-from workers.migrate import migrate_database
+from workers.migrate import migrate_schema
 from workers.ports import ObjectMissing, VersionRef
 from workers.settings import load_settings
 
@@ -47,7 +47,7 @@ D1, D2 = b"\x01" * 32, b"\x02" * 32
 
 def postgres(instance: Instance) -> PostgresDatabase:
     settings = load_settings(**instance.settings_kwargs())
-    migrate_database(settings.dsn)
+    migrate_schema(settings)
     db = PostgresDatabase(
         settings.dsn, sealer=TextSealer(KEY), source="urn:test", clock=lambda: NOW
     )
@@ -213,7 +213,7 @@ def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
     add(db, c, digests=frozenset({D1}))
     holds = [
         Hold("H-rec", "dispute", "K-1", HoldScopeKind.RECORDINGS, (a.recording_id,)),
-        Hold("H-call", "dispute", None, HoldScopeKind.CALLS, ("b",)),
+        Hold("H-call", "dispute", None, HoldScopeKind.CALLS, ("digest-b",)),
         Hold("H-subj", "dispute", None, HoldScopeKind.SUBJECT, subject_digests=frozenset({D1})),
     ]
     with db.unit_of_work() as uow:
@@ -224,7 +224,7 @@ def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
         uow.commit()
     with db.unit_of_work() as uow:
         assert uow.holds.covered([a, b, c]) == {a.recording_id, b.recording_id, c.recording_id}
-        assert [h.hold_id for h in uow.holds.covering(a.recording_id, "a", frozenset())] == [
+        assert [h.hold_id for h in uow.holds.covering(a.recording_id, "digest-a", frozenset())] == [
             "H-rec"
         ]
         found = uow.holds.get("H-rec")

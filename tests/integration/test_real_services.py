@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
@@ -108,12 +109,19 @@ def test_object_lock_refuses_deletion_without_governance_bypass(stack: dict[str,
 
 
 def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
-    from workers.migrate import migrate_database
+    from workers.migrate import migrate_schema
 
     settings = load_settings(**instance.settings_kwargs())
-    applied = migrate_database(settings.dsn)
-    assert applied == ["0001_initial", "0002_held_index", "0003_unit_of_work", "0100_console"]
-    assert migrate_database(settings.dsn) == []  # idempotent
+    applied, role = migrate_schema(settings)
+    assert applied == [
+        "0001_initial",
+        "0002_held_index",
+        "0003_unit_of_work",
+        "0100_console",
+        "0004_late_calls",
+    ]
+    assert migrate_schema(settings)[0] == []  # idempotent
+    assert "audit trail" in role
     db = PostgresDatabase(
         settings.dsn,
         sealer=TextSealer(bytes(32)),
@@ -127,6 +135,28 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
     with db.unit_of_work() as uow:
         assert [e.action for e in uow.audit_entries(0, 10)] == ["policy"]
     db.close()
+
+
+def test_commits_are_durable_whatever_the_server_default(instance: Instance) -> None:
+    """An output event or a deleted landing copy must never follow a commit that a crash of
+    the database server takes back (the chaos run saw a ``recording.purged`` published twice,
+    with two ``purged_at``, from a tombstone lost to ``pg_ctl stop -m immediate``)."""
+    settings = load_settings(**instance.settings_kwargs())
+    with psycopg.connect(instance.admin_url, autocommit=True) as admin:  # an operator's choice
+        admin.execute(f'ALTER DATABASE "{instance.name}" SET synchronous_commit = off')
+    db = PostgresDatabase(
+        settings.dsn,
+        sealer=TextSealer(bytes(32)),
+        source="urn:test",
+        clock=lambda: datetime.now(UTC),
+    )
+    db.open()
+    try:
+        with db.connection() as conn:
+            row = conn.execute("SHOW synchronous_commit").fetchone()
+    finally:
+        db.close()
+    assert row == {"synchronous_commit": "on"}
 
 
 def test_processes_run_from_the_local_stack(stack: dict[str, str]) -> None:
@@ -161,3 +191,24 @@ def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) ->
     admin.close()
     # Input topics carry personal data: their retention is bounded (P7D by default).
     assert str(7 * 86400 * 1000) in str(described)
+
+
+def test_the_workers_role_can_only_append_to_the_audit_trail(instance: Instance) -> None:
+    from workers.migrate import migrate_schema
+
+    settings = load_settings(**instance.settings_kwargs())
+    migrate_schema(settings)
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:  # the workers' role
+        conn.execute(
+            "INSERT INTO audit_log (seq, at, action, entity_id, details, prev_hash, hash) "
+            "VALUES (1, now(), 'test', 'x', '{}', '\\x00', '\\x00')"
+        )
+        for statement in (
+            "UPDATE audit_log SET action = 'forged'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log CASCADE",
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (1,)

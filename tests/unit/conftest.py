@@ -437,7 +437,7 @@ def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
     settings = make_settings(**{"fetch_root": str(fetch_root), **settings_overrides})
     clock = Clock(START)
     db = MemoryDatabase(source=settings.source_uri, clock=clock)
-    objects, bus, metrics = MemoryObjectStore(), MemoryBus(), Metrics()
+    objects, bus, metrics = MemoryObjectStore(clock), MemoryBus(), Metrics()
     objects.ensure_bucket(VAULT, versioned=True, object_lock=True)
     objects.ensure_bucket(EXPORTS, versioned=False, object_lock=False)
     objects.ensure_bucket(LANDING, versioned=False, object_lock=False)

@@ -251,7 +251,7 @@ def test_the_post_command_refuses_what_is_not_audio_with_exit_65(
 ) -> None:
     from click.testing import CliRunner
 
-    from workers.cli import cli
+    from workers.entrypoints.cli import cli
 
     for name, value in {
         "CALLVAULT_KAFKA_BOOTSTRAP": "kafka.invalid:9092",

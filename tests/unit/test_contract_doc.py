@@ -150,7 +150,7 @@ def test_dsr_types_and_outcomes_match_the_schemas() -> None:
 # ---------------------------------------------------------------------------------- topics
 def test_topics_and_their_variables_are_the_settings_defaults() -> None:
     rows = table_rows(section("Topics"))
-    assert len(rows) == 8
+    assert len(rows) == 9
     for topic, _writer, types, _key, variable in rows:
         (name,) = ticked(topic)
         (env,) = ticked(variable)

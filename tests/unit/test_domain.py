@@ -694,6 +694,7 @@ def test_settings_defaults_follow_the_contract() -> None:
         "recordings_purged": "recordings.purged",
         "dsr_results": "dsr.results",
         "deadletter": "callvault.deadletter",
+        "audit_checkpoints": "callvault.audit",
     }
 
 

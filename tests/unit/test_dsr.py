@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,9 +29,10 @@ from conftest import (
 
 from workers.app.handlers.purge import purge
 from workers.codec import Codec
-from workers.domain.messages import RemoveExpiredExports
+from workers.domain.messages import ForgetErasedSubjects, RemoveExpiredExports, SweepCopies
 from workers.domain.model import PurgeReason, RecordingStatus
 from workers.entrypoints.cli.compliance import check_certificate
+from workers.migrate import expiry_rules
 from workers.ports import ObjectMissing, VersionRef
 
 CUSTOMER = subject(phone_numbers=["8 612 34567"])
@@ -567,3 +569,106 @@ def test_hold_on_a_rectified_email_covers_the_recording(world: World) -> None:
     assert world.recording("c1").held  # type: ignore[union-attr]
     world.release_hold("H1")
     assert not world.recording("c1").held  # type: ignore[union-attr]
+
+
+# --- late and replayed calls ------------------------------------------------------------------
+
+
+def late_call(world: World, call_id: str, **overrides: Any) -> str:
+    """A call that ended at 12:21 local time (before the requests below) arriving now."""
+    return world.send_call(world.call_event(call_id, make_wav(tone=770), **overrides))
+
+
+def test_a_call_that_ended_before_an_erasure_but_arrives_after_it_is_erased(
+    shop: World,
+) -> None:
+    shop.clock.advance(days=2)
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+    assert result(shop, "R1")["status"] == "completed"
+    assert late_call(shop, "c-backlog") == "stored"  # a telephony backlog delivers it now
+    assert shop.recording("c-backlog").status is RecordingStatus.PURGED  # type: ignore[union-attr]
+    answers = [d for d in shop.data("dsr.results") if d["request_id"] == "R1"]
+    assert len(answers) == 2  # a follow-up answer to the same request
+    assert outcomes(answers[-1])["c-backlog"] == "erased"
+    assert {r["recording_id"] for r in answers[-1]["certificate"]["recordings"]} >= {
+        shop.recording_id("c-backlog")
+    }
+    ids = [e["id"] for e in shop.published("dsr.results") if e["data"]["request_id"] == "R1"]
+    assert len(set(ids)) == 2  # a new answer, a new event id
+    assert certificate_verifies(shop, answers[-1]["certificate"])
+
+
+def test_a_call_that_ended_after_an_erasure_is_kept(shop: World) -> None:
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+    later = "2025-03-15T09:00:00Z"  # the day after the request
+    shop.clock.advance(days=2)
+    assert late_call(shop, "c-new", started_at=later, ended_at=later) == "stored"
+    assert shop.recording("c-new").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    assert len([d for d in shop.data("dsr.results") if d["request_id"] == "R1"]) == 1
+
+
+def test_an_objection_also_covers_the_persons_later_calls(shop: World) -> None:
+    shop.send_dsr("R1", "objection", CUSTOMER)
+    later = "2025-03-15T09:00:00Z"
+    shop.clock.advance(days=2)
+    assert late_call(shop, "c-new", started_at=later, ended_at=later) == "stored"
+    assert shop.recording("c-new").status is RecordingStatus.PURGED  # type: ignore[union-attr]
+    (purged,) = [d for d in shop.data("recordings.purged") if d["call_id"] == "c-new"]
+    assert purged["reason"] == "objection"
+
+
+def test_a_short_objection_memory_still_catches_calls_that_ended_before_it(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(objection_memory="P1D")
+    world.clock.advance(days=2)
+    world.send_dsr("R1", "objection", CUSTOMER)
+    world.clock.advance(days=20)  # past the memory, within the late-call window
+    assert world.handle(ForgetErasedSubjects()) == "forgotten:0"
+    assert late_call(world, "c-backlog") == "stored"
+    assert world.recording("c-backlog").status is RecordingStatus.PURGED  # type: ignore[union-attr]
+
+
+def test_late_calls_are_caught_only_while_they_can_still_arrive(shop: World) -> None:
+    shop.clock.advance(days=2)
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+    shop.clock.advance(days=7 + 30 + 1)  # input topic and dead-letter topic retention
+    assert shop.handle(ForgetErasedSubjects()) == "forgotten:1"
+    assert late_call(shop, "c-ancient") == "stored"
+    assert shop.recording("c-ancient").status is RecordingStatus.STORED  # type: ignore[union-attr]
+
+
+def test_a_late_call_of_a_held_person_waits_for_the_hold(shop: World) -> None:
+    shop.clock.advance(days=2)
+    shop.place_hold("H1", {"call_ids": ["c-backlog"]})
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+    assert late_call(shop, "c-backlog") == "stored"
+    assert shop.recording("c-backlog").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    answers = [d for d in shop.data("dsr.results") if d["request_id"] == "R1"]
+    assert answers[-1]["status"] == "partial"
+    assert outcomes(answers[-1])["c-backlog"] == "held"
+    shop.release_hold("H1")
+    answers = [d for d in shop.data("dsr.results") if d["request_id"] == "R1"]
+    assert answers[-1]["status"] == "completed"
+    assert outcomes(answers[-1])["c-backlog"] == "erased"
+
+
+def test_stale_landing_and_export_copies_are_swept(shop: World) -> None:
+    shop.land("lost/dead-letter.wav", make_wav(0.1))  # the audio of a call dead-lettered now
+    shop.send_dsr("R1", "access", CUSTOMER)
+    assert shop.handle(SweepCopies()) == "swept:0/0"  # nothing is old yet
+    shop.clock.advance(days=7, hours=2)  # the export's URL expired
+    assert shop.handle(SweepCopies()) == "swept:0/1"
+    assert list(shop.objects.list_keys("exports")) == []
+    shop.land("fresh/call.wav", make_wav(0.1))
+    shop.clock.advance(days=30)  # input and dead-letter retention: the event is gone
+    assert shop.handle(SweepCopies()) == "swept:1/0"
+    assert shop.landing_keys() == ["fresh/call.wav"]
+
+
+def test_store_side_expiry_rules_follow_the_settings(make_world: Any) -> None:
+    world = make_world(export_ttl="P2D", input_topic_retention="P3D", deadletter_retention="P10D")
+    rules = expiry_rules(world.settings)
+    assert rules["exports"] == ("", 3)
+    assert rules["landing"] == ("", 14)
+    assert rules["vault"] == ("recordings/", 12 * 31 + 1 + 30)  # P1Y, generously, plus a margin

@@ -15,7 +15,13 @@ from workers.adapters.keys import KeyRing
 from workers.app.effects import effects_of
 from workers.codec import Codec, schema_dir
 from workers.domain import events
-from workers.domain.messages import CallDiscarded, Event, RecordingDue, RecordingStored
+from workers.domain.messages import (
+    AuditCheckpointed,
+    CallDiscarded,
+    Event,
+    RecordingDue,
+    RecordingStored,
+)
 from workers.domain.model import (
     DsrStatus,
     PurgeReason,
@@ -106,6 +112,7 @@ def built_events() -> dict[str, dict[str, object]]:
         "certificate": certificate,
         "exports_deleted": ["r-0"],
     }
+    checkpoint = {"seq": 7, "hash": "ab" * 32, "at": "2026-05-01T08:00:00Z", "source": "urn:x"}
     rejected = {
         "request_id": "r-2",
         "type": None,
@@ -128,6 +135,7 @@ def built_events() -> dict[str, dict[str, object]]:
         events.DSR_COMPLETED + "#rejected": _outbound(_answer(DsrStatus.REJECTED, rejected))[
             "data"
         ],
+        events.AUDIT_CHECKPOINT: _outbound([AuditCheckpointed(keys.sign(checkpoint))])["data"],
         events.DEADLETTER: events.deadletter_data(
             source_topic="calls.ended",
             partition=0,

@@ -44,6 +44,7 @@ OUTPUT_TYPES = [
     "callvault.recording.discarded.v1",
     "callvault.dsr.completed.v1",
     "callvault.deadletter.v1",
+    "callvault.audit.checkpoint.v1",
 ]
 EVENT_TYPES = INPUT_TYPES + OUTPUT_TYPES
 
@@ -63,7 +64,8 @@ TOPICS: dict[str, tuple[str, set[str], bool, bool]] = {
         False,
         True,
     ),
-    "retention.due": ("CALLVAULT_TOPIC_RETENTION_DUE", {"callvault.retention.due.v1"}, True, True),
+    # an output for observers: callvault purges through its own follow-up queue
+    "retention.due": ("CALLVAULT_TOPIC_RETENTION_DUE", {"callvault.retention.due.v1"}, False, True),
     "recordings.purged": (
         "CALLVAULT_TOPIC_RECORDINGS_PURGED",
         {"callvault.recording.purged.v1", "callvault.recording.discarded.v1"},
@@ -74,6 +76,12 @@ TOPICS: dict[str, tuple[str, set[str], bool, bool]] = {
     "callvault.deadletter": (
         "CALLVAULT_TOPIC_DEADLETTER",
         {"callvault.deadletter.v1"},
+        False,
+        True,
+    ),
+    "callvault.audit": (
+        "CALLVAULT_TOPIC_AUDIT_CHECKPOINTS",
+        {"callvault.audit.checkpoint.v1"},
         False,
         True,
     ),

@@ -1,6 +1,6 @@
 """Data written by earlier versions, brought to today's form where that needs callvault's
-keys (SQL migrations cannot compute a keyed digest or seal text): call digests of recordings
-and sealed hold texts. Idempotent; run by ``callvault migrate``."""
+keys (SQL migrations cannot compute a keyed digest or seal text): call digests of recordings,
+call-scoped hold targets and sealed hold texts. Idempotent; run by ``callvault migrate``."""
 
 from __future__ import annotations
 
@@ -41,4 +41,21 @@ def backfill(container: Any) -> int:
                     hold["hold_id"],
                 ),
             )
-    return len(rows) + len(holds)
+        converted = _digest_hold_targets(conn, hash_key)
+    return len(rows) + len(holds) + converted
+
+
+def _digest_hold_targets(conn: Any, hash_key: bytes) -> int:
+    """Call-scoped holds once kept the raw call ids; keep only their keyed digests."""
+    holds = conn.execute(
+        "SELECT hold_id, targets FROM holds WHERE scope_kind = 'call_ids' "
+        "AND EXISTS (SELECT 1 FROM unnest(targets) t WHERE t !~ '^[0-9a-f]{64}$')"
+    ).fetchall()
+    for hold in holds:
+        digests = [t if _is_digest(t) else call_digest(hash_key, t) for t in hold["targets"]]
+        conn.execute("UPDATE holds SET targets = %s WHERE hold_id = %s", (digests, hold["hold_id"]))
+    return len(holds)
+
+
+def _is_digest(target: str) -> bool:
+    return len(target) == 64 and all(c in "0123456789abcdef" for c in target)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -16,9 +16,9 @@ from typing import Any, Self
 
 from ..app import followups
 from ..app.effects import effects_of
-from ..app.unit_of_work import Discard, ExportRecord, FollowUp, Outbound
+from ..app.unit_of_work import Discard, ErasedSubject, ExportRecord, FollowUp, Outbound
 from ..domain.audit import GENESIS, AuditEntry, canonical, chain_hash
-from ..domain.errors import TransientError
+from ..domain.errors import StoreRejected, TransientError
 from ..domain.messages import Event
 from ..domain.model import (
     Hold,
@@ -44,7 +44,8 @@ class MemoryObjectStore:
     """Versioned buckets in a dict: every put adds a version, deletes remove versions, and a
     version under legal hold cannot be deleted."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
+        self._clock = clock
         self.buckets: dict[str, dict[str, list[_Version]]] = {}
         self.versioned: set[str] = set()
         self._counter = 0
@@ -57,6 +58,9 @@ class MemoryObjectStore:
 
     def has_object_lock(self, bucket: str) -> bool:
         return bucket in self.versioned
+
+    def _now(self) -> datetime | None:
+        return self._clock() if self._clock is not None else None
 
     def is_versioned(self, bucket: str) -> bool:
         return bucket in self.versioned
@@ -77,12 +81,14 @@ class MemoryObjectStore:
     ) -> str | None:
         data = b"".join(chunks)
         with self._lock:
+            if bucket not in self.buckets:  # as S3's NoSuchBucket on a write: no retry cures it
+                raise StoreRejected(f"object store refused put: NoSuchBucket {bucket}")
             self._counter += 1
             version = f"v{self._counter}"
             versions = self._bucket(bucket).setdefault(key, [])
             if bucket not in self.versioned:
                 versions.clear()
-            versions.append(_Version(version, data))
+            versions.append(_Version(version, data, modified=self._now()))
         return version if bucket in self.versioned else None
 
     def _find(self, bucket: str, key: str, version_id: str | None) -> bytes:
@@ -142,7 +148,8 @@ class MemoryObjectStore:
         with self._lock:
             if bucket in self.versioned:
                 self._counter += 1
-                self._bucket(bucket).setdefault(key, []).append(_Version(f"v{self._counter}", None))
+                marker = _Version(f"v{self._counter}", None, modified=self._now())
+                self._bucket(bucket).setdefault(key, []).append(marker)
             else:
                 self._bucket(bucket).pop(key, None)
 
@@ -194,6 +201,7 @@ class _State:
     requests: dict[str, RequestRecord] = field(default_factory=dict)
     exports: dict[str, ExportRecord] = field(default_factory=dict)
     policies: dict[str, str] = field(default_factory=dict)
+    erased: list[ErasedSubject] = field(default_factory=list)
     sequence: int = 0
 
     def next_id(self) -> int:
@@ -279,7 +287,7 @@ class MemoryRecordings:
         elif hold.scope_kind is HoldScopeKind.RECORDINGS:
             chosen = [r for r in alive if r.recording_id in hold.targets]
         else:
-            chosen = [r for r in alive if r.call_id in hold.targets]
+            chosen = [r for r in alive if r.call_digest in hold.targets]
         return sorted((_copy(r) for r in chosen), key=lambda r: r.recording_id)
 
     def claim_due(self, now: datetime, limit: int) -> list[Recording]:
@@ -385,7 +393,7 @@ class MemoryHolds:
         return [_copy(h) for h in sorted(found, key=lambda h: (h.placed_at, h.hold_id))]
 
     def covering(
-        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+        self, recording_id: str, call_digest: str, digests: frozenset[bytes]
     ) -> list[Hold]:
         return [
             _copy(h)
@@ -393,7 +401,7 @@ class MemoryHolds:
             if h.active
             and (
                 (h.scope_kind is HoldScopeKind.RECORDINGS and recording_id in h.targets)
-                or (h.scope_kind is HoldScopeKind.CALLS and call_id in h.targets)
+                or (h.scope_kind is HoldScopeKind.CALLS and call_digest in h.targets)
                 or (h.scope_kind is HoldScopeKind.SUBJECT and bool(h.subject_digests & digests))
             )
         ]
@@ -403,7 +411,7 @@ class MemoryHolds:
             r.recording_id
             for r in recordings
             if self.covering(
-                r.recording_id, r.call_id, self._s.subject_keys.get(r.recording_id, frozenset())
+                r.recording_id, r.call_digest, self._s.subject_keys.get(r.recording_id, frozenset())
             )
         }
 
@@ -446,6 +454,28 @@ class MemoryRequests:
             for r in self._s.requests.values()
             if r.answered and wanted & set(r.pending)
         )
+
+    def remember_erased(self, erased: ErasedSubject) -> None:
+        self._s.erased.append(erased)
+
+    def erasures_covering(
+        self, digests: frozenset[bytes], collected_at: datetime, now: datetime
+    ) -> list[str]:
+        return sorted(
+            {
+                e.request_id
+                for e in self._s.erased
+                if e.digests & digests
+                and e.forget_at > now
+                and (e.covers_later or e.received_at >= collected_at)
+            }
+        )
+
+    def forget_erased(self, now: datetime) -> int:
+        kept = [e for e in self._s.erased if e.forget_at > now]
+        forgotten = len(self._s.erased) - len(kept)
+        self._s.erased = kept
+        return forgotten
 
     def scrub_export_url(self, request_id: str) -> None:
         record = self._s.requests.get(request_id)
@@ -570,6 +600,9 @@ class MemoryUnitOfWork:
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         return [e for e in self._db.state.audit if e.seq > after_seq][:limit]
+
+    def audit_head(self) -> AuditEntry | None:
+        return self._db.state.audit[-1] if self._db.state.audit else None
 
 
 def _append_audit(

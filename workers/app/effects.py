@@ -15,15 +15,18 @@ from typing import Any
 
 from ..domain import events as ce
 from ..domain.messages import (
+    AuditCheckpointed,
     CallDiscarded,
     Command,
     DeleteExports,
+    EraseLateRecordings,
     Event,
     ExportsDoomed,
     HoldDriftRepaired,
     HoldPlaced,
     HoldReleased,
     KeysToSweep,
+    LateRecordingFound,
     LegalHoldsChanged,
     PolicyApplied,
     PurgeRecordings,
@@ -124,6 +127,10 @@ def _outbound(event: Event, source: str, now: datetime, into: list[ce.OutboundEv
             data = ce.purged_data(r, call_id)
             at = r.purged_at or now
             into.append(_event("recordings_purged", ce.PURGED, source, r.recording_id, at, data))
+        case AuditCheckpointed(checkpoint=checkpoint):
+            key = str(checkpoint["seq"])
+            cloud = ce.cloudevent(ce.AUDIT_CHECKPOINT, source, key, now, checkpoint)
+            into.append(ce.OutboundEvent("audit_checkpoints", key, cloud))
         case RequestAnswered(request_id=rid, data=data, revision=revision, at=at):
             cloud = ce.cloudevent(ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data)
             into.append(ce.OutboundEvent("dsr_results", rid, cloud))
@@ -143,8 +150,11 @@ def _follow_ups(events: list[Event]) -> list[Command]:
     freed: list[str] = []
     doomed: list[str] = []
     swept: list[str] = []
+    late: dict[str, list[str]] = {}
     for event in events:
         match event:
+            case LateRecordingFound(request_id=request_id, recording_id=recording_id):
+                late.setdefault(request_id, []).append(recording_id)
             case KeysToSweep(recording_ids=ids):
                 swept.extend(ids)
             case PurgesScheduled(recording_ids=ids, reason=reason):
@@ -168,4 +178,5 @@ def _follow_ups(events: list[Event]) -> list[Command]:
         commands.append(DeleteExports(tuple(dict.fromkeys(doomed))))
     if swept:
         commands.append(SweepPurgedKeys(tuple(dict.fromkeys(swept))))
+    commands += [EraseLateRecordings(rid, tuple(ids)) for rid, ids in late.items()]
     return commands

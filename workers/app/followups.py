@@ -9,6 +9,7 @@ from typing import Any
 from ..domain.messages import (
     Command,
     DeleteExports,
+    EraseLateRecordings,
     PurgeRecordings,
     ResumeErasures,
     SweepPurgedKeys,
@@ -34,6 +35,8 @@ def encode(command: Command) -> tuple[str, dict[str, Any]]:
             return "delete_exports", {"object_keys": list(keys)}
         case SweepPurgedKeys(recording_ids=ids):
             return "sweep_purged_keys", {"recording_ids": list(ids)}
+        case EraseLateRecordings(request_id=request_id, recording_ids=ids):
+            return "erase_late_recordings", {"request_id": request_id, "recording_ids": list(ids)}
     raise ValueError(f"{type(command).__name__} is not a follow-up")
 
 
@@ -45,6 +48,8 @@ def decode(kind: str, payload: dict[str, Any]) -> Command:
         return SyncLegalHolds(ids)
     if kind == "resume_erasures":
         return ResumeErasures(ids)
+    if kind == "erase_late_recordings":
+        return EraseLateRecordings(payload["request_id"], ids)
     if kind == "sweep_purged_keys":
         return SweepPurgedKeys(ids)
     if kind == "delete_exports":

@@ -85,7 +85,7 @@ class HoldRepository(Protocol):
     def update(self, hold: Hold) -> None: ...
     def active(self) -> list[Hold]: ...
     def covering(
-        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+        self, recording_id: str, call_digest: str, digests: frozenset[bytes]
     ) -> list[Hold]:
         """Holds in force that cover a recording with these ids and customer digests."""
         ...
@@ -93,6 +93,15 @@ class HoldRepository(Protocol):
     def covered(self, recordings: list[Recording]) -> set[str]:
         """The ids among ``recordings`` that a hold in force covers (read fresh)."""
         ...
+
+
+@dataclass(frozen=True)
+class ErasedSubject:
+    request_id: str
+    digests: frozenset[bytes]
+    received_at: datetime
+    covers_later: bool  # an objection: calls ending after the request are erased too
+    forget_at: datetime
 
 
 class RequestRepository(Protocol):
@@ -107,6 +116,18 @@ class RequestRepository(Protocol):
     def scrub_export_url(self, request_id: str) -> None:
         """Forget the (expired) export URL kept in the request's last answer."""
         ...
+
+    def remember_erased(self, erased: ErasedSubject) -> None:
+        """Keep an erasure's digests, to catch its person's late calls until ``forget_at``."""
+        ...
+
+    def erasures_covering(
+        self, digests: frozenset[bytes], collected_at: datetime, now: datetime
+    ) -> list[str]:
+        """Erasures (and objections) that a call of these digests collected then falls under."""
+        ...
+
+    def forget_erased(self, now: datetime) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,10 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]: ...
+
+    def audit_head(self) -> AuditEntry | None:
+        """The newest entry of the audit chain."""
+        ...
 
 
 @dataclass(frozen=True)

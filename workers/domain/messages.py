@@ -104,6 +104,32 @@ class SweepPurgedKeys(Command):
 
 
 @dataclass(frozen=True)
+class EraseLateRecordings(Command):
+    """Recordings stored after an erasure or objection that covers them: erase them and
+    answer the request again."""
+
+    request_id: str
+    recording_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepCopies(Command):
+    """Delete landing copies older than any event that could still name them, and export
+    objects older than their URL: callvault's own expiry where the store has no lifecycle."""
+
+
+@dataclass(frozen=True)
+class CheckpointAudit(Command):
+    """Sign the audit chain's head and publish it (Kafka, the object store), so that a
+    rewritten, shortened or emptied trail shows against the last checkpoint."""
+
+
+@dataclass(frozen=True)
+class ForgetErasedSubjects(Command):
+    """Drop the digests an erasure kept to catch late calls, once no late call can come."""
+
+
+@dataclass(frozen=True)
 class DeleteExports(Command):
     """Delete these export objects (every version) and forget them."""
 
@@ -149,6 +175,19 @@ class RecordingDue(Event):
 class RecordingPurged(Event):
     recording: Recording  # the tombstone, with the call_id it had (for the output event)
     call_id: str
+
+
+@dataclass(frozen=True)
+class AuditCheckpointed(Event):
+    checkpoint: dict[str, Any]  # seq, hash, at, source, key_id, algorithm, signature
+
+
+@dataclass(frozen=True)
+class LateRecordingFound(Event):
+    """Follow-up: a recording just stored belongs to a person an erasure covers."""
+
+    request_id: str
+    recording_id: str
 
 
 @dataclass(frozen=True)

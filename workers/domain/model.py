@@ -393,7 +393,7 @@ class Hold(Aggregate):
     reason: str
     case_ref: str | None
     scope_kind: HoldScopeKind
-    targets: tuple[str, ...] = ()  # canonical recording ids, or call ids
+    targets: tuple[str, ...] = ()  # canonical recording ids, or keyed digests of call ids
     subject_digests: frozenset[bytes] = field(default_factory=frozenset)
     placed_at: datetime | None = None
     released_at: datetime | None = None
@@ -408,7 +408,7 @@ class Hold(Aggregate):
         if self.scope_kind is HoldScopeKind.RECORDINGS:
             return recording.recording_id in self.targets
         if self.scope_kind is HoldScopeKind.CALLS:
-            return recording.call_id in self.targets
+            return recording.call_digest in self.targets
         return bool(self.subject_digests & recording_digests)
 
     def place(self, now: datetime, covered: tuple[str, ...]) -> None:
@@ -582,6 +582,17 @@ class RequestRecord(Aggregate):
             received,
             DSR_DEADLINE.after(received) if received else None,
         )
+
+    def attach(self, late: dict[str, str]) -> None:
+        """Recordings stored after the request that it covers (recording id -> call id)."""
+        new = {rid: cid for rid, cid in late.items() if rid not in self.matched}
+        if new:
+            call_ids = dict(self.result.get("call_ids") or {}) | new
+            self._set(
+                matched=self.matched + tuple(new),
+                pending=self.pending + tuple(new),
+                result=self.result | {"call_ids": call_ids},
+            )
 
     def answer(
         self,

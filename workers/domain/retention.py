@@ -49,6 +49,15 @@ class IsoDuration:
         shifted = utc.replace(year=year, month=month, day=day)
         return shifted + timedelta(days=self.days, seconds=self.seconds)
 
+    def before(self, moment: datetime) -> datetime:
+        """The instant this duration before ``moment`` (the clock part, then days, then
+        months, clamped like :meth:`after`)."""
+        utc = as_utc(moment) - timedelta(days=self.days, seconds=self.seconds)
+        month_index = utc.month - 1 - self.months
+        year, month = utc.year + month_index // 12, month_index % 12 + 1
+        day = min(utc.day, calendar.monthrange(year, month)[1])
+        return utc.replace(year=year, month=month, day=day)
+
     def as_timedelta(self) -> timedelta:
         """A fixed length; only for durations without calendar months (timeouts, intervals)."""
         if self.months:

@@ -215,6 +215,10 @@ def _background(app: faust.App, container: Container, roles: tuple[str, ...], ru
         _loop(app, "stalled", 30.0, lambda: bus.handle(m.ResumeStalledPurges()), run)
         _loop(app, "hold-drift", 60.0, lambda: bus.handle(m.RepairHoldDrift()), run)
         _loop(app, "exports", 60.0, lambda: bus.handle(m.RemoveExpiredExports()), run)
+        _loop(app, "forget", 3600.0, lambda: bus.handle(m.ForgetErasedSubjects()), run)
+        _loop(app, "sweep", 3600.0, lambda: bus.handle(m.SweepCopies()), run)
+        checkpoints = settings.audit_checkpoint_interval.as_timedelta().total_seconds()
+        _loop(app, "audit", checkpoints, lambda: bus.handle(m.CheckpointAudit()), run)
         _loop(
             app,
             "gauges",

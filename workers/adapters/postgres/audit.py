@@ -81,21 +81,27 @@ def insert_entries(conn: psycopg.Connection[dict[str, Any]], entries: list[Audit
         )  # %b: arrays sent in binary, so the JSON texts need no per-character escaping
 
 
+def audit_head(conn: psycopg.Connection[dict[str, Any]]) -> AuditEntry | None:
+    row = conn.execute("SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return _entry(row) if row else None
+
+
 def audit_entries(
     conn: psycopg.Connection[dict[str, Any]], after_seq: int, limit: int
 ) -> list[AuditEntry]:
     rows = conn.execute(
         "SELECT * FROM audit_log WHERE seq > %s ORDER BY seq LIMIT %s", (after_seq, limit)
     ).fetchall()
-    return [
-        AuditEntry(
-            r["seq"],
-            r["at"],
-            r["action"],
-            r["entity_id"],
-            r["details"],
-            bytes(r["prev_hash"]),
-            bytes(r["hash"]),
-        )
-        for r in rows
-    ]
+    return [_entry(r) for r in rows]
+
+
+def _entry(r: dict[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        r["seq"],
+        r["at"],
+        r["action"],
+        r["entity_id"],
+        r["details"],
+        bytes(r["prev_hash"]),
+        bytes(r["hash"]),
+    )

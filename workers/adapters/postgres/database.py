@@ -28,7 +28,7 @@ from ...domain.errors import InternalError, SchemaMissing, TransientError
 from ...domain.events import OutboundEvent
 from ...domain.messages import Command, Event
 from ..crypto import TextSealer
-from .audit import audit_entries, chained, insert_entries, lock_head
+from .audit import audit_entries, audit_head, chained, insert_entries, lock_head
 from .repositories import (
     PostgresDiscards,
     PostgresExports,
@@ -42,6 +42,10 @@ Connection = psycopg.Connection[dict[str, Any]]
 # One advisory key serialises hold changes (exclusive) against commits that must see every
 # hold committed before them (shared): ingest commits and purges.
 HOLDS_LOCK = 0x686F_6C64_7321
+# A commit is acted on at once outside the database (its outbox rows published, the landing
+# copy deleted, the Kafka offset committed), so it must survive a crash of the server: never
+# asynchronous, whatever the server's default (the local stack runs with it off, for speed).
+DURABLE_COMMITS = "-c synchronous_commit=on"
 
 
 def translate(error: BaseException) -> Exception:
@@ -81,7 +85,7 @@ class PostgresDatabase:
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            kwargs={"row_factory": dict_row, "autocommit": False, "options": DURABLE_COMMITS},
             open=False,
             check=ConnectionPool.check_connection,
         )
@@ -283,3 +287,7 @@ class PostgresUnitOfWork:
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         with translated():
             return audit_entries(self.conn, after_seq, limit)
+
+    def audit_head(self) -> AuditEntry | None:
+        with translated():
+            return audit_head(self.conn)

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...app.unit_of_work import Discard, ExportRecord
+from ...app.unit_of_work import Discard, ErasedSubject, ExportRecord
 from ...domain.messages import Event
 from ...domain.model import (
     Hold,
@@ -72,7 +72,7 @@ _ALIVE = "r.status <> 'purged'"
 _COVERED = """EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL
     AND h.placed_at IS NOT NULL AND (
     (h.scope_kind = 'recording_ids' AND r.recording_id::text = ANY(h.targets)) OR
-    (h.scope_kind = 'call_ids' AND r.call_id = ANY(h.targets)) OR
+    (h.scope_kind = 'call_ids' AND r.call_digest = ANY(h.targets)) OR
     (h.scope_kind = 'subject' AND EXISTS (SELECT 1 FROM hold_subject_keys hk
         JOIN subject_keys sk ON sk.digest = hk.digest
         WHERE hk.hold_id = h.hold_id AND sk.recording_id = r.recording_id))))"""
@@ -82,7 +82,7 @@ _COVERED = """EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL
 _HELD_IN_DOUBT = """
 SELECT recording_id FROM recordings WHERE held AND status <> 'purged'
 UNION
-SELECT r.recording_id FROM holds h JOIN recordings r ON r.call_id = ANY(h.targets)
+SELECT r.recording_id FROM holds h JOIN recordings r ON r.call_digest = ANY(h.targets)
 WHERE h.scope_kind = 'call_ids' AND h.released_at IS NULL AND h.placed_at IS NOT NULL
   AND NOT r.held AND r.status = 'stored'
 UNION
@@ -237,7 +237,8 @@ class PostgresRecordings:
             query = _query("WHERE r.recording_id = ANY(%s::uuid[])" + tail)
             return self._all(query, (_uuids(list(hold.targets)),))
         if hold.scope_kind is HoldScopeKind.CALLS:
-            return self._all(_query("WHERE r.call_id = ANY(%s)" + tail), (list(hold.targets),))
+            query = _query("WHERE r.call_digest = ANY(%s)" + tail)
+            return self._all(query, (list(hold.targets),))
         subject = (
             "WHERE r.recording_id IN (SELECT recording_id FROM subject_keys WHERE digest = ANY(%s))"
         )
@@ -389,16 +390,16 @@ class PostgresHolds:
         return [self._hold(r) for r in rows]
 
     def covering(
-        self, recording_id: str, call_id: str | None, digests: frozenset[bytes]
+        self, recording_id: str, call_digest: str, digests: frozenset[bytes]
     ) -> list[Hold]:
         rows = self._conn.execute(
             "SELECT * FROM holds WHERE released_at IS NULL AND placed_at IS NOT NULL AND ("
             "(scope_kind = 'recording_ids' AND %(rid)s = ANY(targets)) OR "
-            "(scope_kind = 'call_ids' AND %(cid)s = ANY(targets)) OR "
+            "(scope_kind = 'call_ids' AND %(call)s = ANY(targets)) OR "
             "(scope_kind = 'subject' AND hold_id IN "
             " (SELECT hold_id FROM hold_subject_keys WHERE digest = ANY(%(digests)s)))) "
             "ORDER BY hold_id",
-            {"rid": recording_id, "cid": call_id, "digests": list(digests)},
+            {"rid": recording_id, "call": call_digest, "digests": list(digests)},
         ).fetchall()
         return [self._hold(r) for r in rows]
 
@@ -478,6 +479,38 @@ class PostgresRequests:
             (recording_ids,),
         ).fetchall()
         return [r["request_id"] for r in rows]
+
+    def remember_erased(self, erased: ErasedSubject) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO erasure_subjects (request_id, digest, received_at, covers_later, "
+                "forget_at) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        erased.request_id,
+                        d,
+                        erased.received_at,
+                        erased.covers_later,
+                        erased.forget_at,
+                    )
+                    for d in sorted(erased.digests)
+                ],
+            )
+
+    def erasures_covering(
+        self, digests: frozenset[bytes], collected_at: datetime, now: datetime
+    ) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT request_id FROM erasure_subjects WHERE digest = ANY(%s) "
+            "AND forget_at > %s AND (covers_later OR received_at >= %s) ORDER BY request_id",
+            (list(digests), now, collected_at),
+        ).fetchall()
+        return [r["request_id"] for r in rows]
+
+    def forget_erased(self, now: datetime) -> int:
+        return self._conn.execute(
+            "DELETE FROM erasure_subjects WHERE forget_at <= %s", (now,)
+        ).rowcount
 
     def scrub_export_url(self, request_id: str) -> None:
         self._conn.execute(

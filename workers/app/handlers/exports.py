@@ -13,13 +13,13 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from stat import S_IFREG
 from typing import Any
 
 from stream_zip import ZIP_64, stream_zip
 
-from ...domain.messages import DeleteExports, RemoveExpiredExports
+from ...domain.messages import DeleteExports, RemoveExpiredExports, SweepCopies
 from ...domain.model import Recording
 from ...domain.retention import rfc3339
 from ...domain.streams import Measured
@@ -27,6 +27,7 @@ from ...ports import VersionRef
 from ..context import Context
 from ..unit_of_work import ExportRecord
 
+EXPORT_MARGIN = timedelta(hours=1)  # an export is recorded a moment after it is written
 _EXTENSIONS = {
     "audio/wav": "wav",
     "audio/mpeg": "mp3",
@@ -204,6 +205,26 @@ def delete_exports(command: DeleteExports, ctx: Context) -> str:
             uow.exports.remove(key)
         uow.commit()
     return f"deleted:{len(command.object_keys)}"
+
+
+def sweep_copies(command: SweepCopies, ctx: Context) -> str:
+    """No copy outlives its purpose, even one callvault lost track of: a landing object older
+    than the late-call window (its event can no longer be delivered or replayed: a landing copy
+    of a dead letter goes when the dead letter expires) and an export object older than its
+    URL are deleted, every version."""
+    now = ctx.clock()
+    settings = ctx.settings
+    landing = _older(settings.landing_bucket, settings.late_call_window.before(now), ctx)
+    exports = _older(settings.export_bucket, settings.export_ttl.before(now) - EXPORT_MARGIN, ctx)
+    for bucket, stale in ((settings.landing_bucket, landing), (settings.export_bucket, exports)):
+        if stale:
+            ctx.objects.delete_versions(bucket, stale)
+    return f"swept:{len(landing)}/{len(exports)}"
+
+
+def _older(bucket: str, cutoff: datetime, ctx: Context) -> list[VersionRef]:
+    listed = ctx.objects.all_versions(bucket)
+    return [v for v in listed if v.last_modified is not None and v.last_modified < cutoff]
 
 
 def remove_expired_exports(command: RemoveExpiredExports, ctx: Context) -> str:

@@ -19,7 +19,14 @@ from ...domain.messages import (
     RepairHoldDrift,
     SyncLegalHolds,
 )
-from ...domain.model import Hold, HoldScopeKind, Recording, canonical_recording_id, parse_subject
+from ...domain.model import (
+    Hold,
+    HoldScopeKind,
+    Recording,
+    call_digest,
+    canonical_recording_id,
+    parse_subject,
+)
 from ...ports import ObjectMissing, VersionRef
 from ..context import Context
 
@@ -38,7 +45,8 @@ def hold_from_data(data: dict[str, Any], hash_key: bytes, region: str) -> Hold:
     if "recording_ids" in scope:
         targets = tuple(canonical_recording_id(str(t)) for t in scope["recording_ids"])
         return Hold(**common, scope_kind=HoldScopeKind.RECORDINGS, targets=targets)
-    targets = tuple(str(t) for t in scope["call_ids"])
+    # call ids may carry phone numbers: a hold keeps only their keyed digests
+    targets = tuple(call_digest(hash_key, str(t)) for t in scope["call_ids"])
     return Hold(**common, scope_kind=HoldScopeKind.CALLS, targets=targets)
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from ...domain.audio import SNIFF_BYTES, AudioProbe, recognise
 from ...domain.errors import ChecksumMismatch, DuplicateCallId, FetchFailed, PermanentError
 from ...domain.identifiers import WITHHELD, is_withheld, subject_keys
-from ...domain.messages import CallDiscarded, StoreCall
+from ...domain.messages import CallDiscarded, LateRecordingFound, StoreCall
 from ...domain.model import (
     CallEnded,
     Recording,
@@ -182,7 +182,7 @@ def _commit(
             policy=settings.policy.for_tenant(call.tenant),
             audio=audio,
             sealed=sealed,
-            held=bool(uow.holds.covering(recording_id, call.call_id, digests)),
+            held=bool(uow.holds.covering(recording_id, digest, digests)),
             now=ctx.clock(),
         )
         if not uow.recordings.add(recording, digests):
@@ -190,6 +190,10 @@ def _commit(
             if winner is not None and winner.object_version == audio.object_version:
                 return "stored"  # our commit had succeeded before its answer was lost
             return Repeat(winner.sha256 if winner is not None else None)
+        for request_id in uow.requests.erasures_covering(
+            digests, recording.collected_at, ctx.clock()
+        ):
+            uow.record(LateRecordingFound(request_id, recording_id))  # erased on arrival
         uow.commit()
     ctx.metrics.recordings_stored.inc()
     ctx.metrics.bytes_stored.inc(audio.size_bytes)

@@ -118,7 +118,7 @@ def _orphan(
 ) -> bool:
     if (version.key, version.version_id) in referenced or (version.key, None) in referenced:
         return False
-    return version.last_modified is None or version.last_modified < older_than
+    return version.last_modified is None or version.last_modified <= older_than
 
 
 def _repair(found: Reconciliation, ctx: Context, now: datetime) -> dict[str, int]:

@@ -16,7 +16,13 @@ from typing import Any
 from ...domain import events
 from ...domain.errors import IntegrityError, TransientError
 from ...domain.identifiers import subject_keys
-from ...domain.messages import CarryOutRequest, RejectRequest, ResumeErasures
+from ...domain.messages import (
+    CarryOutRequest,
+    EraseLateRecordings,
+    ForgetErasedSubjects,
+    RejectRequest,
+    ResumeErasures,
+)
 from ...domain.model import (
     DsrRequest,
     DsrStatus,
@@ -30,7 +36,7 @@ from ...domain.model import (
 from ...domain.retention import rfc3339
 from ...ports import ObjectMissing
 from ..context import Context
-from ..unit_of_work import UnitOfWork
+from ..unit_of_work import ErasedSubject, UnitOfWork
 from .exports import build_export, delete_export_objects
 from .purge import purge
 from .subjects import rectify_recording
@@ -77,8 +83,22 @@ def _begin(request: DsrRequest, ctx: Context) -> RequestRecord | None:
         record = RequestRecord.begin(request, {r.recording_id: r.call_id or "" for r in matched})
         if not uow.requests.add(record):
             raise TransientError("the request is being recorded by another worker")
+        if request.type in (DsrType.ERASURE, DsrType.OBJECTION):
+            uow.requests.remember_erased(_erased_subject(request, digests, ctx))
         uow.commit()
     return record
+
+
+def _erased_subject(request: DsrRequest, digests: frozenset[bytes], ctx: Context) -> ErasedSubject:
+    """What an erasure keeps to catch late calls: digests only, for as long as a call that
+    ended before the request can still arrive (or, for an objection, which also covers the
+    person's later calls, for ``CALLVAULT_OBJECTION_MEMORY``)."""
+    objection = request.type is DsrType.OBJECTION
+    now = ctx.clock()
+    forget_at = ctx.settings.late_call_window.after(now)
+    if objection:  # never shorter than the window in which an earlier call can still arrive
+        forget_at = max(forget_at, ctx.settings.objection_memory.after(now))
+    return ErasedSubject(request.request_id, digests, request.received_at, objection, forget_at)
 
 
 def reject_request(command: RejectRequest, ctx: Context) -> str:
@@ -104,6 +124,30 @@ def _erase(record: RequestRecord, request: DsrRequest, ctx: Context) -> str:
     return _answer_erasure(record.request_id, ctx, resumed=False)
 
 
+def erase_late_recordings(command: EraseLateRecordings, ctx: Context) -> str:
+    """Recordings stored after an erasure that covers them are erased on arrival, and the
+    request is answered again with them."""
+    with ctx.uow() as uow:
+        record = uow.requests.get(command.request_id, lock=True)
+        if record is None:
+            return "unknown"
+        late = uow.recordings.get_many(list(command.recording_ids))
+        record.attach({r.recording_id: r.call_id or "" for r in late if r.call_id})
+        uow.requests.update(record)
+        uow.commit()
+    purge(list(command.recording_ids), purge_reason_for(record.dsr_type), ctx)
+    if not record.answered:
+        return "attached"  # the request's own answer, still to come, includes them
+    return _answer_erasure(command.request_id, ctx, resumed=True, news=True)
+
+
+def forget_erased_subjects(command: ForgetErasedSubjects, ctx: Context) -> str:
+    with ctx.uow() as uow:
+        forgotten = uow.requests.forget_erased(ctx.clock())
+        uow.commit()
+    return f"forgotten:{forgotten}"
+
+
 def resume_erasures(command: ResumeErasures, ctx: Context) -> str:
     """Erase what waited for a hold that has been released; answer each request again."""
     waiting = ctx.read(lambda uow: uow.requests.waiting_for(list(command.recording_ids)))
@@ -122,7 +166,7 @@ def _request(ctx: Context, request_id: str) -> RequestRecord | None:
         return uow.requests.get(request_id)
 
 
-def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool) -> str:
+def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool = False) -> str:
     """Answer with what is erased and what is held; exports holding erased recordings are
     deleted first, so that ``completed`` means no copy is left."""
     matched = ctx.read(lambda uow: _matched(uow, request_id))
@@ -134,8 +178,8 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool) -> str:
         if record is None or record.answered != resumed:
             return "duplicate"
         held = tuple(r.recording_id for r in matched if r.status is not RecordingStatus.PURGED)
-        if resumed and held == record.pending:
-            return "still_held"
+        if resumed and held == record.pending and not news:
+            return "still_held"  # nothing the portal has not been told
         for export in doomed:
             uow.exports.remove(export.object_key)
         status = DsrStatus.PARTIAL if held else DsrStatus.COMPLETED
@@ -144,7 +188,7 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool) -> str:
             for r in matched
         ]
         extra = {
-            "certificate": _certificate(record, erased, ctx),
+            "certificate": _certificate(record, erased, bool(held), ctx),
             "exports_deleted": sorted({e.request_id for e in doomed}),
         }
         now = ctx.clock()
@@ -154,7 +198,7 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool) -> str:
             data,
             now,
             pending=held,
-            revision=f"/erased/{len(erased)}" if resumed else "",
+            revision=f"/{len(matched)}/{len(erased)}" if resumed else "",
             notes=_recipients_to_notify([r.recording_id for r in matched], ctx),
         )
         uow.requests.update(record)
@@ -171,15 +215,22 @@ def _matched(uow: UnitOfWork, request_id: str) -> list[Recording]:
     return [found[i] for i in record.matched if i in found]
 
 
-def _certificate(record: RequestRecord, erased: list[Recording], ctx: Context) -> dict[str, Any]:
-    """A signed deletion certificate: it names the request and each recording's receipt,
-    never a person, and is signed over its RFC 8785 canonical form, so it cannot be replayed
-    for another request."""
+def _certificate(
+    record: RequestRecord, erased: list[Recording], held: bool, ctx: Context
+) -> dict[str, Any]:
+    """A signed deletion certificate: it names the request (id, type, reason, received and
+    completed times) and each recording's receipt, never a person, and is signed over its
+    RFC 8785 canonical form with the key it names, so it cannot be replayed for another
+    request."""
+    now = rfc3339(ctx.clock())
     body = {
         "request_id": record.request_id,
         "type": record.dsr_type,
+        "reason": purge_reason_for(record.dsr_type).value,
+        "status": DsrStatus.PARTIAL.value if held else DsrStatus.COMPLETED.value,
         "received_at": rfc3339(record.received_at) if record.received_at else None,
-        "issued_at": rfc3339(ctx.clock()),
+        "completed_at": now,
+        "issued_at": now,
         "recordings": [events.receipt(r) for r in erased],
     }
     return ctx.keys.sign(body)

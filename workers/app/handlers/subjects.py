@@ -30,10 +30,10 @@ def rectify_recording(
         personal["email"] = request.rectify_email
     digests = digests_of(keys.hash_key, personal, ctx.settings.default_region)
     before = uow.recordings.digests_of(recording.recording_id)
-    for hold in uow.holds.covering(recording.recording_id, recording.call_id, before):
+    for hold in uow.holds.covering(recording.recording_id, recording.call_digest, before):
         hold.extend_subject(digests)
         uow.holds.update(hold)
-    if uow.holds.covering(recording.recording_id, recording.call_id, digests):
+    if uow.holds.covering(recording.recording_id, recording.call_digest, digests):
         recording.set_held(True)  # a hold naming a corrected identifier covers it now
     recording.reseal(keys.seal(data_key, recording.recording_id, personal))
     uow.recordings.update(recording)

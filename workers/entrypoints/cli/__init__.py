@@ -5,10 +5,13 @@ one composition root."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ... import __version__, console_cli
 from ...connectors_cli import connect
+from ...logs import configure
 from .common import EXIT_CODES_HELP
 from .compliance import audit, dsr, hold, public_key, verify_certificate
 from .integrators import demo, publish
@@ -22,6 +25,15 @@ def cli() -> None:
 
     Settings come from CALLVAULT_* environment variables (for the local stack:
     set -a; . .local/stack.env; set +a)."""
+    # Commands print their results on stdout and a failure as one line on stderr; log lines
+    # (errors unless CALLVAULT_LOG_LEVEL says otherwise; the libraries' own only with
+    # CALLVAULT_DEBUG=1) go to stderr too. `worker` and `serve` reconfigure for services.
+    debug = os.environ.get("CALLVAULT_DEBUG") == "1"
+    configure(
+        os.environ.get("CALLVAULT_LOG_FORMAT", "console"),
+        os.environ.get("CALLVAULT_LOG_LEVEL", "DEBUG" if debug else "ERROR"),
+        libraries="DEBUG" if debug else "CRITICAL",
+    )
 
 
 for command in (

@@ -90,12 +90,24 @@ def user_errors() -> Iterator[None]:
         )
 
 
+def _given() -> Container | None:
+    """A callvault the caller built already (tests pass one over fakes: ``obj=container``)."""
+    context = click.get_current_context(silent=True)
+    return context.find_object(Container) if context is not None else None
+
+
 def settings() -> Settings:
-    return load_settings()
+    given = _given()
+    return given.settings if given is not None else load_settings()
 
 
 @contextmanager
 def container() -> Iterator[Container]:
+    """callvault built through the composition root for one command, closed after it."""
+    given = _given()
+    if given is not None:
+        yield given
+        return
     built = bootstrap(settings())
     try:
         yield built

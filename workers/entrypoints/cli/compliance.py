@@ -15,9 +15,11 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ...app.handlers.audit import check_against, latest_checkpoint
 from ...domain import events
 from ...domain.audit import verify_chain
 from ...domain.errors import NotFound
+from ...domain.messages import CheckpointAudit
 from ...domain.model import Hold
 from ...domain.retention import rfc3339
 from .common import EXIT_FAILED, container, echo_json, json_option, user_errors, when
@@ -294,19 +296,63 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--keys",
+    "key_set",
+    type=click.File("r"),
+    help="A key set from `callvault public-key` to check the checkpoint (default: this "
+    "installation's).",
+)
 @json_option
-def audit_verify(as_json: bool) -> None:
-    """Check every entry's hash chain; exit 1 at the first broken link."""
+def audit_verify(key_set: TextIO | None, as_json: bool) -> None:
+    """Check every entry's hash chain, and the chain against the newest signed checkpoint
+    kept in the object store (an edited, deleted or truncated tail shows even when every hash
+    was recomputed); exit 1 when either fails."""
     with user_errors(), container() as built:
-        checked, broken = verify_chain(_entries(built))
+        seen: dict[int, Any] = {}
+        checked, broken = verify_chain(_remember(_entries(built), seen))
+        checkpoint = latest_checkpoint(built.ctx)
+        keys = json.load(key_set)["keys"] if key_set else [built.keys.public_key()]
+    valid = checkpoint is not None and check_certificate(checkpoint, keys)[0]
+    entry = seen.get(int(checkpoint["seq"])) if checkpoint else None
+    against = check_against(checkpoint, entry, valid)
     if as_json:
-        echo_json({"intact": broken is None, "entries": checked, "broken_at": broken})
+        echo_json(
+            {
+                "intact": broken is None,
+                "entries": checked,
+                "broken_at": broken,
+                "checkpoint": {"ok": against.ok, "seq": against.seq, "reason": against.reason},
+            }
+        )
     elif broken is None:
         click.echo(f"audit chain intact: {checked} entries verified")
     else:
         click.echo(f"audit chain BROKEN at entry {broken} ({checked} entries verified before it)")
-    if broken is not None:
+    if not as_json:
+        click.echo(
+            f"checkpoint: {against.reason}"
+            if against.ok
+            else f"checkpoint FAILED: {against.reason}"
+        )
+    if broken is not None or not against.ok:
         sys.exit(EXIT_FAILED)
+
+
+def _remember(entries: Any, seen: dict[int, Any]) -> Any:
+    for entry in entries:
+        seen[entry.seq] = entry
+        yield entry
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's head now and keep it outside the database (the worker does it every
+    CALLVAULT_AUDIT_CHECKPOINT_INTERVAL)."""
+    with user_errors(), container() as built:
+        outcome = built.bus.handle(CheckpointAudit())
+        built.relay.publish_pending()
+    click.echo(outcome)
 
 
 def _entries(built: Any) -> Any:

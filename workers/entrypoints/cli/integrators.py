@@ -183,9 +183,28 @@ def _call(
 @click.option("--count", default=40, show_default=True, help="Calls to publish (0 = forever).")
 @click.option("--rate", default=2.0, show_default=True, help="Calls per second.")
 @click.option("--seed", type=int, default=None, help="Random seed, for repeatable traffic.")
-def demo(count: int, rate: float, seed: int | None) -> None:
-    """Publish demo telephony traffic: real speech audio, every phone notation, odd bad events."""
-    from ...demo import run
+@click.option(
+    "--lifecycle",
+    is_flag=True,
+    help="Instead of traffic: narrate the whole lifecycle (store, hold, requests, dead letter, "
+    "retention purge); needs a worker with CALLVAULT_RETENTION_TENANTS=demo-short=PT1M.",
+)
+@click.option(
+    "--due-in",
+    default=45.0,
+    show_default=True,
+    help="--lifecycle: seconds until the demo-short recordings fall due.",
+)
+def demo(count: int, rate: float, seed: int | None, lifecycle: bool, due_in: float) -> None:
+    """Publish demo telephony traffic (real speech audio, every phone notation, odd bad events),
+    or with --lifecycle tell the whole lifecycle of recordings as it happens."""
+    if lifecycle:
+        from ...demo.lifecycle import tour
+
+        with user_errors(), container() as built:
+            tour(built, click.echo, due_in=due_in)
+        return
+    from ...demo.traffic import run
 
     with user_errors():
         sent = run(settings(), count, rate, seed)

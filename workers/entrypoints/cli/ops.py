@@ -62,12 +62,10 @@ def migrate(as_json: bool) -> None:
     """Bring the database schema, buckets and topics up to date, and apply the configured
     retention policy (idempotent)."""
     from ...bootstrap import object_store
-    from ...logs import configure
     from ...migrate import migrate as run
 
     with user_errors():
         chosen = settings()
-        configure(chosen.log_format, chosen.log_level)
         report = run(chosen, object_store(chosen))
     if as_json:
         echo_json(report.__dict__)

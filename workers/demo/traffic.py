@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .domain import events
-from .domain.retention import rfc3339
-from .settings import Settings
+from ..domain import events
+from ..domain.retention import rfc3339
+from ..settings import Settings
 
 SHOP_LINE = "+370 521 44500"
 CUSTOMERS = [
@@ -121,7 +121,7 @@ def calls(seed: int | None = None) -> Iterator[tuple[str, dict[str, Any] | bytes
 
 def run(settings: Settings, count: int, rate: float, seed: int | None = None) -> int:
     """Publish ``count`` demo calls (0 = forever) at ``rate`` calls per second."""
-    from .bootstrap import bootstrap
+    from ..bootstrap import bootstrap
 
     built = bootstrap(settings)
     objects, bus = built.objects, built.kafka

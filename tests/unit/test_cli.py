@@ -1,0 +1,174 @@
+"""The CLI as the compliance and operations teams use it, over the in-memory callvault: each
+command is a thin call into the application, prints what a person needs (or JSON with RFC 3339
+times), and answers a mistake with one line and its documented exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from tests.unit.conftest import CUSTOMER_PHONE, WAV, World
+from workers import __version__
+from workers.entrypoints.cli import cli
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def run(world: World, *args: str, stdin: str | None = None) -> Result:
+    """``callvault ARGS`` over the world's callvault; what it published is delivered to the
+    worker's inputs, as Kafka would."""
+    before = len(world.bus.records)
+    result = CliRunner().invoke(cli, list(args), obj=world.container, input=stdin)
+    for topic, key, value in world.bus.records[before:]:
+        if topic in ("holds.commands", "dsr.requests", "calls.ended"):
+            world.deliver(topic, value, key)
+    return result
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def failed(result: Result, code: int) -> str:
+    """The one line a failing command prints on stderr."""
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_version_and_exit_codes_are_in_the_help(world: World) -> None:
+    assert __version__ in ok(run(world, "--version"))
+    help_text = ok(run(world, "--help"))
+    for code in ("0", "1", "2", "3", "4", "5", "6", "7", "70", "75"):
+        assert re.search(rf"^\s+{code}\s+\S", help_text, re.M), code
+
+
+def test_a_hold_placed_from_the_cli_is_shown_with_what_it_keeps(world: World) -> None:
+    world.store_call("c1")
+    out = ok(run(world, "hold", "place", "H1", "--reason", "dispute", "--call-id", "c1"))
+    assert "H1" in out
+    shown = json.loads(ok(run(world, "hold", "show", "H1", "--json")))
+    assert shown["recordings"] == [world.recording_id("c1")]
+    assert (shown["reason"], shown["scope"]) == ("dispute", "call_ids")
+    assert RFC3339.match(shown["placed_at"])
+    listed = json.loads(ok(run(world, "hold", "list", "--json")))
+    assert [h["hold_id"] for h in listed] == ["H1"]
+    ok(run(world, "hold", "release", "H1"))
+    assert json.loads(ok(run(world, "hold", "list", "--json"))) == []
+    assert json.loads(ok(run(world, "hold", "show", "H1", "--json")))["released_at"]
+
+
+def test_a_hold_needs_exactly_one_kind_of_scope(world: World) -> None:
+    result = run(world, "hold", "place", "H1", "--reason", "r", "--call-id", "c", "--phone", "1")
+    assert result.exit_code == 2
+    assert "one kind" in result.stderr
+
+
+def test_an_unknown_hold_or_request_exits_6(world: World) -> None:
+    assert "no hold NOPE" in failed(run(world, "hold", "show", "NOPE"), 6)
+    assert "no request R-0" in failed(run(world, "dsr", "status", "R-0"), 6)
+
+
+def test_a_request_submitted_from_the_cli_is_answered_and_listed_until_then(
+    world: World,
+) -> None:
+    world.store_call("c1")
+    world.place_hold("H1", {"call_ids": ["c1"]})
+    request_id = ok(run(world, "dsr", "submit", "erasure", "--phone", "8 612 34567")).strip()
+    status = json.loads(ok(run(world, "dsr", "status", request_id, "--json")))
+    assert (status["type"], status["status"]) == ("erasure", "partial")  # the hold keeps c1
+    assert RFC3339.match(status["due_at"])
+    (open_request,) = json.loads(ok(run(world, "dsr", "list", "--json")))
+    assert open_request["request_id"] == request_id
+    assert open_request["pending_recordings"] == 1
+    world.release_hold("H1")
+    assert json.loads(ok(run(world, "dsr", "status", request_id, "--json")))["status"] == (
+        "completed"
+    )
+    assert "0 open request(s)" in ok(run(world, "dsr", "list"))
+
+
+def test_a_certificate_verifies_and_a_tampered_one_does_not(world: World, tmp_path: Path) -> None:
+    world.store_call("c1")
+    world.send_dsr("R1", "erasure", {"phone_numbers": [CUSTOMER_PHONE]})
+    (answer,) = [d for d in world.data("dsr.results") if d["request_id"] == "R1"]
+    good = tmp_path / "certificate.json"
+    good.write_text(json.dumps(answer))
+    keys = tmp_path / "keys.json"
+    keys.write_text(ok(run(world, "public-key")))
+    assert "certificate valid: 1 recording(s)" in ok(
+        run(world, "verify-certificate", str(good), "--keys", str(keys))
+    )
+    answer["certificate"]["request_id"] = "R2"  # moved to another request
+    bad = tmp_path / "moved.json"
+    bad.write_text(json.dumps(answer))
+    result = run(world, "verify-certificate", str(bad), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["valid"] is False
+
+
+def test_a_missing_file_is_a_usage_error(world: World, tmp_path: Path) -> None:
+    result = run(world, "verify-certificate", str(tmp_path / "nowhere.json"))
+    assert result.exit_code == 2
+    assert "No such file or directory" in result.stderr
+
+
+def test_the_audit_trail_verifies_against_a_checkpoint(world: World) -> None:
+    world.store_call("c1")
+    ok(run(world, "audit", "checkpoint"))
+    report = json.loads(ok(run(world, "audit", "verify", "--json")))
+    assert report["intact"] is True
+    assert report["checkpoint"]["ok"] is True
+
+
+def test_reconcile_finds_an_orphan_and_repairs_only_when_confirmed(world: World) -> None:
+    world.store_call("c1")
+    vault = world.settings.vault_bucket
+    world.objects.put_stream(vault, "recordings/zz/stray.cva", [b"x"], content_type="x")
+    world.clock.advance(hours=1)  # older than the orphan grace
+    found = run(world, "reconcile", "--json")
+    assert found.exit_code == 1  # findings
+    (orphan,) = json.loads(found.stdout)["orphan_objects"]
+    assert orphan.startswith("recordings/zz/stray.cva@")  # key@version
+    declined = run(world, "reconcile", "--repair", stdin="n\n")
+    assert declined.exit_code == 1  # aborted: nothing deleted
+    assert list(world.objects.list_keys(vault, "recordings/zz/"))
+    ok(run(world, "reconcile", "--repair", "--yes"))
+    assert not list(world.objects.list_keys(vault, "recordings/zz/"))
+    assert ok(run(world, "reconcile", "--json"))
+
+
+def test_publish_lands_the_audio_and_sends_one_call(world: World, tmp_path: Path) -> None:
+    audio = tmp_path / "call.wav"
+    audio.write_bytes(WAV)
+    out = ok(
+        run(world, "publish", "--audio", str(audio), "--caller", "8 612 34567", "--call-id", "p1")
+    )
+    assert out.strip() == "published 1 event(s)"
+    stored = world.recording("p1")
+    assert stored is not None
+    assert stored.sha256 is not None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("hold", "show", "H1", "--json"),
+        ("dsr", "list", "--json"),
+        ("reconcile", "--json"),
+    ],
+)
+def test_json_output_is_json(world: World, args: Any) -> None:
+    result = run(world, *args)
+    assert result.exit_code in (0, 6)
+    if result.exit_code == 0:
+        json.loads(result.stdout)

@@ -1,0 +1,28 @@
+"""Two database roles: the schema owner runs migrations; the workers, the console and the CLI
+connect as a role that may read and write callvault's tables but only append to the audit
+trail - no UPDATE, DELETE or TRUNCATE - so that a compromised worker cannot rewrite history
+(and a DBA who can is caught by the signed checkpoints)."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+APP_GRANTS = """
+GRANT USAGE ON SCHEMA public TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role};
+REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {role};
+REVOKE ALL ON _yoyo_migration, _yoyo_log, _yoyo_version, yoyo_lock FROM {role};
+"""
+
+
+def grant_app_role(owner_dsn: str, app_dsn: str) -> str:
+    owner = conninfo_to_dict(owner_dsn).get("user")
+    role = conninfo_to_dict(app_dsn).get("user")
+    if not role or role == owner:
+        return "single role"
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL(APP_GRANTS).format(role=sql.Identifier(str(role))))
+    return f"{role}: reads and writes, appends to the audit trail only"
