@@ -18,6 +18,8 @@ set -euo pipefail
 DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
 . "$DEPLOY_DIR/lib/common.sh"
+# shellcheck source=lib/tls.sh
+. "$DEPLOY_DIR/lib/tls.sh"
 # shellcheck source=lib/kafka.sh
 . "$DEPLOY_DIR/lib/kafka.sh"
 # shellcheck source=lib/postgres.sh
@@ -62,7 +64,15 @@ export CALLVAULT_HASH_KEY=$hash
 export CALLVAULT_SIGNING_KEY=$signing
 export CALLVAULT_FETCH_ROOT=$FETCH_ROOT
 export CALLVAULT_FETCH_ALLOWED_HOSTS=127.0.0.1,localhost
-# Extras for tools and tests (not read by callvault itself)
+# Recordings may be fetched from this machine (test servers); production allows no loopback.
+export CALLVAULT_FETCH_ALLOWED_NETWORKS=127.0.0.0/8,::1/128
+# Extras for tools and tests (not read by callvault itself). The secure profile: Kafka over
+# SASL_SSL with topic ACLs (users' passwords in secrets/kafka-<user>), PostgreSQL with TLS
+# (same port), S3 over https - all with certificates of the throw-away CA below.
+export CALLVAULT_STACK_TLS_CA=$TLS_CA
+export CALLVAULT_STACK_KAFKA_SECURE=$BIND_HOST:$KAFKA_SECURE_PORT
+export CALLVAULT_STACK_S3_TLS_ENDPOINT=https://$BIND_HOST:$S3_TLS_PORT
+export CALLVAULT_STACK_SECRETS=$SECRETS_DIR
 export CALLVAULT_STACK_ROOT=$LOCAL_DIR
 export CALLVAULT_PROMETHEUS_TARGETS_DIR=$PROM_TARGETS
 export CALLVAULT_ALERTMANAGER_URL=http://$BIND_HOST:$AM_PORT
@@ -78,9 +88,11 @@ preflight_ports() {
     kafka_running_pid >/dev/null || {
         ensure_port_free_or_ours "$KAFKA_PORT" kafka
         ensure_port_free_or_ours "$KAFKA_CONTROLLER_PORT" "kafka controller"
+        ensure_port_free_or_ours "$KAFKA_SECURE_PORT" "kafka SASL_SSL"
     }
     pg_running_pid >/dev/null || ensure_port_free_or_ours "$PG_PORT" postgres
     s3_running_pid >/dev/null || ensure_port_free_or_ours "$S3_PORT" versitygw
+    read_pid versitygw-tls >/dev/null || ensure_port_free_or_ours "$S3_TLS_PORT" "versitygw (https)"
     prom_running_pid >/dev/null || ensure_port_free_or_ours "$PROM_PORT" prometheus
     am_running_pid >/dev/null || ensure_port_free_or_ours "$AM_PORT" alertmanager
 }
@@ -96,6 +108,7 @@ install_phase() {
     command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || pkgs+=(maven)
     command -v ss >/dev/null || pkgs+=(iproute2)
+    command -v openssl >/dev/null || pkgs+=(openssl)
     command -v runuser >/dev/null || pkgs+=(util-linux)
     command -v python3 >/dev/null || pkgs+=(python3 python3-venv)
     # console: headless Chromium for the browser tests
@@ -144,18 +157,25 @@ install_phase() {
 cmd_up() {
     local t0=$SECONDS
     ensure_local_dirs
+    # One `up` at a time: two at once (two test sessions on one stack) would start Kafka twice.
+    exec 9>"$RUN_DIR/stack-up.lock"
+    flock 9
     preflight_ports
     install_phase
     # Start the slow JVM first, the others while it boots, then wait for all.
+    tls_ensure
     kafka_up
     pg_up
     s3_up
     am_up
     prom_up
     s3_wait
+    s3_tls_up
     am_wait
     prom_wait
+    s3_tls_wait
     kafka_wait
+    kafka_principals
     write_stack_env
     log "stack up in $((SECONDS - t0))s; settings in .local/stack.env (set -a; . .local/stack.env; set +a)"
 }
@@ -192,7 +212,7 @@ cmd_reset() {
     prom_reset
     am_reset
     rm -rf "$LOG_DIR" "$RUN_DIR" "$FETCH_ROOT" "$STACK_ENV"
-    log "stack data deleted (jar/binary caches and .local/secrets kept)"
+    log "stack data deleted (jar/binary caches, .local/secrets and .local/tls kept)"
 }
 
 usage() {

@@ -44,8 +44,9 @@ def _port_open(host: str, port: int) -> bool:
 
 def ensure_stack() -> dict[str, str]:
     """The stack's settings; runs ``deploy/stack.sh up`` when a service is not answering."""
-    ports = (19092, 15432, 17070, 19090)
-    if not STACK_ENV.exists() or not all(_port_open("127.0.0.1", p) for p in ports):
+    ports = (19092, 19096, 15432, 17070, 17072, 19090)
+    current = STACK_ENV.exists() and "CALLVAULT_STACK_KAFKA_SECURE" in STACK_ENV.read_text()
+    if not current or not all(_port_open("127.0.0.1", p) for p in ports):
         subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True)
     return read_stack_env()
 
@@ -155,7 +156,8 @@ def drop_instance(instance: Instance) -> None:
         _empty_and_remove(client, bucket)
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap.split(","))
-        names = [t for t in admin.list_topics() if t.startswith(instance.name)]
+        app_id = instance.env["CALLVAULT_APP_ID"]  # Faust's own topics start with it
+        names = [t for t in admin.list_topics() if t.startswith((instance.name, app_id))]
         if names:
             admin.delete_topics(names)
         admin.close()

@@ -13,14 +13,24 @@ from typing import Any
 
 from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
-from .adapters.kafka import KafkaBus
-from .adapters.keys import KeyRing
+from .adapters.kafka import KafkaBus, KafkaSecurity, kafka_security
+from .adapters.keys import key_ring
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres_console import subject_history
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.context import Context, utc_now
-from .app.handlers import audit, exports, holds, ingest, purge, reconcile, requests, retention
+from .app.handlers import (
+    audit,
+    exports,
+    holds,
+    ingest,
+    keys,
+    purge,
+    reconcile,
+    requests,
+    retention,
+)
 from .app.messagebus import Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .codec import Codec
@@ -52,14 +62,7 @@ class Container:
     def keys(self) -> Any:
         if "keys" in self.overrides:
             return self.overrides["keys"]
-        s = self.settings
-        return KeyRing(
-            master_keys={s.master_key_id: s.key("master_key")},
-            current_master=s.master_key_id,
-            hash_key=s.key("hash_key"),
-            signing_seed=s.key("signing_key"),
-            signing_key_id=s.signing_key_id,
-        )
+        return key_ring(self.settings)
 
     @cached_property
     def db(self) -> Any:
@@ -68,7 +71,7 @@ class Container:
         s = self.settings
         db = PostgresDatabase(
             s.dsn,
-            sealer=TextSealer(s.key("master_key")),
+            sealer=text_sealer(s),
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -88,7 +91,14 @@ class Container:
         """The Kafka producer, connected on first use."""
         if "kafka" in self.overrides:
             return self.overrides["kafka"]
-        return KafkaBus(self.settings.kafka, f"{self.settings.app_id}-producer")
+        return KafkaBus(
+            self.settings.kafka, f"{self.settings.app_id}-producer", self.kafka_security
+        )
+
+    @cached_property
+    def kafka_security(self) -> KafkaSecurity:
+        """How every Kafka client of this process connects (``CALLVAULT_KAFKA_*``)."""
+        return kafka_security(self.settings)
 
     @cached_property
     def fetcher(self) -> Any:
@@ -99,6 +109,7 @@ class Container:
             self.objects,
             fetch_root=s.fetch_root,
             timeout_seconds=s.fetch_timeout.as_timedelta().total_seconds(),
+            allowed_networks=s.fetch_allowed_networks,
         )
 
     # the application -------------------------------------------------------------------------
@@ -200,12 +211,31 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
         m.RemoveExpiredExports: bind(exports.remove_expired_exports),
         m.SweepCopies: bind(exports.sweep_copies),
         m.CheckpointAudit: bind(audit.checkpoint_audit),
+        m.RewrapDataKeys: bind(keys.rewrap_data_keys),
+        m.RetireMasterKeys: bind(keys.retire_master_keys),
+        m.RekeyDigests: bind(keys.rekey_digests),
+        m.FinishHashRotation: bind(keys.finish_hash_rotation),
     }
+
+
+def text_sealer(settings: Settings) -> TextSealer:
+    """Seals under the current master key; opens under any configured one."""
+    masters = settings.master_keys_by_id()
+    current = masters.pop(settings.master_key_id)
+    return TextSealer(current, *masters.values())
 
 
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:
     endpoint, access_key, secret_key = settings.s3()
-    return S3Store(endpoint, access_key, secret_key, settings.s3_region, retry=retry)
+    return S3Store(
+        endpoint,
+        access_key,
+        secret_key,
+        settings.s3_region,
+        retry=retry,
+        ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
+        public_endpoint=settings.s3_public_endpoint,
+    )
 
 
 def bootstrap(

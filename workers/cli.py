@@ -20,4 +20,3 @@ def main() -> None:
     from .entrypoints.cli import main as run
 
     run()
-

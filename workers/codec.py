@@ -2,7 +2,12 @@
 
 The JSON Schemas in ``schemas/`` are the single source of truth for the wire format; this
 module loads them (from the installed package, or the source tree in development) and refuses
-anything they refuse, with the contract's stable error codes."""
+anything they refuse, with the contract's stable error codes.
+
+Both content modes of the CloudEvents Kafka protocol binding are read: structured (the whole
+event is the value; ``content-type: application/cloudevents+json``, or no ``ce_*`` headers) and
+binary (the attributes are ``ce_*`` headers, ``content-type`` is ``datacontenttype``, the value
+is ``data``). Either way the same event is checked against the same schemas."""
 
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from referencing import Registry, Resource
 from .domain.errors import InvalidJson, SchemaViolation
 
 MAX_EVENT_BYTES = 1024 * 1024
+Headers = tuple[tuple[str, bytes], ...]
+_CE = "ce_"
 
 
 def schema_dir() -> Path:
@@ -57,17 +64,12 @@ class Codec:
         names = [p.name.removesuffix(".schema.json") for p in self._dir.glob("*.schema.json")]
         return {name: self._validator(name) for name in names}
 
-    def decode(self, raw: bytes, accepted_types: tuple[str, ...]) -> Envelope:
+    def decode(
+        self, raw: bytes, accepted_types: tuple[str, ...], headers: Headers = ()
+    ) -> Envelope:
         if len(raw) > MAX_EVENT_BYTES:
             raise SchemaViolation(f"event larger than {MAX_EVENT_BYTES} bytes")
-        try:
-            value = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidJson(f"not UTF-8 JSON: {type(exc).__name__} at {_where(exc)}") from None
-        except RecursionError:
-            raise InvalidJson("JSON nested too deeply") from None
-        if not isinstance(value, dict):
-            raise SchemaViolation("the event is not a JSON object")
+        value = binary_event(raw, headers) if is_binary(headers) else _json_object(raw, "event")
         self.check("cloudevent", value)
         if value["type"] not in accepted_types:
             raise SchemaViolation(
@@ -90,6 +92,58 @@ class Codec:
 
     def names(self) -> list[str]:
         return sorted(self._validators)
+
+
+def is_binary(headers: Headers) -> bool:
+    """Binary content mode: a ``ce_specversion`` header and a ``content-type`` that is not
+    the structured mode's ``application/cloudevents...``."""
+    names = {name.lower(): value for name, value in headers}
+    content_type = names.get("content-type", b"").decode("latin-1").strip().lower()
+    return "ce_specversion" in names and not content_type.startswith("application/cloudevents")
+
+
+def binary_event(raw: bytes, headers: Headers) -> dict[str, Any]:
+    """The structured form of a binary-mode record: ``ce_*`` headers as attributes,
+    ``content-type`` as ``datacontenttype`` (JSON when absent), the value as ``data``."""
+    event: dict[str, Any] = {}
+    content_type = "application/json"
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered.startswith(_CE) or lowered == "content-type":
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SchemaViolation(f"header {lowered}: not UTF-8") from None
+            if lowered == "content-type":
+                content_type = text
+            else:
+                event[lowered.removeprefix(_CE)] = text
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    event["datacontenttype"] = (
+        "application/json" if media_type == "application/json" else media_type
+    )
+    event["data"] = _json_object(raw, "data")
+    return event
+
+
+def binary_data(raw: bytes) -> Any:
+    """The value of a binary-mode record (its data), or ``None`` when it is not JSON."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidJson(f"not UTF-8 JSON: {type(exc).__name__} at {_where(exc)}") from None
+    except RecursionError:
+        raise InvalidJson("JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise SchemaViolation(f"the {what} is not a JSON object")
+    return value
 
 
 def _depth(error: Any) -> int:

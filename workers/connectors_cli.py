@@ -91,6 +91,7 @@ def _publisher(system: str, state_dir: Path | None, metrics_port: int) -> Iterat
         settings.s3_access_key.get_secret_value(),
         settings.s3_secret_key.get_secret_value(),
         settings.s3_region,
+        ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
     )
     publisher = Publisher(settings, backlog, metrics, objects=objects)
     try:

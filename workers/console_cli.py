@@ -44,6 +44,7 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from .adapters.http.app import build_app
+    from .app.handlers.keys import verify_keys
     from .bootstrap import bootstrap
     from .connectors_cli import mounted_webhooks
     from .entrypoints.cli.common import user_errors
@@ -56,6 +57,7 @@ def serve(host: str | None, port: int | None) -> None:
         if settings.migrate_on_start:
             migrate_schema(settings)
         container = bootstrap(settings)
+        verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)

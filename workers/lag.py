@@ -7,12 +7,13 @@ Kafka lag exporters, so their dashboards and alerts work unchanged."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Protocol
 
 import structlog
 from kafka.errors import KafkaError
 
-from .adapters.kafka import LagProbe
+from .adapters.kafka import PLAINTEXT, KafkaSecurity, LagProbe
 from .domain.errors import TransientError
 from .metrics import Metrics
 
@@ -35,13 +36,14 @@ class ConsumerLag:
         topics: Iterable[str],
         metrics: Metrics,
         *,
-        probe_factory: Callable[[str, str], Probe] = LagProbe,
+        security: KafkaSecurity = PLAINTEXT,
+        probe_factory: Callable[[str, str], Probe] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._group = group
         self._topics = tuple(dict.fromkeys(topics))
         self._metrics = metrics
-        self._factory = probe_factory
+        self._factory = probe_factory or partial(LagProbe, security=security)
         self._probe: Probe | None = None
 
     @property

@@ -12,7 +12,7 @@ from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
 from yoyo import get_backend, read_migrations
 
-from .adapters.kafka import ensure_topics
+from .adapters.kafka import ensure_topics, kafka_security
 from .adapters.postgres.database import translated
 from .adapters.postgres.roles import grant_app_role
 from .adapters.s3 import S3Store
@@ -34,6 +34,7 @@ class MigrationReport:
     backstop: str = ""
     policy: str = ""
     app_role: str = ""
+    keys_registered: list[str] = field(default_factory=list)
 
 
 def yoyo_url(database_url: str) -> str:
@@ -127,7 +128,7 @@ def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) 
     records it the first time, so a stale worker never reverts a changed policy."""
     report = MigrationReport()
     report.migrations_applied, report.app_role = migrate_schema(settings)
-    report.policy = _policy(settings, apply_policy)
+    report.policy, report.keys_registered = _policy_and_keys(settings, apply_policy)
     report.buckets = ensure_buckets(settings, objects)
     report.backstop = configure_backstop(settings, objects)
     report.topics_created = ensure_topics(
@@ -135,6 +136,7 @@ def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) 
         topic_configs(settings),
         settings.topic_partitions,
         settings.topic_replication,
+        kafka_security(settings),
     )
     return report
 
@@ -158,20 +160,24 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     return configs
 
 
-def _policy(settings: Settings, apply: bool) -> str:
+def _policy_and_keys(settings: Settings, apply: bool) -> tuple[str, list[str]]:
+    """The retention policy in force, and the check values of keys not seen before stored
+    (a configured key that differs from a stored one stops the migration)."""
     from .adapters.backfill import backfill
+    from .app.handlers.keys import verify_keys
     from .app.handlers.retention import apply_policy, check_policy
     from .bootstrap import bootstrap
 
     container = bootstrap(settings)
     try:
         backfill(container)
+        registered = [f"{c.kind} {c.key_id}" for c in verify_keys(container.ctx, register=True)]
         check = check_policy(container.ctx)
         if check.agrees:
-            return "in force"
+            return "in force", registered
         if check.in_force and not apply:
-            return "differs (not applied: run `callvault migrate`)"
+            return "differs (not applied: run `callvault migrate`)", registered
         moved = apply_policy(container.ctx)
-        return f"applied ({moved} recording(s) rescheduled)"
+        return f"applied ({moved} recording(s) rescheduled)", registered
     finally:
         container.close()

@@ -86,8 +86,14 @@ class ObjectStore(Protocol):
 
 
 class EventBus(Protocol):
-    def publish(self, records: list[tuple[str, str | None, bytes]]) -> None:
-        """Send (topic, key, value) records; returns only once all are acknowledged."""
+    def publish(
+        self,
+        records: list[tuple[str, str | None, bytes]],
+        headers: list[list[tuple[str, bytes]]] | None = None,
+    ) -> None:
+        """Send (topic, key, value) records; returns only once all are acknowledged. Each
+        record carries the CloudEvents structured-mode ``content-type`` header, or the headers
+        ``headers`` gives it."""
         ...
 
 

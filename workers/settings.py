@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from .domain.errors import ConfigError
 from .domain.retention import IsoDuration, RetentionPolicy
@@ -37,7 +46,83 @@ NOTICE_RIGHTS = (
 )
 
 
-class Settings(BaseSettings):
+class SecretFiles(PydanticBaseSettingsSource):
+    """Secret settings read from files: ``CALLVAULT_<NAME>_FILE=/run/secrets/name`` gives
+    ``CALLVAULT_<NAME>`` (the file's content without its final newline), so a key never has to
+    sit in an environment variable, an env file or a process list. Setting both is an error."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # values come from __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            if not _is_secret(info):
+                continue
+            variable = PREFIX + name.upper()
+            path = _environ(variable + "_FILE")
+            if path is None:
+                continue
+            if _environ(variable) is not None:
+                raise ConfigError(f"invalid settings - set {variable} or {variable}_FILE, not both")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(
+                    f"invalid settings - {variable}_FILE: cannot read it ({exc.strerror})"
+                ) from None
+        return values
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    return "SecretStr" in repr(info.annotation)
+
+
+def _environ(name: str) -> str | None:
+    """An environment variable, its name compared case-insensitively (as pydantic-settings)."""
+    found = os.environ.get(name)
+    if found is not None:
+        return found
+    wanted = name.casefold()
+    return next((v for k, v in os.environ.items() if k.casefold() == wanted), None)
+
+
+class SecretFileSettings(BaseSettings):
+    """Adds :class:`SecretFiles` after the environment (an explicit value still wins)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, SecretFiles(settings_cls))
+
+
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class KafkaClientSettings(SecretFileSettings):
+    """How every Kafka client of callvault and of its connectors connects: TLS (a CA file,
+    optionally a client certificate and key) and SASL (PLAIN or SCRAM). One function,
+    :func:`workers.adapters.kafka.kafka_security`, turns these into client options."""
+
+    kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ca_file: Path | None = None  # PEM; unset: the system's trusted CAs
+    kafka_cert_file: Path | None = None  # client certificate (PEM), for mutual TLS
+    kafka_key_file: Path | None = None  # its private key (PEM)
+    kafka_key_password: SecretStr | None = None
+    kafka_check_hostname: bool = True
+
+
+class Settings(KafkaClientSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, case_sensitive=False, frozen=True)
 
     # Each command checks only the settings it uses (see ``need``): the telephony team's
@@ -60,6 +145,18 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
     signing_key_id: str = "callvault-1"
     master_key_id: str = Field("m1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    # Several master keys at once while data keys are re-wrapped (`callvault keys rotate`):
+    # ID=BASE64,... ; CALLVAULT_MASTER_KEY is the key of CALLVAULT_MASTER_KEY_ID.
+    master_keys: SecretStr | None = None
+    # Hash keys replaced by `callvault keys rehash`, kept for a grace period only to recognise
+    # repeats of calls purged or discarded before the rotation (BASE64,...).
+    hash_keys_retired: SecretStr | None = None
+    # Public keys of retired signing keys (KEY_ID=BASE64,...): still published, so that
+    # certificates signed before a rotation verify.
+    signing_public_keys_retired: CommaList = ()
+    database_ca_file: Path | None = None  # PEM; set: TLS with sslmode=verify-full
+    s3_ca_bundle: Path | None = None  # PEM; for an https endpoint with a private CA
+    s3_public_endpoint: str | None = None  # where DSR portals fetch exports (presigned URLs)
 
     retention: Duration = IsoDuration.parse("P1Y")
     retention_tenants: CommaList = ()
@@ -73,6 +170,9 @@ class Settings(BaseSettings):
     source_uri: str = "urn:callvault"
 
     fetch_allowed_hosts: CommaList = ()
+    # Loopback, link-local (cloud metadata), unspecified and multicast addresses are refused
+    # at connect time unless they lie in one of these networks (CIDR, e.g. 127.0.0.0/8).
+    fetch_allowed_networks: CommaList = ()
     fetch_root: Path | None = None
     fetch_timeout: Duration = IsoDuration.parse("PT30S")
     max_audio_bytes: int = Field(4 * 1024**3, gt=0)
@@ -131,7 +231,13 @@ class Settings(BaseSettings):
     def _duration(cls, value: Any) -> IsoDuration:
         return value if isinstance(value, IsoDuration) else IsoDuration.parse(str(value))
 
-    @field_validator("retention_tenants", "fetch_allowed_hosts", mode="before")
+    @field_validator(
+        "retention_tenants",
+        "fetch_allowed_hosts",
+        "fetch_allowed_networks",
+        "signing_public_keys_retired",
+        mode="before",
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
@@ -151,14 +257,39 @@ class Settings(BaseSettings):
     @field_validator("master_key", "hash_key", "signing_key")
     @classmethod
     def _key32(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        try:
-            raw = base64.b64decode(value.get_secret_value(), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError("must be base64") from exc
-        if len(raw) != 32:
-            raise ValueError("must be 32 bytes, base64-encoded (head -c 32 /dev/urandom | base64)")
+        if value is not None:
+            _decode_key(value.get_secret_value())
+        return value
+
+    @field_validator("master_keys")
+    @classmethod
+    def _master_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _keys_by_id(value.get_secret_value(), "ID=BASE64")
+        return value
+
+    @field_validator("hash_keys_retired")
+    @classmethod
+    def _retired_hash_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            for item in _items(value.get_secret_value()):
+                _decode_key(item)
+        return value
+
+    @field_validator("signing_public_keys_retired")
+    @classmethod
+    def _retired_public_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _keys_by_id(",".join(value), "KEY_ID=BASE64")
+        return value
+
+    @field_validator("fetch_allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network (CIDR such as 127.0.0.0/8)") from None
         return value
 
     @field_validator("export_ttl")
@@ -168,7 +299,7 @@ class Settings(BaseSettings):
             raise ValueError("presigned exports can live at most 7 days (P7D)")
         return value
 
-    @field_validator("s3_endpoint")
+    @field_validator("s3_endpoint", "s3_public_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is None:
@@ -211,16 +342,23 @@ class Settings(BaseSettings):
 
     @property
     def dsn(self) -> str:
+        """The database URL; with ``DATABASE_CA_FILE``, TLS verified against that CA
+        (``sslmode=verify-full`` unless the URL chooses another mode)."""
         self.need("database_url")
         assert self.database_url is not None
-        return self.database_url.get_secret_value()
+        url = self.database_url.get_secret_value()
+        if self.database_ca_file is None:
+            return url
+        return _with_tls(url, str(self.database_ca_file))
 
     @property
     def migration_dsn(self) -> str:
-        """Where migrations run: the schema owner when configured, else DATABASE_URL."""
-        if self.database_admin_url is not None:
-            return self.database_admin_url.get_secret_value()
-        return self.dsn
+        """Where migrations run: the schema owner when configured (over TLS like DATABASE_URL),
+        else DATABASE_URL."""
+        if self.database_admin_url is None:
+            return self.dsn
+        url = self.database_admin_url.get_secret_value()
+        return url if self.database_ca_file is None else _with_tls(url, str(self.database_ca_file))
 
     def s3(self) -> tuple[str, str, str]:
         """Endpoint, access key and secret key of the object store."""
@@ -235,9 +373,50 @@ class Settings(BaseSettings):
         )
 
     def key(self, name: Literal["master_key", "hash_key", "signing_key"]) -> bytes:
+        """One key's bytes (``master_key``: the current master key, however it is given)."""
+        if name == "master_key":
+            return self.current_master_key()
         self.need(name)
         secret: SecretStr = getattr(self, name)
         return base64.b64decode(secret.get_secret_value())
+
+    def master_keys_by_id(self) -> dict[str, bytes]:
+        """Every configured master key by id; the current one (``MASTER_KEY_ID``) among them."""
+        found = {}
+        if self.master_keys is not None:
+            found = _keys_by_id(self.master_keys.get_secret_value(), "ID=BASE64")
+        if self.master_key is not None:
+            key = base64.b64decode(self.master_key.get_secret_value())
+            if found.get(self.master_key_id, key) != key:
+                raise ConfigError(
+                    f"invalid settings - CALLVAULT_MASTER_KEY and CALLVAULT_MASTER_KEYS give "
+                    f"different keys for id {self.master_key_id!r}"
+                )
+            found[self.master_key_id] = key
+        if self.master_key_id not in found:
+            what = "missing" if not found else f"no key with id {self.master_key_id!r}"
+            raise ConfigError(
+                f"invalid settings - CALLVAULT_MASTER_KEY: {what} "
+                "(or give it in CALLVAULT_MASTER_KEYS as ID=BASE64)"
+            )
+        return found
+
+    def current_master_key(self) -> bytes:
+        return self.master_keys_by_id()[self.master_key_id]
+
+    def retired_hash_keys(self) -> tuple[bytes, ...]:
+        if self.hash_keys_retired is None:
+            return ()
+        return tuple(map(_decode_key, _items(self.hash_keys_retired.get_secret_value())))
+
+    def retired_signing_keys(self) -> dict[str, str]:
+        """Key id to the base64 Ed25519 public key of signing keys no longer in use."""
+        return {
+            key_id.strip(): value.strip()
+            for key_id, _, value in (
+                item.partition("=") for item in self.signing_public_keys_retired
+            )
+        }
 
     def topics(self) -> dict[str, str]:
         """Logical topic name (as in ``TOPIC_<NAME>``) to the Kafka topic."""
@@ -283,6 +462,50 @@ class Settings(BaseSettings):
         return pairs
 
     # --- end console ---------------------------------------------------------------------
+
+
+def _with_tls(dsn: str, ca_file: str) -> str:
+    """``dsn`` (a URL or ``key=value`` words) with the CA file and, unless it names one, the
+    ``verify-full`` SSL mode (certificate chain and host name checked)."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query.setdefault("sslmode", "verify-full")
+        query["sslrootcert"] = ca_file
+        return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+    words = dsn.split()
+    quoted = "'" + ca_file.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if not any(w.startswith("sslmode=") for w in words):
+        words.append("sslmode=verify-full")
+    return " ".join([*words, f"sslrootcert={quoted}"])
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _decode_key(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("must be base64") from exc
+    if len(raw) != 32:
+        raise ValueError("must be 32 bytes, base64-encoded (head -c 32 /dev/urandom | base64)")
+    return raw
+
+
+def _keys_by_id(text: str, form: str) -> dict[str, bytes]:
+    """``ID=BASE64,...``: 32-byte keys (master keys, Ed25519 public keys) by their ids."""
+    found: dict[str, bytes] = {}
+    for item in _items(text):
+        key_id, sep, value = item.partition("=")
+        key_id = key_id.strip()
+        if not sep or not key_id:
+            raise ValueError(f"an item is not {form}")
+        if key_id in found:
+            raise ValueError(f"id {key_id!r} given twice")
+        found[key_id] = _decode_key(value.strip())
+    return found
 
 
 def load_settings(**overrides: Any) -> Settings:

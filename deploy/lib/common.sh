@@ -15,8 +15,10 @@ BIND_HOST=127.0.0.1
 # Fixed ports of the native stack.
 KAFKA_PORT=19092
 KAFKA_CONTROLLER_PORT=19093
+KAFKA_SECURE_PORT=19096    # SASL_SSL (SCRAM-SHA-512, PLAIN) with topic ACLs: the secure profile
 PG_PORT=15432
 S3_PORT=17070
+S3_TLS_PORT=17072          # the same store over https (the local CA's certificate)
 PROM_PORT=19090
 AM_PORT=19094              # Alertmanager (web and API)
 AM_PLACEHOLDER_PORT=19095  # the default webhook receiver's address: nothing listens there
@@ -95,11 +97,12 @@ stop_pid() {
     rm -f "$(pid_file "$name")"
 }
 
-# start_bg NAME LOGFILE CMD...: starts CMD detached with nohup, records its pid.
+# start_bg NAME LOGFILE CMD...: starts CMD detached with nohup, records its pid. The daemon
+# must not inherit the `up` lock (fd 9): it would hold it for as long as it runs.
 start_bg() {
     local name="$1" logfile="$2"
     shift 2
-    nohup setsid "$@" >>"$logfile" 2>&1 </dev/null &
+    nohup setsid "$@" >>"$logfile" 2>&1 </dev/null 9>&- &
     echo $! >"$(pid_file "$name")"
 }
 

@@ -82,7 +82,7 @@ pg_up() {
     pg_resolve_dirs
     if pid="$(pg_running_pid)"; then
         ensure_port_free_or_ours "$PG_PORT" postgres "$pid"
-        pg_find_bin && pg_app_role
+        pg_find_bin && pg_app_role && pg_tls
         return 0
     fi
     ensure_port_free_or_ours "$PG_PORT" postgres
@@ -110,7 +110,7 @@ pg_up() {
         -o "-c listen_addresses=$BIND_HOST -c port=$PG_PORT -c unix_socket_directories=$PG_SOCK \
             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
             -c max_connections=200 -c shared_buffers=128MB" \
-        start >/dev/null 2>>"$PG_LOG" \
+        start >/dev/null 2>>"$PG_LOG" 9>&- \
         || die "postgres did not start (see $PG_LOG)"
     pid="$(pg_running_pid)" || die "postgres started but wrote no postmaster.pid"
     if [ ! -f "$PG_DATA/.callvault-bootstrapped" ]; then
@@ -127,6 +127,7 @@ SQL
         as_pg touch "$PG_DATA/.callvault-bootstrapped"
     fi
     pg_app_role
+    pg_tls
 }
 
 # The workers' role (idempotent; also for a cluster made before the role existed).
@@ -138,6 +139,36 @@ DO \$\$ BEGIN
   END IF;
 END \$\$;
 SQL
+}
+
+# pg_tls: TLS on, with the local CA's certificate, so that clients can connect with
+# sslmode=verify-full; plain connections keep working. Applied by a reload, never a restart.
+pg_tls() {
+    local dir changed=0 file
+    tls_ensure
+    dir="$(readlink -f "$PG_HOME")/tls"
+    mkdir -p "$dir"
+    chown "$PG_USER_OS:" "$dir"
+    chmod 0700 "$dir"
+    for file in server.pem server.key; do
+        if ! cmp -s "$TLS_DIR/$file" "$dir/$file"; then
+            install -m 0600 -o "$PG_USER_OS" "$TLS_DIR/$file" "$dir/$file"
+            changed=1
+        fi
+    done
+    if [ "$changed" = 0 ] && [ "$(pg_psql -Atc 'SHOW ssl')" = on ]; then
+        return 0
+    fi
+    log "postgres: TLS on (the local CA's certificate), by a reload"
+    pg_psql -c "ALTER SYSTEM SET ssl_cert_file = '$dir/server.pem'" \
+        -c "ALTER SYSTEM SET ssl_key_file = '$dir/server.key'" -c "ALTER SYSTEM SET ssl = on" \
+        -c "SELECT pg_reload_conf()" >>"$PG_LOG" 2>&1 || die "could not turn TLS on (see $PG_LOG)"
+    local i
+    for ((i = 0; i < 25; i++)); do
+        [ "$(pg_psql -Atc 'SHOW ssl')" = on ] && return 0
+        sleep 0.2
+    done
+    die "postgres did not turn TLS on (see $PG_LOG)"
 }
 
 pg_down() {

@@ -88,12 +88,58 @@ s3_wait() {
     die "versitygw accepts connections but its /health endpoint does not answer (see $LOG_DIR/versitygw.log)"
 }
 
-s3_down() { stop_pid versitygw 15; }
+# The same store over https, for the secure profile: a second gateway over the same data
+# directories, with the local CA's certificate.
+s3_tls_up() {
+    local pid
+    if pid="$(read_pid versitygw-tls)"; then
+        if port_open "$S3_TLS_PORT"; then
+            ensure_port_free_or_ours "$S3_TLS_PORT" "versitygw (https)" "$pid"
+            return 0
+        fi
+        stop_pid versitygw-tls 15 # started for another port
+    fi
+    ensure_port_free_or_ours "$S3_TLS_PORT" "versitygw (https)"
+    tls_ensure
+    log "starting versitygw (S3 over https) on $BIND_HOST:$S3_TLS_PORT"
+    start_bg versitygw-tls "$LOG_DIR/versitygw-tls.log" \
+        env ROOT_ACCESS_KEY="$S3_ACCESS_KEY" ROOT_SECRET_KEY="$S3_SECRET_KEY" "$VGW_BIN" \
+        --port "$BIND_HOST:$S3_TLS_PORT" --region "$S3_REGION" --health /health --quiet \
+        --cert "$TLS_CERT" --key "$TLS_KEY" \
+        posix --versioning-dir "$S3_VERSIONS" "$S3_DATA"
+}
+
+s3_tls_healthy() {
+    "$HELPER_PY" - "$BIND_HOST" "$S3_TLS_PORT" "$TLS_CA" <<'PY' >/dev/null 2>&1
+import ssl, sys, urllib.request
+context = ssl.create_default_context(cafile=sys.argv[3])
+with urllib.request.urlopen(f"https://{sys.argv[1]}:{sys.argv[2]}/health", context=context, timeout=3) as r:
+    sys.exit(0 if r.status == 200 else 1)
+PY
+}
+
+s3_tls_wait() {
+    local i
+    wait_port "$S3_TLS_PORT" "versitygw (https)" 30 versitygw-tls
+    for ((i = 0; i < 50; i++)); do
+        s3_tls_healthy && return 0
+        sleep 0.2
+    done
+    die "versitygw (https) does not answer /health with the local CA's certificate (see $LOG_DIR/versitygw-tls.log)"
+}
+
+s3_down() {
+    stop_pid versitygw-tls 15
+    stop_pid versitygw 15
+}
 
 s3_status() {
     local pid
     if pid="$(s3_running_pid)" && s3_healthy; then
         printf '%-11s up    %s:%s  pid %s\n' versitygw "$BIND_HOST" "$S3_PORT" "$pid"
+        if pid="$(read_pid versitygw-tls)" && s3_tls_healthy; then
+            printf '%-11s up    %s:%s  pid %s (https)\n' "" "$BIND_HOST" "$S3_TLS_PORT" "$pid"
+        fi
     else
         printf '%-11s down  %s:%s\n' versitygw "$BIND_HOST" "$S3_PORT"
     fi

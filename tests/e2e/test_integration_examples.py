@@ -108,14 +108,11 @@ def test_producer_and_dsr_portal_examples_run_against_the_stack(
         (audio_file,) = [n for n in archive.namelist() if n != "manifest.json"]
         assert archive.read(audio_file) == audio  # byte-identical
 
-    (key,) = [
-        k["public_key"]
-        for k in json.loads(
-            subprocess.run(
-                [CALLVAULT, "public-key"], env=cv.env, capture_output=True, check=True, timeout=60
-            ).stdout
-        )["keys"]
-    ]
+    key = json.loads(
+        subprocess.run(
+            [CALLVAULT, "public-key"], env=cv.env, capture_output=True, check=True, timeout=60
+        ).stdout
+    )["keys"][0]["public_key"]  # the key set: the current key first
     erasure = run_example(
         "dsr_portal.py",
         [

@@ -239,7 +239,7 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
     )
     done.answer(DsrStatus.COMPLETED, {"recordings": []}, NOW)
     with store.unit_of_work() as uow:
-        hold = Hold("h-1", "dispute", None, HoldScopeKind.CALLS, ("f-1",))
+        hold = Hold("h-1", "dispute", None, HoldScopeKind.CALLS, ("digest-f-1",))
         hold.place(NOW, ())
         uow.holds.add(hold)
         uow.requests.add(open_request)

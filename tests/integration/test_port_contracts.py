@@ -454,3 +454,77 @@ def test_published_records_are_readable_in_order(bus: tuple[Any, Any]) -> None:
     records = read(topic)
     assert [v for k, v in records if k == "k1"] == [b"one", b"two"]
     assert (None, b"three") in records
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def test_key_checks_round_trip_retire_and_replace(db: Any) -> None:
+    from workers.app.keys import KeyCheck
+
+    with db.unit_of_work() as uow:
+        uow.key_checks.put(KeyCheck("master", "m1", "aa"), NOW)
+        uow.key_checks.put(KeyCheck("hash", "current", "bb"), NOW)
+        uow.commit()
+    with db.unit_of_work() as uow:
+        uow.key_checks.retire("master", "m1", NOW)
+        uow.key_checks.put(KeyCheck("hash", "current", "cc"), NOW)
+        uow.key_checks.remove("hash", "next")  # absent: nothing happens
+        uow.commit()
+    with db.unit_of_work() as uow:
+        stored = {(s.check.kind, s.check.key_id): s for s in uow.key_checks.all()}
+    assert stored[("master", "m1")].retired_at == NOW
+    assert stored[("hash", "current")].check.value == "cc"
+    assert stored[("hash", "current")].retired_at is None
+
+
+def test_recordings_wrapped_under_another_master_key_are_found_in_id_order(db: Any) -> None:
+    rows = [recording(f"w{n}") for n in range(4)]
+    rows[1].master_key_id = "m2"
+    rows[2].master_key_id = None  # an early version's row: not named, so not m2
+    rows[3].wrapped_key = None  # purged: nothing to re-wrap
+    add(db, *rows)
+    expected = sorted(r.recording_id for r in (rows[0], rows[2]))
+    with db.unit_of_work() as uow:
+        assert uow.recordings.count_wrapped_elsewhere("m2") == 2
+        assert uow.recordings.wrapped_elsewhere("m2", "", 10) == expected
+        assert uow.recordings.wrapped_elsewhere("m2", expected[0], 10) == expected[1:]
+        (locked,) = uow.recordings.lock([expected[0]])
+        locked.rewrap(b"n" * 61, "m2")
+        uow.recordings.update(locked)
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert uow.recordings.wrapped_elsewhere("m2", "", 10) == expected[1:]
+        assert uow.recordings.get(expected[0]).wrapped_key == b"n" * 61
+
+
+def test_a_subject_holds_identifiers_are_kept_sealed_until_its_release(db: Any) -> None:
+    pairs = frozenset({("phone", "+37061234567"), ("email", "a@example.com")})
+    hold = Hold("h-s", "dispute", "C-1", HoldScopeKind.SUBJECT, subject_digests=frozenset({D1}))
+    hold.identifiers = pairs
+    hold.place(NOW, ())
+    with db.unit_of_work() as uow:
+        uow.holds.add(hold)
+        uow.commit()
+    if isinstance(db, PostgresDatabase):
+        with db.connection() as conn:
+            (sealed,) = conn.execute("SELECT subject_sealed FROM holds").fetchone().values()
+        assert sealed is not None
+        assert b"+37061234567" not in bytes(sealed)
+    with db.unit_of_work() as uow:
+        assert uow.holds.get("h-s").identifiers == pairs
+        uow.holds.replace_subject_digests("h-s", frozenset({D2}))
+        assert uow.holds.reseal() == 1
+        uow.commit()
+    with db.unit_of_work() as uow:
+        found = uow.holds.get("h-s", lock=True)
+        assert (found.subject_digests, found.reason, found.case_ref) == (
+            frozenset({D2}),
+            "dispute",
+            "C-1",
+        )
+        found.release(NOW)
+        uow.holds.update(found)
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert uow.holds.get("h-s").identifiers == frozenset()

@@ -119,6 +119,7 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
         "0003_unit_of_work",
         "0100_console",
         "0004_late_calls",
+        "0005_keys",
     ]
     assert migrate_schema(settings)[0] == []  # idempotent
     assert "audit trail" in role

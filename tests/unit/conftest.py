@@ -281,13 +281,20 @@ class World:
         return self.container.ctx
 
     # --- inputs ---------------------------------------------------------------------------
-    def deliver(self, topic: str, value: bytes, key: str | None = None) -> str:
+    def deliver(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | None = None,
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> str:
         """Hand one Kafka record to the worker's input for ``topic``; then let the worker's
         background work run (follow-ups, outbox)."""
         offset = self._offsets.get(topic, 0)
         self._offsets[topic] = offset + 1
         entry: Callable[[Delivery], str] = getattr(self.container.inputs, TOPIC_INPUTS[topic])
-        record = Delivery(topic, 0, offset, None if key is None else key.encode(), value)
+        raw_key = None if key is None else key.encode()
+        record = Delivery(topic, 0, offset, raw_key, value, headers=headers)
         outcome = entry(record)
         self.settle()
         return outcome

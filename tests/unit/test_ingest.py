@@ -46,7 +46,10 @@ STORED_FIELDS = {
     "sha256",
     "content_type",
 }
-ENVELOPE_FIELDS = {"specversion", "id", "source", "type", "time", "datacontenttype", "data"}
+ENVELOPE_FIELDS = {
+    *("specversion", "id", "source", "type", "time", "datacontenttype", "data"),
+    *("subject", "dataschema"),  # what the event is about; the JSON Schema of its data
+}
 
 
 def vault_plaintext(world: World, call_id: str) -> bytes:
@@ -78,6 +81,10 @@ def test_stored_event_carries_exactly_the_contract_fields(world: World) -> None:
     assert event["type"] == "callvault.recording.stored.v1"
     assert event["datacontenttype"] == "application/json"
     assert event["source"] == "urn:callvault"
+    assert event["subject"] == world.recording_id("pbx1-0001@pbx.example")
+    assert event["dataschema"] == (
+        "https://callvault.dev/schemas/callvault.recording.stored.v1.schema.json"
+    )
     data = event["data"]
     assert set(data) == STORED_FIELDS | {"duration_seconds", "channels"}
     assert data["recording_id"] == world.recording_id("pbx1-0001@pbx.example")

@@ -4,9 +4,10 @@ call-scoped hold targets and sealed hold texts. Idempotent; run by ``callvault m
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ..domain.model import call_digest
+from ..domain.model import CALL_ID, call_digest
 
 
 def backfill(container: Any) -> int:
@@ -41,19 +42,30 @@ def backfill(container: Any) -> int:
                     hold["hold_id"],
                 ),
             )
-        converted = _digest_hold_targets(conn, hash_key)
+        converted = _digest_hold_targets(conn, hash_key, sealer)
     return len(rows) + len(holds) + converted
 
 
-def _digest_hold_targets(conn: Any, hash_key: bytes) -> int:
-    """Call-scoped holds once kept the raw call ids; keep only their keyed digests."""
+def _digest_hold_targets(conn: Any, hash_key: bytes, sealer: Any) -> int:
+    """Call-scoped holds once kept the raw call ids; keep their keyed digests, and the ids
+    only sealed, while the hold is in force (for a hash-key rotation)."""
     holds = conn.execute(
-        "SELECT hold_id, targets FROM holds WHERE scope_kind = 'call_ids' "
+        "SELECT hold_id, targets, released_at FROM holds WHERE scope_kind = 'call_ids' "
         "AND EXISTS (SELECT 1 FROM unnest(targets) t WHERE t !~ '^[0-9a-f]{64}$')"
     ).fetchall()
     for hold in holds:
-        digests = [t if _is_digest(t) else call_digest(hash_key, t) for t in hold["targets"]]
-        conn.execute("UPDATE holds SET targets = %s WHERE hold_id = %s", (digests, hold["hold_id"]))
+        targets, hold_id = hold["targets"], hold["hold_id"]
+        digests = [t if _is_digest(t) else call_digest(hash_key, t) for t in targets]
+        call_ids = sorted([CALL_ID, t] for t in targets if not _is_digest(t))
+        sealed = (
+            None
+            if hold["released_at"] is not None
+            else sealer.seal(json.dumps(call_ids, separators=(",", ":")), f"{hold_id}/subject")
+        )
+        conn.execute(
+            "UPDATE holds SET targets = %s, subject_sealed = %s WHERE hold_id = %s",
+            (digests, sealed, hold_id),
+        )
     return len(holds)
 
 

@@ -55,23 +55,32 @@ def unwrap_key(master: bytes, wrapped: bytes, recording_id: str) -> bytes:
 
 class TextSealer:
     """Seals staff's free text (a hold's reason and case reference) at rest, under a key
-    derived from the master key; ``context`` (the row's id) binds a sealed value to its row."""
+    derived from the current master key; ``context`` (the row's id) binds a sealed value to its
+    row. Text sealed under another configured master key still opens (until ``callvault keys
+    rotate`` seals it anew)."""
 
-    def __init__(self, master: bytes) -> None:
-        self._aead = AESGCM(
-            HKDF(hashes.SHA256(), 32, salt=None, info=b"callvault text at rest").derive(master)
-        )
+    def __init__(self, master: bytes, *others: bytes) -> None:
+        self._aead, *rest = (_text_aead(key) for key in (master, *others))
+        self._all = (self._aead, *rest)
 
     def seal(self, text: str, context: str) -> bytes:
         nonce = os.urandom(12)
         return nonce + self._aead.encrypt(nonce, text.encode(), b"text:" + context.encode())
 
     def open(self, sealed: bytes, context: str) -> str:
-        try:
-            plain = self._aead.decrypt(sealed[:12], sealed[12:], b"text:" + context.encode())
-        except InvalidTag as exc:
-            raise IntegrityError("sealed text failed authentication") from exc
-        return plain.decode()
+        for aead in self._all:
+            try:
+                plain = aead.decrypt(sealed[:12], sealed[12:], b"text:" + context.encode())
+            except InvalidTag:
+                continue
+            return plain.decode()
+        raise IntegrityError("sealed text failed authentication")
+
+
+def _text_aead(master: bytes) -> AESGCM:
+    return AESGCM(
+        HKDF(hashes.SHA256(), 32, salt=None, info=b"callvault text at rest").derive(master)
+    )
 
 
 def seal_json(dek: bytes, recording_id: str, value: dict[str, Any]) -> bytes:

@@ -16,9 +16,18 @@ from typing import Any, Self
 
 from ..app import followups
 from ..app.effects import effects_of
-from ..app.unit_of_work import Discard, ErasedSubject, ExportRecord, FollowUp, Outbound
+from ..app.keys import KeyCheck
+from ..app.unit_of_work import (
+    Discard,
+    ErasedSubject,
+    ExportRecord,
+    FollowUp,
+    Outbound,
+    StoredKeyCheck,
+)
 from ..domain.audit import GENESIS, AuditEntry, canonical, chain_hash
 from ..domain.errors import StoreRejected, TransientError
+from ..domain.events import STRUCTURED_HEADER
 from ..domain.messages import Event
 from ..domain.model import (
     Hold,
@@ -175,15 +184,24 @@ class MemoryObjectStore:
 
 
 class MemoryBus:
+    STRUCTURED = STRUCTURED_HEADER
+
     def __init__(self) -> None:
         self.records: list[tuple[str, str | None, bytes]] = []
+        self.headers: list[list[tuple[str, bytes]]] = []  # of each record, as Kafka has them
         self.fail_next = 0
 
-    def publish(self, records: list[tuple[str, str | None, bytes]]) -> None:
+    def publish(
+        self,
+        records: list[tuple[str, str | None, bytes]],
+        headers: list[list[tuple[str, bytes]]] | None = None,
+    ) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise TransientError("fake broker unavailable")
         self.records.extend(records)
+        for i in range(len(records)):
+            self.headers.append(list(headers[i]) if headers and headers[i] else [self.STRUCTURED])
 
     def close(self) -> None:
         """Nothing to release."""
@@ -202,6 +220,7 @@ class _State:
     exports: dict[str, ExportRecord] = field(default_factory=dict)
     policies: dict[str, str] = field(default_factory=dict)
     erased: list[ErasedSubject] = field(default_factory=list)
+    key_checks: dict[tuple[str, str], StoredKeyCheck] = field(default_factory=dict)
     sequence: int = 0
 
     def next_id(self) -> int:
@@ -363,6 +382,19 @@ class MemoryRecordings:
         ids = sorted(k for k in self._s.recordings if k > after_id)[:limit]
         return [_copy(self._s.recordings[k]) for k in ids]
 
+    def _elsewhere(self, master_key_id: str) -> list[str]:
+        return sorted(
+            k
+            for k, r in self._s.recordings.items()
+            if r.wrapped_key is not None and r.master_key_id != master_key_id
+        )
+
+    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
+        return [k for k in self._elsewhere(master_key_id) if k > after_id][:limit]
+
+    def count_wrapped_elsewhere(self, master_key_id: str) -> int:
+        return len(self._elsewhere(master_key_id))
+
 
 class MemoryHolds:
     def __init__(self, state: _State, events: list[Event]) -> None:
@@ -414,6 +446,34 @@ class MemoryHolds:
                 r.recording_id, r.call_digest, self._s.subject_keys.get(r.recording_id, frozenset())
             )
         }
+
+    def replace_subject_digests(self, hold_id: str, digests: frozenset[bytes]) -> None:
+        self._s.holds[hold_id].subject_digests = frozenset(digests)
+
+    def replace_call_digests(self, hold_id: str, digests: tuple[str, ...]) -> None:
+        self._s.holds[hold_id].targets = tuple(digests)
+
+    def reseal(self) -> int:
+        return len(self._s.holds)  # the fake keeps texts in the clear
+
+
+class MemoryKeyChecks:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def all(self) -> list[StoredKeyCheck]:
+        return list(self._s.key_checks.values())
+
+    def put(self, check: KeyCheck, at: datetime) -> None:
+        self._s.key_checks[(check.kind, check.key_id)] = StoredKeyCheck(check)
+
+    def retire(self, kind: str, key_id: str, at: datetime) -> None:
+        found = self._s.key_checks.get((kind, key_id))
+        if found is not None and found.retired_at is None:
+            self._s.key_checks[(kind, key_id)] = StoredKeyCheck(found.check, at)
+
+    def remove(self, kind: str, key_id: str) -> None:
+        self._s.key_checks.pop((kind, key_id), None)
 
 
 class MemoryRequests:
@@ -552,6 +612,7 @@ class MemoryUnitOfWork:
         self.exports = MemoryExports(state)
         self.discards = MemoryDiscards(state)
         self.policies = MemoryPolicies(state)
+        self.key_checks = MemoryKeyChecks(state)
         return self
 
     def __exit__(

@@ -118,6 +118,7 @@ class S3Store:
         retry: RetryPolicy | None = None,
         ca_bundle: str | None = None,
         max_connections: int = 16,
+        public_endpoint: str | None = None,
     ) -> None:
         _accept_nanosecond_timestamps()
         url = urlsplit(endpoint)
@@ -136,6 +137,18 @@ class S3Store:
             region=region,
             http_client=http,
         )
+        # Presigned URLs are signed for the host that will be asked: the address a DSR portal
+        # reaches (a public name, a proxy), which may differ from the one callvault uses.
+        self._signer = self._client
+        if public_endpoint is not None:
+            public = urlsplit(public_endpoint)
+            self._signer = Minio(
+                public.netloc,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=public.scheme == "https",
+                region=region,  # known: signing needs no request to the store
+            )
         self._retry = retry or RetryPolicy()
         self._object_lock: dict[str, bool] = {}
         self._versioned: dict[str, bool] = {}
@@ -381,7 +394,7 @@ class S3Store:
     # sharing --------------------------------------------------------------------------------
     def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str:
         with _translated(f"sign a link to {key}"):
-            url: str = self._client.presigned_get_object(bucket, key, expires=expires)
+            url: str = self._signer.presigned_get_object(bucket, key, expires=expires)
         return url
 
 

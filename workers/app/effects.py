@@ -18,16 +18,20 @@ from ..domain.messages import (
     AuditCheckpointed,
     CallDiscarded,
     Command,
+    DataKeysRewrapped,
     DeleteExports,
+    DigestsRekeyed,
     EraseLateRecordings,
     Event,
     ExportsDoomed,
+    HashKeyRotated,
     HoldDriftRepaired,
     HoldPlaced,
     HoldReleased,
     KeysToSweep,
     LateRecordingFound,
     LegalHoldsChanged,
+    MasterKeysRetired,
     PolicyApplied,
     PurgeRecordings,
     PurgesScheduled,
@@ -109,6 +113,25 @@ def _audit(event: Event, now: datetime, into: list[AuditRecord]) -> None:
             details = {"old": old, "new": new, "rescheduled": n}
             into.append(AuditRecord("policy", tenant, details, at))
         case _:
+            _audit_keys(event, into)
+
+
+def _audit_keys(event: Event, into: list[AuditRecord]) -> None:
+    """Key rotations: which data keys moved to which master key, which keys were retired,
+    which recordings' digests were re-keyed (ids only; never a key or a check value)."""
+    details: dict[str, Any]
+    match event:
+        case DataKeysRewrapped(recording_ids=ids, from_key_ids=old, to_key_id=new, at=at):
+            details = {"recording_ids": list(ids), "from": list(old), "to": new}
+            into.append(AuditRecord("keys_rewrapped", new, details, at))
+        case MasterKeysRetired(key_ids=ids, current=current, at=at):
+            into.append(AuditRecord("master_keys_retired", current, {"retired": list(ids)}, at))
+        case DigestsRekeyed(recording_ids=ids, at=at):
+            into.append(AuditRecord("digests_rekeyed", "hash", {"recording_ids": list(ids)}, at))
+        case HashKeyRotated(holds=holds, unmapped=unmapped, at=at):
+            details = {"holds": list(holds), "unmapped_hold_digests": unmapped}
+            into.append(AuditRecord("hash_key_rotated", "hash", details, at))
+        case _:
             pass
 
 
@@ -132,7 +155,9 @@ def _outbound(event: Event, source: str, now: datetime, into: list[ce.OutboundEv
             cloud = ce.cloudevent(ce.AUDIT_CHECKPOINT, source, key, now, checkpoint)
             into.append(ce.OutboundEvent("audit_checkpoints", key, cloud))
         case RequestAnswered(request_id=rid, data=data, revision=revision, at=at):
-            cloud = ce.cloudevent(ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data)
+            cloud = ce.cloudevent(
+                ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data, subject=rid
+            )
             into.append(ce.OutboundEvent("dsr_results", rid, cloud))
         case _:
             pass

@@ -21,6 +21,7 @@ class Delivery:
     key: bytes | None
     value: bytes
     event_id: str | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()  # the record's Kafka headers
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,13 @@ class DeadLetters:
         cloud = events.cloudevent(events.DEADLETTER, self.source, position, now, data)
         key = delivery.key.decode("utf-8", errors="replace") if delivery.key else None
         value = events.OutboundEvent("deadletter", key or "", cloud).value()
-        self.retry.call(lambda: self.bus.publish([(self.topic, key, value)]), "dead-letter")
+        headers = [
+            events.STRUCTURED_HEADER,
+            *((events.ORIGINAL_HEADER_PREFIX + name, raw) for name, raw in delivery.headers),
+        ]
+        self.retry.call(
+            lambda: self.bus.publish([(self.topic, key, value)], [headers]), "dead-letter"
+        )
         self.metrics.deadletters.labels(error_code=error_code).inc()
         log.warning("event_dead_lettered", error_code=error_code, **_position(delivery))
 

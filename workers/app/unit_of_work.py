@@ -20,6 +20,7 @@ from ..domain.audit import AuditEntry
 from ..domain.messages import Command, Event
 from ..domain.model import Hold, Recording, RequestRecord
 from ..domain.retention import IsoDuration
+from .keys import KeyCheck
 
 
 class RecordingRepository(Protocol):
@@ -77,6 +78,12 @@ class RecordingRepository(Protocol):
     def count_by_status(self) -> dict[str, int]: ...
     def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int: ...
     def page(self, after_id: str, limit: int) -> list[Recording]: ...
+    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
+        """Ids after ``after_id`` (in order) of recordings whose data key is wrapped under a
+        master key other than ``master_key_id``."""
+        ...
+
+    def count_wrapped_elsewhere(self, master_key_id: str) -> int: ...
 
 
 class HoldRepository(Protocol):
@@ -92,6 +99,18 @@ class HoldRepository(Protocol):
 
     def covered(self, recordings: list[Recording]) -> set[str]:
         """The ids among ``recordings`` that a hold in force covers (read fresh)."""
+        ...
+
+    def replace_subject_digests(self, hold_id: str, digests: frozenset[bytes]) -> None:
+        """A hash-key rotation: the subject hold's digests under the new key."""
+        ...
+
+    def replace_call_digests(self, hold_id: str, digests: tuple[str, ...]) -> None:
+        """A hash-key rotation: the call hold's call digests under the new key."""
+        ...
+
+    def reseal(self) -> int:
+        """Seal every hold's texts anew under the current master key; returns how many."""
         ...
 
 
@@ -167,6 +186,24 @@ class PolicyRepository(Protocol):
     def remove_others(self, tenants: list[str]) -> None: ...
 
 
+@dataclass(frozen=True)
+class StoredKeyCheck:
+    check: KeyCheck
+    retired_at: datetime | None = None
+
+
+class KeyCheckRepository(Protocol):
+    """The check values of the keys the database was set up with (``key_checks``)."""
+
+    def all(self) -> list[StoredKeyCheck]: ...
+    def put(self, check: KeyCheck, at: datetime) -> None:
+        """Insert or replace (a replaced check is in force again: not retired)."""
+        ...
+
+    def retire(self, kind: str, key_id: str, at: datetime) -> None: ...
+    def remove(self, kind: str, key_id: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     recordings: RecordingRepository
     holds: HoldRepository
@@ -174,6 +211,7 @@ class UnitOfWork(Protocol):
     exports: ExportRepository
     discards: DiscardRepository
     policies: PolicyRepository
+    key_checks: KeyCheckRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(

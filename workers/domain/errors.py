@@ -20,6 +20,11 @@ class TransientError(CallvaultError):
     """A failure of infrastructure that a retry may cure."""
 
 
+class AccessRefused(TransientError):
+    """A service refused this principal (its credentials, or an ACL): a worker keeps retrying
+    until an operator grants it; a command says so and exits."""
+
+
 class PermanentError(CallvaultError):
     """A failure of the input; ``error_code`` is stable, snake_case and part of the contract."""
 

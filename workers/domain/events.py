@@ -14,6 +14,12 @@ from .model import PurgeReason, Recording
 from .retention import lag_seconds, rfc3339
 
 EVENT_NAMESPACE = uuid.UUID("0b7e0c57-58f4-4d8c-8e39-5f0f1d6ab1c2")
+# The CloudEvents Kafka protocol binding: every record callvault produces is in structured
+# content mode and says so in its content-type header.
+STRUCTURED_HEADER = ("content-type", b"application/cloudevents+json; charset=UTF-8")
+# A dead letter keeps the rejected record's own headers under this prefix (binary mode needs
+# them), so that `callvault deadletter replay` sends the record as it came.
+ORIGINAL_HEADER_PREFIX = "callvault-original-"
 
 STORED = "callvault.recording.stored.v1"
 DUE = "callvault.retention.due.v1"
@@ -26,6 +32,7 @@ CALL_ENDED = "callvault.call.ended.v1"
 DSR_REQUESTED = "callvault.dsr.requested.v1"
 HOLD_PLACED = "callvault.hold.placed.v1"
 HOLD_RELEASED = "callvault.hold.released.v1"
+SCHEMA_BASE = "https://callvault.dev/schemas/"  # the $id prefix of schemas/*.schema.json
 
 
 @dataclass(frozen=True)
@@ -47,17 +54,32 @@ def event_id(event_type: str, *parts: str) -> str:
 
 
 def cloudevent(
-    event_type: str, source: str, subject_id: str, at: datetime, data: dict[str, Any]
+    event_type: str,
+    source: str,
+    subject_id: str,
+    at: datetime,
+    data: dict[str, Any],
+    *,
+    subject: str | None = None,
 ) -> dict[str, Any]:
+    """An output event. Its id derives from ``subject_id``; ``subject`` (the entity the event
+    is about, by default ``subject_id``) and ``dataschema`` (the data's JSON Schema) let a
+    consumer route and validate without reading ``data``."""
     return {
         "specversion": "1.0",
         "id": event_id(event_type, subject_id),
         "source": source,
         "type": event_type,
+        "subject": subject or subject_id,
         "time": rfc3339(at),
         "datacontenttype": "application/json",
+        "dataschema": dataschema(event_type),
         "data": data,
     }
+
+
+def dataschema(event_type: str) -> str:
+    return f"{SCHEMA_BASE}{event_type}.schema.json"
 
 
 def stored_data(rec: Recording) -> dict[str, Any]:

@@ -264,3 +264,66 @@ class PolicyApplied(Event):
     new: str
     rescheduled: int
     at: datetime
+
+
+# --- keys: master-key and hash-key rotation (`callvault keys rotate|rehash`) -------------------
+
+
+@dataclass(frozen=True)
+class RewrapDataKeys(Command):
+    """Re-wrap under the current master key a batch of data keys wrapped under another one,
+    in recording-id order after ``after_id`` (the outcome names the last id looked at)."""
+
+    after_id: str = ""
+    limit: int = 500
+
+
+@dataclass(frozen=True)
+class RetireMasterKeys(Command):
+    """Once no data key is wrapped under them, mark every master key but the current one
+    retired (it may then be removed from the settings) and seal hold texts anew."""
+
+
+@dataclass(frozen=True)
+class RekeyDigests(Command):
+    """Re-compute under the current hash key the call digest and look-up digests of a batch
+    of recordings after ``after_id`` (from the call id and the sealed personal data)."""
+
+    after_id: str = ""
+    limit: int = 500
+
+
+@dataclass(frozen=True)
+class FinishHashRotation(Command):
+    """Re-key the subject holds and make the current hash key the one in force;
+    ``previous`` is the hash key their digests were made with."""
+
+    previous: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DataKeysRewrapped(Event):
+    recording_ids: tuple[str, ...]
+    from_key_ids: tuple[str, ...]
+    to_key_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class MasterKeysRetired(Event):
+    key_ids: tuple[str, ...]
+    current: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class DigestsRekeyed(Event):
+    recording_ids: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class HashKeyRotated(Event):
+    holds: tuple[str, ...]  # subject holds re-keyed
+    unmapped: int  # hold digests no identifier on record could re-compute (kept as they were)
+    at: datetime

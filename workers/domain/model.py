@@ -373,9 +373,21 @@ class Recording(Aggregate):
     def reseal(self, customer: bytes) -> None:
         self._set(customer_sealed=customer)
 
+    def rewrap(self, wrapped_key: bytes, master_key_id: str) -> None:
+        """The same data key, wrapped under another master key (a master-key rotation)."""
+        if self.wrapped_key is not None:
+            self._set(wrapped_key=wrapped_key, master_key_id=master_key_id)
+
+    def rekey_call(self, call_digest: str) -> None:
+        """The call digest under a new hash key (a hash-key rotation)."""
+        self._set(call_digest=call_digest)
+
 
 def purge_reason_for(dsr_type: str) -> PurgeReason:
     return PurgeReason.OBJECTION if dsr_type == "objection" else PurgeReason.ERASURE
+
+
+CALL_ID = "call_id"  # the kind of a call hold's sealed identifiers (see Hold.identifiers)
 
 
 class HoldScopeKind(StrEnum):
@@ -397,6 +409,10 @@ class Hold(Aggregate):
     subject_digests: frozenset[bytes] = field(default_factory=frozenset)
     placed_at: datetime | None = None
     released_at: datetime | None = None
+    # What a subject or call hold names, as (kind, value) pairs - a subject's normalised
+    # identifiers, or ("call_id", id) - kept only sealed at rest and only while the hold is in
+    # force, so that a hash-key rotation can re-compute its digests.
+    identifiers: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     @property
     def active(self) -> bool:
@@ -416,7 +432,7 @@ class Hold(Aggregate):
         self._record(HoldPlaced(replace(self), covered, now))
 
     def release(self, now: datetime) -> None:
-        self._set(released_at=now)
+        self._set(released_at=now, identifiers=frozenset())  # identifiers kept no longer
 
     def freed(self, recordings: list[Recording], now: datetime) -> None:
         """Record what the release freed: erasures waiting for these recordings resume, and

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..app.handlers.holds import hold_from_data
 from ..app.messagebus import Delivery, MessageBus
 from ..app.middleware import DeadLetters
-from ..codec import Codec, Envelope
+from ..codec import Codec, Envelope, binary_data, is_binary
 from ..domain import events
 from ..domain.errors import PermanentError
 from ..domain.messages import (
@@ -62,7 +62,7 @@ class Inputs:
         on_malformed: Callable[[Delivery, PermanentError], None] | None = None,
     ) -> str:
         try:
-            envelope = self.codec.decode(delivery.value, accepted)
+            envelope = self.codec.decode(delivery.value, accepted, delivery.headers)
             command = command_of(envelope)
         except PermanentError as error:
             self.dead_letters().send(delivery, error.error_code, error.message)
@@ -89,18 +89,22 @@ class Inputs:
     def _answer_malformed(self, delivery: Delivery, error: PermanentError) -> None:
         """A malformed request still gets an answer when it names itself, so the portal is
         not left waiting; the event itself went to the dead-letter topic."""
-        request_id, dsr_type = request_identity(delivery.value)
+        request_id, dsr_type = request_identity(delivery.value, is_binary(delivery.headers))
         if request_id is not None:
             reason = f"malformed_request: {error.error_code}"
             self.bus.handle(RejectRequest(request_id, dsr_type, reason))
 
 
-def request_identity(raw: bytes) -> tuple[str | None, str | None]:
-    """The request id and type of a malformed DSR, where they can still be read safely."""
-    try:
-        data = json.loads(raw).get("data")
-    except (ValueError, AttributeError, RecursionError):
-        return None, None
+def request_identity(raw: bytes, binary: bool = False) -> tuple[str | None, str | None]:
+    """The request id and type of a malformed DSR, where they can still be read safely (in
+    binary content mode the value is the data itself)."""
+    if binary:
+        data = binary_data(raw)
+    else:
+        try:
+            data = json.loads(raw).get("data")
+        except (ValueError, AttributeError, RecursionError):
+            return None, None
     if not isinstance(data, dict):
         return None, None
     request_id, dsr_type = data.get("request_id"), data.get("type")

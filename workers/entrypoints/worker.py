@@ -21,7 +21,9 @@ import faust
 import structlog
 from prometheus_client import start_http_server
 
+from ..adapters.kafka import KafkaSecurity
 from ..app.background import refresh_gauges
+from ..app.handlers.keys import verify_keys
 from ..app.handlers.reconcile import reconcile
 from ..app.handlers.retention import refuse_other_policy
 from ..app.messagebus import Delivery
@@ -69,6 +71,7 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry)
     container = bootstrap(settings, metrics=metrics)
     refuse_other_policy(container.ctx)
+    verify_keys(container.ctx, register=False)  # a wrong key stops the worker here
 
     def stop_for(_: BaseException) -> NoReturn:
         """A failure outlived its retries. Exit at once, without Faust's graceful stop (which
@@ -122,6 +125,7 @@ def build_app(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         producer_acks=-1,
+        broker_credentials=faust_credentials(container.kafka_security),
     )
     executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="callvault")
     run = _runner(executor)
@@ -141,6 +145,22 @@ def build_app(
     return app
 
 
+def faust_credentials(security: KafkaSecurity) -> faust.auth.Credentials | None:
+    """The same connection options as every kafka-python client (:func:`kafka_security`),
+    in Faust's form."""
+    if security.sasl_mechanism is not None:
+        password = security.password.get_secret_value() if security.password else None
+        return faust.SASLCredentials(
+            username=security.username,
+            password=password,
+            ssl_context=security.ssl_context,
+            mechanism=security.sasl_mechanism,
+        )
+    if security.ssl_context is not None:
+        return faust.SSLCredentials(security.ssl_context)
+    return None
+
+
 Runner = Callable[[Callable[[], Any]], Any]
 
 
@@ -158,7 +178,12 @@ def _agent(
         async for event in stream.events():
             message = event.message
             delivery = Delivery(
-                message.topic, message.partition, message.offset, message.key, message.value or b""
+                message.topic,
+                message.partition,
+                message.offset,
+                message.key,
+                message.value or b"",
+                headers=_headers(message.headers),
             )
             try:
                 outcome = await run(partial(handle, delivery))
@@ -175,6 +200,12 @@ def _agent(
             yield outcome
 
     return agent
+
+
+def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    """A record's headers as (name, value) pairs, whatever shape Faust hands them in."""
+    items = raw.items() if isinstance(raw, dict) else (raw or ())
+    return tuple((str(name), bytes(value or b"")) for name, value in items)
 
 
 def _raise(error: BaseException) -> None:
@@ -230,7 +261,13 @@ def _background(app: faust.App, container: Container, roles: tuple[str, ...], ru
         _loop(app, "reconcile", interval, lambda: reconcile(container.ctx), run)
     lag_topics = [settings.topics()[_INPUTS[r][0]] for r in roles if r in _INPUTS]
     if lag_topics:  # consumer lag of this worker's inputs (Faust has no lag metric)
-        lag = ConsumerLag(settings.kafka, settings.app_id, lag_topics, container.metrics)
+        lag = ConsumerLag(
+            settings.kafka,
+            settings.app_id,
+            lag_topics,
+            container.metrics,
+            security=container.kafka_security,
+        )
         _loop(app, "lag", gauges, lag.refresh, run)
 
 

@@ -32,7 +32,7 @@ from ...codec import Codec
 from ...domain.audio import AudioFacts, AudioProbe
 from ...domain.errors import NotAudio, SchemaViolation, TransientError
 from ...domain.retention import rfc3339
-from ..kafka import KafkaBus
+from ..kafka import KafkaBus, kafka_security
 from .backlog import Backlog, Pending
 from .metrics import ConnectorMetrics
 from .settings import ConnectorSettings
@@ -92,7 +92,11 @@ class Publisher:
         self._metrics = metrics
         self._objects = objects
         self._new_bus = bus or (
-            lambda: KafkaBus(settings.kafka_bootstrap, f"callvault-connector-{metrics.connector}")
+            lambda: KafkaBus(
+                settings.kafka_bootstrap,
+                f"callvault-connector-{metrics.connector}",
+                kafka_security(settings),
+            )
         )
         self._bus: EventBus | None = None
         self._clock = clock

@@ -13,11 +13,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ...domain.errors import ConfigError
+from ...settings import KafkaClientSettings
 
 PREFIX = "CALLVAULT_"
 
 
-class ConnectorSettings(BaseSettings):
+class ConnectorSettings(KafkaClientSettings):
     model_config = SettingsConfigDict(
         env_prefix=PREFIX, case_sensitive=False, frozen=True, extra="ignore"
     )
@@ -28,6 +29,7 @@ class ConnectorSettings(BaseSettings):
     s3_access_key: SecretStr
     s3_secret_key: SecretStr
     s3_region: str = "eu-central-1"
+    s3_ca_bundle: Path | None = None  # PEM; for an https endpoint with a private CA
     landing_bucket: str
     source_uri: str = "urn:callvault:connector"
     tenant: str | None = None  # the tenant every call of this connector belongs to

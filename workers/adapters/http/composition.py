@@ -19,6 +19,7 @@ from ...app.console.ports import HoldCommands, Packager, RangedObjects
 from ...app.console.recordings import Keys, Recordings
 from ...app.console.service import Console
 from ...settings import Settings
+from ..keys import key_ring
 from ..memory_console import MemoryConsole
 from ..postgres_console import PostgresConsole
 
@@ -35,7 +36,7 @@ def assemble(
     *,
     hasher: PasswordHasher | None = None,
 ) -> Console:
-    keys = Keys(settings.key("master_key"), settings.key("hash_key"), settings.default_region)
+    keys = Keys(key_ring(settings).unwrap, settings.key("hash_key"), settings.default_region)
     accounts = Accounts(
         ports,
         ports,

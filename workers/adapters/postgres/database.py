@@ -33,6 +33,7 @@ from .repositories import (
     PostgresDiscards,
     PostgresExports,
     PostgresHolds,
+    PostgresKeyChecks,
     PostgresPolicies,
     PostgresRecordings,
     PostgresRequests,
@@ -232,6 +233,7 @@ class PostgresUnitOfWork:
         self.exports = PostgresExports(conn)
         self.discards = PostgresDiscards(conn)
         self.policies = PostgresPolicies(conn)
+        self.key_checks = PostgresKeyChecks(conn)
         return self
 
     def __exit__(

@@ -4,6 +4,7 @@ several rows are always locked in id order."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...app.unit_of_work import Discard, ErasedSubject, ExportRecord
+from ...app.keys import KeyCheck
+from ...app.unit_of_work import Discard, ErasedSubject, ExportRecord, StoredKeyCheck
 from ...domain.messages import Event
 from ...domain.model import (
     Hold,
@@ -68,6 +70,7 @@ _INSERT = sql.SQL(
     f"INSERT INTO recordings ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT DO NOTHING"  # noqa: S608 - constant column names
 )
 _ALIVE = "r.status <> 'purged'"
+_BEFORE_ALL = "00000000-0000-0000-0000-000000000000"  # "" as a page's start: below every id
 # A hold in force covers recording r (used where the recording row exists already).
 _COVERED = """EXISTS (SELECT 1 FROM holds h WHERE h.released_at IS NULL
     AND h.placed_at IS NOT NULL AND (
@@ -304,7 +307,24 @@ class PostgresRecordings:
 
     def page(self, after_id: str, limit: int) -> list[Recording]:
         tail = "WHERE r.recording_id > %s ORDER BY r.recording_id LIMIT %s"
-        return self._all(_query(tail), (after_id, limit))
+        return self._all(_query(tail), (after_id or _BEFORE_ALL, limit))
+
+    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT recording_id FROM recordings WHERE recording_id > %s::uuid "
+            "AND wrapped_key IS NOT NULL AND master_key_id IS DISTINCT FROM %s "
+            "ORDER BY recording_id LIMIT %s",
+            (after_id or _BEFORE_ALL, master_key_id, limit),
+        ).fetchall()
+        return [str(r["recording_id"]) for r in rows]
+
+    def count_wrapped_elsewhere(self, master_key_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) AS n FROM recordings "
+            "WHERE wrapped_key IS NOT NULL AND master_key_id IS DISTINCT FROM %s",
+            (master_key_id,),
+        ).fetchone()
+        return int(row["n"]) if row else 0
 
 
 class PostgresHolds:
@@ -318,6 +338,7 @@ class PostgresHolds:
         digests = self._conn.execute(
             "SELECT digest FROM hold_subject_keys WHERE hold_id = %s", (hold_id,)
         ).fetchall()
+        pairs = self._open(row.get("subject_sealed"), f"{hold_id}/subject")
         return Hold(
             hold_id=hold_id,
             reason=self._open(row["reason_sealed"], hold_id) or row["reason"] or "",
@@ -327,7 +348,14 @@ class PostgresHolds:
             subject_digests=frozenset(bytes(d["digest"]) for d in digests),
             placed_at=row["placed_at"],
             released_at=row["released_at"],
+            identifiers=frozenset((k, v) for k, v in json.loads(pairs)) if pairs else frozenset(),
         )
+
+    def _sealed_pairs(self, hold: Hold) -> bytes | None:
+        if not hold.identifiers:
+            return None
+        text = json.dumps(sorted(hold.identifiers), separators=(",", ":"))
+        return self._sealer.seal(text, f"{hold.hold_id}/subject")
 
     def _open(self, sealed: bytes | None, context: str) -> str | None:
         return None if sealed is None else self._sealer.open(bytes(sealed), context)
@@ -342,7 +370,7 @@ class PostgresHolds:
         case_ref = hold.case_ref
         cur = self._conn.execute(
             "INSERT INTO holds (hold_id, reason_sealed, case_ref_sealed, scope_kind, targets, "
-            "placed_at, released_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "placed_at, released_at, subject_sealed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (hold_id) DO NOTHING",
             (
                 hold.hold_id,
@@ -354,6 +382,7 @@ class PostgresHolds:
                 list(hold.targets),
                 hold.placed_at,
                 hold.released_at,
+                self._sealed_pairs(hold),
             ),
         )
         if cur.rowcount != 1:
@@ -380,6 +409,11 @@ class PostgresHolds:
             )
         if "subject_digests" in changed:
             self._add_digests(hold.hold_id, hold.subject_digests)
+        if "identifiers" in changed:
+            self._conn.execute(
+                "UPDATE holds SET subject_sealed = %s WHERE hold_id = %s",
+                (self._sealed_pairs(hold), hold.hold_id),
+            )
         self._events.extend(events)
 
     def active(self) -> list[Hold]:
@@ -412,6 +446,41 @@ class PostgresHolds:
             ([r.recording_id for r in recordings],),
         ).fetchall()
         return {str(r["recording_id"]) for r in rows}
+
+    def replace_subject_digests(self, hold_id: str, digests: frozenset[bytes]) -> None:
+        self._conn.execute("DELETE FROM hold_subject_keys WHERE hold_id = %s", (hold_id,))
+        self._add_digests(hold_id, digests)
+
+    def replace_call_digests(self, hold_id: str, digests: tuple[str, ...]) -> None:
+        self._conn.execute(
+            "UPDATE holds SET targets = %s WHERE hold_id = %s", (list(digests), hold_id)
+        )
+
+    def reseal(self) -> int:
+        rows = self._conn.execute(
+            "SELECT hold_id, reason_sealed, case_ref_sealed, subject_sealed FROM holds "
+            "ORDER BY hold_id FOR UPDATE"
+        ).fetchall()
+        for row in rows:
+            hold_id = row["hold_id"]
+            contexts = {
+                "reason_sealed": hold_id,
+                "case_ref_sealed": f"{hold_id}/case_ref",
+                "subject_sealed": f"{hold_id}/subject",
+            }
+            sealed = {
+                column: None
+                if row[column] is None
+                else self._sealer.seal(self._sealer.open(bytes(row[column]), context), context)
+                for column, context in contexts.items()
+            }
+            self._conn.execute(
+                "UPDATE holds SET reason_sealed = %(reason_sealed)s, "
+                "case_ref_sealed = %(case_ref_sealed)s, subject_sealed = %(subject_sealed)s "
+                "WHERE hold_id = %(hold_id)s",
+                {**sealed, "hold_id": hold_id},
+            )
+        return len(rows)
 
 
 class PostgresRequests:
@@ -617,3 +686,35 @@ class PostgresPolicies:
         self._conn.execute(
             "DELETE FROM retention_policies WHERE NOT (tenant = ANY(%s))", (tenants,)
         )
+
+
+class PostgresKeyChecks:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def all(self) -> list[StoredKeyCheck]:
+        rows = self._conn.execute(
+            "SELECT kind, key_id, value, retired_at FROM key_checks ORDER BY kind, key_id"
+        ).fetchall()
+        return [
+            StoredKeyCheck(KeyCheck(r["kind"], r["key_id"], r["value"]), r["retired_at"])
+            for r in rows
+        ]
+
+    def put(self, check: KeyCheck, at: datetime) -> None:
+        self._conn.execute(
+            "INSERT INTO key_checks (kind, key_id, value, created_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (kind, key_id) DO UPDATE SET value = EXCLUDED.value, "
+            "created_at = EXCLUDED.created_at, retired_at = NULL",
+            (check.kind, check.key_id, check.value, at),
+        )
+
+    def retire(self, kind: str, key_id: str, at: datetime) -> None:
+        self._conn.execute(
+            "UPDATE key_checks SET retired_at = %s "
+            "WHERE kind = %s AND key_id = %s AND retired_at IS NULL",
+            (at, kind, key_id),
+        )
+
+    def remove(self, kind: str, key_id: str) -> None:
+        self._conn.execute("DELETE FROM key_checks WHERE kind = %s AND key_id = %s", (kind, key_id))

@@ -79,7 +79,7 @@ class Audio:
 
 @dataclass(frozen=True)
 class Keys:
-    master: bytes
+    unwrap: Callable[[bytes, str | None, str], bytes]  # wrapped key, its master key id, rec.
     hash: bytes
     region: str
 
@@ -127,7 +127,9 @@ class Recordings:
             return None
         if recording.customer_sealed is None:
             return {"name": None, "email": None}
-        dek = crypto.unwrap_key(self._keys.master, recording.wrapped_key, recording.recording_id)
+        dek = self._keys.unwrap(
+            recording.wrapped_key, recording.master_key_id, recording.recording_id
+        )
         personal = crypto.open_json(dek, recording.recording_id, recording.customer_sealed)
         return {"name": personal.get("name"), "email": personal.get("email")}
 
@@ -222,7 +224,9 @@ class Recordings:
         assert recording.wrapped_key is not None
         assert recording.size_bytes is not None
         span = crypto.segment_span(recording.size_bytes, first, last)
-        dek = crypto.unwrap_key(self._keys.master, recording.wrapped_key, recording.recording_id)
+        dek = self._keys.unwrap(
+            recording.wrapped_key, recording.master_key_id, recording.recording_id
+        )
         chunks = self._objects.get_range(
             self._bucket, recording.object_key, span.cipher_offset, span.cipher_length
         )

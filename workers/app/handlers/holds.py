@@ -20,6 +20,7 @@ from ...domain.messages import (
     SyncLegalHolds,
 )
 from ...domain.model import (
+    CALL_ID,
     Hold,
     HoldScopeKind,
     Recording,
@@ -41,13 +42,23 @@ def hold_from_data(data: dict[str, Any], hash_key: bytes, region: str) -> Hold:
     if "subject" in scope:
         pairs = parse_subject(scope["subject"]).normalized(region)
         digests = subject_keys(hash_key, pairs).digests
-        return Hold(**common, scope_kind=HoldScopeKind.SUBJECT, subject_digests=digests)
+        return Hold(
+            **common,
+            scope_kind=HoldScopeKind.SUBJECT,
+            subject_digests=digests,
+            identifiers=frozenset(pairs),
+        )
     if "recording_ids" in scope:
         targets = tuple(canonical_recording_id(str(t)) for t in scope["recording_ids"])
         return Hold(**common, scope_kind=HoldScopeKind.RECORDINGS, targets=targets)
-    # call ids may carry phone numbers: a hold keeps only their keyed digests
-    targets = tuple(call_digest(hash_key, str(t)) for t in scope["call_ids"])
-    return Hold(**common, scope_kind=HoldScopeKind.CALLS, targets=targets)
+    # call ids may carry phone numbers: a hold matches by their keyed digests
+    call_ids = [str(t) for t in scope["call_ids"]]
+    return Hold(
+        **common,
+        scope_kind=HoldScopeKind.CALLS,
+        targets=tuple(call_digest(hash_key, c) for c in call_ids),
+        identifiers=frozenset((CALL_ID, c) for c in call_ids),
+    )
 
 
 def place_hold(command: PlaceHold, ctx: Context) -> str:

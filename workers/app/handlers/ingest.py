@@ -33,7 +33,7 @@ from ...domain.streams import Measured, limited, peek, sha256_of
 from ...domain.uris import AudioLocation, locate
 from ...ports import AudioSource, ObjectMissing, VersionRef
 from ..context import Context
-from ..unit_of_work import Discard
+from ..unit_of_work import Discard, UnitOfWork
 
 LOCK_MARGIN = timedelta(seconds=60)
 
@@ -52,17 +52,20 @@ def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> s
     """Upload first, then one transaction: a first delivery - the common case - reads nothing
     before it uploads. A repeat shows itself either by its landing copy being gone (deleted
     by the store it repeats) or by the unique call digest at the commit (and the version it
-    uploaded is deleted again); either way its audio is compared with the stored one."""
+    uploaded is deleted again); either way its audio is compared with the stored one. While a
+    retired hash key is configured (a rotation), a call may be known only by its digest under
+    that key, which the commit cannot see: then the recording is looked up first."""
     where = _locate(call, ctx)
-    if not call.notice_played and ctx.settings.require_notice:
-        existing = ctx.read(lambda uow: uow.recordings.by_call(digest))
+    if ctx.keys.retired_hash_keys or (not call.notice_played and ctx.settings.require_notice):
+        existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
         if existing is not None:
             return _repeat(call, where, existing.sha256, ctx)
+    if not call.notice_played and ctx.settings.require_notice:
         return _discard(call, digest, where, ctx)
     try:
         audio, sealed = _upload(call, where, ctx, source)
     except FetchFailed:
-        existing = ctx.read(lambda uow: uow.recordings.by_call(digest))
+        existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
         if existing is None:
             raise
         return _repeat(call, where, existing.sha256, ctx)
@@ -79,6 +82,22 @@ class Repeat:
     """The call was stored (or purged) before: the sha256 of the audio it was stored with."""
 
     sha256: str | None
+
+
+def _known_call(uow: UnitOfWork, call: CallEnded, digest: str, ctx: Context) -> Recording | None:
+    """The recording of this call; a tombstone from before a hash-key rotation keeps the
+    digest under the retired key (recognised while that key is configured)."""
+    found = uow.recordings.by_call(digest)
+    for key in ctx.keys.retired_hash_keys if found is None else ():
+        found = found or uow.recordings.by_call(call_digest(key, call.call_id))
+    return found
+
+
+def _discarded_before_rotation(uow: UnitOfWork, call: CallEnded, ctx: Context) -> Discard | None:
+    for key in ctx.keys.retired_hash_keys:
+        if (found := uow.discards.get(call_digest(key, call.call_id))) is not None:
+            return found
+    return None
 
 
 def _locate(call: CallEnded, ctx: Context) -> AudioLocation:
@@ -223,7 +242,7 @@ def _discard(call: CallEnded, digest: str, where: AudioLocation, ctx: Context) -
     landing = _landing_sha256(where, ctx)
     now = ctx.clock()
     with ctx.uow() as uow:
-        earlier = uow.discards.get(digest)
+        earlier = uow.discards.get(digest) or _discarded_before_rotation(uow, call, ctx)
         if earlier is not None and landing is not None and landing != earlier.landing_sha256:
             raise DuplicateCallId("the call id names a discarded call with other audio")
         if earlier is None:

@@ -42,10 +42,15 @@ def rectify_recording(
 
 def digests_of(key: bytes, personal: dict[str, Any], region: str) -> frozenset[bytes]:
     """The look-up digests of a recording's customer, from its (decrypted) personal data."""
+    return subject_keys(key, identifiers_of(personal, region)).digests
+
+
+def identifiers_of(personal: dict[str, Any], region: str) -> set[tuple[str, str]]:
+    """The normalised identifiers (kind, value) in a recording's personal data."""
     subject = Subject(
         phone_numbers=tuple(p for p in [personal.get("phone")] if p and p != "withheld"),
         emails=tuple(e for e in [personal.get("email")] if e and normalize_email(e)),
         customer_ids=tuple(c for c in [personal.get("customer_id")] if c),
         order_ids=tuple(personal.get("order_ids") or ()),
     )
-    return subject_keys(key, subject.normalized(region)).digests
+    return subject.normalized(region)

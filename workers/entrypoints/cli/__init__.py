@@ -15,6 +15,7 @@ from ...logs import configure
 from .common import EXIT_CODES_HELP
 from .compliance import audit, dsr, hold, public_key, verify_certificate
 from .integrators import demo, publish
+from .keys import keys
 from .ops import deadletter, migrate, reconcile, status, worker
 
 
@@ -49,6 +50,7 @@ for command in (
     audit,
     public_key,
     verify_certificate,
+    keys,
     connect,
     console_cli.serve,
     console_cli.user,

@@ -17,6 +17,7 @@ import click
 
 from ...bootstrap import Container, bootstrap
 from ...domain.errors import (
+    AccessRefused,
     ConfigError,
     NotFound,
     PermanentError,
@@ -67,6 +68,8 @@ def user_errors() -> Iterator[None]:
         fail("the database is not migrated: run `callvault migrate`", EXIT_NOT_MIGRATED)
     except NotFound as exc:
         fail(str(exc), EXIT_NOT_FOUND)
+    except AccessRefused as exc:
+        fail(str(exc), EXIT_REFUSED)
     except TransientError as exc:
         fail(
             f"{exc} - is the service running? (`make up` starts the local stack)", EXIT_UNREACHABLE

@@ -370,7 +370,7 @@ def _entries(built: Any) -> Any:
 def public_key() -> None:
     """The key set that verifies deletion certificates (publish it for regulators)."""
     with user_errors(), container() as built:
-        echo_json({"keys": [built.keys.public_key()]})
+        echo_json({"keys": built.keys.public_keys()})
 
 
 @click.command("verify-certificate")
@@ -404,7 +404,8 @@ def verify_certificate(certificate: TextIO, key_set: TextIO | None, as_json: boo
 
 def _own_keys() -> list[dict[str, str]]:
     with container() as built:
-        return [built.keys.public_key()]
+        keys: list[dict[str, str]] = built.keys.public_keys()
+        return keys
 
 
 def check_certificate(certificate: dict[str, Any], keys: list[dict[str, str]]) -> tuple[bool, str]:

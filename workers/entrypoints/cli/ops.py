@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.progress import Progress
 
-from ...adapters.kafka import DeadLetter, LagProbe, read_topic
+from ...adapters.kafka import DeadLetter, LagProbe, kafka_security, read_topic
 from ...app.background import status_summary
 from ...app.handlers.ingest import remove_landing_copy
 from ...app.handlers.reconcile import reconcile as run_reconcile
@@ -45,14 +45,8 @@ def worker(only: str) -> None:
 
     with user_errors():
         chosen = settings()
-        chosen.need(
-            "kafka_bootstrap",
-            "database_url",
-            "s3_endpoint",
-            "master_key",
-            "hash_key",
-            "signing_key",
-        )
+        chosen.need("kafka_bootstrap", "database_url", "s3_endpoint", "hash_key", "signing_key")
+        chosen.master_keys_by_id()
         run_worker(chosen, tuple(r.strip() for r in only.split(",") if r.strip()))
 
 
@@ -76,6 +70,7 @@ def migrate(as_json: bool) -> None:
     click.echo(f"topics created      {', '.join(report.topics_created) or 'none (all exist)'}")
     click.echo(f"retention backstop  {report.backstop}")
     click.echo(f"retention policy    {report.policy}")
+    click.echo(f"keys registered     {', '.join(report.keys_registered) or 'none (all known)'}")
 
 
 @click.command()
@@ -85,7 +80,10 @@ def status(as_json: bool) -> None:
     with user_errors(), container() as built:
         report = status_summary(built.ctx)
         chosen = built.settings
-        report["dead_letters"] = len(read_topic(chosen.kafka, chosen.topic_deadletter, 800))
+        security = built.kafka_security
+        report["dead_letters"] = len(
+            read_topic(chosen.kafka, chosen.topic_deadletter, 800, security)
+        )
         report["consumer_lag"] = _lag(chosen)
     if as_json:
         echo_json(report)
@@ -94,7 +92,7 @@ def status(as_json: bool) -> None:
 
 
 def _lag(chosen: Settings) -> dict[str, int]:
-    probe = LagProbe(chosen.kafka, chosen.app_id)
+    probe = LagProbe(chosen.kafka, chosen.app_id, kafka_security(chosen))
     try:
         inputs = [chosen.topic_calls_ended, chosen.topic_dsr_requests, chosen.topic_holds_commands]
         return {f"{t}[{p}]": lag for (t, p), lag in sorted(probe.measure(inputs).items())}
@@ -178,7 +176,7 @@ def deadletter() -> None:
 
 
 def _dead_letters(chosen: Settings) -> list[DeadLetter]:
-    return read_topic(chosen.kafka, chosen.topic_deadletter)
+    return read_topic(chosen.kafka, chosen.topic_deadletter, security=kafka_security(chosen))
 
 
 def _discarded(built: Any) -> set[tuple[int, int]]:
@@ -268,7 +266,8 @@ def deadletter_replay(positions: tuple[str, ...], error_code: str | None) -> Non
             [
                 (d.data["source_topic"], d.data.get("key"), base64.b64decode(d.data["value_b64"]))
                 for d in chosen
-            ]
+            ],
+            [d.original_headers() for d in chosen],
         )
     click.echo(f"replayed {len(chosen)} event(s)")
 

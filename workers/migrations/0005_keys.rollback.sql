@@ -1,0 +1,2 @@
+ALTER TABLE holds DROP COLUMN IF EXISTS subject_sealed;
+DROP TABLE IF EXISTS key_checks;
