@@ -11,7 +11,7 @@ from typing import Any
 
 from . import common
 
-BENCHMARKS = ("ingest", "purge", "scheduler", "lookup", "dsr")
+BENCHMARKS = ("ingest", "purge", "load", "scheduler", "lookup", "dsr", "capacity")
 
 
 def table(rows: list[tuple[str, str, str]]) -> str:

@@ -1,5 +1,5 @@
 """Bulk generation of recordings (and their subject keys) directly in PostgreSQL with
-``INSERT ... SELECT generate_series``, on the project's own schema (the migration SQL).
+``INSERT ... SELECT generate_series``, on the project's own schema (every migration applied).
 
 Layout of row ``i`` (0 <= i < rows), decided by arithmetic so that any size has the same
 number of due / held / announced rows, spread evenly over the heap:
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,8 +26,7 @@ from psycopg.types.json import Jsonb
 
 from .common import log
 
-MIGRATION = Path(__file__).resolve().parents[1] / "workers" / "migrations" / "0001_initial.sql"
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 CHUNK = 1_000_000
 BULK_TABLES = ("recordings", "subject_keys")
 
@@ -53,18 +51,20 @@ def _layout(rows: int, due: int, held: int, announced: int) -> dict[str, int]:
 
 
 _RECORDINGS_SQL = """
-INSERT INTO recordings (recording_id, call_id, tenant, direction, agent_id, started_at,
-    collected_at, retention_due_at, policy, status, object_key, stored_at, size_bytes, sha256,
-    content_type, wrapped_key, customer_sealed, restricted, held, due_announced_at,
-    purge_reason, versions_deleted, purged_at, source_event_id)
-SELECT id, %(prefix)s::text || i, 'default',
+INSERT INTO recordings (recording_id, call_id, call_digest, tenant, direction, agent_id,
+    started_at, collected_at, retention_due_at, policy, status, object_key, stored_at,
+    size_bytes, sha256, content_type, object_version, wrapped_key, master_key_id,
+    customer_sealed, restricted, held, due_announced_at, purge_reason, versions_deleted,
+    purged_at, source_event_id)
+SELECT id, CASE WHEN purged THEN NULL ELSE %(prefix)s::text || i END, h || reverse(h),
+       'default',
        CASE WHEN i %% 2 = 0 THEN 'inbound' ELSE 'outbound' END, 'agent-' || (i %% 50),
        c - interval '4 minutes', c, c + interval '1 year', 'P1Y',
        CASE WHEN purged THEN 'purged' ELSE 'stored' END,
        'recordings/' || left(id::text, 2) || '/' || id || '.cva',
        c + interval '2 seconds', 262144 + i %% 1000,
-       h || reverse(h), 'audio/wav',
-       CASE WHEN purged THEN NULL ELSE decode(h || reverse(h) || h || 'ab', 'hex') END,
+       h || reverse(h), 'audio/wav', left(h, 32),
+       CASE WHEN purged THEN NULL ELSE decode(h || reverse(h) || h || 'ab', 'hex') END, 'k1',
        CASE WHEN purged THEN NULL ELSE decode(repeat(h, 5), 'hex') END,
        false, kind = 'held', CASE WHEN kind = 'announced' THEN now() END,
        CASE WHEN purged THEN 'retention' END, CASE WHEN purged THEN 1 END,
@@ -194,32 +194,131 @@ def counts(url: str) -> dict[str, Any]:
 
 def cached_database(admin_url: str, base_url: str, rows: int, rebuild: bool) -> tuple[str, dict]:
     """A dedicated database with ``rows`` generated recordings, reused across runs unless
-    ``rebuild`` (or the generator changed). Returns its URL and how it was made."""
+    ``rebuild`` (or the generator changed). Returns its URL and how it was made. The build is
+    resumable: chunks are committed with the progress, so a database restart (other people's
+    fault-injection tests restart the shared one) only repeats the chunk in flight."""
     name = f"cvbench_rec_{rows}"
     url = f"{base_url}/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    if exists and not rebuild:
-        try:
-            with psycopg.connect(url) as conn:
-                meta = conn.execute(
-                    "SELECT rows, version, timings FROM bench_meta LIMIT 1"
-                ).fetchone()
-            if meta and meta[0] == rows and meta[1] == GENERATOR_VERSION:
-                return url, {"reused": True, **meta[2]}
-        except psycopg.Error:
-            pass
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    state = None if rebuild else _state(url, rows)
+    if state == "complete":
+        with psycopg.connect(url) as conn:
+            meta = conn.execute("SELECT timings FROM bench_meta LIMIT 1").fetchone()
+        return url, {"reused": True, **(meta[0] if meta else {})}
+    if state is None:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        from workers.migrate import migrate_database
+
+        migrate_database(url)
+        _start_progress(url, rows)
     log(f"bulk: generating {rows:,} recordings in database {name}")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(MIGRATION.read_text())  # type: ignore[arg-type]
-    timings = fill(url, rows, unlogged=True)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE bench_meta (rows bigint, version text, timings jsonb)")
-        conn.execute(
-            "INSERT INTO bench_meta VALUES (%s, %s, %s)",
-            (rows, GENERATOR_VERSION, Jsonb(timings)),
-        )
+    for _ in range(10):
+        try:
+            timings = _build(url, rows)
+            break
+        except psycopg.OperationalError as exc:
+            log(f"bulk: database connection lost ({type(exc).__name__}); resuming")
+            _wait_until_up(url)
+    else:
+        raise RuntimeError("the bulk database kept going away")
     return url, {"reused": False, **timings}
+
+
+def _state(url: str, rows: int) -> str | None:
+    """``complete``, ``partial`` (a build to resume) or ``None`` (build from scratch)."""
+    try:
+        with psycopg.connect(url) as conn:
+            tables = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE tablename LIKE 'bench_%%'"
+                ).fetchall()
+            }
+            if "bench_meta" in tables:
+                meta = conn.execute("SELECT rows, version FROM bench_meta LIMIT 1").fetchone()
+                filled = conn.execute("SELECT EXISTS (SELECT 1 FROM recordings)").fetchone()
+                ok = meta == (rows, GENERATOR_VERSION) and filled is not None and filled[0]
+                return "complete" if ok else None
+            if "bench_progress" in tables:
+                meta = conn.execute("SELECT rows, version FROM bench_progress").fetchone()
+                return "partial" if meta == (rows, GENERATOR_VERSION) else None
+    except psycopg.Error:
+        return None
+    return None
+
+
+def _start_progress(url: str, rows: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        drops, creates_c, creates_i = _definitions(conn)
+        for statement in drops:
+            conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(
+            "CREATE TABLE bench_progress (rows bigint, version text, loaded bigint, "
+            "creates jsonb, timings jsonb)"
+        )
+        conn.execute(
+            "INSERT INTO bench_progress VALUES (%s, %s, 0, %s, '{}')",
+            (rows, GENERATOR_VERSION, Jsonb(creates_c + creates_i)),
+        )
+
+
+def _build(url: str, rows: int) -> dict[str, float]:
+    """Load the chunks not yet loaded, then the constraints and indexes not yet made."""
+    params = _layout(rows, 5000, 2000, 1000) | {"prefix": "bulk-"}
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT loaded, creates, timings FROM bench_progress").fetchone()
+        assert row is not None
+        loaded, creates, timings = row
+        started = time.monotonic()
+        for lo in range(loaded, rows, CHUNK):
+            hi = min(rows, lo + CHUNK)
+            with conn.transaction():
+                conn.execute(_RECORDINGS_SQL, params | {"lo": lo, "hi": hi})  # type: ignore[arg-type]
+                conn.execute(_SUBJECT_KEYS_SQL, params | {"lo": lo, "hi": hi})  # type: ignore[arg-type]
+                conn.execute("UPDATE bench_progress SET loaded = %s", (hi,))
+            log(f"bulk: {hi:,}/{rows:,} rows ({time.monotonic() - started:.0f} s)")
+        timings["load_s"] = timings.get("load_s", 0) + time.monotonic() - started
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 2")
+        started = time.monotonic()
+        for statement in creates:
+            if not _made(conn, statement):
+                conn.execute(statement)
+        timings["index_s"] = timings.get("index_s", 0) + time.monotonic() - started
+        started = time.monotonic()
+        conn.execute("VACUUM ANALYZE recordings")
+        conn.execute("VACUUM ANALYZE subject_keys")
+        timings["vacuum_s"] = time.monotonic() - started
+        timings = {k: round(v, 1) for k, v in timings.items()}
+        with conn.transaction():
+            conn.execute("CREATE TABLE bench_meta (rows bigint, version text, timings jsonb)")
+            conn.execute(
+                "INSERT INTO bench_meta VALUES (%s, %s, %s)",
+                (rows, GENERATOR_VERSION, Jsonb(timings)),
+            )
+            conn.execute("DROP TABLE bench_progress")
+    return timings
+
+
+def _made(conn: psycopg.Connection[Any], statement: str) -> bool:
+    """Whether the constraint or index this statement creates exists already."""
+    words = statement.split()
+    name = statement.split('"')[1] if '"' in statement else words[words.index("INDEX") + 1]
+    found = conn.execute(
+        "SELECT 1 FROM pg_class WHERE relname = %s UNION SELECT 1 FROM pg_constraint "
+        "WHERE conname = %s",
+        (name, name),
+    ).fetchone()
+    return found is not None
+
+
+def _wait_until_up(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(url, connect_timeout=3):
+                return
+        except psycopg.OperationalError:
+            time.sleep(2)
+    raise RuntimeError("the database did not come back")

@@ -18,6 +18,7 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.e2e.harness import metrics_text, wait_for
 from tests.stack import Instance, read_stack_env, stop_processes
@@ -29,25 +30,49 @@ STACK_ENV = ROOT / ".local" / "stack.env"
 RESULTS = Path(__file__).resolve().parent / "results"
 LOGS = RESULTS / "logs"
 CALLVAULT = str(Path(sys.executable).parent / "callvault")
-STACK_PORTS = (19092, 15432, 17070)
 
 
 # ----------------------------------------------------------------------------- the stack
-def _port_open(port: int) -> bool:
+def _port_open(host: str, port: int) -> bool:
     with closing(socket.socket()) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
+
+
+def _endpoints(stack: dict[str, str]) -> list[tuple[str, int]]:
+    """Kafka, PostgreSQL and S3 as host and port."""
+    urls = [
+        "kafka://" + stack["CALLVAULT_KAFKA_BOOTSTRAP"].split(",")[0],
+        stack["CALLVAULT_DATABASE_URL"],
+        stack["CALLVAULT_S3_ENDPOINT"],
+    ]
+    return [(u.hostname or "127.0.0.1", u.port or 443) for u in map(urlsplit, urls)]
+
+
+def stack_settings() -> dict[str, str]:
+    """``.local/stack.env``, with any ``CALLVAULT_*`` variable of the environment taking
+    precedence (so a run can point at another Kafka, PostgreSQL or S3)."""
+    values = read_stack_env() if STACK_ENV.exists() else {}
+    values.update({k: v for k, v in os.environ.items() if k.startswith("CALLVAULT_")})
+    return values
 
 
 def ensure_stack(wait: float = 60) -> dict[str, str]:
-    """The stack's settings. Another engineer may be restarting it: wait a while, then start it."""
+    """The stack's settings. Another engineer may be restarting it: wait a while, then start it.
+    callvault's own logs in this process (in-process benchmarks) are kept to warnings."""
+    from workers.logs import configure
+
+    configure("console", "WARNING")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if STACK_ENV.exists() and all(_port_open(p) for p in STACK_PORTS):
-            return read_stack_env()
+        stack = stack_settings()
+        if "CALLVAULT_KAFKA_BOOTSTRAP" in stack and all(
+            _port_open(h, p) for h, p in _endpoints(stack)
+        ):
+            return stack
         time.sleep(2)
     subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True)
-    return read_stack_env()
+    return stack_settings()
 
 
 # ------------------------------------------------------------------------------ instances
@@ -59,7 +84,7 @@ def new_instance(stack: dict[str, str], label: str, **overrides: str) -> Instanc
 
 def migrate(instance: Instance) -> dict[str, Any]:
     done = subprocess.run(
-        [CALLVAULT, "migrate"],
+        [CALLVAULT, "migrate", "--json"],
         env={**os.environ, **instance.env},
         capture_output=True,
         check=False,
@@ -86,6 +111,11 @@ def start_worker(instance: Instance, *args: str, **extra_env: str) -> subprocess
     return process
 
 
+def wait_ready(port: int, timeout: float = 120) -> None:
+    """Until the worker on this metrics port holds its partitions (``callvault_worker_ready``)."""
+    wait_for(lambda: "callvault_worker_ready 1.0" in (metrics_text(port) or ""), timeout, "ready")
+
+
 def stop_workers(instance: Instance) -> None:
     stop_processes(instance.workers)
     instance.workers.clear()
@@ -95,6 +125,12 @@ def drop_instance(instance: Instance) -> None:
     """Stop the instance's workers, then remove its buckets, topics and database."""
     stop_workers(instance)
     drop_test_instance(instance)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -318,3 +354,45 @@ class Timed:
 
     def reset(self) -> None:
         self.calls.clear()
+
+
+# ------------------------------------------------------------------ callvault in-process
+def call_ended(call_id: str, uri: str, **kwargs: Any) -> Any:
+    """A parsed ``call.ended`` (what the ingest input hands the bus)."""
+    from workers.domain.model import CallEnded
+
+    return CallEnded.from_data(str(uuid.uuid4()), call_data(call_id, uri, **kwargs))
+
+
+def store_calls(container: Any, call_ids: list[str], audio: bytes, workers: int) -> float:
+    """Land the audio and store each call through ``container.bus`` (``StoreCall``, the
+    command the ingest agent sends), ``workers`` at once; returns the seconds the stores took."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workers.domain.messages import StoreCall
+
+    settings = container.settings
+    uris = [land(container.objects, settings.landing_bucket, audio) for _ in call_ids]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(
+            pool.map(
+                lambda pair: container.bus.handle(StoreCall(call_ended(*pair))),
+                zip(call_ids, uris, strict=True),
+            )
+        )
+    elapsed = time.perf_counter() - started
+    if set(outcomes) != {"stored"}:
+        raise RuntimeError(f"stores answered {sorted(set(outcomes))}")
+    return elapsed
+
+
+def land(objects: Any, bucket: str, audio: bytes) -> str:
+    """Put audio in the landing bucket as a telephony system would; returns its s3:// URI."""
+    import io
+
+    key = f"incoming/{uuid.uuid4()}.wav"
+    objects.client.put_object(
+        bucket, key, io.BytesIO(audio), len(audio), content_type="application/octet-stream"
+    )
+    return f"s3://{bucket}/{key}"

@@ -14,6 +14,8 @@ from .common import Producer, Reader, log
 from .ingest import AUDIO_BYTES, land
 
 PER_SUBJECT = 20
+ROLES = "ingest,retention,holds,dsr,outbox"
+BIG_SUBJECT = 10_000  # the index of the subject with many recordings
 
 
 def subject(k: int) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
 
     others = 50_000 if quick else 1_000_000
     requests = 3 if quick else 20
+    big = 100 if quick else 1000
     stack = common.ensure_stack()
     inst = common.new_instance(stack, "dsr")
     try:
@@ -41,9 +44,11 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         objects = object_store(settings)
         audio = common.wav_bytes(AUDIO_BYTES)
         n_calls = requests * PER_SUBJECT
-        uris = [land(objects, settings.landing_bucket, audio) for _ in range(n_calls)]
+        uris = [land(objects, settings.landing_bucket, audio) for _ in range(n_calls + big)]
         producer = Producer(settings.kafka_bootstrap)
-        common.start_worker(inst)
+        # Every role but the scheduler's: its reconciliation pages through every row at start,
+        # and the 1 M generated rows have no vault objects (1 M "missing" findings).
+        common.start_worker(inst, "--only", ROLES)
         stored = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
         results = Reader(settings.kafka_bootstrap, inst.topic("dsr_results"))
         latencies: list[float] = []
@@ -65,8 +70,18 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
                     producer.send(
                         topic, call_id, common.cloudevent("callvault.call.ended.v1", data)
                     )
+            who = subject(BIG_SUBJECT)
+            for j in range(big):
+                call_id = f"dsr-big-{j}"
+                data = common.call_data(
+                    call_id,
+                    uris[n_calls + j],
+                    caller=who["phone"],
+                    customer={"email": who["email"], "customer_id": who["customer_id"]},
+                )
+                producer.send(topic, call_id, common.cloudevent("callvault.call.ended.v1", data))
             producer.flush()
-            stored.until(lambda ev: len(ev) >= n_calls, 60 + n_calls)
+            stored.until(lambda ev: len(ev) >= n_calls + big, 60 + n_calls + big)
             log(f"dsr: {requests} erasure requests, one at a time")
             dsr_topic = inst.topic("dsr_requests")
             for k in range(requests):
@@ -103,6 +118,40 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
                         "erased": sum(r["outcome"] == "erased" for r in answer["recordings"]),
                     }
                 )
+            log(f"dsr: one erasure request for a subject with {big} recordings")
+            who = subject(BIG_SUBJECT)
+            request_id = f"bench-dsr-big-{uuid.uuid4().hex[:6]}"
+            data = {
+                "request_id": request_id,
+                "type": "erasure",
+                "received_at": common.stamp(datetime.now(UTC)),
+                "identity_verified": True,
+                "subject": {"phone_numbers": [who["phone"]], "emails": [who["email"]]},
+            }
+            started = time.monotonic()
+            producer.send(
+                dsr_topic, request_id, common.cloudevent("callvault.dsr.requested.v1", data)
+            )
+            producer.flush()
+            done = results.until(
+                lambda ev, r=request_id: any(e["data"]["request_id"] == r for e in ev), 600
+            )
+            big_answer = next(
+                e["data"] for _, e in results.seen if e["data"]["request_id"] == request_id
+            )
+            big_result = {
+                "recordings": big,
+                "latency_s": round(done - started, 3),
+                "server_side_s": round(
+                    (
+                        parse_timestamp(big_answer["completed_at"])
+                        - parse_timestamp(big_answer["received_at"])
+                    ).total_seconds(),
+                    3,
+                ),
+                "status": big_answer["status"],
+                "erased": sum(r["outcome"] == "erased" for r in big_answer["recordings"]),
+            }
         finally:
             stored.close()
             results.close()
@@ -132,12 +181,18 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "statuses": sorted({o["status"] for o in outcomes}),
         "erased_per_request": {"min": min(erased), "max": max(erased)},
         "vault_object_versions_left": left,
+        "subject_with_many": big_result,
     }
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    p, lat = result["params"], result["latency_s"]
+    p, lat, many = result["params"], result["latency_s"], result["subject_with_many"]
     return [
+        (
+            "dsr",
+            f"erasure latency, {many['recordings']} recs of one subject",
+            f"{many['latency_s']:.2f} s ({many['erased']} erased, {many['status']})",
+        ),
         (
             "dsr",
             f"erasure latency, {p['recordings_per_subject']} recs among "

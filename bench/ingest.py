@@ -5,68 +5,94 @@ peak RSS while it ingests one large file."""
 from __future__ import annotations
 
 import io
+import queue
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from tests.stack import free_port
+
 from . import common
-from .common import Instance, Producer, Reader, log
+from .common import Instance, Producer, Reader, land, log
 
 AUDIO_BYTES = 256 * 1024
+CALL_ENDED = "callvault.call.ended.v1"
+WARMUP = 8  # calls before the clock starts: both partitions get some
 MB = 1_000_000
 
 
-def land(objects: Any, bucket: str, audio: bytes) -> str:
-    key = f"incoming/{uuid.uuid4()}.wav"
-    objects.client.put_object(
-        bucket, key, io.BytesIO(audio), len(audio), content_type="application/octet-stream"
-    )
-    return f"s3://{bucket}/{key}"
-
-
-def baseline(settings: Any, objects: Any, n: int, audio: bytes) -> dict[str, Any]:
-    """A tight loop: encrypt with a fresh key, one S3 put (same bucket, same retention header as
-    the vault uses), one autocommitted INSERT."""
+def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) -> dict[str, Any]:
+    """Exactly the unavoidable I/O of one call, ``workers`` calls at once (the pipeline's
+    concurrency), each worker on its own open connection: GET the landing object, encrypt it
+    with a fresh key, PUT it to the vault with the same retention header, one INSERT,
+    DELETE the landing copy."""
     from minio.commonconfig import GOVERNANCE
     from minio.retention import Retention
 
     from workers.adapters import crypto
+    from workers.domain.model import object_key_for  # the vault's own key layout
 
     client = objects.client
-    bucket = settings.vault_bucket
-    locked = objects.has_object_lock(bucket)
-    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
+    url = settings.database_url.get_secret_value()
+    vault, landing = settings.vault_bucket, settings.landing_bucket
+    locked = objects.has_object_lock(vault)
+    uris = [land(objects, landing, audio) for _ in range(n)]
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS bench_baseline (id uuid PRIMARY KEY, object_key text, "
             "size_bytes bigint, stored_at timestamptz)"
         )
-        started = time.perf_counter()
-        for _ in range(n):
-            rid = str(uuid.uuid4())
-            key = f"baseline/{rid}.cva"
-            dek = crypto.new_data_key()
-            sealed = b"".join(crypto.encrypt_stream(dek, rid, [audio]))
-            retention = (
-                Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=365)) if locked else None
-            )
-            client.put_object(
-                bucket,
-                key,
-                io.BytesIO(sealed),
-                len(sealed),
-                content_type="application/octet-stream",
-                retention=retention,
-            )
+    connections = queue.SimpleQueue[psycopg.Connection[Any]]()
+    for _ in range(workers):
+        connections.put(psycopg.connect(url, autocommit=True))
+
+    def one(uri: str) -> None:
+        key = uri.removeprefix(f"s3://{landing}/")
+        response = client.get_object(landing, key)
+        try:
+            body = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        rid = str(uuid.uuid4())
+        sealed = b"".join(crypto.encrypt_stream(crypto.new_data_key(), rid, [body]))
+        retain = datetime.now(UTC) + timedelta(days=365)
+        client.put_object(
+            vault,
+            object_key_for(rid),
+            io.BytesIO(sealed),
+            len(sealed),
+            content_type="application/octet-stream",
+            retention=Retention(GOVERNANCE, retain) if locked else None,
+        )
+        conn = connections.get()
+        try:
             conn.execute(
-                "INSERT INTO bench_baseline VALUES (%s, %s, %s, now())", (rid, key, len(audio))
+                "INSERT INTO bench_baseline VALUES (%s, %s, %s, now())",
+                (rid, object_key_for(rid), len(body)),
             )
-        elapsed = time.perf_counter() - started
+        finally:
+            connections.put(conn)
+        client.remove_object(landing, key)
+
+    started, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, uris))
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    while not connections.empty():
+        connections.get().close()
     return {
         "n": n,
+        "concurrency": workers,
+        "cpu_ms_per_call": round(cpu / n * 1000, 2),
         "seconds": round(elapsed, 3),
         "calls_per_s": round(n / elapsed, 2),
         "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
@@ -81,33 +107,53 @@ def _stored(count: int):  # type: ignore[no-untyped-def]
     return check
 
 
-def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, Any]:
+def start_workers(inst: Instance, processes: int, concurrency: int) -> list[Any]:
+    """``processes`` worker processes sharing the consumer group, ``concurrency`` events at
+    once each; returns them once every one holds its partitions."""
+    workers, ports = [], []
+    for index in range(processes):
+        ports.append(inst.env["CALLVAULT_METRICS_PORT"] if index == 0 else str(free_port()))
+        workers.append(
+            common.start_worker(
+                inst, CALLVAULT_CONCURRENCY=str(concurrency), CALLVAULT_METRICS_PORT=ports[-1]
+            )
+        )
+    for port in ports:
+        common.wait_ready(int(port))
+    return workers
+
+
+def pipeline(
+    inst: Instance, objects: Any, n: int, audio: bytes, processes: int, concurrency: int
+) -> dict[str, Any]:
+    """Calls published as fast as Kafka takes them; the clock runs from the first publish to
+    the n-th ``recording.stored`` read back."""
     settings = inst.settings()
-    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n + 1)]
+    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n + WARMUP)]
     producer = Producer(settings.kafka_bootstrap)
     topic = inst.topic("calls_ended")
-    worker = common.start_worker(inst)
+    workers = start_workers(inst, processes, concurrency)
     reader = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
     try:
-        # warm-up: the consumer group has joined and every connection is open
-        producer.send(
-            topic,
-            "warmup-0",
-            common.cloudevent("callvault.call.ended.v1", common.call_data("warmup-0", uris[0])),
-        )
+        # warm-up: every partition's worker has stored a call, every connection is open
+        for i in range(WARMUP):
+            data = common.call_data(f"warmup-{i}", uris[i])
+            producer.send(topic, f"warmup-{i}", common.cloudevent(CALL_ENDED, data))
         producer.flush()
-        reader.until(_stored(1), 120)
-        rss_idle = common.proc_status(worker.pid)
+        reader.until(_stored(WARMUP), 120)
+        rss_idle = common.proc_status(workers[0].pid)
+        cpu_before = sum(common.cpu_seconds(w.pid) for w in workers)
         started = time.monotonic()
         for i in range(n):
             call_id = f"bench-{i}"
-            data = common.call_data(call_id, uris[i + 1])
-            producer.send(topic, call_id, common.cloudevent("callvault.call.ended.v1", data))
+            data = common.call_data(call_id, uris[i + WARMUP])
+            producer.send(topic, call_id, common.cloudevent(CALL_ENDED, data))
         producer.flush()
         published = time.monotonic() - started
-        done = reader.until(_stored(n + 1), 60 + n * 2)
+        done = reader.until(_stored(n + WARMUP), 60 + n * 2)
         elapsed = done - started
-        rss_after = common.proc_status(worker.pid)
+        cpu = sum(common.cpu_seconds(w.pid) for w in workers) - cpu_before
+        rss_after = common.proc_status(workers[0].pid)
         histogram = _ingest_histogram(common.metrics_text(int(inst.env["CALLVAULT_METRICS_PORT"])))
     finally:
         reader.close()
@@ -115,11 +161,15 @@ def pipeline(inst: Instance, objects: Any, n: int, audio: bytes) -> dict[str, An
         common.stop_workers(inst)
     return {
         "n": n,
+        "processes": processes,
+        "concurrency_per_process": concurrency,
         "seconds": round(elapsed, 3),
         "publish_seconds": round(published, 3),
         "calls_per_s": round(n / elapsed, 2),
         "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
         "handler_mean_ms": histogram,
+        "worker_cpu_ms_per_call": round(cpu / n * 1000, 2),
+        "worker_cpu_share": round(cpu / elapsed, 2),
         "worker_rss_kib": {"idle": rss_idle, "after": rss_after},
     }
 
@@ -204,8 +254,50 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
     }
 
 
+IMPORTS = (
+    "faust",
+    "kafka",
+    "psycopg",
+    "psycopg_pool",
+    "minio",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "prometheus_client",
+    "pydantic_settings",
+    "structlog",
+    "phonenumbers",
+    "yoyo",
+    "fastapi",
+)
+
+
+def import_costs() -> dict[str, Any]:
+    """What the imports cost: VmRSS of a fresh interpreter, then after importing each library
+    alone, then after importing the worker's entrypoint (everything a worker loads)."""
+    script = (
+        "import importlib, sys\n"
+        "def rss():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmRSS'): return int(line.split()[1])\n"
+        "before = rss(); importlib.import_module(sys.argv[1]); print(before, rss())\n"
+    )
+
+    def cost(module: str) -> tuple[int, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", script, module], capture_output=True, check=True, text=True
+        )
+        before, after = map(int, out.stdout.split())
+        return before, after
+
+    bare, worker = cost("workers.entrypoints.worker")
+    return {
+        "interpreter_mib": round(bare / 1024, 1),
+        "worker_imports_mib": round((worker - bare) / 1024, 1),
+        "by_library_mib": {m: round((a - b) / 1024, 1) for m in IMPORTS for b, a in [cost(m)]},
+    }
+
+
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
-    n = 30 if quick else 300
+    n = 60 if quick else 600
     big = (64 if quick else 1024) * 2**20
     stack = common.ensure_stack()
     from workers.bootstrap import object_store
@@ -216,10 +308,11 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         settings = inst.settings()
         objects = object_store(settings)
         audio = common.wav_bytes(AUDIO_BYTES)
-        log(f"ingest: baseline, {n} x put+INSERT")
-        base = baseline(settings, objects, n, audio)
-        log(f"ingest: pipeline, {n} calls through a worker process")
-        pipe = pipeline(inst, objects, n, audio)
+        workers = settings.concurrency
+        log(f"ingest: baseline, {n} x GET+encrypt+PUT+INSERT+DELETE, {workers} at once")
+        base = baseline(settings, objects, n, audio, workers)
+        log(f"ingest: pipeline, {n} calls through a worker process, {workers} at once")
+        pipe = pipeline(inst, objects, n, audio, 1, workers)
         log("ingest: one large file, peak RSS")
         large = big_file(inst, objects, big)
     finally:
@@ -228,20 +321,36 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "params": {"n": n, "audio_bytes": AUDIO_BYTES, "large_file_bytes": big, "quick": quick},
         "baseline": base,
         "pipeline": pipe,
-        "ratio_calls_per_s": round(pipe["calls_per_s"] / base["calls_per_s"], 3),
+        "ratio": round(pipe["calls_per_s"] / base["calls_per_s"], 3),
         "large_file": large,
+        "imports": import_costs(),
     }
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     b, p, big = result["baseline"], result["pipeline"], result["large_file"]
     mib = big["file_bytes"] // 2**20
+    growth = round(big["peak_hwm_mib"] - big["idle_rss_mib"], 1)
+    imports = result["imports"]
     return [
         ("ingest", "pipeline throughput", f"{p['calls_per_s']} calls/s, {p['mb_per_s']} MB/s"),
-        ("ingest", "baseline put+INSERT", f"{b['calls_per_s']} calls/s, {b['mb_per_s']} MB/s"),
-        ("ingest", "ratio pipeline/baseline", f"{result['ratio_calls_per_s']}"),
+        (
+            "ingest",
+            f"baseline GET+encrypt+PUT+INSERT+DELETE, {b['concurrency']} at once",
+            f"{b['calls_per_s']} calls/s, {b['mb_per_s']} MB/s",
+        ),
+        ("ingest", "ratio pipeline/baseline", f"{result['ratio']}"),
         ("ingest", "handler mean (worker histogram)", f"{p['handler_mean_ms']} ms/call"),
         ("ingest", f"worker idle RSS (before {mib} MiB file)", f"{big['idle_rss_mib']} MiB"),
-        ("ingest", f"worker peak VmHWM ({mib} MiB file)", f"{big['peak_hwm_mib']} MiB"),
+        (
+            "ingest",
+            f"worker peak VmHWM ({mib} MiB file)",
+            f"{big['peak_hwm_mib']} MiB (+{growth} MiB over idle)",
+        ),
         ("ingest", f"{mib} MiB file ingest", f"{big['seconds']} s, {big['mb_per_s']} MB/s"),
+        (
+            "ingest",
+            "imports: interpreter + worker modules",
+            f"{imports['interpreter_mib']} + {imports['worker_imports_mib']} MiB",
+        ),
     ]

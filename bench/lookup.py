@@ -1,4 +1,4 @@
-"""Subject lookup: ``PostgresTx.recordings_matching`` (the query behind every DSR and every
+"""Subject lookup: ``PostgresRecordings.matching`` (the query behind every DSR and every
 subject-scoped hold) on 10 million recordings with two subject keys each."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _add_heavy_subject(url: str, rows: int) -> None:
 
 def _lookups(url: str, digest_sets: list[frozenset[bytes]]) -> tuple[list[float], list[int], Any]:
     """One connection for all look-ups (as the worker's pool keeps them), one transaction each."""
-    from workers.adapters.postgres import PostgresTx
+    from workers.adapters.postgres.repositories import PostgresRecordings
 
     times: list[float] = []
     found: list[int] = []
@@ -43,7 +43,7 @@ def _lookups(url: str, digest_sets: list[frozenset[bytes]]) -> tuple[list[float]
         for digests in digest_sets:
             recorder = Recorder(conn)
             started = time.perf_counter()
-            result = PostgresTx(recorder).recordings_matching(digests)  # type: ignore[arg-type]
+            result = PostgresRecordings(recorder, []).matching(digests)  # type: ignore[arg-type]
             times.append((time.perf_counter() - started) * 1000)
             conn.rollback()
             found.append(len(result))
@@ -65,7 +65,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     _add_heavy_subject(url, rows)
     rng = random.Random(7)
     subjects = [rng.randrange(bulk.subject_count(rows)) for _ in range(SAMPLES)]
-    log(f"lookup: recordings_matching x {SAMPLES} subjects on {rows:,} recordings")
+    log(f"lookup: matching x {SAMPLES} subjects on {rows:,} recordings")
     _lookups(url, [bulk.subject_digests(s) for s in subjects[:10]])  # warm the index path
     typical_t, typical_n, statements = _lookups(url, [bulk.subject_digests(s) for s in subjects])
     heavy_t, heavy_n, _ = _lookups(url, [frozenset({HEAVY})] * 20)
@@ -74,7 +74,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     )
     sql, params = statements[-1]
     plan, exec_ms, used = explain(url, sql, params)
-    heavy_plan, heavy_exec, _ = explain(url, sql, ([HEAVY],))
+    heavy_plan, heavy_exec, _ = explain(url, sql, {"digests": [HEAVY], "tenant": None})
     return {
         "params": {"rows": rows, "samples": SAMPLES, "quick": quick},
         "database": made,
@@ -105,7 +105,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append(
             (
                 "lookup",
-                f"recordings_matching, {label}, {n:,} rows",
+                f"matching, {label}, {n:,} rows",
                 f"p50 {r['ms']['p50']:.2f} ms, p95 {r['ms']['p95']:.2f} ms "
                 f"({r['recordings_found_mean']:g} found)",
             )

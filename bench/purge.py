@@ -7,6 +7,7 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import queue
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -16,27 +17,11 @@ from typing import Any
 import psycopg
 
 from . import common
-from .common import Producer, Reader, Timed, log
-from .ingest import AUDIO_BYTES, land
+from .common import Producer, Reader, Timed, land, log
+from .ingest import AUDIO_BYTES
 
 
-def _call_ended(call_id: str, uri: str) -> Any:
-    from workers.domain.model import CallEnded
-
-    return CallEnded.from_data(str(uuid.uuid4()), common.call_data(call_id, uri))
-
-
-def _instrument(container: Any) -> Timed:
-    """Time every object-store call the services make (ingest's fetcher included)."""
-    timed = Timed(container.ctx.objects)
-    container.ctx.objects = timed
-    fetcher = getattr(container.ingest, "_fetcher", None)
-    if fetcher is not None and hasattr(fetcher, "_objects"):
-        fetcher._objects = timed
-    return timed
-
-
-def _profile_top(profile: cProfile.Profile, limit: int = 12) -> list[str]:
+def _profile_top(profile: cProfile.Profile, limit: int = 15) -> list[str]:
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
     stats.sort_stats("tottime").print_stats(limit)
@@ -45,140 +30,178 @@ def _profile_top(profile: cProfile.Profile, limit: int = 12) -> list[str]:
     return lines[start : start + limit + 1]
 
 
-def throughput(stack: dict[str, str], n: int) -> dict[str, Any]:
+def _proof(settings: Any, ids: list[str]) -> dict[str, int]:
+    """What proves each purge one by one: tombstone rows, audit entries, outbox events."""
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM recordings WHERE recording_id = ANY(%(ids)s::uuid[]) "
+            "AND status = 'purged' AND wrapped_key IS NULL AND call_id IS NULL), "
+            "(SELECT count(DISTINCT entity_id) FROM audit_log WHERE action = 'purge' "
+            "AND entity_id = ANY(%(ids)s::text[])), "
+            "(SELECT count(DISTINCT key) FROM outbox WHERE topic = 'recordings_purged' "
+            "AND key = ANY(%(ids)s::text[])), "
+            "(SELECT count(*) FROM subject_keys WHERE recording_id = ANY(%(ids)s::uuid[]))",
+            {"ids": ids},
+        ).fetchone()
+    assert row is not None
+    return dict(
+        zip(("tombstones", "audit_entries", "purged_events", "digests_left"), row, strict=True)
+    )
+
+
+def baseline(
+    settings: Any, objects: Any, n: int, audio: bytes, batch: int, workers: int
+) -> dict[str, Any]:
+    """The raw store's speed: n encrypted objects (same bucket, same retention header), then
+    per batch one multi-object delete (versions known, governance bypassed) + one DELETE,
+    ``workers`` batches at once, each worker on its own open connection."""
     from minio.commonconfig import GOVERNANCE
     from minio.deleteobjects import DeleteObject
     from minio.retention import Retention
 
     from workers.adapters import crypto
-    from workers.bootstrap import bootstrap
+    from workers.domain.model import object_key_for  # the vault's own key layout
+
+    client = objects.client
+    url = settings.database_url.get_secret_value()
+    locked = objects.has_object_lock(settings.vault_bucket)
+    due = datetime.now(UTC) + timedelta(days=365)
+    targets: list[tuple[str, str, str | None]] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_purge_baseline (id uuid PRIMARY KEY, "
+            "object_key text, version_id text)"
+        )
+        for _ in range(n):
+            rid = str(uuid.uuid4())
+            key = object_key_for(rid)
+            sealed = b"".join(crypto.encrypt_stream(crypto.new_data_key(), rid, [audio]))
+            result = client.put_object(
+                settings.vault_bucket,
+                key,
+                io.BytesIO(sealed),
+                len(sealed),
+                retention=Retention(GOVERNANCE, due) if locked else None,
+            )
+            conn.execute(
+                "INSERT INTO bench_purge_baseline VALUES (%s, %s, %s)",
+                (rid, key, result.version_id),
+            )
+            targets.append((rid, key, result.version_id))
+    connections = queue.SimpleQueue[psycopg.Connection[Any]]()
+    for _ in range(workers):
+        connections.put(psycopg.connect(url, autocommit=True))
+    errors: list[int] = []
+
+    def one(chunk: list[tuple[str, str, str | None]]) -> None:
+        conn = connections.get()
+        try:
+            failed = client.remove_objects(
+                settings.vault_bucket,
+                [DeleteObject(k, v) for _, k, v in chunk],
+                bypass_governance_mode=True,
+            )
+            errors.append(len(list(failed)))
+            conn.execute(
+                "DELETE FROM bench_purge_baseline WHERE id = ANY(%s::uuid[])",
+                ([r for r, _, _ in chunk],),
+            )
+        finally:
+            connections.put(conn)
+
+    chunks = [targets[start : start + batch] for start in range(0, n, batch)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, chunks))
+    elapsed = time.perf_counter() - started
+    while not connections.empty():
+        connections.get().close()
+    return {
+        "seconds": round(elapsed, 3),
+        "per_s": round(n / elapsed, 2),
+        "batch": batch,
+        "concurrency": workers,
+        "delete_errors": sum(errors),
+    }
+
+
+def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
+    """``PurgeRecordings`` (the follow-up the scheduler writes) through the message bus of a
+    container built by ``bootstrap``, ``workers`` batches at once (as a worker's follow-up
+    dispatcher runs them), against the raw baseline at the same concurrency."""
+    from workers.bootstrap import bootstrap, object_store
+    from workers.domain.messages import PurgeRecordings
     from workers.domain.model import PurgeReason, recording_id_for
 
-    # Default retention (P1Y): the vault put carries a future retain-until date, as in
-    # production; the purge then runs with the service clock moved past the due date.
+    # Default retention (P1Y): each vault object carries a future governance retain-until, as
+    # in production; the purging container's clock is moved 400 days ahead so they are due.
     inst = common.new_instance(stack, "pur")
     try:
         common.migrate(inst)
         settings = inst.settings()
-        container = bootstrap(settings)
-        objects = container.objects
+        batch = settings.purge_batch
         audio = common.wav_bytes(AUDIO_BYTES)
-        timed = _instrument(container)
-        profiled = min(30, n // 3)
+        profiled = batch
+        call_ids = [f"purge-{i}" for i in range(n + profiled)]
+        log(f"purge: storing {len(call_ids)} recordings through the bus (in-process)")
+        storer = bootstrap(settings)
+        ingest_s = common.store_calls(storer, call_ids, audio, settings.concurrency)
+        hash_key = storer.keys.hash_key
+        storer.close()
+        ids = [recording_id_for(hash_key, c) for c in call_ids]
 
-        log(f"purge: storing {n} recordings through IngestService (in-process)")
-        uris = [land(objects, settings.landing_bucket, audio) for _ in range(n)]
-        started = time.perf_counter()
-        for i in range(n):
-            assert container.ingest.handle(_call_ended(f"purge-{i}", uris[i])) == "stored"
-        ingest_s = time.perf_counter() - started
-        ingest_s3 = timed.report(n)
-        timed.reset()
-
-        ids = [recording_id_for(f"purge-{i}") for i in range(n)]
-        container.ctx.clock = lambda: datetime.now(UTC) + timedelta(days=400)
-        workers = settings.concurrency
-        log(f"purge: PurgeService.purge x {n}, {workers} at once (as a worker's agent runs it)")
-        verdicts: dict[str, int] = {}
-
-        def purge_one(rid: str) -> str:
-            return str(container.purge.purge(rid, PurgeReason.RETENTION).verdict.value)
-
-        concurrent = ids[: n - profiled]
+        timed = Timed(object_store(settings))
+        later = datetime.now(UTC) + timedelta(days=400)
+        purger = bootstrap(
+            settings, clock=lambda: later + timedelta(seconds=time.monotonic()), objects=timed
+        )
+        outcomes: list[str] = []
+        log(f"purge: {n} recordings as PurgeRecordings batches of {batch}, {workers} at once")
+        chunks = [tuple(ids[start : min(n, start + batch)]) for start in range(0, n, batch)]
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for verdict in pool.map(purge_one, concurrent):
-                verdicts[verdict] = verdicts.get(verdict, 0) + 1
+            outcomes += pool.map(
+                lambda chunk: purger.bus.handle(PurgeRecordings(chunk, PurgeReason.RETENTION)),
+                chunks,
+            )
         purge_s = time.perf_counter() - started
-        # the last few one at a time, under the profiler (cProfile sees one thread only)
+        s3_calls = timed.report(n)
         profile = cProfile.Profile()
         profile.enable()
-        serial_started = time.perf_counter()
-        for rid in ids[n - profiled :]:
-            verdict = purge_one(rid)
-            verdicts[verdict] = verdicts.get(verdict, 0) + 1
-        serial_s = time.perf_counter() - serial_started
+        profile_started = time.perf_counter()
+        outcomes.append(purger.bus.handle(PurgeRecordings(tuple(ids[n:]), PurgeReason.RETENTION)))
+        profile_s = time.perf_counter() - profile_started
         profile.disable()
-        purge_s3 = timed.report(n)
-        left = list(
-            objects.client.list_objects(
+        purger.close()
+        proof = _proof(settings, ids)
+        left = sum(
+            1
+            for _ in timed.client.list_objects(
                 settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
             )
         )
-        container.close()
-
-        # baseline: same bucket, same retention header; versions known from the puts
-        log(f"purge: baseline, {n} objects, remove_objects + DELETE per batch")
-        client = objects.client
-        batch = settings.purge_batch
-        locked = objects.has_object_lock(settings.vault_bucket)
-        due = datetime.now(UTC) + timedelta(days=365)
-        targets: list[tuple[str, str, str | None]] = []
-        with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE bench_purge_baseline (id uuid PRIMARY KEY, object_key text, "
-                "version_id text)"
-            )
-            for _ in range(n):
-                rid = str(uuid.uuid4())
-                key = f"baseline/{rid}.cva"
-                sealed = b"".join(crypto.encrypt_stream(crypto.new_data_key(), rid, [audio]))
-                result = client.put_object(
-                    settings.vault_bucket,
-                    key,
-                    io.BytesIO(sealed),
-                    len(sealed),
-                    retention=Retention(GOVERNANCE, due) if locked else None,
-                )
-                conn.execute(
-                    "INSERT INTO bench_purge_baseline VALUES (%s, %s, %s)",
-                    (rid, key, result.version_id),
-                )
-                targets.append((rid, key, result.version_id))
-            started = time.perf_counter()
-            errors = 0
-            for start in range(0, n, batch):
-                chunk = targets[start : start + batch]
-                errors += len(
-                    list(
-                        client.remove_objects(
-                            settings.vault_bucket,
-                            [DeleteObject(k, v) for _, k, v in chunk],
-                            bypass_governance_mode=True,
-                        )
-                    )
-                )
-                conn.execute(
-                    "DELETE FROM bench_purge_baseline WHERE id = ANY(%s::uuid[])",
-                    ([r for r, _, _ in chunk],),
-                )
-            base_s = time.perf_counter() - started
+        log(f"purge: baseline, {n} objects, multi-object delete + DELETE per {batch}")
+        base = baseline(settings, timed, n, audio, batch, workers)
     finally:
         common.drop_instance(inst)
+    per_s = n / purge_s
     return {
         "n": n,
         "purge": {
+            "batch": batch,
             "concurrency": workers,
             "seconds": round(purge_s, 3),
-            "per_s": round(len(concurrent) / purge_s, 2),
-            "serial_per_s_profiled": round(profiled / serial_s, 2),
-            "verdicts": verdicts,
-            "object_versions_left": len(left),
-            "s3_calls": purge_s3,
-            f"profile_tottime_last_{profiled}": _profile_top(profile),
+            "per_s": round(per_s, 2),
+            "outcomes": outcomes,
+            "proof": proof,
+            "object_versions_left": left,
+            "s3_calls": s3_calls,
+            "profiled_batch_s": round(profile_s, 3),
+            "profile_tottime": _profile_top(profile),
         },
-        "baseline": {
-            "seconds": round(base_s, 3),
-            "per_s": round(n / base_s, 2),
-            "batch": batch,
-            "delete_errors": errors,
-        },
-        "ratio": round((len(concurrent) / purge_s) / (n / base_s), 4),
-        "inprocess_ingest": {
-            "seconds": round(ingest_s, 3),
-            "per_s": round(n / ingest_s, 2),
-            "s3_calls": ingest_s3,
-        },
+        "baseline": base,
+        "ratio": round(per_s / base["per_s"], 3),
+        "inprocess_ingest": {"seconds": round(ingest_s, 3), "per_s": round(len(ids) / ingest_s, 2)},
     }
 
 
@@ -276,10 +299,17 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
 
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     stack = common.ensure_stack()
-    n = 30 if quick else 500
+    n = 400 if quick else 2000
     rate, duration = (3.0, 8.0) if quick else (5.0, 60.0)
-    result = {"params": {"n": n, "rate": rate, "duration": duration, "quick": quick}}
-    result["throughput"] = throughput(stack, n)
+    result: dict[str, Any] = {
+        "params": {"n": n, "rate": rate, "duration": duration, "quick": quick}
+    }
+    from workers.settings import Settings
+
+    workers = Settings.model_fields["concurrency"].default
+    result["throughput"] = throughput(stack, n, workers)
+    result["ratio"] = result["throughput"]["ratio"]
+    result["serial"] = throughput(stack, n, 1)
     result["lag"] = lag(stack, rate, duration)
     return result
 
@@ -290,17 +320,23 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [
         (
             "purge",
-            f"PurgeService.purge, {t['purge']['concurrency']} at once",
+            f"PurgeRecordings, batches of {t['purge']['batch']}, "
+            f"{t['purge']['concurrency']} at once (n={t['n']})",
             f"{t['purge']['per_s']} recordings/s",
+        ),
+        ("purge", "baseline multi-delete+DELETE", f"{t['baseline']['per_s']} recordings/s"),
+        ("purge", "ratio purge/baseline", f"{result['ratio']}"),
+        (
+            "purge",
+            "one batch at a time: purge / baseline",
+            f"{result['serial']['purge']['per_s']} / {result['serial']['baseline']['per_s']}"
+            f" recordings/s (ratio {result['serial']['ratio']})",
         ),
         (
             "purge",
-            "PurgeService.purge, one at a time",
-            f"{t['purge']['serial_per_s_profiled']} recordings/s",
+            "proof per recording",
+            ", ".join(f"{k} {v}" for k, v in t["purge"]["proof"].items()),
         ),
-        ("purge", "baseline remove_objects+DELETE", f"{t['baseline']['per_s']} recordings/s"),
-        ("purge", "ratio purge/baseline", f"{t['ratio']}"),
-        ("purge", "in-process IngestService", f"{t['inprocess_ingest']['per_s']} calls/s"),
         (
             "purge",
             f"purge lag @{lag_['rate_calls_per_s']:g}/s x {lag_['duration_s']:g}s (n={lag_['n']})",

@@ -1,4 +1,4 @@
-"""Scheduler: the due query (``PostgresTx.claim_due``, captured verbatim from the adapter) on
+"""Scheduler: the due query (``PostgresRecordings.claim_due``, captured verbatim) on
 10 million recordings and on 1 million, its EXPLAIN (ANALYZE, BUFFERS) plan, and the cost of
 the other queries the scheduler role runs on every tick (the gauges)."""
 
@@ -18,14 +18,15 @@ REPEAT = 15
 
 
 class Recorder:
-    """Stands in for the psycopg connection under ``PostgresTx``: runs and records SQL."""
+    """Stands in for the psycopg connection under the repository: runs and records SQL."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self.statements: list[tuple[str, Any]] = []
 
     def execute(self, sql: Any, params: Any = None, **kwargs: Any) -> Any:
-        self.statements.append((sql, params))
+        text = sql if isinstance(sql, str) else sql.as_string(self._conn)
+        self.statements.append((text, params))
         return self._conn.execute(sql, params, **kwargs)
 
     def cursor(self, *args: Any, **kwargs: Any) -> Any:
@@ -35,7 +36,7 @@ class Recorder:
 def timed_call(url: str, call: Any, repeat: int = REPEAT) -> tuple[list[float], Any, list]:
     """Runs ``call(tx)`` ``repeat`` times, each in a transaction rolled back afterwards (so
     claimed rows stay unclaimed); returns wall times (ms), the last result and the SQL."""
-    from workers.adapters.postgres import PostgresTx
+    from workers.adapters.postgres.repositories import PostgresRecordings
 
     times: list[float] = []
     result: Any = None
@@ -44,7 +45,7 @@ def timed_call(url: str, call: Any, repeat: int = REPEAT) -> tuple[list[float], 
         for _ in range(repeat):
             recorder = Recorder(conn)
             started = time.perf_counter()
-            result = call(PostgresTx(recorder))  # type: ignore[arg-type]
+            result = call(PostgresRecordings(recorder, []))  # type: ignore[arg-type]
             times.append((time.perf_counter() - started) * 1000)
             conn.rollback()
             statements = recorder.statements

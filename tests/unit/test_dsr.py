@@ -27,7 +27,6 @@ from conftest import (
     subject,
 )
 
-from workers.app.handlers import purge as purge_module
 from workers.app.handlers.purge import purge
 from workers.codec import Codec
 from workers.domain.messages import ForgetErasedSubjects, RemoveExpiredExports, SweepCopies
@@ -507,16 +506,17 @@ class Crash(BaseException):
 def test_erasure_interrupted_by_a_crash_finishes_on_redelivery(
     shop: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = purge_module._delete_versions
+    original = shop.objects.delete_versions
     calls: list[str] = []
 
-    def dies_on_second(recording: Any, ctx: Any) -> None:
-        calls.append(recording.recording_id)
-        if len(calls) == 2:  # the data keys are destroyed; one object is deleted
+    def dies_half_way(bucket: str, targets: list[Any]) -> list[Any]:
+        calls.append(bucket)
+        if len(calls) == 1 and len(targets) == 2:
+            original(bucket, targets[:1])  # the data keys are destroyed; one object is deleted
             raise Crash
-        original(recording, ctx)
+        return original(bucket, targets)
 
-    monkeypatch.setattr(purge_module, "_delete_versions", dies_on_second)
+    monkeypatch.setattr(shop.objects, "delete_versions", dies_half_way)
     with pytest.raises(Crash):
         shop.send_dsr("R1", "erasure", CUSTOMER, event_id="dsr-1")
     assert shop.published("dsr.results") == []

@@ -272,6 +272,14 @@ class MemoryRecordings:
             setattr(stored, name, value)
         self._events.extend(events)
 
+    def update_many(self, recordings: list[Recording]) -> None:
+        for recording in recordings:
+            self.update(recording)
+
+    def forget_digests(self, recording_ids: list[str]) -> None:
+        for recording_id in recording_ids:
+            self._s.subject_keys[recording_id] = frozenset()
+
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self._s.subject_keys.get(recording_id, frozenset())
 
@@ -705,7 +713,7 @@ class MemoryDatabase:
             row = next(
                 (
                     f
-                    for f in self.state.followups
+                    for f in sorted(self.state.followups, key=lambda f: f["kind"] == followups.LAST)
                     if f["failed"] is None
                     and f["id"] not in self._claimed
                     and (f["not_before"] is None or f["not_before"] <= now)

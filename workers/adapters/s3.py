@@ -214,11 +214,10 @@ class S3Store:
         headers = genheaders(None, None, None, retention, False)
         headers["Content-Type"] = content_type
         parts = _parts(chunks, PART_SIZE)
-        first = next(parts, b"")
-        second = next(parts, None)
-        if second is None:  # one part: a single PUT
-            return self._step(f"write {key}", lambda: self._put(bucket, key, first, headers))
-        return self._multipart(bucket, key, headers, [first, second], parts)
+        if parts.single():  # one part: a single PUT
+            data = next(parts)
+            return self._step(f"write {key}", lambda: self._put(bucket, key, data, headers))
+        return self._multipart(bucket, key, headers, parts)
 
     def _put(self, bucket: str, key: str, data: bytes, headers: dict[str, Any]) -> str | None:
         result: ObjectWriteResult = self._client._put_object(bucket, key, data, dict(headers))
@@ -230,8 +229,7 @@ class S3Store:
         bucket: str,
         key: str,
         headers: dict[str, Any],
-        head: list[bytes],
-        rest: Iterator[bytes],
+        parts: Iterator[bytes],
     ) -> str | None:
         client = self._client
         upload_id = self._step(
@@ -240,12 +238,17 @@ class S3Store:
         )
         try:
             done: list[Part] = []
-            for number, data in enumerate(_chain(head, rest), start=1):
+            data = next(parts, None)  # the only reference to the part in flight
+            number = 0
+            while data is not None:
+                number += 1
                 etag: str = self._step(
                     f"write part {number} of {key}",
                     partial(client._upload_part, bucket, key, data, None, upload_id, number),
                 )
                 done.append(Part(number, etag))
+                data = None  # a sent part is freed before the next is read
+                data = next(parts, None)
             result = self._step(
                 f"complete upload of {key}",
                 lambda: client._complete_multipart_upload(bucket, key, upload_id, done),
@@ -395,24 +398,51 @@ class S3Store:
         return url
 
 
-def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+class _parts(Iterator[bytes]):  # noqa: N801 - used like the generator it replaces
     """The stream re-cut into parts of ``size`` bytes (the last may be shorter, or empty when
-    the stream is)."""
-    buffer = bytearray()
-    emitted = False
-    for chunk in chunks:
-        buffer += chunk
-        while len(buffer) >= size:
-            yield bytes(buffer[:size])
-            del buffer[:size]
-            emitted = True
-    if buffer or not emitted:
-        yield bytes(buffer)
+    the stream is). Each part is joined once from the chunks that make it; the stream is read
+    one chunk ahead (not a whole part) to know whether a part is the last, so at most one
+    part and one chunk are held at a time."""
 
+    def __init__(self, chunks: Iterable[bytes], size: int) -> None:
+        self._source = iter(chunks)
+        self._size = size
+        self._ahead = b""
+        self._held: bytes | None = None
+        self.last = False
 
-def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from head
-    yield from rest
+    def single(self) -> bool:
+        """Whether the whole stream fits in one part (reads that part, kept for ``next``)."""
+        self._held = self._cut()
+        return self.last
+
+    def __next__(self) -> bytes:
+        if self._held is not None:
+            part, self._held = self._held, None
+            return part
+        if self.last:
+            raise StopIteration
+        return self._cut()
+
+    def _cut(self) -> bytes:
+        pieces: list[bytes] = []
+        length = 0
+        while length < self._size:
+            chunk, self._ahead = self._ahead or next(self._source, None), b""
+            if chunk is None:
+                break
+            need = self._size - length
+            if len(chunk) > need:  # split the chunk that crosses the boundary, not the part
+                chunk, self._ahead = chunk[:need], chunk[need:]
+            pieces.append(chunk)
+            length += len(chunk)
+        while not self._ahead and length == self._size:  # is there more? (empty chunks skipped)
+            chunk = next(self._source, None)
+            if chunk is None:
+                break
+            self._ahead = chunk
+        self.last = not self._ahead
+        return b"".join(pieces)
 
 
 def _drain(response: urllib3.BaseHTTPResponse, key: str) -> Iterator[bytes]:

@@ -17,6 +17,11 @@ from ..domain.messages import (
 )
 from ..domain.model import PurgeReason
 
+# Claimed only when no other follow-up is due: a stray sweep lists every purged key to delete
+# versions that another writer left (unreadable already, the data key being gone), so a
+# backlog of purges is not slowed by sweeps of the purges before it.
+LAST = "sweep_purged_keys"
+
 
 def encode(command: Command) -> tuple[str, dict[str, Any]]:
     match command:

@@ -9,7 +9,9 @@ never stops the worker (the next round tries again)."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -42,6 +44,9 @@ _INPUTS = {  # role -> (logical topic, Inputs method)
     "holds": ("holds_commands", "hold_command"),
     "dsr": ("dsr_requests", "dsr_request"),
 }
+GIL_SWITCH_SECONDS = 0.0005
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD_BYTES = 256 * 1024
 THREADS = 32  # handlers block on I/O; Faust's loop hands them to these threads
 
 
@@ -58,6 +63,10 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         # still finds its tables, buckets and topics (a changed policy is not applied here).
         report = migrate(settings, object_store(settings), apply_policy=False)
         log.info("migrated", migrations=report.migrations_applied, topics=report.topics_created)
+    # Handlers spend most of their time waiting on sockets, and each wait ends by taking the
+    # GIL back; the event loop's own work would otherwise keep it for up to 5 ms each time.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    _return_large_buffers()
     metrics = Metrics()
     container = bootstrap(settings, metrics=metrics)
     refuse_other_policy(container.ctx)
@@ -79,6 +88,18 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         worker.execute_from_commandline()
     finally:
         container.close()
+
+
+def _return_large_buffers() -> None:
+    """Upload parts (8 MiB) are allocated and freed over and over by many threads. glibc
+    raises its mmap threshold after the first such free and then serves them from per-thread
+    heaps that keep their pages; a fixed threshold keeps large buffers mmapped, so a freed
+    part goes back to the system at once and a large recording does not grow the worker."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: its allocator has other rules
+    libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
 def build_app(

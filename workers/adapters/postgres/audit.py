@@ -1,5 +1,5 @@
 """The hash-chained audit trail in PostgreSQL: one advisory lock serialises appends, so every
-entry's hash covers the one before it."""
+entry's hash covers the one before it. A commit appends all its entries under one lock."""
 
 from __future__ import annotations
 
@@ -22,19 +22,63 @@ def append_audit(
     details: dict[str, Any],
     at: datetime,
 ) -> AuditEntry:
+    return append_audits(conn, [(action, entity_id, details, at)])[0]
+
+
+def append_audits(
+    conn: psycopg.Connection[dict[str, Any]],
+    records: list[tuple[str, str, dict[str, Any], datetime]],
+) -> list[AuditEntry]:
+    """Append entries in order under one lock: the chain head is read once, and every entry's
+    hash covers the one before it, as if appended one by one."""
+    if not records:
+        return []
+    head = lock_head(conn)
+    entries = chained(head.fetchone(), records)
+    insert_entries(conn, entries)
+    return entries
+
+
+def lock_head(conn: psycopg.Connection[dict[str, Any]]) -> psycopg.Cursor[dict[str, Any]]:
+    """Take the chain's lock, then read its head (in a statement of its own, so that its
+    snapshot sees every entry committed before the lock was granted)."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
-    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    seq = last["seq"] + 1 if last else 1
-    prev = bytes(last["hash"]) if last else GENESIS
-    # Round-trip the details through JSON so the hash covers exactly what is stored.
-    details = json.loads(json.dumps(details))
-    entry_hash = chain_hash(prev, canonical(seq, at, action, entity_id, details))
-    conn.execute(
-        "INSERT INTO audit_log (seq, at, action, entity_id, details, prev_hash, hash) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (seq, at, action, entity_id, Jsonb(details), prev, entry_hash),
-    )
-    return AuditEntry(seq, at, action, entity_id, details, prev, entry_hash)
+    return conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+
+
+def chained(
+    head: dict[str, Any] | None, records: list[tuple[str, str, dict[str, Any], datetime]]
+) -> list[AuditEntry]:
+    seq = head["seq"] if head else 0
+    prev = bytes(head["hash"]) if head else GENESIS
+    entries = []
+    for action, entity_id, details, at in records:
+        seq += 1
+        # Round-trip the details through JSON so the hash covers exactly what is stored.
+        stored = json.loads(json.dumps(details))
+        entry_hash = chain_hash(prev, canonical(seq, at, action, entity_id, stored))
+        entries.append(AuditEntry(seq, at, action, entity_id, stored, prev, entry_hash))
+        prev = entry_hash
+    return entries
+
+
+def insert_entries(conn: psycopg.Connection[dict[str, Any]], entries: list[AuditEntry]) -> None:
+    """One statement for any number of entries."""
+    if entries:
+        conn.execute(
+            "INSERT INTO audit_log (seq, at, action, entity_id, details, prev_hash, hash) "
+            "SELECT * FROM unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::text[], "
+            "%b::jsonb[], %b::bytea[], %b::bytea[])",
+            (
+                [e.seq for e in entries],
+                [e.at for e in entries],
+                [e.action for e in entries],
+                [e.entity_id for e in entries],
+                [Jsonb(e.details) for e in entries],
+                [e.prev_hash for e in entries],
+                [e.hash for e in entries],
+            ),
+        )  # %b: arrays sent in binary, so the JSON texts need no per-character escaping
 
 
 def audit_head(conn: psycopg.Connection[dict[str, Any]]) -> AuditEntry | None:

@@ -25,9 +25,10 @@ from ...app.effects import effects_of
 from ...app.unit_of_work import FollowUp, Outbound
 from ...domain.audit import AuditEntry
 from ...domain.errors import InternalError, SchemaMissing, TransientError
-from ...domain.messages import Event
+from ...domain.events import OutboundEvent
+from ...domain.messages import Command, Event
 from ..crypto import TextSealer
-from .audit import append_audit, audit_entries, audit_head
+from .audit import audit_entries, audit_head, chained, insert_entries, lock_head
 from .repositories import (
     PostgresDiscards,
     PostgresExports,
@@ -136,8 +137,9 @@ class PostgresDatabase:
         with self.connection() as conn:
             row = conn.execute(
                 "SELECT id, kind, payload, attempts FROM followups "
-                "WHERE failed_at IS NULL AND not_before <= now() ORDER BY not_before, id "
-                "LIMIT 1 FOR UPDATE SKIP LOCKED"
+                "WHERE failed_at IS NULL AND not_before <= now() "
+                "ORDER BY kind = %s, not_before, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (followups.LAST,),
             ).fetchone()
             if row is None:
                 yield None
@@ -184,6 +186,29 @@ class PostgresDatabase:
                 'INSERT INTO deadletters_discarded (topic, partition, "offset", discarded_at) '
                 "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (topic, partition, offset, at),
+            )
+
+
+def _insert_outbox(conn: Connection, outbound: list[OutboundEvent]) -> None:
+    """One statement; ids follow the events' order (the relay publishes by id)."""
+    if outbound:
+        conn.execute(
+            "INSERT INTO outbox (topic, key, event) SELECT t, k, e FROM unnest("
+            "%b::text[], %b::text[], %b::jsonb[]) WITH ORDINALITY AS u(t, k, e, n) ORDER BY n",
+            (
+                [e.topic for e in outbound],
+                [e.key for e in outbound],
+                [Jsonb(e.cloudevent) for e in outbound],
+            ),
+        )  # %b: arrays sent in binary, so the JSON texts need no per-character escaping
+
+
+def _insert_follow_ups(conn: Connection, commands: list[Command]) -> None:
+    if commands:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO followups (kind, payload) VALUES (%s, %s)",
+                [(kind, Jsonb(payload)) for kind, payload in map(followups.encode, commands)],
             )
 
 
@@ -244,27 +269,21 @@ class PostgresUnitOfWork:
         self._events.extend(events)
 
     def commit(self) -> None:
+        """The effects and the commit in two round trips: outbox, follow-ups and the audit
+        chain's head in one pipeline, the chained entries and COMMIT in another - so the
+        chain's lock is held for about one round trip."""
         conn = self.conn
         with translated():
             effects = effects_of(self._events, self._db.source, self._db.clock())
-            for audit in effects.audit:
-                append_audit(conn, audit.action, audit.entity_id, audit.details, audit.at)
-            if effects.outbound:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO outbox (topic, key, event) VALUES (%s, %s, %s)",
-                        [(e.topic, e.key, Jsonb(e.cloudevent)) for e in effects.outbound],
-                    )
-            if effects.follow_ups:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO followups (kind, payload) VALUES (%s, %s)",
-                        [
-                            (kind, Jsonb(payload))
-                            for kind, payload in map(followups.encode, effects.follow_ups)
-                        ],
-                    )
-            conn.commit()
+            records = [(a.action, a.entity_id, a.details, a.at) for a in effects.audit]
+            with conn.pipeline():
+                _insert_outbox(conn, effects.outbound)
+                _insert_follow_ups(conn, effects.follow_ups)
+                head = lock_head(conn) if records else None
+            with conn.pipeline():
+                if head is not None:
+                    insert_entries(conn, chained(head.fetchone(), records))
+                conn.commit()
         self._events.clear()
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:

@@ -61,8 +61,13 @@ RECORDING_COLUMNS = (
     "purged_at",
     "source_event_id",
 )
-_SELECT = sql.SQL("SELECT {} FROM recordings r ").format(
-    sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in RECORDING_COLUMNS)
+# Plain constant statements (composed once, not on every call).
+_COLUMNS = ", ".join(RECORDING_COLUMNS)
+_SELECTED = ", ".join(f"r.{c}" for c in RECORDING_COLUMNS)
+_VALUES = ", ".join(f"%({c})s" for c in RECORDING_COLUMNS)
+_SELECT = f"SELECT {_SELECTED} FROM recordings r "  # noqa: S608 - constant column names
+_INSERT = sql.SQL(
+    f"INSERT INTO recordings ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT DO NOTHING"  # noqa: S608 - constant column names
 )
 _ALIVE = "r.status <> 'purged'"
 _BEFORE_ALL = "00000000-0000-0000-0000-000000000000"  # "" as a page's start: below every id
@@ -99,8 +104,8 @@ WHERE h.scope_kind = 'subject' AND h.released_at IS NULL AND h.placed_at IS NOT 
 """
 
 
-def _query(tail: str) -> sql.Composed:
-    return _SELECT + sql.SQL(tail)  # tails are constants
+def _query(tail: str) -> sql.SQL:
+    return sql.SQL(_SELECT + tail)  # tails are constants
 
 
 def _recording(row: dict[str, Any]) -> Recording:
@@ -136,7 +141,7 @@ class PostgresRecordings:
         self._conn = conn
         self._events = events
 
-    def _all(self, query: sql.Composed, params: Any = None) -> list[Recording]:
+    def _all(self, query: sql.SQL, params: Any = None) -> list[Recording]:
         return [_recording(r) for r in self._conn.execute(query, params).fetchall()]
 
     def get(self, recording_id: str, *, lock: bool = False) -> Recording | None:
@@ -160,32 +165,35 @@ class PostgresRecordings:
 
     def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
         _, events = recording.collect()
-        columns = sql.SQL(", ").join(map(sql.Identifier, RECORDING_COLUMNS))
-        values = sql.SQL(", ").join(sql.Placeholder(c) for c in RECORDING_COLUMNS)
-        query = sql.SQL("INSERT INTO recordings ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
-            columns, values
-        )
         params = {c: _column_value(getattr(recording, c)) for c in RECORDING_COLUMNS}
-        if self._conn.execute(query, params).rowcount != 1:
+        if self._conn.execute(_INSERT, params).rowcount != 1:
             return False
-        self.replace_digests(recording.recording_id, digests)
+        self._add_digests(recording.recording_id, digests)  # a new row has none yet
         self._events.extend(events)
         return True
 
     def update(self, recording: Recording) -> None:
-        changed, events = recording.collect()
-        unknown = set(changed) - set(RECORDING_COLUMNS)
-        if unknown:
-            raise ValueError(f"not recording columns: {sorted(unknown)}")
-        if changed:
+        self.update_many([recording])
+
+    def update_many(self, recordings: list[Recording]) -> None:
+        """One ``UPDATE`` per distinct change: a batch of purges changes the same columns to
+        the same values, so 200 shredded or tombstoned rows cost one statement."""
+        groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+        for recording in recordings:
+            changed, events = recording.collect()
+            unknown = set(changed) - set(RECORDING_COLUMNS)
+            if unknown:
+                raise ValueError(f"not recording columns: {sorted(unknown)}")
+            if changed:
+                change = tuple((c, _column_value(v)) for c, v in changed.items())
+                groups.setdefault(change, []).append(recording.recording_id)
+            self._events.extend(events)
+        for change, ids in groups.items():
             assignments = sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c in changed
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c, _ in change
             )
-            query = sql.SQL("UPDATE recordings SET {} WHERE recording_id = %(recording_id)s")
-            params = {c: _column_value(v) for c, v in changed.items()}
-            params["recording_id"] = recording.recording_id
-            self._conn.execute(query.format(assignments), params)
-        self._events.extend(events)
+            query = sql.SQL("UPDATE recordings SET {} WHERE recording_id = ANY(%(ids)s::uuid[])")
+            self._conn.execute(query.format(assignments), dict(change) | {"ids": ids})
 
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self.digests_of_many([recording_id]).get(recording_id, frozenset())
@@ -200,14 +208,22 @@ class PostgresRecordings:
             found.setdefault(str(row["recording_id"]), set()).add(bytes(row["digest"]))
         return {k: frozenset(v) for k, v in found.items()}
 
+    def forget_digests(self, recording_ids: list[str]) -> None:
+        self._conn.execute(
+            "DELETE FROM subject_keys WHERE recording_id = ANY(%s::uuid[])", (recording_ids,)
+        )
+
     def replace_digests(self, recording_id: str, digests: frozenset[bytes]) -> None:
         self._conn.execute("DELETE FROM subject_keys WHERE recording_id = %s", (recording_id,))
+        self._add_digests(recording_id, digests)
+
+    def _add_digests(self, recording_id: str, digests: frozenset[bytes]) -> None:
         if digests:
-            with self._conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO subject_keys (digest, recording_id) VALUES (%s, %s)",
-                    [(d, recording_id) for d in sorted(digests)],
-                )
+            self._conn.execute(
+                "INSERT INTO subject_keys (digest, recording_id) "
+                "SELECT unnest(%b::bytea[]), %s::uuid",
+                (sorted(digests), recording_id),
+            )
 
     def matching(self, digests: frozenset[bytes], tenant: str | None = None) -> list[Recording]:
         tail = (

@@ -12,10 +12,12 @@ the event, and the repeat finds the recording and removes the copy then.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ...domain.audio import SNIFF_BYTES, AudioProbe, recognise
-from ...domain.errors import ChecksumMismatch, DuplicateCallId, PermanentError
+from ...domain.errors import ChecksumMismatch, DuplicateCallId, FetchFailed, PermanentError
 from ...domain.identifiers import WITHHELD, is_withheld, subject_keys
 from ...domain.messages import CallDiscarded, LateRecordingFound, StoreCall
 from ...domain.model import (
@@ -37,22 +39,49 @@ LOCK_MARGIN = timedelta(seconds=60)
 
 
 def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
+    started = time.monotonic()
     digest = call_digest(ctx.keys.hash_key, command.call.call_id)
     with ctx.locks.hold(digest):
-        return _store(command.call, digest, ctx, source)
+        outcome = _store(command.call, digest, ctx, source)
+    if outcome == "stored":
+        ctx.metrics.ingest_duration.observe(time.monotonic() - started)
+    return outcome
 
 
 def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> str:
+    """Upload first, then one transaction: a first delivery - the common case - reads nothing
+    before it uploads. A repeat shows itself either by its landing copy being gone (deleted
+    by the store it repeats) or by the unique call digest at the commit (and the version it
+    uploaded is deleted again); either way its audio is compared with the stored one. While a
+    retired hash key is configured (a rotation), a call may be known only by its digest under
+    that key, which the commit cannot see: then the recording is looked up first."""
     where = _locate(call, ctx)
-    existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
-    if existing is not None:
-        return _repeat(call, where, existing.sha256, ctx)
+    if ctx.keys.retired_hash_keys or (not call.notice_played and ctx.settings.require_notice):
+        existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
+        if existing is not None:
+            return _repeat(call, where, existing.sha256, ctx)
     if not call.notice_played and ctx.settings.require_notice:
         return _discard(call, digest, where, ctx)
-    audio, sealed = _upload(call, where, ctx, source)
+    try:
+        audio, sealed = _upload(call, where, ctx, source)
+    except FetchFailed:
+        existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
+        if existing is None:
+            raise
+        return _repeat(call, where, existing.sha256, ctx)
     outcome = _commit_or_clean_up(call, digest, audio, sealed, ctx)
+    if isinstance(outcome, Repeat):
+        landing = audio.sha256 if where.scheme == "s3" else None  # read while uploading
+        return _repeat(call, where, outcome.sha256, ctx, landing=landing)
     remove_landing_copy(where, ctx)
     return outcome
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """The call was stored (or purged) before: the sha256 of the audio it was stored with."""
+
+    sha256: str | None
 
 
 def _known_call(uow: UnitOfWork, call: CallEnded, digest: str, ctx: Context) -> Recording | None:
@@ -145,19 +174,21 @@ def _personal_data(call: CallEnded, ctx: Context) -> dict[str, object]:
 
 def _commit_or_clean_up(
     call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context
-) -> str:
+) -> str | Repeat:
     key = object_key_for(recording_id_for(ctx.keys.hash_key, call.call_id))
     try:
         outcome = ctx.retry.call(lambda: _commit(call, digest, audio, sealed, ctx), "commit")
     except PermanentError:
         _delete_version(key, audio.object_version, ctx)
         raise
-    if outcome != "stored":
+    if isinstance(outcome, Repeat):
         _delete_version(key, audio.object_version, ctx)  # another attempt won the race
     return outcome
 
 
-def _commit(call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context) -> str:
+def _commit(
+    call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context
+) -> str | Repeat:
     keys, settings = ctx.keys, ctx.settings
     recording_id = recording_id_for(keys.hash_key, call.call_id)
     digests = subject_keys(keys.hash_key, call.subject_pairs(settings.default_region)).digests
@@ -175,8 +206,9 @@ def _commit(call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ct
         )
         if not uow.recordings.add(recording, digests):
             winner = uow.recordings.by_call(digest)
-            mine = winner is not None and winner.object_version == audio.object_version
-            return "stored" if mine else "duplicate"  # "stored": our commit had succeeded
+            if winner is not None and winner.object_version == audio.object_version:
+                return "stored"  # our commit had succeeded before its answer was lost
+            return Repeat(winner.sha256 if winner is not None else None)
         for request_id in uow.requests.erasures_covering(
             digests, recording.collected_at, ctx.clock()
         ):
@@ -187,10 +219,17 @@ def _commit(call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ct
     return "stored"
 
 
-def _repeat(call: CallEnded, where: AudioLocation, stored: str | None, ctx: Context) -> str:
+def _repeat(
+    call: CallEnded,
+    where: AudioLocation,
+    stored: str | None,
+    ctx: Context,
+    *,
+    landing: str | None = None,
+) -> str:
     """A call that callvault has stored (or purged) already. Its landing copy goes only when
     it is that same audio: a reused call id must never delete another call's audio."""
-    landing = _landing_sha256(where, ctx) or call.audio.sha256
+    landing = landing or _landing_sha256(where, ctx) or call.audio.sha256
     if landing is not None and landing != stored:
         raise DuplicateCallId("the call id names a recording stored earlier with other audio")
     remove_landing_copy(where, ctx)

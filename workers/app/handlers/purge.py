@@ -13,11 +13,21 @@ A batch killed after 1 or 2 finishes on redelivery; a finished purge is never re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...domain.messages import KeysToSweep, PurgeRecordings, SweepPurgedKeys
 from ...domain.model import PurgeReason, Recording, RecordingStatus, Verdict
 from ...domain.retention import lag_seconds
 from ...ports import ObjectMissing, VersionRef
 from ..context import Context
+
+
+@dataclass(frozen=True)
+class _Doomed:
+    """What the store must delete of one shredded recording."""
+
+    versions: list[VersionRef]
+    legal_hold: bool  # the row knows of an object legal hold: cleared before the delete
 
 
 def purge_recordings(command: PurgeRecordings, ctx: Context) -> str:
@@ -29,40 +39,42 @@ def purge_recordings(command: PurgeRecordings, ctx: Context) -> str:
 def purge(recording_ids: list[str], reason: PurgeReason, ctx: Context) -> dict[str, Verdict]:
     """Purge what may go; returns each id's verdict (``UNKNOWN`` for ids never stored)."""
     verdicts, shredded = _shred(recording_ids, reason, ctx)
-    for recording in shredded:
-        _delete_versions(recording, ctx)
-    ctx.retry.call(lambda: _tombstone([r.recording_id for r in shredded], ctx), "tombstone")
+    _delete_versions(shredded, ctx)
+    ctx.retry.call(lambda: _tombstone(list(shredded), ctx), "tombstone")
     return verdicts
 
 
 def _shred(
     recording_ids: list[str], reason: PurgeReason, ctx: Context
-) -> tuple[dict[str, Verdict], list[Recording]]:
+) -> tuple[dict[str, Verdict], dict[str, _Doomed]]:
+    """The key-destroy transaction; returns the verdicts and, for each recording that goes,
+    the versions to delete."""
     now = ctx.clock()
     verdicts = dict.fromkeys(recording_ids, Verdict.UNKNOWN)
+    shredded: dict[str, _Doomed] = {}
     with ctx.uow() as uow:
         uow.lock_holds(exclusive=False)
         recordings = uow.recordings.lock(recording_ids)
         covered = uow.holds.covered([r for r in recordings if r.alive])
-        shredded = []
         for recording in recordings:
             verdict = recording.verdict(reason, now, covered=recording.recording_id in covered)
             verdicts[recording.recording_id] = verdict
-            _apply(recording, verdict, reason, ctx)
-            uow.recordings.update(recording)
             if verdict is Verdict.PURGE:
-                shredded.append(recording)
+                doomed = _Doomed(_versions(recording, ctx), recording.legal_hold)
+                shredded[recording.recording_id] = doomed
+                recording.shred(reason, len(doomed.versions))
+            else:
+                _apply(recording, verdict, ctx)
+        uow.recordings.update_many(recordings)
         uow.commit()
     return verdicts, shredded
 
 
-def _apply(recording: Recording, verdict: Verdict, reason: PurgeReason, ctx: Context) -> None:
+def _apply(recording: Recording, verdict: Verdict, ctx: Context) -> None:
     if verdict is Verdict.HELD and recording.set_held(True):
         ctx.metrics.hold_drift_repaired.inc()  # a hold the flag had missed: repaired here
     elif verdict is Verdict.NOT_DUE:
         recording.postpone()
-    elif verdict is Verdict.PURGE:
-        recording.shred(reason, len(_versions(recording, ctx)))
 
 
 def _versions(recording: Recording, ctx: Context) -> list[VersionRef]:
@@ -75,10 +87,14 @@ def _versions(recording: Recording, ctx: Context) -> list[VersionRef]:
     return [VersionRef(key, v.version_id, v.is_delete_marker) for v in listed]
 
 
-def _delete_versions(recording: Recording, ctx: Context) -> None:
-    targets = _versions(recording, ctx)
-    if recording.legal_hold:
-        _clear_legal_holds(targets, ctx)
+def _delete_versions(shredded: dict[str, _Doomed], ctx: Context) -> None:
+    """One multi-object delete for the whole batch (the store takes up to 1000 a request);
+    legal holds the rows know of are cleared first, ones they did not know of on refusal."""
+    targets = [v for doomed in shredded.values() for v in doomed.versions]
+    held = [v for doomed in shredded.values() if doomed.legal_hold for v in doomed.versions]
+    if not targets:
+        return
+    _clear_legal_holds(held, ctx)
     locked = ctx.objects.delete_versions(ctx.vault, targets)
     if locked:  # a legal hold the row did not know about
         _clear_legal_holds(locked, ctx)
@@ -98,15 +114,16 @@ def _clear_legal_holds(targets: list[VersionRef], ctx: Context) -> None:
 def _tombstone(recording_ids: list[str], ctx: Context) -> None:
     now = ctx.clock()
     with ctx.uow() as uow:
-        tombstones = []
-        for recording in uow.recordings.lock(recording_ids):
-            if recording.status is RecordingStatus.PURGING:
-                recording.tombstone(now)
-                uow.recordings.update(recording)
-                uow.recordings.replace_digests(recording.recording_id, frozenset())
-                tombstones.append(recording)
+        tombstones = [
+            r for r in uow.recordings.lock(recording_ids) if r.status is RecordingStatus.PURGING
+        ]
+        for recording in tombstones:
+            recording.tombstone(now)
+        uow.recordings.update_many(tombstones)
         if tombstones:
-            uow.record(KeysToSweep(tuple(r.recording_id for r in tombstones)))
+            ids = [r.recording_id for r in tombstones]
+            uow.recordings.forget_digests(ids)
+            uow.record(KeysToSweep(tuple(ids)))
         uow.commit()
     for recording in tombstones:
         _count(recording, ctx)

@@ -26,7 +26,7 @@ def announce_due(command: AnnounceDue, ctx: Context) -> str:
         due = uow.recordings.claim_due(now, ctx.settings.purge_batch)
         for recording in due:
             recording.announce_due(now)
-            uow.recordings.update(recording)
+        uow.recordings.update_many(due)
         if due:
             ids = tuple(r.recording_id for r in due)
             uow.record(PurgesScheduled(ids, PurgeReason.RETENTION))
