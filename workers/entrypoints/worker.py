@@ -12,8 +12,10 @@ import asyncio
 import ctypes
 import os
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, NoReturn
 
@@ -135,10 +137,10 @@ def build_app(
         if role in _INPUTS:
             logical, method = _INPUTS[role]
             topic = app.topic(topics[logical], key_type=bytes, value_type=bytes)
-            # Several events at once: handlers are idempotent, and Faust commits an offset
-            # only when every event before it is done.
+            # Several events at once: handlers are idempotent, Faust commits an offset only
+            # when every event before it is done, and events with one key take turns.
             app.agent(topic, name=f"callvault.{role}", concurrency=settings.concurrency)(
-                _agent(getattr(inputs, method), run, on_fatal or _raise)
+                _agent(getattr(inputs, method), run, on_fatal or _raise, KeyTurns())
             )
     _background(app, container, roles, run)
     _readiness(app, container.metrics, any(role in _INPUTS for role in roles))
@@ -183,35 +185,76 @@ def _runner(executor: ThreadPoolExecutor) -> Runner:
     return run
 
 
+class KeyTurns:
+    """Events with the same Kafka key are handled one after the other, in the order they were
+    read (the order of their partition), while events with other keys run at once.
+
+    The concurrent actors of one agent share its stream, so without this a hold's release could
+    overtake its placement. An actor queues for its key's turn before it first awaits, and
+    :class:`asyncio.Lock` serves waiters first in, first out."""
+
+    def __init__(self) -> None:
+        self._locks: dict[bytes, asyncio.Lock] = {}
+        self._queued: Counter[bytes] = Counter()
+
+    @asynccontextmanager
+    async def turn(self, key: bytes | None) -> AsyncIterator[None]:
+        if key is None:
+            yield
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._queued[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._queued[key] -= 1
+            if not self._queued[key]:
+                del self._queued[key], self._locks[key]
+
+
 def _agent(
-    handle: Callable[[Delivery], str], run: Runner, on_fatal: Callable[[BaseException], None]
+    handle: Callable[[Delivery], str],
+    run: Runner,
+    on_fatal: Callable[[BaseException], None],
+    turns: KeyTurns,
 ) -> Callable[[Any], AsyncIterator[str]]:
     async def agent(stream: Any) -> AsyncIterator[str]:
         async for event in stream.events():
-            message = event.message
-            delivery = Delivery(
-                message.topic,
-                message.partition,
-                message.offset,
-                message.key,
-                message.value or b"",
-                headers=_headers(message.headers),
-            )
-            try:
-                outcome = await run(partial(handle, delivery))
-            except TransientError as error:
-                log.critical(
-                    "worker_exiting_after_retries",
-                    reason=str(error),
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                )
-                on_fatal(error)  # the worker exits; this event stays uncommitted
-                raise
+            async with turns.turn(event.message.key):
+                outcome = await _handle(event.message, handle, run, on_fatal)
             yield outcome
 
     return agent
+
+
+async def _handle(
+    message: Any,
+    handle: Callable[[Delivery], str],
+    run: Runner,
+    on_fatal: Callable[[BaseException], None],
+) -> str:
+    delivery = Delivery(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value or b"",
+        headers=_headers(message.headers),
+    )
+    try:
+        outcome: str = await run(partial(handle, delivery))
+    except TransientError as error:
+        log.critical(
+            "worker_exiting_after_retries",
+            reason=str(error),
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        on_fatal(error)  # the worker exits; this event stays uncommitted
+        raise
+    return outcome
 
 
 def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
