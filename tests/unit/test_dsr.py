@@ -27,6 +27,7 @@ from conftest import (
     subject,
 )
 
+from workers.app.handlers import requests as requests_handlers
 from workers.app.handlers.purge import purge
 from workers.codec import Codec
 from workers.domain.messages import ForgetErasedSubjects, RemoveExpiredExports, SweepCopies
@@ -240,6 +241,29 @@ def test_erasure_certificate_is_signed_and_names_no_one(shop: World) -> None:
     forged = json.loads(json.dumps(certificate))
     forged["recordings"][0]["versions_deleted"] = 0
     assert not certificate_verifies(shop, forged)
+
+
+def test_a_hold_released_while_its_erasure_runs_leaves_nothing_waiting(
+    shop: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release commits after the erasure skipped the held recording but before the
+    erasure answered: no request was waiting yet when the release looked (chaos found the
+    request ``partial`` for ever, its recording long purged)."""
+    shop.place_hold("H1", {"call_ids": ["c-out"]})
+
+    def purge_then_release(ids: list[str], reason: PurgeReason, ctx: Any) -> Any:
+        monkeypatch.setattr(requests_handlers, "purge", purge)
+        done = purge(ids, reason, ctx)
+        assert shop.release_hold("H1") == "released"
+        return done
+
+    monkeypatch.setattr(requests_handlers, "purge", purge_then_release)
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+
+    answers = [d for d in shop.data("dsr.results") if d["request_id"] == "R1"]
+    assert [a["status"] for a in answers] == ["partial", "completed"]
+    assert outcomes(answers[-1]) == {"c-in": "erased", "c-out": "erased"}
+    assert shop.recording("c-out").status is RecordingStatus.PURGED  # type: ignore[union-attr]
 
 
 def test_held_recording_survives_erasure_until_the_hold_is_released(shop: World) -> None:

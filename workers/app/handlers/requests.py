@@ -20,6 +20,7 @@ from ...domain.messages import (
     CarryOutRequest,
     EraseLateRecordings,
     ForgetErasedSubjects,
+    RecordingsFreed,
     RejectRequest,
     ResumeErasures,
 )
@@ -182,6 +183,7 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool 
             return "still_held"  # nothing the portal has not been told
         for export in doomed:
             uow.exports.remove(export.object_key)
+        _resume_if_released(held, uow)
         status = DsrStatus.PARTIAL if held else DsrStatus.COMPLETED
         outcomes = [
             _outcome(record, r, Outcome.HELD if r.recording_id in held else Outcome.ERASED)
@@ -205,6 +207,18 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool 
         uow.commit()
     _count(record, status, ctx)
     return status.value
+
+
+def _resume_if_released(held: tuple[str, ...], uow: UnitOfWork) -> None:
+    """A hold released after the purge skipped its recordings, but before this answer is
+    committed, found no request waiting: resume for it. Under the holds lock, a release is
+    either seen here or commits later and finds this request waiting."""
+    if not held:
+        return
+    uow.lock_holds(exclusive=False)
+    freed = tuple(r.recording_id for r in uow.recordings.lock(list(held)) if not r.held)
+    if freed:
+        uow.record(RecordingsFreed(freed))
 
 
 def _matched(uow: UnitOfWork, request_id: str) -> list[Recording]:
