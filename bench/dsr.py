@@ -40,7 +40,14 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         settings = inst.settings()
         log(f"dsr: bulk-generating {others:,} other recordings")
         # no due/held rows: the scheduler must not start purging the generated rows meanwhile
-        made = bulk.fill(inst.database_url, others, due=0, held=0, announced=0, prefix="other-")
+        made = bulk.fill(
+            inst.env["CALLVAULT_DATABASE_ADMIN_URL"],
+            others,
+            due=0,
+            held=0,
+            announced=0,
+            prefix="other-",
+        )
         objects = object_store(settings)
         audio = common.wav_bytes(AUDIO_BYTES)
         n_calls = requests * PER_SUBJECT

@@ -40,7 +40,7 @@ def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) ->
     from workers.domain.model import object_key_for  # the vault's own key layout
 
     client = objects.client
-    url = settings.database_url.get_secret_value()
+    url = settings.migration_dsn
     vault, landing = settings.vault_bucket, settings.landing_bucket
     locked = objects.has_object_lock(vault)
     uris = [land(objects, landing, audio) for _ in range(n)]

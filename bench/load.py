@@ -61,7 +61,7 @@ def make_backlog(settings: Any, objects: Any, n: int, due: datetime) -> list[str
         stored = list(pool.map(put, ids))
     collected = due - timedelta(seconds=20)
     with (
-        psycopg.connect(settings.database_url.get_secret_value()) as conn,
+        psycopg.connect(settings.migration_dsn) as conn,
         conn.cursor() as cur,
         cur.copy(
             "COPY recordings (recording_id, call_id, call_digest, tenant, direction, "
@@ -97,7 +97,7 @@ def make_backlog(settings: Any, objects: Any, n: int, due: datetime) -> list[str
 
 def fall_due(settings: Any, due: datetime) -> None:
     """The whole backlog's due date becomes ``due`` (one statement)."""
-    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+    with psycopg.connect(settings.migration_dsn) as conn:
         conn.execute(
             "UPDATE recordings SET retention_due_at = %s WHERE call_id LIKE 'backlog-%%'", (due,)
         )

@@ -32,7 +32,7 @@ def _profile_top(profile: cProfile.Profile, limit: int = 15) -> list[str]:
 
 def _proof(settings: Any, ids: list[str]) -> dict[str, int]:
     """What proves each purge one by one: tombstone rows, audit entries, outbox events."""
-    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+    with psycopg.connect(settings.migration_dsn) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM recordings WHERE recording_id = ANY(%(ids)s::uuid[]) "
             "AND status = 'purged' AND wrapped_key IS NULL AND call_id IS NULL), "
@@ -63,7 +63,7 @@ def baseline(
     from workers.domain.model import object_key_for  # the vault's own key layout
 
     client = objects.client
-    url = settings.database_url.get_secret_value()
+    url = settings.migration_dsn
     locked = objects.has_object_lock(settings.vault_bucket)
     due = datetime.now(UTC) + timedelta(days=365)
     targets: list[tuple[str, str, str | None]] = []
