@@ -29,6 +29,7 @@ from workers.domain.messages import (
     CarryOutRequest,
     PlaceHold,
     ReleaseHold,
+    ResumeErasures,
     StoreCall,
 )
 from workers.domain.model import (
@@ -292,6 +293,81 @@ def test_release_racing_a_restriction_loses_neither_change(world: Any) -> None:
     after = row(settings, "c1")
     assert after["restricted"] is True
     assert after["held"] is False
+
+
+def _erasure(request_id: str) -> CarryOutRequest:
+    subject = Subject(phone_numbers=(CUSTOMER,))
+    return CarryOutRequest(
+        DsrRequest("e", request_id, DsrType.ERASURE, datetime.now(UTC), True, subject)
+    )
+
+
+def _request_status(settings: Settings, request_id: str) -> tuple[str, list[str]]:
+    with psycopg.connect(settings.dsn) as conn:
+        found = conn.execute(
+            "SELECT status, pending FROM dsr_requests WHERE request_id = %s", (request_id,)
+        ).fetchone()
+    assert found is not None
+    return found[0], [str(p) for p in found[1] or ()]
+
+
+def _resumes_due(settings: Settings, rid: str) -> int:
+    with psycopg.connect(settings.dsn) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM followups WHERE kind = 'resume_erasures' "
+            "AND payload -> 'recording_ids' ? %s",
+            (rid,),
+        ).fetchone()
+    return int(found[0]) if found else 0
+
+
+def _dispatched(settings: Settings) -> None:
+    with psycopg.connect(settings.dsn) as conn:
+        conn.execute("DELETE FROM followups WHERE kind = 'resume_erasures'")
+
+
+@pytest.mark.parametrize("release_while", ["answer_not_begun", "answer_in_its_transaction"])
+def test_a_release_during_an_erasure_never_leaves_it_waiting_for_ever(
+    world: Any, monkeypatch: pytest.MonkeyPatch, release_while: str
+) -> None:
+    """The erasure skipped the held recording; the hold is released before its answer is
+    committed. Either the answer sees the release, or the release sees the answer waiting:
+    a resume is due either way, and it completes the request (chaos found it ``partial`` for
+    ever)."""
+    ctx, _, settings = world
+    store(ctx, "c1")
+    rid = recording_id_for(KEY, "c1")
+    assert holds.place_hold(PlaceHold(calls_hold("H1", "c1")), ctx) == "placed"
+    paused, go_on = threading.Event(), threading.Event()
+    where = "purge" if release_while == "answer_not_begun" else "_resume_if_released"
+    original = getattr(requests, where)
+
+    def pausing(*args: Any) -> Any:
+        done = original(*args)
+        paused.set()
+        assert go_on.wait(30)
+        return done
+
+    monkeypatch.setattr(requests, where, pausing)
+    erasing, answer = in_thread(lambda: requests.carry_out_request(_erasure("R1"), ctx))
+    assert paused.wait(30)
+    releasing, released = in_thread(lambda: holds.release_hold(ReleaseHold("H1"), ctx))
+    if release_while == "answer_in_its_transaction":
+        waiting_on_a_lock(settings)  # the release waits for the answer's holds lock
+    else:  # the release and the follow-up it wrote are done before the erasure answers
+        releasing.join(30)
+        assert requests.resume_erasures(ResumeErasures((rid,)), ctx) == "answered:0"
+        _dispatched(settings)
+    go_on.set()
+    erasing.join(30)
+    releasing.join(30)
+    assert answer == ["partial"]
+    assert released == ["released"]
+    assert _request_status(settings, "R1") == ("partial", [rid])
+    assert _resumes_due(settings, rid) == 1
+    assert requests.resume_erasures(ResumeErasures((rid,)), ctx) == "answered:1"
+    assert _request_status(settings, "R1")[0] == "completed"
+    assert row(settings, "c1")["status"] == "purged"
 
 
 def test_a_restriction_computed_from_a_stale_row_does_not_undo_a_release(world: Any) -> None:
