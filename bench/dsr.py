@@ -9,6 +9,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from workers.domain.retention import parse_timestamp
+
 from . import bulk, common
 from .common import Producer, Reader, log
 from .ingest import AUDIO_BYTES, land
@@ -28,7 +30,6 @@ def subject(k: int) -> dict[str, Any]:
 
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     from workers.bootstrap import object_store
-    from workers.domain.retention import parse_timestamp
 
     others = 50_000 if quick else 1_000_000
     requests = 3 if quick else 20
@@ -92,72 +93,22 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
             log(f"dsr: {requests} erasure requests, one at a time")
             dsr_topic = inst.topic("dsr_requests")
             for k in range(requests):
-                who = subject(k)
                 request_id = f"bench-dsr-{k}-{uuid.uuid4().hex[:6]}"
-                data = {
-                    "request_id": request_id,
-                    "type": "erasure",
-                    "received_at": common.stamp(datetime.now(UTC)),
-                    "identity_verified": True,
-                    "subject": {"phone_numbers": [who["phone"]], "emails": [who["email"]]},
-                }
-                started = time.monotonic()
-                producer.send(
-                    dsr_topic, request_id, common.cloudevent("callvault.dsr.requested.v1", data)
-                )
-                producer.flush()
-                done = results.until(
-                    lambda ev, r=request_id: any(e["data"]["request_id"] == r for e in ev), 300
-                )
-                latencies.append(done - started)
-                answer = next(
-                    e["data"] for _, e in results.seen if e["data"]["request_id"] == request_id
-                )
-                server_side.append(
-                    (
-                        parse_timestamp(answer["completed_at"])
-                        - parse_timestamp(answer["received_at"])
-                    ).total_seconds()
-                )
-                outcomes.append(
-                    {
-                        "status": answer["status"],
-                        "erased": sum(r["outcome"] == "erased" for r in answer["recordings"]),
-                    }
-                )
+                answer, seconds = erase(producer, results, dsr_topic, subject(k), request_id, 300)
+                latencies.append(seconds)
+                server_side.append(server_seconds(answer))
+                outcomes.append({"status": answer["status"], "erased": erased_in(answer)})
             log(f"dsr: one erasure request for a subject with {big} recordings")
-            who = subject(BIG_SUBJECT)
             request_id = f"bench-dsr-big-{uuid.uuid4().hex[:6]}"
-            data = {
-                "request_id": request_id,
-                "type": "erasure",
-                "received_at": common.stamp(datetime.now(UTC)),
-                "identity_verified": True,
-                "subject": {"phone_numbers": [who["phone"]], "emails": [who["email"]]},
-            }
-            started = time.monotonic()
-            producer.send(
-                dsr_topic, request_id, common.cloudevent("callvault.dsr.requested.v1", data)
-            )
-            producer.flush()
-            done = results.until(
-                lambda ev, r=request_id: any(e["data"]["request_id"] == r for e in ev), 600
-            )
-            big_answer = next(
-                e["data"] for _, e in results.seen if e["data"]["request_id"] == request_id
+            big_answer, seconds = erase(
+                producer, results, dsr_topic, subject(BIG_SUBJECT), request_id, 600
             )
             big_result = {
                 "recordings": big,
-                "latency_s": round(done - started, 3),
-                "server_side_s": round(
-                    (
-                        parse_timestamp(big_answer["completed_at"])
-                        - parse_timestamp(big_answer["received_at"])
-                    ).total_seconds(),
-                    3,
-                ),
+                "latency_s": round(seconds, 3),
+                "server_side_s": round(server_seconds(big_answer), 3),
                 "status": big_answer["status"],
-                "erased": sum(r["outcome"] == "erased" for r in big_answer["recordings"]),
+                "erased": erased_in(big_answer),
             }
         finally:
             stored.close()
@@ -190,6 +141,39 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "vault_object_versions_left": left,
         "subject_with_many": big_result,
     }
+
+
+def erase(
+    producer: Producer,
+    results: Reader,
+    topic: str,
+    who: dict[str, Any],
+    request_id: str,
+    timeout: float,
+) -> tuple[dict[str, Any], float]:
+    """Publish one erasure request and wait for its answer: (answer, seconds until read)."""
+    data = {
+        "request_id": request_id,
+        "type": "erasure",
+        "received_at": common.stamp(datetime.now(UTC)),
+        "identity_verified": True,
+        "subject": {"phone_numbers": [who["phone"]], "emails": [who["email"]]},
+    }
+    started = time.monotonic()
+    producer.send(topic, request_id, common.cloudevent("callvault.dsr.requested.v1", data))
+    producer.flush()
+    done = results.until(lambda ev: any(e["data"]["request_id"] == request_id for e in ev), timeout)
+    answer = next(e["data"] for _, e in results.seen if e["data"]["request_id"] == request_id)
+    return answer, done - started
+
+
+def server_seconds(answer: dict[str, Any]) -> float:
+    completed = parse_timestamp(answer["completed_at"])
+    return (completed - parse_timestamp(answer["received_at"])).total_seconds()
+
+
+def erased_in(answer: dict[str, Any]) -> int:
+    return sum(r["outcome"] == "erased" for r in answer["recordings"])
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
