@@ -23,6 +23,7 @@ from tests.unit.conftest import (
 )
 from tests.unit.console_world import PASSWORD, ConsoleWorld, build_console
 from workers.app.handlers.purge import purge
+from workers.domain.errors import TransientError
 from workers.domain.model import PurgeReason
 
 ITEM_KEYS = {
@@ -515,3 +516,30 @@ def test_overview_and_monthly_report_count_what_happened(cw: ConsoleWorld) -> No
     empty = api.get("/api/v1/reports/monthly?month=2025-01").json()
     assert empty["deletions"] == {}
     assert empty["disclosures"] == []
+
+
+# --- outages ----------------------------------------------------------------------------------
+def _away(*args: Any, **kwargs: Any) -> Any:
+    raise TransientError("database unavailable: PoolTimeout")
+
+
+def test_an_outage_is_503_with_retry_after_for_programs(
+    cw: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = cw.api("qa1")
+    monkeypatch.setattr(cw.ports, "search", _away)
+    answer = client.post("/api/v1/recordings/search", json={"call_ids": ["call-a"]})
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert "try again" in answer.json()["detail"]
+
+
+def test_an_outage_is_503_for_people_even_when_the_session_cannot_be_checked(
+    cw: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = cw.signed_in("qa1")
+    monkeypatch.setattr(cw.ports, "user", _away)
+    answer = client.get("/search")
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "5"
+    assert "try again" in answer.text

@@ -6,13 +6,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import structlog
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ...app.console.errors import ConsoleError, RangeNotSatisfiable, Throttled, Unauthenticated
+from ...app.console.errors import (
+    ConsoleError,
+    RangeNotSatisfiable,
+    Throttled,
+    Unauthenticated,
+    Unavailable,
+)
 from ...app.console.service import Console
+from ...domain.errors import TransientError
 from ...settings import Settings
 from . import api, pages
 from .oidc import OidcClient
@@ -20,6 +28,8 @@ from .oidc import router as oidc_router
 from .security import HttpConfig, SecurityHeaders, Sessions
 
 STATIC = Path(__file__).parent / "static"
+
+log = structlog.get_logger("callvault.console")
 
 
 def create_app(
@@ -51,6 +61,7 @@ def create_app(
     app.add_exception_handler(ConsoleError, _console_error)
     app.add_exception_handler(pages.SignInRequired, _sign_in)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(TransientError, _unavailable)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -77,6 +88,21 @@ async def _console_error(request: Request, error: Exception) -> Response:
     if isinstance(error, Unauthenticated):
         return RedirectResponse("/login", status_code=303)
     page = pages.error_page(request, error)
+    page.headers.update(headers)
+    return page
+
+
+async def _unavailable(request: Request, error: Exception) -> Response:
+    """An outage of PostgreSQL or the object store is a 503 with Retry-After, never a 500."""
+    log.warning("console_service_unavailable", path=request.url.path, error=str(error))
+    unavailable = Unavailable()
+    headers = {"retry-after": str(unavailable.retry_after)}
+    if _is_api(request):
+        return JSONResponse({"detail": str(unavailable)}, status_code=503, headers=headers)
+    try:
+        page: Response = pages.error_page(request, unavailable)
+    except TransientError:  # the page looks up who is signed in: the database is away
+        page = PlainTextResponse(str(unavailable), status_code=503)
     page.headers.update(headers)
     return page
 

@@ -43,3 +43,13 @@ class Throttled(ConsoleError):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many failed sign-ins; try again later")
         self.retry_after = retry_after
+
+
+class Unavailable(ConsoleError):
+    """PostgreSQL or the object store did not answer (a transient failure): try again."""
+
+    status = 503
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("a service callvault needs is not answering; try again in a moment")
