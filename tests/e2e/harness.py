@@ -4,7 +4,6 @@ processes - and talking to it only through Kafka, S3 and its /metrics endpoint."
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -15,7 +14,6 @@ import sys
 import time
 import urllib.request
 import uuid
-import wave
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.stack import Instance, stop_processes
 from workers.bootstrap import object_store
+from workers.domain.audio import pcm_wav
 from workers.settings import Settings, load_settings
 
 CALLVAULT = str(Path(sys.executable).parent / "callvault")
@@ -35,13 +34,7 @@ def make_wav(seconds: float = 1.0, rate: int = 8000, tone: float = 440.0) -> byt
         struct.pack("<h", int(6000 * math.sin(2 * math.pi * tone * i / rate)))
         for i in range(int(rate * seconds))
     )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    return buffer.getvalue()
+    return pcm_wav(frames, rate)
 
 
 def stamp(moment: datetime) -> str:

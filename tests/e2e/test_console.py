@@ -4,10 +4,8 @@ for the whole module, to keep the suite's cost to a couple of minutes."""
 
 from __future__ import annotations
 
-import io
 import json
 import struct
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from tests.e2e.console_harness import (
 )
 from tests.e2e.harness import Callvault, make_wav, wait_for
 from tests.stack import drop_instance, new_instance
+from workers.domain.audio import pcm_wav
 
 AUDIO = {
     "e2e-a": make_wav(3.0, tone=440.0),
@@ -38,13 +37,7 @@ RESTRICTED_PHONE = "+370 699 11111"
 def hour_of_audio() -> bytes:
     """One hour of 8 kHz 16-bit mono speech-band tone: a 57.6 MB WAV."""
     second = b"".join(struct.pack("<h", (i * 37) % 4000 - 2000) for i in range(8000))
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(second * 3600)
-    return buffer.getvalue()
+    return pcm_wav(second * 3600)
 
 
 @pytest.fixture(scope="module")

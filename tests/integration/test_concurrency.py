@@ -5,11 +5,9 @@ other runs, and the outcome is checked."""
 
 from __future__ import annotations
 
-import io
 import math
 import struct
 import threading
-import wave
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +22,7 @@ from workers.adapters.memory import MemoryObjectStore
 from workers.adapters.postgres import PostgresDatabase
 from workers.app.context import Context
 from workers.app.handlers import holds, ingest, purge, requests
+from workers.domain.audio import pcm_wav
 from workers.domain.identifiers import Subject, subject_keys
 from workers.domain.messages import (
     CarryOutRequest,
@@ -54,13 +53,7 @@ CUSTOMER = "+370 612 34567"
 
 def _wav() -> bytes:
     frames = b"".join(struct.pack("<h", int(3000 * math.sin(i / 5))) for i in range(4000))
-    out = io.BytesIO()
-    with wave.open(out, "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(8000)
-        handle.writeframes(frames)
-    return out.getvalue()
+    return pcm_wav(frames)
 
 
 WAV = _wav()

@@ -15,7 +15,6 @@ import itertools
 import json
 import math
 import os
-import wave
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from workers.app.handlers.retention import apply_policy
 from workers.app.messagebus import Delivery
 from workers.bootstrap import Container, bootstrap
 from workers.codec import Codec
+from workers.domain.audio import pcm_wav
 from workers.domain.messages import AnnounceDue, Command
 from workers.domain.model import Recording, recording_id_for
 from workers.domain.retention import rfc3339
@@ -114,13 +114,7 @@ def make_wav(seconds: float = 0.25, rate: int = 8000, tone: float = 440.0) -> by
     for i in range(int(seconds * rate)):
         sample = int(12000 * math.sin(2 * math.pi * tone * i / rate))
         frames += sample.to_bytes(2, "little", signed=True)
-    out = io.BytesIO()
-    with wave.open(out, "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(rate)
-        handle.writeframes(bytes(frames))
-    return out.getvalue()
+    return pcm_wav(bytes(frames), rate)
 
 
 WAV = make_wav()

@@ -7,7 +7,6 @@ and now and then a bad event that must land in the dead-letter topic."""
 
 from __future__ import annotations
 
-import io
 import math
 import random
 import shutil
@@ -16,13 +15,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-import wave
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ..domain import events
+from ..domain.audio import pcm_wav
 from ..domain.retention import rfc3339
 from ..settings import Settings
 
@@ -52,13 +51,7 @@ def tone_wav(seconds: float = 2.0, rate: int = 8000) -> bytes:
         struct.pack("<h", int(5000 * math.sin(2 * math.pi * 440 * i / rate)))
         for i in range(int(rate * seconds))
     )
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    return buffer.getvalue()
+    return pcm_wav(frames, rate)
 
 
 def speech(text: str, fmt: str, workdir: Path) -> bytes | None:

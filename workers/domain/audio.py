@@ -10,7 +10,9 @@ granule position, an MP3's Xing/VBRI header or its frame headers - while the byt
 
 from __future__ import annotations
 
+import io
 import struct
+import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -461,3 +463,14 @@ def _xing_frames(head: bytes, at: int, frame: _Frame) -> int | None:
     if head[vbri : vbri + 4] == b"VBRI":
         return int(struct.unpack_from(">I", head, vbri + 14)[0])
     return None
+
+
+def pcm_wav(frames: bytes, rate: int = 8000, channels: int = 1) -> bytes:
+    """16-bit little-endian PCM samples (interleaved when stereo) as a WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(frames)
+    return out.getvalue()

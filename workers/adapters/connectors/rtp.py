@@ -9,11 +9,11 @@ and A-law (8) are decoded to 16-bit PCM. Left channel: the caller (offerer); rig
 
 from __future__ import annotations
 
-import io
 import struct
-import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from ...domain.audio import pcm_wav
 
 RATE = 8000
 PCMU, PCMA = 0, 8
@@ -160,10 +160,4 @@ def stereo_wav(pcap: bytes, caller_sends_to: int, callee_sends_to: int) -> bytes
     frames = bytearray(2 * length)
     frames[0::4], frames[1::4] = left[0::2], left[1::2]
     frames[2::4], frames[3::4] = right[0::2], right[1::2]
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(2)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE)
-        wav.writeframes(bytes(frames))
-    return out.getvalue()
+    return pcm_wav(bytes(frames), RATE, channels=2)
