@@ -11,7 +11,7 @@ from typing import Any
 from ..app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 from ..app.console.ports import DayCounts, DsrRecord, HoldView
 from ..domain.audit import verify_chain
-from ..domain.model import PurgeReason, Recording, RecordingStatus, RequestRecord
+from ..domain.model import PurgeReason, Recording, RecordingStatus
 from .memory import MemoryDatabase, _append_audit
 
 
@@ -252,7 +252,7 @@ class MemoryConsole:
         until: datetime | None = None,
     ) -> list[DsrRecord]:
         chosen = [
-            _dsr(r)
+            DsrRecord.of(r)
             for r in self._store.state.requests.values()
             if (not open_only or r.status == "processing" or r.pending)
             and (since is None or (r.received_at is not None and r.received_at >= since))
@@ -271,16 +271,3 @@ class MemoryConsole:
 
     def audit_chain(self) -> tuple[int, int | None]:
         return verify_chain(list(self._store.state.audit))
-
-
-def _dsr(record: RequestRecord) -> DsrRecord:
-    return DsrRecord(
-        record.request_id,
-        record.dsr_type,
-        record.status,
-        record.received_at,
-        record.due_at,
-        record.completed_at,
-        list(record.pending),
-        dict(record.result),
-    )

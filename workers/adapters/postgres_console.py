@@ -27,6 +27,7 @@ from ..domain.audit import verify_chain
 from ..domain.model import Recording
 from .postgres import PostgresDatabase, PostgresUnitOfWork
 from .postgres.audit import append_audit
+from .postgres.repositories import request_record
 
 AUDIT_PAGE = 5000
 
@@ -374,7 +375,7 @@ class PostgresConsole:
         )
         with self._tx() as (_, conn):
             rows = conn.execute(sql, {"open": open_only, "since": since, "until": until}).fetchall()
-        return [_dsr(r) for r in rows]
+        return [DsrRecord.of(request_record(r)) for r in rows]
 
     def holds(self) -> list[HoldView]:
         with self._tx() as (tx, _):
@@ -457,19 +458,6 @@ def _disclosure(row: dict[str, Any]) -> Disclosure:
         disclosed_by=row["disclosed_by"],
         disclosed_at=row["disclosed_at"],
         export_expires_at=row["export_expires_at"],
-    )
-
-
-def _dsr(row: dict[str, Any]) -> DsrRecord:
-    return DsrRecord(
-        request_id=row["request_id"],
-        dsr_type=row["dsr_type"],
-        status=row["status"],
-        received_at=row["received_at"],
-        due_at=row["due_at"],
-        completed_at=row["completed_at"],
-        pending_recording_ids=list(row["pending"]),
-        result=row["result"],
     )
 
 

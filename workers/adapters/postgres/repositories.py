@@ -492,7 +492,7 @@ class PostgresRequests:
         lock_clause = " FOR UPDATE" if lock else ""
         query = "SELECT * FROM dsr_requests WHERE request_id = %s" + lock_clause  # noqa: S608
         row = self._conn.execute(query, (request_id,)).fetchone()
-        return _request(row) if row else None
+        return request_record(row) if row else None
 
     def add(self, record: RequestRecord) -> bool:
         _, events = record.collect()
@@ -539,7 +539,7 @@ class PostgresRequests:
             "SELECT * FROM dsr_requests WHERE cardinality(pending) > 0 OR status = 'processing' "
             "ORDER BY due_at, request_id"
         ).fetchall()
-        return [_request(r) for r in rows]
+        return [request_record(r) for r in rows]
 
     def waiting_for(self, recording_ids: list[str]) -> list[str]:
         rows = self._conn.execute(
@@ -593,7 +593,7 @@ def _list_or(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _request(row: dict[str, Any]) -> RequestRecord:
+def request_record(row: dict[str, Any]) -> RequestRecord:
     return RequestRecord(
         request_id=row["request_id"],
         dsr_type=row["dsr_type"],

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from ...domain.model import Hold, Recording
+from ...domain.model import Hold, Recording, RequestRecord
 from .model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 
 
@@ -26,6 +26,19 @@ class DsrRecord:
     completed_at: datetime | None = None
     pending_recording_ids: list[str] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: RequestRecord) -> DsrRecord:
+        return cls(
+            record.request_id,
+            record.dsr_type,
+            record.status,
+            record.received_at,
+            record.due_at,
+            record.completed_at,
+            list(record.pending),
+            dict(record.result),
+        )
 
 
 class UserDirectory(Protocol):
