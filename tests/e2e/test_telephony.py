@@ -53,21 +53,11 @@ def best_correlation(heard: np.ndarray, spoken: np.ndarray) -> float:
     return best
 
 
-def hand_over(cv: Callvault, call: PlacedCall, uniqueid: str, state: Path) -> str:
-    """What the shop's dialplan runs at hang-up: the MixMonitor post-command; the call id."""
-    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, SHOP]
+def connect(cv: Callvault, *arguments: str) -> None:
+    """``callvault connect ...`` as the telephony system runs it: it succeeds and prints no
+    number of the caller's."""
     done = subprocess.run(
-        [
-            CALLVAULT,
-            "connect",
-            "asterisk-mixmonitor",
-            *arguments,
-            "in",
-            "--pbx-id",
-            "baresip",
-            "--state-dir",
-            str(state),
-        ],
+        [CALLVAULT, "connect", *arguments],
         env=cv.env,
         capture_output=True,
         timeout=120,
@@ -75,6 +65,21 @@ def hand_over(cv: Callvault, call: PlacedCall, uniqueid: str, state: Path) -> st
     )
     assert done.returncode == 0, done.stderr.decode()
     assert CUSTOMER not in (done.stdout + done.stderr).decode()
+
+
+def hand_over(cv: Callvault, call: PlacedCall, uniqueid: str, state: Path) -> str:
+    """What the shop's dialplan runs at hang-up: the MixMonitor post-command; the call id."""
+    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, SHOP]
+    connect(
+        cv,
+        "asterisk-mixmonitor",
+        *arguments,
+        "in",
+        "--pbx-id",
+        "baresip",
+        "--state-dir",
+        str(state),
+    )
     assert not call.recording.exists()  # deleted once Kafka acknowledged the event
     return f"baresip:{uniqueid}"
 
@@ -206,15 +211,7 @@ def test_calls_recorded_by_rtpengine_behind_kamailio_are_stored(
         (metadata,) = proxy.finished_calls()
         pcaps = list((proxy.spool / "pcaps").glob("*.pcap"))
         state = ["--state-dir", str(tmp_path / "state")]
-        done = subprocess.run(
-            [CALLVAULT, "connect", "rtpengine-spool", str(proxy.spool), "--once", *state],
-            env=cv.env,
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr.decode()
-        assert CUSTOMER not in (done.stdout + done.stderr).decode()
+        connect(cv, "rtpengine-spool", str(proxy.spool), "--once", *state)
         assert not metadata.exists()
         assert pcaps
         assert not any(p.exists() for p in pcaps)  # gone once Kafka had the event
