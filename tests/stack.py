@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -20,6 +21,8 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
+from workers.adapters.crypto import TextSealer
+from workers.adapters.postgres import PostgresDatabase
 from workers.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +52,13 @@ def ensure_stack() -> dict[str, str]:
     if not current or not all(_port_open("127.0.0.1", p) for p in ports):
         subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True)
     return read_stack_env()
+
+
+def database(dsn: str) -> PostgresDatabase:
+    """callvault's PostgreSQL adapter for a test, not yet opened (a fixed test sealing key)."""
+    return PostgresDatabase(
+        dsn, sealer=TextSealer(bytes(32)), source="urn:test", clock=lambda: datetime.now(UTC)
+    )
 
 
 def free_port() -> int:

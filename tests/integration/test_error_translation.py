@@ -12,17 +12,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.stack import Instance, free_port
-from workers.adapters.crypto import TextSealer
+from tests.stack import Instance, database, free_port
 from workers.adapters.memory import MemoryObjectStore
-from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.s3 import S3Store
 from workers.bootstrap import object_store
 from workers.domain.errors import PermanentError, SchemaMissing, StoreRejected, TransientError
@@ -148,14 +145,8 @@ def test_odd_answers_of_a_store_are_classified(
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _database(dsn: str) -> PostgresDatabase:
-    return PostgresDatabase(
-        dsn, sealer=TextSealer(bytes(32)), source="urn:test", clock=lambda: datetime.now(UTC)
-    )
-
-
 def test_an_unreachable_database_is_transient() -> None:
-    db = _database(f"postgresql://callvault:x@127.0.0.1:{closed_port()}/callvault")
+    db = database(f"postgresql://callvault:x@127.0.0.1:{closed_port()}/callvault")
     started = time.monotonic()
     with pytest.raises(TransientError):
         db.open(wait_seconds=2)
@@ -164,7 +155,7 @@ def test_an_unreachable_database_is_transient() -> None:
 
 
 def test_a_database_without_the_schema_says_run_migrate(instance: Instance) -> None:
-    db = _database(instance.database_url)  # created empty by the fixture, never migrated
+    db = database(instance.database_url)  # created empty by the fixture, never migrated
     db.open()
     try:
         with pytest.raises(SchemaMissing, match="callvault migrate"), db.unit_of_work() as uow:
@@ -177,7 +168,7 @@ def test_a_statement_the_database_refuses_is_permanent(instance: Instance) -> No
     from workers.migrate import migrate_schema
 
     migrate_schema(load_settings(**instance.settings_kwargs()))
-    db = _database(instance.database_url)  # the workers' role: it may only append to the trail
+    db = database(instance.database_url)  # the workers' role: it may only append to the trail
     db.open()
     try:
         with pytest.raises(PermanentError), db.connection() as conn:

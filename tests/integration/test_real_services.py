@@ -19,9 +19,7 @@ from minio.error import S3Error
 from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
-from tests.stack import Instance
-from workers.adapters.crypto import TextSealer
-from workers.adapters.postgres import PostgresDatabase
+from tests.stack import Instance, database
 from workers.bootstrap import object_store
 from workers.domain.messages import PolicyApplied
 from workers.settings import load_settings
@@ -123,12 +121,7 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
     ]
     assert migrate_schema(settings)[0] == []  # idempotent
     assert "audit trail" in role
-    db = PostgresDatabase(
-        settings.dsn,
-        sealer=TextSealer(bytes(32)),
-        source="urn:test",
-        clock=lambda: datetime.now(UTC),
-    )
+    db = database(settings.dsn)
     db.open()
     with db.unit_of_work() as uow:
         uow.record(PolicyApplied("*", None, "P1Y", 0, datetime.now(UTC)))
@@ -145,12 +138,7 @@ def test_commits_are_durable_whatever_the_server_default(instance: Instance) -> 
     settings = load_settings(**instance.settings_kwargs())
     with psycopg.connect(instance.admin_url, autocommit=True) as admin:  # an operator's choice
         admin.execute(f'ALTER DATABASE "{instance.name}" SET synchronous_commit = off')
-    db = PostgresDatabase(
-        settings.dsn,
-        sealer=TextSealer(bytes(32)),
-        source="urn:test",
-        clock=lambda: datetime.now(UTC),
-    )
+    db = database(settings.dsn)
     db.open()
     try:
         with db.connection() as conn:
