@@ -108,6 +108,22 @@ def _until_signalled() -> threading.Event:
     return stop
 
 
+def _watch(
+    scan: Callable[[], int], drain: Callable[[], object], *, once: bool, interval: float
+) -> None:
+    """A spool watcher's passes: scan, then send what it queued; once, or every ``interval``
+    seconds until SIGTERM or SIGINT."""
+    if once:
+        scan()
+        drain()
+        return
+    stop = _until_signalled()
+    while not stop.is_set():
+        scan()
+        drain()
+        stop.wait(interval)
+
+
 def _zone(name: str | None) -> Any:
     if name is None:
         return datetime.now().astimezone().tzinfo
@@ -222,11 +238,7 @@ def freepbx_spool(
             settle_seconds=settle,
             clock=time.time,
         )
-        if once:
-            watcher.scan()
-            publisher.drain()
-            return
-        watcher.run(_until_signalled(), interval)
+        _watch(watcher.scan, publisher.drain, once=once, interval=interval)
 
 
 @connect.command("freeswitch-esl")
@@ -302,11 +314,7 @@ def rtpengine_spool(
         spool = RtpengineSpool(
             recording_dir, publisher, publisher.metrics, pbx_id=pbx_id, notice_played=notice
         )
-        if once:
-            spool.scan()
-            publisher.drain()
-            return
-        spool.run(_until_signalled(), interval)
+        _watch(spool.scan, publisher.drain, once=once, interval=interval)
 
 
 @connect.command("drain")

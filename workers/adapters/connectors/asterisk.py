@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -187,12 +186,6 @@ class SpoolWatcher:
                 continue
             queued += outcome == "queued"
         return queued
-
-    def run(self, stop: threading.Event, interval: float) -> None:
-        while not stop.is_set():
-            self.scan()
-            self._publisher.drain()
-            stop.wait(interval)
 
     def _settled(self) -> Iterator[Path]:
         now = self._clock()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,12 +124,6 @@ class RtpengineSpool:
                 ].inc()
                 log.warning("rtpengine_call_left_in_place", reason=type(exc).__name__)
         return queued
-
-    def run(self, stop: threading.Event, interval: float) -> None:
-        while not stop.is_set():
-            self.scan()
-            self._publisher.drain()
-            stop.wait(interval)
 
     def _offer(self, path: Path) -> str:
         meta = parse_metadata(path.read_text(errors="replace"))
