@@ -140,14 +140,15 @@ def new_instance(stack: dict[str, str], prefix: str = "t", **overrides: str) -> 
     return Instance(name, env, admin_url)
 
 
-def stop_processes(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every worker still running, then wait; SIGKILL whoever will not stop."""
+def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = 30) -> None:
+    """SIGTERM every worker still running, then wait ``grace`` seconds for each; SIGKILL
+    whoever will not stop."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     for process in processes:
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.e2e.harness import CALLVAULT, metrics_text
-from tests.stack import free_port
+from tests.stack import free_port, stop_processes
 
 RESTART_DELAY = 1.0  # systemd's RestartSec
 EX_TEMPFAIL = 75
@@ -124,16 +124,7 @@ class Supervisor:
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:
-            running = [s.process for s in self.slots if s.process is not None]
-            for process in running:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for process in running:
-                try:
-                    process.wait(timeout=45)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop_processes([s.process for s in self.slots if s.process is not None], grace=45)
 
     def crashes(self) -> list[Exit]:
         """Exits no fault explains: a worker that stopped on its own other than after its
