@@ -5,6 +5,7 @@ peak RSS while it ingests one large file."""
 from __future__ import annotations
 
 import io
+import json
 import queue
 import subprocess
 import sys
@@ -28,34 +29,35 @@ WARMUP = 8  # calls before the clock starts: both partitions get some
 MB = 1_000_000
 
 
-def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) -> dict[str, Any]:
-    """Exactly the unavoidable I/O of one call, ``workers`` calls at once (the pipeline's
-    concurrency), each worker on its own open connection: GET the landing object, encrypt it
-    with a fresh key, PUT it to the vault with the same retention header, one INSERT,
-    DELETE the landing copy."""
-    from minio.commonconfig import GOVERNANCE
-    from minio.retention import Retention
+class RawCall:
+    """Exactly the unavoidable I/O of one call, each thread on its own open connection: GET
+    the landing object, encrypt it with a fresh key, PUT it to the vault with the same
+    retention header, one autocommitted INSERT, DELETE the landing copy."""
 
-    from workers.adapters import crypto
-    from workers.domain.model import object_key_for  # the vault's own key layout
+    def __init__(self, settings: Any, objects: Any, workers: int) -> None:
+        self._client = objects.client
+        self._url = settings.migration_dsn
+        self._vault, self._landing = settings.vault_bucket, settings.landing_bucket
+        self.locked = objects.has_object_lock(self._vault)
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS bench_baseline (id uuid PRIMARY KEY, object_key "
+                "text, size_bytes bigint, stored_at timestamptz)"
+            )
+        self._connections = queue.SimpleQueue[psycopg.Connection[Any]]()
+        for _ in range(workers):
+            self._connections.put(psycopg.connect(self._url, autocommit=True))
 
-    client = objects.client
-    url = settings.migration_dsn
-    vault, landing = settings.vault_bucket, settings.landing_bucket
-    locked = objects.has_object_lock(vault)
-    uris = [land(objects, landing, audio) for _ in range(n)]
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_baseline (id uuid PRIMARY KEY, object_key text, "
-            "size_bytes bigint, stored_at timestamptz)"
-        )
-    connections = queue.SimpleQueue[psycopg.Connection[Any]]()
-    for _ in range(workers):
-        connections.put(psycopg.connect(url, autocommit=True))
+    def __call__(self, uri: str) -> str:
+        """Stores the call's audio; returns the new recording's id."""
+        from minio.commonconfig import GOVERNANCE
+        from minio.retention import Retention
 
-    def one(uri: str) -> None:
-        key = uri.removeprefix(f"s3://{landing}/")
-        response = client.get_object(landing, key)
+        from workers.adapters import crypto
+        from workers.domain.model import object_key_for  # the vault's own key layout
+
+        client, key = self._client, uri.removeprefix(f"s3://{self._landing}/")
+        response = client.get_object(self._landing, key)
         try:
             body = response.read()
         finally:
@@ -65,39 +67,134 @@ def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) ->
         sealed = b"".join(crypto.encrypt_stream(crypto.new_data_key(), rid, [body]))
         retain = datetime.now(UTC) + timedelta(days=365)
         client.put_object(
-            vault,
+            self._vault,
             object_key_for(rid),
             io.BytesIO(sealed),
             len(sealed),
             content_type="application/octet-stream",
-            retention=Retention(GOVERNANCE, retain) if locked else None,
+            retention=Retention(GOVERNANCE, retain) if self.locked else None,
         )
-        conn = connections.get()
+        conn = self._connections.get()
         try:
             conn.execute(
                 "INSERT INTO bench_baseline VALUES (%s, %s, %s, now())",
                 (rid, object_key_for(rid), len(body)),
             )
         finally:
-            connections.put(conn)
-        client.remove_object(landing, key)
+            self._connections.put(conn)
+        client.remove_object(self._landing, key)
+        return rid
 
-    started, cpu = time.perf_counter(), time.process_time()
+    def close(self) -> None:
+        while not self._connections.empty():
+            self._connections.get().close()
+
+
+def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) -> dict[str, Any]:
+    """:class:`RawCall` for n calls, ``workers`` at once (the pipeline's concurrency)."""
+    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n)]
+    raw = RawCall(settings, objects, workers)
+    started, cpu, busy = time.perf_counter(), time.process_time(), common.machine_busy_seconds()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, uris))
+        list(pool.map(raw, uris))
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
-    while not connections.empty():
-        connections.get().close()
+    busy = common.machine_busy_seconds() - busy
+    raw.close()
     return {
         "n": n,
         "concurrency": workers,
         "cpu_ms_per_call": round(cpu / n * 1000, 2),
+        "machine_cpu_ms_per_call": round(busy / n * 1000, 2),
         "seconds": round(elapsed, 3),
         "calls_per_s": round(n / elapsed, 2),
         "mb_per_s": round(n * len(audio) / MB / elapsed, 2),
-        "object_lock": locked,
+        "object_lock": raw.locked,
     }
+
+
+def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int) -> dict[str, Any]:
+    """What any pipeline that honours the contract must do at least: the baseline's I/O for
+    each ``call.ended`` read from Kafka, and one event published per stored call - with no
+    validation, audit, outbox or transaction. Clocked like the pipeline: from the first
+    publish to the n-th output event read back. Its ratio to the baseline is the ceiling of
+    the pipeline's ratio on this machine."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    settings = inst.settings()
+    servers = settings.kafka_bootstrap.split(",")
+    inbox, outbox = f"{inst.name}.floor.in", f"{inst.name}.floor.out"
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    admin.create_topics([NewTopic(inbox, 2, 1), NewTopic(outbox, 2, 1)])
+    admin.close()
+    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n)]
+    raw = RawCall(settings, objects, workers)
+    output = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def store(value: bytes, slots: threading.Semaphore) -> None:
+        try:
+            data = json.loads(value)["data"]
+            rid = raw(data["recording"]["uri"])
+            event = {"data": {"call_id": data["call_id"], "recording_id": rid}}
+            output.send(outbox, key=rid.encode(), value=json.dumps(event).encode())
+        except BaseException as exc:  # noqa: BLE001 - reported after the run
+            failures.append(exc)
+        finally:
+            slots.release()
+
+    def consume() -> None:
+        consumer = KafkaConsumer(
+            inbox,
+            bootstrap_servers=servers,
+            group_id=f"{inst.name}-floor",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        slots = threading.BoundedSemaphore(workers * 2)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            while not stop.is_set():
+                polled = consumer.poll(timeout_ms=50, max_records=workers)
+                for record in (r for records in polled.values() for r in records):
+                    slots.acquire()
+                    pool.submit(store, record.value, slots)
+                if polled:
+                    consumer.commit_async()
+        consumer.close()
+
+    reader = Reader(settings.kafka_bootstrap, outbox)
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    producer = Producer(settings.kafka_bootstrap)
+    try:
+        warm = uris[:WARMUP]
+        for i, uri in enumerate(warm):
+            producer.send(
+                inbox,
+                f"warmup-{i}",
+                common.cloudevent(CALL_ENDED, common.call_data(f"warmup-{i}", uri)),
+            )
+        producer.flush()
+        reader.until(lambda events: len(events) >= WARMUP, 120)
+        started = time.monotonic()
+        for i, uri in enumerate(uris[WARMUP:]):
+            data = common.call_data(f"floor-{i}", uri)
+            producer.send(inbox, f"floor-{i}", common.cloudevent(CALL_ENDED, data))
+        producer.flush()
+        done = reader.until(lambda events: len(events) >= n, 60 + n * 2)
+    finally:
+        stop.set()
+        consumer.join(timeout=30)
+        output.close(timeout=5)
+        producer.close()
+        reader.close()
+        raw.close()
+    if failures:
+        raise RuntimeError(f"the floor loop failed: {failures[0]!r}")
+    calls = n - WARMUP
+    return {"n": calls, "concurrency": workers, "calls_per_s": round(calls / (done - started), 2)}
 
 
 def _stored(count: int):  # type: ignore[no-untyped-def]
@@ -143,6 +240,7 @@ def pipeline(
         reader.until(_stored(WARMUP), 120)
         rss_idle = common.proc_status(workers[0].pid)
         cpu_before = sum(common.cpu_seconds(w.pid) for w in workers)
+        busy = common.machine_busy_seconds()
         started = time.monotonic()
         for i in range(n):
             call_id = f"bench-{i}"
@@ -153,6 +251,7 @@ def pipeline(
         done = reader.until(_stored(n + WARMUP), 60 + n * 2)
         elapsed = done - started
         cpu = sum(common.cpu_seconds(w.pid) for w in workers) - cpu_before
+        busy = common.machine_busy_seconds() - busy
         rss_after = common.proc_status(workers[0].pid)
         histogram = _ingest_histogram(common.metrics_text(int(inst.env["CALLVAULT_METRICS_PORT"])))
     finally:
@@ -170,6 +269,7 @@ def pipeline(
         "handler_mean_ms": histogram,
         "worker_cpu_ms_per_call": round(cpu / n * 1000, 2),
         "worker_cpu_share": round(cpu / elapsed, 2),
+        "machine_cpu_ms_per_call": round(busy / n * 1000, 2),
         "worker_rss_kib": {"idle": rss_idle, "after": rss_after},
     }
 
@@ -311,6 +411,8 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         workers = settings.concurrency
         log(f"ingest: baseline, {n} x GET+encrypt+PUT+INSERT+DELETE, {workers} at once")
         base = baseline(settings, objects, n, audio, workers)
+        log(f"ingest: floor, the baseline's I/O for {n} calls read from and answered on Kafka")
+        floor = kafka_floor(inst, objects, n, audio, workers)
         log(f"ingest: pipeline, {n} calls through a worker process, {workers} at once")
         pipe = pipeline(inst, objects, n, audio, 1, workers)
         log("ingest: one large file, peak RSS")
@@ -322,6 +424,8 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "baseline": base,
         "pipeline": pipe,
         "ratio": round(pipe["calls_per_s"] / base["calls_per_s"], 3),
+        "kafka_floor": floor,
+        "floor_ratio": round(floor["calls_per_s"] / base["calls_per_s"], 3),
         "large_file": large,
         "imports": import_costs(),
     }
@@ -340,6 +444,16 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{b['calls_per_s']} calls/s, {b['mb_per_s']} MB/s",
         ),
         ("ingest", "ratio pipeline/baseline", f"{result['ratio']}"),
+        (
+            "ingest",
+            "floor: baseline I/O + Kafka in and out",
+            f"{result['kafka_floor']['calls_per_s']} calls/s (ratio {result['floor_ratio']})",
+        ),
+        (
+            "ingest",
+            "machine CPU per call: pipeline / baseline",
+            f"{p['machine_cpu_ms_per_call']} / {b['machine_cpu_ms_per_call']} ms",
+        ),
         ("ingest", "handler mean (worker histogram)", f"{p['handler_mean_ms']} ms/call"),
         ("ingest", f"worker idle RSS (before {mib} MiB file)", f"{big['idle_rss_mib']} MiB"),
         (

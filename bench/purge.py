@@ -5,7 +5,9 @@ worker process achieves under a steady ingest rate with a short retention."""
 from __future__ import annotations
 
 import cProfile
+import hashlib
 import io
+import json
 import pstats
 import queue
 import time
@@ -15,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from . import common
 from .common import Producer, Reader, Timed, land, log
@@ -49,80 +52,162 @@ def _proof(settings: Any, ids: list[str]) -> dict[str, int]:
     )
 
 
-def baseline(
-    settings: Any, objects: Any, n: int, audio: bytes, batch: int, workers: int
-) -> dict[str, Any]:
-    """The raw store's speed: n encrypted objects (same bucket, same retention header), then
-    per batch one multi-object delete (versions known, governance bypassed) + one DELETE,
-    ``workers`` batches at once, each worker on its own open connection."""
+def _vault_objects(
+    settings: Any, objects: Any, n: int, audio: bytes, table: str
+) -> list[tuple[str, str, str | None]]:
+    """n encrypted objects in the vault (vault key layout, same retention header as ingest),
+    each with a row in ``table``; returns (id, key, version) of each."""
     from minio.commonconfig import GOVERNANCE
-    from minio.deleteobjects import DeleteObject
     from minio.retention import Retention
 
     from workers.adapters import crypto
     from workers.domain.model import object_key_for  # the vault's own key layout
 
-    client = objects.client
-    url = settings.migration_dsn
     locked = objects.has_object_lock(settings.vault_bucket)
     due = datetime.now(UTC) + timedelta(days=365)
     targets: list[tuple[str, str, str | None]] = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(settings.migration_dsn, autocommit=True) as conn:
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_purge_baseline (id uuid PRIMARY KEY, "
-            "object_key text, version_id text)"
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id uuid PRIMARY KEY, object_key text, "
+                "version_id text, wrapped_key bytea, status text, purged_at timestamptz)"
+            ).format(sql.Identifier(table))
+        )
+        insert = sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, 'stored', NULL)").format(
+            sql.Identifier(table)
         )
         for _ in range(n):
             rid = str(uuid.uuid4())
             key = object_key_for(rid)
             sealed = b"".join(crypto.encrypt_stream(crypto.new_data_key(), rid, [audio]))
-            result = client.put_object(
+            result = objects.client.put_object(
                 settings.vault_bucket,
                 key,
                 io.BytesIO(sealed),
                 len(sealed),
                 retention=Retention(GOVERNANCE, due) if locked else None,
             )
-            conn.execute(
-                "INSERT INTO bench_purge_baseline VALUES (%s, %s, %s)",
-                (rid, key, result.version_id),
-            )
+            conn.execute(insert, (rid, key, result.version_id, crypto.new_data_key()))
             targets.append((rid, key, result.version_id))
+    return targets
+
+
+def _timed_batches(
+    settings: Any,
+    targets: list[tuple[str, str, str | None]],
+    batch: int,
+    workers: int,
+    one: Any,
+) -> dict[str, Any]:
+    """``one(connection, chunk)`` for each batch, ``workers`` at once, each worker on its own
+    open connection."""
     connections = queue.SimpleQueue[psycopg.Connection[Any]]()
     for _ in range(workers):
-        connections.put(psycopg.connect(url, autocommit=True))
-    errors: list[int] = []
+        connections.put(psycopg.connect(settings.migration_dsn, autocommit=True))
 
-    def one(chunk: list[tuple[str, str, str | None]]) -> None:
+    def run(chunk: list[tuple[str, str, str | None]]) -> None:
         conn = connections.get()
         try:
-            failed = client.remove_objects(
-                settings.vault_bucket,
-                [DeleteObject(k, v) for _, k, v in chunk],
-                bypass_governance_mode=True,
-            )
-            errors.append(len(list(failed)))
-            conn.execute(
-                "DELETE FROM bench_purge_baseline WHERE id = ANY(%s::uuid[])",
-                ([r for r, _, _ in chunk],),
-            )
+            one(conn, chunk)
         finally:
             connections.put(conn)
 
-    chunks = [targets[start : start + batch] for start in range(0, n, batch)]
+    chunks = [targets[start : start + batch] for start in range(0, len(targets), batch)]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, chunks))
+        list(pool.map(run, chunks))
     elapsed = time.perf_counter() - started
     while not connections.empty():
         connections.get().close()
     return {
         "seconds": round(elapsed, 3),
-        "per_s": round(n / elapsed, 2),
+        "per_s": round(len(targets) / elapsed, 2),
         "batch": batch,
         "concurrency": workers,
-        "delete_errors": sum(errors),
     }
+
+
+def _delete_objects(settings: Any, objects: Any, chunk: list[tuple[str, str, str | None]]) -> int:
+    from minio.deleteobjects import DeleteObject
+
+    failed = objects.client.remove_objects(
+        settings.vault_bucket,
+        [DeleteObject(k, v) for _, k, v in chunk],
+        bypass_governance_mode=True,
+    )
+    return len(list(failed))
+
+
+def baseline(
+    settings: Any, objects: Any, n: int, audio: bytes, batch: int, workers: int
+) -> dict[str, Any]:
+    """The raw store's speed: n encrypted objects, then per batch one multi-object delete
+    (versions known, governance bypassed) + one DELETE, ``workers`` batches at once."""
+    targets = _vault_objects(settings, objects, n, audio, "bench_purge_baseline")
+    errors: list[int] = []
+
+    def one(conn: psycopg.Connection[Any], chunk: list[tuple[str, str, str | None]]) -> None:
+        errors.append(_delete_objects(settings, objects, chunk))
+        conn.execute(
+            "DELETE FROM bench_purge_baseline WHERE id = ANY(%s::uuid[])",
+            ([r for r, _, _ in chunk],),
+        )
+
+    return {**_timed_batches(settings, targets, batch, workers, one), "delete_errors": sum(errors)}
+
+
+def proof_floor(
+    settings: Any, objects: Any, n: int, audio: bytes, batch: int, workers: int
+) -> dict[str, Any]:
+    """The least a proven purge does beyond the baseline, per batch: the data keys destroyed
+    in one committed UPDATE before the delete, the multi-object delete, then one transaction
+    with the tombstones (one UPDATE) and, per recording, an audit row chained by SHA-256 and
+    an outbox row. No holds re-checked, no row locks, no identifiers deleted, no domain
+    objects: its ratio to the baseline bounds what the real purge can reach here."""
+    from psycopg.types.json import Jsonb
+
+    targets = _vault_objects(settings, objects, n, audio, "bench_purge_floor")
+    with psycopg.connect(settings.migration_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_purge_floor_audit (seq bigserial PRIMARY KEY, "
+            "entity text, details jsonb, hash text)"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_purge_floor_outbox (id bigserial PRIMARY KEY, "
+            "key text, event jsonb)"
+        )
+    errors: list[int] = []
+
+    def one(conn: psycopg.Connection[Any], chunk: list[tuple[str, str, str | None]]) -> None:
+        ids = [r for r, _, _ in chunk]
+        conn.execute(
+            "UPDATE bench_purge_floor SET wrapped_key = NULL, status = 'purging' "
+            "WHERE id = ANY(%s::uuid[])",
+            (ids,),
+        )
+        errors.append(_delete_objects(settings, objects, chunk))
+        chain, audit = "0" * 64, []
+        for rid in ids:
+            details = json.dumps({"recording_id": rid, "reason": "retention"})
+            chain = hashlib.sha256((chain + details).encode()).hexdigest()
+            audit.append((rid, details, chain))
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                "UPDATE bench_purge_floor SET status = 'purged', purged_at = now() "
+                "WHERE id = ANY(%s::uuid[])",
+                (ids,),
+            )
+            cur.executemany(
+                "INSERT INTO bench_purge_floor_audit (entity, details, hash) "
+                "VALUES (%s, %s::jsonb, %s)",
+                audit,
+            )
+            cur.executemany(
+                "INSERT INTO bench_purge_floor_outbox (key, event) VALUES (%s, %s)",
+                [(rid, Jsonb({"type": "recording.purged", "data": {"id": rid}})) for rid in ids],
+            )
+
+    return {**_timed_batches(settings, targets, batch, workers, one), "delete_errors": sum(errors)}
 
 
 def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
@@ -182,6 +267,8 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
         )
         log(f"purge: baseline, {n} objects, multi-object delete + DELETE per {batch}")
         base = baseline(settings, timed, n, audio, batch, workers)
+        log(f"purge: floor, the baseline + key destroy + proof rows per {batch}")
+        floor = proof_floor(settings, timed, n, audio, batch, workers)
     finally:
         common.drop_instance(inst)
     per_s = n / purge_s
@@ -201,6 +288,8 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
         },
         "baseline": base,
         "ratio": round(per_s / base["per_s"], 3),
+        "proof_floor": floor,
+        "floor_ratio": round(floor["per_s"] / base["per_s"], 3),
         "inprocess_ingest": {"seconds": round(ingest_s, 3), "per_s": round(len(ids) / ingest_s, 2)},
     }
 
@@ -299,7 +388,7 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
 
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     stack = common.ensure_stack()
-    n = 400 if quick else 2000
+    n = 400 if quick else 4000
     rate, duration = (3.0, 8.0) if quick else (5.0, 60.0)
     result: dict[str, Any] = {
         "params": {"n": n, "rate": rate, "duration": duration, "quick": quick}
@@ -326,6 +415,11 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         ),
         ("purge", "baseline multi-delete+DELETE", f"{t['baseline']['per_s']} recordings/s"),
         ("purge", "ratio purge/baseline", f"{result['ratio']}"),
+        (
+            "purge",
+            "floor: baseline + key destroy + proof rows",
+            f"{t['proof_floor']['per_s']} recordings/s (ratio {t['floor_ratio']})",
+        ),
         (
             "purge",
             "one batch at a time: purge / baseline",

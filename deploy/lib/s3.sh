@@ -52,6 +52,12 @@ PY
 
 s3_running_pid() { read_pid versitygw; }
 
+# A gateway started by an older deploy/ without keep-alive answers every request with
+# "Connection: close", so each S3 call costs a new TCP connection: restart it.
+s3_stale_flags() {
+    [[ "$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)" != *" --keep-alive "* ]]
+}
+
 s3_healthy() {
     # unauthenticated health endpoint (--health /health)
     local resp
@@ -63,7 +69,10 @@ s3_healthy() {
 
 s3_up() {
     local pid
-    if pid="$(s3_running_pid)"; then
+    if pid="$(s3_running_pid)" && s3_stale_flags "$pid"; then
+        log "restarting versitygw (S3) with keep-alive"
+        stop_pid versitygw 15
+    elif [ -n "$pid" ]; then
         ensure_port_free_or_ours "$S3_PORT" versitygw "$pid"
         return 0
     fi
@@ -74,7 +83,7 @@ s3_up() {
     log "starting versitygw (S3) on $BIND_HOST:$S3_PORT"
     start_bg versitygw "$LOG_DIR/versitygw.log" \
         env ROOT_ACCESS_KEY="$S3_ACCESS_KEY" ROOT_SECRET_KEY="$S3_SECRET_KEY" "$VGW_BIN" \
-        --port "$BIND_HOST:$S3_PORT" --region "$S3_REGION" --health /health --quiet \
+        --port "$BIND_HOST:$S3_PORT" --region "$S3_REGION" --health /health --keep-alive --quiet \
         posix --versioning-dir "$S3_VERSIONS" "$S3_DATA"
 }
 
@@ -93,7 +102,7 @@ s3_wait() {
 s3_tls_up() {
     local pid
     if pid="$(read_pid versitygw-tls)"; then
-        if port_open "$S3_TLS_PORT"; then
+        if port_open "$S3_TLS_PORT" && ! s3_stale_flags "$pid"; then
             ensure_port_free_or_ours "$S3_TLS_PORT" "versitygw (https)" "$pid"
             return 0
         fi
@@ -104,7 +113,7 @@ s3_tls_up() {
     log "starting versitygw (S3 over https) on $BIND_HOST:$S3_TLS_PORT"
     start_bg versitygw-tls "$LOG_DIR/versitygw-tls.log" \
         env ROOT_ACCESS_KEY="$S3_ACCESS_KEY" ROOT_SECRET_KEY="$S3_SECRET_KEY" "$VGW_BIN" \
-        --port "$BIND_HOST:$S3_TLS_PORT" --region "$S3_REGION" --health /health --quiet \
+        --port "$BIND_HOST:$S3_TLS_PORT" --region "$S3_REGION" --health /health --keep-alive --quiet \
         --cert "$TLS_CERT" --key "$TLS_KEY" \
         posix --versioning-dir "$S3_VERSIONS" "$S3_DATA"
 }

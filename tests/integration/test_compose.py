@@ -470,6 +470,7 @@ def test_s3_endpoint_region_and_keys_agree(
     assert command[command.index("--port") + 1] == ":7070"
     assert command[command.index("--region") + 1] == env(config, "worker")["CALLVAULT_S3_REGION"]
     assert "--versioning-dir" in command  # object lock needs versioning on the POSIX backend
+    assert "--keep-alive" in command  # else every S3 request opens a new connection
     minio = env(config_minio, "minio")
     assert (minio["MINIO_ROOT_USER_FILE"], minio["MINIO_ROOT_PASSWORD_FILE"]) == (
         "s3_access_key",

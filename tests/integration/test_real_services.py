@@ -160,6 +160,27 @@ def test_processes_run_from_the_local_stack(stack: dict[str, str]) -> None:
     assert any("prometheus" in line and root in line for line in listing.splitlines())
 
 
+def test_the_s3_store_keeps_connections_open_between_requests(instance: Instance) -> None:
+    """Without keep-alive the gateway answers every request with "Connection: close", and
+    each upload, download and delete of every call pays for a new TCP connection."""
+    settings = instance.settings()
+    objects = object_store(settings)
+    client = objects.client
+    client.make_bucket(settings.landing_bucket)
+    opened_before = _connections_opened(client)
+    for i in range(5):
+        key = f"probe/keep-alive-{i}"
+        objects.put_stream(settings.landing_bucket, key, [b"x" * 1024], content_type="audio/wav")
+        assert b"".join(objects.get_stream(settings.landing_bucket, key)) == b"x" * 1024
+        objects.delete_object(settings.landing_bucket, key)
+    assert _connections_opened(client) - opened_before <= 1
+
+
+def _connections_opened(client: Minio) -> int:
+    pools = client._http.pools  # noqa: SLF001 - urllib3 counts the connections it opened
+    return sum(pools[key].num_connections for key in list(pools.keys()))
+
+
 def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) -> None:
     from workers.migrate import migrate
 
