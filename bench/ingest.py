@@ -197,9 +197,10 @@ def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int
     return {"n": calls, "concurrency": workers, "calls_per_s": round(calls / (done - started), 2)}
 
 
-def _stored(count: int):  # type: ignore[no-untyped-def]
+def _stored(count: int, tag: str):  # type: ignore[no-untyped-def]
     def check(events: list[dict[str, Any]]) -> bool:
-        return len({e["data"]["call_id"] for e in events}) >= count
+        calls = {e["data"]["call_id"] for e in events}
+        return len({c for c in calls if c.startswith(tag)}) >= count
 
     return check
 
@@ -221,10 +222,16 @@ def start_workers(inst: Instance, processes: int, concurrency: int) -> list[Any]
 
 
 def pipeline(
-    inst: Instance, objects: Any, n: int, audio: bytes, processes: int, concurrency: int
+    inst: Instance,
+    objects: Any,
+    n: int,
+    audio: bytes,
+    processes: int,
+    concurrency: int,
+    tag: str = "p1",
 ) -> dict[str, Any]:
     """Calls published as fast as Kafka takes them; the clock runs from the first publish to
-    the n-th ``recording.stored`` read back."""
+    the n-th ``recording.stored`` read back. ``tag`` starts every call id of this run."""
     settings = inst.settings()
     uris = [land(objects, settings.landing_bucket, audio) for _ in range(n + WARMUP)]
     producer = Producer(settings.kafka_bootstrap)
@@ -234,21 +241,21 @@ def pipeline(
     try:
         # warm-up: every partition's worker has stored a call, every connection is open
         for i in range(WARMUP):
-            data = common.call_data(f"warmup-{i}", uris[i])
-            producer.send(topic, f"warmup-{i}", common.cloudevent(CALL_ENDED, data))
+            data = common.call_data(f"{tag}-warmup-{i}", uris[i])
+            producer.send(topic, f"{tag}-warmup-{i}", common.cloudevent(CALL_ENDED, data))
         producer.flush()
-        reader.until(_stored(WARMUP), 120)
+        reader.until(_stored(WARMUP, tag), 120)
         rss_idle = common.proc_status(workers[0].pid)
         cpu_before = sum(common.cpu_seconds(w.pid) for w in workers)
         busy = common.machine_busy_seconds()
         started = time.monotonic()
         for i in range(n):
-            call_id = f"bench-{i}"
+            call_id = f"{tag}-bench-{i}"
             data = common.call_data(call_id, uris[i + WARMUP])
             producer.send(topic, call_id, common.cloudevent(CALL_ENDED, data))
         producer.flush()
         published = time.monotonic() - started
-        done = reader.until(_stored(n + WARMUP), 60 + n * 2)
+        done = reader.until(_stored(n + WARMUP, tag), 60 + n * 2)
         elapsed = done - started
         cpu = sum(common.cpu_seconds(w.pid) for w in workers) - cpu_before
         busy = common.machine_busy_seconds() - busy
@@ -415,6 +422,10 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         floor = kafka_floor(inst, objects, n, audio, workers)
         log(f"ingest: pipeline, {n} calls through a worker process, {workers} at once")
         pipe = pipeline(inst, objects, n, audio, 1, workers)
+        log(
+            f"ingest: pipeline, {n} calls through two worker processes, {workers // 2} at once each"
+        )
+        pair = pipeline(inst, objects, n, audio, 2, workers // 2, tag="p2")
         log("ingest: one large file, peak RSS")
         large = big_file(inst, objects, big)
     finally:
@@ -424,6 +435,8 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "baseline": base,
         "pipeline": pipe,
         "ratio": round(pipe["calls_per_s"] / base["calls_per_s"], 3),
+        "two_processes": pair,
+        "two_processes_ratio": round(pair["calls_per_s"] / base["calls_per_s"], 3),
         "kafka_floor": floor,
         "floor_ratio": round(floor["calls_per_s"] / base["calls_per_s"], 3),
         "large_file": large,
@@ -433,6 +446,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     b, p, big = result["baseline"], result["pipeline"], result["large_file"]
+    workers_each = result["two_processes"]["concurrency_per_process"]
     mib = big["file_bytes"] // 2**20
     growth = round(big["peak_hwm_mib"] - big["idle_rss_mib"], 1)
     imports = result["imports"]
@@ -444,6 +458,12 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{b['calls_per_s']} calls/s, {b['mb_per_s']} MB/s",
         ),
         ("ingest", "ratio pipeline/baseline", f"{result['ratio']}"),
+        (
+            "ingest",
+            f"two worker processes, {workers_each} at once each",
+            f"{result['two_processes']['calls_per_s']} calls/s "
+            f"(ratio {result['two_processes_ratio']})",
+        ),
         (
             "ingest",
             "floor: baseline I/O + Kafka in and out",

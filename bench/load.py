@@ -24,8 +24,11 @@ from .ingest import AUDIO_BYTES, CALL_ENDED
 # Ingest and retention in processes of their own, as the README advises for a large operator:
 # a backlog of purges then never competes with ingest for one interpreter's lock.
 ROLES = ("ingest,holds,dsr,outbox", "retention,scheduler,outbox")
-RETENTION = "PT20S"  # every ingested call falls due 20 s after it ended, during the load
-BACKLOG_DUE_AFTER = 15.0  # seconds into the load at which the whole backlog falls due
+# Every ingested call falls due 45 s after it ended: during the load, and - like any real
+# retention - long after it was stored, even with ingest lagging behind the 80 % rate on two
+# shared cores. A call stored after it fell due would carry ingest's delay into its purge lag.
+RETENTION = "PT45S"
+BACKLOG_DUE_AFTER = 50.0  # seconds into the load at which the whole backlog falls due
 
 
 def _land_all(objects: Any, bucket: str, audio: bytes, n: int) -> list[str]:
@@ -202,7 +205,10 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         due = datetime.now(UTC) + timedelta(seconds=BACKLOG_DUE_AFTER)
         fall_due(settings, due)
         cpu_before = [common.cpu_seconds(w.pid) for w in workers]
-        log(f"load: {rate} calls/s for {duration:.0f} s; the backlog falls due at +15 s")
+        log(
+            f"load: {rate} calls/s for {duration:.0f} s; "
+            f"the backlog falls due at +{BACKLOG_DUE_AFTER:.0f} s"
+        )
         t0 = time.monotonic()
         for i, uri in enumerate(uris):
             pause = t0 + i / rate - time.monotonic()
@@ -274,6 +280,12 @@ def summarise(
         for s in stored
         if s["call_id"].startswith("load-")
     ]
+    stored_at = {s["recording_id"]: parse(s["stored_at"]) for s in stored}
+    late = [
+        p
+        for p in load
+        if p["recording_id"] in stored_at and stored_at[p["recording_id"]] > parse(p["due_at"])
+    ]
     in_backlog = [
         (parse(s["stored_at"]) - parse(s["collected_at"])).total_seconds()
         for s in stored
@@ -302,6 +314,7 @@ def summarise(
         "lag_all_s": stats(lags),
         "ingest_latency_s": stats(latency),
         "ingest_latency_during_backlog_s": stats(in_backlog),
+        "calls_stored_after_due": len(late),
     }
 
 
@@ -333,6 +346,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             "load",
             "ingest latency (stored_at - ended_at)",
-            f"p50 {latency['p50']:.2f} s, p99 {latency['p99']:.2f} s",
+            f"p50 {latency['p50']:.2f} s, p99 {latency['p99']:.2f} s "
+            f"({result['calls_stored_after_due']} calls stored after they fell due)",
         ),
     ]
