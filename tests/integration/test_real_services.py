@@ -177,7 +177,7 @@ def test_the_s3_store_keeps_connections_open_between_requests(instance: Instance
 
 
 def _connections_opened(client: Minio) -> int:
-    pools = client._http.pools  # noqa: SLF001 - urllib3 counts the connections it opened
+    pools = client._http.pools  # urllib3 counts the connections it opened
     return sum(pools[key].num_connections for key in list(pools.keys()))
 
 
