@@ -8,6 +8,7 @@ import cProfile
 import hashlib
 import io
 import json
+import os
 import pstats
 import queue
 import time
@@ -156,35 +157,75 @@ def baseline(
     return {**_timed_batches(settings, targets, batch, workers, one), "delete_errors": sum(errors)}
 
 
+_FLOOR_TABLES = (  # {0}..{5}: the floor's tables and index, as proof_floor names them
+    "CREATE TABLE IF NOT EXISTS {1} (seq bigserial PRIMARY KEY, entity text, details jsonb, "
+    "hash text)",
+    "CREATE TABLE IF NOT EXISTS {2} (id bigserial PRIMARY KEY, key text, event jsonb)",
+    "CREATE TABLE IF NOT EXISTS {3} (digest bytea, recording_id uuid, "
+    "PRIMARY KEY (digest, recording_id))",
+    "CREATE INDEX IF NOT EXISTS {5} ON {3} (recording_id)",
+    "CREATE TABLE IF NOT EXISTS {4} (hold_id uuid PRIMARY KEY, recording_id uuid, "
+    "released_at timestamptz)",
+)
+
+
 def proof_floor(
-    settings: Any, objects: Any, n: int, audio: bytes, batch: int, workers: int
+    settings: Any, objects: Any, n: int, audio: bytes, batch: int, workers: int, *, safe: bool
 ) -> dict[str, Any]:
     """The least a proven purge does beyond the baseline, per batch: the data keys destroyed
     in one committed UPDATE before the delete, the multi-object delete, then one transaction
     with the tombstones (one UPDATE) and, per recording, an audit row chained by SHA-256 and
-    an outbox row. No holds re-checked, no row locks, no identifiers deleted, no domain
-    objects: its ratio to the baseline bounds what the real purge can reach here."""
+    an outbox row. ``safe`` adds what a correct purge needs besides: the holds re-checked
+    under a shared advisory lock, the rows locked in id order in both transactions, and the
+    subject's identifiers (two per recording) deleted. No domain objects either way: the
+    ratios to the baseline bound what the real purge can reach here."""
     from psycopg.types.json import Jsonb
 
-    targets = _vault_objects(settings, objects, n, audio, "bench_purge_floor")
+    name = "bench_purge_safe" if safe else "bench_purge_floor"
+    targets = _vault_objects(settings, objects, n, audio, name)
+    tables = [
+        sql.Identifier(name + suffix)
+        for suffix in ("", "_audit", "_outbox", "_keys", "_holds", "_keys_recording")
+    ]
+
+    def query(text: str) -> sql.Composed:
+        return sql.SQL(text).format(*tables)
+
     with psycopg.connect(settings.migration_dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_purge_floor_audit (seq bigserial PRIMARY KEY, "
-            "entity text, details jsonb, hash text)"
-        )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_purge_floor_outbox (id bigserial PRIMARY KEY, "
-            "key text, event jsonb)"
-        )
+        for statement in _FLOOR_TABLES:
+            conn.execute(query(statement))
+        keys = [(os.urandom(32), rid) for rid, _, _ in targets for _ in range(2)]
+        with conn.cursor() as cur:
+            cur.executemany(query("INSERT INTO {3} VALUES (%s, %s)"), keys)
     errors: list[int] = []
+
+    def locked(cur: psycopg.Cursor[Any], ids: list[str]) -> None:
+        cur.execute(
+            query("SELECT id FROM {0} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"), (ids,)
+        )
+        cur.fetchall()
 
     def one(conn: psycopg.Connection[Any], chunk: list[tuple[str, str, str | None]]) -> None:
         ids = [r for r, _, _ in chunk]
-        conn.execute(
-            "UPDATE bench_purge_floor SET wrapped_key = NULL, status = 'purging' "
-            "WHERE id = ANY(%s::uuid[])",
-            (ids,),
-        )
+        with conn.transaction(), conn.cursor() as cur:
+            if safe:
+                cur.execute("SELECT pg_advisory_xact_lock_shared(1)")
+                locked(cur, ids)
+                cur.execute(
+                    query(
+                        "SELECT recording_id FROM {4} "
+                        "WHERE released_at IS NULL AND recording_id = ANY(%s::uuid[])"
+                    ),
+                    (ids,),
+                )
+                cur.fetchall()
+            cur.execute(
+                query(
+                    "UPDATE {0} SET wrapped_key = NULL, status = 'purging' "
+                    "WHERE id = ANY(%s::uuid[])"
+                ),
+                (ids,),
+            )
         errors.append(_delete_objects(settings, objects, chunk))
         chain, audit = "0" * 64, []
         for rid in ids:
@@ -192,18 +233,20 @@ def proof_floor(
             chain = hashlib.sha256((chain + details).encode()).hexdigest()
             audit.append((rid, details, chain))
         with conn.transaction(), conn.cursor() as cur:
+            if safe:
+                locked(cur, ids)
+                cur.execute(query("DELETE FROM {3} WHERE recording_id = ANY(%s::uuid[])"), (ids,))
             cur.execute(
-                "UPDATE bench_purge_floor SET status = 'purged', purged_at = now() "
-                "WHERE id = ANY(%s::uuid[])",
+                query(
+                    "UPDATE {0} SET status = 'purged', purged_at = now() WHERE id = ANY(%s::uuid[])"
+                ),
                 (ids,),
             )
             cur.executemany(
-                "INSERT INTO bench_purge_floor_audit (entity, details, hash) "
-                "VALUES (%s, %s::jsonb, %s)",
-                audit,
+                query("INSERT INTO {1} (entity, details, hash) VALUES (%s, %s::jsonb, %s)"), audit
             )
             cur.executemany(
-                "INSERT INTO bench_purge_floor_outbox (key, event) VALUES (%s, %s)",
+                query("INSERT INTO {2} (key, event) VALUES (%s, %s)"),
                 [(rid, Jsonb({"type": "recording.purged", "data": {"id": rid}})) for rid in ids],
             )
 
@@ -268,7 +311,9 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
         log(f"purge: baseline, {n} objects, multi-object delete + DELETE per {batch}")
         base = baseline(settings, timed, n, audio, batch, workers)
         log(f"purge: floor, the baseline + key destroy + proof rows per {batch}")
-        floor = proof_floor(settings, timed, n, audio, batch, workers)
+        floor = proof_floor(settings, timed, n, audio, batch, workers, safe=False)
+        log("purge: safe floor, + holds re-checked, rows locked, identifiers deleted")
+        safe = proof_floor(settings, timed, n, audio, batch, workers, safe=True)
     finally:
         common.drop_instance(inst)
     per_s = n / purge_s
@@ -290,6 +335,8 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
         "ratio": round(per_s / base["per_s"], 3),
         "proof_floor": floor,
         "floor_ratio": round(floor["per_s"] / base["per_s"], 3),
+        "safe_floor": safe,
+        "safe_floor_ratio": round(safe["per_s"] / base["per_s"], 3),
         "inprocess_ingest": {"seconds": round(ingest_s, 3), "per_s": round(len(ids) / ingest_s, 2)},
     }
 
@@ -419,6 +466,11 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             "purge",
             "floor: baseline + key destroy + proof rows",
             f"{t['proof_floor']['per_s']} recordings/s (ratio {t['floor_ratio']})",
+        ),
+        (
+            "purge",
+            "safe floor: + holds re-checked, rows locked, identifiers deleted",
+            f"{t['safe_floor']['per_s']} recordings/s (ratio {t['safe_floor_ratio']})",
         ),
         (
             "purge",
