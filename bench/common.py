@@ -163,6 +163,12 @@ class Producer:
     def send(self, topic: str, key: str, value: bytes) -> None:
         self._producer.send(topic, key=key.encode(), value=value)
 
+    def send_call(self, topic: str, call_id: str, uri: str, **details: Any) -> None:
+        """The ``call.ended`` of ``call_id`` whose audio is at ``uri``, keyed by the call id;
+        ``details`` go to :func:`call_data` (caller, customer, ended)."""
+        data = call_data(call_id, uri, **details)
+        self.send(topic, call_id, cloudevent("callvault.call.ended.v1", data))
+
     def flush(self) -> None:
         self._producer.flush(timeout=60)
 

@@ -69,25 +69,23 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
                 who = subject(k)
                 for j in range(PER_SUBJECT):
                     call_id = f"dsr-{k}-{j}"
-                    data = common.call_data(
+                    producer.send_call(
+                        topic,
                         call_id,
                         uris[k * PER_SUBJECT + j],
                         caller=who["phone"],
                         customer={"email": who["email"], "customer_id": who["customer_id"]},
                     )
-                    producer.send(
-                        topic, call_id, common.cloudevent("callvault.call.ended.v1", data)
-                    )
             who = subject(BIG_SUBJECT)
             for j in range(big):
                 call_id = f"dsr-big-{j}"
-                data = common.call_data(
+                producer.send_call(
+                    topic,
                     call_id,
                     uris[n_calls + j],
                     caller=who["phone"],
                     customer={"email": who["email"], "customer_id": who["customer_id"]},
                 )
-                producer.send(topic, call_id, common.cloudevent("callvault.call.ended.v1", data))
             producer.flush()
             stored.until(lambda ev: len(ev) >= n_calls + big, 60 + n_calls + big)
             log(f"dsr: {requests} erasure requests, one at a time")

@@ -24,7 +24,6 @@ from . import common
 from .common import Instance, Producer, Reader, land, log
 
 AUDIO_BYTES = 256 * 1024
-CALL_ENDED = "callvault.call.ended.v1"
 WARMUP = 8  # calls before the clock starts: both partitions get some
 MB = 1_000_000
 
@@ -171,17 +170,12 @@ def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int
     try:
         warm = uris[:WARMUP]
         for i, uri in enumerate(warm):
-            producer.send(
-                inbox,
-                f"warmup-{i}",
-                common.cloudevent(CALL_ENDED, common.call_data(f"warmup-{i}", uri)),
-            )
+            producer.send_call(inbox, f"warmup-{i}", uri)
         producer.flush()
         reader.until(lambda events: len(events) >= WARMUP, 120)
         started = time.monotonic()
         for i, uri in enumerate(uris[WARMUP:]):
-            data = common.call_data(f"floor-{i}", uri)
-            producer.send(inbox, f"floor-{i}", common.cloudevent(CALL_ENDED, data))
+            producer.send_call(inbox, f"floor-{i}", uri)
         producer.flush()
         done = reader.until(lambda events: len(events) >= n, 60 + n * 2)
     finally:
@@ -241,8 +235,7 @@ def pipeline(
     try:
         # warm-up: every partition's worker has stored a call, every connection is open
         for i in range(WARMUP):
-            data = common.call_data(f"{tag}-warmup-{i}", uris[i])
-            producer.send(topic, f"{tag}-warmup-{i}", common.cloudevent(CALL_ENDED, data))
+            producer.send_call(topic, f"{tag}-warmup-{i}", uris[i])
         producer.flush()
         reader.until(_stored(WARMUP, tag), 120)
         rss_idle = common.proc_status(workers[0].pid)
@@ -250,9 +243,7 @@ def pipeline(
         busy = common.machine_busy_seconds()
         started = time.monotonic()
         for i in range(n):
-            call_id = f"{tag}-bench-{i}"
-            data = common.call_data(call_id, uris[i + WARMUP])
-            producer.send(topic, call_id, common.cloudevent(CALL_ENDED, data))
+            producer.send_call(topic, f"{tag}-bench-{i}", uris[i + WARMUP])
         producer.flush()
         published = time.monotonic() - started
         done = reader.until(_stored(n + WARMUP, tag), 60 + n * 2)
@@ -318,11 +309,7 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
             time.sleep(0.2)
 
     try:
-        producer.send(
-            topic,
-            "big-warmup",
-            common.cloudevent("callvault.call.ended.v1", common.call_data("big-warmup", small)),
-        )
+        producer.send_call(topic, "big-warmup", small)
         producer.flush()
         reader.until(lambda ev: "big-warmup" in {e["data"]["call_id"] for e in ev}, 120)
         time.sleep(1.0)
@@ -330,13 +317,7 @@ def big_file(inst: Instance, objects: Any, size: int) -> dict[str, Any]:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.monotonic()
-        producer.send(
-            topic,
-            "big-0",
-            common.cloudevent(
-                "callvault.call.ended.v1", common.call_data("big-0", f"s3://{bucket}/{key}")
-            ),
-        )
+        producer.send_call(topic, "big-0", f"s3://{bucket}/{key}")
         producer.flush()
         done = reader.until(lambda ev: "big-0" in {e["data"]["call_id"] for e in ev}, 900)
         elapsed = done - started

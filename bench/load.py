@@ -19,7 +19,7 @@ from tests.stack import free_port
 
 from . import common
 from .common import Instance, Producer, Reader, land, log
-from .ingest import AUDIO_BYTES, CALL_ENDED
+from .ingest import AUDIO_BYTES
 
 # Ingest and retention in processes of their own, as the README advises for a large operator:
 # a backlog of purges then never competes with ingest for one interpreter's lock.
@@ -106,11 +106,6 @@ def fall_due(settings: Any, due: datetime) -> None:
         )
 
 
-def _publish(producer: Producer, topic: str, call_id: str, uri: str) -> None:
-    data = common.call_data(call_id, uri)
-    producer.send(topic, call_id, common.cloudevent(CALL_ENDED, data))
-
-
 def start_roles(inst: Instance) -> list[Any]:
     workers, ports = [], []
     for index, roles in enumerate(ROLES):
@@ -129,7 +124,7 @@ def calibrate(inst: Instance, uris: list[str]) -> float:
     try:
         started = time.monotonic()
         for i, uri in enumerate(uris):
-            _publish(producer, inst.topic("calls_ended"), f"calibrate-{i}", uri)
+            producer.send_call(inst.topic("calls_ended"), f"calibrate-{i}", uri)
         producer.flush()
         done = stored.until(lambda ev: len(ev) >= len(uris), 60 + len(uris))
     finally:
@@ -214,7 +209,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
             pause = t0 + i / rate - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            _publish(producer, topic, f"load-{i}", uri)
+            producer.send_call(topic, f"load-{i}", uri)
             if i % 20 == 0:
                 producer.flush()
         producer.flush()

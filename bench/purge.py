@@ -363,11 +363,7 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
         purged = Reader(settings.kafka_bootstrap, inst.topic("recordings_purged"))
         stored = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
         try:
-            producer.send(
-                topic,
-                "warmup",
-                common.cloudevent("callvault.call.ended.v1", common.call_data("warmup", uris[0])),
-            )
+            producer.send_call(topic, "warmup", uris[0])
             producer.flush()
             stored.until(lambda ev: len(ev) >= 1, 120)
             log(f"purge lag: {rate} calls/s for {duration:.0f} s, retention PT10S")
@@ -376,14 +372,7 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
                 wait = t0 + i / rate - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-                call_id = f"lag-{i}"
-                producer.send(
-                    topic,
-                    call_id,
-                    common.cloudevent(
-                        "callvault.call.ended.v1", common.call_data(call_id, uris[i + 1])
-                    ),
-                )
+                producer.send_call(topic, f"lag-{i}", uris[i + 1])
                 producer.flush()
                 purged.poll(0)
             sent_s = time.monotonic() - t0
