@@ -27,12 +27,12 @@ from conftest import (
     subject,
 )
 
+from workers.adapters.signatures import check_certificate
 from workers.app.handlers import requests as requests_handlers
 from workers.app.handlers.purge import purge
 from workers.codec import Codec
 from workers.domain.messages import ForgetErasedSubjects, RemoveExpiredExports, SweepCopies
 from workers.domain.model import PurgeReason, RecordingStatus
-from workers.entrypoints.cli.compliance import check_certificate
 from workers.migrate import expiry_rules
 from workers.ports import ObjectMissing, VersionRef
 
