@@ -181,6 +181,11 @@ def dsr() -> None:
 )
 @click.option("--order-id", "order_ids", multiple=True, help="An order number (repeatable).")
 @click.option("--tenant", help="Limit matching to this tenant.")
+@click.option(
+    "--language",
+    type=click.Choice(["lt", "en"]),
+    help="The language of the answer's letters (default: CALLVAULT_LANGUAGE).",
+)
 @click.option("--unverified", is_flag=True, help="Mark the identity as not verified.")
 @click.option("--new-name", help="rectification: the corrected name.")
 @click.option("--new-email", help="rectification: the corrected e-mail.")
@@ -193,6 +198,7 @@ def dsr_submit(
     customer_ids: tuple[str, ...],
     order_ids: tuple[str, ...],
     tenant: str | None,
+    language: str | None,
     unverified: bool,
     new_name: str | None,
     new_email: str | None,
@@ -213,6 +219,8 @@ def dsr_submit(
     }
     if tenant:
         data["tenant"] = tenant
+    if language:
+        data["language"] = language
     if request_type == "rectification":
         data["rectification"] = {
             k: v for k, v in {"name": new_name, "email": new_email}.items() if v is not None
