@@ -89,6 +89,7 @@ def build_console(
         ExportPackager(world.ctx),
         settings,
         world.clock,
+        ring=world.ctx.keys,
         hasher=FAST_ARGON2ID,
     )
     config = HttpConfig(session_secret(settings), timedelta(hours=8))

@@ -1,5 +1,5 @@
-"""Builds the console from the core's pieces: PostgreSQL and S3 in production, the in-memory
-fakes in unit tests; the same use cases either way."""
+"""Assembles the console's use cases from the ports ``workers.bootstrap`` gives (PostgreSQL and
+S3 in production, the in-memory fakes in unit tests); the same use cases either way."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from ...app.console.oversight import Oversight
 from ...app.console.recordings import Keys, Recordings
 from ...app.console.service import Console
 from ...app.ports.console import ConsoleStore, HoldCommands, Packager, RangedObjects
+from ...app.ports.keys import Keys as KeysPort
 from ...settings import Settings
-from ..keys import key_ring
 
 
 def assemble(
@@ -30,9 +30,10 @@ def assemble(
     settings: Settings,
     clock: Callable[[], datetime],
     *,
+    ring: KeysPort,
     hasher: PasswordHasher | None = None,
 ) -> Console:
-    keys = Keys(key_ring(settings).unwrap, settings.key("hash_key"), settings.default_region)
+    keys = Keys(ring.unwrap, ring.hash_key, settings.default_region)
     accounts = Accounts(
         ports,
         ports,

@@ -8,11 +8,10 @@ import json
 from typing import Any
 
 from ...domain.model import CALL_ID, call_digest
+from .database import PostgresDatabase
 
 
-def backfill(container: Any) -> int:
-    db = container.db
-    hash_key = container.keys.hash_key
+def backfill(db: PostgresDatabase, hash_key: bytes) -> int:
     sealer = db.sealer
     with db.connection() as conn:
         rows = conn.execute(

@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 
-from ...app.console.history import SubjectHistory
 from ...app.console.model import (
     Access,
     AccessKind,
@@ -459,9 +458,3 @@ def _disclosure(row: dict[str, Any]) -> Disclosure:
         disclosed_at=row["disclosed_at"],
         export_expires_at=row["export_expires_at"],
     )
-
-
-def subject_history(db: PostgresDatabase) -> SubjectHistory:
-    """The access-export and Art. 19 hook of the core handlers, over this database."""
-    console = PostgresConsole(db)
-    return SubjectHistory(console, console)

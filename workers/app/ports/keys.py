@@ -35,6 +35,14 @@ class Keys(Protocol):
     @property
     def current_master_id(self) -> str: ...
 
+    @property
+    def master_ids(self) -> tuple[str, ...]:
+        """Every configured master key's id, the current one included."""
+        ...
+
+    @property
+    def signing_key_id(self) -> str: ...
+
     def new_data_key(self) -> bytes: ...
 
     def wrap(self, data_key: bytes, recording_id: str) -> tuple[bytes, str]:
@@ -63,6 +71,14 @@ class Keys(Protocol):
 
     def sign(self, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with the signing key's id, the algorithm and the signature added."""
+        ...
+
+    def public_key(self) -> dict[str, str]:
+        """The current signing key's public half: ``key_id``, ``algorithm``, ``public_key``."""
+        ...
+
+    def public_keys(self) -> list[dict[str, str]]:
+        """The key set that verifies every certificate: the current key and retired ones."""
         ...
 
     def checks(self) -> list[KeyCheck]:

@@ -10,8 +10,6 @@ from typing import Any
 
 import click
 
-from ...settings import load_settings
-
 ROLES = ("qa", "complaints", "dpo", "admin")
 
 
@@ -19,24 +17,20 @@ ROLES = ("qa", "complaints", "dpo", "admin")
 def _accounts() -> Iterator[Any]:
     """The console's accounts over callvault's database; console refusals become one line
     and an exit code like every other failure (``entrypoints.cli.common``)."""
-    from ...adapters.postgres.console import PostgresConsole
-    from ...adapters.postgres.migrate import migrate_schema
     from ...app.console import errors
     from ...app.console.accounts import Accounts
     from .common import EXIT_FAILED, EXIT_NOT_FOUND, container, fail, user_errors
 
-    with user_errors():
-        settings = load_settings()
-        if settings.migrate_on_start:
-            migrate_schema(settings)
-        with container() as built:
-            ports = PostgresConsole(built.db)
-            try:
-                yield Accounts(ports, ports, ports, key=built.keys.hash_key, clock=built.clock)
-            except errors.NotFound as exc:
-                fail(str(exc), EXIT_NOT_FOUND)
-            except errors.ConsoleError as exc:
-                fail(str(exc), EXIT_FAILED)
+    with user_errors(), container() as built:
+        if built.settings.migrate_on_start:
+            built.migrate_schema()
+        ports = built.console_store
+        try:
+            yield Accounts(ports, ports, ports, key=built.keys.hash_key, clock=built.clock)
+        except errors.NotFound as exc:
+            fail(str(exc), EXIT_NOT_FOUND)
+        except errors.ConsoleError as exc:
+            fail(str(exc), EXIT_FAILED)
 
 
 @click.group()
