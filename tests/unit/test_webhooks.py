@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import jwt
 import pytest
 from conftest import WAV
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import OctKey
 
 from tests.fakes.connectors import Rig
 from workers.adapters.connectors.webhooks import (
@@ -284,7 +285,7 @@ def vonage_post(
         "api_key": "abc123",
         "application_id": "app-1",
     }
-    token = jwt.encode(claims, secret, algorithm="HS256")
+    token = jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(secret))
     return client.post(
         "/webhooks/vonage/event",
         content=body,
