@@ -113,6 +113,7 @@ install_phase() {
     command -v python3 >/dev/null || pkgs+=(python3 python3-venv)
     # console: headless Chromium for the browser tests
     while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(browser_packages_missing)
+    browser_prepare
     # the venv install (pip) overlaps with the Go build too
     if [ "${CALLVAULT_STACK_NO_VENV:-0}" = 1 ]; then
         log "CALLVAULT_STACK_NO_VENV=1: not touching .venv"

@@ -54,6 +54,19 @@ class UserDirectory(Protocol):
 
     def set_role(self, username: str, role: Role) -> bool: ...
 
+    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+        """The account bound to this identity provider's subject, if any."""
+        ...
+
+    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
+        """Create a passwordless account bound to the identity; False when the name is taken
+        or the identity is bound already."""
+        ...
+
+    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        """Bind an existing account that has no password and no identity yet; else False."""
+        ...
+
 
 class ApiTokens(Protocol):
     def add_token(self, token: ApiToken) -> None: ...
