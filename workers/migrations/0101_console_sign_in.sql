@@ -1,4 +1,4 @@
--- depends: 0005_keys
+-- depends: 0006_language
 -- Sign-in throttling by tallies counted before the password is checked, one row per key
 -- (a keyed digest of an account, an address, or both), updated under its row lock; the
 -- failure list it replaces was counted after the check, so parallel attempts slipped past.
