@@ -14,10 +14,10 @@ from functools import cached_property
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from ..ports.console import ApiTokens, LoginThrottle, UserDirectory
 from .errors import Conflict, Invalid, NotAllowed, NotFound, Throttled, Unauthenticated
 from .model import ApiToken, Identity, Principal, Role, User, valid_username
-from .ports import ApiTokens, UserDirectory
-from .throttle import LoginThrottle, Rule, Tally, Verdict, attempt, take_back
+from .throttle import Rule, Tally, Verdict, attempt, take_back
 
 MIN_PASSWORD = 8
 WRONG_PASSWORD = "unknown user name or wrong password"  # noqa: S105 - a message

@@ -1,14 +1,14 @@
 """How many sign-in attempts a key (a keyed digest of an account, an address, or both) gets,
-and how long it waits after them. Each attempt is counted *before* the password is checked,
-in one atomic step of the store (:class:`LoginThrottle`), so parallel attempts cannot slip
-past the limit; a sign-in that succeeds takes its attempt back."""
+and how long it waits after them. Each attempt is counted *before* the password is checked, in
+one atomic step of the store (the ``LoginThrottle`` port), so parallel attempts cannot slip past
+the limit; a sign-in that succeeds takes its attempt back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 R = TypeVar("R")
 
@@ -44,20 +44,6 @@ class Verdict:
     admitted: bool
     count: int  # attempts counted in this tally, this one included
     retry_after: timedelta = timedelta(0)
-
-
-class LoginThrottle(Protocol):
-    """Tallies per key, shared by every server process (a load balancer cannot multiply
-    attempts)."""
-
-    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
-        """Replace the key's tally (a fresh one when absent) by ``change``'s, atomically:
-        updates of one key take turns. Returns ``change``'s first value."""
-        ...
-
-    def forget(self, key: bytes, now: datetime) -> None:
-        """Drop the key's tally (and any tally quiet for a day)."""
-        ...
 
 
 def attempt(

@@ -1,17 +1,18 @@
 """The console's ports. Each method is one unit of work: it commits everything it writes
 (an access and its audit entry, a disclosure and its audit entry) together or not at all.
-PostgreSQL implementations: ``workers.adapters.postgres_console``; fakes: ``memory_console``;
+PostgreSQL implementations: ``workers.adapters.postgres.console``; fakes: ``tests/fakes/console``;
 one contract suite (tests/integration/test_console_ports.py) keeps both honest."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from ...domain.model import Hold, Recording, RequestRecord
-from .model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.throttle import R, Tally
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,17 @@ class ApiTokens(Protocol):
 
 
 class LoginThrottle(Protocol):
-    """Failed sign-ins per key (a keyed digest of a name or an address), shared by every
-    server process so that a load balancer cannot be used to multiply attempts."""
+    """Sign-in tallies per key (a keyed digest of an account, an address or both), shared by
+    every server process so that a load balancer cannot be used to multiply attempts."""
 
-    def failures_since(self, key: bytes, since: datetime) -> int: ...
+    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
+        """Replace the key's tally (a fresh one when absent) by ``change``'s, atomically:
+        updates of one key take turns. Returns ``change``'s first value."""
+        ...
 
-    def record_failure(self, key: bytes, at: datetime) -> None: ...
-
-    def clear_failures(self, key: bytes) -> None: ...
+    def forget(self, key: bytes, now: datetime) -> None:
+        """Drop the key's tally (and any tally quiet for a day)."""
+        ...
 
 
 class RecordingFinder(Protocol):
@@ -218,3 +222,16 @@ class AccessHistory(Protocol):
         ...
 
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
+
+
+class ConsoleStore(
+    UserDirectory,
+    ApiTokens,
+    LoginThrottle,
+    RecordingFinder,
+    AccessLog,
+    DisclosureRegister,
+    ComplianceFacts,
+    Protocol,
+):
+    """Every database port of the console, as one store implements them."""
