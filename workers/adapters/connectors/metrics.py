@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-REJECT_REASONS = ("not_audio", "unreadable_name", "backlog_full", "audio_missing", "bad_request")
+REJECT_REASONS = (
+    "not_audio",
+    "unreadable_name",
+    "backlog_full",
+    "audio_missing",
+    "bad_request",
+    "too_large",
+)
 FAILURE_STAGES = ("upload", "publish")
 
 
