@@ -16,6 +16,7 @@ REJECT_REASONS = (
     "too_large",
 )
 FAILURE_STAGES = ("upload", "publish")
+PARTIES = ("caller", "callee")
 
 
 @dataclass
@@ -52,6 +53,14 @@ class ConnectorMetrics:
         self.rejected = {
             reason: rejected.labels(self.connector, reason) for reason in REJECT_REASONS
         }
+        refused = Counter(
+            "callvault_connector_parties_refused_total",
+            "Callers or callees that were no phone number, tel:/sip: URI or withheld spelling "
+            "(shell or option syntax, say); the call is sent with that party withheld",
+            [*labels, "party"],
+            registry=r,
+        )
+        self.parties_refused = {party: refused.labels(self.connector, party) for party in PARTIES}
         failures = Counter(
             "callvault_connector_failures_total",
             "Attempts that failed because S3 (upload) or Kafka (publish) was away; retried",
