@@ -13,6 +13,7 @@ import structlog
 from conftest import WAV, make_wav
 from connector_fakes import Rig
 
+from workers.adapters.connectors import publisher as publisher_module
 from workers.adapters.connectors.asterisk import (
     SpoolWatcher,
     mixmonitor_call,
@@ -152,12 +153,15 @@ def test_mixmonitor_arguments_are_checked(tmp_path: Path, uniqueid: str, directi
 
 @pytest.mark.parametrize("hostile", ["1;$(id>/tmp/x)", "1 --no-notice", "sip:$(id)@pbx", "a\nb"])
 def test_a_party_that_is_no_number_uri_or_withheld_spelling_is_sent_as_withheld(
-    rig: Rig, tmp_path: Path, hostile: str
+    rig: Rig, tmp_path: Path, hostile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = recording(tmp_path)
-    with structlog.testing.capture_logs() as logs:
-        assert rig.publisher.submit(mixmonitor(path, caller=hostile)) == "queued"
+    captured = structlog.testing.LogCapture()
+    logger = structlog.wrap_logger(None, processors=[captured], wrapper_class=structlog.BoundLogger)
+    monkeypatch.setattr(publisher_module, "log", logger)
+    assert rig.publisher.submit(mixmonitor(path, caller=hostile)) == "queued"
     rig.publisher.drain()
+    logs = captured.entries
     (data,) = rig.kafka.data()  # a valid event: nothing for callvault to dead-letter
     assert (data["caller"], data["notice_played"]) == ("anonymous", True)
     (refusal,) = [entry for entry in logs if entry["event"] == "party_refused"]
