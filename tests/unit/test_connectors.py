@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 from conftest import WAV, make_wav
-from connector_fakes import Rig
 
+from tests.fakes.connectors import Rig
 from workers.adapters.connectors import publisher as publisher_module
 from workers.adapters.connectors.asterisk import (
     SpoolWatcher,

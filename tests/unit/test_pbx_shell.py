@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import WAV
-from connector_fakes import Rig
 
-from workers import connectors_cli
+from tests.fakes.connectors import Rig
+from workers.entrypoints import connect
 from workers.entrypoints.cli import cli
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "telephony.md"
@@ -154,12 +154,12 @@ def connector(rig: Rig) -> Iterator[None]:
     def publisher(*_: Any) -> Iterator[Any]:
         yield rig.publisher
 
-    saved = connectors_cli._publisher
-    connectors_cli._publisher = publisher
+    saved = connect._publisher
+    connect._publisher = publisher
     try:
         yield
     finally:
-        connectors_cli._publisher = saved
+        connect._publisher = saved
 
 
 def hand_over(argv: list[str], rig: Rig) -> dict[str, Any]:
