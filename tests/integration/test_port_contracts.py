@@ -246,7 +246,9 @@ def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
 
 
 def test_requests_exports_discards_policies(db: Any) -> None:
-    request = DsrRequest("e", "R1", DsrType.ERASURE, NOW, True, Subject(emails=("x@y.z",)))
+    request = DsrRequest(
+        "e", "R1", DsrType.ERASURE, NOW, True, Subject(emails=("x@y.z",)), language="en"
+    )
     with db.unit_of_work() as uow:
         record = RequestRecord.begin(request, {"rid-1": "c1"})
         assert uow.requests.add(record)
@@ -277,6 +279,7 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         stored = uow.requests.get("R1")
         assert stored is not None
         assert stored.call_ids == {"rid-1": "c1"}  # kept while the request waits
+        assert stored.language == "en"  # the answer's letters are written in it
 
 
 def test_commit_writes_audit_outbox_and_follow_ups_in_order(db: Any) -> None:

@@ -27,12 +27,12 @@ from tests.unit.conftest import (
     subject,
 )
 from workers.adapters.fetch import AudioFetcher
+from workers.adapters.signatures import check_certificate
 from workers.app.handlers.keys import begin_hash_rotation, verify_keys
 from workers.bootstrap import bootstrap
 from workers.domain import messages as m
 from workers.domain.errors import ConfigError
 from workers.domain.model import RecordingStatus
-from workers.entrypoints.cli.compliance import check_certificate
 from workers.metrics import Metrics
 from workers.retry import RetryPolicy
 

@@ -173,7 +173,7 @@ class Tour:
             self.note(f"  curl -o access.zip '{export['url']}'")
 
     def show_erasure(self, answer: Event) -> None:
-        from ..entrypoints.cli.compliance import check_certificate
+        from ..adapters.signatures import check_certificate
 
         certificate = answer.get("certificate") or {}
         valid, reason = check_certificate(certificate, [self.built.keys.public_key()])

@@ -26,6 +26,8 @@ class DsrRecord:
     completed_at: datetime | None = None
     pending_recording_ids: list[str] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+    language: str | None = None
 
     @classmethod
     def of(cls, record: RequestRecord) -> DsrRecord:
@@ -38,6 +40,8 @@ class DsrRecord:
             record.completed_at,
             list(record.pending),
             dict(record.result),
+            record.tenant,
+            record.language,
         )
 
 
