@@ -15,8 +15,9 @@ from contextlib import closing, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.e2e.harness import CALLVAULT, Callvault, wait_for
-from tests.stack import free_port
+from testbed.probes import wait_for
+from testbed.stack import free_port
+from tests.e2e.harness import CALLVAULT, Callvault
 
 
 class Forwarder:

@@ -26,10 +26,10 @@ from conftest import (
     settings_values,
 )
 
+from tests.fakes.memory import MemoryDatabase, MemoryObjectStore
 from workers.adapters import crypto
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.keys import KeyRing
-from workers.adapters.memory import MemoryDatabase, MemoryObjectStore
 from workers.adapters.signatures import check_certificate
 from workers.domain.audio import check_audio, sniff
 from workers.domain.audit import verify_chain

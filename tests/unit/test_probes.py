@@ -11,13 +11,13 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from tests.stack import free_port
+from testbed.stack import free_port
 from tests.unit.conftest import World
 from tests.unit.console_world import build_console
 from workers.adapters.http.app import create_app
 from workers.adapters.http.security import HttpConfig
+from workers.adapters.metrics import Metrics
 from workers.adapters.probes import HEARTBEAT_TIMEOUT, STALE_AFTER, Readiness, serve
-from workers.metrics import Metrics
 
 
 class Clock:

@@ -1,7 +1,7 @@
 """The key ring: master keys by id (wrapping data keys), the hash key (identifier digests)
 and the signing key (deletion certificates), read from settings - the environment or
 ``CALLVAULT_*_FILE`` files. The one place that holds secrets; handlers reach it through
-:class:`workers.app.keys.Keys`.
+:class:`workers.app.ports.keys.Keys`.
 
 Several master keys may be configured at once: new data keys are wrapped under the current
 one, and a data key wrapped under another is unwrapped with the key its row names, until
@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..app.keys import KeyCheck
+from ..app.ports.keys import KeyCheck
 from ..domain.errors import ConfigError, IntegrityError
 from ..settings import Settings
 from . import crypto

@@ -24,7 +24,7 @@ import structlog
 from kafka import KafkaAdminClient
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from .kafka import KafkaSecurity
+from .kafka.security import KafkaSecurity
 
 log = structlog.get_logger("callvault.probes")
 
