@@ -33,6 +33,7 @@ def console_from_container(container: Any) -> Any:
         ExportPackager(container.ctx),
         settings,
         container.ctx.clock,
+        ring=container.keys,
     )
 
 
@@ -44,6 +45,7 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from .adapters.http.app import build_app
+    from .adapters.http.composition import session_secret
     from .app.handlers.keys import verify_keys
     from .bootstrap import bootstrap
     from .connectors_cli import mounted_webhooks
@@ -59,11 +61,12 @@ def serve(host: str | None, port: int | None) -> None:
         container = bootstrap(settings)
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
+        secret = session_secret(settings, container.keys)
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)
     try:
         with mounted_webhooks() as webhooks:
-            app = build_app(settings, console, extra_routers=webhooks)
+            app = build_app(settings, console, secret, extra_routers=webhooks)
             uvicorn.run(
                 app,
                 host=address,
@@ -94,7 +97,7 @@ def _accounts() -> Iterator[Any]:
         with container() as built:
             ports = PostgresConsole(built.db)
             try:
-                yield Accounts(ports, ports, ports, key=built.keys.hash_key, clock=built.clock)
+                yield Accounts(ports, ports, ports, key=built.keys.hasher, clock=built.clock)
             except errors.NotFound as exc:
                 fail(str(exc), EXIT_NOT_FOUND)
             except errors.ConsoleError as exc:

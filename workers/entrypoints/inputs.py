@@ -15,6 +15,7 @@ from ..app.middleware import DeadLetters
 from ..codec import Codec, Envelope, binary_data, is_binary
 from ..domain import events
 from ..domain.errors import PermanentError
+from ..domain.keyed import Mac
 from ..domain.messages import (
     CarryOutRequest,
     Command,
@@ -36,7 +37,7 @@ class Inputs:
     bus: MessageBus
     dead_letters: Callable[[], DeadLetters]
     settings: Settings
-    hash_key: Callable[[], bytes]
+    hash_key: Callable[[], Mac]
     metrics: Metrics
 
     @property

@@ -124,13 +124,15 @@ async def _invalid(request: Request, error: Exception) -> Response:
 
 
 def build_app(
-    settings: Settings, console: Console, *, extra_routers: Sequence[APIRouter] = ()
+    settings: Settings,
+    console: Console,
+    secret: bytes,
+    *,
+    extra_routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """The app as ``callvault serve`` runs it, from settings."""
-    from .composition import session_secret
-
+    """The app as ``callvault serve`` runs it, from settings; ``secret`` signs its cookies."""
     config = HttpConfig(
-        session_secret=session_secret(settings),
+        session_secret=secret,
         session_ttl=settings.session_ttl.as_timedelta(),
         cookie_secure=settings.cookie_secure,
     )
