@@ -405,6 +405,15 @@ class Settings(KafkaClientSettings):
         secret: SecretStr = getattr(self, name)
         return base64.b64decode(secret.get_secret_value())
 
+    def need_keys(self) -> None:
+        """Stop with a :class:`ConfigError` when the keys' settings are incomplete: the key
+        bytes (``local``) or the token's library, label and PIN file (``pkcs11``)."""
+        if self.keys_backend == "pkcs11":
+            self.need("pkcs11_module", "pkcs11_token_label", "pkcs11_pin_file")
+            return
+        self.need("hash_key", "signing_key")
+        self.master_keys_by_id()
+
     def master_keys_by_id(self) -> dict[str, bytes]:
         """Every configured master key by id; the current one (``MASTER_KEY_ID``) among them."""
         found = {}

@@ -99,7 +99,15 @@ HASH_TEMPLATE = {
     Attribute.ENCRYPT: False,
     Attribute.DECRYPT: False,
 }
-PRIVATE_TEMPLATE = {**_GUARDED, Attribute.SIGN: True, Attribute.DECRYPT: False}
+PRIVATE_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.MODIFIABLE: False,
+    Attribute.DERIVE: False,
+    Attribute.SIGN: True,
+}
 PUBLIC_TEMPLATE = {Attribute.TOKEN: True, Attribute.VERIFY: True, Attribute.MODIFIABLE: False}
 
 
@@ -287,19 +295,26 @@ class Token:
                 raise self._unreachable(exc) from exc
 
     def _find(self) -> Any:
-        library = _library(self.module)
-        try:
-            return library.get_token(token_label=self.label)
-        except p11.NoSuchToken:
+        """The token labelled so; a slot whose token does not answer is passed over."""
+        found = []
+        for slot in _library(self.module).get_slots(token_present=True):
+            try:
+                token = slot.get_token()
+            except p11.PKCS11Error:
+                continue
+            if token.label == self.label:
+                found.append(token)
+        if not found:
             raise ConfigError(
                 f"invalid settings - CALLVAULT_PKCS11_TOKEN_LABEL: no token labelled "
                 f"{self.label!r} in {self.module}"
-            ) from None
-        except p11.MultipleTokensReturned:
+            )
+        if len(found) > 1:
             raise ConfigError(
                 f"invalid settings - CALLVAULT_PKCS11_TOKEN_LABEL: several tokens are labelled "
                 f"{self.label!r}"
-            ) from None
+            )
+        return found[0]
 
 
 @dataclass(frozen=True)
