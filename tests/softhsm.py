@@ -61,9 +61,7 @@ def new_token(directory: Path) -> SoftToken:
     pin_file = directory / "pkcs11-pin"
     pin_file.write_text(pin + "\n")
     pin_file.chmod(0o600)
-    _util(
-        conf, "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", pin + "so"
-    )
+    _util(conf, "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", pin + "so")
     return SoftToken(label, pin_file, conf)
 
 
