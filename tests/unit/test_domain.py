@@ -27,10 +27,10 @@ from conftest import (
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tests.fakes.memory import MemoryDatabase, MemoryObjectStore
 from workers.adapters import crypto
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.keys import KeyRing, software_key_ring
-from workers.adapters.memory import MemoryDatabase, MemoryObjectStore
 from workers.adapters.signatures import check_certificate
 from workers.domain.audio import check_audio, sniff
 from workers.domain.audit import verify_chain

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from workers.adapters.kafka.codec import Codec, schema_dir
 from workers.adapters.keys import software_key_ring
 from workers.app.effects import effects_of
-from workers.codec import Codec, schema_dir
 from workers.domain import events
 from workers.domain.audit import CHECKPOINT_TYPE
 from workers.domain.keyed import HmacKey

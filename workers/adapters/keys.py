@@ -1,6 +1,6 @@
 """The key ring: master keys by id (wrapping data keys and sealing staff's free text), the hash
 key (identifier digests) and the signing key (certificates and audit checkpoints). Handlers
-reach it through :class:`workers.app.keys.Keys`.
+reach it through :class:`workers.app.ports.keys.Keys`.
 
 Each key is held by a *custodian*: this process (the bytes from settings - the environment or
 ``CALLVAULT_*_FILE`` files; ``CALLVAULT_KEYS_BACKEND=local``, the default) or a PKCS#11 token
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..app.keys import KeyCheck
+from ..app.ports.keys import KeyCheck
 from ..domain.errors import ConfigError, IntegrityError
 from ..domain.keyed import HmacKey, Mac
 from ..settings import Settings

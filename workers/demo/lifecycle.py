@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..adapters.kafka_watch import TopicWatch
+from ..adapters.kafka.watch import TopicWatch
 from ..domain import events
 from ..domain.errors import ConfigError, TransientError
 from ..domain.model import recording_id_for

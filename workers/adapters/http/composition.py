@@ -13,20 +13,16 @@ from ...app.console.accounts import Accounts, ThrottlePolicy
 from ...app.console.disclosures import Disclosures
 from ...app.console.history import SubjectHistory
 from ...app.console.oversight import Oversight
-from ...app.console.ports import HoldCommands, Packager, RangedObjects
 from ...app.console.recordings import Keys, Recordings
 from ...app.console.service import Console
-from ...app.keys import Keys as KeysPort
+from ...app.ports.console import ConsoleStore, HoldCommands, Packager, RangedObjects
+from ...app.ports.keys import Keys as KeysPort
 from ...settings import Settings
 from ..keys import SESSION_PURPOSE
-from ..memory_console import MemoryConsole
-from ..postgres_console import PostgresConsole
-
-Ports = PostgresConsole | MemoryConsole
 
 
 def assemble(
-    ports: Ports,
+    ports: ConsoleStore,
     objects: RangedObjects,
     hold_commands: HoldCommands,
     packager: Packager,

@@ -14,7 +14,8 @@ from ...adapters import crypto
 from ...domain.identifiers import Subject, subject_keys
 from ...domain.keyed import Mac
 from ...domain.model import Recording, RecordingStatus
-from ...ports import ObjectMissing
+from ..ports.console import AccessLog, RangedObjects, RecordingFinder
+from ..ports.objects import ObjectMissing
 from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
 from .model import (
     CASE_REF_REQUIRED,
@@ -27,7 +28,6 @@ from .model import (
     SearchCriteria,
     valid_reference,
 )
-from .ports import AccessLog, RangedObjects, RecordingFinder
 
 MAX_RESULTS = 500
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

@@ -9,7 +9,7 @@ from ...domain.identifiers import Subject, normalize_email, subject_keys
 from ...domain.keyed import Mac
 from ...domain.model import DsrRequest, Recording
 from ..context import Context
-from ..unit_of_work import UnitOfWork
+from ..ports.unit_of_work import UnitOfWork
 
 
 def rectify_recording(

@@ -1,6 +1,6 @@
 """The console's ports. Each method is one unit of work: it commits everything it writes
 (an access and its audit entry, a disclosure and its audit entry) together or not at all.
-PostgreSQL implementations: ``workers.adapters.postgres_console``; fakes: ``memory_console``;
+PostgreSQL implementations: ``workers.adapters.postgres.console``; fakes: ``tests/fakes/console``;
 one contract suite (tests/integration/test_console_ports.py) keeps both honest."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from ...domain.model import Hold, Recording, RequestRecord
-from .model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 
 
 @dataclass(frozen=True)
@@ -205,3 +205,16 @@ class AccessHistory(Protocol):
         ...
 
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
+
+
+class ConsoleStore(
+    UserDirectory,
+    ApiTokens,
+    LoginThrottle,
+    RecordingFinder,
+    AccessLog,
+    DisclosureRegister,
+    ComplianceFacts,
+    Protocol,
+):
+    """Every database port of the console, as one store implements them."""

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..domain.keyed import Mac
-from ..domain.model import CALL_ID, call_digest
+from ...domain.keyed import Mac
+from ...domain.model import CALL_ID, call_digest
 
 
 def backfill(container: Any) -> int:
