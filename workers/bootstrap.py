@@ -19,6 +19,7 @@ from .adapters.keys import key_ring
 from .adapters.metrics import Metrics
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.console import subject_history
+from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.context import Context, utc_now
@@ -111,6 +112,20 @@ class Container:
             timeout_seconds=s.fetch_timeout.as_timedelta().total_seconds(),
             allowed_networks=s.fetch_allowed_networks,
         )
+
+    def readiness(
+        self, *, kafka: bool = True, conditions: dict[str, Callable[[], bool]] | None = None
+    ) -> Readiness:
+        """What ``/readyz`` checks (not started): PostgreSQL, the vault bucket and, unless
+        ``kafka`` is false, Kafka - each over this process's own settings."""
+        s = self.settings
+        checks: dict[str, Callable[[], object]] = {
+            "postgresql": database_check(self.db),
+            "s3": bucket_check(self.objects, s.vault_bucket),
+        }
+        if kafka:
+            checks["kafka"] = KafkaCheck(s.kafka, self.kafka_security)
+        return Readiness(checks, conditions)
 
     # the application -------------------------------------------------------------------------
     @cached_property

@@ -57,11 +57,13 @@ def serve(host: str | None, port: int | None) -> None:
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
         secret = session_secret(settings, container.keys)
+        # holds placed in the console go to Kafka, but reading and listening do not need it
+        readiness = container.readiness(kafka=False).start()
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)
     try:
         with mounted_webhooks() as webhooks:
-            app = build_app(settings, console, secret, extra_routers=webhooks)
+            app = build_app(settings, console, secret, extra_routers=webhooks, readiness=readiness)
             uvicorn.run(
                 app,
                 host=address,

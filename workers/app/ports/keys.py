@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..domain.keyed import Mac
+from ...domain.keyed import Mac
 
 KeyKind = Literal["master", "hash", "signing"]
 
