@@ -71,17 +71,9 @@ def connect(cv: Callvault, *arguments: str) -> None:
 
 def hand_over(cv: Callvault, call: PlacedCall, uniqueid: str, state: Path) -> str:
     """What the shop's dialplan runs at hang-up: the MixMonitor post-command; the call id."""
-    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, SHOP]
-    connect(
-        cv,
-        "asterisk-mixmonitor",
-        *arguments,
-        "in",
-        "--pbx-id",
-        "baresip",
-        "--state-dir",
-        str(state),
-    )
+    options = ["--pbx-id", "baresip", "--state-dir", str(state), "--"]
+    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, SHOP, "in"]
+    connect(cv, "asterisk-mixmonitor", *options, *arguments)
     assert not call.recording.exists()  # deleted once Kafka acknowledged the event
     return f"baresip:{uniqueid}"
 

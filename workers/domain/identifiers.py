@@ -54,6 +54,26 @@ def is_withheld(text: str) -> bool:
     return set(digits) == {"0"} or digits in TWILIO_WITHHELD
 
 
+# What a caller or callee field may hold, and nothing else: a phone number in a common notation,
+# a tel:/sip:/sips: URI of plain characters, or a withheld spelling (empty or a word above).
+# Shell and option syntax ($ ( ) ; & ' ` | < > spaces in a URI, letters in a number) never is.
+_PHONE_NOTATION = re.compile(r"^\+?[0-9()./ #*-]{0,62}[0-9][0-9()./ #*-]{0,62}$")
+_PARTY_URI = re.compile(
+    r"^(?:tel|sips?):[A-Za-z0-9+*#._~-]{1,64}"  # the user part: a number or a name
+    r"(?:@(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?)?"  # host[:port]
+    r"(?:;[A-Za-z0-9._~=-]{1,64}){0,8}$",  # ;parameters
+    re.IGNORECASE,
+)
+
+
+def is_party(text: str) -> bool:
+    """Whether a caller or callee field is a phone number, a ``tel:``/``sip:`` URI or a withheld
+    spelling - what a telephony system writes there, and never a command or an option."""
+    if text.strip().casefold() in WITHHELD_WORDS or not text.strip():
+        return True
+    return bool(_PHONE_NOTATION.match(text) or _PARTY_URI.match(text))
+
+
 def normalize_phone(raw: str, region: str) -> str | None:
     """E.164 form of a phone number in any common notation, or ``None`` if it is none.
 
