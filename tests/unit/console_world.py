@@ -13,7 +13,7 @@ from tests.fakes.console import MemoryConsole
 from tests.unit.conftest import World
 from workers.adapters.console_outbound import BusHoldCommands, ExportPackager
 from workers.adapters.http.app import create_app, http_config
-from workers.adapters.http.composition import assemble
+from workers.adapters.http.composition import assemble, session_secret
 from workers.adapters.http.oidc import OidcClient
 from workers.app.console.model import Role
 from workers.app.console.service import Console
@@ -91,9 +91,11 @@ def build_console(
         ExportPackager(world.ctx),
         settings,
         world.clock,
+        ring=world.container.keys,
         hasher=hasher,
     )
-    app = create_app(console, http_config(settings), settings, oidc=oidc)
+    secret = session_secret(settings, world.container.keys)
+    app = create_app(console, http_config(settings, secret), settings, oidc=oidc)
     world.ctx.history = console.history
     tokens = {}
     for username, role in STAFF.items():

@@ -137,12 +137,10 @@ async def _invalid(request: Request, error: Exception) -> Response:
     return pages.error_page(request, ConsoleError("the form is incomplete or malformed"))
 
 
-def http_config(settings: Settings) -> HttpConfig:
-    """Cookies, the public origin and the trusted proxies, from settings."""
-    from .composition import session_secret
-
+def http_config(settings: Settings, secret: bytes) -> HttpConfig:
+    """Cookies (signed with ``secret``), the public origin and the trusted proxies."""
     return HttpConfig(
-        session_secret=session_secret(settings),
+        session_secret=secret,
         session_ttl=settings.session_ttl.as_timedelta(),
         cookie_secure=settings.secure_cookies,
         public_origin=settings.public_url,
@@ -153,14 +151,15 @@ def http_config(settings: Settings) -> HttpConfig:
 def build_app(
     settings: Settings,
     console: Console,
+    secret: bytes,
     *,
     extra_routers: Sequence[APIRouter] = (),
     readiness: Readiness | None = None,
 ) -> FastAPI:
-    """The app as ``callvault serve`` runs it, from settings."""
+    """The app as ``callvault serve`` runs it, from settings; ``secret`` signs its cookies."""
     return create_app(
         console,
-        http_config(settings),
+        http_config(settings, secret),
         settings,
         oidc=OidcClient.from_settings(settings),
         extra_routers=extra_routers,
