@@ -16,19 +16,19 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka.bus import DeadLetter, KafkaBus, read_topic
 from .adapters.kafka.codec import Codec
 from .adapters.kafka.lag import ConsumerLag, LagProbe
 from .adapters.kafka.security import KafkaSecurity, kafka_security
 from .adapters.kafka.watch import TopicWatch
-from .adapters.keys import key_ring
+from .adapters.keys import KeyRing, key_ring
 from .adapters.metrics import Metrics
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.backfill import backfill
 from .adapters.postgres.console import PostgresConsole
 from .adapters.postgres.migrate import MigrationReport, migrate, migrate_schema
+from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.console.history import SubjectHistory
@@ -106,6 +106,17 @@ class App:
 
     @cached_property
     def keys(self) -> Keys:
+        return self._ring
+
+    @cached_property
+    def _ring(self) -> KeyRing:
+        """The key ring the settings describe (or the one given): PostgreSQL seals hold texts
+        with its sealer."""
+        given = self.__dict__.get("keys")
+        if isinstance(given, KeyRing):
+            return given
+        if given is not None:
+            raise ConfigError("this part needs a key ring, and other keys were given")
         return key_ring(self.settings)
 
     @cached_property
@@ -120,7 +131,7 @@ class App:
         s = self.settings
         db = PostgresDatabase(
             s.dsn,
-            sealer=text_sealer(s),
+            sealer=self._ring.sealer,
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -204,8 +215,22 @@ class App:
         return migrate_schema(self.settings)[0]
 
     def _settle(self, apply_policy: bool) -> tuple[str, list[str]]:
-        backfill(self._postgres, self.keys.hash_key)
+        backfill(self._postgres, self.keys.hasher)
         return retention.register_keys_and_policy(self.ctx, apply_policy)
+
+    def readiness(
+        self, *, kafka: bool = True, conditions: dict[str, Callable[[], bool]] | None = None
+    ) -> Readiness:
+        """What ``/readyz`` checks (not started): PostgreSQL, the vault bucket and, unless
+        ``kafka`` is false, Kafka - each over this process's own settings."""
+        s = self.settings
+        checks: dict[str, Callable[[], object]] = {
+            "postgresql": database_check(self._postgres),
+            "s3": bucket_check(self.objects, s.vault_bucket),
+        }
+        if kafka:
+            checks["kafka"] = KafkaCheck(s.kafka, self.kafka_security)
+        return Readiness(checks, conditions)
 
     # the application -------------------------------------------------------------------------
     @cached_property
@@ -253,7 +278,7 @@ class App:
             self.messagebus,
             lambda: self.dead_letters,
             self.settings,
-            lambda: self.keys.hash_key,
+            lambda: self.keys.hasher,
             self.metrics,
         )
 
@@ -328,13 +353,6 @@ def handlers(ctx: Context, fetcher: AudioSource) -> dict[type[m.Command], Handle
         m.RekeyDigests: bind(keys.rekey_digests),
         m.FinishHashRotation: bind(keys.finish_hash_rotation),
     }
-
-
-def text_sealer(settings: Settings) -> TextSealer:
-    """Seals under the current master key; opens under any configured one."""
-    masters = settings.master_keys_by_id()
-    current = masters.pop(settings.master_key_id)
-    return TextSealer(current, *masters.values())
 
 
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ...domain.keyed import Mac
 from ...domain.model import CALL_ID, call_digest
 from .database import PostgresDatabase
 
 
-def backfill(db: PostgresDatabase, hash_key: bytes) -> int:
+def backfill(db: PostgresDatabase, hash_key: Mac) -> int:
     sealer = db.sealer
     with db.connection() as conn:
         rows = conn.execute(
@@ -45,7 +46,7 @@ def backfill(db: PostgresDatabase, hash_key: bytes) -> int:
     return len(rows) + len(holds) + converted
 
 
-def _digest_hold_targets(conn: Any, hash_key: bytes, sealer: Any) -> int:
+def _digest_hold_targets(conn: Any, hash_key: Mac, sealer: Any) -> int:
     """Call-scoped holds once kept the raw call ids; keep their keyed digests, and the ids
     only sealed, while the hold is in force (for a hash-key rotation)."""
     holds = conn.execute(

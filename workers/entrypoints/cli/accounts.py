@@ -26,7 +26,7 @@ def _accounts() -> Iterator[Any]:
             built.migrate_schema()
         ports = built.console_store
         try:
-            yield Accounts(ports, ports, ports, key=built.keys.hash_key, clock=built.clock)
+            yield Accounts(ports, ports, ports, key=built.keys.hasher, clock=built.clock)
         except errors.NotFound as exc:
             fail(str(exc), EXIT_NOT_FOUND)
         except errors.ConsoleError as exc:
