@@ -22,6 +22,7 @@ from ...settings import Settings
 from ..keys import key_ring
 from ..memory_console import MemoryConsole
 from ..postgres_console import PostgresConsole
+from ..rendition import PyavRenditions
 
 Ports = PostgresConsole | MemoryConsole
 
@@ -56,6 +57,7 @@ def assemble(
         keys=keys,
         clock=clock,
         seek_window=settings.access_seek_window.as_timedelta(),
+        renditions=PyavRenditions(),
     )
     return Console(
         accounts=accounts,
