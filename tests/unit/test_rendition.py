@@ -19,7 +19,7 @@ from tests.unit.conftest import World
 from tests.unit.console_world import ConsoleWorld, build_console
 from workers.adapters.rendition import PyavRenditions
 from workers.app.console.playback import Original, SeekableAudio
-from workers.app.console.ports import AudioForm
+from workers.app.ports.console import AudioForm
 
 SECONDS = 3.0
 RENDERED = ["ulaw.wav", "alaw.wav", "gsm.wav", "raw.ul", "raw.al", "raw.gsm", "ulaw.au"]

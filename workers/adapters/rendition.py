@@ -19,7 +19,7 @@ from typing import Any
 import av
 import av.error
 
-from ..app.console.ports import AudioForm
+from ..app.ports.console import AudioForm
 from ..domain.audio import GSM, PCMA, PCMU
 from ..domain.errors import NotAudio
 
@@ -160,7 +160,7 @@ def _window(chunks: Iterable[bytes], skip: int, length: int) -> Iterator[bytes]:
 
 
 class PyavRenditions:
-    """The console's :class:`~workers.app.console.ports.Renditions`, with PyAV."""
+    """The console's :class:`~workers.app.ports.console.Renditions`, with PyAV."""
 
     def playable(self, source: io.RawIOBase, form: AudioForm) -> PcmWavRendition:
         return PcmWavRendition(source, form)

@@ -13,7 +13,7 @@ import structlog
 from ...domain.audio import HEAD_BYTES, NEEDS_CODEC, browsers_play, codec_of
 from ...domain.errors import NotAudio
 from ...domain.model import Recording
-from .ports import AudioForm, Rendition, Renditions
+from ..ports.console import AudioForm, Rendition, Renditions
 
 log = structlog.get_logger(__name__)
 ReadRange = Callable[[int, int], Iterator[bytes]]  # first, last (inclusive) -> plaintext

@@ -13,7 +13,8 @@ from typing import Any
 from ...adapters import crypto
 from ...domain.identifiers import Subject, subject_keys
 from ...domain.model import Recording, RecordingStatus
-from ...ports import ObjectMissing
+from ..ports.console import AccessLog, RangedObjects, RecordingFinder, Rendition, Renditions
+from ..ports.objects import ObjectMissing
 from . import playback
 from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
 from .model import (
@@ -27,7 +28,6 @@ from .model import (
     SearchCriteria,
     valid_reference,
 )
-from .ports import AccessLog, RangedObjects, RecordingFinder, Rendition, Renditions
 
 MAX_RESULTS = 500
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
