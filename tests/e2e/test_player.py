@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from testbed.probes import wait_for
+from testbed.stack import drop_instance, new_instance
 from tests.audio_formats import DECLARED, make_formats
 from tests.e2e.console_harness import Console, start_console, store_calls
-from tests.e2e.harness import Callvault, wait_for
+from tests.e2e.harness import Callvault
 from tests.e2e.test_console import (
     after_click,
     browser,
@@ -20,7 +22,6 @@ from tests.e2e.test_console import (
     screenshots_dir,
     sign_in,
 )
-from tests.stack import drop_instance, new_instance
 
 __all__ = ["browser"]  # the Chromium fixture, shared with the console's browser test
 SECONDS = 8.0
