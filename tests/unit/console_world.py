@@ -36,8 +36,11 @@ class ConsoleWorld:
     app: Any
     tokens: dict[str, str]
 
-    def client(self, **kwargs: Any) -> TestClient:
-        return TestClient(self.app, base_url="http://testserver", **kwargs)
+    def client(self, language: str = "en", **kwargs: Any) -> TestClient:
+        """A browser whose user reads ``language`` (the console's default is Lithuanian)."""
+        client = TestClient(self.app, base_url="http://testserver", **kwargs)
+        client.headers["accept-language"] = language
+        return client
 
     def api(self, username: str) -> TestClient:
         """An API client holding only a bearer token."""

@@ -11,6 +11,7 @@ from typing import Any
 from ..app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 from ..app.console.ports import DayCounts, DsrRecord, HoldView
 from ..domain.audit import verify_chain
+from ..domain.calendar import LocalCalendar
 from ..domain.model import PurgeReason, Recording, RecordingStatus
 from .memory import MemoryDatabase, _append_audit
 
@@ -49,6 +50,9 @@ class MemoryConsole:
 
     def set_role(self, username: str, role: Role) -> bool:
         return self._change(username, role=role)
+
+    def set_language(self, username: str, language: str | None) -> bool:
+        return self._change(username, language=language)
 
     def _change(self, username: str, **changes: Any) -> bool:
         with self._lock:
@@ -213,16 +217,16 @@ class MemoryConsole:
         return sorted(chosen, key=lambda d: d.disclosed_at)
 
     # compliance facts ----------------------------------------------------------------------
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
         stored: dict[date, int] = {}
         purged: dict[date, dict[str, int]] = {}
         for rec in self._store.state.recordings.values():
             if rec.stored_at is not None and since <= rec.stored_at < until:
-                day = rec.stored_at.date()
+                day = calendar.day_of(rec.stored_at)
                 stored[day] = stored.get(day, 0) + 1
             if rec.purged_at is not None and since <= rec.purged_at < until:
                 reason = (rec.purge_reason or PurgeReason.RETENTION).value
-                per_reason = purged.setdefault(rec.purged_at.date(), {})
+                per_reason = purged.setdefault(calendar.day_of(rec.purged_at), {})
                 per_reason[reason] = per_reason.get(reason, 0) + 1
         return DayCounts(stored, purged)
 

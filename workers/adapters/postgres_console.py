@@ -24,6 +24,7 @@ from ..app.console.model import (
 )
 from ..app.console.ports import DayCounts, DsrRecord, HoldView
 from ..domain.audit import verify_chain
+from ..domain.calendar import LocalCalendar
 from ..domain.model import Recording
 from .postgres import PostgresDatabase, PostgresUnitOfWork
 from .postgres.audit import append_audit
@@ -83,6 +84,13 @@ class PostgresConsole:
         with self._tx() as (_, conn):
             cur = conn.execute(
                 "UPDATE console_users SET role = %s WHERE username = %s", (role.value, username)
+            )
+            return cur.rowcount == 1
+
+    def set_language(self, username: str, language: str | None) -> bool:
+        with self._tx() as (_, conn):
+            cur = conn.execute(
+                "UPDATE console_users SET language = %s WHERE username = %s", (language, username)
             )
             return cur.rowcount == 1
 
@@ -323,18 +331,20 @@ class PostgresConsole:
         return [_disclosure(r) for r in rows]
 
     # compliance facts ----------------------------------------------------------------------
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        period = {"since": since, "until": until, "zone": calendar.name}
         with self._tx() as (_, conn):
             stored = conn.execute(
-                "SELECT (stored_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n "
-                "FROM recordings WHERE stored_at >= %s AND stored_at < %s GROUP BY day",
-                (since, until),
+                "SELECT (stored_at AT TIME ZONE %(zone)s)::date AS day, count(*) AS n "
+                "FROM recordings WHERE stored_at >= %(since)s AND stored_at < %(until)s "
+                "GROUP BY day",
+                period,
             ).fetchall()
             purged = conn.execute(
-                "SELECT (purged_at AT TIME ZONE 'UTC')::date AS day, purge_reason, count(*) AS n "
-                "FROM recordings WHERE purged_at >= %s AND purged_at < %s "
-                "GROUP BY day, purge_reason",
-                (since, until),
+                "SELECT (purged_at AT TIME ZONE %(zone)s)::date AS day, purge_reason, "
+                "count(*) AS n FROM recordings WHERE purged_at >= %(since)s "
+                "AND purged_at < %(until)s GROUP BY day, purge_reason",
+                period,
             ).fetchall()
         by_day: dict[date, dict[str, int]] = {}
         for row in purged:
@@ -421,7 +431,12 @@ def _audit_details(access: Access) -> dict[str, Any]:
 
 def _user(row: dict[str, Any]) -> User:
     return User(
-        row["username"], Role(row["role"]), row["password_hash"], row["disabled"], row["created_at"]
+        row["username"],
+        Role(row["role"]),
+        row["password_hash"],
+        row["disabled"],
+        row["created_at"],
+        row["language"],
     )
 
 

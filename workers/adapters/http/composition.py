@@ -61,7 +61,9 @@ def assemble(
         accounts=accounts,
         recordings=recordings,
         disclosures=Disclosures(ports, ports, packager, clock=clock),
-        oversight=Oversight(ports, ports, ports, hold_commands, clock=clock),
+        oversight=Oversight(
+            ports, ports, ports, hold_commands, clock=clock, localities=settings.localities
+        ),
         history=SubjectHistory(ports, ports),
     )
 

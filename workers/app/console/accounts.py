@@ -52,7 +52,7 @@ class Accounts:
         if not valid_username(username):
             raise Invalid("a user name is 1-64 of the letters a-z, A-Z, digits and . _ @ -")
         if password is not None and len(password) < MIN_PASSWORD:
-            raise Invalid(f"a password has at least {MIN_PASSWORD} characters")
+            raise Invalid("a password has at least %(n)d characters", n=MIN_PASSWORD)
         user = User(
             username,
             role,
@@ -60,7 +60,7 @@ class Accounts:
             created_at=self._clock(),
         )
         if not self._users.add_user(user):
-            raise Conflict(f"user {username} exists")
+            raise Conflict("user %(user)s exists", user=username)
         return user
 
     def users(self) -> list[User]:
@@ -68,11 +68,15 @@ class Accounts:
 
     def set_disabled(self, username: str, disabled: bool) -> None:
         if not self._users.set_disabled(username, disabled):
-            raise NotFound(f"no user {username}")
+            raise NotFound("no user %(user)s", user=username)
         if disabled:
             for token in self._tokens.tokens_of(username):
                 if token.revoked_at is None:
                     self._tokens.revoke_token(token.token_id, self._clock())
+
+    def choose_language(self, principal: Principal, language: str | None) -> None:
+        """The console's language for this user (None: their browser's)."""
+        self._users.set_language(principal.username, language)
 
     # sign-in -------------------------------------------------------------------------------
     def sign_in(self, username: str, password: str, address: str) -> Principal:
@@ -92,7 +96,7 @@ class Accounts:
             self._failed(keys)
         assert user is not None
         self._throttle.clear_failures(keys[0])
-        return Principal(user.username, user.role, "session")
+        return Principal(user.username, user.role, "session", user.language)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:
@@ -115,7 +119,7 @@ class Accounts:
         user = self._users.user(username)
         if user is None or user.disabled or user.role.value != role:
             return None
-        return Principal(user.username, user.role, via)
+        return Principal(user.username, user.role, via, user.language)
 
     def sign_in_federated(self, username: str, role: Role) -> Principal:
         """An identity provider vouched for the person and mapped their role: the account is
@@ -128,23 +132,23 @@ class Accounts:
         if user.role is not role:
             self._users.set_role(username, role)
             user = replace(user, role=role)
-        return Principal(user.username, user.role, "oidc")
+        return Principal(user.username, user.role, "oidc", user.language)
 
     # API tokens ----------------------------------------------------------------------------
     def create_token(self, username: str) -> tuple[str, str]:
         """(token id, the token itself). Only a hash of the secret part is kept."""
         user = self._users.user(username)
         if user is None:
-            raise NotFound(f"no user {username}")
+            raise NotFound("no user %(user)s", user=username)
         if user.disabled:
-            raise Invalid(f"user {username} is disabled")
+            raise Invalid("user %(user)s is disabled", user=username)
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         self._tokens.add_token(ApiToken(token_id, username, _hash_secret(secret), self._clock()))
         return token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}"
 
     def revoke_token(self, token_id: str) -> None:
         if not self._tokens.revoke_token(token_id, self._clock()):
-            raise NotFound(f"no active token {token_id}")
+            raise NotFound("no active token %(token)s", token=token_id)
 
     def tokens_of(self, username: str) -> list[ApiToken]:
         return self._tokens.tokens_of(username)

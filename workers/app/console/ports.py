@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from ...domain.calendar import LocalCalendar
 from ...domain.model import Hold, Recording, RequestRecord
 from .model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 
@@ -57,6 +58,8 @@ class UserDirectory(Protocol):
     def set_disabled(self, username: str, disabled: bool) -> bool: ...
 
     def set_role(self, username: str, role: Role) -> bool: ...
+
+    def set_language(self, username: str, language: str | None) -> bool: ...
 
 
 class ApiTokens(Protocol):
@@ -169,7 +172,9 @@ class DayCounts:
 class ComplianceFacts(Protocol):
     """What the DPO's pages and the monthly report are made of: counts, never people."""
 
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts: ...
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        """Recordings stored and purged per local day of ``calendar`` in [since, until)."""
+        ...
 
     def retention_lags(self, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
         """(purged_at, purged_at - due_at in seconds) of the retention purges in the period."""
