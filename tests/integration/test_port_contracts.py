@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from tests.stack import Instance
+from testbed.stack import Instance
+from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
 from workers.adapters.crypto import TextSealer
-from workers.adapters.kafka import KafkaBus
-from workers.adapters.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
+from workers.adapters.kafka.bus import KafkaBus
 from workers.adapters.postgres import PostgresDatabase
-from workers.app.unit_of_work import Discard, ExportRecord
+from workers.adapters.postgres.migrate import migrate_schema
+from workers.app.ports.objects import ObjectMissing, VersionRef
+from workers.app.ports.unit_of_work import Discard, ExportRecord
 from workers.bootstrap import object_store
 from workers.domain.audit import verify_chain
 from workers.domain.identifiers import Subject
@@ -36,8 +38,6 @@ from workers.domain.model import (
     recording_id_for,
 )
 from workers.domain.retention import IsoDuration
-from workers.migrate import migrate_schema
-from workers.ports import ObjectMissing, VersionRef
 from workers.settings import load_settings
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -463,7 +463,7 @@ def test_published_records_are_readable_in_order(bus: tuple[Any, Any]) -> None:
 
 
 def test_key_checks_round_trip_retire_and_replace(db: Any) -> None:
-    from workers.app.keys import KeyCheck
+    from workers.app.ports.keys import KeyCheck
 
     with db.unit_of_work() as uow:
         uow.key_checks.put(KeyCheck("master", "m1", "aa"), NOW)

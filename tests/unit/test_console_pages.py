@@ -3,6 +3,7 @@ listen; the DPO's and administrator's desks; CSRF on every form."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -303,3 +304,107 @@ def test_the_monthly_report_covers_a_local_month(cw: ConsoleWorld) -> None:
     assert "Europe/Vilnius" in page.text
     assert "Duomenų tvarkymo veiklos įrašas" in page.text
     assert "duomenų valdytojo teisėtas interesas" in page.text  # the notice's default, translated
+
+
+# --- requests that come without a portal -----------------------------------------------------
+
+
+def registration_form(page: str, **fields: str) -> dict[str, str]:
+    request_id = re.search(r'name="request_id" value="([^"]+)"', page)
+    assert request_id, "no request id in the form"
+    return {
+        "csrf_token": csrf(page),
+        "request_id": request_id.group(1),
+        "type": "access",
+        "received_on": "2025-03-13",
+        "channel": "letter",
+        "verification": "id_document",
+        "verified_by": "Ona Onaitė",
+        "language": "en",
+        "phone": "8 612 34567",
+    } | fields
+
+
+def test_the_dpo_registers_a_request_that_came_by_letter(cw: ConsoleWorld) -> None:
+    cw.world.store_call("call-a")
+    client, _ = sign_in(cw, "dpo1")
+    page = client.get("/dpo/requests")
+    assert 'id="register-request"' in page.text
+    form = registration_form(page.text)
+    answer = client.post("/dpo/requests", data=form)
+    assert answer.status_code == 200, answer.text
+    assert "Deadline: 13 Apr 2025." in answer.text  # one month from the day it came
+    again = client.post("/dpo/requests", data=form)  # the same form sent twice
+    assert again.status_code == 200
+
+    published = cw.world.records("dsr.requests")
+    assert {key for key, _ in published} == {form["request_id"]}
+    event = json.loads(published[0][1])
+    assert event["type"] == "callvault.dsr.requested.v1"
+    assert event["data"] == {
+        "request_id": form["request_id"],
+        "type": "access",
+        "received_at": "2025-03-12T22:00:00Z",  # midnight in Vilnius
+        "identity_verified": True,
+        "subject": {
+            "phone_numbers": ["8 612 34567"],
+            "emails": [],
+            "customer_ids": [],
+            "order_ids": [],
+        },
+        "language": "en",
+    }
+    with cw.world.container.db.unit_of_work() as uow:
+        entries = [e for e in uow.audit_entries(0, 1000) if e.action == "request_registered"]
+    assert len(entries) == 1  # registered once
+    assert entries[0].entity_id == form["request_id"]
+    assert entries[0].details | {"received_at": "…"} == {
+        "by": "dpo1",
+        "type": "access",
+        "received_at": "…",
+        "channel": "letter",
+        "verification": "id_document",
+        "verified_by": "Ona Onaitė",
+        "language": "en",
+        "tenant": None,
+    }
+    assert "612" not in json.dumps(entries[0].details)  # never the person's identifiers
+
+    # the worker takes it from dsr.requests as it takes a portal's
+    for key, value in published[:1]:
+        assert cw.world.deliver("dsr.requests", value, key) == "completed"
+    with cw.world.container.db.unit_of_work() as uow:
+        record = uow.requests.get(form["request_id"])
+    assert record is not None
+    assert record.language == "en"
+    listed = client.get("/dpo/requests")
+    assert form["request_id"] in listed.text
+    assert "ZIP until" in listed.text
+
+
+def test_registering_needs_the_dpo_a_past_day_and_an_identifier(cw: ConsoleWorld) -> None:
+    client, _ = sign_in(cw, "dpo1")
+    page = client.get("/dpo/requests").text
+    future = client.post("/dpo/requests", data=registration_form(page, received_on="2025-03-15"))
+    assert future.status_code == 422
+    nobody = client.post("/dpo/requests", data=registration_form(page, phone=""))
+    assert nobody.status_code == 422
+    forged = client.post("/dpo/requests", data=registration_form(page, request_id="R-1"))
+    assert forged.status_code == 422
+    assert cw.world.records("dsr.requests") == []
+    qa, token = sign_in(cw, "qa1")
+    refused = qa.post("/dpo/requests", data=registration_form(page, csrf_token=token))
+    assert refused.status_code == 403
+    assert cw.world.records("dsr.requests") == []
+
+
+def test_an_unverified_registration_is_refused_by_the_worker(cw: ConsoleWorld) -> None:
+    client, _ = sign_in(cw, "dpo1")
+    client.headers["accept-language"] = "lt"
+    page = client.get("/dpo/requests").text
+    form = registration_form(page, verification="not_verified", type="erasure")
+    answer = client.post("/dpo/requests", data=form)
+    assert "užregistruotas" in answer.text
+    ((key, value),) = cw.world.records("dsr.requests")
+    assert json.loads(value)["data"]["identity_verified"] is False
+    assert cw.world.deliver("dsr.requests", value, key) == "rejected"

@@ -27,14 +27,14 @@ from conftest import (
     subject,
 )
 
+from workers.adapters.kafka.codec import Codec
+from workers.adapters.postgres.migrate import expiry_rules
+from workers.adapters.signatures import check_certificate
 from workers.app.handlers import requests as requests_handlers
 from workers.app.handlers.purge import purge
-from workers.codec import Codec
+from workers.app.ports.objects import ObjectMissing, VersionRef
 from workers.domain.messages import ForgetErasedSubjects, RemoveExpiredExports, SweepCopies
 from workers.domain.model import PurgeReason, RecordingStatus
-from workers.entrypoints.cli.compliance import check_certificate
-from workers.migrate import expiry_rules
-from workers.ports import ObjectMissing, VersionRef
 
 CUSTOMER = subject(phone_numbers=["8 612 34567"])
 MANIFEST_ENTRY_FIELDS = {

@@ -108,10 +108,11 @@ def update() -> None:
             template.creation_date = catalog.creation_date  # no churn in the header
         else:
             catalog = Catalog(locale=language, domain=DOMAIN, project="callvault", fuzzy=False)
-        catalog.update(template, update_header_comment=False)
+        # no guessing from similar texts: a new text waits, empty, for its translation
+        catalog.update(template, no_fuzzy_matching=True, update_header_comment=False)
         if language == SOURCE:
             for message in catalog:
-                if message.id and not message.fuzzy and not any(_strings(message)):
+                if message.id and not any(_strings(message)):
                     message.string = message.id
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as file:

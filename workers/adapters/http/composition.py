@@ -12,25 +12,30 @@ from datetime import datetime
 from argon2 import PasswordHasher
 
 from ...app.console.accounts import Accounts, ThrottlePolicy
+from ...app.console.desk import RequestDesk
 from ...app.console.disclosures import Disclosures
 from ...app.console.history import SubjectHistory
 from ...app.console.oversight import Oversight
-from ...app.console.ports import HoldCommands, Packager, RangedObjects
 from ...app.console.recordings import Keys, Recordings
 from ...app.console.service import Console
+from ...app.ports.console import (
+    ConsoleStore,
+    HoldCommands,
+    Packager,
+    RangedObjects,
+    RequestPublisher,
+)
+from ...i18n import LANGUAGES
 from ...settings import Settings
 from ..keys import key_ring
-from ..memory_console import MemoryConsole
-from ..postgres_console import PostgresConsole
-
-Ports = PostgresConsole | MemoryConsole
 
 
 def assemble(
-    ports: Ports,
+    ports: ConsoleStore,
     objects: RangedObjects,
     hold_commands: HoldCommands,
     packager: Packager,
+    requests: RequestPublisher,
     settings: Settings,
     clock: Callable[[], datetime],
     *,
@@ -65,6 +70,9 @@ def assemble(
             ports, ports, ports, hold_commands, clock=clock, localities=settings.localities
         ),
         history=SubjectHistory(ports, ports),
+        desk=RequestDesk(
+            ports, requests, clock=clock, localities=settings.localities, languages=LANGUAGES
+        ),
     )
 
 

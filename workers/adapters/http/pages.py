@@ -3,6 +3,7 @@ and the administrator's desks. Forms post back with a CSRF token; nothing needs 
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import FileSystemLoader
 from markupsafe import Markup
 
+from ...app.console.desk import CHANNELS, VERIFICATIONS, Registration
 from ...app.console.disclosures import DisclosureRequest
 from ...app.console.errors import ConsoleError, Invalid, NotAllowed, NotFound, Unauthenticated
 from ...app.console.model import (
@@ -31,6 +33,7 @@ from ...app.console.service import Console
 from ...domain.calendar import Localities
 from ...domain.errors import TransientError
 from ...domain.identifiers import Subject
+from ...domain.model import DsrType
 from ...i18n import LANGUAGES, N_, Localizer, environment, negotiate
 from .api import recording_item
 from .charts import bar_chart, gauge
@@ -444,6 +447,50 @@ def release_hold(
 
 @router.get("/dpo/requests")
 def requests_page(request: Request, caller: PageCaller, console: ConsoleDep) -> HTMLResponse:
+    return _requests_page(request, caller, console, notice=None)
+
+
+@router.post("/dpo/requests")
+def register_request(
+    request: Request, caller: FormCaller, form: Form, console: ConsoleDep
+) -> HTMLResponse:
+    """A request that came by e-mail, letter or phone, registered by the DPO."""
+    try:
+        received_on = date.fromisoformat(form.get("received_on", ""))
+    except ValueError:
+        raise Invalid("dates are YYYY-MM-DD") from None
+    registration = Registration(
+        request_id=form.get("request_id", ""),
+        dsr_type=form.get("type", ""),
+        subject=Subject(
+            phone_numbers=_lines(form.get("phone")),
+            emails=_lines(form.get("email")),
+            customer_ids=_lines(form.get("customer_id")),
+            order_ids=_lines(form.get("order_id")),
+        ),
+        received_on=received_on,
+        channel=form.get("channel", ""),
+        verification=form.get("verification", ""),
+        verified_by=form.get("verified_by", "").strip(),
+        language=form.get("language", ""),
+        tenant=(form.get("tenant") or "").strip() or None,
+        rectification={
+            k: v.strip() for k in ("name", "email") if (v := form.get(f"new_{k}") or "").strip()
+        },
+        lift_restriction=form.get("restriction") == "lift",
+    )
+    due = console.desk.register(caller.principal, registration)
+    l10n = localizer(request, caller.principal)
+    notice = l10n.gettext(
+        "Request %(id)s registered: callvault carries it out as it would a portal's, and "
+        "lists it here within seconds. Deadline: %(due)s."
+    ) % {"id": registration.request_id, "due": l10n.day(due)}
+    return _requests_page(request, caller, console, notice=notice, l10n=l10n)
+
+
+def _requests_page(
+    request: Request, caller: Caller, console: Console, **extra: Any
+) -> HTMLResponse:
     open_requests = console.oversight.requests(caller.principal, open_only=True)
     recent = console.oversight.requests(caller.principal, open_only=False)
     return render(
@@ -452,6 +499,13 @@ def requests_page(request: Request, caller: PageCaller, console: ConsoleDep) -> 
         caller,
         open_requests=[request_item(r) for r in open_requests],
         recent=[request_item(r) for r in recent if r.completed_at][:100],
+        new_request_id=f"dpo-{uuid.uuid4().hex}",
+        today=console.desk.today().isoformat(),
+        types=[t.value for t in DsrType],
+        channels=CHANNELS,
+        verifications=VERIFICATIONS,
+        default_language=localities_of(request).language,
+        **extra,
     )
 
 

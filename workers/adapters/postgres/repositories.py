@@ -13,8 +13,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...app.keys import KeyCheck
-from ...app.unit_of_work import Discard, ErasedSubject, ExportRecord, StoredKeyCheck
+from ...app.ports.keys import KeyCheck
+from ...app.ports.unit_of_work import Discard, ErasedSubject, ExportRecord, StoredKeyCheck
 from ...domain.messages import Event
 from ...domain.model import (
     Hold,

@@ -14,10 +14,7 @@ from typing import Any
 from ...domain.calendar import LocalCalendar, Localities
 from ...domain.identifiers import Subject
 from ...domain.text import N_
-from .disclosures import require_dpo
-from .errors import Invalid
-from .model import Access, Disclosure, Principal, valid_reference
-from .ports import (
+from ..ports.console import (
     AccessLog,
     ComplianceFacts,
     DisclosureRegister,
@@ -25,6 +22,9 @@ from .ports import (
     HoldCommands,
     HoldView,
 )
+from .disclosures import require_dpo
+from .errors import Invalid
+from .model import Access, Disclosure, Principal, valid_reference
 
 OVERVIEW_DAYS = 30
 STORED = N_("stored")

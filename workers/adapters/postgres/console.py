@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
-from ..app.console.history import SubjectHistory
-from ..app.console.model import (
+from ...app.console.history import SubjectHistory
+from ...app.console.model import (
     Access,
     AccessKind,
     ApiToken,
@@ -22,13 +22,13 @@ from ..app.console.model import (
     SearchCriteria,
     User,
 )
-from ..app.console.ports import DayCounts, DsrRecord, HoldView
-from ..domain.audit import verify_chain
-from ..domain.calendar import LocalCalendar
-from ..domain.model import Recording
-from .postgres import PostgresDatabase, PostgresUnitOfWork
-from .postgres.audit import append_audit
-from .postgres.repositories import request_record
+from ...app.ports.console import DayCounts, DsrRecord, HoldView
+from ...domain.audit import verify_chain
+from ...domain.calendar import LocalCalendar
+from ...domain.model import Recording
+from . import PostgresDatabase, PostgresUnitOfWork
+from .audit import append_audit, lock_head
+from .repositories import request_record
 
 AUDIT_PAGE = 5000
 
@@ -267,6 +267,19 @@ class PostgresConsole:
                 (since, until),
             ).fetchall()
         return {r["purpose"]: int(r["n"]) for r in rows}
+
+    # requests registered by the DPO -----------------------------------------------------------
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        with self._tx() as (_, conn):
+            lock_head(conn)  # under the chain's lock: a form sent twice is recorded once
+            seen = conn.execute(
+                "SELECT 1 FROM audit_log WHERE action = 'request_registered' AND entity_id = %s",
+                (request_id,),
+            ).fetchone()
+            if seen:
+                return False
+            append_audit(conn, "request_registered", request_id, details, at)
+            return True
 
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:

@@ -1,6 +1,6 @@
 """The console's ports. Each method is one unit of work: it commits everything it writes
 (an access and its audit entry, a disclosure and its audit entry) together or not at all.
-PostgreSQL implementations: ``workers.adapters.postgres_console``; fakes: ``memory_console``;
+PostgreSQL implementations: ``workers.adapters.postgres.console``; fakes: ``tests/fakes/console``;
 one contract suite (tests/integration/test_console_ports.py) keeps both honest."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ...domain.calendar import LocalCalendar
 from ...domain.model import Hold, Recording, RequestRecord
-from .model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 
 
 @dataclass(frozen=True)
@@ -210,3 +210,30 @@ class AccessHistory(Protocol):
         ...
 
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
+
+
+class RegistrationLog(Protocol):
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        """Appends a request the DPO registered to the audit trail; False when it is there
+        already (the same form sent twice)."""
+        ...
+
+
+class RequestPublisher(Protocol):
+    def submit(self, request_id: str, data: dict[str, Any]) -> None:
+        """Publishes the request's ``callvault.dsr.requested.v1`` data on ``dsr.requests``."""
+        ...
+
+
+class ConsoleStore(
+    UserDirectory,
+    ApiTokens,
+    LoginThrottle,
+    RecordingFinder,
+    AccessLog,
+    DisclosureRegister,
+    ComplianceFacts,
+    RegistrationLog,
+    Protocol,
+):
+    """Every database port of the console, as one store implements them."""

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ..app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
-from ..app.console.ports import DayCounts, DsrRecord, HoldView
-from ..domain.audit import verify_chain
-from ..domain.calendar import LocalCalendar
-from ..domain.model import PurgeReason, Recording, RecordingStatus
+from workers.app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from workers.app.ports.console import DayCounts, DsrRecord, HoldView
+from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
+from workers.domain.model import PurgeReason, Recording, RecordingStatus
+
 from .memory import MemoryDatabase, _append_audit
 
 
@@ -182,6 +183,17 @@ class MemoryConsole:
             if since <= access.at < until:
                 counts[access.purpose.value] = counts.get(access.purpose.value, 0) + 1
         return counts
+
+    # requests registered by the DPO -----------------------------------------------------------
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        with self._lock, self._store.lock:
+            state = self._store.state
+            if any(
+                e.action == "request_registered" and e.entity_id == request_id for e in state.audit
+            ):
+                return False
+            _append_audit(state, "request_registered", request_id, details, at)
+            return True
 
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:
