@@ -93,9 +93,10 @@ def build_console(
         BusRequests(lambda: world.bus, "dsr.requests", "urn:callvault:console"),
         settings,
         world.clock,
+        ring=world.container.keys,
         hasher=FAST_ARGON2ID,
     )
-    config = HttpConfig(session_secret(settings), timedelta(hours=8))
+    config = HttpConfig(session_secret(settings, world.container.keys), timedelta(hours=8))
     app = create_app(console, config, settings, oidc=oidc)
     world.ctx.history = console.history
     tokens = {}
