@@ -380,6 +380,7 @@ def test_the_dpo_registers_a_request_that_came_by_letter(cw: ConsoleWorld) -> No
     listed = client.get("/dpo/requests")
     assert form["request_id"] in listed.text
     assert "ZIP until" in listed.text
+    assert record.result["export"]["url"] in listed.text.replace("&amp;", "&")  # to send on
 
 
 def test_registering_needs_the_dpo_a_past_day_and_an_identifier(cw: ConsoleWorld) -> None:
