@@ -27,6 +27,7 @@ from ...app.ports.keys import Keys as KeysPort
 from ...i18n import LANGUAGES
 from ...settings import Settings
 from ..keys import SESSION_PURPOSE
+from ..rendition import PyavRenditions
 
 
 def assemble(
@@ -63,6 +64,7 @@ def assemble(
         keys=keys,
         clock=clock,
         seek_window=settings.access_seek_window.as_timedelta(),
+        renditions=PyavRenditions(),
     )
     return Console(
         accounts=accounts,
