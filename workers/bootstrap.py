@@ -11,7 +11,6 @@ from datetime import datetime
 from functools import cached_property, partial
 from typing import Any
 
-from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka.bus import KafkaBus
 from .adapters.kafka.codec import Codec
@@ -73,7 +72,7 @@ class Container:
         s = self.settings
         db = PostgresDatabase(
             s.dsn,
-            sealer=text_sealer(s),
+            sealer=self.keys.sealer,
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -173,7 +172,7 @@ class Container:
             self.bus,
             lambda: self.dead_letters,
             self.settings,
-            lambda: self.keys.hash_key,
+            lambda: self.keys.hasher,
             self.metrics,
         )
 
@@ -232,13 +231,6 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
         m.RekeyDigests: bind(keys.rekey_digests),
         m.FinishHashRotation: bind(keys.finish_hash_rotation),
     }
-
-
-def text_sealer(settings: Settings) -> TextSealer:
-    """Seals under the current master key; opens under any configured one."""
-    masters = settings.master_keys_by_id()
-    current = masters.pop(settings.master_key_id)
-    return TextSealer(current, *masters.values())
 
 
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:

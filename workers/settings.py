@@ -165,6 +165,19 @@ class Settings(KafkaClientSettings):
     # Public keys of retired signing keys (KEY_ID=BASE64,...): still published, so that
     # certificates signed before a rotation verify.
     signing_public_keys_retired: CommaList = ()
+    # Where the keys live (docs/keys.md): `local` - the settings above, in this process;
+    # `pkcs11` - non-extractable objects in a PKCS#11 token (an HSM), named by their labels.
+    keys_backend: Literal["local", "pkcs11"] = "local"
+    pkcs11_module: Path | None = None  # the token's PKCS#11 library
+    pkcs11_token_label: str | None = None
+    pkcs11_pin_file: Path | None = None  # the user PIN, in a file only
+    pkcs11_master_label: str = "callvault-master-"  # + the master key's id
+    pkcs11_hash_label: str = "callvault-hash"
+    pkcs11_hash_labels_retired: CommaList = ()  # hash keys replaced by `keys rehash`
+    pkcs11_signing_label: str = "callvault-signing"
+    # sessions open at once; 0: enough for CALLVAULT_CONCURRENCY (each role's events and the
+    # background loops)
+    pkcs11_sessions: int = Field(0, ge=0, le=256)
     database_ca_file: Path | None = None  # PEM; set: TLS with sslmode=verify-full
     s3_ca_bundle: Path | None = None  # PEM; for an https endpoint with a private CA
     s3_public_endpoint: str | None = None  # where DSR portals fetch exports (presigned URLs)
@@ -247,6 +260,8 @@ class Settings(KafkaClientSettings):
         "fetch_allowed_hosts",
         "fetch_allowed_networks",
         "signing_public_keys_retired",
+        "pkcs11_hash_labels_retired",
+        "forwarded_allow_ips",
         mode="before",
     )
     @classmethod
@@ -293,7 +308,7 @@ class Settings(KafkaClientSettings):
         _keys_by_id(",".join(value), "KEY_ID=BASE64")
         return value
 
-    @field_validator("fetch_allowed_networks")
+    @field_validator("fetch_allowed_networks", "forwarded_allow_ips")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
@@ -391,6 +406,15 @@ class Settings(KafkaClientSettings):
         secret: SecretStr = getattr(self, name)
         return base64.b64decode(secret.get_secret_value())
 
+    def need_keys(self) -> None:
+        """Stop with a :class:`ConfigError` when the keys' settings are incomplete: the key
+        bytes (``local``) or the token's library, label and PIN file (``pkcs11``)."""
+        if self.keys_backend == "pkcs11":
+            self.need("pkcs11_module", "pkcs11_token_label", "pkcs11_pin_file")
+            return
+        self.need("hash_key", "signing_key")
+        self.master_keys_by_id()
+
     def master_keys_by_id(self) -> dict[str, bytes]:
         """Every configured master key by id; the current one (``MASTER_KEY_ID``) among them."""
         found = {}
@@ -445,8 +469,15 @@ class Settings(KafkaClientSettings):
     session_secret: SecretStr | None = None
     session_ttl: Duration = IsoDuration.parse("PT8H")
     cookie_secure: bool = False  # true behind TLS: cookies only over HTTPS
-    login_max_failures: int = Field(5, gt=0)  # per user name within login_window
+    # The origin browsers see when a reverse proxy fronts the console (https://calls.shop.lt):
+    # browser requests that change state must come from it; https makes cookies Secure.
+    public_url: str | None = None
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or CIDR networks);
+    # none by default, so a client cannot name its own address to the sign-in throttle.
+    forwarded_allow_ips: CommaList = ()
+    login_max_failures: int = Field(5, gt=0)  # per user name and address within login_window
     login_window: Duration = IsoDuration.parse("PT15M")
+    login_lock_addresses: int = Field(20, gt=1)  # addresses failing for one account in a day
     access_seek_window: Duration = IsoDuration.parse("PT30M")  # seeks within one playback
     oidc_issuer: str | None = None  # OpenID Connect: https://idp.example/realms/shop
     oidc_client_id: str | None = None
@@ -460,6 +491,29 @@ class Settings(KafkaClientSettings):
     @classmethod
     def _console_duration(cls, value: Any) -> IsoDuration:
         return value if isinstance(value, IsoDuration) else IsoDuration.parse(str(value))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """An origin: ``http(s)://host[:port]``, nothing after it (a trailing / is dropped)."""
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise ValueError(f"{value!r} is not an origin such as https://calls.example.lt")
+        return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies only over HTTPS: asked for, or the public URL is https."""
+        return self.cookie_secure or (self.public_url or "").startswith("https://")
 
     @field_validator("oidc_role_map", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from testbed.probes import wait_for
 from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp
@@ -92,7 +93,7 @@ def vault_audio(cv: Callvault, call_id: str) -> tuple[bytes, dict[str, Any]]:
     ciphertext = b"".join(cv.objects.get_stream(cv.settings.vault_bucket, key))
     assert ciphertext[:4] == b"CVA1"
     assert b"RIFF" not in ciphertext  # stored encrypted
-    dek = crypto.unwrap_key(cv.settings.key("master_key"), bytes(wrapped), recording_id)
+    dek = crypto.unwrap_key(AESGCM(cv.settings.key("master_key")), bytes(wrapped), recording_id)
     audio = b"".join(crypto.decrypt_stream(dek, recording_id, [ciphertext]))
     personal = crypto.open_json(dek, recording_id, bytes(sealed))
     return audio, personal | {"digests": digests}

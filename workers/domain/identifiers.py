@@ -6,13 +6,13 @@ Nothing here stores or logs an identifier: callers turn them into keyed digests
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import phonenumbers
+
+from .keyed import Mac
 
 WITHHELD = "withheld"
 _URI_SCHEME = re.compile(r"^(?:tel|sip|sips):", re.IGNORECASE)
@@ -170,10 +170,15 @@ class SubjectKeys:
         return bool(self.digests)
 
 
-def digest(key: bytes, kind: str, normalized: str) -> bytes:
+def digest(key: Mac, kind: str, normalized: str) -> bytes:
     """HMAC-SHA256 of one normalised identifier; without the key it cannot be reversed."""
-    return hmac.new(key, f"{kind}\x1f{normalized}".encode(), hashlib.sha256).digest()
+    return digests(key, [(kind, normalized)])[0]
 
 
-def subject_keys(key: bytes, pairs: Iterable[tuple[str, str]]) -> SubjectKeys:
-    return SubjectKeys(frozenset(digest(key, kind, value) for kind, value in pairs))
+def digests(key: Mac, pairs: Iterable[tuple[str, str]]) -> list[bytes]:
+    """The digests of many (kind, normalised value) pairs, in order, in one batch."""
+    return key.macs([f"{kind}\x1f{value}".encode() for kind, value in pairs])
+
+
+def subject_keys(key: Mac, pairs: Iterable[tuple[str, str]]) -> SubjectKeys:
+    return SubjectKeys(frozenset(digests(key, pairs)))
