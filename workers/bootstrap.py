@@ -11,11 +11,14 @@ from datetime import datetime
 from functools import cached_property, partial
 from typing import Any
 
+import structlog
+
 from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka import KafkaBus, KafkaSecurity, kafka_security
 from .adapters.keys import key_ring
 from .adapters.postgres import PostgresDatabase
+from .adapters.postgres.schema import expected_migrations
 from .adapters.postgres_console import subject_history
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
@@ -39,6 +42,8 @@ from .entrypoints.inputs import Inputs
 from .metrics import Metrics
 from .retry import RetryPolicy
 from .settings import Settings
+
+log = structlog.get_logger("callvault.bootstrap")
 
 
 @dataclass
@@ -78,6 +83,20 @@ class Container:
             timeout=s.db_timeout.as_timedelta().total_seconds(),
         )
         db.open(wait_seconds=s.connect_timeout.as_timedelta().total_seconds())
+        try:
+            role = db.check_schema(expected_migrations())
+        except BaseException:
+            db.close()
+            raise
+        if role.too_powerful:
+            log.warning(
+                "database_role_too_powerful",
+                role=role.role,
+                superuser=role.superuser,
+                owns_schema=role.owns_schema,
+                hint="connect as a role with callvault's grants only; the owner runs "
+                "`callvault migrate` (CALLVAULT_DATABASE_ADMIN_URL)",
+            )
         return db
 
     @cached_property

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import structlog
 from minio.commonconfig import ENABLED, Filter
@@ -15,13 +14,13 @@ from yoyo import get_backend, read_migrations
 from .adapters.kafka import ensure_topics, kafka_security
 from .adapters.postgres.database import translated
 from .adapters.postgres.roles import grant_app_role
+from .adapters.postgres.schema import MIGRATIONS
 from .adapters.s3 import S3Store
 from .domain.retention import IsoDuration
 from .settings import Settings
 
 log = structlog.get_logger("callvault.migrate")
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BACKSTOP_MARGIN_DAYS = 30
 INPUT_TOPICS = ("calls_ended", "dsr_requests", "holds_commands")  # carry personal data
 

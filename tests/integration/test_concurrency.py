@@ -79,7 +79,7 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
     settings = load_settings(
         **(instance.settings_kwargs() | {"fetch_allowed_hosts": "pbx.example"})
     )
-    migrate_schema(settings)
+    migrate_schema(instance.migration_settings())
     db = PostgresDatabase(
         settings.dsn,
         sealer=TextSealer(KEY),
