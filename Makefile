@@ -28,8 +28,8 @@ run: up        ## the stack, the worker and the console, a tour of the whole lif
 	bash deploy/run.sh
 
 test: up       ## lint, type check, unit, integration and end-to-end tests, then the short chaos run
-	$(BIN)/ruff check workers tests bench deploy
-	$(BIN)/ruff format --check workers tests bench deploy
+	$(BIN)/ruff check workers tests bench testbed deploy
+	$(BIN)/ruff format --check workers tests bench testbed deploy
 	$(BIN)/mypy
 	$(ENV) $(BIN)/pytest -q -m "not chaos" tests
 	@# last and alone: it kills and restarts the shared Kafka and PostgreSQL
@@ -53,8 +53,8 @@ chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary
 	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos
 
 lint: venv
-	$(BIN)/ruff check workers tests bench deploy
-	$(BIN)/ruff format --check workers tests bench deploy
+	$(BIN)/ruff check workers tests bench testbed deploy
+	$(BIN)/ruff format --check workers tests bench testbed deploy
 
 typecheck: venv
 	$(BIN)/mypy

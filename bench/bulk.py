@@ -208,7 +208,7 @@ def cached_database(admin_url: str, base_url: str, rows: int, rebuild: bool) -> 
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
             admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-        from workers.migrate import migrate_database
+        from workers.adapters.postgres.migrate import migrate_database
 
         migrate_database(url)
         _start_progress(url, rows)

@@ -75,7 +75,7 @@ def _settle(container: Any) -> None:
 
 
 def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
-    from workers.adapters.kafka import KafkaBus
+    from workers.adapters.kafka.bus import KafkaBus
     from workers.bootstrap import bootstrap, object_store
     from workers.domain.messages import AnnounceDue
     from workers.domain.model import recording_id_for

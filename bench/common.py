@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.e2e.harness import metrics_text, wait_for
-from tests.stack import Instance, read_stack_env, stop_processes
-from tests.stack import drop_instance as drop_test_instance
-from tests.stack import new_instance as new_test_instance
+from testbed.probes import metrics_text, wait_for
+from testbed.stack import Instance, read_stack_env, stop_processes
+from testbed.stack import drop_instance as drop_test_instance
+from testbed.stack import new_instance as new_test_instance
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = ROOT / ".local" / "stack.env"
@@ -60,7 +60,7 @@ def stack_settings() -> dict[str, str]:
 def ensure_stack(wait: float = 60) -> dict[str, str]:
     """The stack's settings. Another engineer may be restarting it: wait a while, then start it.
     callvault's own logs in this process (in-process benchmarks) are kept to warnings."""
-    from workers.logs import configure
+    from workers.adapters.logs import configure
 
     configure("console", "WARNING")
     deadline = time.monotonic() + wait

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from tests.stack import free_port
+from testbed.stack import free_port
 
 from . import common
 from .common import Instance, Producer, Reader, land, log

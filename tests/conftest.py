@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.stack import Instance, drop_instance, ensure_stack, new_instance
+from testbed.stack import Instance, drop_instance, ensure_stack, new_instance
 
 
 @pytest.fixture(scope="session")

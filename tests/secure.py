@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.stack import ROOT, Instance
+from testbed.stack import ROOT, Instance
 
 PLAN = ROOT / "deploy" / "kafka" / "acl-plan.sh"
 APPLY = ROOT / "deploy" / "kafka" / "apply_acls.py"
@@ -43,7 +43,7 @@ def kafka_env(stack: dict[str, str], principal: str) -> dict[str, str]:
 
 def kafka_options(stack: dict[str, str], principal: str) -> dict[str, Any]:
     """kafka-python options for ``principal``, made by callvault's one security function."""
-    from workers.adapters.kafka import kafka_security
+    from workers.adapters.kafka.security import kafka_security
     from workers.settings import load_settings
 
     values = {

@@ -15,11 +15,14 @@ import structlog
 
 from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
-from .adapters.kafka import KafkaBus, KafkaSecurity, kafka_security
+from .adapters.kafka.bus import KafkaBus
+from .adapters.kafka.codec import Codec
+from .adapters.kafka.security import KafkaSecurity, kafka_security
 from .adapters.keys import key_ring
+from .adapters.metrics import Metrics
 from .adapters.postgres import PostgresDatabase
+from .adapters.postgres.console import subject_history
 from .adapters.postgres.schema import expected_migrations
-from .adapters.postgres_console import subject_history
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.context import Context, utc_now
@@ -36,11 +39,9 @@ from .app.handlers import (
 )
 from .app.messagebus import Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
-from .codec import Codec
+from .app.retry import RetryPolicy
 from .domain import messages as m
 from .entrypoints.inputs import Inputs
-from .metrics import Metrics
-from .retry import RetryPolicy
 from .settings import Settings
 
 log = structlog.get_logger("callvault.bootstrap")

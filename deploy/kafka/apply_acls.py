@@ -27,7 +27,7 @@ from kafka.admin import (
     ResourceType,
 )
 
-from workers.adapters.kafka import kafka_security
+from workers.adapters.kafka.security import kafka_security
 from workers.settings import load_settings
 
 

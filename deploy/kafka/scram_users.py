@@ -16,7 +16,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 
-from workers.adapters.kafka import kafka_security
+from workers.adapters.kafka.security import kafka_security
 from workers.settings import load_settings
 
 

@@ -17,26 +17,43 @@ import sys
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 
 # ==== The verification: the one function that depends on callvault's certificate format ====
 def verify_deletion_certificate(certificate: dict[str, Any], public_key_b64: str) -> bool:
-    """True when ``signature`` is callvault's Ed25519 signature over the rest of the certificate.
+    """True when ``certificate`` is a deletion certificate and ``signature`` is callvault's
+    signature over the rest of it.
 
     Signed bytes: the certificate without ``signature`` in RFC 8785 canonical JSON (JCS). A
     certificate holds only strings, integers, lists and objects, for which JCS is JSON with keys
     sorted, no whitespace and non-ASCII characters as themselves, in UTF-8 - so the standard
     library suffices (an RFC 8785 library, e.g. `rfc8785` on PyPI, gives the same bytes). The
-    certificate names its request (``request_id``), so it cannot be passed off for another.
+    certificate names its request (``request_id``), so it cannot be passed off for another, and
+    its signed ``type`` (``erasure`` or ``objection``), so no other document callvault signs
+    (an audit checkpoint's ``type`` is ``audit_checkpoint``) passes for one. ``algorithm`` is
+    ``Ed25519`` (raw 32-byte public key) or, with a signing key in a token without EdDSA,
+    ``ES256`` (ECDSA P-256 with SHA-256; the public key an uncompressed point, the signature
+    ``r || s``).
     """
-    if certificate.get("algorithm") != "Ed25519" or "signature" not in certificate:
+    if certificate.get("type") not in ("erasure", "objection") or "signature" not in certificate:
         return False
     body = {name: value for name, value in certificate.items() if name != "signature"}
     signed = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64, validate=True))
-        key.verify(base64.b64decode(certificate["signature"], validate=True), signed)
+        public = base64.b64decode(public_key_b64, validate=True)
+        signature = base64.b64decode(certificate["signature"], validate=True)
+        if certificate.get("algorithm") == "Ed25519":
+            Ed25519PublicKey.from_public_bytes(public).verify(signature, signed)
+        elif certificate.get("algorithm") == "ES256" and len(signature) == 64:
+            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public)
+            key.verify(encode_dss_signature(r, s), signed, ec.ECDSA(hashes.SHA256()))
+        else:
+            return False
     except (InvalidSignature, ValueError, binascii.Error):
         return False
     return True

@@ -21,10 +21,10 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from psycopg.rows import dict_row
 
+from testbed.stack import Instance
 from tests.chaos.faults import Injected
 from tests.chaos.traffic import CallSent, HoldSent, Ledger
 from tests.e2e.harness import CALLVAULT
-from tests.stack import Instance
 from workers.bootstrap import object_store
 from workers.settings import Settings
 

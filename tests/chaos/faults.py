@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 
+from testbed.stack import ROOT
 from tests.chaos.profiles import (
     KAFKA_KILL,
     POSTGRES_KILL,
@@ -32,7 +33,6 @@ from tests.chaos.profiles import (
     Fault,
 )
 from tests.chaos.supervisor import Supervisor
-from tests.stack import ROOT
 
 KAFKA_READY = ROOT / "deploy" / "lib" / "kafka_ready.py"
 # start_bg of deploy/lib/common.sh: detached, appending to the service's log, pid printed

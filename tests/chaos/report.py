@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from testbed.stack import ROOT
 from tests.chaos.checks import Verdicts
 from tests.chaos.faults import Injected
 from tests.chaos.supervisor import EX_TEMPFAIL, Supervisor
 from tests.chaos.traffic import Ledger
-from tests.stack import ROOT
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.e2e.harness import CALLVAULT, metrics_text
-from tests.stack import free_port, stop_processes
+from testbed.probes import metrics_text
+from testbed.stack import free_port, stop_processes
+from tests.e2e.harness import CALLVAULT
 
 RESTART_DELAY = 1.0  # systemd's RestartSec
 EX_TEMPFAIL = 75

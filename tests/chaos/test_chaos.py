@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from testbed.stack import Instance
 from tests.chaos import checks, report
 from tests.chaos.faults import Injector, Stack
 from tests.chaos.profiles import Profile, chosen
 from tests.chaos.supervisor import Supervisor
 from tests.chaos.traffic import Traffic
 from tests.e2e.harness import Callvault
-from tests.stack import Instance
 from workers.domain.model import object_key_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]

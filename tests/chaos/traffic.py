@@ -28,9 +28,9 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from testbed.stack import Instance
 from tests.chaos.profiles import Profile
 from tests.e2e.harness import cloudevent, make_wav, stamp
-from tests.stack import Instance
 from workers.bootstrap import object_store
 from workers.domain.model import recording_id_for
 from workers.domain.retention import IsoDuration

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.stack import Instance
 from tests.e2e.harness import Callvault
-from tests.stack import Instance
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

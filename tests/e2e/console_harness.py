@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp, wait_for
-from tests.stack import free_port
+from testbed.probes import wait_for
+from testbed.stack import free_port
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp
 
 PASSWORD = "correct horse battery"
 STAFF = {"qa": "qa", "cx": "complaints", "dpo": "dpo", "admin": "admin"}
@@ -70,7 +71,7 @@ class Console:
         return self.request(method, path, token=self.tokens[who], body=body, **kw)
 
     def stop(self) -> None:
-        from tests.stack import stop_processes
+        from testbed.stack import stop_processes
 
         stop_processes([self.process])
 

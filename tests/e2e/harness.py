@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.stack import Instance, stop_processes
+from testbed.probes import metrics_text, wait_for
+from testbed.stack import Instance, stop_processes
 from workers.bootstrap import object_store
 from workers.domain.audio import pcm_wav
 from workers.settings import Settings, load_settings
@@ -213,22 +213,3 @@ class Callvault:
             if line.startswith(name) and (line[len(name)] in " {"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
-
-
-def metrics_text(port: int) -> str | None:
-    """A worker's Prometheus exposition, or ``None`` while it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text: str = r.read().decode()
-            return text
-    except OSError:
-        return None
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")

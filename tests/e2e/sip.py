@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.stack import free_port, stop_processes
+from testbed.stack import free_port, stop_processes
 
 RATE = 8000
 

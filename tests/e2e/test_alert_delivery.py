@@ -24,8 +24,9 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 
-from tests.e2e.harness import Callvault, make_wav, wait_for
-from tests.stack import ROOT, Instance, free_port, stop_processes
+from testbed.probes import wait_for
+from testbed.stack import ROOT, Instance, free_port, stop_processes
+from tests.e2e.harness import Callvault, make_wav
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 ALERT = "CallvaultRetentionOverdue"

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from kafka import KafkaAdminClient
 
+from testbed.stack import Instance
 from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav
-from tests.stack import Instance
 
 
 def run(cv: Callvault, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

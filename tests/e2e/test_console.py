@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from testbed.probes import wait_for
+from testbed.stack import drop_instance, new_instance
 from tests.e2e.console_harness import (
     PASSWORD,
     Console,
@@ -21,8 +23,7 @@ from tests.e2e.console_harness import (
     start_console,
     store_calls,
 )
-from tests.e2e.harness import Callvault, make_wav, wait_for
-from tests.stack import drop_instance, new_instance
+from tests.e2e.harness import Callvault, make_wav
 from workers.domain.audio import pcm_wav
 
 AUDIO = {

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav, stamp
-from workers.entrypoints.cli.compliance import check_certificate
+from workers.adapters.signatures import check_certificate
 
 PERSON = "+370 612 34567"  # as the telephony system wrote it
 NOTATIONS = ["8 612 34567", "+37061234567", "(8 612) 34 567", "0037061234567"]

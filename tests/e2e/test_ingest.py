@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 
-from tests.e2e.harness import Callvault, cloudevent, make_wav, wait_for
+from testbed.probes import wait_for
+from tests.e2e.harness import Callvault, cloudevent, make_wav
 from workers.adapters import crypto
 
 FLAC = b"fLaC\x00\x00\x00\x22" + bytes(34) + b"audio-frames" * 100
@@ -252,7 +253,7 @@ def _uploads_in_progress(cv: Callvault) -> int:
 
 
 def _port() -> int:
-    from tests.stack import free_port
+    from testbed.stack import free_port
 
     return free_port()
 

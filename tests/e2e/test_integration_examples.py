@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from testbed.stack import ROOT
 from tests.e2e.harness import CALLVAULT, Callvault, make_wav
-from tests.stack import ROOT
 
 EXAMPLES = ROOT / "docs" / "examples"
 PRODUCER_SETTINGS = (

@@ -11,9 +11,9 @@ import subprocess
 
 import psycopg
 
+from testbed.stack import stop_processes
 from tests.e2e.console_harness import cli, download_zip, dsr, start_console, store_calls
 from tests.e2e.harness import CALLVAULT, Callvault, make_wav
-from tests.stack import stop_processes
 
 BEFORE, AFTER = make_wav(1.0, tone=330), make_wav(1.0, tone=550)
 PHONE = "+370 612 34567"

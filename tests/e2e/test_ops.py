@@ -22,8 +22,9 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav, stamp, wait_for
-from tests.stack import ROOT, Instance
+from testbed.probes import wait_for
+from testbed.stack import ROOT, Instance
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav, stamp
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "callvault.json"
 BUILDER = ROOT / "deploy" / "grafana" / "build_dashboard.py"
@@ -608,9 +609,9 @@ def test_no_personal_data_in_logs_or_metrics(instance: Instance, tmp_path: Path)
 def test_consumer_lag_sets_the_gauge_and_turns_broker_errors_transient() -> None:
     from kafka.errors import KafkaTimeoutError
 
+    from workers.adapters.kafka.lag import ConsumerLag
+    from workers.adapters.metrics import Metrics
     from workers.domain.errors import TransientError
-    from workers.lag import ConsumerLag
-    from workers.metrics import Metrics
 
     class FakeProbe:
         closed = 0

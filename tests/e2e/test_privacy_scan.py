@@ -11,7 +11,8 @@ from typing import Any
 
 import psycopg
 
-from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav, wait_for
+from testbed.probes import wait_for
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, make_wav
 
 # What real PBXs and staff write: numbers, names and e-mails inside ids and free text.
 ERASED_CALL = "37061234567-ona.petraitiene@example.lt-0001"

@@ -11,8 +11,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.harness import Callvault, cloudevent, make_wav, wait_for
-from tests.stack import Instance, free_port
+from testbed.probes import wait_for
+from testbed.stack import Instance, free_port
+from tests.e2e.harness import Callvault, cloudevent, make_wav
 
 POLICY = "PT6S"
 

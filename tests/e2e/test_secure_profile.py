@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.e2e.harness import CALLVAULT, Callvault, make_wav, stamp, wait_for
+from testbed.probes import wait_for
+from testbed.stack import Instance
+from tests.e2e.harness import CALLVAULT, Callvault, make_wav, stamp
 from tests.secure import acl_plan, kafka_env, kafka_options
-from tests.stack import Instance
 
 PLAINTEXT = "127.0.0.1:19092"  # an administrator's view (User:ANONYMOUS is a super user here)
 

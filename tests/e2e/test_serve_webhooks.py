@@ -14,9 +14,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from testbed.stack import free_port
 from tests.e2e.console_harness import Console, start_console
 from tests.e2e.harness import Callvault, make_wav
-from tests.stack import free_port
 from workers.adapters.connectors.webhooks import twilio_signature
 
 TOKEN = "twilio-test-auth-token"

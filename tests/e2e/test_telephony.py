@@ -17,7 +17,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp, wait_for
+from testbed.probes import wait_for
+from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp
 from tests.e2e.sip import RATE, Agent, PlacedCall, RecordingProxy, place_call, speak, tone
 from workers.adapters import crypto
 

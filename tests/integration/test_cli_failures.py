@@ -16,8 +16,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from testbed.stack import Instance
 from tests.e2e.harness import CALLVAULT
-from tests.stack import Instance
 from workers.entrypoints.cli import cli
 
 EXIT_UNREACHABLE, EXIT_NOT_MIGRATED = 4, 5

@@ -15,13 +15,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.stack import Instance
+from testbed.stack import Instance
+from tests.fakes.memory import MemoryObjectStore
 from workers.adapters.crypto import TextSealer
 from workers.adapters.keys import KeyRing
-from workers.adapters.memory import MemoryObjectStore
+from workers.adapters.metrics import Metrics
 from workers.adapters.postgres import PostgresDatabase
+from workers.adapters.postgres.migrate import migrate_schema
 from workers.app.context import Context
 from workers.app.handlers import holds, ingest, purge, requests
+from workers.app.retry import RetryPolicy
 from workers.domain.audio import pcm_wav
 from workers.domain.identifiers import Subject, subject_keys
 from workers.domain.messages import (
@@ -42,9 +45,6 @@ from workers.domain.model import (
     recording_id_for,
 )
 from workers.domain.uris import AudioLocation
-from workers.metrics import Metrics
-from workers.migrate import migrate_schema
-from workers.retry import RetryPolicy
 from workers.settings import Settings, load_settings
 
 KEY = bytes(range(32))

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from testbed.stack import Instance
+from tests.fakes.console import MemoryConsole
+from tests.fakes.memory import MemoryDatabase
 from tests.integration.test_port_contracts import NOW, postgres, recording
-from tests.stack import Instance
-from workers.adapters.memory import MemoryDatabase
-from workers.adapters.memory_console import MemoryConsole
-from workers.adapters.postgres_console import PostgresConsole
+from workers.adapters.postgres.console import PostgresConsole
 from workers.app.console.model import (
     Access,
     AccessKind,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from workers.metrics import Metrics
+from workers.adapters.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "callvault.json"

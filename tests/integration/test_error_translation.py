@@ -18,13 +18,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.stack import Instance, database, free_port
-from workers.adapters.memory import MemoryObjectStore
+from testbed.stack import Instance, database, free_port
+from tests.fakes.memory import MemoryObjectStore
 from workers.adapters.s3 import S3Store
+from workers.app.ports.objects import ObjectMissing
+from workers.app.retry import RetryPolicy
 from workers.bootstrap import object_store
 from workers.domain.errors import PermanentError, SchemaMissing, StoreRejected, TransientError
-from workers.ports import ObjectMissing
-from workers.retry import RetryPolicy
 from workers.settings import load_settings
 
 ONCE = RetryPolicy(budget_seconds=0, max_attempts=1)  # the adapter's verdict, not the retry's
@@ -165,7 +165,7 @@ def test_a_database_without_the_schema_says_run_migrate(instance: Instance) -> N
 
 
 def test_a_statement_the_database_refuses_is_permanent(instance: Instance) -> None:
-    from workers.migrate import migrate_schema
+    from workers.adapters.postgres.migrate import migrate_schema
 
     migrate_schema(instance.migration_settings())
     db = database(instance.database_url)  # the workers' role: it may only append to the trail

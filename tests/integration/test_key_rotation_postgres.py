@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from tests.stack import Instance
+from testbed.stack import Instance
+from tests.fakes.memory import MemoryBus, MemoryObjectStore
 from tests.unit.conftest import WAV, call_data, cloudevent, subject
 from workers.adapters.fetch import AudioFetcher
-from workers.adapters.memory import MemoryBus, MemoryObjectStore
+from workers.adapters.postgres.migrate import migrate_schema
 from workers.app.handlers.keys import begin_hash_rotation, verify_keys
 from workers.app.messagebus import Delivery
 from workers.bootstrap import Container, bootstrap
 from workers.domain import messages as m
 from workers.domain.errors import ConfigError
-from workers.migrate import migrate_schema
 from workers.settings import load_settings
 
 LANDING = "landing"

@@ -13,10 +13,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from structlog.testing import capture_logs
 
+from testbed.stack import Instance
 from tests.e2e.harness import CALLVAULT, Callvault
-from tests.stack import Instance
+from workers.adapters.postgres.migrate import migrate_schema
 from workers.bootstrap import bootstrap
-from workers.migrate import migrate_schema
 from workers.settings import load_settings
 
 EXIT_NOT_MIGRATED, EXIT_REFUSED = 5, 7

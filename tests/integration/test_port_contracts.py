@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from tests.stack import Instance
+from testbed.stack import Instance
+from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
 from workers.adapters.crypto import TextSealer
-from workers.adapters.kafka import KafkaBus
-from workers.adapters.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
+from workers.adapters.kafka.bus import KafkaBus
 from workers.adapters.postgres import PostgresDatabase
-from workers.app.unit_of_work import Discard, ExportRecord
+from workers.adapters.postgres.migrate import migrate_schema
+from workers.app.ports.objects import ObjectMissing, VersionRef
+from workers.app.ports.unit_of_work import Discard, ExportRecord
 from workers.bootstrap import object_store
 from workers.domain.audit import verify_chain
 from workers.domain.identifiers import Subject
@@ -36,8 +38,6 @@ from workers.domain.model import (
     recording_id_for,
 )
 from workers.domain.retention import IsoDuration
-from workers.migrate import migrate_schema
-from workers.ports import ObjectMissing, VersionRef
 from workers.settings import load_settings
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -246,7 +246,9 @@ def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
 
 
 def test_requests_exports_discards_policies(db: Any) -> None:
-    request = DsrRequest("e", "R1", DsrType.ERASURE, NOW, True, Subject(emails=("x@y.z",)))
+    request = DsrRequest(
+        "e", "R1", DsrType.ERASURE, NOW, True, Subject(emails=("x@y.z",)), language="en"
+    )
     with db.unit_of_work() as uow:
         record = RequestRecord.begin(request, {"rid-1": "c1"})
         assert uow.requests.add(record)
@@ -277,6 +279,7 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         stored = uow.requests.get("R1")
         assert stored is not None
         assert stored.call_ids == {"rid-1": "c1"}  # kept while the request waits
+        assert stored.language == "en"  # the answer's letters are written in it
 
 
 def test_commit_writes_audit_outbox_and_follow_ups_in_order(db: Any) -> None:
@@ -460,7 +463,7 @@ def test_published_records_are_readable_in_order(bus: tuple[Any, Any]) -> None:
 
 
 def test_key_checks_round_trip_retire_and_replace(db: Any) -> None:
-    from workers.app.keys import KeyCheck
+    from workers.app.ports.keys import KeyCheck
 
     with db.unit_of_work() as uow:
         uow.key_checks.put(KeyCheck("master", "m1", "aa"), NOW)

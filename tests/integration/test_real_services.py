@@ -19,7 +19,7 @@ from minio.error import S3Error
 from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
-from tests.stack import Instance, database
+from testbed.stack import Instance, database
 from workers.bootstrap import object_store
 from workers.domain.messages import PolicyApplied
 from workers.settings import load_settings
@@ -107,7 +107,7 @@ def test_object_lock_refuses_deletion_without_governance_bypass(stack: dict[str,
 
 
 def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
-    from workers.migrate import migrate_schema
+    from workers.adapters.postgres.migrate import migrate_schema
 
     settings = instance.migration_settings()
     applied, role = migrate_schema(settings)
@@ -118,6 +118,7 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
         "0100_console",
         "0004_late_calls",
         "0005_keys",
+        "0006_language",
     ]
     assert migrate_schema(settings)[0] == []  # idempotent
     assert "audit trail" in role
@@ -182,7 +183,7 @@ def _connections_opened(client: Minio) -> int:
 
 
 def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) -> None:
-    from workers.migrate import migrate
+    from workers.adapters.postgres.migrate import migrate
 
     settings = instance.migration_settings()
     objects = object_store(settings)
@@ -204,7 +205,7 @@ def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) ->
 
 
 def test_the_workers_role_can_only_append_to_the_audit_trail(instance: Instance) -> None:
-    from workers.migrate import migrate_schema
+    from workers.adapters.postgres.migrate import migrate_schema
 
     settings = instance.migration_settings()
     migrate_schema(settings)

@@ -16,15 +16,16 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from testbed.stack import Instance
 from tests.certs import write_ca
 from tests.secure import acl_plan, kafka_env, kafka_options
-from tests.stack import Instance
-from workers.adapters.kafka import ensure_topics, kafka_security
+from workers.adapters.kafka.admin import ensure_topics
+from workers.adapters.kafka.security import kafka_security
 from workers.adapters.postgres import PostgresDatabase
+from workers.adapters.postgres.migrate import migrate_schema
 from workers.adapters.s3 import S3Store
 from workers.bootstrap import object_store, text_sealer
 from workers.domain.errors import AccessRefused, TransientError
-from workers.migrate import migrate_schema
 from workers.settings import load_settings
 
 

@@ -25,20 +25,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
 from workers.adapters.fetch import AudioFetcher
-from workers.adapters.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
+from workers.adapters.kafka.codec import Codec
+from workers.adapters.metrics import Metrics
 from workers.app.background import refresh_gauges
 from workers.app.context import Context
 from workers.app.handlers.retention import apply_policy
 from workers.app.messagebus import Delivery
+from workers.app.retry import RetryPolicy
 from workers.bootstrap import Container, bootstrap
-from workers.codec import Codec
 from workers.domain.audio import pcm_wav
 from workers.domain.messages import AnnounceDue, Command
 from workers.domain.model import Recording, recording_id_for
 from workers.domain.retention import rfc3339
-from workers.metrics import Metrics
-from workers.retry import RetryPolicy
 from workers.settings import Settings, load_settings
 
 # --- fixed test identities -------------------------------------------------------------------

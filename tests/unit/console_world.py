@@ -10,13 +10,13 @@ from typing import Any
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from tests.fakes.console import MemoryConsole
 from tests.unit.conftest import World
 from workers.adapters.console_outbound import BusHoldCommands, ExportPackager
 from workers.adapters.http.app import create_app
 from workers.adapters.http.composition import assemble, session_secret
 from workers.adapters.http.oidc import OidcClient
 from workers.adapters.http.security import HttpConfig
-from workers.adapters.memory_console import MemoryConsole
 from workers.app.console.model import Role
 from workers.app.console.service import Console
 from workers.domain.messages import CarryOutRequest

@@ -172,3 +172,24 @@ def test_json_output_is_json(world: World, args: Any) -> None:
     assert result.exit_code in (0, 6)
     if result.exit_code == 0:
         json.loads(result.stdout)
+
+
+def test_a_signed_audit_checkpoint_is_no_deletion_certificate(world: World, tmp_path: Path) -> None:
+    """Checkpoints and certificates are signed with one key: each names its kind in its signed
+    ``type``, so neither passes for the other."""
+    world.store_call("c1")
+    ok(run(world, "audit", "checkpoint"))
+    (checkpoint,) = world.data("callvault.audit")
+    assert checkpoint["type"] == "audit_checkpoint"
+    as_certificate = tmp_path / "checkpoint.json"
+    as_certificate.write_text(json.dumps(checkpoint))
+    result = run(world, "verify-certificate", str(as_certificate), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "valid": False,
+        "reason": "not a deletion certificate (type 'audit_checkpoint')",
+        "request_id": None,
+    }
+    untyped = {k: v for k, v in checkpoint.items() if k != "type"}  # as signed before
+    as_certificate.write_text(json.dumps(untyped))
+    assert run(world, "verify-certificate", str(as_certificate)).exit_code == 1

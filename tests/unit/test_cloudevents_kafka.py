@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from tests.unit.conftest import CUSTOMER_PHONE, World, call_data, cloudevent, encode, subject
-from workers.adapters.kafka import DeadLetter
+from workers.adapters.kafka.bus import DeadLetter
 from workers.domain.events import STRUCTURED_HEADER
 
 SCHEMAS = "https://callvault.dev/schemas/"

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import WAV, make_wav
-from connector_fakes import Rig
 
+from tests.fakes.connectors import Rig
 from workers.adapters.connectors.asterisk import (
     SpoolWatcher,
     mixmonitor_call,

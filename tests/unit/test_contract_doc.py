@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from workers.metrics import Metrics
+from workers.adapters.metrics import Metrics
 from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

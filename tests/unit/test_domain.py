@@ -26,10 +26,11 @@ from conftest import (
     settings_values,
 )
 
+from tests.fakes.memory import MemoryDatabase, MemoryObjectStore
 from workers.adapters import crypto
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.keys import KeyRing
-from workers.adapters.memory import MemoryDatabase, MemoryObjectStore
+from workers.adapters.signatures import check_certificate
 from workers.domain.audio import check_audio, sniff
 from workers.domain.audit import verify_chain
 from workers.domain.errors import (
@@ -52,7 +53,6 @@ from workers.domain.messages import PolicyApplied
 from workers.domain.model import CallEnded, DsrRequest, call_digest, recording_id_for
 from workers.domain.retention import IsoDuration, RetentionPolicy, parse_timestamp
 from workers.domain.uris import AudioLocation, locate
-from workers.entrypoints.cli.compliance import check_certificate
 from workers.settings import load_settings
 
 # --- ISO 8601 durations ---------------------------------------------------------------------
@@ -608,7 +608,11 @@ def _key_ring(seed: bytes, key_id: str) -> KeyRing:
 
 def test_certificates_verify_and_detect_changes() -> None:
     ring = _key_ring(bytes(range(32)), "k1")
-    body = {"request_id": "R-1", "recordings": [{"recording_id": "r", "sha256": "0" * 64}]}
+    body = {
+        "type": "erasure",
+        "request_id": "R-1",
+        "recordings": [{"recording_id": "r", "sha256": "0" * 64}],
+    }
     certificate = ring.sign(body)
     keys = [ring.public_key()]
     assert check_certificate(certificate, keys) == (True, "ok")

@@ -27,14 +27,14 @@ from conftest import (
     subject,
 )
 
+from workers.adapters.kafka.codec import Codec
+from workers.adapters.postgres.migrate import expiry_rules
+from workers.adapters.signatures import check_certificate
 from workers.app.handlers import requests as requests_handlers
 from workers.app.handlers.purge import purge
-from workers.codec import Codec
+from workers.app.ports.objects import ObjectMissing, VersionRef
 from workers.domain.messages import ForgetErasedSubjects, RemoveExpiredExports, SweepCopies
 from workers.domain.model import PurgeReason, RecordingStatus
-from workers.entrypoints.cli.compliance import check_certificate
-from workers.migrate import expiry_rules
-from workers.ports import ObjectMissing, VersionRef
 
 CUSTOMER = subject(phone_numbers=["8 612 34567"])
 MANIFEST_ENTRY_FIELDS = {
@@ -149,6 +149,22 @@ def test_answer_carries_dates_and_validates_against_the_schema(shop: World) -> N
     codec = Codec()
     codec.check("cloudevent", event)
     codec.check("callvault.dsr.completed.v1", data)
+
+
+@pytest.mark.parametrize(("asked", "kept"), [({"language": "en"}, "en"), ({}, None)])
+def test_the_request_keeps_the_language_it_asks_to_be_answered_in(
+    shop: World, asked: dict[str, str], kept: str | None
+) -> None:
+    assert shop.send_dsr("R1", "access", CUSTOMER, **asked) == "completed"
+    with shop.container.db.unit_of_work() as uow:
+        record = uow.requests.get("R1")
+    assert record is not None
+    assert record.language == kept
+
+
+def test_a_language_callvault_does_not_write_is_still_a_valid_request(shop: World) -> None:
+    assert shop.send_dsr("R1", "access", CUSTOMER, language="de") == "completed"
+    assert shop.send_dsr("R2", "access", CUSTOMER, language="Lietuvių") == "deadletter"
 
 
 def test_unverified_request_is_rejected(shop: World) -> None:

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 import pytest
 
+from tests.fakes.memory import MemoryObjectStore
 from tests.unit.conftest import ALLOWED_HOST, WAV, World, call_data, cloudevent, encode
 from workers.adapters.fetch import AddressPolicy, AudioFetcher
-from workers.adapters.memory import MemoryObjectStore
 from workers.domain.errors import UriNotAllowed
 from workers.domain.uris import AudioLocation
 

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import pytest
 from conftest import WAV
-from connector_fakes import Rig
 
+from tests.fakes.connectors import Rig
 from workers.adapters.connectors.freeswitch import EslConnection, EslError, EslWatcher
 from workers.adapters.connectors.rtp import g711_to_pcm, read_pcap, stereo_wav
 from workers.adapters.connectors.rtpengine import RtpengineSpool, call_id_for, parse_metadata

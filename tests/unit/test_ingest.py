@@ -29,8 +29,8 @@ from conftest import (
     sha256,
 )
 
+from tests.fakes.memory import MemoryBus, MemoryUnitOfWork
 from workers.adapters import crypto
-from workers.adapters.memory import MemoryBus, MemoryUnitOfWork
 from workers.app.handlers.reconcile import reconcile
 from workers.domain.errors import TransientError
 from workers.domain.model import RecordingStatus
@@ -359,7 +359,7 @@ def test_bad_input_is_dead_lettered_and_the_pipeline_goes_on(
 
 
 def test_dead_letter_validates_against_its_schema(world: World) -> None:
-    from workers.codec import Codec
+    from workers.adapters.kafka.codec import Codec
 
     world.deliver("calls.ended", b"{not json", "k")
     (letter,) = world.published("callvault.deadletter")

@@ -13,9 +13,12 @@ import pytest
 
 from tests.certs import write_ca
 from tests.unit.conftest import make_settings
-from workers.adapters import kafka
 from workers.adapters.connectors.settings import load_connector_settings
-from workers.adapters.kafka import KafkaBus, LagProbe, ensure_topics, kafka_security, read_topic
+from workers.adapters.kafka import admin, bus, lag
+from workers.adapters.kafka.admin import ensure_topics
+from workers.adapters.kafka.bus import KafkaBus, read_topic
+from workers.adapters.kafka.lag import LagProbe
+from workers.adapters.kafka.security import kafka_security
 from workers.domain.errors import ConfigError
 from workers.domain.events import STRUCTURED_HEADER
 from workers.entrypoints.worker import faust_credentials
@@ -145,9 +148,11 @@ def test_every_client_gets_the_same_options(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ca, _, _ = write_ca(tmp_path)
-    monkeypatch.setattr(kafka, "KafkaProducer", FakeProducer)
-    monkeypatch.setattr(kafka, "KafkaAdminClient", FakeAdmin)
-    monkeypatch.setattr(kafka, "KafkaConsumer", FakeConsumer)
+    monkeypatch.setattr(bus, "KafkaProducer", FakeProducer)
+    monkeypatch.setattr(bus, "KafkaConsumer", FakeConsumer)
+    monkeypatch.setattr(admin, "KafkaAdminClient", FakeAdmin)
+    monkeypatch.setattr(lag, "KafkaAdminClient", FakeAdmin)
+    monkeypatch.setattr(lag, "KafkaConsumer", FakeConsumer)
     Recorder.calls.clear()
     settings = make_settings(
         kafka_security_protocol="SASL_SSL",
@@ -156,8 +161,8 @@ def test_every_client_gets_the_same_options(
         kafka_ca_file=str(ca),
     )
     security = kafka_security(settings)
-    bus = KafkaBus("k:9093", "p", security)
-    bus.publish([("t", "key", b"{}")])
+    producer = KafkaBus("k:9093", "p", security)
+    producer.publish([("t", "key", b"{}")])
     ensure_topics("k:9093", {"t": {}}, 1, 1, security)
     LagProbe("k:9093", "g", security).measure(["t"])
     read_topic("k:9093", "t", 10, security)

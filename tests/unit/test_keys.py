@@ -27,14 +27,14 @@ from tests.unit.conftest import (
     subject,
 )
 from workers.adapters.fetch import AudioFetcher
+from workers.adapters.metrics import Metrics
+from workers.adapters.signatures import check_certificate
 from workers.app.handlers.keys import begin_hash_rotation, verify_keys
+from workers.app.retry import RetryPolicy
 from workers.bootstrap import bootstrap
 from workers.domain import messages as m
 from workers.domain.errors import ConfigError
 from workers.domain.model import RecordingStatus
-from workers.entrypoints.cli.compliance import check_certificate
-from workers.metrics import Metrics
-from workers.retry import RetryPolicy
 
 NEW_MASTER = base64.b64encode(bytes(range(100, 132))).decode()
 NEW_HASH = base64.b64encode(bytes(range(132, 164))).decode()

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from workers.adapters.kafka.codec import Codec, schema_dir
 from workers.adapters.keys import KeyRing
 from workers.app.effects import effects_of
-from workers.codec import Codec, schema_dir
 from workers.domain import events
+from workers.domain.audit import CHECKPOINT_TYPE
 from workers.domain.messages import (
     AuditCheckpointed,
     CallDiscarded,
@@ -112,7 +113,13 @@ def built_events() -> dict[str, dict[str, object]]:
         "certificate": certificate,
         "exports_deleted": ["r-0"],
     }
-    checkpoint = {"seq": 7, "hash": "ab" * 32, "at": "2026-05-01T08:00:00Z", "source": "urn:x"}
+    checkpoint = {
+        "type": CHECKPOINT_TYPE,
+        "seq": 7,
+        "hash": "ab" * 32,
+        "at": "2026-05-01T08:00:00Z",
+        "source": "urn:x",
+    }
     rejected = {
         "request_id": "r-2",
         "type": None,

@@ -28,8 +28,8 @@ from conftest import (
 )
 from prometheus_client import generate_latest
 
-from workers import logs
-from workers.codec import Codec
+from workers.adapters import logs
+from workers.adapters.kafka.codec import Codec
 from workers.domain.messages import StoreCall
 
 NEW_EMAIL = "ona.naujoji@example.org"

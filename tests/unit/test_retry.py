@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from workers.app.retry import RetryPolicy
 from workers.domain.errors import TransientError
-from workers.retry import RetryPolicy
 
 
 class FakeTime:

@@ -18,11 +18,11 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 from conftest import WAV
-from connector_fakes import Rig
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.fakes.connectors import Rig
 from workers.adapters.connectors.webhooks import (
     AllowListedDownloader,
     Refused,

@@ -1,1 +1,2 @@
-"""Adapters: the real (and fake) implementations of the ports in :mod:`workers.ports`."""
+"""Adapters: the real implementations of the ports in :mod:`workers.app.ports` (the in-memory
+fakes live under ``tests/fakes``)."""

@@ -13,10 +13,10 @@ from typing import Any
 from ..app.console.model import Disclosure
 from ..app.context import Context
 from ..app.handlers.exports import build_export, entry
+from ..app.ports.bus import EventBus
 from ..domain import events
 from ..domain.model import Recording
 from ..domain.retention import rfc3339
-from ..ports import EventBus
 
 
 class BusHoldCommands:

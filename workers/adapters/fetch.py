@@ -21,9 +21,9 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from ..app.ports.objects import ObjectMissing, ObjectStore
 from ..domain.errors import FetchFailed, TransientError, UriNotAllowed
 from ..domain.uris import AudioLocation
-from ..ports import ObjectMissing, ObjectStore
 
 CHUNK = 256 * 1024
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -1,7 +1,7 @@
 """The key ring: master keys by id (wrapping data keys), the hash key (identifier digests)
 and the signing key (deletion certificates), read from settings - the environment or
 ``CALLVAULT_*_FILE`` files. The one place that holds secrets; handlers reach it through
-:class:`workers.app.keys.Keys`.
+:class:`workers.app.ports.keys.Keys`.
 
 Several master keys may be configured at once: new data keys are wrapped under the current
 one, and a data key wrapped under another is unwrapped with the key its row names, until
@@ -18,15 +18,14 @@ import hmac
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ..app.keys import KeyCheck
+from ..app.ports.keys import KeyCheck
 from ..domain.errors import ConfigError, IntegrityError
 from ..settings import Settings
 from . import crypto
-
-ALGORITHM = "Ed25519"
+from .signatures import ED25519 as ALGORITHM
+from .signatures import signed
 
 
 def check_value(key: bytes, kind: str) -> str:
@@ -124,9 +123,7 @@ class KeyRing:
 
     def sign(self, body: dict[str, Any]) -> dict[str, Any]:
         """Sign the RFC 8785 canonical form of ``body`` plus the key id and algorithm."""
-        signed = {**body, "key_id": self.signing_key_id, "algorithm": ALGORITHM}
-        signature = self._signer.sign(rfc8785.dumps(signed))
-        return signed | {"signature": crypto.b64(signature)}
+        return signed(body, self.signing_key_id, ALGORITHM, self._signer.sign)
 
     def public_key(self) -> dict[str, str]:
         raw = self._signer.public_key().public_bytes_raw()

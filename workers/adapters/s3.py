@@ -30,9 +30,9 @@ from minio.objectlockconfig import ObjectLockConfig
 from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
+from ..app.ports.objects import ObjectMissing, ObjectVersion, VersionRef
+from ..app.retry import RetryPolicy
 from ..domain.errors import StoreRejected, TransientError
-from ..ports import ObjectMissing, ObjectVersion, VersionRef
-from ..retry import RetryPolicy
 
 T = TypeVar("T")
 PART_SIZE = 8 * 1024 * 1024

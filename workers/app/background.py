@@ -13,10 +13,10 @@ import structlog
 
 from ..domain.errors import PermanentError, TransientError
 from ..domain.retention import rfc3339
-from ..ports import EventBus
 from .context import Context
 from .messagebus import MessageBus
-from .unit_of_work import FollowUp, FollowUpQueue, Outbox
+from .ports.bus import EventBus
+from .ports.unit_of_work import FollowUp, FollowUpQueue, Outbox
 
 log = structlog.get_logger("callvault.background")
 RELAY_BATCH = 500

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from ..metrics import Metrics
-from ..ports import ObjectStore
-from ..retry import RetryPolicy
+from ..adapters.metrics import Metrics
 from ..settings import Settings
-from .console.ports import AccessHistory
-from .keys import Keys
-from .unit_of_work import UnitOfWork
+from .ports.console import AccessHistory
+from .ports.keys import Keys
+from .ports.objects import ObjectStore
+from .ports.unit_of_work import UnitOfWork
+from .retry import RetryPolicy
 
 T = TypeVar("T")
 

@@ -10,12 +10,12 @@ from datetime import datetime
 
 import structlog
 
+from ..adapters.metrics import Metrics
 from ..domain import events
 from ..domain.errors import InternalError, PermanentError, TransientError
-from ..metrics import Metrics
-from ..ports import EventBus
-from ..retry import RetryPolicy
 from .messagebus import Delivery, Envelope, Next
+from .ports.bus import EventBus
+from .retry import RetryPolicy
 
 log = structlog.get_logger("callvault.bus")
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..adapters.kafka_watch import TopicWatch
+from ..adapters.kafka.watch import TopicWatch
 from ..domain import events
 from ..domain.errors import ConfigError, TransientError
 from ..domain.model import recording_id_for
@@ -173,7 +173,7 @@ class Tour:
             self.note(f"  curl -o access.zip '{export['url']}'")
 
     def show_erasure(self, answer: Event) -> None:
-        from ..entrypoints.cli.compliance import check_certificate
+        from ..adapters.signatures import check_certificate
 
         certificate = answer.get("certificate") or {}
         valid, reason = check_certificate(certificate, [self.built.keys.public_key()])

@@ -13,6 +13,8 @@ from typing import Any
 from .retention import rfc3339
 
 GENESIS = b"\x00" * 32
+# the signed ``type`` of a checkpoint of the chain's head: never taken for a deletion certificate
+CHECKPOINT_TYPE = "audit_checkpoint"
 
 
 @dataclass(frozen=True)

@@ -519,6 +519,7 @@ class DsrRequest:
     rectify_email: str | None = None
     lift_restriction: bool = False
     tenant: str | None = None  # when given, matching is limited to this tenant
+    language: str | None = None  # of the answer's letters; None: the default language
 
     @property
     def due_at(self) -> datetime:
@@ -538,6 +539,7 @@ class DsrRequest:
             rectify_email=rectification.get("email"),
             lift_restriction=data.get("restriction", "apply") == "lift",
             tenant=data.get("tenant"),
+            language=data.get("language"),
         )
 
 
@@ -561,6 +563,7 @@ class RequestRecord(Aggregate):
     pending: tuple[str, ...] = ()  # held recordings an erasure still waits for
     result: dict[str, Any] = field(default_factory=dict)
     tenant: str | None = None
+    language: str | None = None  # as the request asked; None: the default language
 
     @property
     def answered(self) -> bool:
@@ -586,6 +589,7 @@ class RequestRecord(Aggregate):
             matched=tuple(matched),
             result={"call_ids": matched},
             tenant=request.tenant,
+            language=request.language,
         )
 
     @classmethod

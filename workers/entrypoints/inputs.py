@@ -9,10 +9,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..adapters.kafka.codec import Codec, Envelope, binary_data, is_binary
+from ..adapters.metrics import Metrics
 from ..app.handlers.holds import hold_from_data
 from ..app.messagebus import Delivery, MessageBus
 from ..app.middleware import DeadLetters
-from ..codec import Codec, Envelope, binary_data, is_binary
 from ..domain import events
 from ..domain.errors import PermanentError
 from ..domain.messages import (
@@ -24,7 +25,6 @@ from ..domain.messages import (
     StoreCall,
 )
 from ..domain.model import CallEnded, DsrRequest, DsrType
-from ..metrics import Metrics
 from ..settings import Settings
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")

@@ -23,7 +23,11 @@ import faust
 import structlog
 from prometheus_client import start_http_server
 
-from ..adapters.kafka import KafkaSecurity
+from ..adapters.kafka.lag import ConsumerLag
+from ..adapters.kafka.security import KafkaSecurity
+from ..adapters.logs import configure
+from ..adapters.metrics import Metrics
+from ..adapters.postgres.migrate import migrate
 from ..app.background import refresh_gauges
 from ..app.handlers.keys import verify_keys
 from ..app.handlers.reconcile import reconcile
@@ -32,10 +36,6 @@ from ..app.messagebus import Delivery
 from ..bootstrap import Container, bootstrap, object_store
 from ..domain import messages as m
 from ..domain.errors import ConfigError, TransientError
-from ..lag import ConsumerLag
-from ..logs import configure
-from ..metrics import Metrics
-from ..migrate import migrate
 from ..settings import Settings
 
 log = structlog.get_logger("callvault.worker")

@@ -28,11 +28,12 @@ import structlog
 from kafka.errors import KafkaError
 from minio.error import S3Error
 
-from ...codec import Codec
 from ...domain.audio import AudioFacts, AudioProbe
 from ...domain.errors import NotAudio, SchemaViolation, TransientError
 from ...domain.retention import rfc3339
-from ..kafka import KafkaBus, kafka_security
+from ..kafka.bus import KafkaBus
+from ..kafka.codec import Codec
+from ..kafka.security import kafka_security
 from .backlog import Backlog, Pending
 from .metrics import ConnectorMetrics
 from .settings import ConnectorSettings

@@ -15,19 +15,15 @@ from ...app.console.accounts import Accounts, ThrottlePolicy
 from ...app.console.disclosures import Disclosures
 from ...app.console.history import SubjectHistory
 from ...app.console.oversight import Oversight
-from ...app.console.ports import HoldCommands, Packager, RangedObjects
 from ...app.console.recordings import Keys, Recordings
 from ...app.console.service import Console
+from ...app.ports.console import ConsoleStore, HoldCommands, Packager, RangedObjects
 from ...settings import Settings
 from ..keys import key_ring
-from ..memory_console import MemoryConsole
-from ..postgres_console import PostgresConsole
-
-Ports = PostgresConsole | MemoryConsole
 
 
 def assemble(
-    ports: Ports,
+    ports: ConsoleStore,
     objects: RangedObjects,
     hold_commands: HoldCommands,
     packager: Packager,

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...app.console.model import Access, Disclosure
 from ...app.console.oversight import MonthlyReport, Overview
-from ...app.console.ports import DsrRecord, HoldView
+from ...app.ports.console import DsrRecord, HoldView
 from ...domain.retention import rfc3339
 
 

@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...app import followups
 from ...app.effects import effects_of
-from ...app.unit_of_work import FollowUp, Outbound
+from ...app.ports.unit_of_work import FollowUp, Outbound
 from ...domain.audit import AuditEntry
 from ...domain.errors import InternalError, SchemaMissing, TransientError
 from ...domain.events import OutboundEvent
@@ -226,7 +226,7 @@ def _insert_follow_ups(conn: Connection, commands: list[Command]) -> None:
 
 
 class PostgresUnitOfWork:
-    """One transaction on one pooled connection; see :mod:`workers.app.unit_of_work`."""
+    """One transaction on one pooled connection; see :mod:`workers.app.ports.unit_of_work`."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db

@@ -13,8 +13,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ...app.keys import KeyCheck
-from ...app.unit_of_work import Discard, ErasedSubject, ExportRecord, StoredKeyCheck
+from ...app.ports.keys import KeyCheck
+from ...app.ports.unit_of_work import Discard, ErasedSubject, ExportRecord, StoredKeyCheck
 from ...domain.messages import Event
 from ...domain.model import (
     Hold,
@@ -498,8 +498,8 @@ class PostgresRequests:
         _, events = record.collect()
         cur = self._conn.execute(
             "INSERT INTO dsr_requests (request_id, dsr_type, status, received_at, due_at, "
-            "completed_at, pending, result, matched, tenant) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "completed_at, pending, result, matched, tenant, language) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (
                 record.request_id,
                 record.dsr_type,
@@ -511,6 +511,7 @@ class PostgresRequests:
                 Jsonb(record.result),
                 list(record.matched),
                 record.tenant,
+                record.language,
             ),
         )
         if cur.rowcount != 1:
@@ -605,6 +606,7 @@ def request_record(row: dict[str, Any]) -> RequestRecord:
         pending=tuple(row["pending"]),
         result=row["result"],
         tenant=row["tenant"],
+        language=row["language"],
     )
 
 

@@ -19,7 +19,7 @@ from ...domain.errors import AccessRefused, SchemaMissing
 
 Connection = psycopg.Connection[dict[str, Any]]
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 APPLIED = "_yoyo_migration"
 YOYO_TABLES = (APPLIED, "_yoyo_log", "_yoyo_version", "yoyo_lock")
 APPEND_ONLY = {"audit_log": ("SELECT", "INSERT")}  # the trail: no UPDATE, DELETE, TRUNCATE

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from ..ports.console import ApiTokens, LoginThrottle, UserDirectory
 from .errors import Conflict, Invalid, NotFound, Throttled, Unauthenticated
 from .model import ApiToken, Principal, Role, User, valid_username
-from .ports import ApiTokens, LoginThrottle, UserDirectory
 
 MIN_PASSWORD = 8
 TOKEN_PREFIX = "cvt"  # noqa: S105 - the marker that starts every API token, not a secret

@@ -12,9 +12,9 @@ from typing import Any
 
 from ...domain.model import Recording, RecordingStatus
 from ...domain.retention import parse_timestamp
+from ..ports.console import DisclosureRegister, Packager, RecordingFinder
 from .errors import Invalid, NotAllowed, NotFound
 from .model import Disclosure, Principal, RecipientKind, Role
-from .ports import DisclosureRegister, Packager, RecordingFinder
 
 MAX_RECORDINGS = 500
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.retention import rfc3339
+from ..ports.console import AccessLog, DisclosureRegister
 from .model import Disclosure
-from .ports import AccessLog, DisclosureRegister
 
 
 class SubjectHistory:

@@ -12,10 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ...domain.identifiers import Subject
-from .disclosures import require_dpo
-from .errors import Invalid
-from .model import Access, Disclosure, Principal, valid_reference
-from .ports import (
+from ..ports.console import (
     AccessLog,
     ComplianceFacts,
     DisclosureRegister,
@@ -23,6 +20,9 @@ from .ports import (
     HoldCommands,
     HoldView,
 )
+from .disclosures import require_dpo
+from .errors import Invalid
+from .model import Access, Disclosure, Principal, valid_reference
 
 OVERVIEW_DAYS = 30
 

@@ -13,7 +13,8 @@ from typing import Any
 from ...adapters import crypto
 from ...domain.identifiers import Subject, subject_keys
 from ...domain.model import Recording, RecordingStatus
-from ...ports import ObjectMissing
+from ..ports.console import AccessLog, RangedObjects, RecordingFinder
+from ..ports.objects import ObjectMissing
 from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
 from .model import (
     CASE_REF_REQUIRED,
@@ -26,7 +27,6 @@ from .model import (
     SearchCriteria,
     valid_reference,
 )
-from .ports import AccessLog, RangedObjects, RecordingFinder
 
 MAX_RESULTS = 500
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

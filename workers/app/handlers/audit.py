@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ...domain.audit import AuditEntry
+from ...domain.audit import CHECKPOINT_TYPE, AuditEntry
 from ...domain.messages import AuditCheckpointed, CheckpointAudit
 from ...domain.retention import rfc3339
 from ..context import Context
@@ -28,6 +28,7 @@ def checkpoint_audit(command: CheckpointAudit, ctx: Context) -> str:
     now = ctx.clock()
     signed = ctx.keys.sign(
         {
+            "type": CHECKPOINT_TYPE,
             "seq": head.seq,
             "hash": head.hash.hex(),
             "at": rfc3339(now),

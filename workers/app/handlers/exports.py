@@ -23,9 +23,9 @@ from ...domain.messages import DeleteExports, RemoveExpiredExports, SweepCopies
 from ...domain.model import Recording
 from ...domain.retention import rfc3339
 from ...domain.streams import Measured
-from ...ports import VersionRef
 from ..context import Context
-from ..unit_of_work import ExportRecord
+from ..ports.objects import VersionRef
+from ..ports.unit_of_work import ExportRecord
 
 EXPORT_MARGIN = timedelta(hours=1)  # an export is recorded a moment after it is written
 _EXTENSIONS = {

@@ -28,8 +28,8 @@ from ...domain.model import (
     canonical_recording_id,
     parse_subject,
 )
-from ...ports import ObjectMissing, VersionRef
 from ..context import Context
+from ..ports.objects import ObjectMissing, VersionRef
 
 
 def hold_from_data(data: dict[str, Any], hash_key: bytes, region: str) -> Hold:

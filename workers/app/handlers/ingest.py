@@ -31,9 +31,10 @@ from ...domain.model import (
 )
 from ...domain.streams import Measured, limited, peek, sha256_of
 from ...domain.uris import AudioLocation, locate
-from ...ports import AudioSource, ObjectMissing, VersionRef
 from ..context import Context
-from ..unit_of_work import Discard, UnitOfWork
+from ..ports.audio import AudioSource
+from ..ports.objects import ObjectMissing, VersionRef
+from ..ports.unit_of_work import Discard, UnitOfWork
 
 LOCK_MARGIN = timedelta(seconds=60)
 

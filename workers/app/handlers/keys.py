@@ -32,8 +32,8 @@ from ...domain.messages import (
 )
 from ...domain.model import CALL_ID, Hold, HoldScopeKind, Recording, call_digest
 from ..context import Context
-from ..keys import KeyCheck, Keys
-from ..unit_of_work import StoredKeyCheck, UnitOfWork
+from ..ports.keys import KeyCheck, Keys
+from ..ports.unit_of_work import StoredKeyCheck, UnitOfWork
 from .subjects import identifiers_of
 
 HASH_NEXT = "next"  # the key_checks row of a hash key a rotation is moving the digests to

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from ...domain.messages import KeysToSweep, PurgeRecordings, SweepPurgedKeys
 from ...domain.model import PurgeReason, Recording, RecordingStatus, Verdict
 from ...domain.retention import lag_seconds
-from ...ports import ObjectMissing, VersionRef
 from ..context import Context
+from ..ports.objects import ObjectMissing, VersionRef
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 
 from ...domain.messages import SyncLegalHolds
 from ...domain.model import PurgeReason, Recording, RecordingStatus
-from ...ports import VersionRef
 from ..context import Context
+from ..ports.objects import VersionRef
 from .holds import sync_legal_holds
 from .purge import purge
 

@@ -35,9 +35,9 @@ from ...domain.model import (
     purge_reason_for,
 )
 from ...domain.retention import rfc3339
-from ...ports import ObjectMissing
 from ..context import Context
-from ..unit_of_work import ErasedSubject, UnitOfWork
+from ..ports.objects import ObjectMissing
+from ..ports.unit_of_work import ErasedSubject, UnitOfWork
 from .exports import build_export, delete_export_objects
 from .purge import purge
 from .subjects import rectify_recording

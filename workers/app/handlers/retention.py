@@ -13,7 +13,7 @@ from ...domain.messages import AnnounceDue, PolicyApplied, PurgesScheduled, Resu
 from ...domain.model import PurgeReason
 from ...domain.retention import RetentionPolicy
 from ..context import Context
-from ..unit_of_work import UnitOfWork
+from ..ports.unit_of_work import UnitOfWork
 from .purge import purge
 
 DEFAULT_TENANT = "*"

@@ -8,7 +8,7 @@ from typing import Any
 from ...domain.identifiers import Subject, normalize_email, subject_keys
 from ...domain.model import DsrRequest, Recording
 from ..context import Context
-from ..unit_of_work import UnitOfWork
+from ..ports.unit_of_work import UnitOfWork
 
 
 def rectify_recording(

@@ -9,9 +9,11 @@ import os
 
 import click
 
-from ... import __version__, console_cli
-from ...connectors_cli import connect
-from ...logs import configure
+from ... import __version__
+from ...adapters.logs import configure
+from ..connect import connect
+from ..serve import serve
+from .accounts import token, user
 from .common import EXIT_CODES_HELP
 from .compliance import audit, dsr, hold, public_key, verify_certificate
 from .integrators import demo, publish
@@ -52,9 +54,9 @@ for command in (
     verify_certificate,
     keys,
     connect,
-    console_cli.serve,
-    console_cli.user,
-    console_cli.token,
+    serve,
+    user,
+    token,
 ):
     cli.add_command(command)
 

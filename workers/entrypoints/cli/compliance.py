@@ -3,7 +3,6 @@ audit trail and deletion certificates."""
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
 import uuid
@@ -11,10 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import click
-import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ...adapters.signatures import check_certificate, check_checkpoint
 from ...app.handlers.audit import check_against, latest_checkpoint
 from ...domain import events
 from ...domain.audit import verify_chain
@@ -184,6 +181,11 @@ def dsr() -> None:
 )
 @click.option("--order-id", "order_ids", multiple=True, help="An order number (repeatable).")
 @click.option("--tenant", help="Limit matching to this tenant.")
+@click.option(
+    "--language",
+    type=click.Choice(["lt", "en"]),
+    help="The language of the answer's letters (default: CALLVAULT_LANGUAGE).",
+)
 @click.option("--unverified", is_flag=True, help="Mark the identity as not verified.")
 @click.option("--new-name", help="rectification: the corrected name.")
 @click.option("--new-email", help="rectification: the corrected e-mail.")
@@ -196,6 +198,7 @@ def dsr_submit(
     customer_ids: tuple[str, ...],
     order_ids: tuple[str, ...],
     tenant: str | None,
+    language: str | None,
     unverified: bool,
     new_name: str | None,
     new_email: str | None,
@@ -216,6 +219,8 @@ def dsr_submit(
     }
     if tenant:
         data["tenant"] = tenant
+    if language:
+        data["language"] = language
     if request_type == "rectification":
         data["rectification"] = {
             k: v for k, v in {"name": new_name, "email": new_email}.items() if v is not None
@@ -313,7 +318,7 @@ def audit_verify(key_set: TextIO | None, as_json: bool) -> None:
         checked, broken = verify_chain(_remember(_entries(built), seen))
         checkpoint = latest_checkpoint(built.ctx)
         keys = json.load(key_set)["keys"] if key_set else [built.keys.public_key()]
-    valid = checkpoint is not None and check_certificate(checkpoint, keys)[0]
+    valid = checkpoint is not None and check_checkpoint(checkpoint, keys)[0]
     entry = seen.get(int(checkpoint["seq"])) if checkpoint else None
     against = check_against(checkpoint, entry, valid)
     if as_json:
@@ -406,18 +411,3 @@ def _own_keys() -> list[dict[str, str]]:
     with container() as built:
         keys: list[dict[str, str]] = built.keys.public_keys()
         return keys
-
-
-def check_certificate(certificate: dict[str, Any], keys: list[dict[str, str]]) -> tuple[bool, str]:
-    """Whether the Ed25519 signature over the RFC 8785 form of the certificate (without its
-    signature) verifies with the key its ``key_id`` names."""
-    key = next((k for k in keys if k.get("key_id") == certificate.get("key_id")), None)
-    if key is None:
-        return False, f"no key {certificate.get('key_id')!r} in the key set"
-    body = {k: v for k, v in certificate.items() if k != "signature"}
-    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"]))
-    try:
-        public.verify(base64.b64decode(certificate.get("signature", "")), rfc8785.dumps(body))
-    except (InvalidSignature, ValueError):
-        return False, "the signature does not match"
-    return True, "ok"

@@ -11,14 +11,16 @@ from typing import Any
 import click
 from rich.progress import Progress
 
-from ...adapters.kafka import DeadLetter, LagProbe, kafka_security, read_topic
+from ...adapters.kafka.bus import DeadLetter, read_topic
+from ...adapters.kafka.lag import LagProbe
+from ...adapters.kafka.security import kafka_security
+from ...adapters.logs import mask
 from ...app.background import status_summary
 from ...app.handlers.ingest import remove_landing_copy
 from ...app.handlers.reconcile import reconcile as run_reconcile
 from ...domain.errors import NotFound, UnsupportedUri, UriNotAllowed
 from ...domain.retention import IsoDuration
 from ...domain.uris import locate
-from ...logs import mask
 from ...settings import Settings
 from .common import (
     EXIT_FAILED,
@@ -55,8 +57,8 @@ def worker(only: str) -> None:
 def migrate(as_json: bool) -> None:
     """Bring the database schema, buckets and topics up to date, and apply the configured
     retention policy (idempotent)."""
+    from ...adapters.postgres.migrate import migrate as run
     from ...bootstrap import object_store
-    from ...migrate import migrate as run
 
     with user_errors():
         chosen = settings()

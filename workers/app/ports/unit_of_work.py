@@ -16,10 +16,10 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from ..domain.audit import AuditEntry
-from ..domain.messages import Command, Event
-from ..domain.model import Hold, Recording, RequestRecord
-from ..domain.retention import IsoDuration
+from ...domain.audit import AuditEntry
+from ...domain.messages import Command, Event
+from ...domain.model import Hold, Recording, RequestRecord
+from ...domain.retention import IsoDuration
 from .keys import KeyCheck
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from ..domain.errors import TransientError
-from .kafka import PLAINTEXT, KafkaSecurity
+from ...domain.errors import TransientError
+from .security import PLAINTEXT, KafkaSecurity
 
 
 class TopicWatch:

@@ -12,7 +12,7 @@ from workers.adapters.connectors.backlog import Backlog
 from workers.adapters.connectors.metrics import ConnectorMetrics
 from workers.adapters.connectors.publisher import Publisher
 from workers.adapters.connectors.settings import ConnectorSettings
-from workers.codec import Codec
+from workers.adapters.kafka.codec import Codec
 from workers.domain.errors import TransientError
 
 LANDING = "landing"

@@ -1,5 +1,5 @@
-"""``callvault serve``, ``callvault user add|list|disable|enable`` and
-``callvault token create|revoke``: the console and its accounts."""
+"""``callvault user add|list|disable|enable`` and ``callvault token create|revoke``: the
+console's accounts."""
 
 from __future__ import annotations
 
@@ -9,83 +9,21 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-import structlog
 
-from .settings import Settings, load_settings
+from ...settings import load_settings
 
-log = structlog.get_logger("callvault.serve")
 ROLES = ("qa", "complaints", "dpo", "admin")
-
-
-def console_from_container(container: Any) -> Any:
-    """The console over the worker's own wiring (PostgreSQL, S3, Kafka)."""
-    from .adapters.console_outbound import BusHoldCommands, ExportPackager
-    from .adapters.http.composition import assemble
-    from .adapters.postgres_console import PostgresConsole
-
-    settings: Settings = container.settings
-    return assemble(
-        PostgresConsole(container.db),
-        container.objects,
-        BusHoldCommands(
-            lambda: container.kafka, settings.topic_holds_commands, settings.source_uri
-        ),
-        ExportPackager(container.ctx),
-        settings,
-        container.ctx.clock,
-    )
-
-
-@click.command()
-@click.option("--host", help="Listen address (default CALLVAULT_HTTP_ADDR, 127.0.0.1).")
-@click.option("--port", type=int, help="Listen port (default CALLVAULT_HTTP_PORT, 8080).")
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the web console and the JSON API (stateless: run several behind a balancer)."""
-    import uvicorn
-
-    from .adapters.http.app import build_app
-    from .app.handlers.keys import verify_keys
-    from .bootstrap import bootstrap
-    from .connectors_cli import mounted_webhooks
-    from .entrypoints.cli.common import user_errors
-    from .logs import configure
-    from .migrate import migrate_schema
-
-    with user_errors():
-        settings = load_settings()
-        configure(settings.log_format, settings.log_level)
-        if settings.migrate_on_start:
-            migrate_schema(settings)
-        container = bootstrap(settings)
-        verify_keys(container.ctx, register=False)  # a wrong key stops the console here
-        console = console_from_container(container)
-    address, listen_port = host or settings.http_addr, port or settings.http_port
-    log.info("console_serving", addr=address, port=listen_port)
-    try:
-        with mounted_webhooks() as webhooks:
-            app = build_app(settings, console, extra_routers=webhooks)
-            uvicorn.run(
-                app,
-                host=address,
-                port=listen_port,
-                log_config=None,  # ours: logs.configure (JSON, personal data masked)
-                access_log=False,  # the audit trail records what matters; URLs carry none
-                server_header=False,
-                proxy_headers=False,
-            )
-    finally:
-        container.close()
 
 
 @contextmanager
 def _accounts() -> Iterator[Any]:
     """The console's accounts over callvault's database; console refusals become one line
     and an exit code like every other failure (``entrypoints.cli.common``)."""
-    from .adapters.postgres_console import PostgresConsole
-    from .app.console import errors
-    from .app.console.accounts import Accounts
-    from .entrypoints.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, container, fail, user_errors
-    from .migrate import migrate_schema
+    from ...adapters.postgres.console import PostgresConsole
+    from ...adapters.postgres.migrate import migrate_schema
+    from ...app.console import errors
+    from ...app.console.accounts import Accounts
+    from .common import EXIT_FAILED, EXIT_NOT_FOUND, container, fail, user_errors
 
     with user_errors():
         settings = load_settings()
@@ -118,7 +56,7 @@ def user() -> None:
 @click.option("--no-password", is_flag=True, help="The user signs in through OpenID Connect only.")
 def user_add(name: str, role: str, no_password: bool) -> None:
     """Add a user; the password is read from standard input (one line)."""
-    from .app.console.model import Role
+    from ...app.console.model import Role
 
     password = None
     if not no_password:
@@ -135,7 +73,7 @@ def user_add(name: str, role: str, no_password: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def user_list(as_json: bool) -> None:
     """Users with role and state."""
-    from .entrypoints.cli.common import echo_json
+    from .common import echo_json
 
     with _accounts() as accounts:
         rows = [

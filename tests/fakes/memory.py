@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from ..app import followups
-from ..app.effects import effects_of
-from ..app.keys import KeyCheck
-from ..app.unit_of_work import (
+from workers.app import followups
+from workers.app.effects import effects_of
+from workers.app.ports.keys import KeyCheck
+from workers.app.ports.objects import ObjectMissing, ObjectVersion, VersionRef
+from workers.app.ports.unit_of_work import (
     Discard,
     ErasedSubject,
     ExportRecord,
@@ -25,11 +26,11 @@ from ..app.unit_of_work import (
     Outbound,
     StoredKeyCheck,
 )
-from ..domain.audit import GENESIS, AuditEntry, canonical, chain_hash
-from ..domain.errors import StoreRejected, TransientError
-from ..domain.events import STRUCTURED_HEADER
-from ..domain.messages import Event
-from ..domain.model import (
+from workers.domain.audit import GENESIS, AuditEntry, canonical, chain_hash
+from workers.domain.errors import StoreRejected, TransientError
+from workers.domain.events import STRUCTURED_HEADER
+from workers.domain.messages import Event
+from workers.domain.model import (
     Hold,
     HoldScopeKind,
     Recording,
@@ -37,8 +38,7 @@ from ..domain.model import (
     RequestRecord,
     canonical_recording_id,
 )
-from ..domain.retention import IsoDuration
-from ..ports import ObjectMissing, ObjectVersion, VersionRef
+from workers.domain.retention import IsoDuration
 
 
 @dataclass
@@ -680,7 +680,7 @@ class MemoryDatabase:
     """The fake database: the same unit of work, outbox and follow-up queue as PostgreSQL."""
 
     def __init__(self, *, source: str = "urn:callvault:test", clock: Any = None) -> None:
-        from ..app.context import utc_now
+        from workers.app.context import utc_now
 
         self.state = _State()
         self.lock = threading.RLock()

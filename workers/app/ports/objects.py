@@ -1,6 +1,6 @@
-"""The small interfaces of the outside world that handlers use: the object store and the
-event bus (the database is behind :mod:`workers.app.unit_of_work`). Each has a real adapter
-and an in-memory fake; one contract test suite runs against both."""
+"""The object store port: where audio, exports and audit checkpoints are kept. Its real
+adapter is :mod:`workers.adapters.s3`; the fake lives under ``tests/fakes``; one contract test
+suite runs against both."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-
-from .domain.uris import AudioLocation
 
 
 class ObjectMissing(Exception):
@@ -83,21 +81,3 @@ class ObjectStore(Protocol):
     def legal_hold(self, bucket: str, target: VersionRef) -> bool: ...
 
     def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str: ...
-
-
-class EventBus(Protocol):
-    def publish(
-        self,
-        records: list[tuple[str, str | None, bytes]],
-        headers: list[list[tuple[str, bytes]]] | None = None,
-    ) -> None:
-        """Send (topic, key, value) records; returns only once all are acknowledged. Each
-        record carries the CloudEvents structured-mode ``content-type`` header, or the headers
-        ``headers`` gives it."""
-        ...
-
-
-class AudioSource(Protocol):
-    def open(self, where: AudioLocation) -> Iterator[bytes]:
-        """The recording's bytes, streamed from where the event says they are."""
-        ...

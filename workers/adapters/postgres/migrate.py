@@ -11,13 +11,14 @@ from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, NoncurrentVersionExpiration, Rule
 from yoyo import get_backend, read_migrations
 
-from .adapters.kafka import ensure_topics, kafka_security
-from .adapters.postgres.database import translated
-from .adapters.postgres.roles import grant_app_role
-from .adapters.postgres.schema import MIGRATIONS
-from .adapters.s3 import S3Store
-from .domain.retention import IsoDuration
-from .settings import Settings
+from ...domain.retention import IsoDuration
+from ...settings import Settings
+from ..kafka.admin import ensure_topics
+from ..kafka.security import kafka_security
+from ..s3 import S3Store
+from .database import translated
+from .roles import grant_app_role
+from .schema import MIGRATIONS
 
 log = structlog.get_logger("callvault.migrate")
 
@@ -162,10 +163,10 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
 def _policy_and_keys(settings: Settings, apply: bool) -> tuple[str, list[str]]:
     """The retention policy in force, and the check values of keys not seen before stored
     (a configured key that differs from a stored one stops the migration)."""
-    from .adapters.backfill import backfill
-    from .app.handlers.keys import verify_keys
-    from .app.handlers.retention import apply_policy, check_policy
-    from .bootstrap import bootstrap
+    from ...app.handlers.keys import verify_keys
+    from ...app.handlers.retention import apply_policy, check_policy
+    from ...bootstrap import bootstrap
+    from .backfill import backfill
 
     container = bootstrap(settings)
     try:

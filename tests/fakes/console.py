@@ -8,10 +8,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from ..app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
-from ..app.console.ports import DayCounts, DsrRecord, HoldView
-from ..domain.audit import verify_chain
-from ..domain.model import PurgeReason, Recording, RecordingStatus
+from workers.app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from workers.app.ports.console import DayCounts, DsrRecord, HoldView
+from workers.domain.audit import verify_chain
+from workers.domain.model import PurgeReason, Recording, RecordingStatus
+
 from .memory import MemoryDatabase, _append_audit
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from .adapters.kafka import PLAINTEXT, KafkaSecurity, LagProbe
-from .domain.errors import TransientError
-from .metrics import Metrics
+from ...domain.errors import TransientError
+from ..metrics import Metrics
+from .security import PLAINTEXT, KafkaSecurity
 
 log = structlog.get_logger("callvault.lag")
 
@@ -24,6 +25,52 @@ class Probe(Protocol):
     def measure(self, topics: Iterable[str]) -> dict[tuple[str, int], int]: ...
 
     def close(self) -> None: ...
+
+
+class LagProbe:
+    """Consumer lag per topic and partition: end offset minus the group's committed offset
+    (Faust has no lag metric; this is what kafka-lag-exporter style dashboards expect)."""
+
+    def __init__(self, bootstrap: str, group: str, security: KafkaSecurity = PLAINTEXT) -> None:
+        self._bootstrap = bootstrap.split(",")
+        self._group = group
+        self._security = security
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    def measure(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        if self._admin is None:
+            options = self._security.options()
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self._bootstrap, client_id="callvault-lag", **options
+            )
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                client_id="callvault-lag",
+                enable_auto_commit=False,
+                **options,
+            )
+        wanted = set(topics)
+        committed = self._admin.list_group_offsets({self._group: None}).get(self._group, {})
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in wanted
+            for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = self._consumer.end_offsets(partitions)
+        starts = self._consumer.beginning_offsets(partitions)
+        lag = {}
+        for tp in partitions:
+            done = committed.get(tp)
+            # Nothing committed yet: everything still retained is waiting.
+            offset = done.offset if done is not None and done.offset >= 0 else starts.get(tp, 0)
+            lag[(tp.topic, tp.partition)] = max(0, ends.get(tp, 0) - offset)
+        return lag
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._consumer.close()
 
 
 class ConsumerLag:

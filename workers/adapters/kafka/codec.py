@@ -20,7 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from .domain.errors import InvalidJson, SchemaViolation
+from ...domain.errors import InvalidJson, SchemaViolation
 
 MAX_EVENT_BYTES = 1024 * 1024
 Headers = tuple[tuple[str, bytes], ...]
@@ -28,9 +28,9 @@ _CE = "ce_"
 
 
 def schema_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    packaged = here / "_schemas"
-    return packaged if packaged.is_dir() else here.parent / "schemas"
+    package = Path(__file__).resolve().parents[2]  # workers/
+    packaged = package / "_schemas"
+    return packaged if packaged.is_dir() else package.parent / "schemas"
 
 
 @dataclass(frozen=True)

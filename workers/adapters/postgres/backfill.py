@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..domain.model import CALL_ID, call_digest
+from ...domain.model import CALL_ID, call_digest
 
 
 def backfill(container: Any) -> int:

@@ -1,6 +1,6 @@
 """The console's ports. Each method is one unit of work: it commits everything it writes
 (an access and its audit entry, a disclosure and its audit entry) together or not at all.
-PostgreSQL implementations: ``workers.adapters.postgres_console``; fakes: ``memory_console``;
+PostgreSQL implementations: ``workers.adapters.postgres.console``; fakes: ``tests/fakes/console``;
 one contract suite (tests/integration/test_console_ports.py) keeps both honest."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from ...domain.model import Hold, Recording, RequestRecord
-from .model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class DsrRecord:
     completed_at: datetime | None = None
     pending_recording_ids: list[str] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None
+    language: str | None = None
 
     @classmethod
     def of(cls, record: RequestRecord) -> DsrRecord:
@@ -38,6 +40,8 @@ class DsrRecord:
             record.completed_at,
             list(record.pending),
             dict(record.result),
+            record.tenant,
+            record.language,
         )
 
 
@@ -201,3 +205,16 @@ class AccessHistory(Protocol):
         ...
 
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
+
+
+class ConsoleStore(
+    UserDirectory,
+    ApiTokens,
+    LoginThrottle,
+    RecordingFinder,
+    AccessLog,
+    DisclosureRegister,
+    ComplianceFacts,
+    Protocol,
+):
+    """Every database port of the console, as one store implements them."""

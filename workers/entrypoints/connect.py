@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from .domain.errors import ConfigError, NotAudio, SchemaViolation
+from ..domain.errors import ConfigError, NotAudio, SchemaViolation
 
 Command = Callable[..., Any]
 EX_DATAERR, EX_TEMPFAIL = 65, 75
@@ -71,12 +71,12 @@ def _notice_option(func: Any) -> Any:
 @contextmanager
 def _publisher(system: str, state_dir: Path | None, metrics_port: int) -> Iterator[Any]:
     """The publisher of one connector, its backlog and metrics; closed on the way out."""
-    from .adapters.connectors.backlog import Backlog
-    from .adapters.connectors.metrics import ConnectorMetrics
-    from .adapters.connectors.publisher import Publisher
-    from .adapters.connectors.settings import load_connector_settings
-    from .adapters.s3 import S3Store
-    from .logs import configure
+    from ..adapters.connectors.backlog import Backlog
+    from ..adapters.connectors.metrics import ConnectorMetrics
+    from ..adapters.connectors.publisher import Publisher
+    from ..adapters.connectors.settings import load_connector_settings
+    from ..adapters.logs import configure
+    from ..adapters.s3 import S3Store
 
     try:
         settings = load_connector_settings()
@@ -160,8 +160,8 @@ def asterisk_mixmonitor(
     state_dir: Path | None,
 ) -> None:
     """MixMonitor's post-command: queue FILE, send it, delete it once Kafka has it."""
-    from .adapters.connectors.asterisk import mixmonitor_call
-    from .adapters.connectors.publisher import BacklogFull
+    from ..adapters.connectors.asterisk import mixmonitor_call
+    from ..adapters.connectors.publisher import BacklogFull
 
     with _publisher("asterisk", state_dir, 0) as publisher:
         try:
@@ -224,7 +224,7 @@ def freepbx_spool(
     metrics_port: int,
 ) -> None:
     """Watch FreePBX's monitor/YYYY/MM/DD spool under ROOT."""
-    from .adapters.connectors.asterisk import SpoolWatcher
+    from ..adapters.connectors.asterisk import SpoolWatcher
 
     with _publisher("asterisk", state_dir, metrics_port) as publisher:
         watcher = SpoolWatcher(
@@ -270,7 +270,7 @@ def freeswitch_esl(
     """Follow FreeSWITCH's event socket: every RECORD_STOP is sent to callvault."""
     import os
 
-    from .adapters.connectors.freeswitch import EslWatcher
+    from ..adapters.connectors.freeswitch import EslWatcher
 
     password = os.environ.get(password_env)
     if not password:
@@ -308,7 +308,7 @@ def rtpengine_spool(
     metrics_port: int,
 ) -> None:
     """Watch rtpengine's --recording-dir (pcap method): finished calls become stereo WAVs."""
-    from .adapters.connectors.rtpengine import RtpengineSpool
+    from ..adapters.connectors.rtpengine import RtpengineSpool
 
     with _publisher("rtpengine", state_dir, metrics_port) as publisher:
         spool = RtpengineSpool(
@@ -349,7 +349,7 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
     import uvicorn
     from fastapi import FastAPI
 
-    from .adapters.connectors.webhooks import webhook_router
+    from ..adapters.connectors.webhooks import webhook_router
 
     config = webhook_config()
     if config is None:
@@ -365,8 +365,8 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
 
 def webhook_config() -> Any:
     """The providers' settings (``WebhookConfig``), or ``None`` when no provider is set up."""
-    from .adapters.connectors.settings import WebhookSettings
-    from .adapters.connectors.webhooks import WebhookConfig
+    from ..adapters.connectors.settings import WebhookSettings
+    from ..adapters.connectors.webhooks import WebhookConfig
 
     hooks = WebhookSettings()
     if not (hooks.twilio_auth_token or hooks.telnyx_public_key or hooks.vonage_signature_secret):
@@ -388,7 +388,7 @@ def webhook_config() -> Any:
 def mounted_webhooks() -> Iterator[list[Any]]:
     """The webhook routes ``callvault serve`` mounts beside the console: none unless a
     provider's secret is set."""
-    from .adapters.connectors.webhooks import webhook_router
+    from ..adapters.connectors.webhooks import webhook_router
 
     config = webhook_config()
     if config is None:

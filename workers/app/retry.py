@@ -27,7 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .domain.errors import TransientError
+from ..domain.errors import TransientError
 
 log = structlog.get_logger("callvault.retry")
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from . import __version__
+from .. import __version__
 
 # Label values known in advance start at 0, so rate() sees the first event of each.
 ERROR_CODES = (

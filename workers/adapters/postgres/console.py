@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
-from ..app.console.history import SubjectHistory
-from ..app.console.model import (
+from ...app.console.history import SubjectHistory
+from ...app.console.model import (
     Access,
     AccessKind,
     ApiToken,
@@ -22,12 +22,12 @@ from ..app.console.model import (
     SearchCriteria,
     User,
 )
-from ..app.console.ports import DayCounts, DsrRecord, HoldView
-from ..domain.audit import verify_chain
-from ..domain.model import Recording
-from .postgres import PostgresDatabase, PostgresUnitOfWork
-from .postgres.audit import append_audit
-from .postgres.repositories import request_record
+from ...app.ports.console import DayCounts, DsrRecord, HoldView
+from ...domain.audit import verify_chain
+from ...domain.model import Recording
+from . import PostgresDatabase, PostgresUnitOfWork
+from .audit import append_audit
+from .repositories import request_record
 
 AUDIT_PAGE = 5000
 

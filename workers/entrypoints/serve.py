@@ -1,0 +1,72 @@
+"""``callvault serve``: the web console, its JSON API and the telephony webhooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import structlog
+
+from ..settings import Settings, load_settings
+
+log = structlog.get_logger("callvault.serve")
+
+
+def console_from_container(container: Any) -> Any:
+    """The console over the worker's own wiring (PostgreSQL, S3, Kafka)."""
+    from ..adapters.console_outbound import BusHoldCommands, ExportPackager
+    from ..adapters.http.composition import assemble
+    from ..adapters.postgres.console import PostgresConsole
+
+    settings: Settings = container.settings
+    return assemble(
+        PostgresConsole(container.db),
+        container.objects,
+        BusHoldCommands(
+            lambda: container.kafka, settings.topic_holds_commands, settings.source_uri
+        ),
+        ExportPackager(container.ctx),
+        settings,
+        container.ctx.clock,
+    )
+
+
+@click.command()
+@click.option("--host", help="Listen address (default CALLVAULT_HTTP_ADDR, 127.0.0.1).")
+@click.option("--port", type=int, help="Listen port (default CALLVAULT_HTTP_PORT, 8080).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the web console and the JSON API (stateless: run several behind a balancer)."""
+    import uvicorn
+
+    from ..adapters.http.app import build_app
+    from ..adapters.logs import configure
+    from ..adapters.postgres.migrate import migrate_schema
+    from ..app.handlers.keys import verify_keys
+    from ..bootstrap import bootstrap
+    from .cli.common import user_errors
+    from .connect import mounted_webhooks
+
+    with user_errors():
+        settings = load_settings()
+        configure(settings.log_format, settings.log_level)
+        if settings.migrate_on_start:
+            migrate_schema(settings)
+        container = bootstrap(settings)
+        verify_keys(container.ctx, register=False)  # a wrong key stops the console here
+        console = console_from_container(container)
+    address, listen_port = host or settings.http_addr, port or settings.http_port
+    log.info("console_serving", addr=address, port=listen_port)
+    try:
+        with mounted_webhooks() as webhooks:
+            app = build_app(settings, console, extra_routers=webhooks)
+            uvicorn.run(
+                app,
+                host=address,
+                port=listen_port,
+                log_config=None,  # ours: logs.configure (JSON, personal data masked)
+                access_log=False,  # the audit trail records what matters; URLs carry none
+                server_header=False,
+                proxy_headers=False,
+            )
+    finally:
+        container.close()
