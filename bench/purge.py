@@ -274,7 +274,7 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
         log(f"purge: storing {len(call_ids)} recordings through the bus (in-process)")
         storer = bootstrap(settings)
         ingest_s = common.store_calls(storer, call_ids, audio, settings.concurrency)
-        hash_key = storer.keys.hash_key
+        hash_key = storer.keys.hasher
         storer.close()
         ids = [recording_id_for(hash_key, c) for c in call_ids]
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
@@ -57,7 +58,10 @@ def ensure_stack() -> dict[str, str]:
 def database(dsn: str) -> PostgresDatabase:
     """callvault's PostgreSQL adapter for a test, not yet opened (a fixed test sealing key)."""
     return PostgresDatabase(
-        dsn, sealer=TextSealer(bytes(32)), source="urn:test", clock=lambda: datetime.now(UTC)
+        dsn,
+        sealer=TextSealer(AESGCM(bytes(32))),
+        source="urn:test",
+        clock=lambda: datetime.now(UTC),
     )
 
 

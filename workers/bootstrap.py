@@ -13,7 +13,6 @@ from typing import Any
 
 import structlog
 
-from .adapters.crypto import TextSealer
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka.bus import KafkaBus
 from .adapters.kafka.codec import Codec
@@ -23,6 +22,7 @@ from .adapters.metrics import Metrics
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.console import subject_history
 from .adapters.postgres.schema import expected_migrations
+from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
 from .app.context import Context, utc_now
@@ -77,7 +77,7 @@ class Container:
         s = self.settings
         db = PostgresDatabase(
             s.dsn,
-            sealer=text_sealer(s),
+            sealer=self.keys.sealer,
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -132,6 +132,20 @@ class Container:
             allowed_networks=s.fetch_allowed_networks,
         )
 
+    def readiness(
+        self, *, kafka: bool = True, conditions: dict[str, Callable[[], bool]] | None = None
+    ) -> Readiness:
+        """What ``/readyz`` checks (not started): PostgreSQL, the vault bucket and, unless
+        ``kafka`` is false, Kafka - each over this process's own settings."""
+        s = self.settings
+        checks: dict[str, Callable[[], object]] = {
+            "postgresql": database_check(self.db),
+            "s3": bucket_check(self.objects, s.vault_bucket),
+        }
+        if kafka:
+            checks["kafka"] = KafkaCheck(s.kafka, self.kafka_security)
+        return Readiness(checks, conditions)
+
     # the application -------------------------------------------------------------------------
     @cached_property
     def history(self) -> Any:
@@ -177,7 +191,7 @@ class Container:
             self.bus,
             lambda: self.dead_letters,
             self.settings,
-            lambda: self.keys.hash_key,
+            lambda: self.keys.hasher,
             self.metrics,
         )
 
@@ -236,13 +250,6 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
         m.RekeyDigests: bind(keys.rekey_digests),
         m.FinishHashRotation: bind(keys.finish_hash_rotation),
     }
-
-
-def text_sealer(settings: Settings) -> TextSealer:
-    """Seals under the current master key; opens under any configured one."""
-    masters = settings.master_keys_by_id()
-    current = masters.pop(settings.master_key_id)
-    return TextSealer(current, *masters.values())
 
 
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:

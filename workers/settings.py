@@ -165,6 +165,19 @@ class Settings(KafkaClientSettings):
     # Public keys of retired signing keys (KEY_ID=BASE64,...): still published, so that
     # certificates signed before a rotation verify.
     signing_public_keys_retired: CommaList = ()
+    # Where the keys live (docs/keys.md): `local` - the settings above, in this process;
+    # `pkcs11` - non-extractable objects in a PKCS#11 token (an HSM), named by their labels.
+    keys_backend: Literal["local", "pkcs11"] = "local"
+    pkcs11_module: Path | None = None  # the token's PKCS#11 library
+    pkcs11_token_label: str | None = None
+    pkcs11_pin_file: Path | None = None  # the user PIN, in a file only
+    pkcs11_master_label: str = "callvault-master-"  # + the master key's id
+    pkcs11_hash_label: str = "callvault-hash"
+    pkcs11_hash_labels_retired: CommaList = ()  # hash keys replaced by `keys rehash`
+    pkcs11_signing_label: str = "callvault-signing"
+    # sessions open at once; 0: enough for CALLVAULT_CONCURRENCY (each role's events and the
+    # background loops)
+    pkcs11_sessions: int = Field(0, ge=0, le=256)
     database_ca_file: Path | None = None  # PEM; set: TLS with sslmode=verify-full
     s3_ca_bundle: Path | None = None  # PEM; for an https endpoint with a private CA
     s3_public_endpoint: str | None = None  # where DSR portals fetch exports (presigned URLs)
@@ -249,6 +262,7 @@ class Settings(KafkaClientSettings):
         "fetch_allowed_hosts",
         "fetch_allowed_networks",
         "signing_public_keys_retired",
+        "pkcs11_hash_labels_retired",
         mode="before",
     )
     @classmethod
@@ -392,6 +406,15 @@ class Settings(KafkaClientSettings):
         self.need(name)
         secret: SecretStr = getattr(self, name)
         return base64.b64decode(secret.get_secret_value())
+
+    def need_keys(self) -> None:
+        """Stop with a :class:`ConfigError` when the keys' settings are incomplete: the key
+        bytes (``local``) or the token's library, label and PIN file (``pkcs11``)."""
+        if self.keys_backend == "pkcs11":
+            self.need("pkcs11_module", "pkcs11_token_label", "pkcs11_pin_file")
+            return
+        self.need("hash_key", "signing_key")
+        self.master_keys_by_id()
 
     def master_keys_by_id(self) -> dict[str, bytes]:
         """Every configured master key by id; the current one (``MASTER_KEY_ID``) among them."""

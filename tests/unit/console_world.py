@@ -89,9 +89,10 @@ def build_console(
         ExportPackager(world.ctx),
         settings,
         world.clock,
+        ring=world.container.keys,
         hasher=FAST_ARGON2ID,
     )
-    config = HttpConfig(session_secret(settings), timedelta(hours=8))
+    config = HttpConfig(session_secret(settings, world.container.keys), timedelta(hours=8))
     app = create_app(console, config, settings, oidc=oidc)
     world.ctx.history = console.history
     tokens = {}

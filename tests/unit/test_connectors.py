@@ -9,9 +9,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 from conftest import WAV, make_wav
 
 from tests.fakes.connectors import Rig
+from workers.adapters.connectors import publisher as publisher_module
 from workers.adapters.connectors.asterisk import (
     SpoolWatcher,
     mixmonitor_call,
@@ -149,6 +151,26 @@ def test_mixmonitor_arguments_are_checked(tmp_path: Path, uniqueid: str, directi
         mixmonitor_call(path, uniqueid, "1.1", NUMBER, "1", direction, pbx_id="pbx1")
 
 
+@pytest.mark.parametrize("hostile", ["1;$(id>/tmp/x)", "1 --no-notice", "sip:$(id)@pbx", "a\nb"])
+def test_a_party_that_is_no_number_uri_or_withheld_spelling_is_sent_as_withheld(
+    rig: Rig, tmp_path: Path, hostile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = recording(tmp_path)
+    captured = structlog.testing.LogCapture()
+    logger = structlog.wrap_logger(None, processors=[captured], wrapper_class=structlog.BoundLogger)
+    monkeypatch.setattr(publisher_module, "log", logger)
+    assert rig.publisher.submit(mixmonitor(path, caller=hostile)) == "queued"
+    rig.publisher.drain()
+    logs = captured.entries
+    (data,) = rig.kafka.data()  # a valid event: nothing for callvault to dead-letter
+    assert (data["caller"], data["notice_played"]) == ("anonymous", True)
+    (refusal,) = [entry for entry in logs if entry["event"] == "party_refused"]
+    assert refusal["party"] == "caller"
+    assert hostile not in repr(logs)  # the value is never logged
+    assert rig.sample("callvault_connector_parties_refused_total", party="caller") == 1
+    assert rig.sample("callvault_connector_parties_refused_total", party="callee") == 0
+
+
 def test_raw_ulaw_from_asterisk_is_declared_by_its_extension(rig: Rig, tmp_path: Path) -> None:
     path = recording(tmp_path, "rec.ul", bytes(range(256)) * 40)
     rig.publisher.submit(mixmonitor(path))
@@ -263,8 +285,8 @@ def test_the_post_command_refuses_what_is_not_audio_with_exit_65(
     }.items():
         monkeypatch.setenv(name, value)
     page = recording(tmp_path, "rec.wav", b"<html>" + b" " * 200)
-    args = ["connect", "asterisk-mixmonitor", str(page), "1.2", "1.2", NUMBER, "100", "in"]
-    result = CliRunner().invoke(cli, [*args, "--state-dir", str(tmp_path / "state")])
+    args = ["connect", "asterisk-mixmonitor", "--state-dir", str(tmp_path / "state"), "--"]
+    result = CliRunner().invoke(cli, [*args, str(page), "1.2", "1.2", NUMBER, "100", "in"])
     assert result.exit_code == 65
     assert "not sent" in result.output
     assert page.exists()

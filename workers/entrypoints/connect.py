@@ -138,7 +138,12 @@ def connect() -> None:
     """Telephony connectors: finished recordings become call.ended events."""
 
 
-@connect.command("asterisk-mixmonitor")
+@connect.command(
+    "asterisk-mixmonitor",
+    # options before FILE only: a caller id that looks like an option (`1 --no-notice`) stays an
+    # argument even where a dialplan forgot the `--` that ends the options
+    context_settings={"allow_interspersed_args": False},
+)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("uniqueid")
 @click.argument("linkedid")
@@ -159,7 +164,10 @@ def asterisk_mixmonitor(
     notice: bool,
     state_dir: Path | None,
 ) -> None:
-    """MixMonitor's post-command: queue FILE, send it, delete it once Kafka has it."""
+    """MixMonitor's post-command: queue FILE, send it, delete it once Kafka has it.
+
+    Options come first, then `--`, then the arguments; CALLER and CALLEE are a phone number,
+    a tel:/sip: URI or a withheld spelling, anything else is sent as withheld."""
     from ..adapters.connectors.asterisk import mixmonitor_call
     from ..adapters.connectors.publisher import BacklogFull
 

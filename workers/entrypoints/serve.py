@@ -28,6 +28,7 @@ def console_from_container(container: Any) -> Any:
         ExportPackager(container.ctx),
         settings,
         container.ctx.clock,
+        ring=container.keys,
     )
 
 
@@ -39,6 +40,7 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from ..adapters.http.app import build_app
+    from ..adapters.http.composition import session_secret
     from ..adapters.logs import configure
     from ..adapters.postgres.migrate import migrate_schema
     from ..app.handlers.keys import verify_keys
@@ -54,11 +56,14 @@ def serve(host: str | None, port: int | None) -> None:
         container = bootstrap(settings)
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
+        secret = session_secret(settings, container.keys)
+        # holds placed in the console go to Kafka, but reading and listening do not need it
+        readiness = container.readiness(kafka=False).start()
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)
     try:
         with mounted_webhooks() as webhooks:
-            app = build_app(settings, console, extra_routers=webhooks)
+            app = build_app(settings, console, secret, extra_routers=webhooks, readiness=readiness)
             uvicorn.run(
                 app,
                 host=address,

@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 
 import faust
 import structlog
-from prometheus_client import start_http_server
 
+from ..adapters import probes
 from ..adapters.kafka.lag import ConsumerLag
 from ..adapters.kafka.security import KafkaSecurity
 from ..adapters.logs import configure
@@ -50,6 +50,7 @@ GIL_SWITCH_SECONDS = 0.0005
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 256 * 1024
 THREADS = 32  # handlers block on I/O; Faust's loop hands them to these threads
+HEARTBEAT_SECONDS = 5.0
 
 
 def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
@@ -72,8 +73,9 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     metrics = Metrics()
     container = bootstrap(settings, metrics=metrics)
     refuse_other_policy(container.ctx)
-    verify_keys(container.ctx, register=False)  # a wrong key stops the worker here
-    _serve_metrics(settings, metrics)
+    _check_keys(container)  # a wrong key stops the worker here
+    readiness = container.readiness(conditions={"partitions": partial(_assigned, metrics)})
+    _serve_metrics(settings, metrics, readiness.start())
 
     def stop_for(_: BaseException) -> NoReturn:
         """A failure outlived its retries. Exit at once, without Faust's graceful stop (which
@@ -83,6 +85,7 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         os._exit(EXIT_TEMPFAIL)  # the agent has logged which event and why
 
     app = build_app(container, roles, on_fatal=stop_for)
+    app.timer(HEARTBEAT_SECONDS)(_heartbeat(readiness))
     log.info("worker_starting", roles=list(roles), metrics_port=settings.metrics_port)
     worker = faust.Worker(app, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.spinner = None  # a terminal spinner would corrupt JSON log lines
@@ -90,6 +93,16 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         worker.execute_from_commandline()
     finally:
         container.close()
+
+
+def _check_keys(container: Container) -> None:
+    """The keys match the database; a token (or database) that does not answer is retried for
+    the retry budget, then the worker exits 75 for its supervisor to start it again."""
+    try:
+        container.retry.call(lambda: verify_keys(container.ctx, register=False), "key check")
+    except TransientError as exc:
+        log.error("keys_unreachable", error=str(exc))
+        sys.exit(EXIT_TEMPFAIL)
 
 
 def _return_large_buffers() -> None:
@@ -163,11 +176,24 @@ def faust_credentials(security: KafkaSecurity) -> faust.auth.Credentials | None:
     return None
 
 
-def _serve_metrics(settings: Settings, metrics: Metrics) -> None:
+def _assigned(metrics: Metrics) -> bool:
+    """The worker holds its partitions (``callvault_worker_ready``)."""
+    return metrics.registry.get_sample_value("callvault_worker_ready") == 1
+
+
+def _heartbeat(readiness: probes.Readiness) -> Callable[[], Any]:
+    """A timer on the event loop: ``/healthz`` fails once it stops ticking."""
+
+    async def heartbeat() -> None:
+        readiness.beat()
+
+    return heartbeat
+
+
+def _serve_metrics(settings: Settings, metrics: Metrics, readiness: probes.Readiness) -> None:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on ``CALLVAULT_METRICS_PORT``."""
     try:
-        start_http_server(
-            settings.metrics_port, addr=settings.metrics_addr, registry=metrics.registry
-        )
+        probes.serve(settings.metrics_addr, settings.metrics_port, metrics.registry, readiness)
     except OSError as exc:
         raise ConfigError(
             f"CALLVAULT_METRICS_PORT: cannot serve metrics on {settings.metrics_addr}:"

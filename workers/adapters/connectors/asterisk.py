@@ -71,9 +71,9 @@ def mixmonitor_call(
     notice_played: bool = True,
     ended_at: datetime | None = None,
 ) -> FinishedCall:
-    """The call MixMonitor's post-command describes (``MixMonitor(file,,callvault connect
-    asterisk-mixmonitor ^{MIXMONITOR_FILENAME} ${UNIQUEID} ${LINKEDID} ...)``), run at hangup:
-    it ended when the file was last written."""
+    """The call MixMonitor's post-command describes (``MixMonitor(file,b,callvault connect
+    asterisk-mixmonitor --pbx-id ... -- ^{MIXMONITOR_FILENAME} ${UNIQUEID} ${LINKEDID} ...)``,
+    see docs/telephony.md), run at hangup: it ended when the file was last written."""
     if not UNIQUEID.match(linkedid):
         raise SchemaViolation("LINKEDID has characters outside A-Za-z0-9._-")
     end = ended_at or datetime.fromtimestamp(audio.stat().st_mtime, UTC)

@@ -30,6 +30,7 @@ from minio.error import S3Error
 
 from ...domain.audio import AudioFacts, AudioProbe
 from ...domain.errors import NotAudio, SchemaViolation, TransientError
+from ...domain.identifiers import is_party
 from ...domain.retention import rfc3339
 from ..kafka.bus import KafkaBus
 from ..kafka.codec import Codec
@@ -163,8 +164,8 @@ class Publisher:
             **{k: v for k, v in call.vendor.items() if k.startswith("x_")},
             "call_id": call.call_id,
             "direction": call.direction,
-            "caller": call.caller,
-            "callee": call.callee,
+            "caller": self._party(call.caller, "caller"),
+            "callee": self._party(call.callee, "callee"),
             "started_at": rfc3339(started),
             "ended_at": rfc3339(ended),
             "notice_played": call.notice_played,
@@ -189,6 +190,16 @@ class Publisher:
             "datacontenttype": "application/json",
             "data": data,
         }
+
+    def _party(self, value: str, which: str) -> str:
+        """The caller or callee as the telephony system gave it, when it is a phone number, a
+        ``tel:``/``sip:`` URI or a withheld spelling; anything else (``1;$(id)``, ``1 --x``)
+        is refused: logged without the value, counted, and sent as withheld."""
+        if is_party(value):
+            return value.strip()
+        self._metrics.parties_refused[which].inc()
+        log.warning("party_refused", party=which, reason="not a number, URI or withheld")
+        return "anonymous"
 
     # -- sending ----------------------------------------------------------------------------
     def drain(self) -> int:

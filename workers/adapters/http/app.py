@@ -22,6 +22,7 @@ from ...app.console.errors import (
 from ...app.console.service import Console
 from ...domain.errors import TransientError
 from ...settings import Settings
+from ..probes import Readiness, probe_answer
 from . import api, pages
 from .oidc import OidcClient
 from .oidc import router as oidc_router
@@ -39,6 +40,7 @@ def create_app(
     *,
     oidc: OidcClient | None = None,
     extra_routers: Sequence[APIRouter] = (),
+    readiness: Readiness | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="callvault console",
@@ -66,6 +68,14 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    probed = readiness or Readiness({})
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """PostgreSQL and the object store answered lately (``adapters.probes``)."""
+        status, body = probe_answer("/readyz", probed) or (404, {})
+        return JSONResponse(body, status_code=status)
 
     return app
 
@@ -124,13 +134,16 @@ async def _invalid(request: Request, error: Exception) -> Response:
 
 
 def build_app(
-    settings: Settings, console: Console, *, extra_routers: Sequence[APIRouter] = ()
+    settings: Settings,
+    console: Console,
+    secret: bytes,
+    *,
+    extra_routers: Sequence[APIRouter] = (),
+    readiness: Readiness | None = None,
 ) -> FastAPI:
-    """The app as ``callvault serve`` runs it, from settings."""
-    from .composition import session_secret
-
+    """The app as ``callvault serve`` runs it, from settings; ``secret`` signs its cookies."""
     config = HttpConfig(
-        session_secret=session_secret(settings),
+        session_secret=secret,
         session_ttl=settings.session_ttl.as_timedelta(),
         cookie_secure=settings.cookie_secure,
     )
@@ -140,4 +153,5 @@ def build_app(
         settings,
         oidc=OidcClient.from_settings(settings),
         extra_routers=extra_routers,
+        readiness=readiness,
     )

@@ -4,8 +4,6 @@ fakes in unit tests; the same use cases either way."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,8 +16,9 @@ from ...app.console.oversight import Oversight
 from ...app.console.recordings import Keys, Recordings
 from ...app.console.service import Console
 from ...app.ports.console import ConsoleStore, HoldCommands, Packager, RangedObjects
+from ...app.ports.keys import Keys as KeysPort
 from ...settings import Settings
-from ..keys import key_ring
+from ..keys import SESSION_PURPOSE
 
 
 def assemble(
@@ -30,9 +29,10 @@ def assemble(
     settings: Settings,
     clock: Callable[[], datetime],
     *,
+    ring: KeysPort,
     hasher: PasswordHasher | None = None,
 ) -> Console:
-    keys = Keys(key_ring(settings).unwrap, settings.key("hash_key"), settings.default_region)
+    keys = Keys(ring.unwrap, ring.hasher, settings.default_region)
     accounts = Accounts(
         ports,
         ports,
@@ -62,10 +62,11 @@ def assemble(
     )
 
 
-def session_secret(settings: Settings) -> bytes:
-    """The secret that signs cookies: the configured one, else one derived from the master key
-    (so that every server of one deployment agrees without another secret to distribute)."""
+def session_secret(settings: Settings, keys: KeysPort) -> bytes:
+    """The secret that signs cookies: the configured one, else one derived from callvault's
+    keys (so that every server of one deployment agrees without another secret to distribute):
+    from the master key held in this process, or, with the keys in a token, an HMAC computed
+    in the token under the hash key - the master key there cannot derive anything."""
     if settings.session_secret is not None:
         return settings.session_secret.get_secret_value().encode()
-    derived = hmac.new(settings.key("master_key"), b"callvault console session", hashlib.sha256)
-    return base64.b64encode(derived.digest())
+    return base64.b64encode(keys.secret(SESSION_PURPOSE))

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from ...domain.keyed import Mac, keyed
 from ..ports.console import ApiTokens, LoginThrottle, UserDirectory
 from .errors import Conflict, Invalid, NotFound, Throttled, Unauthenticated
 from .model import ApiToken, Principal, Role, User, valid_username
@@ -37,7 +38,7 @@ class Accounts:
         tokens: ApiTokens,
         throttle: LoginThrottle,
         *,
-        key: bytes,
+        key: Mac,
         clock: Callable[[], datetime],
         policy: ThrottlePolicy | None = None,
         hasher: PasswordHasher = _HASHER,
@@ -107,7 +108,7 @@ class Accounts:
         raise Unauthenticated("unknown user name or wrong password")
 
     def _digest(self, kind: str, value: str) -> bytes:
-        return hmac.new(self._key, f"login\x1f{kind}\x1f{value}".encode(), hashlib.sha256).digest()
+        return keyed(self._key, "login", [f"{kind}\x1f{value}"])[0]
 
     def resume(self, username: str, role: str, via: str) -> Principal | None:
         """The principal of a signed session, if the account still exists, is enabled and

@@ -12,6 +12,7 @@ from typing import Any
 
 from ...adapters import crypto
 from ...domain.identifiers import Subject, subject_keys
+from ...domain.keyed import Mac
 from ...domain.model import Recording, RecordingStatus
 from ..ports.console import AccessLog, RangedObjects, RecordingFinder
 from ..ports.objects import ObjectMissing
@@ -80,7 +81,7 @@ class Audio:
 @dataclass(frozen=True)
 class Keys:
     unwrap: Callable[[bytes, str | None, str], bytes]  # wrapped key, its master key id, rec.
-    hash: bytes
+    hash: Mac
     region: str
 
 
