@@ -88,8 +88,10 @@ def cli(cv: Callvault, *args: str, stdin: str | None = None) -> subprocess.Compl
     )
 
 
-def start_console(cv: Callvault) -> Console:
-    for name, role in STAFF.items():
+def start_console(cv: Callvault, tokens: dict[str, str] | None = None) -> Console:
+    """``callvault serve`` with the staff's accounts; ``tokens``: of a console started before
+    (the accounts exist already)."""
+    for name, role in STAFF.items() if tokens is None else ():
         cli(cv, "user", "add", name, "--role", role, stdin=PASSWORD + "\n")
     port = free_port()
     log = (cv.log_dir / "serve.log").open("wb")
@@ -111,7 +113,9 @@ def start_console(cv: Callvault) -> Console:
 
     wait_for(answering, 60, "callvault serve on its port")
     for name in STAFF:
-        console.tokens[name] = cli(cv, "token", "create", name).stdout.strip()
+        console.tokens[name] = (
+            cli(cv, "token", "create", name).stdout.strip() if tokens is None else tokens[name]
+        )
     return console
 
 
