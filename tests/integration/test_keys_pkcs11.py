@@ -27,6 +27,7 @@ from workers.adapters.pkcs11 import (
     Token,
     _new_signing_key,
     generate,
+    import_hash_keys,
     token_key_ring,
     token_of,
 )
@@ -274,3 +275,62 @@ def test_token_is_not_shown_with_its_pin(soft_token: SoftToken) -> None:
     token = token_of(token_settings(soft_token))
     assert isinstance(token, Token)
     assert soft_token.pin not in repr(token)
+
+
+def test_hash_keys_imported_into_the_token_keep_every_digest(soft_token: SoftToken) -> None:
+    """`keys import-to-hsm`: the hash key and a retired one move into the token; digests and
+    check values stay what they were, so nothing on record needs re-keying."""
+    current, retired = os.urandom(32), os.urandom(32)
+    software = {
+        "hash_key": base64.b64encode(current).decode(),
+        "hash_keys_retired": base64.b64encode(retired).decode(),
+    }
+    moving = token_settings(soft_token, **software)
+    imported = import_hash_keys(moving)
+    label = f"callvault-hash-retired-{check_value(retired, 'hash')[:8]}"
+    assert imported == [("callvault-hash", "hash key"), (label, "retired")]
+    assert import_hash_keys(moving) == []
+    generate(moving)  # master and signing keys, new in the token
+    ring = token_key_ring(token_settings(soft_token, pkcs11_hash_labels_retired=label))
+    messages = [b"phone\x1f+37061234567", b"call\x1fpbx-1"]
+    assert ring.hasher.macs(messages) == HmacKey(current).macs(messages)
+    assert ring.retired_hashers[0].macs(messages) == HmacKey(retired).macs(messages)
+    assert {c.kind: c.value for c in ring.checks()}["hash"] == check_value(current, "hash")
+    assert set(ring.retired_hash_checks()) == {check_value(retired, "hash")}
+
+
+def test_keys_move_out_of_the_token_by_rotation(soft_token: SoftToken) -> None:
+    """Token keys never leave it: moving out means new keys in this process beside the token's
+    until `keys rotate` and `keys rehash` have moved everything to them (docs/keys.md)."""
+    in_token = generated_ring(soft_token)
+    wrapped, _ = in_token.wrap(b"d" * 32, "rec-1")
+    old_digest = in_token.hasher.macs([b"call\x1fpbx-1"])
+    master, hash_key, seed = os.urandom(32), os.urandom(32), os.urandom(32)
+    beside = token_settings(
+        soft_token,
+        master_keys=f"m2={base64.b64encode(master).decode()}",
+        master_key_id="m2",
+        hash_key=base64.b64encode(hash_key).decode(),
+        pkcs11_hash_labels_retired="callvault-hash",
+        signing_key=base64.b64encode(seed).decode(),
+        signing_key_id="callvault-2",
+        signing_public_keys_retired=f"callvault-1={in_token.public_key()['public_key']}",
+    )
+    moving = token_key_ring(beside)
+    assert moving.master_ids == ("m1", "m2")
+    rewrapped, key_id = moving.rewrap(wrapped, "m1", "rec-1")
+    assert key_id == "m2"
+    assert moving.retired_hashers[0].macs([b"call\x1fpbx-1"]) == old_digest
+    assert [k["key_id"] for k in moving.public_keys()] == ["callvault-2", "callvault-1"]
+    where = dict(moving.whereabouts())
+    assert where["master key m2 (current)"] == "CALLVAULT_MASTER_KEYS"
+    assert where["hash key"] == "CALLVAULT_HASH_KEY"
+    assert where["master key m1"].startswith(f"token '{soft_token.label}'")
+    outside = software_key_ring(
+        master_keys={"m2": master},
+        current_master="m2",
+        hash_key=hash_key,
+        signing_seed=seed,
+        signing_key_id="callvault-2",
+    )
+    assert outside.unwrap(rewrapped, "m2", "rec-1") == b"d" * 32
