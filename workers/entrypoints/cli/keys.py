@@ -42,6 +42,9 @@ def keys_check() -> None:
         )
         for key, where in ring.whereabouts():
             click.echo(f"  {key}: {where}")
+        click.echo("check values (they reveal nothing about the keys):")
+        for check in ring.checks():
+            click.echo(f"  {check.kind} {check.key_id}: {check.value}")
 
 
 @keys.command("generate")
