@@ -118,6 +118,7 @@ install_phase() {
     command -v python3 >/dev/null || pkgs+=(python3 python3-venv)
     # console: headless Chromium for the browser tests
     while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(browser_packages_missing)
+    browser_prepare
     # keys in a token: SoftHSM2 for the PKCS#11 tests
     while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(softhsm_packages_missing)
     # the venv install (pip) overlaps with the Go build too

@@ -261,6 +261,7 @@ class Settings(KafkaClientSettings):
         "fetch_allowed_networks",
         "signing_public_keys_retired",
         "pkcs11_hash_labels_retired",
+        "forwarded_allow_ips",
         mode="before",
     )
     @classmethod
@@ -307,7 +308,7 @@ class Settings(KafkaClientSettings):
         _keys_by_id(",".join(value), "KEY_ID=BASE64")
         return value
 
-    @field_validator("fetch_allowed_networks")
+    @field_validator("fetch_allowed_networks", "forwarded_allow_ips")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
@@ -468,8 +469,15 @@ class Settings(KafkaClientSettings):
     session_secret: SecretStr | None = None
     session_ttl: Duration = IsoDuration.parse("PT8H")
     cookie_secure: bool = False  # true behind TLS: cookies only over HTTPS
-    login_max_failures: int = Field(5, gt=0)  # per user name within login_window
+    # The origin browsers see when a reverse proxy fronts the console (https://calls.shop.lt):
+    # browser requests that change state must come from it; https makes cookies Secure.
+    public_url: str | None = None
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or CIDR networks);
+    # none by default, so a client cannot name its own address to the sign-in throttle.
+    forwarded_allow_ips: CommaList = ()
+    login_max_failures: int = Field(5, gt=0)  # per user name and address within login_window
     login_window: Duration = IsoDuration.parse("PT15M")
+    login_lock_addresses: int = Field(20, gt=1)  # addresses failing for one account in a day
     access_seek_window: Duration = IsoDuration.parse("PT30M")  # seeks within one playback
     oidc_issuer: str | None = None  # OpenID Connect: https://idp.example/realms/shop
     oidc_client_id: str | None = None
@@ -483,6 +491,29 @@ class Settings(KafkaClientSettings):
     @classmethod
     def _console_duration(cls, value: Any) -> IsoDuration:
         return value if isinstance(value, IsoDuration) else IsoDuration.parse(str(value))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """An origin: ``http(s)://host[:port]``, nothing after it (a trailing / is dropped)."""
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise ValueError(f"{value!r} is not an origin such as https://calls.example.lt")
+        return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies only over HTTPS: asked for, or the public URL is https."""
+        return self.cookie_secure or (self.public_url or "").startswith("https://")
 
     @field_validator("oidc_role_map", mode="before")
     @classmethod

@@ -5,8 +5,11 @@ for the whole module, to keep the suite's cost to a couple of minutes."""
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from testbed.stack import drop_instance, new_instance
 from tests.e2e.console_harness import (
     PASSWORD,
     Console,
+    behind_tls_proxy,
     download_zip,
     dsr,
     sha256,
@@ -207,8 +211,10 @@ def peak_memory(console: Console) -> int:
 
 
 # --- a person in a browser --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+@contextmanager
+def chromium(profile: Path, home: Path | None = None) -> Iterator[Any]:
+    """Debian's headless Chromium through chromium-driver; ``home`` holds the certificates it
+    trusts (its NSS database), when a test gives it one."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -226,10 +232,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         "--disable-sync",
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=1280,900",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    env = {**os.environ, "HOME": str(home)} if home else None
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver", env=env))
     driver.set_page_load_timeout(30)
     try:
         yield driver
@@ -237,10 +244,14 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
 
 
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver
+
+
 def screenshots_dir(tmp_path: Path) -> Path:
     """docs/screenshots when CALLVAULT_SCREENSHOTS=1 (to refresh the README), else tmp."""
-    import os
-
     if os.environ.get("CALLVAULT_SCREENSHOTS") == "1":
         return Path(__file__).resolve().parents[2] / "docs" / "screenshots"
     return tmp_path
@@ -376,6 +387,53 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
     assert "Hash chain intact" in driver.find_element(By.ID, "audit-state").text
     # nothing the DPO's pages do was blocked by the Content-Security-Policy or failed to load
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def trusting(home: Path, ca_file: str) -> Path:
+    """A home whose NSS database trusts the local stack's CA (as a shop's managed browsers
+    trust its own CA), nothing else added."""
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for args in (
+        ["-N", "--empty-password"],
+        ["-A", "-n", "callvault local CA", "-t", "C,,", "-i", ca_file],
+    ):
+        subprocess.run(["certutil", "-d", f"sql:{nssdb}", *args], check=True, timeout=60)
+    return home
+
+
+def test_a_person_behind_a_tls_reverse_proxy(
+    console: Console, stack: dict[str, str], tmp_path: Path
+) -> None:
+    """Caddy terminates TLS with the local CA's certificate and rewrites Host; Chromium signs
+    in, searches and plays through it, with Secure cookies and its own address on record."""
+    from selenium.webdriver.common.by import By
+
+    ca_file = stack["CALLVAULT_STACK_TLS_CA"]
+    proxied = behind_tls_proxy(console.cv, ca_file, tmp_path)
+    home = trusting(tmp_path / "home", ca_file)
+    with chromium(tmp_path / "profile", home) as driver:
+        sign_in(driver, proxied, "qa")
+        assert driver.current_url.startswith(proxied.origin)
+        assert [c["secure"] for c in driver.get_cookies() if c["name"] == "cv_session"] == [True]
+        driver.get(proxied.base + "/search")
+        driver.find_element(By.NAME, "phone").send_keys("8 612 34567")
+        driver.find_element(By.CSS_SELECTOR, "#search button").click()
+        after_click(driver, "#results")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+        assert [r.get_attribute("data-recording-id") for r in rows] == [rid(console, "e2e-a")]
+        choose_purpose(driver, proxied, rid(console, "e2e-a"), "quality")
+        player = after_click(driver, "#player")
+        driver.execute_script("arguments[0].play()", player)
+        wait_for(
+            lambda: driver.execute_script("return arguments[0].currentTime", player) > 0.2,
+            20,
+            "the audio playing through the proxy",
+        )
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    answer = proxied.request("GET", "/api/v1/session")  # the proxy answers over https
+    assert answer.status == 401
+    assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
 def test_accounts_are_managed_from_the_command_line(console: Console) -> None:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from testbed.stack import Instance, stop_processes
-from tests.e2e.console_harness import Console, cli, dsr, start_console, store_calls
+from tests.e2e.console_harness import Console, cli, dsr, serve, start_console, store_calls
 from tests.e2e.harness import Callvault, make_wav
 from tests.softhsm import SoftToken
 
@@ -95,7 +95,8 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     rehashed = cli(cv, "keys", "rehash").stdout
     assert "re-keyed the digests of 2 recording(s)" in rehashed
     cv.start_worker()
-    console = start_console(cv, console.tokens)
+    tokens, console = console.tokens, serve(cv)  # the accounts exist already
+    console.tokens.update(tokens)
     assert play(console, ids["hsm-1"]) == FIRST
     assert play(console, ids["hsm-2"]) == SECOND
 

@@ -4,11 +4,13 @@ requests and the audit trail come from there), for unit tests and the contract s
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from workers.app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from workers.app.console.throttle import R, Tally
 from workers.app.ports.console import DayCounts, DsrRecord, HoldView
 from workers.domain.audit import verify_chain
 from workers.domain.model import PurgeReason, Recording, RecordingStatus
@@ -20,7 +22,8 @@ from .memory import MemoryDatabase, _append_audit
 class _ConsoleState:
     users: dict[str, User] = field(default_factory=dict)
     tokens: dict[str, ApiToken] = field(default_factory=dict)
-    failures: list[tuple[bytes, datetime]] = field(default_factory=list)
+    tallies: dict[bytes, Tally] = field(default_factory=dict)
+    identities: dict[tuple[str, str], str] = field(default_factory=dict)  # (iss, sub) -> name
     accesses: list[Access] = field(default_factory=list)
     disclosures: list[Disclosure] = field(default_factory=list)
 
@@ -50,6 +53,30 @@ class MemoryConsole:
 
     def set_role(self, username: str, role: Role) -> bool:
         return self._change(username, role=role)
+
+    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+        username = self.state.identities.get((issuer, subject))
+        return self.state.users.get(username) if username else None
+
+    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
+        with self._lock:
+            if (issuer, subject) in self.state.identities or not self.add_user(user):
+                return False
+            self.state.identities[issuer, subject] = user.username
+            return True
+
+    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        with self._lock:
+            user = self.state.users.get(username)
+            if (
+                user is None
+                or user.password_hash is not None
+                or (issuer, subject) in self.state.identities
+                or username in self.state.identities.values()
+            ):
+                return False
+            self.state.identities[issuer, subject] = username
+            return True
 
     def _change(self, username: str, **changes: Any) -> bool:
         with self._lock:
@@ -81,19 +108,22 @@ class MemoryConsole:
             return True
 
     # sign-in throttle ----------------------------------------------------------------------
-    def failures_since(self, key: bytes, since: datetime) -> int:
-        return sum(1 for k, at in self.state.failures if k == key and at >= since)
-
-    def record_failure(self, key: bytes, at: datetime) -> None:
+    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
         with self._lock:
-            self.state.failures = [
-                (k, t) for k, t in self.state.failures if k != key or t >= at - timedelta(days=1)
-            ]
-            self.state.failures.append((key, at))
+            result, tally = change(self.state.tallies.get(key, Tally()))
+            self.state.tallies.pop(key, None)
+            if tally != Tally():
+                self.state.tallies[key] = tally
+            return result
 
-    def clear_failures(self, key: bytes) -> None:
+    def forget(self, key: bytes, now: datetime) -> None:
         with self._lock:
-            self.state.failures = [(k, t) for k, t in self.state.failures if k != key]
+            quiet = now - timedelta(days=1)
+            self.state.tallies = {
+                k: t
+                for k, t in self.state.tallies.items()
+                if k != key and t.last_at is not None and t.last_at >= quiet
+            }
 
     # recordings ----------------------------------------------------------------------------
     def search(self, criteria: SearchCriteria) -> list[Recording]:

@@ -4,6 +4,7 @@ so that the console's unit tests say something true about production."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from workers.app.console.model import (
     SearchCriteria,
     User,
 )
+from workers.app.console.throttle import Rule, attempt
 from workers.domain.audit import verify_chain
 from workers.domain.messages import PolicyApplied
 from workers.domain.model import (
@@ -86,17 +88,43 @@ def test_users_and_tokens(pair: tuple[Any, Any]) -> None:
     assert ports.token("nope") is None
 
 
-def test_sign_in_failures_count_per_key_within_the_window(pair: tuple[Any, Any]) -> None:
+def test_identities_bind_passwordless_accounts_only(pair: tuple[Any, Any]) -> None:
     _, ports = pair
-    a, b = b"a" * 32, b"b" * 32
-    for minutes in (0, 5, 10):
-        ports.record_failure(a, NOW + timedelta(minutes=minutes))
-    ports.record_failure(b, NOW)
-    assert ports.failures_since(a, NOW) == 3
-    assert ports.failures_since(a, NOW + timedelta(minutes=1)) == 2
-    ports.clear_failures(a)
-    assert ports.failures_since(a, NOW - timedelta(days=1)) == 0
-    assert ports.failures_since(b, NOW) == 1
+    iss = "https://idp.example"
+    assert ports.add_user(User("ona", Role.QA, "$argon2id$x", created_at=NOW))
+    assert ports.add_user(User("old", Role.QA, None, created_at=NOW))
+    assert not ports.add_federated_user(User("ona", Role.QA, None, created_at=NOW), iss, "s1", NOW)
+    assert ports.user_for_identity(iss, "s1") is None  # nothing half-made
+    assert ports.add_federated_user(User("rasa", Role.DPO, None, created_at=NOW), iss, "s1", NOW)
+    assert ports.user_for_identity(iss, "s1").username == "rasa"
+    assert not ports.add_federated_user(
+        User("rasa2", Role.DPO, None, created_at=NOW), iss, "s1", NOW
+    )
+    assert ports.user("rasa2") is None  # the identity was bound: no account either
+    assert not ports.bind_identity("ona", iss, "s2", NOW)  # a password account: never
+    assert ports.bind_identity("old", iss, "s2", NOW)
+    assert not ports.bind_identity("old", iss, "s3", NOW)  # bound once
+    assert ports.user_for_identity(iss, "s2").username == "old"
+    assert ports.user_for_identity("https://other.example", "s2") is None
+
+
+def test_sign_in_tallies_count_one_attempt_at_a_time(pair: tuple[Any, Any]) -> None:
+    """Twenty attempts at once on one key: exactly ``free`` are admitted (each tally update
+    waits for the one before), the others are refused; other keys are apart."""
+    _, ports = pair
+    rule = Rule(5, timedelta(minutes=15), timedelta(seconds=30), timedelta(minutes=15))
+    key, other = b"k" * 32, b"o" * 32
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        verdicts = list(pool.map(lambda _: ports.update(key, attempt(rule, NOW)), range(20)))
+    assert sorted(v.count for v in verdicts if v.admitted) == [1, 2, 3, 4, 5]
+    assert sum(1 for v in verdicts if not v.admitted) == 15
+    assert ports.update(other, attempt(rule, NOW)).count == 1
+    assert ports.update(key, attempt(rule, NOW + timedelta(seconds=31))).count == 6
+    ports.forget(key, NOW)
+    assert ports.update(key, attempt(rule, NOW, count=False)).count == 0
+    assert ports.update(other, attempt(rule, NOW, count=False)).count == 1
+    ports.forget(b"x" * 32, NOW + timedelta(days=2))  # tallies quiet for a day go too
+    assert ports.update(other, attempt(rule, NOW, count=False)).count == 0
 
 
 def test_search_by_digest_call_dates_and_agent(pair: tuple[Any, Any]) -> None:

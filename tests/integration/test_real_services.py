@@ -118,6 +118,8 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
         "0100_console",
         "0004_late_calls",
         "0005_keys",
+        "0006_language",
+        "0101_console_sign_in",
     ]
     assert migrate_schema(settings)[0] == []  # idempotent
     assert "audit trail" in role

@@ -4,7 +4,6 @@ fakes, staff of every role, and an HTTP client that speaks to the app in-process
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -13,10 +12,9 @@ from fastapi.testclient import TestClient
 from tests.fakes.console import MemoryConsole
 from tests.unit.conftest import World
 from workers.adapters.console_outbound import BusHoldCommands, ExportPackager
-from workers.adapters.http.app import create_app
+from workers.adapters.http.app import create_app, http_config
 from workers.adapters.http.composition import assemble, session_secret
 from workers.adapters.http.oidc import OidcClient
-from workers.adapters.http.security import HttpConfig
 from workers.app.console.model import Role
 from workers.app.console.service import Console
 from workers.domain.messages import CarryOutRequest
@@ -78,7 +76,11 @@ class ConsoleWorld:
 
 
 def build_console(
-    world: World, *, oidc: OidcClient | None = None, **overrides: Any
+    world: World,
+    *,
+    oidc: OidcClient | None = None,
+    hasher: PasswordHasher = FAST_ARGON2ID,
+    **overrides: Any,
 ) -> ConsoleWorld:
     ports = MemoryConsole(world.db)
     settings = world.settings.model_copy(update=overrides) if overrides else world.settings
@@ -90,10 +92,10 @@ def build_console(
         settings,
         world.clock,
         ring=world.container.keys,
-        hasher=FAST_ARGON2ID,
+        hasher=hasher,
     )
-    config = HttpConfig(session_secret(settings, world.container.keys), timedelta(hours=8))
-    app = create_app(console, config, settings, oidc=oidc)
+    secret = session_secret(settings, world.container.keys)
+    app = create_app(console, http_config(settings, secret), settings, oidc=oidc)
     world.ctx.history = console.history
     tokens = {}
     for username, role in STAFF.items():

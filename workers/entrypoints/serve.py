@@ -71,7 +71,7 @@ def serve(host: str | None, port: int | None) -> None:
                 log_config=None,  # ours: logs.configure (JSON, personal data masked)
                 access_log=False,  # the audit trail records what matters; URLs carry none
                 server_header=False,
-                proxy_headers=False,
+                proxy_headers=False,  # the app trusts CALLVAULT_FORWARDED_ALLOW_IPS only
             )
     finally:
         container.close()

@@ -17,7 +17,15 @@ from ...app.console.recordings import Audio, SearchQuery
 from ...app.console.service import Console
 from ...domain.model import Recording, parse_subject
 from ...domain.retention import rfc3339
-from .security import Caller, Sessions, allow, caller_of, check_same_origin, roles_extra
+from .security import (
+    Caller,
+    Sessions,
+    allow,
+    caller_of,
+    check_same_origin,
+    client_address,
+    roles_extra,
+)
 from .views import access_item, disclosure_item, hold_item, overview_dict, report_dict, request_item
 
 SEARCHERS = (Role.QA, Role.COMPLAINTS, Role.DPO)
@@ -65,8 +73,7 @@ def _me(principal: Principal) -> Me:
 def sign_in(body: Credentials, request: Request, response: Response, console: ConsoleDep) -> Me:
     """Sign in with a name and password; sets the session cookie for the browser."""
     check_same_origin(request)
-    client = request.client.host if request.client else "unknown"
-    principal = console.accounts.sign_in(body.username, body.password, client)
+    principal = console.accounts.sign_in(body.username, body.password, client_address(request))
     sessions: Sessions = request.app.state.sessions
     sessions.issue(response, principal)
     return _me(principal)

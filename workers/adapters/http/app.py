@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ...app.console.errors import (
     ConsoleError,
@@ -50,6 +51,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.console = console
+    app.state.http = config
     app.state.sessions = Sessions(config)
     app.state.settings = settings
     app.state.oidc = oidc
@@ -59,7 +61,9 @@ def create_app(
     for router in extra_routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=(config.public_origin or "").startswith("https://"))
+    if config.trusted_proxies:  # outermost: every layer sees the client's own address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.trusted_proxies))
     app.add_exception_handler(ConsoleError, _console_error)
     app.add_exception_handler(pages.SignInRequired, _sign_in)
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -133,6 +137,17 @@ async def _invalid(request: Request, error: Exception) -> Response:
     return pages.error_page(request, ConsoleError("the form is incomplete or malformed"))
 
 
+def http_config(settings: Settings, secret: bytes) -> HttpConfig:
+    """Cookies (signed with ``secret``), the public origin and the trusted proxies."""
+    return HttpConfig(
+        session_secret=secret,
+        session_ttl=settings.session_ttl.as_timedelta(),
+        cookie_secure=settings.secure_cookies,
+        public_origin=settings.public_url,
+        trusted_proxies=settings.forwarded_allow_ips,
+    )
+
+
 def build_app(
     settings: Settings,
     console: Console,
@@ -142,14 +157,9 @@ def build_app(
     readiness: Readiness | None = None,
 ) -> FastAPI:
     """The app as ``callvault serve`` runs it, from settings; ``secret`` signs its cookies."""
-    config = HttpConfig(
-        session_secret=secret,
-        session_ttl=settings.session_ttl.as_timedelta(),
-        cookie_secure=settings.cookie_secure,
-    )
     return create_app(
         console,
-        config,
+        http_config(settings, secret),
         settings,
         oidc=OidcClient.from_settings(settings),
         extra_routers=extra_routers,

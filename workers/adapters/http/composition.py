@@ -39,8 +39,10 @@ def assemble(
         ports,
         key=keys.hash,
         clock=clock,
-        policy=ThrottlePolicy(
-            per_user=settings.login_max_failures, window=settings.login_window.as_timedelta()
+        policy=ThrottlePolicy.of(
+            settings.login_max_failures,
+            settings.login_window.as_timedelta(),
+            settings.login_lock_addresses,
         ),
         **({"hasher": hasher} if hasher is not None else {}),
     )

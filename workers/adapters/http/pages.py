@@ -35,6 +35,7 @@ from .security import (
     Sessions,
     caller_of,
     check_same_origin,
+    client_address,
     same_token,
 )
 from .views import access_item, disclosure_item, hold_item, report_dict, request_item
@@ -166,10 +167,9 @@ def login(request: Request, form: Form, console: ConsoleDep) -> Response:
     sessions = sessions_of(request)
     if not same_token(sessions.pre_session_token(request), form.get(CSRF_FIELD)):
         raise NotAllowed("the sign-in form has expired; reload it and try again")
-    client = request.client.host if request.client else "unknown"
     try:
         principal = console.accounts.sign_in(
-            form.get("username", ""), form.get("password", ""), client
+            form.get("username", ""), form.get("password", ""), client_address(request)
         )
     except ConsoleError as error:
         return render(

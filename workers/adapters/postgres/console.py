@@ -3,9 +3,9 @@ access and its audit entry, a disclosure and its audit entry, commit together)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from ...app.console.model import (
     SearchCriteria,
     User,
 )
+from ...app.console.throttle import R, Tally
 from ...app.ports.console import DayCounts, DsrRecord, HoldView
 from ...domain.audit import verify_chain
 from ...domain.model import Recording
@@ -30,6 +31,10 @@ from .audit import append_audit
 from .repositories import request_record
 
 AUDIT_PAGE = 5000
+
+
+class _Taken(Exception):
+    """A name or an identity is taken: the transaction is rolled back."""
 
 
 class PostgresConsole:
@@ -86,6 +91,47 @@ class PostgresConsole:
             )
             return cur.rowcount == 1
 
+    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+        with self._tx() as (_, conn):
+            row = conn.execute(
+                "SELECT u.* FROM console_identities i JOIN console_users u USING (username) "
+                "WHERE i.issuer = %s AND i.subject = %s",
+                (issuer, subject),
+            ).fetchone()
+        return _user(row) if row else None
+
+    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
+        try:
+            with self._tx() as (_, conn):
+                for sql, values in (
+                    (
+                        "INSERT INTO console_users (username, role, password_hash, disabled, "
+                        "created_at) VALUES (%s, %s, NULL, %s, %s) ON CONFLICT DO NOTHING",
+                        (user.username, user.role.value, user.disabled, user.created_at),
+                    ),
+                    (
+                        "INSERT INTO console_identities (issuer, subject, username, bound_at) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (issuer, subject, user.username, at),
+                    ),
+                ):
+                    if conn.execute(sql, values).rowcount != 1:
+                        raise _Taken  # the name or the identity: nothing is written
+        except _Taken:
+            return False
+        return True
+
+    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        with self._tx() as (_, conn):
+            bound = conn.execute(
+                "INSERT INTO console_identities (issuer, subject, username, bound_at) "
+                "SELECT %s, %s, username, %s FROM console_users "
+                "WHERE username = %s AND password_hash IS NULL "
+                "ON CONFLICT DO NOTHING",
+                (issuer, subject, at, username),
+            )
+            return bound.rowcount == 1
+
     # tokens --------------------------------------------------------------------------------
     def add_token(self, token: ApiToken) -> None:
         with self._tx() as (_, conn):
@@ -119,26 +165,36 @@ class PostgresConsole:
             return cur.rowcount == 1
 
     # sign-in throttle ----------------------------------------------------------------------
-    def failures_since(self, key: bytes, since: datetime) -> int:
+    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
         with self._tx() as (_, conn):
-            row = conn.execute(
-                "SELECT count(*) AS n FROM console_login_failures WHERE key = %s AND at >= %s",
-                (key, since),
-            ).fetchone()
-        return int(row["n"]) if row else 0
-
-    def record_failure(self, key: bytes, at: datetime) -> None:
-        with self._tx() as (_, conn):
-            conn.execute("INSERT INTO console_login_failures (key, at) VALUES (%s, %s)", (key, at))
-            # old failures say nothing any more; keep the table small
             conn.execute(
-                "DELETE FROM console_login_failures WHERE key = %s AND at < %s - interval '1 day'",
-                (key, at),
+                "INSERT INTO console_login_tallies (key, count) VALUES (%s, 0) "
+                "ON CONFLICT DO NOTHING",
+                (key,),
             )
+            row = conn.execute(
+                "SELECT count, last_at, paused_until FROM console_login_tallies "
+                "WHERE key = %s FOR UPDATE",
+                (key,),
+            ).fetchone()
+            assert row is not None
+            result, tally = change(Tally(row["count"], row["last_at"], row["paused_until"]))
+            if tally == Tally():  # nothing to remember: keep no row
+                conn.execute("DELETE FROM console_login_tallies WHERE key = %s", (key,))
+            else:
+                conn.execute(
+                    "UPDATE console_login_tallies SET count = %s, last_at = %s, "
+                    "paused_until = %s WHERE key = %s",
+                    (tally.count, tally.last_at, tally.paused_until, key),
+                )
+        return result
 
-    def clear_failures(self, key: bytes) -> None:
+    def forget(self, key: bytes, now: datetime) -> None:
         with self._tx() as (_, conn):
-            conn.execute("DELETE FROM console_login_failures WHERE key = %s", (key,))
+            conn.execute(
+                "DELETE FROM console_login_tallies WHERE key = %s OR last_at < %s",
+                (key, now - timedelta(days=1)),
+            )
 
     # recordings ----------------------------------------------------------------------------
     def search(self, criteria: SearchCriteria) -> list[Recording]:

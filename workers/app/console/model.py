@@ -78,6 +78,16 @@ class User:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """A person as an OpenID provider vouches for them: ``subject`` is stable and unique at
+    ``issuer``; ``username`` is only the name it shows (and may change)."""
+
+    issuer: str
+    subject: str
+    username: str
+
+
+@dataclass(frozen=True)
 class ApiToken:
     token_id: str
     username: str

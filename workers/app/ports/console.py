@@ -5,13 +5,14 @@ one contract suite (tests/integration/test_console_ports.py) keeps both honest."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from ...domain.model import Hold, Recording, RequestRecord
 from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.throttle import R, Tally
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,19 @@ class UserDirectory(Protocol):
 
     def set_role(self, username: str, role: Role) -> bool: ...
 
+    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+        """The account bound to this identity provider's subject, if any."""
+        ...
+
+    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
+        """Create a passwordless account bound to the identity; False when the name is taken
+        or the identity is bound already."""
+        ...
+
+    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        """Bind an existing account that has no password and no identity yet; else False."""
+        ...
+
 
 class ApiTokens(Protocol):
     def add_token(self, token: ApiToken) -> None: ...
@@ -70,14 +84,17 @@ class ApiTokens(Protocol):
 
 
 class LoginThrottle(Protocol):
-    """Failed sign-ins per key (a keyed digest of a name or an address), shared by every
-    server process so that a load balancer cannot be used to multiply attempts."""
+    """Sign-in tallies per key (a keyed digest of an account, an address or both), shared by
+    every server process so that a load balancer cannot be used to multiply attempts."""
 
-    def failures_since(self, key: bytes, since: datetime) -> int: ...
+    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
+        """Replace the key's tally (a fresh one when absent) by ``change``'s, atomically:
+        updates of one key take turns. Returns ``change``'s first value."""
+        ...
 
-    def record_failure(self, key: bytes, at: datetime) -> None: ...
-
-    def clear_failures(self, key: bytes) -> None: ...
+    def forget(self, key: bytes, now: datetime) -> None:
+        """Drop the key's tally (and any tally quiet for a day)."""
+        ...
 
 
 class RecordingFinder(Protocol):
