@@ -10,10 +10,10 @@ import json
 import os
 from pathlib import Path
 
+from testbed.softhsm import SoftToken
 from testbed.stack import Instance, stop_processes
-from tests.e2e.console_harness import Console, cli, dsr, serve, start_console, store_calls
+from tests.e2e.console_harness import PASSWORD, Console, cli, dsr, serve, store_calls
 from tests.e2e.harness import Callvault, make_wav
-from tests.softhsm import SoftToken
 
 KEY_SETTINGS = (
     "CALLVAULT_MASTER_KEY",
@@ -31,12 +31,6 @@ def keyless(instance: Instance, token: SoftToken) -> dict[str, str]:
     """The instance's settings with the token's instead of any key."""
     env = {k: v for k, v in {**os.environ, **instance.env}.items() if k not in KEY_SETTINGS}
     return {**env, **token.env()}
-
-
-def restart_worker(cv: Callvault) -> None:
-    stop_processes(cv.workers)
-    cv.workers.clear()
-    cv.start_worker()
 
 
 def environment_of(pid: int) -> dict[str, str]:
@@ -62,12 +56,15 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     assert "signing key 'callvault-signing' (Ed25519)" in generated
     cv.migrate()
     cv.start_worker()
-    ids = store_calls(cv, {"hsm-1": {"audio": FIRST}})
-    console = start_console(cv)
+    ids = store_calls(cv, {"hsm-1": {"audio": FIRST}, "hsm-2": {"audio": SECOND}})
+    cli(cv, "user", "add", "qa", "--role", "qa", stdin=PASSWORD + "\n")
+    token = cli(cv, "token", "create", "qa").stdout.strip()
+    console = serve(cv)
+    console.tokens["qa"] = token
     assert play(console, ids["hsm-1"]) == FIRST
 
-    # no key in any process's environment or settings: only where the token is
-    for process in [*cv.workers]:
+    # no key in any process's environment: only where the token is
+    for process in cv.workers:  # the worker and serve
         environment = environment_of(process.pid)
         assert not set(KEY_SETTINGS) & set(environment)
         assert environment["CALLVAULT_KEYS_BACKEND"] == "pkcs11"
@@ -78,10 +75,8 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     # the master key: a new token key becomes current, the data keys are re-wrapped under it
     cv.env["CALLVAULT_MASTER_KEY_ID"] = "m2"
     assert "callvault-master-m2" in cli(cv, "keys", "generate").stdout
-    restart_worker(cv)
-    ids |= store_calls(cv, {"hsm-2": {"audio": SECOND}})
     rotated = cli(cv, "keys", "rotate").stdout
-    assert "re-wrapped 1 data key(s) under master key m2" in rotated
+    assert "re-wrapped 2 data key(s) under master key m2" in rotated
     assert "retired master key(s) m1" in rotated
 
     # the hash key: a new token key, the old one retired (the workers and serve stopped)
@@ -95,8 +90,8 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     rehashed = cli(cv, "keys", "rehash").stdout
     assert "re-keyed the digests of 2 recording(s)" in rehashed
     cv.start_worker()
-    tokens, console = console.tokens, serve(cv)  # the accounts exist already
-    console.tokens.update(tokens)
+    console = serve(cv)
+    console.tokens["qa"] = token
     assert play(console, ids["hsm-1"]) == FIRST
     assert play(console, ids["hsm-2"]) == SECOND
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ import pkcs11
 import pytest
 from pkcs11 import Attribute, KeyType, ObjectClass
 
-from tests.softhsm import SoftToken
+from testbed.softhsm import SoftToken
 from workers.adapters import crypto
 from workers.adapters.keys import KeyRing, check_value, software_key_ring
 from workers.adapters.pkcs11 import (
@@ -36,6 +38,7 @@ from workers.domain.errors import ConfigError, IntegrityError, TransientError
 from workers.domain.keyed import HmacKey
 from workers.settings import Settings, load_settings
 
+CALLVAULT = str(Path(sys.executable).parent / "callvault")
 NO_SOFTWARE_KEYS = {"master_key": None, "master_keys": None, "hash_key": None, "signing_key": None}
 CERTIFICATE = {"type": "erasure", "request_id": "R-1", "recordings": []}
 
@@ -334,3 +337,17 @@ def test_keys_move_out_of_the_token_by_rotation(soft_token: SoftToken) -> None:
         signing_key_id="callvault-2",
     )
     assert outside.unwrap(rewrapped, "m2", "rec-1") == b"d" * 32
+
+
+def test_the_cli_names_the_pin_file_in_one_line(soft_token: SoftToken, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("000000\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLVAULT_", "SOFTHSM2_"))}
+    env |= soft_token.env() | {"CALLVAULT_PKCS11_PIN_FILE": str(wrong)}
+    done = subprocess.run(
+        [CALLVAULT, "keys", "generate"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 3
+    (line,) = done.stderr.strip().splitlines()
+    assert "CALLVAULT_PKCS11_PIN_FILE: the token" in line
+    assert "refused the PIN" in line
