@@ -186,7 +186,9 @@ class Settings(KafkaClientSettings):
     retention_tenants: CommaList = ()
     default_region: str = "LT"
     require_notice: bool = True
-    migrate_on_start: bool = True
+    # Off: `callvault migrate` (the one holder of the schema owner's credentials, a one-shot job)
+    # prepares the schema, buckets and topics; every other process only checks that it did.
+    migrate_on_start: bool = False
     metrics_port: int = Field(9400, ge=0, le=65535)
     metrics_addr: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     log_format: Literal["json", "console"] = "json"

@@ -19,6 +19,7 @@ from ...app.ports.console import ConsoleStore, HoldCommands, Packager, RangedObj
 from ...app.ports.keys import Keys as KeysPort
 from ...settings import Settings
 from ..keys import SESSION_PURPOSE
+from ..rendition import PyavRenditions
 
 
 def assemble(
@@ -54,6 +55,7 @@ def assemble(
         keys=keys,
         clock=clock,
         seek_window=settings.access_seek_window.as_timedelta(),
+        renditions=PyavRenditions(),
     )
     return Console(
         accounts=accounts,

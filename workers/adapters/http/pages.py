@@ -276,6 +276,7 @@ def listen(
     recording = recordings.recording(caller.principal, recording_id)
     recordings.may_play(caller.principal, recording, chosen)
     query = {"purpose": chosen.value} | ({"case_ref": case_ref} if case_ref else {})
+    query["rendition"] = "browser"
     return render(
         request,
         "player.html",
@@ -284,7 +285,9 @@ def listen(
         purpose=chosen.value,
         case_ref=case_ref,
         src=f"/api/v1/recordings/{recording_id}/audio?{urlencode(query)}",
-        content_type=recording.content_type or "application/octet-stream",
+        channels=recording.channels,
+        # the caller is on the left: the customer on an inbound call, the agent on an outbound
+        customer_channel=0 if recording.direction == "inbound" else 1,
     )
 
 

@@ -14,8 +14,9 @@ from ...adapters import crypto
 from ...domain.identifiers import Subject, subject_keys
 from ...domain.keyed import Mac
 from ...domain.model import Recording, RecordingStatus
-from ..ports.console import AccessLog, RangedObjects, RecordingFinder
+from ..ports.console import AccessLog, RangedObjects, RecordingFinder, Rendition, Renditions
 from ..ports.objects import ObjectMissing
+from . import playback
 from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
 from .model import (
     CASE_REF_REQUIRED,
@@ -96,10 +97,12 @@ class Recordings:
         keys: Keys,
         clock: Callable[[], datetime],
         seek_window: timedelta = timedelta(minutes=30),
+        renditions: Renditions | None = None,
     ) -> None:
         self._finder, self._log, self._objects = finder, access_log, objects
         self._bucket, self._keys, self._clock = vault_bucket, keys, clock
         self._seek_window = seek_window
+        self._renditions = renditions
 
     # search --------------------------------------------------------------------------------
     def search(self, principal: Principal, query: SearchQuery) -> list[Recording]:
@@ -186,13 +189,20 @@ class Recordings:
         case_ref: str | None,
         range_header: str | None,
         kind: AccessKind,
+        *,
+        for_browsers: bool = False,
     ) -> Audio:
+        """The original audio, or with ``for_browsers`` what a browser's player can play (the
+        original where it can, else a rendition); one access on record either way."""
         chosen = self.check_purpose(principal, purpose, case_ref)
         recording = self._stored(recording_id)
         self.may_play(principal, recording, chosen)
-        size = recording.size_bytes or 0
+        original = self._original(recording)
+        audio: Rendition = original
+        if for_browsers and self._renditions is not None:
+            audio = playback.for_browsers(recording, original, self._renditions)
+        size = audio.size
         wanted = parse_range(range_header, size)
-        header = self._header(recording)
         first, last = wanted if wanted else (0, size - 1)
         now = self._clock()
         # A request from the start is a new playback or download and always goes on record;
@@ -204,11 +214,19 @@ class Recordings:
         )
         return Audio(
             status=206 if wanted else 200,
-            content_type=recording.content_type or "application/octet-stream",
+            content_type=audio.content_type,
             size=size,
             first=first,
             last=last,
-            body=self._plaintext(recording, header, first, last) if size else iter(()),
+            body=audio.read(first, last) if size else iter(()),
+        )
+
+    def _original(self, recording: Recording) -> playback.Original:
+        header = self._header(recording)
+        return playback.Original(
+            recording.content_type or "application/octet-stream",
+            recording.size_bytes or 0,
+            lambda first, last: self._plaintext(recording, header, first, last),
         )
 
     def _header(self, recording: Recording) -> bytes:

@@ -5,6 +5,7 @@ one contract suite (tests/integration/test_console_ports.py) keeps both honest."
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -151,6 +152,36 @@ class DisclosureRegister(Protocol):
 class RangedObjects(Protocol):
     def get_range(self, bucket: str, key: str, offset: int, length: int) -> Iterator[bytes]:
         """``length`` bytes of the object from ``offset``; ObjectMissing when absent."""
+        ...
+
+
+@dataclass(frozen=True)
+class AudioForm:
+    """What callvault knows of a recording's audio before decoding it."""
+
+    content_type: str
+    channels: int | None = None
+    duration_seconds: float | None = None
+
+
+class Rendition(Protocol):
+    """Audio as one HTTP answer sends it: its length is known before any byte is read."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, first: int, last: int) -> Iterator[bytes]:
+        """Bytes ``first``..``last`` (inclusive), streamed; called once."""
+        ...
+
+
+class Renditions(Protocol):
+    def playable(self, source: io.RawIOBase, form: AudioForm) -> Rendition:
+        """A rendition every browser plays, decoded from ``source`` (a seekable file of the
+        original) as it is read; NotAudio when the source cannot be decoded."""
         ...
 
 
