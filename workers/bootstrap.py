@@ -16,6 +16,8 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
+
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka.bus import DeadLetter, KafkaBus, read_topic
 from .adapters.kafka.codec import Codec
@@ -28,6 +30,7 @@ from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.backfill import backfill
 from .adapters.postgres.console import PostgresConsole
 from .adapters.postgres.migrate import MigrationReport, migrate, migrate_schema
+from .adapters.postgres.schema import expected_migrations
 from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
@@ -56,6 +59,8 @@ from .domain import messages as m
 from .domain.errors import ConfigError
 from .entrypoints.inputs import Inputs
 from .settings import Settings
+
+log = structlog.get_logger("callvault.bootstrap")
 
 if TYPE_CHECKING:
     from .adapters.connectors.publisher import LandingStore, Publisher
@@ -138,6 +143,20 @@ class App:
             timeout=s.db_timeout.as_timedelta().total_seconds(),
         )
         db.open(wait_seconds=s.connect_timeout.as_timedelta().total_seconds())
+        try:
+            role = db.check_schema(expected_migrations())
+        except BaseException:
+            db.close()
+            raise
+        if role.too_powerful:
+            log.warning(
+                "database_role_too_powerful",
+                role=role.role,
+                superuser=role.superuser,
+                owns_schema=role.owns_schema,
+                hint="connect as a role with callvault's grants only; the owner runs "
+                "`callvault migrate` (CALLVAULT_DATABASE_ADMIN_URL)",
+            )
         return db
 
     @cached_property
@@ -293,7 +312,7 @@ class App:
     @cached_property
     def console(self) -> Console:
         """The console's use cases over this process's database, store and Kafka."""
-        from .adapters.console_outbound import BusHoldCommands, ExportPackager
+        from .adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
         from .adapters.http.composition import assemble
 
         s = self.settings
@@ -302,6 +321,7 @@ class App:
             self.objects,
             BusHoldCommands(lambda: self.bus, s.topic_holds_commands, s.source_uri),
             ExportPackager(self.ctx),
+            BusRequests(lambda: self.bus, s.topic_dsr_requests, s.source_uri),
             s,
             self.clock,
             ring=self.keys,
