@@ -1,13 +1,14 @@
 #!/bin/sh
 # callvault's topic ACL plan, as Apache Kafka `kafka-acls.sh` commands (one per line).
 #
-# ACLs are what make an event's word trustworthy: only the DSR portal may write dsr.requests
-# (so `identity_verified: true` means the portal verified the person), only compliance and the
-# web console may write holds.commands, only the telephony system (its connectors and the cloud
-# webhooks) calls.ended. Everyone else is refused by the broker (with the standard authorizer,
-# a principal without an ACL may do nothing). Each component has its own principal: the
-# workers (callvault), the web console (console: holds only, so an internet-facing process can
-# neither forge an erasure nor a call), the telephony connectors and webhooks (telephony).
+# ACLs are what make an event's word trustworthy: only the DSR portal (and the DPO, signed in to
+# the web console) may write dsr.requests (so `identity_verified: true` means the portal or a
+# DPO verified the person), only compliance and the web console may write holds.commands, only
+# the telephony system (its connectors and the cloud webhooks) calls.ended. Everyone else is
+# refused by the broker (with the standard authorizer, a principal without an ACL may do
+# nothing). Each component has its own principal: the workers (callvault: they write no input),
+# the web console (console: holds and the DPO's audited requests; never calls, never a read),
+# the telephony connectors and webhooks (telephony).
 #
 #   deploy/kafka/acl-plan.sh            print the plan (review it)
 #   deploy/kafka/acl-plan.sh | sh       apply it with Kafka's own tools (kafka-acls.sh on
@@ -18,11 +19,12 @@
 #   deploy/kafka/acl-plan.sh --remove   the same commands with --remove: take the plan back
 #
 # Names come from the environment, with these defaults: principals CALLVAULT_PRINCIPAL
-# (callvault), CONSOLE_PRINCIPAL (console), TELEPHONY_PRINCIPAL (telephony),
-# DSR_PORTAL_PRINCIPAL (dsr-portal), COMPLIANCE_PRINCIPAL (compliance), REPLAY_PRINCIPAL
-# (callvault-replay); the DSR portal's consumer group DSR_PORTAL_GROUP (dsr-portal, a prefix);
-# topics and consumer group as callvault reads them (CALLVAULT_TOPIC_<NAME>, CALLVAULT_APP_ID);
-# ALLOW_DEADLETTER_REPLAY=1 adds the grants at the end, for REPLAY_PRINCIPAL only.
+# (callvault), CONSOLE_PRINCIPAL (console, for `callvault serve`), TELEPHONY_PRINCIPAL
+# (telephony), DSR_PORTAL_PRINCIPAL (dsr-portal), COMPLIANCE_PRINCIPAL (compliance),
+# REPLAY_PRINCIPAL (callvault-replay); the DSR portal's consumer group DSR_PORTAL_GROUP
+# (dsr-portal, a prefix); topics and consumer group as callvault reads them
+# (CALLVAULT_TOPIC_<NAME>, CALLVAULT_APP_ID); ALLOW_DEADLETTER_REPLAY=1 adds the grants at the
+# end, for REPLAY_PRINCIPAL only.
 set -eu
 
 action=--add
@@ -71,9 +73,13 @@ acl --allow-principal "$portal" --operation Write --operation Describe --topic "
 acl --allow-principal "$portal" --operation Read --operation Describe --topic "$results"
 acl --allow-principal "$portal" --operation Read --group "$portal_group" --resource-pattern-type prefixed
 
-# Compliance writes hold commands, and so does the web console (`callvault serve`): holds only.
+# Compliance writes hold commands, and so does the web console (`callvault serve`).
 acl --allow-principal "$compliance" --operation Write --operation Describe --topic "$holds"
 acl --allow-principal "$console" --operation Write --operation Describe --topic "$holds"
+
+# The console writes the requests a signed-in DPO registers (a letter, an e-mail, a call: no
+# portal); each is in the audit trail with who registered it and how the identity was checked.
+acl --allow-principal "$console" --operation Write --operation Describe --topic "$requests"
 
 # callvault consumes the three inputs in its consumer group (CALLVAULT_APP_ID) ...
 for topic in "$calls" "$requests" "$holds"; do
@@ -99,7 +105,7 @@ done
 # them back on their input topic (`callvault deadletter replay`). Without it (the default)
 # nobody but their owners writes the inputs: run `callvault deadletter replay`, `dsr submit`,
 # `hold place|release` and `publish` with the credentials of the principal that owns the topic.
-# Neither callvault's workers nor the console ever get Write on an input.
+# callvault's workers never get Write on an input, nor the console beyond the grants above.
 if [ "${ALLOW_DEADLETTER_REPLAY:-0}" = 1 ]; then
     acl --allow-principal "$replay" --operation Read --operation Describe --topic "$deadletter"
     for topic in "$calls" "$requests" "$holds"; do

@@ -1,6 +1,6 @@
 """Each component under its own Kafka principal, with only the secrets it uses: the ACL plan
-gives the web console holds only and never lets the replay escape hatch hand an input topic to
-a process that runs unattended or faces the internet; the webhooks that `callvault serve`
+gives the web console holds and the DPO's registered requests only, and never lets the replay
+escape hatch hand an input topic to the workers or the console; the webhooks that `callvault serve`
 mounts publish as the telephony principal; the webhooks' secrets may come from files."""
 
 from __future__ import annotations
@@ -44,15 +44,23 @@ def writers(plan: dict[str, set[tuple[str, str]]], topic: str) -> set[str]:
 
 
 @pytest.mark.parametrize("replay", ["0", "1"])
-def test_the_console_may_write_holds_and_nothing_else(replay: str) -> None:
+def test_the_console_may_write_holds_and_the_dpos_requests_and_nothing_else(replay: str) -> None:
     plan = grants(ALLOW_DEADLETTER_REPLAY=replay)
-    assert plan["User:console"] == {("Write", "holds.commands"), ("Describe", "holds.commands")}
+    assert plan["User:console"] == {
+        ("Write", "holds.commands"),
+        ("Describe", "holds.commands"),
+        ("Write", "dsr.requests"),  # registered by a signed-in DPO, audited
+        ("Describe", "dsr.requests"),
+    }
 
 
 @pytest.mark.parametrize("replay", ["0", "1"])
-def test_only_the_portal_and_the_replay_operator_may_write_dsr_requests(replay: str) -> None:
+def test_the_replay_escape_hatch_gives_the_inputs_to_the_replay_operator_only(
+    replay: str,
+) -> None:
     plan = grants(ALLOW_DEADLETTER_REPLAY=replay)
-    expected = {"User:dsr-portal"} | ({"User:callvault-replay"} if replay == "1" else set())
+    expected = {"User:dsr-portal", "User:console"}
+    expected |= {"User:callvault-replay"} if replay == "1" else set()
     assert writers(plan, "dsr.requests") == expected
     for topic in INPUTS:  # the workers never write an input
         assert "User:callvault" not in writers(plan, topic), topic
