@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench lock clean
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench lock messages clean
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -46,7 +46,7 @@ e2e: up
 
 telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine)
 	$(BIN)/pytest -q tests/unit/test_audio.py tests/unit/test_connectors.py \
-		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py
+		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py
 	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
 
 chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
@@ -65,6 +65,9 @@ typecheck: venv
 
 bench: migrate ## benchmarks against a raw baseline in the same run (see bench/README.md)
 	$(ENV) $(BIN)/python -m bench
+
+messages: venv ## the texts people read: extract them into every catalogue (workers/i18n/locale), compile
+	$(BIN)/python -m workers.i18n update
 
 LOCK := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-emit-index-url \
 	--no-emit-find-links --strip-extras

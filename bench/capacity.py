@@ -113,7 +113,7 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
         purger.close()
         time.sleep(1.5)
         purged = _db_stats(url, name)
-        hash_key = purger.keys.hash_key
+        hash_key = purger.keys.hasher
         ids = [recording_id_for(hash_key, c) for c in call_ids]
         with psycopg.connect(url) as conn:
             row = conn.execute(

@@ -34,6 +34,8 @@ DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$DEPLOY_DIR/lib/telephony.sh"
 # shellcheck source=lib/browser.sh
 . "$DEPLOY_DIR/lib/browser.sh"
+# shellcheck source=lib/softhsm.sh
+. "$DEPLOY_DIR/lib/softhsm.sh"
 
 FETCH_ROOT="$LOCAL_DIR/landing-files"
 
@@ -78,6 +80,9 @@ export CALLVAULT_PROMETHEUS_TARGETS_DIR=$PROM_TARGETS
 export CALLVAULT_ALERTMANAGER_URL=http://$BIND_HOST:$AM_PORT
 export CALLVAULT_PG_APP_URL=postgresql://$PG_APP_ROLE:$PG_APP_PASSWORD@$BIND_HOST:$PG_PORT/$PG_DB
 export CALLVAULT_PG_ADMIN_URL=postgresql://$PG_ROLE:$PG_PASSWORD@$BIND_HOST:$PG_PORT/postgres
+# SoftHSM2's configuration (its tokens under .local/softhsm) and library, for the PKCS#11 tests
+export CALLVAULT_STACK_SOFTHSM2_CONF=$SOFTHSM_CONF
+export CALLVAULT_STACK_PKCS11_MODULE=$SOFTHSM_MODULE
 EOF
     )
     mv -f "$tmp" "$STACK_ENV"
@@ -113,6 +118,9 @@ install_phase() {
     command -v python3 >/dev/null || pkgs+=(python3 python3-venv)
     # console: headless Chromium for the browser tests
     while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(browser_packages_missing)
+    browser_prepare
+    # keys in a token: SoftHSM2 for the PKCS#11 tests
+    while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(softhsm_packages_missing)
     # the venv install (pip) overlaps with the Go build too
     if [ "${CALLVAULT_STACK_NO_VENV:-0}" = 1 ]; then
         log "CALLVAULT_STACK_NO_VENV=1: not touching .venv"
@@ -152,6 +160,7 @@ install_phase() {
     pg_install
     prom_install
     am_install
+    softhsm_ensure
 }
 
 cmd_up() {

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from testbed.softhsm import SoftToken, delete_token, new_token
 from testbed.stack import Instance, drop_instance, ensure_stack, new_instance
 
 
@@ -22,3 +23,24 @@ def instance(stack: dict[str, str]) -> Iterator[Instance]:
         yield created
     finally:
         drop_instance(created)
+
+
+@pytest.fixture(scope="session")
+def token_pool(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[SoftToken]]:
+    """A SoftHSM2 token for every test of this run that asks for one, made at once: SoftHSM2
+    sees only the tokens that existed when a process first loaded it."""
+    wanted = sum("soft_token" in getattr(i, "fixturenames", ()) for i in request.session.items)
+    tokens = [new_token(tmp_path_factory.mktemp("token")) for _ in range(wanted)]
+    try:
+        yield tokens
+    finally:
+        for token in tokens:
+            delete_token(token)
+
+
+@pytest.fixture
+def soft_token(token_pool: list[SoftToken]) -> SoftToken:
+    """An empty SoftHSM2 token of this test's own."""
+    return token_pool.pop()

@@ -11,7 +11,8 @@ from datetime import datetime
 from functools import cached_property, partial
 from typing import Any
 
-from .adapters.crypto import TextSealer
+import structlog
+
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka.bus import KafkaBus
 from .adapters.kafka.codec import Codec
@@ -20,6 +21,7 @@ from .adapters.keys import key_ring
 from .adapters.metrics import Metrics
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.console import subject_history
+from .adapters.postgres.schema import expected_migrations
 from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
@@ -41,6 +43,8 @@ from .app.retry import RetryPolicy
 from .domain import messages as m
 from .entrypoints.inputs import Inputs
 from .settings import Settings
+
+log = structlog.get_logger("callvault.bootstrap")
 
 
 @dataclass
@@ -73,13 +77,27 @@ class Container:
         s = self.settings
         db = PostgresDatabase(
             s.dsn,
-            sealer=text_sealer(s),
+            sealer=self.keys.sealer,
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
             timeout=s.db_timeout.as_timedelta().total_seconds(),
         )
         db.open(wait_seconds=s.connect_timeout.as_timedelta().total_seconds())
+        try:
+            role = db.check_schema(expected_migrations())
+        except BaseException:
+            db.close()
+            raise
+        if role.too_powerful:
+            log.warning(
+                "database_role_too_powerful",
+                role=role.role,
+                superuser=role.superuser,
+                owns_schema=role.owns_schema,
+                hint="connect as a role with callvault's grants only; the owner runs "
+                "`callvault migrate` (CALLVAULT_DATABASE_ADMIN_URL)",
+            )
         return db
 
     @cached_property
@@ -173,7 +191,7 @@ class Container:
             self.bus,
             lambda: self.dead_letters,
             self.settings,
-            lambda: self.keys.hash_key,
+            lambda: self.keys.hasher,
             self.metrics,
         )
 
@@ -232,13 +250,6 @@ def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
         m.RekeyDigests: bind(keys.rekey_digests),
         m.FinishHashRotation: bind(keys.finish_hash_rotation),
     }
-
-
-def text_sealer(settings: Settings) -> TextSealer:
-    """Seals under the current master key; opens under any configured one."""
-    masters = settings.master_keys_by_id()
-    current = masters.pop(settings.master_key_id)
-    return TextSealer(current, *masters.values())
 
 
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -20,27 +20,31 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from .domain.calendar import DEFAULT_TIMEZONE, LocalCalendar, Localities, zone
 from .domain.errors import ConfigError
 from .domain.retention import IsoDuration, RetentionPolicy
+from .domain.text import N_
 
 PREFIX = "CALLVAULT_"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 Duration = Annotated[IsoDuration, NoDecode]
 
-NOTICE_PURPOSES = (
+# The notice's statements (in the catalogues: a page shows the defaults in its reader's
+# language; a text set by CALLVAULT_NOTICE_* is shown as written).
+NOTICE_PURPOSES = N_(
     "customer service quality; evidence of customer requests and complaints about orders, "
     "their fulfilment and veterinary consultations; training of customer-service staff"
 )
-NOTICE_LEGAL_BASIS = "legitimate interest of the controller, GDPR Art. 6(1)(f)"
-NOTICE_RECIPIENTS = (
+NOTICE_LEGAL_BASIS = N_("legitimate interest of the controller, GDPR Art. 6(1)(f)")
+NOTICE_RECIPIENTS = N_(
     "telecommunication service providers (installing, servicing and maintaining the call "
     "system, investigating incidents, link quality); state and law-enforcement institutions "
     "for their investigations; parties to incidents under investigation. No transfer outside "
     "the European Economic Area"
 )
-NOTICE_SOURCE = "the phone call itself and the order data of the e-shop linked to it"
-NOTICE_RIGHTS = (
+NOTICE_SOURCE = N_("the phone call itself and the order data of the e-shop linked to it")
+NOTICE_RIGHTS = N_(
     "access, rectification, erasure, restriction of processing, objection (Art. 21) and data "
     "portability; complaint to the State Data Protection Inspectorate (Vilnius)"
 )
@@ -165,6 +169,19 @@ class Settings(KafkaClientSettings):
     # Public keys of retired signing keys (KEY_ID=BASE64,...): still published, so that
     # certificates signed before a rotation verify.
     signing_public_keys_retired: CommaList = ()
+    # Where the keys live (docs/keys.md): `local` - the settings above, in this process;
+    # `pkcs11` - non-extractable objects in a PKCS#11 token (an HSM), named by their labels.
+    keys_backend: Literal["local", "pkcs11"] = "local"
+    pkcs11_module: Path | None = None  # the token's PKCS#11 library
+    pkcs11_token_label: str | None = None
+    pkcs11_pin_file: Path | None = None  # the user PIN, in a file only
+    pkcs11_master_label: str = "callvault-master-"  # + the master key's id
+    pkcs11_hash_label: str = "callvault-hash"
+    pkcs11_hash_labels_retired: CommaList = ()  # hash keys replaced by `keys rehash`
+    pkcs11_signing_label: str = "callvault-signing"
+    # sessions open at once; 0: enough for CALLVAULT_CONCURRENCY (each role's events and the
+    # background loops)
+    pkcs11_sessions: int = Field(0, ge=0, le=256)
     database_ca_file: Path | None = None  # PEM; set: TLS with sslmode=verify-full
     s3_ca_bundle: Path | None = None  # PEM; for an https endpoint with a private CA
     s3_public_endpoint: str | None = None  # where DSR portals fetch exports (presigned URLs)
@@ -173,7 +190,9 @@ class Settings(KafkaClientSettings):
     retention_tenants: CommaList = ()
     default_region: str = "LT"
     require_notice: bool = True
-    migrate_on_start: bool = True
+    # Off: `callvault migrate` (the one holder of the schema owner's credentials, a one-shot job)
+    # prepares the schema, buckets and topics; every other process only checks that it did.
+    migrate_on_start: bool = False
     metrics_port: int = Field(9400, ge=0, le=65535)
     metrics_addr: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     log_format: Literal["json", "console"] = "json"
@@ -222,6 +241,12 @@ class Settings(KafkaClientSettings):
     notice_source: str = NOTICE_SOURCE
     notice_rights: str = NOTICE_RIGHTS
 
+    # People read in their language and local time: the console, reports and letters.
+    language: str = "lt"  # default language (the console: unless the user or browser asks)
+    timezone: str = DEFAULT_TIMEZONE  # IANA name
+    language_tenants: CommaList = ()  # TENANT=LANGUAGE for tenants whose people differ
+    timezone_tenants: CommaList = ()  # TENANT=ZONE, e.g. shop-ee=Europe/Tallinn
+
     @field_validator(
         "retention",
         "fetch_timeout",
@@ -247,6 +272,10 @@ class Settings(KafkaClientSettings):
         "fetch_allowed_hosts",
         "fetch_allowed_networks",
         "signing_public_keys_retired",
+        "pkcs11_hash_labels_retired",
+        "forwarded_allow_ips",
+        "language_tenants",
+        "timezone_tenants",
         mode="before",
     )
     @classmethod
@@ -264,6 +293,40 @@ class Settings(KafkaClientSettings):
                 raise ValueError(f"{item!r} is not TENANT=DURATION")
             IsoDuration.parse(duration)
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return _language(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("language_tenants", "timezone_tenants")
+    @classmethod
+    def _per_tenant(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        check = _language if info.field_name == "language_tenants" else zone
+        for tenant, setting in _pairs(value, "TENANT=VALUE"):
+            if not tenant:
+                raise ValueError(f"{tenant}={setting} is not TENANT=VALUE")
+            check(setting)
+        return value
+
+    @property
+    def localities(self) -> Localities:
+        """Each tenant's language and time zone."""
+        return Localities(
+            self.language,
+            LocalCalendar.named(self.timezone),
+            tuple(_pairs(self.language_tenants, "TENANT=LANGUAGE")),
+            tuple(
+                (tenant, LocalCalendar.named(name))
+                for tenant, name in _pairs(self.timezone_tenants, "TENANT=ZONE")
+            ),
+        )
 
     @field_validator("master_key", "hash_key", "signing_key")
     @classmethod
@@ -293,7 +356,7 @@ class Settings(KafkaClientSettings):
         _keys_by_id(",".join(value), "KEY_ID=BASE64")
         return value
 
-    @field_validator("fetch_allowed_networks")
+    @field_validator("fetch_allowed_networks", "forwarded_allow_ips")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
@@ -391,6 +454,15 @@ class Settings(KafkaClientSettings):
         secret: SecretStr = getattr(self, name)
         return base64.b64decode(secret.get_secret_value())
 
+    def need_keys(self) -> None:
+        """Stop with a :class:`ConfigError` when the keys' settings are incomplete: the key
+        bytes (``local``) or the token's library, label and PIN file (``pkcs11``)."""
+        if self.keys_backend == "pkcs11":
+            self.need("pkcs11_module", "pkcs11_token_label", "pkcs11_pin_file")
+            return
+        self.need("hash_key", "signing_key")
+        self.master_keys_by_id()
+
     def master_keys_by_id(self) -> dict[str, bytes]:
         """Every configured master key by id; the current one (``MASTER_KEY_ID``) among them."""
         found = {}
@@ -445,8 +517,15 @@ class Settings(KafkaClientSettings):
     session_secret: SecretStr | None = None
     session_ttl: Duration = IsoDuration.parse("PT8H")
     cookie_secure: bool = False  # true behind TLS: cookies only over HTTPS
-    login_max_failures: int = Field(5, gt=0)  # per user name within login_window
+    # The origin browsers see when a reverse proxy fronts the console (https://calls.shop.lt):
+    # browser requests that change state must come from it; https makes cookies Secure.
+    public_url: str | None = None
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses or CIDR networks);
+    # none by default, so a client cannot name its own address to the sign-in throttle.
+    forwarded_allow_ips: CommaList = ()
+    login_max_failures: int = Field(5, gt=0)  # per user name and address within login_window
     login_window: Duration = IsoDuration.parse("PT15M")
+    login_lock_addresses: int = Field(20, gt=1)  # addresses failing for one account in a day
     access_seek_window: Duration = IsoDuration.parse("PT30M")  # seeks within one playback
     oidc_issuer: str | None = None  # OpenID Connect: https://idp.example/realms/shop
     oidc_client_id: str | None = None
@@ -460,6 +539,29 @@ class Settings(KafkaClientSettings):
     @classmethod
     def _console_duration(cls, value: Any) -> IsoDuration:
         return value if isinstance(value, IsoDuration) else IsoDuration.parse(str(value))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """An origin: ``http(s)://host[:port]``, nothing after it (a trailing / is dropped)."""
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            raise ValueError(f"{value!r} is not an origin such as https://calls.example.lt")
+        return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies only over HTTPS: asked for, or the public URL is https."""
+        return self.cookie_secure or (self.public_url or "").startswith("https://")
 
     @field_validator("oidc_role_map", mode="before")
     @classmethod
@@ -489,6 +591,24 @@ def _with_tls(dsn: str, ca_file: str) -> str:
     if not any(w.startswith("sslmode=") for w in words):
         words.append("sslmode=verify-full")
     return " ".join([*words, f"sslrootcert={quoted}"])
+
+
+def _language(value: str) -> str:
+    from .i18n import LANGUAGES
+
+    if value not in LANGUAGES:
+        raise ValueError(f"must be one of {', '.join(LANGUAGES)} (the message catalogues)")
+    return value
+
+
+def _pairs(items: tuple[str, ...], form: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not {form}")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
 
 
 def _items(text: str) -> list[str]:

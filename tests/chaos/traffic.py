@@ -32,6 +32,7 @@ from testbed.stack import Instance
 from tests.chaos.profiles import Profile
 from tests.e2e.harness import cloudevent, make_wav, stamp
 from workers.bootstrap import object_store
+from workers.domain.keyed import HmacKey
 from workers.domain.model import recording_id_for
 from workers.domain.retention import IsoDuration
 from workers.settings import Settings
@@ -151,7 +152,7 @@ class Traffic:
         self.ledger = Ledger()
         self.sender = Sender(settings.kafka_bootstrap)
         self.objects = object_store(settings)
-        self.hash_key = settings.key("hash_key")
+        self.hash_key = HmacKey(settings.key("hash_key"))
         self.retention = IsoDuration.parse(profile.retention)
         self.files = Path(settings.fetch_root or "/nonexistent") / instance.name
         self.files.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -14,6 +15,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from testbed.probes import wait_for
@@ -41,10 +43,12 @@ class Console:
     process: subprocess.Popen[bytes]
     tokens: dict[str, str] = field(default_factory=dict)
     recordings: dict[str, str] = field(default_factory=dict)  # call id -> recording id
+    origin: str = ""  # where clients reach it, when not directly (a reverse proxy)
+    ca_file: str | None = None  # the CA of the origin's certificate
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.origin or f"http://127.0.0.1:{self.port}"
 
     def request(
         self,
@@ -61,8 +65,9 @@ class Console:
             sent["authorization"] = f"Bearer {token}"
         sent.update(headers or {})
         request = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
+        tls = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with urllib.request.urlopen(request, timeout=60, context=tls) as response:
                 return Answer(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as error:
             return Answer(error.code, dict(error.headers), error.read())
@@ -91,28 +96,84 @@ def cli(cv: Callvault, *args: str, stdin: str | None = None) -> subprocess.Compl
 def start_console(cv: Callvault) -> Console:
     for name, role in STAFF.items():
         cli(cv, "user", "add", name, "--role", role, stdin=PASSWORD + "\n")
+    console = serve(cv)
+    for name in STAFF:
+        console.tokens[name] = cli(cv, "token", "create", name).stdout.strip()
+    return console
+
+
+def serve(cv: Callvault, name: str = "serve", **env: str) -> Console:
+    """``callvault serve`` on a free port, with these extra settings; once it answers."""
     port = free_port()
-    log = (cv.log_dir / "serve.log").open("wb")
+    log = (cv.log_dir / f"{name}.log").open("wb")
     process = subprocess.Popen(
         [CALLVAULT, "serve"],
-        env={**cv.env, "CALLVAULT_HTTP_PORT": str(port)},
+        env={**cv.env, "CALLVAULT_HTTP_PORT": str(port), **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     cv.workers.append(process)  # stopped with the instance's workers
     console = Console(cv, port, process)
+    wait_answering(console, "callvault serve on its port")
+    return console
 
+
+def wait_answering(console: Console, what: str) -> None:
     def answering() -> bool:
-        assert process.poll() is None, "callvault serve exited:\n" + cv.logs()
+        assert console.process.poll() is None, f"{what}: exited\n" + console.cv.logs()
         try:
             return console.request("GET", "/healthz").status == 200
         except OSError:
             return False
 
-    wait_for(answering, 60, "callvault serve on its port")
-    for name in STAFF:
-        console.tokens[name] = cli(cv, "token", "create", name).stdout.strip()
-    return console
+    wait_for(answering, 60, what)
+
+
+CADDYFILE = """{{
+    admin off
+    auto_https off
+}}
+https://127.0.0.1:{port} {{
+    tls {cert} {key}
+    reverse_proxy 127.0.0.1:{upstream} {{
+        header_up Host {{upstream_hostport}}
+    }}
+}}
+"""
+
+
+def behind_tls_proxy(cv: Callvault, ca_file: str, workdir: Path) -> Console:
+    """A second ``callvault serve`` as operators run it behind a TLS-terminating reverse proxy
+    (Debian's Caddy, with the local stack's certificate): the browser's origin is the proxy's,
+    and the proxy sends the console its own upstream address as Host, as nginx does."""
+    port = free_port()
+    upstream = serve(
+        cv,
+        "serve-proxied",
+        CALLVAULT_PUBLIC_URL=f"https://127.0.0.1:{port}",
+        CALLVAULT_FORWARDED_ALLOW_IPS="127.0.0.1",
+    )
+    tls = Path(ca_file).parent
+    config = workdir / "Caddyfile"
+    config.write_text(
+        CADDYFILE.format(
+            port=port,
+            upstream=upstream.port,
+            cert=tls / "server.pem",
+            key=tls / "server.key",
+        )
+    )
+    home = {"HOME": str(workdir), "XDG_DATA_HOME": str(workdir), "XDG_CONFIG_HOME": str(workdir)}
+    process = subprocess.Popen(
+        ["caddy", "run", "--adapter", "caddyfile", "--config", str(config)],
+        env={"PATH": "/usr/bin:/bin", **home},
+        stdout=(cv.log_dir / "caddy.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    cv.workers.append(process)
+    proxied = Console(cv, port, process, origin=f"https://127.0.0.1:{port}", ca_file=ca_file)
+    wait_answering(proxied, "Caddy in front of callvault serve")
+    return proxied
 
 
 def store_calls(cv: Callvault, calls: dict[str, dict[str, Any]]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from testbed.probes import wait_for
 from tests.e2e.harness import Callvault, cloudevent, make_wav
@@ -112,9 +113,8 @@ def test_calls_become_encrypted_recordings(callvault: Callvault) -> None:
         assert audio not in ciphertext
         assert ciphertext[:4] == b"CVA1"
         assert record["master_key_id"] == "m1"
-        dek = crypto.unwrap_key(
-            cv.settings.key("master_key"), bytes(record["wrapped_key"]), data["recording_id"]
-        )
+        master = AESGCM(cv.settings.key("master_key"))
+        dek = crypto.unwrap_key(master, bytes(record["wrapped_key"]), data["recording_id"])
         assert b"".join(crypto.decrypt_stream(dek, data["recording_id"], [ciphertext])) == audio
         assert "Jonas" not in json.dumps(record, default=str)
         # the landing copy is gone

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from testbed.probes import wait_for
 from tests.e2e.harness import CALLVAULT, Callvault, cloudevent, stamp
@@ -70,17 +71,9 @@ def connect(cv: Callvault, *arguments: str) -> None:
 
 def hand_over(cv: Callvault, call: PlacedCall, uniqueid: str, state: Path) -> str:
     """What the shop's dialplan runs at hang-up: the MixMonitor post-command; the call id."""
-    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, SHOP]
-    connect(
-        cv,
-        "asterisk-mixmonitor",
-        *arguments,
-        "in",
-        "--pbx-id",
-        "baresip",
-        "--state-dir",
-        str(state),
-    )
+    options = ["--pbx-id", "baresip", "--state-dir", str(state), "--"]
+    arguments = [str(call.recording), uniqueid, uniqueid, call.peer_uri, SHOP, "in"]
+    connect(cv, "asterisk-mixmonitor", *options, *arguments)
     assert not call.recording.exists()  # deleted once Kafka acknowledged the event
     return f"baresip:{uniqueid}"
 
@@ -100,7 +93,7 @@ def vault_audio(cv: Callvault, call_id: str) -> tuple[bytes, dict[str, Any]]:
     ciphertext = b"".join(cv.objects.get_stream(cv.settings.vault_bucket, key))
     assert ciphertext[:4] == b"CVA1"
     assert b"RIFF" not in ciphertext  # stored encrypted
-    dek = crypto.unwrap_key(cv.settings.key("master_key"), bytes(wrapped), recording_id)
+    dek = crypto.unwrap_key(AESGCM(cv.settings.key("master_key")), bytes(wrapped), recording_id)
     audio = b"".join(crypto.decrypt_stream(dek, recording_id, [ciphertext]))
     personal = crypto.open_json(dek, recording_id, bytes(sealed))
     return audio, personal | {"digests": digests}

@@ -4,13 +4,16 @@ requests and the audit trail come from there), for unit tests and the contract s
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from workers.app.console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from workers.app.console.throttle import R, Tally
 from workers.app.ports.console import DayCounts, DsrRecord, HoldView
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.model import PurgeReason, Recording, RecordingStatus
 
 from .memory import MemoryDatabase, _append_audit
@@ -20,7 +23,8 @@ from .memory import MemoryDatabase, _append_audit
 class _ConsoleState:
     users: dict[str, User] = field(default_factory=dict)
     tokens: dict[str, ApiToken] = field(default_factory=dict)
-    failures: list[tuple[bytes, datetime]] = field(default_factory=list)
+    tallies: dict[bytes, Tally] = field(default_factory=dict)
+    identities: dict[tuple[str, str], str] = field(default_factory=dict)  # (iss, sub) -> name
     accesses: list[Access] = field(default_factory=list)
     disclosures: list[Disclosure] = field(default_factory=list)
 
@@ -50,6 +54,33 @@ class MemoryConsole:
 
     def set_role(self, username: str, role: Role) -> bool:
         return self._change(username, role=role)
+
+    def set_language(self, username: str, language: str | None) -> bool:
+        return self._change(username, language=language)
+
+    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+        username = self.state.identities.get((issuer, subject))
+        return self.state.users.get(username) if username else None
+
+    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
+        with self._lock:
+            if (issuer, subject) in self.state.identities or not self.add_user(user):
+                return False
+            self.state.identities[issuer, subject] = user.username
+            return True
+
+    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        with self._lock:
+            user = self.state.users.get(username)
+            if (
+                user is None
+                or user.password_hash is not None
+                or (issuer, subject) in self.state.identities
+                or username in self.state.identities.values()
+            ):
+                return False
+            self.state.identities[issuer, subject] = username
+            return True
 
     def _change(self, username: str, **changes: Any) -> bool:
         with self._lock:
@@ -81,19 +112,22 @@ class MemoryConsole:
             return True
 
     # sign-in throttle ----------------------------------------------------------------------
-    def failures_since(self, key: bytes, since: datetime) -> int:
-        return sum(1 for k, at in self.state.failures if k == key and at >= since)
-
-    def record_failure(self, key: bytes, at: datetime) -> None:
+    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
         with self._lock:
-            self.state.failures = [
-                (k, t) for k, t in self.state.failures if k != key or t >= at - timedelta(days=1)
-            ]
-            self.state.failures.append((key, at))
+            result, tally = change(self.state.tallies.get(key, Tally()))
+            self.state.tallies.pop(key, None)
+            if tally != Tally():
+                self.state.tallies[key] = tally
+            return result
 
-    def clear_failures(self, key: bytes) -> None:
+    def forget(self, key: bytes, now: datetime) -> None:
         with self._lock:
-            self.state.failures = [(k, t) for k, t in self.state.failures if k != key]
+            quiet = now - timedelta(days=1)
+            self.state.tallies = {
+                k: t
+                for k, t in self.state.tallies.items()
+                if k != key and t.last_at is not None and t.last_at >= quiet
+            }
 
     # recordings ----------------------------------------------------------------------------
     def search(self, criteria: SearchCriteria) -> list[Recording]:
@@ -180,6 +214,17 @@ class MemoryConsole:
                 counts[access.purpose.value] = counts.get(access.purpose.value, 0) + 1
         return counts
 
+    # requests registered by the DPO -----------------------------------------------------------
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        with self._lock, self._store.lock:
+            state = self._store.state
+            if any(
+                e.action == "request_registered" and e.entity_id == request_id for e in state.audit
+            ):
+                return False
+            _append_audit(state, "request_registered", request_id, details, at)
+            return True
+
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:
         stored = replace(disclosure, recording_ids=tuple(sorted(disclosure.recording_ids)))
@@ -214,16 +259,16 @@ class MemoryConsole:
         return sorted(chosen, key=lambda d: d.disclosed_at)
 
     # compliance facts ----------------------------------------------------------------------
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
         stored: dict[date, int] = {}
         purged: dict[date, dict[str, int]] = {}
         for rec in self._store.state.recordings.values():
             if rec.stored_at is not None and since <= rec.stored_at < until:
-                day = rec.stored_at.date()
+                day = calendar.day_of(rec.stored_at)
                 stored[day] = stored.get(day, 0) + 1
             if rec.purged_at is not None and since <= rec.purged_at < until:
                 reason = (rec.purge_reason or PurgeReason.RETENTION).value
-                per_reason = purged.setdefault(rec.purged_at.date(), {})
+                per_reason = purged.setdefault(calendar.day_of(rec.purged_at), {})
                 per_reason[reason] = per_reason.get(reason, 0) + 1
         return DayCounts(stored, purged)
 

@@ -17,8 +17,7 @@ import pytest
 
 from testbed.stack import Instance
 from tests.fakes.memory import MemoryObjectStore
-from workers.adapters.crypto import TextSealer
-from workers.adapters.keys import KeyRing
+from workers.adapters.keys import software_key_ring
 from workers.adapters.metrics import Metrics
 from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.postgres.migrate import migrate_schema
@@ -27,6 +26,7 @@ from workers.app.handlers import holds, ingest, purge, requests
 from workers.app.retry import RetryPolicy
 from workers.domain.audio import pcm_wav
 from workers.domain.identifiers import Subject, subject_keys
+from workers.domain.keyed import HmacKey
 from workers.domain.messages import (
     CarryOutRequest,
     PlaceHold,
@@ -48,6 +48,14 @@ from workers.domain.uris import AudioLocation
 from workers.settings import Settings, load_settings
 
 KEY = bytes(range(32))
+HASHER = HmacKey(KEY)
+RING: dict[str, Any] = {
+    "master_keys": {"m1": KEY},
+    "current_master": "m1",
+    "hash_key": KEY,
+    "signing_seed": KEY,
+    "signing_key_id": "k",
+}
 CUSTOMER = "+370 612 34567"
 
 
@@ -79,10 +87,10 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
     settings = load_settings(
         **(instance.settings_kwargs() | {"fetch_allowed_hosts": "pbx.example"})
     )
-    migrate_schema(settings)
+    migrate_schema(instance.migration_settings())
     db = PostgresDatabase(
         settings.dsn,
-        sealer=TextSealer(KEY),
+        sealer=software_key_ring(**RING).sealer,
         source="urn:test",
         clock=lambda: datetime.now(UTC),
         max_size=8,
@@ -91,13 +99,7 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
     objects = MemoryObjectStore()
     for bucket in (settings.vault_bucket, settings.export_bucket, settings.landing_bucket):
         objects.ensure_bucket(bucket, versioned=bucket == settings.vault_bucket, object_lock=False)
-    keys = KeyRing(
-        master_keys={"m1": KEY},
-        current_master="m1",
-        hash_key=KEY,
-        signing_seed=KEY,
-        signing_key_id="k",
-    )
+    keys = software_key_ring(**RING)
     ctx = Context(
         settings, db.unit_of_work, objects, keys, Metrics(), RetryPolicy(budget_seconds=20)
     )
@@ -128,18 +130,18 @@ def store(ctx: Context, call_id: str, source: Any = None, ended: datetime | None
 
 def subject_hold(hold_id: str, ctx: Context) -> Hold:
     digests = subject_keys(
-        ctx.keys.hash_key, Subject(phone_numbers=(CUSTOMER,)).normalized("LT")
+        ctx.keys.hasher, Subject(phone_numbers=(CUSTOMER,)).normalized("LT")
     ).digests
     return Hold(hold_id, "dispute", "K-7", HoldScopeKind.SUBJECT, subject_digests=digests)
 
 
 def calls_hold(hold_id: str, *call_ids: str) -> Hold:
-    targets = tuple(call_digest(KEY, c) for c in call_ids)
+    targets = tuple(call_digest(HASHER, c) for c in call_ids)
     return Hold(hold_id, "dispute", None, HoldScopeKind.CALLS, targets=targets)
 
 
 def row(settings: Settings, call_id: str) -> dict[str, Any]:
-    rid = recording_id_for(KEY, call_id)
+    rid = recording_id_for(HASHER, call_id)
     with psycopg.connect(settings.dsn) as conn:
         cur = conn.execute("SELECT * FROM recordings WHERE recording_id = %s", (rid,))
         names = [c.name for c in cur.description or []]
@@ -186,7 +188,7 @@ def test_a_hold_placed_during_a_purge_never_resurrects_the_recording(
 ) -> None:
     ctx, _, settings = world
     store(ctx, "c1", ended=datetime.now(UTC) - timedelta(days=400))
-    rid = recording_id_for(KEY, "c1")
+    rid = recording_id_for(HASHER, "c1")
     shredded, go_on = threading.Event(), threading.Event()
     original = purge._delete_versions
 
@@ -274,7 +276,7 @@ def test_release_racing_a_restriction_loses_neither_change(world: Any) -> None:
     ctx, db, settings = world
     store(ctx, "c1")
     assert holds.place_hold(PlaceHold(calls_hold("H1", "c1")), ctx) == "placed"
-    rid = recording_id_for(KEY, "c1")
+    rid = recording_id_for(HASHER, "c1")
     with db.unit_of_work() as uow:  # the restriction has read and locked the row...
         (recording,) = uow.recordings.lock([rid])
         releasing, _ = in_thread(lambda: holds.release_hold(ReleaseHold("H1"), ctx))
@@ -329,7 +331,7 @@ def test_a_release_during_an_erasure_never_leaves_it_waiting_for_ever(
     ever)."""
     ctx, _, settings = world
     store(ctx, "c1")
-    rid = recording_id_for(KEY, "c1")
+    rid = recording_id_for(HASHER, "c1")
     assert holds.place_hold(PlaceHold(calls_hold("H1", "c1")), ctx) == "placed"
     paused, go_on = threading.Event(), threading.Event()
     where = "purge" if release_while == "answer_not_begun" else "_resume_if_released"
@@ -367,7 +369,7 @@ def test_a_restriction_computed_from_a_stale_row_does_not_undo_a_release(world: 
     ctx, db, settings = world
     store(ctx, "c1")
     holds.place_hold(PlaceHold(calls_hold("H1", "c1")), ctx)
-    rid = recording_id_for(KEY, "c1")
+    rid = recording_id_for(HASHER, "c1")
     request = DsrRequest(
         "e", "R1", DsrType.RESTRICTION, datetime.now(UTC), True, Subject(phone_numbers=(CUSTOMER,))
     )
@@ -430,7 +432,7 @@ def test_row_locks_are_taken_in_id_order(world: Any) -> None:
     ctx, db, _ = world
     for n in range(5):
         store(ctx, f"c{n}")
-    ids = [recording_id_for(KEY, f"c{n}") for n in range(5)]
+    ids = [recording_id_for(HASHER, f"c{n}") for n in range(5)]
     with db.unit_of_work() as uow:
         locked = uow.recordings.lock(list(reversed(ids)))
     assert [r.recording_id for r in locked] == sorted(ids)
@@ -441,6 +443,6 @@ def test_a_stored_recording_and_its_event_commit_together(world: Any) -> None:
     store(ctx, "c1")
     with db.pending(10) as rows:
         assert [(r.topic, r.key) for r in rows] == [
-            ("recordings_stored", recording_id_for(KEY, "c1"))
+            ("recordings_stored", recording_id_for(HASHER, "c1"))
         ]
     assert row(settings, "c1")["status"] == "stored"

@@ -4,8 +4,9 @@ so that the console's unit tests say something true about production."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +27,9 @@ from workers.app.console.model import (
     SearchCriteria,
     User,
 )
+from workers.app.console.throttle import Rule, attempt
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.messages import PolicyApplied
 from workers.domain.model import (
     DsrStatus,
@@ -74,6 +77,9 @@ def test_users_and_tokens(pair: tuple[Any, Any]) -> None:
     assert not ports.set_disabled("nobody", True)
     ona = ports.user("ona")
     assert (ona.role, ona.disabled, ona.password_hash) == (Role.COMPLAINTS, True, "$argon2id$x")
+    assert ona.language is None  # the browser's
+    assert ports.set_language("ona", "lt")
+    assert ports.user("ona").language == "lt"
     ports.add_token(ApiToken("t1", "ona", b"h" * 32, NOW))
     ports.add_token(ApiToken("t2", "ona", b"i" * 32, NOW + timedelta(seconds=1)))
     assert ports.token("t1") == ApiToken("t1", "ona", b"h" * 32, NOW)
@@ -86,17 +92,43 @@ def test_users_and_tokens(pair: tuple[Any, Any]) -> None:
     assert ports.token("nope") is None
 
 
-def test_sign_in_failures_count_per_key_within_the_window(pair: tuple[Any, Any]) -> None:
+def test_identities_bind_passwordless_accounts_only(pair: tuple[Any, Any]) -> None:
     _, ports = pair
-    a, b = b"a" * 32, b"b" * 32
-    for minutes in (0, 5, 10):
-        ports.record_failure(a, NOW + timedelta(minutes=minutes))
-    ports.record_failure(b, NOW)
-    assert ports.failures_since(a, NOW) == 3
-    assert ports.failures_since(a, NOW + timedelta(minutes=1)) == 2
-    ports.clear_failures(a)
-    assert ports.failures_since(a, NOW - timedelta(days=1)) == 0
-    assert ports.failures_since(b, NOW) == 1
+    iss = "https://idp.example"
+    assert ports.add_user(User("ona", Role.QA, "$argon2id$x", created_at=NOW))
+    assert ports.add_user(User("old", Role.QA, None, created_at=NOW))
+    assert not ports.add_federated_user(User("ona", Role.QA, None, created_at=NOW), iss, "s1", NOW)
+    assert ports.user_for_identity(iss, "s1") is None  # nothing half-made
+    assert ports.add_federated_user(User("rasa", Role.DPO, None, created_at=NOW), iss, "s1", NOW)
+    assert ports.user_for_identity(iss, "s1").username == "rasa"
+    assert not ports.add_federated_user(
+        User("rasa2", Role.DPO, None, created_at=NOW), iss, "s1", NOW
+    )
+    assert ports.user("rasa2") is None  # the identity was bound: no account either
+    assert not ports.bind_identity("ona", iss, "s2", NOW)  # a password account: never
+    assert ports.bind_identity("old", iss, "s2", NOW)
+    assert not ports.bind_identity("old", iss, "s3", NOW)  # bound once
+    assert ports.user_for_identity(iss, "s2").username == "old"
+    assert ports.user_for_identity("https://other.example", "s2") is None
+
+
+def test_sign_in_tallies_count_one_attempt_at_a_time(pair: tuple[Any, Any]) -> None:
+    """Twenty attempts at once on one key: exactly ``free`` are admitted (each tally update
+    waits for the one before), the others are refused; other keys are apart."""
+    _, ports = pair
+    rule = Rule(5, timedelta(minutes=15), timedelta(seconds=30), timedelta(minutes=15))
+    key, other = b"k" * 32, b"o" * 32
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        verdicts = list(pool.map(lambda _: ports.update(key, attempt(rule, NOW)), range(20)))
+    assert sorted(v.count for v in verdicts if v.admitted) == [1, 2, 3, 4, 5]
+    assert sum(1 for v in verdicts if not v.admitted) == 15
+    assert ports.update(other, attempt(rule, NOW)).count == 1
+    assert ports.update(key, attempt(rule, NOW + timedelta(seconds=31))).count == 6
+    ports.forget(key, NOW)
+    assert ports.update(key, attempt(rule, NOW, count=False)).count == 0
+    assert ports.update(other, attempt(rule, NOW, count=False)).count == 1
+    ports.forget(b"x" * 32, NOW + timedelta(days=2))  # tallies quiet for a day go too
+    assert ports.update(other, attempt(rule, NOW, count=False)).count == 0
 
 
 def test_search_by_digest_call_dates_and_agent(pair: tuple[Any, Any]) -> None:
@@ -246,7 +278,7 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
         uow.requests.add(done)
         uow.record(PolicyApplied("*", None, "P1Y", 0, NOW))
         uow.commit()
-    counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1))
+    counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1), LocalCalendar())
     assert counts.stored == {day: 2, day - timedelta(days=1): 1}
     assert counts.purged == {day: {"retention": 1}}
     assert ports.retention_lags(NOW - timedelta(days=1), NOW + timedelta(seconds=1)) == [
@@ -263,3 +295,14 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
     ]
     assert ports.audit_chain() == (len(audit_entries(store)), None)
     assert isinstance(day, date)
+
+
+def test_day_counts_are_local_days(pair: tuple[Any, Any]) -> None:
+    """A recording stored at 23:30 UTC on 6 December is one of 7 December in Vilnius."""
+    store, ports = pair
+    night = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)
+    add(store, replace(recording("n-1", due=night + timedelta(days=365)), stored_at=night))
+    vilnius, utc = LocalCalendar(), LocalCalendar.named("UTC")
+    since, until = vilnius.days(date(2026, 12, 6), 2)
+    assert ports.day_counts(since, until, vilnius).stored == {date(2026, 12, 7): 1}
+    assert ports.day_counts(since, until, utc).stored == {date(2026, 12, 6): 1}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kafka import KafkaConsumer
 
 from testbed.stack import Instance
@@ -23,6 +24,7 @@ from workers.app.ports.unit_of_work import Discard, ExportRecord
 from workers.bootstrap import object_store
 from workers.domain.audit import verify_chain
 from workers.domain.identifiers import Subject
+from workers.domain.keyed import HmacKey
 from workers.domain.messages import PolicyApplied, PurgeRecordings
 from workers.domain.model import (
     DsrRequest,
@@ -47,9 +49,9 @@ D1, D2 = b"\x01" * 32, b"\x02" * 32
 
 def postgres(instance: Instance) -> PostgresDatabase:
     settings = load_settings(**instance.settings_kwargs())
-    migrate_schema(settings)
+    migrate_schema(instance.migration_settings())
     db = PostgresDatabase(
-        settings.dsn, sealer=TextSealer(KEY), source="urn:test", clock=lambda: NOW
+        settings.dsn, sealer=TextSealer(AESGCM(KEY)), source="urn:test", clock=lambda: NOW
     )
     db.open()
     return db
@@ -73,7 +75,7 @@ def recording(
     collected: datetime | None = None,
     tenant: str = "default",
 ) -> Recording:
-    rid = recording_id_for(KEY, call_id)
+    rid = recording_id_for(HmacKey(KEY), call_id)
     return Recording(
         recording_id=rid,
         call_id=call_id,
@@ -124,7 +126,7 @@ def test_recordings_round_trip_and_one_per_call(db: Any) -> None:
 
 def test_updates_write_only_the_columns_a_method_changed(db: Any) -> None:
     add(db, recording("c1"))
-    rid = recording_id_for(KEY, "c1")
+    rid = recording_id_for(HmacKey(KEY), "c1")
     with db.unit_of_work() as uow:
         stale = uow.recordings.get(rid)
     with db.unit_of_work() as uow:

@@ -390,7 +390,7 @@ class World:
 
     # --- state --------------------------------------------------------------------------------
     def recording_id(self, call_id: str) -> str:
-        return recording_id_for(self.settings.key("hash_key"), call_id)
+        return recording_id_for(self.container.keys.hasher, call_id)
 
     def recording(self, call_id: str) -> Recording | None:
         return self.db.state.recordings.get(self.recording_id(call_id))

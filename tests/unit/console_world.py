@@ -4,7 +4,6 @@ fakes, staff of every role, and an HTTP client that speaks to the app in-process
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -12,11 +11,10 @@ from fastapi.testclient import TestClient
 
 from tests.fakes.console import MemoryConsole
 from tests.unit.conftest import World
-from workers.adapters.console_outbound import BusHoldCommands, ExportPackager
-from workers.adapters.http.app import create_app
+from workers.adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
+from workers.adapters.http.app import create_app, http_config
 from workers.adapters.http.composition import assemble, session_secret
 from workers.adapters.http.oidc import OidcClient
-from workers.adapters.http.security import HttpConfig
 from workers.app.console.model import Role
 from workers.app.console.service import Console
 from workers.domain.messages import CarryOutRequest
@@ -36,8 +34,11 @@ class ConsoleWorld:
     app: Any
     tokens: dict[str, str]
 
-    def client(self, **kwargs: Any) -> TestClient:
-        return TestClient(self.app, base_url="http://testserver", **kwargs)
+    def client(self, language: str = "en", **kwargs: Any) -> TestClient:
+        """A browser whose user reads ``language`` (the console's default is Lithuanian)."""
+        client = TestClient(self.app, base_url="http://testserver", **kwargs)
+        client.headers["accept-language"] = language
+        return client
 
     def api(self, username: str) -> TestClient:
         """An API client holding only a bearer token."""
@@ -78,7 +79,11 @@ class ConsoleWorld:
 
 
 def build_console(
-    world: World, *, oidc: OidcClient | None = None, **overrides: Any
+    world: World,
+    *,
+    oidc: OidcClient | None = None,
+    hasher: PasswordHasher = FAST_ARGON2ID,
+    **overrides: Any,
 ) -> ConsoleWorld:
     ports = MemoryConsole(world.db)
     settings = world.settings.model_copy(update=overrides) if overrides else world.settings
@@ -87,12 +92,14 @@ def build_console(
         world.objects,
         BusHoldCommands(lambda: world.bus, "holds.commands", "urn:callvault:console"),
         ExportPackager(world.ctx),
+        BusRequests(lambda: world.bus, "dsr.requests", "urn:callvault:console"),
         settings,
         world.clock,
-        hasher=FAST_ARGON2ID,
+        ring=world.container.keys,
+        hasher=hasher,
     )
-    config = HttpConfig(session_secret(settings), timedelta(hours=8))
-    app = create_app(console, config, settings, oidc=oidc)
+    secret = session_secret(settings, world.container.keys)
+    app = create_app(console, http_config(settings, secret), settings, oidc=oidc)
     world.ctx.history = console.history
     tokens = {}
     for username, role in STAFF.items():

@@ -4,14 +4,17 @@ S3 and Kafka: what reaches the landing bucket and calls.ended, what stays on the
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 from conftest import WAV, make_wav
 
 from tests.fakes.connectors import Rig
+from workers.adapters.connectors import publisher as publisher_module
 from workers.adapters.connectors.asterisk import (
     SpoolWatcher,
     mixmonitor_call,
@@ -120,6 +123,21 @@ def test_a_call_waits_in_the_backlog_while_kafka_or_s3_is_away(
     assert not path.exists()
 
 
+def test_a_backlog_from_before_confined_directories_still_drains(tmp_path: Path) -> None:
+    """A call queued by an older connector (no directory recorded) is sent after an upgrade,
+    its file read and deleted beneath its own directory."""
+    path = recording(tmp_path / "spool")
+    old = Rig(tmp_path / "state")
+    old.kafka.away = True
+    old.publisher.submit(mixmonitor(path))
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite3") as db:
+        db.execute("ALTER TABLE pending DROP COLUMN directory")
+        db.execute("ALTER TABLE pending DROP COLUMN companions_directory")
+    upgraded = Rig(tmp_path / "state")
+    assert upgraded.publisher.drain() == 1
+    assert not path.exists()
+
+
 def test_the_backlog_is_bounded_and_a_full_one_leaves_files_in_place(tmp_path: Path) -> None:
     rig = Rig(tmp_path / "state", backlog_max=2)
     rig.kafka.away = True
@@ -147,6 +165,26 @@ def test_mixmonitor_arguments_are_checked(tmp_path: Path, uniqueid: str, directi
     path = recording(tmp_path)
     with pytest.raises(SchemaViolation):
         mixmonitor_call(path, uniqueid, "1.1", NUMBER, "1", direction, pbx_id="pbx1")
+
+
+@pytest.mark.parametrize("hostile", ["1;$(id>/tmp/x)", "1 --no-notice", "sip:$(id)@pbx", "a\nb"])
+def test_a_party_that_is_no_number_uri_or_withheld_spelling_is_sent_as_withheld(
+    rig: Rig, tmp_path: Path, hostile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = recording(tmp_path)
+    captured = structlog.testing.LogCapture()
+    logger = structlog.wrap_logger(None, processors=[captured], wrapper_class=structlog.BoundLogger)
+    monkeypatch.setattr(publisher_module, "log", logger)
+    assert rig.publisher.submit(mixmonitor(path, caller=hostile)) == "queued"
+    rig.publisher.drain()
+    logs = captured.entries
+    (data,) = rig.kafka.data()  # a valid event: nothing for callvault to dead-letter
+    assert (data["caller"], data["notice_played"]) == ("anonymous", True)
+    (refusal,) = [entry for entry in logs if entry["event"] == "party_refused"]
+    assert refusal["party"] == "caller"
+    assert hostile not in repr(logs)  # the value is never logged
+    assert rig.sample("callvault_connector_parties_refused_total", party="caller") == 1
+    assert rig.sample("callvault_connector_parties_refused_total", party="callee") == 0
 
 
 def test_raw_ulaw_from_asterisk_is_declared_by_its_extension(rig: Rig, tmp_path: Path) -> None:
@@ -238,6 +276,44 @@ def test_freepbx_spool_sends_finished_recordings_and_keeps_numbers_out_of_ids_an
     assert rig.sample("callvault_connector_rejected_total", reason="unreadable_name") == 1
 
 
+def test_freepbx_spool_follows_no_symlink_and_deletes_nothing_outside(
+    rig: Rig, tmp_path: Path
+) -> None:
+    secret = recording(tmp_path / "elsewhere", "secret.wav")
+    day = tmp_path / "monitor" / "2025" / "03" / "14"
+    day.mkdir(parents=True)
+    link = day / "in-52144500-+37061234567-20250314-121500-1710411300.12.wav"
+    link.symlink_to(secret)
+    (tmp_path / "monitor" / "2025" / "04").symlink_to(secret.parent, target_is_directory=True)
+    spool = watcher(rig, tmp_path / "monitor", settle_seconds=0)
+    assert spool.scan() == 0
+    rig.publisher.drain()
+    assert rig.kafka.records == []
+    assert rig.landing.objects == {}
+    assert secret.exists()
+    assert link.is_symlink()  # left where it is, and counted once
+    spool.scan()
+    assert rig.sample("callvault_connector_rejected_total", reason="unsafe_path") == 1
+
+
+def test_a_recording_swapped_for_a_symlink_before_the_upload_is_not_read(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Checked when queued, replaced by a link to another file before the backlog drains: the
+    upload opens the name without following it, so the other file is neither sent nor
+    deleted."""
+    secret = recording(tmp_path / "elsewhere", "secret.wav", make_wav(seconds=1.0))
+    path = recording(tmp_path / "spool")
+    assert rig.publisher.submit(mixmonitor(path)) == "queued"
+    path.unlink()
+    path.symlink_to(secret)
+    rig.publisher.drain()
+    assert rig.landing.objects == {}
+    assert rig.kafka.records == []
+    assert secret.exists()
+    assert rig.sample("callvault_connector_rejected_total", reason="audio_missing") == 1
+
+
 def test_internal_calls_can_be_filed_with_a_direction(rig: Rig, tmp_path: Path) -> None:
     recording(tmp_path, "internal-201-202-20250314-160000-1710424800.9.wav")
     watcher(rig, tmp_path, other_kinds="outbound").scan()
@@ -263,8 +339,8 @@ def test_the_post_command_refuses_what_is_not_audio_with_exit_65(
     }.items():
         monkeypatch.setenv(name, value)
     page = recording(tmp_path, "rec.wav", b"<html>" + b" " * 200)
-    args = ["connect", "asterisk-mixmonitor", str(page), "1.2", "1.2", NUMBER, "100", "in"]
-    result = CliRunner().invoke(cli, [*args, "--state-dir", str(tmp_path / "state")])
+    args = ["connect", "asterisk-mixmonitor", "--state-dir", str(tmp_path / "state"), "--"]
+    result = CliRunner().invoke(cli, [*args, str(page), "1.2", "1.2", NUMBER, "100", "in"])
     assert result.exit_code == 65
     assert "not sent" in result.output
     assert page.exists()

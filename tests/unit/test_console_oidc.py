@@ -15,7 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from tests.unit.conftest import World
-from tests.unit.console_world import ConsoleWorld, build_console
+from tests.unit.console_world import PASSWORD, ConsoleWorld, build_console
 from workers.adapters.http.oidc import OidcClient, OidcConfig
 from workers.app.console.model import Role
 
@@ -97,8 +97,10 @@ def cw(world: World, provider: FakeProvider) -> ConsoleWorld:
     return build_console(world, oidc=client)
 
 
-def sign_in(cw: ConsoleWorld, provider: FakeProvider, roles: list[str], name: str) -> Any:
-    provider.claims = {"preferred_username": name, "realm_access": {"roles": roles}}
+def sign_in(
+    cw: ConsoleWorld, provider: FakeProvider, roles: list[str], name: str, sub: str = "u-1"
+) -> Any:
+    provider.claims = {"preferred_username": name, "realm_access": {"roles": roles}, "sub": sub}
     browser = cw.client(follow_redirects=False)
     start = browser.get("/oidc/login")
     assert start.status_code == 302
@@ -165,3 +167,49 @@ def test_the_role_follows_the_provider(cw: ConsoleWorld, provider: FakeProvider)
     assert second.get("/api/v1/session").json()["role"] == "dpo"
     assert first.get("/api/v1/session").status_code == 401  # the old role's session ended
     assert json.dumps(cw.ports.user("ona").role) == '"dpo"'
+
+
+# --- bound to (issuer, subject), never to a name --------------------------------------------
+def test_a_provider_user_named_like_a_password_account_does_not_get_it(
+    cw: ConsoleWorld, provider: FakeProvider
+) -> None:
+    _, back = sign_in(cw, provider, ["call-centre"], "admin1", sub="u-evil")
+    assert back.status_code == 403
+    admin = cw.ports.user("admin1")
+    assert admin is not None
+    assert admin.role.value == "admin"  # untouched
+    assert (
+        cw.client()
+        .post("/api/v1/session", json={"username": "admin1", "password": PASSWORD})
+        .json()["role"]
+        == "admin"
+    )
+
+
+def test_the_account_follows_the_subject_not_the_name(
+    cw: ConsoleWorld, provider: FakeProvider
+) -> None:
+    first, _ = sign_in(cw, provider, ["call-centre"], "ona", sub="u-1")
+    assert first.get("/api/v1/session").json()["username"] == "ona"
+    renamed, _ = sign_in(cw, provider, ["call-centre"], "ona.k", sub="u-1")
+    assert renamed.get("/api/v1/session").json()["username"] == "ona"  # the same account
+    _, other = sign_in(cw, provider, ["privacy-office"], "ona", sub="u-2")
+    assert other.status_code == 403  # another person now called "ona" at the provider
+    assert cw.ports.user("ona").role.value == "qa"
+    assert cw.ports.user("ona.k") is None
+
+
+def test_an_account_made_without_a_password_is_bound_at_its_first_sign_in(
+    cw: ConsoleWorld, provider: FakeProvider
+) -> None:
+    cw.console.accounts.add_user("jonas", Role.QA, None)  # callvault user add --no-password
+    browser, _ = sign_in(cw, provider, ["call-centre"], "jonas", sub="u-3")
+    assert browser.get("/api/v1/session").json()["username"] == "jonas"
+    _, later = sign_in(cw, provider, ["call-centre"], "jonas", sub="u-4")
+    assert later.status_code == 403
+
+
+def test_an_id_token_without_a_subject_is_refused(cw: ConsoleWorld, provider: FakeProvider) -> None:
+    _, back = sign_in(cw, provider, ["call-centre"], "ona", sub="")
+    assert back.headers["location"] == "/login"
+    assert cw.ports.user("ona") is None

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,13 +25,15 @@ from conftest import (
     SHOP_E164,
     WAV,
     make_settings,
+    make_wav,
     settings_values,
 )
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tests.fakes.memory import MemoryDatabase, MemoryObjectStore
 from workers.adapters import crypto
 from workers.adapters.fetch import AudioFetcher
-from workers.adapters.keys import KeyRing
+from workers.adapters.keys import KeyRing, software_key_ring
 from workers.adapters.signatures import check_certificate
 from workers.domain.audio import check_audio, sniff
 from workers.domain.audit import verify_chain
@@ -49,6 +53,7 @@ from workers.domain.identifiers import (
     normalize_phone,
     subject_keys,
 )
+from workers.domain.keyed import HmacKey
 from workers.domain.messages import PolicyApplied
 from workers.domain.model import CallEnded, DsrRequest, call_digest, recording_id_for
 from workers.domain.retention import IsoDuration, RetentionPolicy, parse_timestamp
@@ -250,7 +255,7 @@ def test_withheld_callers_never_match_each_other() -> None:
 
 
 def test_every_notation_of_one_number_has_the_same_digest() -> None:
-    key = bytes(32)
+    key = HmacKey(bytes(32))
     digests = {
         frozenset(subject_keys(key, Subject(phone_numbers=(n,)).normalized("LT")).digests)
         for n in CUSTOMER_NOTATIONS
@@ -263,9 +268,13 @@ def test_every_notation_of_one_number_has_the_same_digest() -> None:
 
 
 def test_digest_depends_on_the_secret_key_and_the_kind() -> None:
-    assert digest(b"a" * 32, "phone", SHOP_E164) != digest(b"b" * 32, "phone", SHOP_E164)
-    assert digest(b"a" * 32, "customer_id", "X") != digest(b"a" * 32, "order_id", "X")
-    assert SHOP_E164.encode() not in digest(b"a" * 32, "phone", SHOP_E164)
+    assert digest(HmacKey(b"a" * 32), "phone", SHOP_E164) != digest(
+        HmacKey(b"b" * 32), "phone", SHOP_E164
+    )
+    assert digest(HmacKey(b"a" * 32), "customer_id", "X") != digest(
+        HmacKey(b"a" * 32), "order_id", "X"
+    )
+    assert SHOP_E164.encode() not in digest(HmacKey(b"a" * 32), "phone", SHOP_E164)
 
 
 @pytest.mark.parametrize(
@@ -348,7 +357,7 @@ def test_call_that_ends_before_it_starts_is_a_schema_violation() -> None:
 
 
 def test_recording_id_is_stable_per_call_id_and_keyed() -> None:
-    key, other_key = bytes(32), bytes(range(32))
+    key, other_key = HmacKey(bytes(32)), HmacKey(bytes(range(32)))
     assert recording_id_for(key, "pbx-1") == recording_id_for(key, "pbx-1")
     assert recording_id_for(key, "pbx-1") != recording_id_for(key, "pbx-2")
     # without the key, a call id built from a phone number cannot be confirmed by guessing
@@ -492,6 +501,55 @@ def test_symlink_escaping_the_root_is_refused(tmp_path: Path) -> None:
         _fetcher(root).open(_locate(f"file://{root}/link.wav"))
 
 
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of checking a path and then opening it by name: the fetcher is asked for
+    ``<root>/calls/a.wav``; right after it starts looking, ``calls`` becomes a link to a
+    directory outside the root. The file there must not be read."""
+    root, elsewhere = tmp_path / "spool", tmp_path / "elsewhere"
+    (root / "calls").mkdir(parents=True)
+    (root / "calls" / "a.wav").write_bytes(WAV)
+    elsewhere.mkdir()
+    (elsewhere / "a.wav").write_bytes(make_wav(seconds=1.0))  # someone else's audio
+    fetcher = _fetcher(root)
+    swapped: list[bool] = []
+
+    def swap() -> None:
+        if not swapped:
+            swapped.append(True)
+            shutil.rmtree(root / "calls")
+            os.symlink(elsewhere, root / "calls")
+
+    def realpath(path: Any, *args: Any, **kwargs: Any) -> Any:
+        found = real_realpath(path, *args, **kwargs)
+        swap()  # the attacker wins the race just after the look
+        return found
+
+    def open_(path: Any, *args: Any, **kwargs: Any) -> int:
+        swap()
+        return real_open(path, *args, **kwargs)
+
+    real_realpath, real_open = os.path.realpath, os.open
+    monkeypatch.setattr(os.path, "realpath", realpath)
+    monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(UriNotAllowed):
+        b"".join(fetcher.open(_locate(f"file://{root}/calls/a.wav")))
+    assert swapped
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_file_uri_naming_no_regular_file_is_fetch_failed(tmp_path: Path, kind: str) -> None:
+    root = tmp_path / "spool"
+    root.mkdir()
+    if kind == "fifo":
+        os.mkfifo(root / "a.wav")  # opening it for reading would block a worker for ever
+    else:
+        (root / "a.wav").mkdir()
+    with pytest.raises(FetchFailed):
+        b"".join(_fetcher(root).open(_locate(f"file://{root}/a.wav")))
+
+
 def test_file_uri_without_configured_root_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a.wav").write_bytes(WAV)
     fetcher = AudioFetcher(MemoryObjectStore(), fetch_root=None, timeout_seconds=1)
@@ -575,14 +633,14 @@ def test_ciphertext_of_another_recording_or_key_is_refused() -> None:
 
 
 def test_wrapped_key_unwraps_only_with_the_master_key_and_its_recording() -> None:
-    master, dek = os.urandom(32), crypto.new_data_key()
+    master, dek = AESGCM(os.urandom(32)), crypto.new_data_key()
     wrapped = crypto.wrap_key(master, dek, "rec-1")
     assert dek not in wrapped
     assert crypto.unwrap_key(master, wrapped, "rec-1") == dek
     with pytest.raises(crypto.IntegrityError):
         crypto.unwrap_key(master, wrapped, "rec-2")
     with pytest.raises(crypto.IntegrityError):
-        crypto.unwrap_key(os.urandom(32), wrapped, "rec-1")
+        crypto.unwrap_key(AESGCM(os.urandom(32)), wrapped, "rec-1")
     with pytest.raises(crypto.IntegrityError):
         crypto.unwrap_key(master, b"\x02" + wrapped[1:], "rec-1")
 
@@ -597,7 +655,7 @@ def test_sealed_customer_data_round_trips_and_is_bound_to_its_recording() -> Non
 
 
 def _key_ring(seed: bytes, key_id: str) -> KeyRing:
-    return KeyRing(
+    return software_key_ring(
         master_keys={"m1": bytes(32)},
         current_master="m1",
         hash_key=bytes(32),

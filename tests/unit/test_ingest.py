@@ -35,6 +35,8 @@ from workers.app.handlers.reconcile import reconcile
 from workers.domain.errors import TransientError
 from workers.domain.model import RecordingStatus
 
+ULAW = bytes(range(128, 256)) * 8  # headerless G.711: only a declared type says what it is
+
 STORED_FIELDS = {
     "recording_id",
     "call_id",
@@ -324,6 +326,17 @@ def _bad_cases() -> list[tuple[str, str, Any]]:
         ("html", "not_audio", landed(HTML)),
         ("empty-file", "not_audio", landed(b"")),
         ("declared-type-lies", "not_audio", ev(recording__content_type="audio/mpeg")),
+        *[
+            (f"raw-{declared}", "unsupported_audio", landed(ULAW, content_type=declared))
+            for declared in (
+                "audio/pcmu;rate=0",
+                "audio/pcmu;rate=-8000",
+                "audio/pcmu;rate=abc",
+                "audio/pcma;rate=99999999",
+                "audio/pcmu;channels=0",
+                "audio/gsm;channels=1000",
+            )
+        ],
     ]
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from workers.adapters.kafka.codec import Codec, schema_dir
-from workers.adapters.keys import KeyRing
+from workers.adapters.keys import software_key_ring
 from workers.app.effects import effects_of
 from workers.domain import events
 from workers.domain.audit import CHECKPOINT_TYPE
+from workers.domain.keyed import HmacKey
 from workers.domain.messages import (
     AuditCheckpointed,
     CallDiscarded,
@@ -40,7 +41,7 @@ KEY = bytes(32)
 
 
 def stored_recording() -> Recording:
-    rid = recording_id_for(KEY, "call-1")
+    rid = recording_id_for(HmacKey(KEY), "call-1")
     return Recording(
         recording_id=rid,
         call_id="call-1",
@@ -82,7 +83,7 @@ def _outbound(found: list[Event]) -> dict[str, object]:
 def built_events() -> dict[str, dict[str, object]]:
     """Every kind of output event, built the way the unit of work builds them."""
     rec = stored_recording()
-    keys = KeyRing(
+    keys = software_key_ring(
         master_keys={"m1": KEY},
         current_master="m1",
         hash_key=KEY,

@@ -3,6 +3,7 @@ test vector), replays, the allow-list, and the call.ended events that come out."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import jwt
 import pytest
 from conftest import WAV
@@ -89,18 +91,22 @@ def test_twilio_signature_matches_twilios_published_test_vector() -> None:
     assert twilio_signature("12345", url, params) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
 
 
-def twilio_post(
-    client: TestClient, path: str, form: dict[str, str], token: str = TWILIO_TOKEN
-) -> Any:
+def twilio_request(path: str, form: dict[str, str], token: str = TWILIO_TOKEN) -> dict[str, Any]:
+    """The body and headers of a form Twilio signs and posts to ``path``."""
     signature = twilio_signature(token, BASE + path, {k: [v] for k, v in form.items()})
-    return client.post(
-        path,
-        content=urlencode(form),
-        headers={
+    return {
+        "content": urlencode(form),
+        "headers": {
             "Content-Type": "application/x-www-form-urlencoded",
             "X-Twilio-Signature": signature,
         },
-    )
+    }
+
+
+def twilio_post(
+    client: TestClient, path: str, form: dict[str, str], token: str = TWILIO_TOKEN
+) -> Any:
+    return client.post(path, **twilio_request(path, form, token))
 
 
 CALL_STATUS = {"CallSid": "CA1", "From": CUSTOMER, "To": SHOP, "Direction": "inbound"}
@@ -390,3 +396,86 @@ def test_downloads_follow_redirects_only_to_allow_listed_hosts() -> None:
             b"".join(download("http://localhost:1/audio.wav", {}))
     finally:
         server.shutdown()
+
+
+# --- hostile requests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/webhooks/twilio/call", "/webhooks/telnyx", "/webhooks/vonage/event"]
+)
+def test_a_body_over_64_kib_is_refused_before_any_signature_check(world: Any, path: str) -> None:
+    client, rig, _ = world
+    response = client.post(path, content=b"x" * (64 * 1024 + 1))
+    assert response.status_code == 413
+    assert rig.sample("callvault_connector_rejected_total", reason="too_large") == 1
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the stream is cut off at the limit
+        for _ in range(1024):
+            yield b"y" * 1024
+
+    assert client.post(path, content=chunked()).status_code == 413
+
+
+def test_a_non_ascii_twilio_signature_is_refused_not_a_server_error(world: Any) -> None:
+    client, rig, _ = world
+    response = client.post(
+        "/webhooks/twilio/call",
+        content=urlencode(CALL_STATUS),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": "pa\u017eeista".encode(),
+        },
+    )
+    assert response.status_code == 403
+    assert rig.kafka.records == []
+
+
+def test_a_slow_download_does_not_hold_up_other_requests(tmp_path: Path) -> None:
+    """The recording's download, file write and probe run beside the event loop: a request to
+    another route of the same server (the console's, under `callvault serve`) is answered while
+    the download is still under way."""
+    rig = Rig(tmp_path / "state", connector="webhooks")
+    happened: list[str] = []
+    downloading, answered = threading.Event(), threading.Event()
+
+    def slow_download(url: str, headers: Mapping[str, str]) -> Iterator[bytes]:
+        downloading.set()
+        answered.wait(5)
+        happened.append("download finished")
+        yield WAV
+
+    config = WebhookConfig(
+        public_base_url=BASE, allowed_hosts=("api.twilio.com",), twilio_auth_token=TWILIO_TOKEN
+    )
+    app = FastAPI()
+    app.include_router(
+        webhook_router(config, rig.publisher, state_dir=tmp_path / "h", download=slow_download)
+    )
+
+    @app.get("/console")
+    async def console() -> dict[str, str]:
+        happened.append("console answered")
+        answered.set()
+        return {}
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            await client.post(
+                "/webhooks/twilio/recording",
+                **twilio_request("/webhooks/twilio/recording", RECORDING_STATUS),
+            )
+            hook = asyncio.create_task(
+                client.post(
+                    "/webhooks/twilio/call", **twilio_request("/webhooks/twilio/call", CALL_STATUS)
+                )
+            )
+            await asyncio.to_thread(downloading.wait, 5)
+            await client.get("/console")
+            assert (await hook).status_code == 204
+
+    asyncio.run(scenario())
+    assert happened == ["console answered", "download finished"]
+    (data,) = rig.kafka.data()
+    assert data["call_id"] == "twilio:RE1"

@@ -16,12 +16,10 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..domain.errors import IntegrityError
 
@@ -33,35 +31,45 @@ _HEADER = struct.Struct(">4sI7s")
 _WRAP_VERSION = b"\x01"
 
 
+class Aead(Protocol):
+    """AES-256-GCM under a key: :class:`AESGCM` over bytes in this process, or a key object in a
+    PKCS#11 token. ``decrypt`` raises ``InvalidTag`` or :class:`IntegrityError` when the
+    ciphertext does not authenticate."""
+
+    def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
 def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=256)
 
 
-def wrap_key(master: bytes, dek: bytes, recording_id: str) -> bytes:
+def wrap_key(master: Aead, dek: bytes, recording_id: str) -> bytes:
     nonce = os.urandom(12)
-    sealed = AESGCM(master).encrypt(nonce, dek, b"dek:" + recording_id.encode())
+    sealed = master.encrypt(nonce, dek, b"dek:" + recording_id.encode())
     return _WRAP_VERSION + nonce + sealed
 
 
-def unwrap_key(master: bytes, wrapped: bytes, recording_id: str) -> bytes:
+def unwrap_key(master: Aead, wrapped: bytes, recording_id: str) -> bytes:
     if not wrapped.startswith(_WRAP_VERSION):
         raise IntegrityError("unknown wrapped-key version")
     nonce, sealed = wrapped[1:13], wrapped[13:]
     try:
-        return AESGCM(master).decrypt(nonce, sealed, b"dek:" + recording_id.encode())
+        return master.decrypt(nonce, sealed, b"dek:" + recording_id.encode())
     except InvalidTag as exc:
         raise IntegrityError("wrapped data key failed authentication") from exc
 
 
 class TextSealer:
-    """Seals staff's free text (a hold's reason and case reference) at rest, under a key
-    derived from the current master key; ``context`` (the row's id) binds a sealed value to its
-    row. Text sealed under another configured master key still opens (until ``callvault keys
-    rotate`` seals it anew)."""
+    """Seals staff's free text (a hold's reason and case reference) at rest under the current
+    master key's text AEAD; ``context`` (the row's id) binds a sealed value to its row. Text
+    sealed under another configured master key still opens (until ``callvault keys rotate``
+    seals it anew)."""
 
-    def __init__(self, master: bytes, *others: bytes) -> None:
-        self._aead, *rest = (_text_aead(key) for key in (master, *others))
-        self._all = (self._aead, *rest)
+    def __init__(self, current: Aead, *others: Aead) -> None:
+        self._aead = current
+        self._all = (current, *others)
 
     def seal(self, text: str, context: str) -> bytes:
         nonce = os.urandom(12)
@@ -71,16 +79,10 @@ class TextSealer:
         for aead in self._all:
             try:
                 plain = aead.decrypt(sealed[:12], sealed[12:], b"text:" + context.encode())
-            except InvalidTag:
+            except (InvalidTag, IntegrityError):
                 continue
             return plain.decode()
         raise IntegrityError("sealed text failed authentication")
-
-
-def _text_aead(master: bytes) -> AESGCM:
-    return AESGCM(
-        HKDF(hashes.SHA256(), 32, salt=None, info=b"callvault text at rest").derive(master)
-    )
 
 
 def seal_json(dek: bytes, recording_id: str, value: dict[str, Any]) -> bytes:

@@ -26,6 +26,7 @@ ERROR_CODES = (
     "fetch_failed",
     "checksum_mismatch",
     "not_audio",
+    "unsupported_audio",
     "internal_error",
 )
 PURGE_REASONS = ("retention", "erasure", "objection")

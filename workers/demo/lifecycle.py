@@ -199,7 +199,7 @@ class Tour:
                 f"{data['lag_seconds']:.1f} s after due, {data['versions_deleted']} version(s)"
             )
         with self.built.db.unit_of_work() as uow:
-            recording = uow.recordings.get(recording_id_for(self.built.keys.hash_key, held))
+            recording = uow.recordings.get(recording_id_for(self.built.keys.hasher, held))
         state = (
             "still stored" if recording is not None and recording.purged_at is None else "gone (?)"
         )

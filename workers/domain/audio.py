@@ -11,12 +11,13 @@ granule position, an MP3's Xing/VBRI header or its frame headers - while the byt
 from __future__ import annotations
 
 import io
+import re
 import struct
 import wave
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .errors import NotAudio
+from .errors import NotAudio, UnsupportedAudio
 
 SNIFF_BYTES = 64
 HEAD_BYTES = 64 * 1024  # headers we read lie in the first 64 KiB (longer ones: no metadata)
@@ -57,6 +58,9 @@ _RAW_ALIASES = {
 _NOT_AUDIO_MAGIC = (b"%PDF", b"PK\x03\x04", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"\x1f\x8b")
 _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 GSM_FRAME_BYTES, GSM_FRAME_SAMPLES = 33, 160
+# What a declared ``rate``/``channels`` parameter may say (telephony 8 kHz mono up to studio audio).
+RATES, CHANNELS = range(1_000, 384_001), range(1, 17)
+_WHOLE = re.compile(r"^[0-9]{1,6}$")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,33 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+# What every current browser plays as it is (Chromium, Firefox, Safari): anything else is
+# played from a rendition (PCM WAV) and kept, downloaded and exported as it came.
+_BROWSERS_PLAY = {
+    WAV: {"pcm", "float"},
+    MPEG: {"mp3"},
+    OGG: {"opus", "vorbis"},
+    FLAC: {"flac"},
+}
+NEEDS_CODEC = frozenset(_BROWSERS_PLAY)  # types whose codec decides; others need no look
+
+
+def browsers_play(content_type: str | None, codec: str | None) -> bool:
+    """Whether browsers play audio of this type and codec without a rendition."""
+    return codec in _BROWSERS_PLAY.get(content_type or "", ())
+
+
+def codec_of(head: bytes, content_type: str) -> str | None:
+    """The codec that a recording's first bytes name (a WAV's format tag, an Ogg stream's
+    first packet, an MPEG frame's layer); ``None`` when the head does not say."""
+    probe = AudioProbe(content_type)
+    probe.feed(head)
+    try:
+        return probe.finish().codec
+    except NotAudio:
+        return None
+
+
 def check_audio(head: bytes, declared: str | None) -> str:
     """The media type of the audio, or :class:`NotAudio` when it is not audio we can keep."""
     return recognise(head, declared)
@@ -105,7 +136,8 @@ def check_audio(head: bytes, declared: str | None) -> str:
 def recognise(head: bytes, declared: str | None) -> str:
     """The media type of audio starting with ``head`` (at least :data:`SNIFF_BYTES` unless the
     whole recording is shorter), checked against the declared type when there is one."""
-    base, _ = _media_type(declared)
+    base, params = _media_type(declared)
+    _check_parameters(params)
     found = sniff(head)
     if found is None:
         raw = _raw_type(base)
@@ -130,6 +162,18 @@ def _media_type(declared: str | None) -> tuple[str | None, dict[str, str]]:
         name, _, value = param.partition("=")
         values[name.strip().lower()] = value.strip().strip('"')
     return base.strip().lower(), values
+
+
+def _check_parameters(params: dict[str, str]) -> None:
+    """A declared rate or channel count is a whole number in :data:`RATES`/:data:`CHANNELS`,
+    so nothing computed from it divides by zero or runs away."""
+    for name, allowed in (("rate", RATES), ("channels", CHANNELS)):
+        value = params.get(name)
+        if value is not None and not (_WHOLE.match(value) and int(value) in allowed):
+            raise UnsupportedAudio(
+                f"content_type declares {name}={value[:16]!r}; callvault accepts "
+                f"{allowed.start}-{allowed.stop - 1}"
+            )
 
 
 def _raw_type(base: str | None) -> str | None:

@@ -63,6 +63,12 @@ class NotAudio(PermanentError):
     error_code = "not_audio"
 
 
+class UnsupportedAudio(NotAudio):
+    """Audio whose declared parameters (rate, channels) no recording can have."""
+
+    error_code = "unsupported_audio"
+
+
 class ConfigError(CallvaultError):
     """A setting is missing or wrong; start-up stops with a message naming it."""
 

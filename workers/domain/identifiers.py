@@ -6,13 +6,13 @@ Nothing here stores or logs an identifier: callers turn them into keyed digests
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import phonenumbers
+
+from .keyed import Mac
 
 WITHHELD = "withheld"
 _URI_SCHEME = re.compile(r"^(?:tel|sip|sips):", re.IGNORECASE)
@@ -52,6 +52,26 @@ def is_withheld(text: str) -> bool:
     if not digits.isdigit():
         return False
     return set(digits) == {"0"} or digits in TWILIO_WITHHELD
+
+
+# What a caller or callee field may hold, and nothing else: a phone number in a common notation,
+# a tel:/sip:/sips: URI of plain characters, or a withheld spelling (empty or a word above).
+# Shell and option syntax ($ ( ) ; & ' ` | < > spaces in a URI, letters in a number) never is.
+_PHONE_NOTATION = re.compile(r"^\+?[0-9()./ #*-]{0,62}[0-9][0-9()./ #*-]{0,62}$")
+_PARTY_URI = re.compile(
+    r"^(?:tel|sips?):[A-Za-z0-9+*#._~-]{1,64}"  # the user part: a number or a name
+    r"(?:@(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?)?"  # host[:port]
+    r"(?:;[A-Za-z0-9._~=-]{1,64}){0,8}$",  # ;parameters
+    re.IGNORECASE,
+)
+
+
+def is_party(text: str) -> bool:
+    """Whether a caller or callee field is a phone number, a ``tel:``/``sip:`` URI or a withheld
+    spelling - what a telephony system writes there, and never a command or an option."""
+    if text.strip().casefold() in WITHHELD_WORDS or not text.strip():
+        return True
+    return bool(_PHONE_NOTATION.match(text) or _PARTY_URI.match(text))
 
 
 def normalize_phone(raw: str, region: str) -> str | None:
@@ -150,10 +170,15 @@ class SubjectKeys:
         return bool(self.digests)
 
 
-def digest(key: bytes, kind: str, normalized: str) -> bytes:
+def digest(key: Mac, kind: str, normalized: str) -> bytes:
     """HMAC-SHA256 of one normalised identifier; without the key it cannot be reversed."""
-    return hmac.new(key, f"{kind}\x1f{normalized}".encode(), hashlib.sha256).digest()
+    return digests(key, [(kind, normalized)])[0]
 
 
-def subject_keys(key: bytes, pairs: Iterable[tuple[str, str]]) -> SubjectKeys:
-    return SubjectKeys(frozenset(digest(key, kind, value) for kind, value in pairs))
+def digests(key: Mac, pairs: Iterable[tuple[str, str]]) -> list[bytes]:
+    """The digests of many (kind, normalised value) pairs, in order, in one batch."""
+    return key.macs([f"{kind}\x1f{value}".encode() for kind, value in pairs])
+
+
+def subject_keys(key: Mac, pairs: Iterable[tuple[str, str]]) -> SubjectKeys:
+    return SubjectKeys(frozenset(digests(key, pairs)))

@@ -296,9 +296,9 @@ class RekeyDigests(Command):
 @dataclass(frozen=True)
 class FinishHashRotation(Command):
     """Re-key the subject holds and make the current hash key the one in force;
-    ``previous`` is the hash key their digests were made with."""
+    ``previous`` is the check value of the (retired) hash key their digests were made with."""
 
-    previous: bytes = field(repr=False)
+    previous: str
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +11,7 @@ from typing import Any
 
 from .errors import SchemaViolation
 from .identifiers import Subject, normalize_email, normalize_exact, normalize_phone
+from .keyed import Mac, keyed
 from .messages import (
     Event,
     HoldPlaced,
@@ -29,19 +29,20 @@ from .retention import IsoDuration, as_utc, parse_timestamp
 DSR_DEADLINE = IsoDuration.parse("P1M")  # GDPR Art. 12(3): one month from receipt
 
 
-def _keyed(key: bytes, purpose: str, text: str) -> bytes:
-    return hmac.new(key, f"{purpose}\x1f{text}".encode(), hashlib.sha256).digest()
-
-
-def recording_id_for(key: bytes, call_id: str) -> str:
+def recording_id_for(key: Mac, call_id: str) -> str:
     """One call_id always maps to the same recording_id, on every worker. Keyed, because PBXs
     build call ids from phone numbers and a public derivation could be reversed by guessing."""
-    return str(uuid.UUID(bytes=_keyed(key, "recording", call_id)[:16], version=5))
+    (digest,) = keyed(key, "recording", [call_id])
+    return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
-def call_digest(key: bytes, call_id: str) -> str:
+def call_digest(key: Mac, call_id: str) -> str:
     """The only form in which a call id outlives its recording (tombstones, discards)."""
-    return _keyed(key, "call", call_id).hex()
+    return call_digests(key, [call_id])[0]
+
+
+def call_digests(key: Mac, call_ids: Sequence[str]) -> list[str]:
+    return [d.hex() for d in keyed(key, "call", call_ids)]
 
 
 def object_key_for(recording_id: str) -> str:

@@ -69,8 +69,11 @@ def _notice_option(func: Any) -> Any:
 
 
 @contextmanager
-def _publisher(system: str, state_dir: Path | None, metrics_port: int) -> Iterator[Any]:
-    """The publisher of one connector, its backlog and metrics; closed on the way out."""
+def _publisher(
+    system: str, state_dir: Path | None, metrics_port: int, **overrides: Any
+) -> Iterator[Any]:
+    """The publisher of one connector, its backlog and metrics; closed on the way out.
+    ``overrides`` replace settings of the environment (the mounted webhooks' principal)."""
     from ..adapters.connectors.backlog import Backlog
     from ..adapters.connectors.metrics import ConnectorMetrics
     from ..adapters.connectors.publisher import Publisher
@@ -79,7 +82,7 @@ def _publisher(system: str, state_dir: Path | None, metrics_port: int) -> Iterat
     from ..adapters.s3 import S3Store
 
     try:
-        settings = load_connector_settings()
+        settings = load_connector_settings(**overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure(settings.log_format, settings.log_level)
@@ -138,7 +141,12 @@ def connect() -> None:
     """Telephony connectors: finished recordings become call.ended events."""
 
 
-@connect.command("asterisk-mixmonitor")
+@connect.command(
+    "asterisk-mixmonitor",
+    # options before FILE only: a caller id that looks like an option (`1 --no-notice`) stays an
+    # argument even where a dialplan forgot the `--` that ends the options
+    context_settings={"allow_interspersed_args": False},
+)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("uniqueid")
 @click.argument("linkedid")
@@ -159,7 +167,10 @@ def asterisk_mixmonitor(
     notice: bool,
     state_dir: Path | None,
 ) -> None:
-    """MixMonitor's post-command: queue FILE, send it, delete it once Kafka has it."""
+    """MixMonitor's post-command: queue FILE, send it, delete it once Kafka has it.
+
+    Options come first, then `--`, then the arguments; CALLER and CALLEE are a phone number,
+    a tel:/sip: URI or a withheld spelling, anything else is sent as withheld."""
     from ..adapters.connectors.asterisk import mixmonitor_call
     from ..adapters.connectors.publisher import BacklogFull
 
@@ -254,6 +265,13 @@ def freepbx_spool(
     show_default=True,
     help="Environment variable holding the event socket password (never on the command line).",
 )
+@click.option(
+    "--recordings-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="FreeSWITCH's recordings directory ($${recordings_dir}): a Record-File-Path "
+    "elsewhere is neither read nor deleted.",
+)
 @_pbx_id_option("freeswitch")
 @_notice_option
 @_state_dir_option
@@ -262,6 +280,7 @@ def freeswitch_esl(
     host: str,
     port: int,
     password_env: str,
+    recordings_dir: Path,
     pbx_id: str,
     notice: bool,
     state_dir: Path | None,
@@ -283,6 +302,7 @@ def freeswitch_esl(
             port=port,
             password=password,
             pbx_id=pbx_id,
+            recordings_dir=recordings_dir,
             notice_played=notice,
         )
         watcher.run(_until_signalled())
@@ -384,17 +404,29 @@ def webhook_config() -> Any:
     )
 
 
+def mounted_credentials(console: Any) -> dict[str, Any]:
+    """The telephony principal (and S3 user) under which ``callvault serve`` publishes what the
+    webhooks it mounts receive (``WebhookSettings.mounted_credentials``); empty when no
+    provider is set up."""
+    from ..adapters.connectors.settings import WebhookSettings
+
+    if webhook_config() is None:
+        return {}
+    credentials: dict[str, Any] = WebhookSettings().mounted_credentials(console)
+    return credentials
+
+
 @contextmanager
-def mounted_webhooks() -> Iterator[list[Any]]:
-    """The webhook routes ``callvault serve`` mounts beside the console: none unless a
-    provider's secret is set."""
+def mounted_webhooks(credentials: dict[str, Any]) -> Iterator[list[Any]]:
+    """The webhook routes ``callvault serve`` mounts beside the console, publishing with
+    ``credentials`` (:func:`mounted_credentials`): none unless a provider's secret is set."""
     from ..adapters.connectors.webhooks import webhook_router
 
     config = webhook_config()
     if config is None:
         yield []
         return
-    with _publisher("webhooks", None, 0) as publisher:
+    with _publisher("webhooks", None, 0, **credentials) as publisher:
         yield [webhook_router(config, publisher, state_dir=publisher.state_dir)]
 
 

@@ -16,6 +16,7 @@ from ..app.messagebus import Delivery, MessageBus
 from ..app.middleware import DeadLetters
 from ..domain import events
 from ..domain.errors import PermanentError
+from ..domain.keyed import Mac
 from ..domain.messages import (
     CarryOutRequest,
     Command,
@@ -36,7 +37,7 @@ class Inputs:
     bus: MessageBus
     dead_letters: Callable[[], DeadLetters]
     settings: Settings
-    hash_key: Callable[[], bytes]
+    hash_key: Callable[[], Mac]
     metrics: Metrics
 
     @property

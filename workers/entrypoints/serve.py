@@ -14,7 +14,7 @@ log = structlog.get_logger("callvault.serve")
 
 def console_from_container(container: Any) -> Any:
     """The console over the worker's own wiring (PostgreSQL, S3, Kafka)."""
-    from ..adapters.console_outbound import BusHoldCommands, ExportPackager
+    from ..adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
     from ..adapters.http.composition import assemble
     from ..adapters.postgres.console import PostgresConsole
 
@@ -26,8 +26,10 @@ def console_from_container(container: Any) -> Any:
             lambda: container.kafka, settings.topic_holds_commands, settings.source_uri
         ),
         ExportPackager(container.ctx),
+        BusRequests(lambda: container.kafka, settings.topic_dsr_requests, settings.source_uri),
         settings,
         container.ctx.clock,
+        ring=container.keys,
     )
 
 
@@ -39,12 +41,13 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from ..adapters.http.app import build_app
+    from ..adapters.http.composition import session_secret
     from ..adapters.logs import configure
     from ..adapters.postgres.migrate import migrate_schema
     from ..app.handlers.keys import verify_keys
     from ..bootstrap import bootstrap
     from .cli.common import user_errors
-    from .connect import mounted_webhooks
+    from .connect import mounted_credentials, mounted_webhooks
 
     with user_errors():
         settings = load_settings()
@@ -54,13 +57,16 @@ def serve(host: str | None, port: int | None) -> None:
         container = bootstrap(settings)
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
+        secret = session_secret(settings, container.keys)
         # holds placed in the console go to Kafka, but reading and listening do not need it
+        # the webhooks, if mounted, publish calls as the telephony principal, not the console's
+        webhooks_as = mounted_credentials(settings)
         readiness = container.readiness(kafka=False).start()
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)
     try:
-        with mounted_webhooks() as webhooks:
-            app = build_app(settings, console, extra_routers=webhooks, readiness=readiness)
+        with mounted_webhooks(webhooks_as) as webhooks:
+            app = build_app(settings, console, secret, extra_routers=webhooks, readiness=readiness)
             uvicorn.run(
                 app,
                 host=address,
@@ -68,7 +74,7 @@ def serve(host: str | None, port: int | None) -> None:
                 log_config=None,  # ours: logs.configure (JSON, personal data masked)
                 access_log=False,  # the audit trail records what matters; URLs carry none
                 server_header=False,
-                proxy_headers=False,
+                proxy_headers=False,  # the app trusts CALLVAULT_FORWARDED_ALLOW_IPS only
             )
     finally:
         container.close()

@@ -73,7 +73,7 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
     metrics = Metrics()
     container = bootstrap(settings, metrics=metrics)
     refuse_other_policy(container.ctx)
-    verify_keys(container.ctx, register=False)  # a wrong key stops the worker here
+    _check_keys(container)  # a wrong key stops the worker here
     readiness = container.readiness(conditions={"partitions": partial(_assigned, metrics)})
     _serve_metrics(settings, metrics, readiness.start())
 
@@ -93,6 +93,16 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         worker.execute_from_commandline()
     finally:
         container.close()
+
+
+def _check_keys(container: Container) -> None:
+    """The keys match the database; a token (or database) that does not answer is retried for
+    the retry budget, then the worker exits 75 for its supervisor to start it again."""
+    try:
+        container.retry.call(lambda: verify_keys(container.ctx, register=False), "key check")
+    except TransientError as exc:
+        log.error("keys_unreachable", error=str(exc))
+        sys.exit(EXIT_TEMPFAIL)
 
 
 def _return_large_buffers() -> None:

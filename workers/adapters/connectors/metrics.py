@@ -7,8 +7,19 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-REJECT_REASONS = ("not_audio", "unreadable_name", "backlog_full", "audio_missing", "bad_request")
+REJECT_REASONS = (
+    "not_audio",
+    "unreadable_name",
+    "backlog_full",
+    "audio_missing",
+    "bad_request",
+    "too_large",
+    "unsafe_path",
+    "too_long",
+    "error",
+)
 FAILURE_STAGES = ("upload", "publish")
+PARTIES = ("caller", "callee")
 
 
 @dataclass
@@ -45,6 +56,14 @@ class ConnectorMetrics:
         self.rejected = {
             reason: rejected.labels(self.connector, reason) for reason in REJECT_REASONS
         }
+        refused = Counter(
+            "callvault_connector_parties_refused_total",
+            "Callers or callees that were no phone number, tel:/sip: URI or withheld spelling "
+            "(shell or option syntax, say); the call is sent with that party withheld",
+            [*labels, "party"],
+            registry=r,
+        )
+        self.parties_refused = {party: refused.labels(self.connector, party) for party in PARTIES}
         failures = Counter(
             "callvault_connector_failures_total",
             "Attempts that failed because S3 (upload) or Kafka (publish) was away; retried",

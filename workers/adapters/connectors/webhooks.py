@@ -10,8 +10,11 @@ allow-listed host, following redirects only to allow-listed hosts - and handed t
 Every request is verified before anything is read from it: Twilio's HMAC-SHA1 of the URL and
 sorted form fields, Telnyx's Ed25519 signature of ``timestamp|body`` (stale timestamps are
 replays), Vonage's HS256 JWT with a hash of the body (stale or reused tokens are replays).
-A bad signature or a replay gets 403; a duplicate delivery of a genuine webhook gets 200 and
-has no second effect.
+A body larger than ``max_body_bytes`` (64 KiB) is refused with 413 before it is read further,
+a bad signature or a replay gets 403; a duplicate delivery of a genuine webhook gets 204 and
+has no second effect. Everything after the body is read - verification, the join, the
+download, the file write and the probe - runs in a worker thread, never on the event loop
+that serves the console beside the webhooks.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import urllib3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from ...domain.errors import NotAudio, SchemaViolation
 from .publisher import BacklogFull, FinishedCall, Publisher
@@ -63,6 +67,7 @@ class WebhookConfig:
     allowed_hosts: tuple[str, ...] = ()  # where recordings may be downloaded from
     tolerance_seconds: int = 300  # Telnyx timestamps and Vonage tokens older than this: replays
     max_audio_bytes: int = 512 * 1024 * 1024
+    max_body_bytes: int = 64 * 1024  # a webhook is a few hundred bytes of form or JSON
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     telnyx_public_key: str | None = None  # base64, from the Telnyx portal
@@ -99,7 +104,8 @@ def twilio_signature(auth_token: str, url: str, params: Mapping[str, list[str]])
 
 
 def verify_twilio(auth_token: str, url: str, params: Mapping[str, list[str]], given: str) -> None:
-    if not hmac.compare_digest(twilio_signature(auth_token, url, params), given):
+    expected = twilio_signature(auth_token, url, params).encode()
+    if not hmac.compare_digest(expected, given.encode("utf-8", "surrogateescape")):
         raise Refused("X-Twilio-Signature does not match")
 
 
@@ -365,8 +371,49 @@ def webhook_router(
     return router
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook request, read (bounded) on the event loop and handled in a worker thread."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    url: str  # as the provider called it (Twilio signs it)
+
+
+async def _deliver(
+    handler: WebhookHandler,
+    request: Request,
+    background: BackgroundTasks,
+    work: Callable[[Delivery], None],
+) -> Response:
+    """Read the body - at most ``max_body_bytes`` - and hand it to ``work`` in a worker thread;
+    outcomes become HTTP answers, and the backlog drains after the response."""
+    body = await _bounded_body(request, handler)
+    delivery = Delivery(body, request.headers, _public_url(request, handler.config.public_base_url))
+    with _answer(handler):
+        await run_in_threadpool(work, delivery)
+    background.add_task(handler.publisher.drain)
+    return Response(status_code=204)
+
+
+async def _bounded_body(request: Request, handler: WebhookHandler) -> bytes:
+    limit = handler.config.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    body = bytearray()
+    if not (declared.isdigit() and int(declared) > limit):
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                break
+    if len(body) > limit or (declared.isdigit() and int(declared) > limit):
+        handler.publisher.metrics.rejected["too_large"].inc()
+        log.warning("webhook_body_too_large", limit=limit)
+        raise HTTPException(413, "the webhook body is too large")
+    return bytes(body)
+
+
 @contextlib.contextmanager
-def _answer(handler: WebhookHandler, background: BackgroundTasks) -> Iterator[None]:
+def _answer(handler: WebhookHandler) -> Iterator[None]:
     """Map outcomes to HTTP: refused 403, unusable 422, backlog full or provider away 503."""
     try:
         yield
@@ -381,7 +428,6 @@ def _answer(handler: WebhookHandler, background: BackgroundTasks) -> Iterator[No
     except (BacklogFull, OSError, urllib3.exceptions.HTTPError) as exc:
         log.warning("webhook_retry_later", reason=type(exc).__name__)
         raise HTTPException(503, "try again later") from None
-    background.add_task(handler.publisher.drain)
 
 
 def _public_url(request: Request, base: str | None) -> str:
@@ -391,104 +437,106 @@ def _public_url(request: Request, base: str | None) -> str:
     return base.rstrip("/") + request.url.path + query
 
 
-async def _twilio_form(request: Request, handler: WebhookHandler, token: str) -> dict[str, str]:
+def _twilio_form(delivery: Delivery, token: str) -> dict[str, str]:
     params: dict[str, list[str]] = {}
-    body = (await request.body()).decode("utf-8", errors="replace")
+    body = delivery.body.decode("utf-8", errors="replace")
     for name, value in parse_qsl(body, keep_blank_values=True):  # Twilio posts url-encoded forms
         params.setdefault(name, []).append(value)
-    url = _public_url(request, handler.config.public_base_url)
-    verify_twilio(token, url, params, request.headers.get("X-Twilio-Signature", ""))
+    verify_twilio(token, delivery.url, params, delivery.headers.get("X-Twilio-Signature", ""))
     return {name: values[-1] for name, values in params.items()}
 
 
 def _twilio_routes(router: APIRouter, handler: WebhookHandler, token: str) -> None:
+    def call(delivery: Delivery) -> None:
+        form = _twilio_form(delivery, token)
+        outbound = form.get("Direction", "inbound").startswith("outbound")
+        parties = CallParties(
+            form.get("From", ""), form.get("To", ""), "outbound" if outbound else "inbound"
+        )
+        handler.parties("twilio", form["CallSid"], parties)
+
+    def recording(delivery: Delivery) -> None:
+        form = _twilio_form(delivery, token)
+        if form.get("RecordingStatus") == "completed":
+            started = _rfc2822(form.get("RecordingStartTime"))
+            ready = RecordingReady(
+                form["RecordingSid"], form["RecordingUrl"] + ".wav", started, None
+            )
+            handler.recording("twilio", form["CallSid"], ready)
+
     @router.post("/twilio/call", status_code=204)
     async def twilio_call(request: Request, background: BackgroundTasks) -> Response:
-        with _answer(handler, background):
-            form = await _twilio_form(request, handler, token)
-            outbound = form.get("Direction", "inbound").startswith("outbound")
-            parties = CallParties(
-                form.get("From", ""), form.get("To", ""), "outbound" if outbound else "inbound"
-            )
-            handler.parties("twilio", form["CallSid"], parties)
-        return Response(status_code=204)
+        return await _deliver(handler, request, background, call)
 
     @router.post("/twilio/recording", status_code=204)
     async def twilio_recording(request: Request, background: BackgroundTasks) -> Response:
-        with _answer(handler, background):
-            form = await _twilio_form(request, handler, token)
-            if form.get("RecordingStatus") == "completed":
-                started = _rfc2822(form.get("RecordingStartTime"))
-                ready = RecordingReady(
-                    form["RecordingSid"], form["RecordingUrl"] + ".wav", started, None
-                )
-                handler.recording("twilio", form["CallSid"], ready)
-        return Response(status_code=204)
+        return await _deliver(handler, request, background, recording)
 
 
 def _telnyx_route(router: APIRouter, handler: WebhookHandler, public_key: str) -> None:
+    def event(delivery: Delivery) -> None:
+        verify_telnyx(
+            public_key,
+            delivery.body,
+            delivery.headers.get("telnyx-signature-ed25519", ""),
+            delivery.headers.get("telnyx-timestamp", ""),
+            handler.clock(),
+            handler.config.tolerance_seconds,
+        )
+        data = _json(delivery.body)["data"]
+        payload = data.get("payload") or {}
+        kind = data.get("event_type")
+        if kind in ("call.initiated", "call.hangup"):
+            outbound = payload.get("direction") == "outgoing"
+            parties = CallParties(
+                payload.get("from", ""),
+                payload.get("to", ""),
+                "outbound" if outbound else "inbound",
+            )
+            handler.parties("telnyx", payload["call_leg_id"], parties)
+        elif kind == "call.recording.saved":
+            urls = payload.get("recording_urls") or {}
+            ready = RecordingReady(
+                payload["call_leg_id"],
+                urls.get("wav") or urls["mp3"],
+                _iso(payload.get("recording_started_at")),
+                _iso(payload.get("recording_ended_at")),
+            )
+            handler.recording("telnyx", payload["call_leg_id"], ready)
+
     @router.post("/telnyx", status_code=204)
     async def telnyx(request: Request, background: BackgroundTasks) -> Response:
-        body = await request.body()
-        with _answer(handler, background):
-            verify_telnyx(
-                public_key,
-                body,
-                request.headers.get("telnyx-signature-ed25519", ""),
-                request.headers.get("telnyx-timestamp", ""),
-                handler.clock(),
-                handler.config.tolerance_seconds,
-            )
-            event = _json(body)["data"]
-            payload = event.get("payload") or {}
-            kind = event.get("event_type")
-            if kind in ("call.initiated", "call.hangup"):
-                outbound = payload.get("direction") == "outgoing"
-                parties = CallParties(
-                    payload.get("from", ""),
-                    payload.get("to", ""),
-                    "outbound" if outbound else "inbound",
-                )
-                handler.parties("telnyx", payload["call_leg_id"], parties)
-            elif kind == "call.recording.saved":
-                urls = payload.get("recording_urls") or {}
-                ready = RecordingReady(
-                    payload["call_leg_id"],
-                    urls.get("wav") or urls["mp3"],
-                    _iso(payload.get("recording_started_at")),
-                    _iso(payload.get("recording_ended_at")),
-                )
-                handler.recording("telnyx", payload["call_leg_id"], ready)
-        return Response(status_code=204)
+        return await _deliver(handler, request, background, event)
 
 
 def _vonage_route(router: APIRouter, handler: WebhookHandler, secret: str) -> None:
+    def event(delivery: Delivery) -> None:
+        now = handler.clock()
+        authorization = delivery.headers.get("Authorization", "")
+        tolerance = handler.config.tolerance_seconds
+        jti = verify_vonage(secret, authorization, delivery.body, now, tolerance)
+        if not handler.join.first_use(jti, now):
+            raise Refused("the Vonage token was used before: a replay")
+        data = _json(delivery.body)
+        conversation = data["conversation_uuid"]
+        if "recording_url" in data:
+            ready = RecordingReady(
+                data["recording_uuid"],
+                data["recording_url"],
+                _iso(data.get("start_time")),
+                _iso(data.get("end_time")),
+            )
+            handler.recording("vonage", conversation, ready)
+        elif "from" in data and "to" in data:
+            outbound = data.get("direction") == "outbound"
+            parties = CallParties(
+                str(data["from"]), str(data["to"]), "outbound" if outbound else "inbound"
+            )
+            handler.parties("vonage", conversation, parties)
+
     @router.post("/vonage/event", status_code=204)
     async def vonage(request: Request, background: BackgroundTasks) -> Response:
-        body = await request.body()
-        with _answer(handler, background):
-            now = handler.clock()
-            authorization = request.headers.get("Authorization", "")
-            jti = verify_vonage(secret, authorization, body, now, handler.config.tolerance_seconds)
-            if not handler.join.first_use(jti, now):
-                raise Refused("the Vonage token was used before: a replay")
-            event = _json(body)
-            conversation = event["conversation_uuid"]
-            if "recording_url" in event:
-                ready = RecordingReady(
-                    event["recording_uuid"],
-                    event["recording_url"],
-                    _iso(event.get("start_time")),
-                    _iso(event.get("end_time")),
-                )
-                handler.recording("vonage", conversation, ready)
-            elif "from" in event and "to" in event:
-                outbound = event.get("direction") == "outbound"
-                parties = CallParties(
-                    str(event["from"]), str(event["to"]), "outbound" if outbound else "inbound"
-                )
-                handler.parties("vonage", conversation, parties)
-        return Response(status_code=204)
+        return await _deliver(handler, request, background, event)
 
 
 def _json(body: bytes) -> dict[str, Any]:

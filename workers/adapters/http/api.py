@@ -17,7 +17,15 @@ from ...app.console.recordings import Audio, SearchQuery
 from ...app.console.service import Console
 from ...domain.model import Recording, parse_subject
 from ...domain.retention import rfc3339
-from .security import Caller, Sessions, allow, caller_of, check_same_origin, roles_extra
+from .security import (
+    Caller,
+    Sessions,
+    allow,
+    caller_of,
+    check_same_origin,
+    client_address,
+    roles_extra,
+)
 from .views import access_item, disclosure_item, hold_item, overview_dict, report_dict, request_item
 
 SEARCHERS = (Role.QA, Role.COMPLAINTS, Role.DPO)
@@ -65,8 +73,7 @@ def _me(principal: Principal) -> Me:
 def sign_in(body: Credentials, request: Request, response: Response, console: ConsoleDep) -> Me:
     """Sign in with a name and password; sets the session cookie for the browser."""
     check_same_origin(request)
-    client = request.client.host if request.client else "unknown"
-    principal = console.accounts.sign_in(body.username, body.password, client)
+    principal = console.accounts.sign_in(body.username, body.password, client_address(request))
     sessions: Sessions = request.app.state.sessions
     sessions.issue(response, principal)
     return _me(principal)
@@ -210,11 +217,25 @@ def audio(
     principal: Annotated[Principal, Depends(allow(*SEARCHERS))],
     purpose: Annotated[str, Query(description="quality|training|complaint|legal_claim|incident")],
     case_ref: Annotated[str | None, Query(max_length=64)] = None,
+    rendition: Annotated[
+        Literal["original", "browser"],
+        Query(
+            description="original: the bytes as stored; browser: what every browser plays "
+            "(the original where it can, else 16-bit PCM WAV decoded as it streams)"
+        ),
+    ] = "original",
 ) -> StreamingResponse:
-    """The original audio, byte-identical, with Range support; each access goes on record."""
+    """The audio with Range support, byte-identical unless a browser rendition is asked for;
+    each access goes on record."""
     kind = AccessKind.PLAYBACK if principal_via_browser(request) else AccessKind.DOWNLOAD
     found = console.recordings.audio(
-        principal, recording_id, purpose, case_ref, request.headers.get("range"), kind
+        principal,
+        recording_id,
+        purpose,
+        case_ref,
+        request.headers.get("range"),
+        kind,
+        for_browsers=rendition == "browser",
     )
     return audio_response(found, download=kind is AccessKind.DOWNLOAD)
 

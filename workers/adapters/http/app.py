@@ -8,9 +8,12 @@ from pathlib import Path
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ...app.console.errors import (
     ConsoleError,
@@ -50,8 +53,10 @@ def create_app(
         redoc_url=None,
     )
     app.state.console = console
+    app.state.http = config
     app.state.sessions = Sessions(config)
     app.state.settings = settings
+    app.state.localities = settings.localities
     app.state.oidc = oidc
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -59,11 +64,14 @@ def create_app(
     for router in extra_routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, https=(config.public_origin or "").startswith("https://"))
+    if config.trusted_proxies:  # outermost: every layer sees the client's own address
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.trusted_proxies))
     app.add_exception_handler(ConsoleError, _console_error)
     app.add_exception_handler(pages.SignInRequired, _sign_in)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(TransientError, _unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -117,6 +125,15 @@ async def _unavailable(request: Request, error: Exception) -> Response:
     return page
 
 
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Routing's own refusals (no such page, wrong method): JSON for programs, and for
+    people a page in their language."""
+    assert isinstance(error, StarletteHTTPException)
+    if _is_api(request) or error.status_code != 404:
+        return await http_exception_handler(request, error)
+    return pages.not_found_page(request)
+
+
 async def _sign_in(request: Request, error: Exception) -> Response:
     return RedirectResponse("/login", status_code=303)
 
@@ -133,24 +150,29 @@ async def _invalid(request: Request, error: Exception) -> Response:
     return pages.error_page(request, ConsoleError("the form is incomplete or malformed"))
 
 
+def http_config(settings: Settings, secret: bytes) -> HttpConfig:
+    """Cookies (signed with ``secret``), the public origin and the trusted proxies."""
+    return HttpConfig(
+        session_secret=secret,
+        session_ttl=settings.session_ttl.as_timedelta(),
+        cookie_secure=settings.secure_cookies,
+        public_origin=settings.public_url,
+        trusted_proxies=settings.forwarded_allow_ips,
+    )
+
+
 def build_app(
     settings: Settings,
     console: Console,
+    secret: bytes,
     *,
     extra_routers: Sequence[APIRouter] = (),
     readiness: Readiness | None = None,
 ) -> FastAPI:
-    """The app as ``callvault serve`` runs it, from settings."""
-    from .composition import session_secret
-
-    config = HttpConfig(
-        session_secret=session_secret(settings),
-        session_ttl=settings.session_ttl.as_timedelta(),
-        cookie_secure=settings.cookie_secure,
-    )
+    """The app as ``callvault serve`` runs it, from settings; ``secret`` signs its cookies."""
     return create_app(
         console,
-        config,
+        http_config(settings, secret),
         settings,
         oidc=OidcClient.from_settings(settings),
         extra_routers=extra_routers,

@@ -1,8 +1,11 @@
 """Optional sign-in through the shop's OpenID Connect provider (authorization code + PKCE).
 
 The provider's ID token is checked (signature against its JWKS, issuer, audience, expiry,
-nonce); the person's role comes from one claim (``CALLVAULT_OIDC_ROLE_CLAIM``, a dotted path
-such as ``realm_access.roles`` for nested claims), mapped by ``CALLVAULT_OIDC_ROLE_MAP``
+nonce, subject). The account is the one bound to the token's issuer and ``sub``, never to the
+name the provider shows: a first sign-in creates it under that name, and a name that belongs to
+a password account or another identity is refused. The person's role comes from one claim
+(``CALLVAULT_OIDC_ROLE_CLAIM``, a dotted path such as ``realm_access.roles`` for nested
+claims), mapped by ``CALLVAULT_OIDC_ROLE_MAP``
 (``claim-value=role,...``; the first pair that matches wins). Nobody without a mapped role gets
 in. The state, nonce and PKCE verifier wait in a short-lived signed cookie that is sent on the
 provider's redirect back (SameSite=Lax, path /oidc); the session cookie itself stays Strict.
@@ -26,7 +29,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from ...app.console.errors import NotAllowed, NotFound, Unauthenticated
-from ...app.console.model import Role, valid_username
+from ...app.console.model import Identity, Role
 from ...app.console.service import Console
 from ...settings import Settings
 from .security import Sessions
@@ -130,21 +133,25 @@ class OidcClient:
                 iss={"essential": True, "value": self.config.issuer},
                 aud={"essential": True, "value": self.config.client_id},
                 exp={"essential": True},
+                sub={"essential": True},
                 nonce={"essential": True, "value": nonce},
             ).validate(token.claims)
         except (JoseError, ValueError) as exc:
             raise Unauthenticated("the ID token did not verify") from exc
         return dict(token.claims)
 
-    def identity(self, claims: dict[str, Any]) -> tuple[str, Role]:
-        """(user name, role) from verified claims; NotAllowed when no role is mapped."""
+    def identity(self, claims: dict[str, Any]) -> tuple[Identity, Role]:
+        """The person (bound by issuer and subject) and their role, from verified claims;
+        NotAllowed when no role is mapped."""
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject or len(subject) > 255:
+            raise Unauthenticated("the ID token names no subject")
         username = str(claims.get(self.config.username_claim) or "").strip().lower()
-        if not valid_username(username):
-            raise NotAllowed("the identity provider gave no usable user name")
+        person = Identity(self.config.issuer, subject, username)
         values = _claim(claims, self.config.role_claim)
         for claim_value, role in self.config.role_map:
             if claim_value in values:
-                return username, role
+                return person, role
         raise NotAllowed("your identity provider grants you no role in this console")
 
 
@@ -197,9 +204,9 @@ def callback(request: Request, code: str = "", state: str = "") -> Response:
         raise Unauthenticated("the sign-in took too long or did not start here") from None
     if not code or state != flow["s"]:
         raise Unauthenticated("the sign-in answer does not match its request")
-    username, role = client.identity(client.claims(code, flow["n"], flow["v"]))
+    person, role = client.identity(client.claims(code, flow["n"], flow["v"]))
     console: Console = request.app.state.console
-    principal = console.accounts.sign_in_federated(username, role)
+    principal = console.accounts.sign_in_federated(person, role)
     response = RedirectResponse("/", status_code=303)
     request.app.state.sessions.issue(response, principal)
     response.delete_cookie(FLOW_COOKIE, path="/oidc")

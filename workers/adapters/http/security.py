@@ -38,6 +38,8 @@ class HttpConfig:
     session_secret: bytes
     session_ttl: timedelta
     cookie_secure: bool = False
+    public_origin: str | None = None  # the origin browsers see (a reverse proxy's), if any
+    trusted_proxies: tuple[str, ...] = ()  # whose X-Forwarded-For/-Proto are believed
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,20 @@ def check_same_origin(request: Request) -> None:
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise NotAllowed("cross-site request refused")
     origin = request.headers.get("origin")
-    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+    if origin and origin != own_origin(request):
         raise NotAllowed("cross-origin request refused")
+
+
+def own_origin(request: Request) -> str:
+    """The console's origin as the browser sees it: the configured public URL behind a
+    reverse proxy, else the request's own scheme and host."""
+    config: HttpConfig = request.app.state.http
+    return config.public_origin or f"{request.url.scheme}://{request.url.netloc}"
+
+
+def client_address(request: Request) -> str:
+    """The client's address (a trusted proxy's X-Forwarded-For already applied)."""
+    return request.client.host if request.client else "unknown"
 
 
 def allow(*roles: Role) -> Callable[[Caller], Principal]:
@@ -187,7 +201,7 @@ def allow(*roles: Role) -> Callable[[Caller], Principal]:
 
     def check(caller: Caller = Depends(api_caller)) -> Principal:  # noqa: B008 - FastAPI idiom
         if caller.principal.role not in allowed:
-            raise NotAllowed(f"the role {caller.principal.role} may not do this")
+            raise NotAllowed("the role %(role)s may not do this", role=caller.principal.role)
         return caller.principal
 
     return check
@@ -203,8 +217,9 @@ class SecurityHeaders:
     """CSP, frame denial, no sniffing, no referrer; nothing personal or audible is cached
     (every response but the static assets is ``no-store``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, https: bool = False) -> None:
         self._app = app
+        self._https = https  # served to browsers over TLS: tell them to stay on it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -225,6 +240,8 @@ class SecurityHeaders:
                 headers["cross-origin-opener-policy"] = "same-origin"
                 headers["cross-origin-resource-policy"] = "same-origin"
                 headers["permissions-policy"] = "camera=(), microphone=(), geolocation=()"
+                if self._https:
+                    headers["strict-transport-security"] = "max-age=31536000"
                 if not static:
                     headers["cache-control"] = "no-store"
                     headers["pragma"] = "no-cache"

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ...domain.keyed import Mac
 from ...domain.model import CALL_ID, call_digest
 
 
 def backfill(container: Any) -> int:
     db = container.db
-    hash_key = container.keys.hash_key
+    hash_key = container.keys.hasher
     sealer = db.sealer
     with db.connection() as conn:
         rows = conn.execute(
@@ -46,7 +47,7 @@ def backfill(container: Any) -> int:
     return len(rows) + len(holds) + converted
 
 
-def _digest_hold_targets(conn: Any, hash_key: bytes, sealer: Any) -> int:
+def _digest_hold_targets(conn: Any, hash_key: Mac, sealer: Any) -> int:
     """Call-scoped holds once kept the raw call ids; keep their keyed digests, and the ids
     only sealed, while the hold is in force (for a hash-key rotation)."""
     holds = conn.execute(

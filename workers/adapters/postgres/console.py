@@ -3,9 +3,9 @@ access and its audit entry, a disclosure and its audit entry, commit together)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -22,14 +22,20 @@ from ...app.console.model import (
     SearchCriteria,
     User,
 )
+from ...app.console.throttle import R, Tally
 from ...app.ports.console import DayCounts, DsrRecord, HoldView
 from ...domain.audit import verify_chain
+from ...domain.calendar import LocalCalendar
 from ...domain.model import Recording
 from . import PostgresDatabase, PostgresUnitOfWork
-from .audit import append_audit
+from .audit import append_audit, lock_head
 from .repositories import request_record
 
 AUDIT_PAGE = 5000
+
+
+class _Taken(Exception):
+    """A name or an identity is taken: the transaction is rolled back."""
 
 
 class PostgresConsole:
@@ -86,6 +92,54 @@ class PostgresConsole:
             )
             return cur.rowcount == 1
 
+    def set_language(self, username: str, language: str | None) -> bool:
+        with self._tx() as (_, conn):
+            cur = conn.execute(
+                "UPDATE console_users SET language = %s WHERE username = %s", (language, username)
+            )
+            return cur.rowcount == 1
+
+    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+        with self._tx() as (_, conn):
+            row = conn.execute(
+                "SELECT u.* FROM console_identities i JOIN console_users u USING (username) "
+                "WHERE i.issuer = %s AND i.subject = %s",
+                (issuer, subject),
+            ).fetchone()
+        return _user(row) if row else None
+
+    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
+        try:
+            with self._tx() as (_, conn):
+                for sql, values in (
+                    (
+                        "INSERT INTO console_users (username, role, password_hash, disabled, "
+                        "created_at) VALUES (%s, %s, NULL, %s, %s) ON CONFLICT DO NOTHING",
+                        (user.username, user.role.value, user.disabled, user.created_at),
+                    ),
+                    (
+                        "INSERT INTO console_identities (issuer, subject, username, bound_at) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (issuer, subject, user.username, at),
+                    ),
+                ):
+                    if conn.execute(sql, values).rowcount != 1:
+                        raise _Taken  # the name or the identity: nothing is written
+        except _Taken:
+            return False
+        return True
+
+    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        with self._tx() as (_, conn):
+            bound = conn.execute(
+                "INSERT INTO console_identities (issuer, subject, username, bound_at) "
+                "SELECT %s, %s, username, %s FROM console_users "
+                "WHERE username = %s AND password_hash IS NULL "
+                "ON CONFLICT DO NOTHING",
+                (issuer, subject, at, username),
+            )
+            return bound.rowcount == 1
+
     # tokens --------------------------------------------------------------------------------
     def add_token(self, token: ApiToken) -> None:
         with self._tx() as (_, conn):
@@ -119,26 +173,36 @@ class PostgresConsole:
             return cur.rowcount == 1
 
     # sign-in throttle ----------------------------------------------------------------------
-    def failures_since(self, key: bytes, since: datetime) -> int:
+    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
         with self._tx() as (_, conn):
-            row = conn.execute(
-                "SELECT count(*) AS n FROM console_login_failures WHERE key = %s AND at >= %s",
-                (key, since),
-            ).fetchone()
-        return int(row["n"]) if row else 0
-
-    def record_failure(self, key: bytes, at: datetime) -> None:
-        with self._tx() as (_, conn):
-            conn.execute("INSERT INTO console_login_failures (key, at) VALUES (%s, %s)", (key, at))
-            # old failures say nothing any more; keep the table small
             conn.execute(
-                "DELETE FROM console_login_failures WHERE key = %s AND at < %s - interval '1 day'",
-                (key, at),
+                "INSERT INTO console_login_tallies (key, count) VALUES (%s, 0) "
+                "ON CONFLICT DO NOTHING",
+                (key,),
             )
+            row = conn.execute(
+                "SELECT count, last_at, paused_until FROM console_login_tallies "
+                "WHERE key = %s FOR UPDATE",
+                (key,),
+            ).fetchone()
+            assert row is not None
+            result, tally = change(Tally(row["count"], row["last_at"], row["paused_until"]))
+            if tally == Tally():  # nothing to remember: keep no row
+                conn.execute("DELETE FROM console_login_tallies WHERE key = %s", (key,))
+            else:
+                conn.execute(
+                    "UPDATE console_login_tallies SET count = %s, last_at = %s, "
+                    "paused_until = %s WHERE key = %s",
+                    (tally.count, tally.last_at, tally.paused_until, key),
+                )
+        return result
 
-    def clear_failures(self, key: bytes) -> None:
+    def forget(self, key: bytes, now: datetime) -> None:
         with self._tx() as (_, conn):
-            conn.execute("DELETE FROM console_login_failures WHERE key = %s", (key,))
+            conn.execute(
+                "DELETE FROM console_login_tallies WHERE key = %s OR last_at < %s",
+                (key, now - timedelta(days=1)),
+            )
 
     # recordings ----------------------------------------------------------------------------
     def search(self, criteria: SearchCriteria) -> list[Recording]:
@@ -260,6 +324,19 @@ class PostgresConsole:
             ).fetchall()
         return {r["purpose"]: int(r["n"]) for r in rows}
 
+    # requests registered by the DPO -----------------------------------------------------------
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        with self._tx() as (_, conn):
+            lock_head(conn)  # under the chain's lock: a form sent twice is recorded once
+            seen = conn.execute(
+                "SELECT 1 FROM audit_log WHERE action = 'request_registered' AND entity_id = %s",
+                (request_id,),
+            ).fetchone()
+            if seen:
+                return False
+            append_audit(conn, "request_registered", request_id, details, at)
+            return True
+
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:
         with self._tx() as (_, conn):
@@ -323,18 +400,20 @@ class PostgresConsole:
         return [_disclosure(r) for r in rows]
 
     # compliance facts ----------------------------------------------------------------------
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        period = {"since": since, "until": until, "zone": calendar.name}
         with self._tx() as (_, conn):
             stored = conn.execute(
-                "SELECT (stored_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n "
-                "FROM recordings WHERE stored_at >= %s AND stored_at < %s GROUP BY day",
-                (since, until),
+                "SELECT (stored_at AT TIME ZONE %(zone)s)::date AS day, count(*) AS n "
+                "FROM recordings WHERE stored_at >= %(since)s AND stored_at < %(until)s "
+                "GROUP BY day",
+                period,
             ).fetchall()
             purged = conn.execute(
-                "SELECT (purged_at AT TIME ZONE 'UTC')::date AS day, purge_reason, count(*) AS n "
-                "FROM recordings WHERE purged_at >= %s AND purged_at < %s "
-                "GROUP BY day, purge_reason",
-                (since, until),
+                "SELECT (purged_at AT TIME ZONE %(zone)s)::date AS day, purge_reason, "
+                "count(*) AS n FROM recordings WHERE purged_at >= %(since)s "
+                "AND purged_at < %(until)s GROUP BY day, purge_reason",
+                period,
             ).fetchall()
         by_day: dict[date, dict[str, int]] = {}
         for row in purged:
@@ -421,7 +500,12 @@ def _audit_details(access: Access) -> dict[str, Any]:
 
 def _user(row: dict[str, Any]) -> User:
     return User(
-        row["username"], Role(row["role"]), row["password_hash"], row["disabled"], row["created_at"]
+        row["username"],
+        Role(row["role"]),
+        row["password_hash"],
+        row["disabled"],
+        row["created_at"],
+        row["language"],
     )
 
 

@@ -12,6 +12,7 @@ import contextlib
 from typing import Any
 
 from ...domain.identifiers import subject_keys
+from ...domain.keyed import Mac
 from ...domain.messages import (
     HoldDriftRepaired,
     PlaceHold,
@@ -24,7 +25,7 @@ from ...domain.model import (
     Hold,
     HoldScopeKind,
     Recording,
-    call_digest,
+    call_digests,
     canonical_recording_id,
     parse_subject,
 )
@@ -32,7 +33,7 @@ from ..context import Context
 from ..ports.objects import ObjectMissing, VersionRef
 
 
-def hold_from_data(data: dict[str, Any], hash_key: bytes, region: str) -> Hold:
+def hold_from_data(data: dict[str, Any], hash_key: Mac, region: str) -> Hold:
     scope = data["scope"]
     common = {
         "hold_id": data["hold_id"],
@@ -56,7 +57,7 @@ def hold_from_data(data: dict[str, Any], hash_key: bytes, region: str) -> Hold:
     return Hold(
         **common,
         scope_kind=HoldScopeKind.CALLS,
-        targets=tuple(call_digest(hash_key, c) for c in call_ids),
+        targets=tuple(call_digests(hash_key, call_ids)),
         identifiers=frozenset((CALL_ID, c) for c in call_ids),
     )
 

@@ -41,7 +41,7 @@ LOCK_MARGIN = timedelta(seconds=60)
 
 def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
     started = time.monotonic()
-    digest = call_digest(ctx.keys.hash_key, command.call.call_id)
+    digest = call_digest(ctx.keys.hasher, command.call.call_id)
     with ctx.locks.hold(digest):
         outcome = _store(command.call, digest, ctx, source)
     if outcome == "stored":
@@ -57,7 +57,7 @@ def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> s
     retired hash key is configured (a rotation), a call may be known only by its digest under
     that key, which the commit cannot see: then the recording is looked up first."""
     where = _locate(call, ctx)
-    if ctx.keys.retired_hash_keys or (not call.notice_played and ctx.settings.require_notice):
+    if ctx.keys.retired_hashers or (not call.notice_played and ctx.settings.require_notice):
         existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
         if existing is not None:
             return _repeat(call, where, existing.sha256, ctx)
@@ -89,13 +89,13 @@ def _known_call(uow: UnitOfWork, call: CallEnded, digest: str, ctx: Context) -> 
     """The recording of this call; a tombstone from before a hash-key rotation keeps the
     digest under the retired key (recognised while that key is configured)."""
     found = uow.recordings.by_call(digest)
-    for key in ctx.keys.retired_hash_keys if found is None else ():
+    for key in ctx.keys.retired_hashers if found is None else ():
         found = found or uow.recordings.by_call(call_digest(key, call.call_id))
     return found
 
 
 def _discarded_before_rotation(uow: UnitOfWork, call: CallEnded, ctx: Context) -> Discard | None:
-    for key in ctx.keys.retired_hash_keys:
+    for key in ctx.keys.retired_hashers:
         if (found := uow.discards.get(call_digest(key, call.call_id))) is not None:
             return found
     return None
@@ -113,7 +113,7 @@ def _locate(call: CallEnded, ctx: Context) -> AudioLocation:
 def _upload(
     call: CallEnded, where: AudioLocation, ctx: Context, source: AudioSource
 ) -> tuple[StoredAudio, Sealed]:
-    recording_id = recording_id_for(ctx.keys.hash_key, call.call_id)
+    recording_id = recording_id_for(ctx.keys.hasher, call.call_id)
     data_key = ctx.keys.new_data_key()
     head, chunks = peek(source.open(where), SNIFF_BYTES)
     recognise(head, call.audio.content_type)  # what is not audio is refused before any upload
@@ -176,7 +176,7 @@ def _personal_data(call: CallEnded, ctx: Context) -> dict[str, object]:
 def _commit_or_clean_up(
     call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context
 ) -> str | Repeat:
-    key = object_key_for(recording_id_for(ctx.keys.hash_key, call.call_id))
+    key = object_key_for(recording_id_for(ctx.keys.hasher, call.call_id))
     try:
         outcome = ctx.retry.call(lambda: _commit(call, digest, audio, sealed, ctx), "commit")
     except PermanentError:
@@ -191,8 +191,8 @@ def _commit(
     call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context
 ) -> str | Repeat:
     keys, settings = ctx.keys, ctx.settings
-    recording_id = recording_id_for(keys.hash_key, call.call_id)
-    digests = subject_keys(keys.hash_key, call.subject_pairs(settings.default_region)).digests
+    recording_id = recording_id_for(keys.hasher, call.call_id)
+    digests = subject_keys(keys.hasher, call.subject_pairs(settings.default_region)).digests
     with ctx.uow() as uow:
         uow.lock_holds(exclusive=False)  # a hold committed before this commit covers it
         recording = Recording.store(

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from ...domain.errors import ConfigError, IntegrityError
 from ...domain.identifiers import digest
+from ...domain.keyed import Mac
 from ...domain.messages import (
     DataKeysRewrapped,
     DigestsRekeyed,
@@ -131,7 +132,7 @@ def _prove(uow: UnitOfWork, keys: Keys, check: KeyCheck) -> None:
     sample = uow.recordings.page("", SAMPLE)
     if check.kind == "hash":
         named = [r for r in sample if r.call_id is not None]
-        if named and call_digest(keys.hash_key, named[0].call_id or "") != named[0].call_digest:
+        if named and call_digest(keys.hasher, named[0].call_id or "") != named[0].call_digest:
             raise ConfigError(
                 "CALLVAULT_HASH_KEY does not reproduce the digests stored in this database"
             )
@@ -201,9 +202,9 @@ def retire_master_keys(command: RetireMasterKeys, ctx: Context) -> str:
 # --- hash-key rotation --------------------------------------------------------------------------
 
 
-def begin_hash_rotation(ctx: Context) -> bytes | None:
-    """The hash key the digests are made with now (a retired one), with the rotation marked
-    as under way; ``None`` when the current key is in force already."""
+def begin_hash_rotation(ctx: Context) -> str | None:
+    """The check value of the hash key the digests are made with now (a retired one), with the
+    rotation marked as under way; ``None`` when the current key is in force already."""
     keys = ctx.keys
     mine = next(c for c in keys.checks() if c.kind == "hash")
     with ctx.uow() as uow:
@@ -213,14 +214,13 @@ def begin_hash_rotation(ctx: Context) -> bytes | None:
             raise ConfigError("no hash key registered yet: run `callvault migrate` first")
         if current.value == mine.value:
             return None
-        previous = keys.retired_hash_checks().get(current.value)
-        if previous is None:
+        if current.value not in keys.retired_hash_checks():
             raise ConfigError(
                 "the hash key the digests were made with is not in CALLVAULT_HASH_KEYS_RETIRED"
             )
         uow.key_checks.put(KeyCheck("hash", HASH_NEXT, mine.value), ctx.clock())
         uow.commit()
-    return previous
+    return current.value
 
 
 def rekey_digests(command: RekeyDigests, ctx: Context) -> str:
@@ -230,18 +230,18 @@ def rekey_digests(command: RekeyDigests, ctx: Context) -> str:
         stale = [
             r.recording_id
             for r in page
-            if r.call_id is not None and r.call_digest != call_digest(keys.hash_key, r.call_id)
+            if r.call_id is not None and r.call_digest != call_digest(keys.hasher, r.call_id)
         ]
         done = []
         for recording in uow.recordings.lock(stale):
             if recording.call_id is None:
                 continue  # purged meanwhile: a tombstone keeps its digest
-            recording.rekey_call(call_digest(keys.hash_key, recording.call_id))
+            recording.rekey_call(call_digest(keys.hasher, recording.call_id))
             uow.recordings.update(recording)
             personal = _personal(keys, recording)
             if personal is not None:
                 digests = frozenset(
-                    digest(keys.hash_key, kind, value)
+                    digest(keys.hasher, kind, value)
                     for kind, value in identifiers_of(personal, region)
                 )
                 uow.recordings.replace_digests(recording.recording_id, digests)
@@ -258,7 +258,7 @@ def finish_hash_rotation(command: FinishHashRotation, ctx: Context) -> str:
     follows a person through rectifications); call holds from their sealed call ids, and from
     the call ids of the recordings stored. A digest none of these explain is kept as it was
     and counted."""
-    keys, old = ctx.keys, command.previous
+    keys, old = ctx.keys, ctx.keys.retired_hash_checks()[command.previous]
     mine = next(c for c in keys.checks() if c.kind == "hash")
     with ctx.uow() as uow:
         uow.lock_holds(exclusive=True)
@@ -275,12 +275,12 @@ def finish_hash_rotation(command: FinishHashRotation, ctx: Context) -> str:
     return f"finished:{len(ids)}:{unmapped}"
 
 
-def _rekey_subject_holds(uow: UnitOfWork, ctx: Context, old: bytes, holds: list[Hold]) -> int:
+def _rekey_subject_holds(uow: UnitOfWork, ctx: Context, old: Mac, holds: list[Hold]) -> int:
     keys, region = ctx.keys, ctx.settings.default_region
     mapping: dict[bytes, bytes] = {}
     for hold in holds:
         for kind, value in hold.identifiers:
-            mapping[digest(old, kind, value)] = digest(keys.hash_key, kind, value)
+            mapping[digest(old, kind, value)] = digest(keys.hasher, kind, value)
     wanted = set().union(*(h.subject_digests for h in holds)) - set(mapping)
     if wanted:
         mapping |= _mapped_by_records(uow, keys, region, old, wanted)
@@ -292,9 +292,9 @@ def _rekey_subject_holds(uow: UnitOfWork, ctx: Context, old: bytes, holds: list[
     return unmapped
 
 
-def _rekey_call_holds(uow: UnitOfWork, keys: Keys, old: bytes, holds: list[Hold]) -> int:
+def _rekey_call_holds(uow: UnitOfWork, keys: Keys, old: Mac, holds: list[Hold]) -> int:
     mapping = {
-        call_digest(old, value): call_digest(keys.hash_key, value)
+        call_digest(old, value): call_digest(keys.hasher, value)
         for hold in holds
         for kind, value in hold.identifiers
         if kind == CALL_ID
@@ -310,7 +310,7 @@ def _rekey_call_holds(uow: UnitOfWork, keys: Keys, old: bytes, holds: list[Hold]
     return unmapped
 
 
-def _calls_on_record(uow: UnitOfWork, keys: Keys, old: bytes, wanted: set[str]) -> dict[str, str]:
+def _calls_on_record(uow: UnitOfWork, keys: Keys, old: Mac, wanted: set[str]) -> dict[str, str]:
     """Old to new call digests of stored recordings whose old call digest is ``wanted``."""
     found: dict[str, str] = {}
     after = ""
@@ -320,12 +320,12 @@ def _calls_on_record(uow: UnitOfWork, keys: Keys, old: bytes, wanted: set[str]) 
             if recording.call_id is not None:
                 before = call_digest(old, recording.call_id)
                 if before in wanted:
-                    found[before] = call_digest(keys.hash_key, recording.call_id)
+                    found[before] = call_digest(keys.hasher, recording.call_id)
     return found
 
 
 def _mapped_by_records(
-    uow: UnitOfWork, keys: Keys, region: str, old: bytes, wanted: set[bytes]
+    uow: UnitOfWork, keys: Keys, region: str, old: Mac, wanted: set[bytes]
 ) -> dict[bytes, bytes]:
     """Old to new digests of the identifiers on record whose old digest is ``wanted``."""
     found: dict[bytes, bytes] = {}
@@ -337,7 +337,7 @@ def _mapped_by_records(
             for kind, value in identifiers_of(personal or {}, region):
                 before = digest(old, kind, value)
                 if before in wanted:
-                    found[before] = digest(keys.hash_key, kind, value)
+                    found[before] = digest(keys.hasher, kind, value)
     return found
 
 

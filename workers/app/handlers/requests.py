@@ -75,7 +75,7 @@ def _refusal(request: DsrRequest, ctx: Context) -> str | None:
 def _begin(request: DsrRequest, ctx: Context) -> RequestRecord | None:
     """The request's record with its matched recordings, or ``None`` once answered."""
     pairs = request.subject.normalized(ctx.settings.default_region)
-    digests = subject_keys(ctx.keys.hash_key, pairs).digests
+    digests = subject_keys(ctx.keys.hasher, pairs).digests
     with ctx.uow() as uow:
         record = uow.requests.get(request.request_id, lock=True)
         if record is not None:

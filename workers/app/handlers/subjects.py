@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.identifiers import Subject, normalize_email, subject_keys
+from ...domain.keyed import Mac
 from ...domain.model import DsrRequest, Recording
 from ..context import Context
 from ..ports.unit_of_work import UnitOfWork
@@ -28,7 +29,7 @@ def rectify_recording(
         personal["name"] = request.rectify_name
     if request.rectify_email is not None:
         personal["email"] = request.rectify_email
-    digests = digests_of(keys.hash_key, personal, ctx.settings.default_region)
+    digests = digests_of(keys.hasher, personal, ctx.settings.default_region)
     before = uow.recordings.digests_of(recording.recording_id)
     for hold in uow.holds.covering(recording.recording_id, recording.call_digest, before):
         hold.extend_subject(digests)
@@ -40,7 +41,7 @@ def rectify_recording(
     uow.recordings.replace_digests(recording.recording_id, digests)
 
 
-def digests_of(key: bytes, personal: dict[str, Any], region: str) -> frozenset[bytes]:
+def digests_of(key: Mac, personal: dict[str, Any], region: str) -> frozenset[bytes]:
     """The look-up digests of a recording's customer, from its (decrypted) personal data."""
     return subject_keys(key, identifiers_of(personal, region)).digests
 

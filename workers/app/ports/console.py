@@ -5,13 +5,16 @@ one contract suite (tests/integration/test_console_ports.py) keeps both honest."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from ...domain.calendar import LocalCalendar
 from ...domain.model import Hold, Recording, RequestRecord
 from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.throttle import R, Tally
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,21 @@ class UserDirectory(Protocol):
 
     def set_role(self, username: str, role: Role) -> bool: ...
 
+    def set_language(self, username: str, language: str | None) -> bool: ...
+
+    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+        """The account bound to this identity provider's subject, if any."""
+        ...
+
+    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
+        """Create a passwordless account bound to the identity; False when the name is taken
+        or the identity is bound already."""
+        ...
+
+    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        """Bind an existing account that has no password and no identity yet; else False."""
+        ...
+
 
 class ApiTokens(Protocol):
     def add_token(self, token: ApiToken) -> None: ...
@@ -70,14 +88,17 @@ class ApiTokens(Protocol):
 
 
 class LoginThrottle(Protocol):
-    """Failed sign-ins per key (a keyed digest of a name or an address), shared by every
-    server process so that a load balancer cannot be used to multiply attempts."""
+    """Sign-in tallies per key (a keyed digest of an account, an address or both), shared by
+    every server process so that a load balancer cannot be used to multiply attempts."""
 
-    def failures_since(self, key: bytes, since: datetime) -> int: ...
+    def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
+        """Replace the key's tally (a fresh one when absent) by ``change``'s, atomically:
+        updates of one key take turns. Returns ``change``'s first value."""
+        ...
 
-    def record_failure(self, key: bytes, at: datetime) -> None: ...
-
-    def clear_failures(self, key: bytes) -> None: ...
+    def forget(self, key: bytes, now: datetime) -> None:
+        """Drop the key's tally (and any tally quiet for a day)."""
+        ...
 
 
 class RecordingFinder(Protocol):
@@ -137,6 +158,36 @@ class RangedObjects(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class AudioForm:
+    """What callvault knows of a recording's audio before decoding it."""
+
+    content_type: str
+    channels: int | None = None
+    duration_seconds: float | None = None
+
+
+class Rendition(Protocol):
+    """Audio as one HTTP answer sends it: its length is known before any byte is read."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, first: int, last: int) -> Iterator[bytes]:
+        """Bytes ``first``..``last`` (inclusive), streamed; called once."""
+        ...
+
+
+class Renditions(Protocol):
+    def playable(self, source: io.RawIOBase, form: AudioForm) -> Rendition:
+        """A rendition every browser plays, decoded from ``source`` (a seekable file of the
+        original) as it is read; NotAudio when the source cannot be decoded."""
+        ...
+
+
 class HoldCommands(Protocol):
     """Publishes the contract's hold commands; the holds worker applies them."""
 
@@ -169,7 +220,9 @@ class DayCounts:
 class ComplianceFacts(Protocol):
     """What the DPO's pages and the monthly report are made of: counts, never people."""
 
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts: ...
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        """Recordings stored and purged per local day of ``calendar`` in [since, until)."""
+        ...
 
     def retention_lags(self, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
         """(purged_at, purged_at - due_at in seconds) of the retention purges in the period."""
@@ -207,6 +260,19 @@ class AccessHistory(Protocol):
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
 
 
+class RegistrationLog(Protocol):
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        """Appends a request the DPO registered to the audit trail; False when it is there
+        already (the same form sent twice)."""
+        ...
+
+
+class RequestPublisher(Protocol):
+    def submit(self, request_id: str, data: dict[str, Any]) -> None:
+        """Publishes the request's ``callvault.dsr.requested.v1`` data on ``dsr.requests``."""
+        ...
+
+
 class ConsoleStore(
     UserDirectory,
     ApiTokens,
@@ -215,6 +281,7 @@ class ConsoleStore(
     AccessLog,
     DisclosureRegister,
     ComplianceFacts,
+    RegistrationLog,
     Protocol,
 ):
     """Every database port of the console, as one store implements them."""

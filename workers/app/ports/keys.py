@@ -2,13 +2,18 @@
 
 A recording's audio is encrypted under its own data key; the data key is stored only wrapped
 by a master key (named by its id, so master keys can be rotated); identifiers are looked up
-by keyed digests; deletion certificates are signed."""
+by keyed digests; deletion certificates and audit checkpoints are signed. Where the master,
+hash and signing keys live is the adapter's business: in this process
+(:mod:`workers.adapters.keys`) or inside a PKCS#11 token (:mod:`workers.adapters.pkcs11`),
+where they never leave it - handlers see the same operations either way."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+from ...domain.keyed import Mac
 
 KeyKind = Literal["master", "hash", "signing"]
 
@@ -24,10 +29,12 @@ class KeyCheck:
 
 class Keys(Protocol):
     @property
-    def hash_key(self) -> bytes: ...
+    def hasher(self) -> Mac:
+        """The hash key in force: identifier and call digests, recording ids."""
+        ...
 
     @property
-    def retired_hash_keys(self) -> tuple[bytes, ...]:
+    def retired_hashers(self) -> tuple[Mac, ...]:
         """Hash keys replaced by a rotation: they only recognise calls purged or discarded
         before it (tombstones and discards keep digests that cannot be re-computed)."""
         ...
@@ -69,6 +76,15 @@ class Keys(Protocol):
         """Check values of the configured keys (master keys, hash key, signing keys)."""
         ...
 
-    def retired_hash_checks(self) -> dict[str, bytes]:
+    def retired_hash_checks(self) -> dict[str, Mac]:
         """Check value to key, of every retired hash key."""
+        ...
+
+    def public_keys(self) -> list[dict[str, str]]:
+        """The key set that verifies every certificate: the current key and retired ones."""
+        ...
+
+    def secret(self, purpose: str) -> bytes:
+        """A secret for ``purpose`` (the console's cookies) that every process holding the same
+        keys derives alike, and that reveals nothing about them."""
         ...

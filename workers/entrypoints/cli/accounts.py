@@ -32,7 +32,7 @@ def _accounts() -> Iterator[Any]:
         with container() as built:
             ports = PostgresConsole(built.db)
             try:
-                yield Accounts(ports, ports, ports, key=built.keys.hash_key, clock=built.clock)
+                yield Accounts(ports, ports, ports, key=built.keys.hasher, clock=built.clock)
             except errors.NotFound as exc:
                 fail(str(exc), EXIT_NOT_FOUND)
             except errors.ConsoleError as exc:

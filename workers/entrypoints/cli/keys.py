@@ -1,7 +1,7 @@
 """``callvault keys``: check the configured keys against the database, rotate the master key
-(re-wrap every data key) and the hash key (re-key every digest). Both rotations run in
-batches, each batch one audited transaction; an interrupted rotation resumes where it stood
-when the command is run again."""
+(re-wrap every data key) and the hash key (re-key every digest), create the keys inside a
+PKCS#11 token. Both rotations run in batches, each batch one audited transaction; an
+interrupted rotation resumes where it stood when the command is run again."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ...app.handlers.keys import begin_hash_rotation, verify_keys
 from ...bootstrap import Container
 from ...domain import messages as m
-from .common import container, user_errors
+from .common import EXIT_CONFIG, container, fail, settings, user_errors
 
 batch_option = click.option(
     "--batch",
@@ -26,7 +26,7 @@ batch_option = click.option(
 
 @click.group()
 def keys() -> None:
-    """Master, hash and signing keys: check them, rotate them."""
+    """Master, hash and signing keys: check them, rotate them, create them in a token."""
 
 
 @keys.command("check")
@@ -40,6 +40,59 @@ def keys_check() -> None:
             f"keys match this database: master {ring.current_master_id} (current of "
             f"{', '.join(ring.master_ids)}), hash key, signing key {ring.signing_key_id}"
         )
+        for key, where in ring.whereabouts():
+            click.echo(f"  {key}: {where}")
+        click.echo("check values (they reveal nothing about the keys):")
+        for check in ring.checks():
+            click.echo(f"  {check.kind} {check.key_id}: {check.value}")
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Create the keys inside the PKCS#11 token (CALLVAULT_KEYS_BACKEND=pkcs11) that the
+    settings name and the token lacks: the master key CALLVAULT_MASTER_KEY_ID (AES-256), the
+    hash key (HMAC-SHA256) and the signing key pair (Ed25519, or ECDSA P-256 where the token
+    has no EdDSA), each sensitive and non-extractable. Existing keys are left as they are; for
+    a rotation, name a new id or label and run it again."""
+    from ...adapters.pkcs11 import generate
+
+    with user_errors():
+        chosen = settings()
+        if chosen.keys_backend != "pkcs11":
+            fail("keys generate needs CALLVAULT_KEYS_BACKEND=pkcs11 (and its token)", EXIT_CONFIG)
+        created = generate(chosen)
+    for line in created:
+        click.echo(f"created {line}")
+    if not created:
+        click.echo("the token has every key the settings name already")
+
+
+@keys.command("import-to-hsm")
+def keys_import_to_hsm() -> None:
+    """Move the hash keys into the PKCS#11 token: CALLVAULT_HASH_KEY (and each key of
+    CALLVAULT_HASH_KEYS_RETIRED) becomes a non-extractable object of the token, so the
+    digests on record stay valid and the bytes can leave the settings. Run it with
+    CALLVAULT_KEYS_BACKEND=pkcs11 and the old key settings still given; master and signing
+    keys move by rotation to keys generated in the token (docs/keys.md)."""
+    from ...adapters.pkcs11 import import_hash_keys
+
+    with user_errors(), container() as built:
+        chosen = built.settings
+        if chosen.keys_backend != "pkcs11" or chosen.hash_key is None:
+            fail(
+                "keys import-to-hsm needs CALLVAULT_KEYS_BACKEND=pkcs11 (and its token) and "
+                "CALLVAULT_HASH_KEY, the key to move",
+                EXIT_CONFIG,
+            )
+        verify_keys(built.ctx, register=False)  # only the keys this database was made with
+        imported = import_hash_keys(chosen)
+    for label, what in imported:
+        click.echo(f"imported {what} as {label!r}")
+    retired = [label for label, what in imported if what == "retired"]
+    click.echo(
+        "now remove CALLVAULT_HASH_KEY and CALLVAULT_HASH_KEYS_RETIRED from the settings"
+        + (f"; set CALLVAULT_PKCS11_HASH_LABELS_RETIRED={','.join(retired)}" if retired else "")
+    )
 
 
 @keys.command("rotate")

@@ -47,8 +47,8 @@ def worker(only: str) -> None:
 
     with user_errors():
         chosen = settings()
-        chosen.need("kafka_bootstrap", "database_url", "s3_endpoint", "hash_key", "signing_key")
-        chosen.master_keys_by_id()
+        chosen.need("kafka_bootstrap", "database_url", "s3_endpoint")
+        chosen.need_keys()
         run_worker(chosen, tuple(r.strip() for r in only.split(",") if r.strip()))
 
 
