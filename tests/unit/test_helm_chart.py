@@ -237,7 +237,9 @@ def test_what_callvault_cannot_run_without_is_required(key: str) -> None:
         ),
         ({"config.CALLVAULT_HASH_KEY_FILE": "/x"}, "a secret never goes into values"),
         ({"worker.secrets[0]": "databaseAdminUrl"}, "databaseAdminUrl is for the migrate Job only"),
-        ({"workers[0].roles[0]": "everything"}, 'unknown role "everything"'),
+        ({"workers[0].roles": "{everything}"}, "value must be one of 'ingest', 'retention'"),
+        ({"worker.replica": "3"}, "additional properties 'replica' not allowed"),
+        ({"kafka.bootstrap": "kafka"}, "/kafka/bootstrap"),
         ({"metrics.prometheusRule.enabled": "true"}, "metrics.prometheusRule.runbookUrl"),
         (
             {
