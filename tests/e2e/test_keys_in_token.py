@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from testbed.softhsm import SoftToken
 from testbed.stack import Instance, stop_processes
@@ -46,11 +49,21 @@ def play(console: Console, recording_id: str) -> bytes:
     return body
 
 
-def test_store_play_rotate_and_erase_with_keys_in_a_token(
-    instance: Instance, soft_token: SoftToken, tmp_path: Path
-) -> None:
+@pytest.fixture
+def in_token(instance: Instance, soft_token: SoftToken, tmp_path: Path) -> Iterator[Callvault]:
+    """An instance with the token's settings instead of keys; its processes stopped after."""
     cv = Callvault(instance, tmp_path)
     cv.env = keyless(instance, soft_token)
+    try:
+        yield cv
+    finally:
+        cv.stop_all()
+
+
+def test_store_play_rotate_and_erase_with_keys_in_a_token(
+    in_token: Callvault, soft_token: SoftToken, tmp_path: Path
+) -> None:
+    cv = in_token
     generated = cli(cv, "keys", "generate").stdout
     assert "created master key 'callvault-master-m1' (AES-256)" in generated
     assert "signing key 'callvault-signing' (Ed25519)" in generated
