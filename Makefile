@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos lint typecheck bench lock messages clean
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench lock messages clean
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -31,7 +31,7 @@ test: up       ## lint, type check, unit, integration and end-to-end tests, then
 	$(BIN)/ruff check workers tests bench testbed deploy
 	$(BIN)/ruff format --check workers tests bench testbed deploy
 	$(BIN)/mypy
-	$(ENV) $(BIN)/pytest -q -m "not chaos" tests
+	$(ENV) $(BIN)/pytest -q -m "not chaos and not kube" tests
 	@# last and alone: it kills and restarts the shared Kafka and PostgreSQL
 	$(ENV) $(BIN)/pytest -q -m chaos tests/chaos
 
@@ -51,6 +51,10 @@ telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip
 
 chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
 	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos
+
+helm-test: venv ## the Helm chart: lint, template, and every manifest dry-run on a real kube-apiserver (built from Go modules on first use)
+	bash deploy/kube.sh install
+	$(BIN)/pytest -q tests/unit/test_helm_chart.py tests/kube
 
 lint: venv
 	$(BIN)/ruff check workers tests bench testbed deploy
