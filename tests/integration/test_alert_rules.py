@@ -30,6 +30,7 @@ ALERTS = {
     "CallvaultWorkerRestarting",
     "CallvaultNoWorkers",
     "CallvaultConsumerLagGrowing",
+    "CallvaultProviderCopiesKept",
 }
 
 
