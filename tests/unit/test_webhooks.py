@@ -712,12 +712,11 @@ def test_provider_copies_can_be_left_at_the_provider(
 def test_deleting_at_the_provider_needs_its_api_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import click
-
+    from workers.domain.errors import ConfigError
     from workers.entrypoints.connect import webhook_config as configured
 
     monkeypatch.setenv("CALLVAULT_TELNYX_PUBLIC_KEY", base64.b64encode(b"k" * 32).decode())
-    with pytest.raises(click.ClickException, match="CALLVAULT_TELNYX_API_KEY"):
+    with pytest.raises(ConfigError, match="CALLVAULT_TELNYX_API_KEY"):
         configured()
     monkeypatch.setenv("CALLVAULT_WEBHOOK_DELETE_PROVIDER_COPIES", "false")
     assert configured().delete_provider_copies is False

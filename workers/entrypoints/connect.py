@@ -365,7 +365,7 @@ def drain(
 def _provider_copies(publisher: Any) -> Any:
     from ..adapters.connectors.provider_copies import HttpProviderApi, ProviderCopies
 
-    config = webhook_config()
+    config = _user_error(webhook_config)
     if config is None or not config.delete_provider_copies:
         return None
     api = HttpProviderApi(config.accounts())
@@ -404,7 +404,7 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
 
     from ..adapters.connectors.webhooks import build_webhooks
 
-    config = webhook_config()
+    config = _user_error(webhook_config)
     if config is None:
         raise click.ClickException(
             "no provider configured: set CALLVAULT_TWILIO_AUTH_TOKEN, CALLVAULT_TELNYX_PUBLIC_KEY "
@@ -444,8 +444,8 @@ def webhook_config() -> Any:
     )
     missing = config.accounts().missing_for_deletion(config.providers())
     if config.delete_provider_copies and missing:
-        raise click.ClickException(
-            "deleting recordings at the provider needs "
+        raise ConfigError(
+            "invalid settings - deleting recordings at the provider needs "
             + ", ".join(missing)
             + " (or CALLVAULT_WEBHOOK_DELETE_PROVIDER_COPIES=false, and delete them yourself)"
         )
@@ -482,3 +482,11 @@ def mounted_webhooks(credentials: dict[str, Any]) -> Iterator[list[Any]]:
 
 def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
+
+
+def _user_error(read: Callable[[], Any]) -> Any:
+    """``read()``, with a settings error said in one line instead of a traceback."""
+    try:
+        return read()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
