@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .domain.errors import ConfigError
+from .domain.notice import VDAI, Authority, Controller
 from .domain.retention import IsoDuration, RetentionPolicy
 
 PREFIX = "CALLVAULT_"
@@ -43,6 +44,14 @@ NOTICE_SOURCE = "the phone call itself and the order data of the e-shop linked t
 NOTICE_RIGHTS = (
     "access, rectification, erasure, restriction of processing, objection (Art. 21) and data "
     "portability; complaint to the State Data Protection Inspectorate (Vilnius)"
+)
+
+
+NOTICE_CATEGORIES = (
+    "what you tell us in the call, including your first name, surname, phone number and e-mail "
+    "address; the data of your orders in the e-shop (order date and number, the names and "
+    "quantities of the goods, the amount payable, the payment method); anything else you "
+    "choose to tell us during the call"
 )
 
 
@@ -229,6 +238,12 @@ class Settings(KafkaClientSettings):
     topic_deadletter: str = "callvault.deadletter"
     topic_audit_checkpoints: str = "callvault.audit"
 
+    # who the letters to data subjects name (see workers/domain/notice.py): JSON objects
+    controller: Controller = Controller()
+    controller_tenants: dict[str, Controller] = Field(default_factory=dict)
+    authority: Authority = VDAI
+    notice_categories: str = NOTICE_CATEGORIES
+
     notice_purposes: str = NOTICE_PURPOSES
     notice_legal_basis: str = NOTICE_LEGAL_BASIS
     notice_recipients: str = NOTICE_RECIPIENTS
@@ -341,6 +356,10 @@ class Settings(KafkaClientSettings):
             for tenant, _, duration in (item.partition("=") for item in self.retention_tenants)
         )
         return RetentionPolicy(default=self.retention, per_tenant=overrides)
+
+    def controller_of(self, tenant: str | None) -> Controller:
+        """The controller of a tenant's recordings: its own where it is set, else the default."""
+        return self.controller_tenants.get(tenant or "", self.controller)
 
     @property
     def late_call_window(self) -> IsoDuration:
