@@ -42,7 +42,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         log(f"dsr: bulk-generating {others:,} other recordings")
         # no due/held rows: the scheduler must not start purging the generated rows meanwhile
         made = bulk.fill(
-            inst.env["CALLVAULT_DATABASE_ADMIN_URL"],
+            inst.owner_url,
             others,
             due=0,
             held=0,

@@ -13,6 +13,7 @@ from workers.app.console.model import Access, ApiToken, Disclosure, Role, Search
 from workers.app.console.throttle import R, Tally
 from workers.app.ports.console import DayCounts, DsrRecord, HoldView
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.model import PurgeReason, Recording, RecordingStatus
 
 from .memory import MemoryDatabase, _append_audit
@@ -53,6 +54,9 @@ class MemoryConsole:
 
     def set_role(self, username: str, role: Role) -> bool:
         return self._change(username, role=role)
+
+    def set_language(self, username: str, language: str | None) -> bool:
+        return self._change(username, language=language)
 
     def user_for_identity(self, issuer: str, subject: str) -> User | None:
         username = self.state.identities.get((issuer, subject))
@@ -210,6 +214,17 @@ class MemoryConsole:
                 counts[access.purpose.value] = counts.get(access.purpose.value, 0) + 1
         return counts
 
+    # requests registered by the DPO -----------------------------------------------------------
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        with self._lock, self._store.lock:
+            state = self._store.state
+            if any(
+                e.action == "request_registered" and e.entity_id == request_id for e in state.audit
+            ):
+                return False
+            _append_audit(state, "request_registered", request_id, details, at)
+            return True
+
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:
         stored = replace(disclosure, recording_ids=tuple(sorted(disclosure.recording_ids)))
@@ -244,16 +259,16 @@ class MemoryConsole:
         return sorted(chosen, key=lambda d: d.disclosed_at)
 
     # compliance facts ----------------------------------------------------------------------
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
         stored: dict[date, int] = {}
         purged: dict[date, dict[str, int]] = {}
         for rec in self._store.state.recordings.values():
             if rec.stored_at is not None and since <= rec.stored_at < until:
-                day = rec.stored_at.date()
+                day = calendar.day_of(rec.stored_at)
                 stored[day] = stored.get(day, 0) + 1
             if rec.purged_at is not None and since <= rec.purged_at < until:
                 reason = (rec.purge_reason or PurgeReason.RETENTION).value
-                per_reason = purged.setdefault(rec.purged_at.date(), {})
+                per_reason = purged.setdefault(calendar.day_of(rec.purged_at), {})
                 per_reason[reason] = per_reason.get(reason, 0) + 1
         return DayCounts(stored, purged)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from workers.app.console.model import (
 )
 from workers.app.console.throttle import Rule, attempt
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.messages import PolicyApplied
 from workers.domain.model import (
     DsrStatus,
@@ -76,6 +77,9 @@ def test_users_and_tokens(pair: tuple[Any, Any]) -> None:
     assert not ports.set_disabled("nobody", True)
     ona = ports.user("ona")
     assert (ona.role, ona.disabled, ona.password_hash) == (Role.COMPLAINTS, True, "$argon2id$x")
+    assert ona.language is None  # the browser's
+    assert ports.set_language("ona", "lt")
+    assert ports.user("ona").language == "lt"
     ports.add_token(ApiToken("t1", "ona", b"h" * 32, NOW))
     ports.add_token(ApiToken("t2", "ona", b"i" * 32, NOW + timedelta(seconds=1)))
     assert ports.token("t1") == ApiToken("t1", "ona", b"h" * 32, NOW)
@@ -274,7 +278,7 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
         uow.requests.add(done)
         uow.record(PolicyApplied("*", None, "P1Y", 0, NOW))
         uow.commit()
-    counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1))
+    counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1), LocalCalendar())
     assert counts.stored == {day: 2, day - timedelta(days=1): 1}
     assert counts.purged == {day: {"retention": 1}}
     assert ports.retention_lags(NOW - timedelta(days=1), NOW + timedelta(seconds=1)) == [
@@ -291,3 +295,14 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
     ]
     assert ports.audit_chain() == (len(audit_entries(store)), None)
     assert isinstance(day, date)
+
+
+def test_day_counts_are_local_days(pair: tuple[Any, Any]) -> None:
+    """A recording stored at 23:30 UTC on 6 December is one of 7 December in Vilnius."""
+    store, ports = pair
+    night = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)
+    add(store, replace(recording("n-1", due=night + timedelta(days=365)), stored_at=night))
+    vilnius, utc = LocalCalendar(), LocalCalendar.named("UTC")
+    since, until = vilnius.days(date(2026, 12, 6), 2)
+    assert ports.day_counts(since, until, vilnius).stored == {date(2026, 12, 7): 1}
+    assert ports.day_counts(since, until, utc).stored == {date(2026, 12, 6): 1}

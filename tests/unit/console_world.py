@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.fakes.console import MemoryConsole
 from tests.unit.conftest import World
-from workers.adapters.console_outbound import BusHoldCommands, ExportPackager
+from workers.adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
 from workers.adapters.http.app import create_app, http_config
 from workers.adapters.http.composition import assemble, session_secret
 from workers.adapters.http.oidc import OidcClient
@@ -34,8 +34,11 @@ class ConsoleWorld:
     app: Any
     tokens: dict[str, str]
 
-    def client(self, **kwargs: Any) -> TestClient:
-        return TestClient(self.app, base_url="http://testserver", **kwargs)
+    def client(self, language: str = "en", **kwargs: Any) -> TestClient:
+        """A browser whose user reads ``language`` (the console's default is Lithuanian)."""
+        client = TestClient(self.app, base_url="http://testserver", **kwargs)
+        client.headers["accept-language"] = language
+        return client
 
     def api(self, username: str) -> TestClient:
         """An API client holding only a bearer token."""
@@ -89,6 +92,7 @@ def build_console(
         world.objects,
         BusHoldCommands(lambda: world.bus, "holds.commands", "urn:callvault:console"),
         ExportPackager(world.ctx),
+        BusRequests(lambda: world.bus, "dsr.requests", "urn:callvault:console"),
         settings,
         world.clock,
         ring=world.container.keys,

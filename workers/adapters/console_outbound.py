@@ -17,15 +17,39 @@ from ..app.ports.bus import EventBus
 from ..domain import events
 from ..domain.model import Recording
 from ..domain.retention import rfc3339
+from .kafka.codec import Codec
+
+CODEC = Codec()
 
 
-class BusHoldCommands:
-    """``callvault.hold.placed.v1`` / ``released.v1`` on the holds topic, keyed by hold id."""
+class _Publisher:
+    """CloudEvents on one topic, through one producer connected on first use; each event is
+    checked against its schema first, so that nothing the console sends is dead-lettered."""
 
     def __init__(self, bus: Callable[[], EventBus], topic: str, source: str) -> None:
         self._bus_factory, self._topic, self._source = bus, topic, source
         self._bus: EventBus | None = None
         self._lock = threading.Lock()
+
+    def _send(self, event_type: str, key: str, data: dict[str, Any]) -> None:
+        CODEC.check(event_type, data)
+        event = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": self._source,
+            "type": event_type,
+            "time": rfc3339(datetime.now(UTC)),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        with self._lock:
+            if self._bus is None:
+                self._bus = self._bus_factory()
+            self._bus.publish([(self._topic, key, json.dumps(event).encode())])
+
+
+class BusHoldCommands(_Publisher):
+    """``callvault.hold.placed.v1`` / ``released.v1`` on the holds topic, keyed by hold id."""
 
     def place(self, hold_id: str, reason: str, case_ref: str | None, scope: dict[str, Any]) -> None:
         data: dict[str, Any] = {"hold_id": hold_id, "reason": reason, "scope": scope}
@@ -36,20 +60,14 @@ class BusHoldCommands:
     def release(self, hold_id: str) -> None:
         self._send(events.HOLD_RELEASED, hold_id, {"hold_id": hold_id})
 
-    def _send(self, event_type: str, hold_id: str, data: dict[str, Any]) -> None:
-        event = {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": self._source,
-            "type": event_type,
-            "time": rfc3339(datetime.now(UTC)),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
-        with self._lock:  # one producer, connected on the first hold the DPO places
-            if self._bus is None:
-                self._bus = self._bus_factory()
-            self._bus.publish([(self._topic, hold_id, json.dumps(event).encode())])
+
+class BusRequests(_Publisher):
+    """A request the DPO registered, as the portal sends it: ``callvault.dsr.requested.v1``
+    on ``dsr.requests``, keyed by request id (under the console's own Kafka principal, which
+    may write requests: deploy/kafka/acl-plan.sh)."""
+
+    def submit(self, request_id: str, data: dict[str, Any]) -> None:
+        self._send(events.DSR_REQUESTED, request_id, data)
 
 
 class ExportPackager:

@@ -14,7 +14,7 @@ log = structlog.get_logger("callvault.serve")
 
 def console_from_container(container: Any) -> Any:
     """The console over the worker's own wiring (PostgreSQL, S3, Kafka)."""
-    from ..adapters.console_outbound import BusHoldCommands, ExportPackager
+    from ..adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
     from ..adapters.http.composition import assemble
     from ..adapters.postgres.console import PostgresConsole
 
@@ -26,6 +26,7 @@ def console_from_container(container: Any) -> Any:
             lambda: container.kafka, settings.topic_holds_commands, settings.source_uri
         ),
         ExportPackager(container.ctx),
+        BusRequests(lambda: container.kafka, settings.topic_dsr_requests, settings.source_uri),
         settings,
         container.ctx.clock,
         ring=container.keys,

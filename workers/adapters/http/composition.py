@@ -10,13 +10,21 @@ from datetime import datetime
 from argon2 import PasswordHasher
 
 from ...app.console.accounts import Accounts, ThrottlePolicy
+from ...app.console.desk import RequestDesk
 from ...app.console.disclosures import Disclosures
 from ...app.console.history import SubjectHistory
 from ...app.console.oversight import Oversight
 from ...app.console.recordings import Keys, Recordings
 from ...app.console.service import Console
-from ...app.ports.console import ConsoleStore, HoldCommands, Packager, RangedObjects
+from ...app.ports.console import (
+    ConsoleStore,
+    HoldCommands,
+    Packager,
+    RangedObjects,
+    RequestPublisher,
+)
 from ...app.ports.keys import Keys as KeysPort
+from ...i18n import LANGUAGES
 from ...settings import Settings
 from ..keys import SESSION_PURPOSE
 from ..rendition import PyavRenditions
@@ -27,6 +35,7 @@ def assemble(
     objects: RangedObjects,
     hold_commands: HoldCommands,
     packager: Packager,
+    requests: RequestPublisher,
     settings: Settings,
     clock: Callable[[], datetime],
     *,
@@ -61,8 +70,13 @@ def assemble(
         accounts=accounts,
         recordings=recordings,
         disclosures=Disclosures(ports, ports, packager, clock=clock),
-        oversight=Oversight(ports, ports, ports, hold_commands, clock=clock),
+        oversight=Oversight(
+            ports, ports, ports, hold_commands, clock=clock, localities=settings.localities
+        ),
         history=SubjectHistory(ports, ports),
+        desk=RequestDesk(
+            ports, requests, clock=clock, localities=settings.localities, languages=LANGUAGES
+        ),
     )
 
 

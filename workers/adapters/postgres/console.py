@@ -25,9 +25,10 @@ from ...app.console.model import (
 from ...app.console.throttle import R, Tally
 from ...app.ports.console import DayCounts, DsrRecord, HoldView
 from ...domain.audit import verify_chain
+from ...domain.calendar import LocalCalendar
 from ...domain.model import Recording
 from . import PostgresDatabase, PostgresUnitOfWork
-from .audit import append_audit
+from .audit import append_audit, lock_head
 from .repositories import request_record
 
 AUDIT_PAGE = 5000
@@ -88,6 +89,13 @@ class PostgresConsole:
         with self._tx() as (_, conn):
             cur = conn.execute(
                 "UPDATE console_users SET role = %s WHERE username = %s", (role.value, username)
+            )
+            return cur.rowcount == 1
+
+    def set_language(self, username: str, language: str | None) -> bool:
+        with self._tx() as (_, conn):
+            cur = conn.execute(
+                "UPDATE console_users SET language = %s WHERE username = %s", (language, username)
             )
             return cur.rowcount == 1
 
@@ -316,6 +324,19 @@ class PostgresConsole:
             ).fetchall()
         return {r["purpose"]: int(r["n"]) for r in rows}
 
+    # requests registered by the DPO -----------------------------------------------------------
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        with self._tx() as (_, conn):
+            lock_head(conn)  # under the chain's lock: a form sent twice is recorded once
+            seen = conn.execute(
+                "SELECT 1 FROM audit_log WHERE action = 'request_registered' AND entity_id = %s",
+                (request_id,),
+            ).fetchone()
+            if seen:
+                return False
+            append_audit(conn, "request_registered", request_id, details, at)
+            return True
+
     # disclosures ---------------------------------------------------------------------------
     def register(self, disclosure: Disclosure) -> None:
         with self._tx() as (_, conn):
@@ -379,18 +400,20 @@ class PostgresConsole:
         return [_disclosure(r) for r in rows]
 
     # compliance facts ----------------------------------------------------------------------
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        period = {"since": since, "until": until, "zone": calendar.name}
         with self._tx() as (_, conn):
             stored = conn.execute(
-                "SELECT (stored_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n "
-                "FROM recordings WHERE stored_at >= %s AND stored_at < %s GROUP BY day",
-                (since, until),
+                "SELECT (stored_at AT TIME ZONE %(zone)s)::date AS day, count(*) AS n "
+                "FROM recordings WHERE stored_at >= %(since)s AND stored_at < %(until)s "
+                "GROUP BY day",
+                period,
             ).fetchall()
             purged = conn.execute(
-                "SELECT (purged_at AT TIME ZONE 'UTC')::date AS day, purge_reason, count(*) AS n "
-                "FROM recordings WHERE purged_at >= %s AND purged_at < %s "
-                "GROUP BY day, purge_reason",
-                (since, until),
+                "SELECT (purged_at AT TIME ZONE %(zone)s)::date AS day, purge_reason, "
+                "count(*) AS n FROM recordings WHERE purged_at >= %(since)s "
+                "AND purged_at < %(until)s GROUP BY day, purge_reason",
+                period,
             ).fetchall()
         by_day: dict[date, dict[str, int]] = {}
         for row in purged:
@@ -477,7 +500,12 @@ def _audit_details(access: Access) -> dict[str, Any]:
 
 def _user(row: dict[str, Any]) -> User:
     return User(
-        row["username"], Role(row["role"]), row["password_hash"], row["disabled"], row["created_at"]
+        row["username"],
+        Role(row["role"]),
+        row["password_hash"],
+        row["disabled"],
+        row["created_at"],
+        row["language"],
     )
 
 

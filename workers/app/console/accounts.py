@@ -15,13 +15,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ...domain.keyed import Mac, keyed
+from ...domain.text import N_
 from ..ports.console import ApiTokens, LoginThrottle, UserDirectory
 from .errors import Conflict, Invalid, NotAllowed, NotFound, Throttled, Unauthenticated
 from .model import ApiToken, Identity, Principal, Role, User, valid_username
 from .throttle import Rule, Tally, Verdict, attempt, take_back
 
 MIN_PASSWORD = 8
-WRONG_PASSWORD = "unknown user name or wrong password"  # noqa: S105 - a message
+WRONG_PASSWORD = N_("unknown user name or wrong password")
 TOKEN_PREFIX = "cvt"  # noqa: S105 - the marker that starts every API token, not a secret
 _HASHER = PasswordHasher()  # Argon2id with the library's (RFC 9106 low-memory) parameters
 
@@ -75,7 +76,7 @@ class Accounts:
         if not valid_username(username):
             raise Invalid("a user name is 1-64 of the letters a-z, A-Z, digits and . _ @ -")
         if password is not None and len(password) < MIN_PASSWORD:
-            raise Invalid(f"a password has at least {MIN_PASSWORD} characters")
+            raise Invalid("a password has at least %(n)d characters", n=MIN_PASSWORD)
         user = User(
             username,
             role,
@@ -83,7 +84,7 @@ class Accounts:
             created_at=self._clock(),
         )
         if not self._users.add_user(user):
-            raise Conflict(f"user {username} exists")
+            raise Conflict("user %(user)s exists", user=username)
         return user
 
     def users(self) -> list[User]:
@@ -91,11 +92,15 @@ class Accounts:
 
     def set_disabled(self, username: str, disabled: bool) -> None:
         if not self._users.set_disabled(username, disabled):
-            raise NotFound(f"no user {username}")
+            raise NotFound("no user %(user)s", user=username)
         if disabled:
             for token in self._tokens.tokens_of(username):
                 if token.revoked_at is None:
                     self._tokens.revoke_token(token.token_id, self._clock())
+
+    def choose_language(self, principal: Principal, language: str | None) -> None:
+        """The console's language for this user (None: their browser's)."""
+        self._users.set_language(principal.username, language)
 
     # sign-in -------------------------------------------------------------------------------
     def sign_in(self, username: str, password: str, address: str) -> Principal:
@@ -120,7 +125,7 @@ class Accounts:
         self._throttle.update(by_address, take_back(policy.per_address))
         if new_address:
             self._throttle.update(account, take_back(policy.per_account))
-        return Principal(user.username, user.role, "session")
+        return Principal(user.username, user.role, "session", user.language)
 
     def _admit(self, key: bytes, change: Callable[[Tally], tuple[Verdict, Tally]]) -> Verdict:
         verdict = self._throttle.update(key, change)
@@ -148,7 +153,7 @@ class Accounts:
         user = self._users.user(username)
         if user is None or user.disabled or user.role.value != role:
             return None
-        return Principal(user.username, user.role, via)
+        return Principal(user.username, user.role, via, user.language)
 
     def sign_in_federated(self, identity: Identity, role: Role) -> Principal:
         """An identity provider vouched for the person and mapped their role. The account is
@@ -163,7 +168,7 @@ class Accounts:
         if user.role is not role:
             self._users.set_role(user.username, role)
             user = replace(user, role=role)
-        return Principal(user.username, user.role, "oidc")
+        return Principal(user.username, user.role, "oidc", user.language)
 
     def _first_federated(self, identity: Identity, role: Role) -> User:
         name, now = identity.username, self._clock()
@@ -178,8 +183,9 @@ class Accounts:
             assert found is not None
             return found
         raise NotAllowed(
-            f"the name {name} belongs to another account of this console; "
-            "an administrator must rename one of them"
+            "the name %(user)s belongs to another account of this console; "
+            "an administrator must rename one of them",
+            user=name,
         )
 
     # API tokens ----------------------------------------------------------------------------
@@ -187,16 +193,16 @@ class Accounts:
         """(token id, the token itself). Only a hash of the secret part is kept."""
         user = self._users.user(username)
         if user is None:
-            raise NotFound(f"no user {username}")
+            raise NotFound("no user %(user)s", user=username)
         if user.disabled:
-            raise Invalid(f"user {username} is disabled")
+            raise Invalid("user %(user)s is disabled", user=username)
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         self._tokens.add_token(ApiToken(token_id, username, _hash_secret(secret), self._clock()))
         return token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}"
 
     def revoke_token(self, token_id: str) -> None:
         if not self._tokens.revoke_token(token_id, self._clock()):
-            raise NotFound(f"no active token {token_id}")
+            raise NotFound("no active token %(token)s", token=token_id)
 
     def tokens_of(self, username: str) -> list[ApiToken]:
         return self._tokens.tokens_of(username)

@@ -51,10 +51,12 @@ class Disclosures:
             ("reference", request.reference, 200),
         ):
             if not value.strip() or len(value) > limit:
-                raise Invalid(f"{name} is required (at most {limit} characters)")
+                raise Invalid(
+                    "%(field)s is required (at most %(n)d characters)", field=name, n=limit
+                )
         ids = tuple(dict.fromkeys(request.recording_ids))
         if not 1 <= len(ids) <= MAX_RECORDINGS:
-            raise Invalid(f"recording_ids lists 1 to {MAX_RECORDINGS} recordings")
+            raise Invalid("recording_ids lists 1 to %(n)d recordings", n=MAX_RECORDINGS)
         recordings = self._stored(ids)
         if kind is not RecipientKind.LAW_ENFORCEMENT and any(r.restricted for r in recordings):
             raise NotAllowed(
@@ -86,7 +88,7 @@ class Disclosures:
             else:
                 found.append(recording)
         if missing:
-            raise NotFound(f"unknown or purged recordings: {', '.join(missing[:20])}")
+            raise NotFound("unknown or purged recordings: %(ids)s", ids=", ".join(missing[:20]))
         return found
 
     def register(self, principal: Principal, *, limit: int = 500) -> list[Disclosure]:

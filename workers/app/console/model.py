@@ -75,6 +75,7 @@ class User:
     password_hash: str | None  # None: signs in through the identity provider only
     disabled: bool = False
     created_at: datetime | None = None
+    language: str | None = None  # chosen in the console; None: the browser's
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Principal:
     username: str
     role: Role
     via: str  # session | token | oidc
+    language: str | None = None  # the console's language the user chose
 
     def may_use(self, purpose: Purpose) -> bool:
         return purpose in PURPOSES_OF[self.role]

@@ -165,11 +165,17 @@ class Recordings:
         try:
             chosen = Purpose(purpose)
         except ValueError:
-            raise NotAllowed(f"{purpose!r} is not a purpose of this processing") from None
+            raise NotAllowed(
+                "%(purpose)r is not a purpose of this processing", purpose=purpose
+            ) from None
         if not principal.may_use(chosen):
-            raise NotAllowed(f"the role {principal.role} may not listen for {chosen}")
+            raise NotAllowed(
+                "the role %(role)s may not listen for %(purpose)s",
+                role=principal.role,
+                purpose=chosen,
+            )
         if require_case and chosen in CASE_REF_REQUIRED and not case_ref:
-            raise Invalid(f"a case reference is needed for {chosen}")
+            raise Invalid("a case reference is needed for %(purpose)s", purpose=chosen)
         if case_ref and not valid_reference(case_ref):
             raise Invalid("a case reference is a code: letters, digits and . _ : / # -")
         return chosen
@@ -275,7 +281,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def _require_searcher(principal: Principal) -> None:
     if principal.role not in SEARCHERS:
-        raise NotAllowed(f"the role {principal.role} does not consult recordings")
+        raise NotAllowed("the role %(role)s does not consult recordings", role=principal.role)
 
 
 def _is_uuid(text: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .accounts import Accounts
+from .desk import RequestDesk
 from .disclosures import Disclosures
 from .history import SubjectHistory
 from .oversight import Oversight
@@ -18,3 +19,4 @@ class Console:
     disclosures: Disclosures
     oversight: Oversight
     history: SubjectHistory
+    desk: RequestDesk

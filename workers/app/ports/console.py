@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from ...domain.calendar import LocalCalendar
 from ...domain.model import Hold, Recording, RequestRecord
 from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
 from ..console.throttle import R, Tally
@@ -59,6 +60,8 @@ class UserDirectory(Protocol):
     def set_disabled(self, username: str, disabled: bool) -> bool: ...
 
     def set_role(self, username: str, role: Role) -> bool: ...
+
+    def set_language(self, username: str, language: str | None) -> bool: ...
 
     def user_for_identity(self, issuer: str, subject: str) -> User | None:
         """The account bound to this identity provider's subject, if any."""
@@ -217,7 +220,9 @@ class DayCounts:
 class ComplianceFacts(Protocol):
     """What the DPO's pages and the monthly report are made of: counts, never people."""
 
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts: ...
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        """Recordings stored and purged per local day of ``calendar`` in [since, until)."""
+        ...
 
     def retention_lags(self, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
         """(purged_at, purged_at - due_at in seconds) of the retention purges in the period."""
@@ -255,6 +260,19 @@ class AccessHistory(Protocol):
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
 
 
+class RegistrationLog(Protocol):
+    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
+        """Appends a request the DPO registered to the audit trail; False when it is there
+        already (the same form sent twice)."""
+        ...
+
+
+class RequestPublisher(Protocol):
+    def submit(self, request_id: str, data: dict[str, Any]) -> None:
+        """Publishes the request's ``callvault.dsr.requested.v1`` data on ``dsr.requests``."""
+        ...
+
+
 class ConsoleStore(
     UserDirectory,
     ApiTokens,
@@ -263,6 +281,7 @@ class ConsoleStore(
     AccessLog,
     DisclosureRegister,
     ComplianceFacts,
+    RegistrationLog,
     Protocol,
 ):
     """Every database port of the console, as one store implements them."""
