@@ -34,28 +34,32 @@ Duration = Annotated[IsoDuration, NoDecode]
 # The notice's statements (in the catalogues: a page shows the defaults in its reader's
 # language; a text set by CALLVAULT_NOTICE_* is shown as written).
 NOTICE_PURPOSES = N_(
-    "customer service quality; evidence of customer requests and complaints about orders, "
-    "their fulfilment and veterinary consultations; training of customer-service staff"
+    "to give you good customer service; to record and keep evidence of customers' requests "
+    "and complaints about orders, their fulfilment and consultations given by veterinarians, "
+    "so that they can be assessed and handled later; to train new and current staff who serve "
+    "the e-shop's customers by phone, and to find out what internal training is needed"
 )
-NOTICE_LEGAL_BASIS = N_("legitimate interest of the controller, GDPR Art. 6(1)(f)")
+NOTICE_LEGAL_BASIS = N_(
+    "the controller's legitimate interest (i) to ensure and prove good customer service, "
+    "(ii) to train new and current staff, (iii) to record and keep evidence for assessing and "
+    "handling customers' requests and complaints (GDPR, Regulation (EU) 2016/679, Art. 6(1)(f))"
+)
 NOTICE_RECIPIENTS = N_(
     "telecommunication service providers (installing, servicing and maintaining the call "
     "system, investigating incidents, link quality); state and law-enforcement institutions "
     "for their investigations; parties to incidents under investigation. No transfer outside "
     "the European Economic Area"
 )
+NOTICE_CATEGORIES = N_(
+    "the personal data you give in the call, including but not limited to your first name, "
+    "surname, phone number and e-mail address; the data of your orders in the e-shop (order "
+    "date and number, the names and quantities of the goods, the amount payable, the payment "
+    "method); any other information you choose to give us during the recorded call"
+)
 NOTICE_SOURCE = N_("the phone call itself and the order data of the e-shop linked to it")
 NOTICE_RIGHTS = N_(
     "access, rectification, erasure, restriction of processing, objection (Art. 21) and data "
     "portability; complaint to the State Data Protection Inspectorate (Vilnius)"
-)
-
-
-NOTICE_CATEGORIES = (
-    "what you tell us in the call, including your first name, surname, phone number and e-mail "
-    "address; the data of your orders in the e-shop (order date and number, the names and "
-    "quantities of the goods, the amount payable, the payment method); anything else you "
-    "choose to tell us during the call"
 )
 
 

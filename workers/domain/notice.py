@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .text import N_
+
 
 @dataclass(frozen=True)
 class Controller:
-    """The controller as its privacy notice introduces it. Every field is text a person reads
-    as written: ``registration`` is the company code and registered address on one line."""
+    """The controller as its privacy notice introduces it; every field is text a person reads
+    as written."""
 
     name: str = ""
-    registration: str = ""
+    code: str = ""  # the company (register) code
+    address: str = ""
     phone: str = ""
     email: str = ""
     requests_email: str = ""  # where people ask for access, erasure, ... (else ``email``)
@@ -43,7 +46,7 @@ class Authority:
 # The State Data Protection Inspectorate of the Republic of Lithuania. The name is a catalogue
 # text (each language's own name); the rest is written as the inspectorate publishes it.
 VDAI = Authority(
-    name="State Data Protection Inspectorate",
+    name=N_("State Data Protection Inspectorate"),
     address="L. Sapiegos g. 17, 10312 Vilnius",
     phone="(8 5) 271 2804, 279 1445",
     fax="(8 5) 261 9494",
