@@ -26,6 +26,7 @@ from .adapters.kafka.security import KafkaSecurity, kafka_security
 from .adapters.kafka.watch import TopicWatch
 from .adapters.keys import KeyRing, key_ring
 from .adapters.metrics import Metrics
+from .adapters.pdf import WeasyTypesetter
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.backfill import backfill
 from .adapters.postgres.console import PostgresConsole
@@ -46,12 +47,14 @@ from .app.handlers import (
     requests,
     retention,
 )
+from .app.letters import LetterWriter
 from .app.messagebus import Envelope, Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .app.ports.audio import AudioSource
 from .app.ports.bus import EventBus
 from .app.ports.console import AccessHistory, ConsoleStore
 from .app.ports.keys import Keys
+from .app.ports.letters import Typesetter
 from .app.ports.objects import ObjectStore
 from .app.ports.unit_of_work import Database
 from .app.retry import RetryPolicy
@@ -87,6 +90,7 @@ class App:
         retry: RetryPolicy | None = None,
         fetcher: AudioSource | None = None,
         console_store: ConsoleStore | None = None,
+        typesetter: Typesetter | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or utc_now
@@ -99,6 +103,7 @@ class App:
             "retry": retry,
             "fetcher": fetcher,
             "console_store": console_store,
+            "typesetter": typesetter,
         }
         # a given part takes the place of the cached property that would build it
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
@@ -261,6 +266,11 @@ class App:
         return SubjectHistory(self.console_store, self.console_store)
 
     @cached_property
+    def typesetter(self) -> Typesetter:
+        """Letters as PDF: WeasyPrint, loaded on the first letter."""
+        return WeasyTypesetter()
+
+    @cached_property
     def ctx(self) -> Context:
         return Context(
             settings=self.settings,
@@ -271,6 +281,7 @@ class App:
             retry=self.retry,
             clock=self.clock,
             history=self.history,
+            letters=LetterWriter(self.settings, self.typesetter),
         )
 
     @cached_property
@@ -400,6 +411,7 @@ def bootstrap(
     retry: RetryPolicy | None = None,
     fetcher: AudioSource | None = None,
     console_store: ConsoleStore | None = None,
+    typesetter: Typesetter | None = None,
 ) -> App:
     """callvault for one process; every part not given is built from ``settings`` on first
     use (``uow``: the database - unit of work, outbox, follow-ups; ``bus``: Kafka)."""
@@ -414,6 +426,7 @@ def bootstrap(
         retry=retry,
         fetcher=fetcher,
         console_store=console_store,
+        typesetter=typesetter,
     )
 
 
