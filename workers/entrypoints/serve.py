@@ -7,29 +7,17 @@ from typing import Any
 import click
 import structlog
 
-from ..settings import Settings, load_settings
+from ..settings import load_settings
 
 log = structlog.get_logger("callvault.serve")
 
 
 def console_from_container(container: Any) -> Any:
-    """The console over the worker's own wiring (PostgreSQL, S3, Kafka)."""
-    from ..adapters.console_outbound import BusHoldCommands, ExportPackager
+    """The console over the worker's own wiring (PostgreSQL, S3, the keys)."""
     from ..adapters.http.composition import assemble
-    from ..adapters.postgres.console import PostgresConsole
+    from ..adapters.postgres.console import console_reads
 
-    settings: Settings = container.settings
-    return assemble(
-        PostgresConsole(container.db),
-        container.objects,
-        BusHoldCommands(
-            lambda: container.kafka, settings.topic_holds_commands, settings.source_uri
-        ),
-        ExportPackager(container.ctx),
-        settings,
-        container.ctx.clock,
-        ring=container.keys,
-    )
+    return assemble(container.ctx, console_reads(container.db), ring=container.keys)
 
 
 @click.command()
@@ -57,7 +45,7 @@ def serve(host: str | None, port: int | None) -> None:
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
         secret = session_secret(settings, container.keys)
-        # holds placed in the console go to Kafka, but reading and listening do not need it
+        # the console needs no Kafka: its holds are applied through the database
         readiness = container.readiness(kafka=False).start()
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)

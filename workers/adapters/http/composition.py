@@ -4,8 +4,6 @@ fakes in unit tests; the same use cases either way."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from datetime import datetime
 
 from argon2 import PasswordHasher
 
@@ -14,53 +12,52 @@ from ...app.console.disclosures import Disclosures
 from ...app.console.history import SubjectHistory
 from ...app.console.oversight import Oversight
 from ...app.console.recordings import Keys, Recordings
-from ...app.console.service import Console
-from ...app.ports.console import ConsoleStore, HoldCommands, Packager, RangedObjects
+from ...app.console.service import Console, ConsoleReads, console_bus
+from ...app.context import Context
 from ...app.ports.keys import Keys as KeysPort
 from ...settings import Settings
 from ..keys import SESSION_PURPOSE
 
 
 def assemble(
-    ports: ConsoleStore,
-    objects: RangedObjects,
-    hold_commands: HoldCommands,
-    packager: Packager,
-    settings: Settings,
-    clock: Callable[[], datetime],
+    ctx: Context,
+    reads: ConsoleReads,
     *,
     ring: KeysPort,
     hasher: PasswordHasher | None = None,
 ) -> Console:
+    """The console's use cases over the core's context (its unit of work, object store,
+    keys and clock), its read models, and its own message bus."""
+    settings: Settings = ctx.settings
     keys = Keys(ring.unwrap, ring.hasher, settings.default_region)
+    bus = console_bus(ctx)
     accounts = Accounts(
-        ports,
-        ports,
-        ports,
+        bus,
+        ctx,
+        reads.tallies,
         key=keys.hash,
-        clock=clock,
         policy=ThrottlePolicy.of(
             settings.login_max_failures,
             settings.login_window.as_timedelta(),
             settings.login_lock_addresses,
         ),
+        federated_tenants=frozenset(settings.oidc_tenants),
         **({"hasher": hasher} if hasher is not None else {}),
     )
     recordings = Recordings(
-        ports,
-        ports,
-        objects,
-        vault_bucket=settings.vault_bucket,
+        bus,
+        ctx,
+        reads.search,
+        ctx.objects,
         keys=keys,
-        clock=clock,
         seek_window=settings.access_seek_window.as_timedelta(),
     )
     return Console(
         accounts=accounts,
         recordings=recordings,
-        disclosures=Disclosures(ports, ports, packager, clock=clock),
-        oversight=Oversight(ports, ports, ports, hold_commands, clock=clock),
-        history=SubjectHistory(ports, ports),
+        disclosures=Disclosures(bus, ctx, reads.registers),
+        oversight=Oversight(bus, ctx, reads.facts, reads.registers, hash_key=keys.hash),
+        history=SubjectHistory(reads.registers),
     )
 
 

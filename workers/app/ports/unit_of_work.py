@@ -20,6 +20,7 @@ from ...domain.audit import AuditEntry
 from ...domain.messages import Command, Event
 from ...domain.model import Hold, Recording, RequestRecord
 from ...domain.retention import IsoDuration
+from .console import AccessRepository, AccountRepository, DisclosureRepository
 from .keys import KeyCheck
 
 
@@ -212,6 +213,9 @@ class UnitOfWork(Protocol):
     discards: DiscardRepository
     policies: PolicyRepository
     key_checks: KeyCheckRepository
+    accounts: AccountRepository  # the console's staff, tokens and identities
+    accesses: AccessRepository
+    disclosures: DisclosureRepository
 
     def __enter__(self) -> Self: ...
     def __exit__(
