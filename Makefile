@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos lint typecheck bench lock clean
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos lint typecheck bench lock messages clean
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -61,6 +61,9 @@ typecheck: venv
 
 bench: migrate ## benchmarks against a raw baseline in the same run (see bench/README.md)
 	$(ENV) $(BIN)/python -m bench
+
+messages: venv ## the texts people read: extract them into every catalogue (workers/i18n/locale), compile
+	$(BIN)/python -m workers.i18n update
 
 LOCK := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --no-emit-index-url \
 	--no-emit-find-links --strip-extras

@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|purge|dsr|scheduler|lookup|all] [--quick]``."""
+"""``python -m bench [ingest|purge|load|scheduler|lookup|dsr|capacity|keys|all] [--quick]``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from . import common
 
-BENCHMARKS = ("ingest", "purge", "load", "scheduler", "lookup", "dsr", "capacity")
+BENCHMARKS = ("ingest", "purge", "load", "scheduler", "lookup", "dsr", "capacity", "keys")
 
 
 def table(rows: list[tuple[str, str, str]]) -> str:

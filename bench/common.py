@@ -85,7 +85,7 @@ def new_instance(stack: dict[str, str], label: str, **overrides: str) -> Instanc
 def migrate(instance: Instance) -> dict[str, Any]:
     done = subprocess.run(
         [CALLVAULT, "migrate", "--json"],
-        env={**os.environ, **instance.env},
+        env={**os.environ, **instance.migration_env},
         capture_output=True,
         check=False,
         timeout=180,

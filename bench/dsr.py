@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from testbed.stack import Instance
 from workers.domain.retention import parse_timestamp
 
 from . import bulk, common
@@ -29,98 +30,102 @@ def subject(k: int) -> dict[str, Any]:
 
 
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
+    inst = common.new_instance(common.ensure_stack(), "dsr")
+    try:
+        return measure(inst, quick)
+    finally:
+        common.drop_instance(inst)
+
+
+def measure(inst: Instance, quick: bool) -> dict[str, Any]:
+    """The erasure latencies on ``inst`` (migrated here; dropped by the caller)."""
     from workers.bootstrap import object_store
 
     others = 50_000 if quick else 1_000_000
     requests = 3 if quick else 20
     big = 100 if quick else 1000
-    stack = common.ensure_stack()
-    inst = common.new_instance(stack, "dsr")
+    common.migrate(inst)
+    settings = inst.settings()
+    log(f"dsr: bulk-generating {others:,} other recordings")
+    # no due/held rows: the scheduler must not start purging the generated rows meanwhile
+    made = bulk.fill(
+        inst.owner_url,
+        others,
+        due=0,
+        held=0,
+        announced=0,
+        prefix="other-",
+    )
+    objects = object_store(settings)
+    audio = common.wav_bytes(AUDIO_BYTES)
+    n_calls = requests * PER_SUBJECT
+    uris = [land(objects, settings.landing_bucket, audio) for _ in range(n_calls + big)]
+    producer = Producer(settings.kafka_bootstrap)
+    # Every role but the scheduler's: its reconciliation pages through every row at start,
+    # and the 1 M generated rows have no vault objects (1 M "missing" findings).
+    common.start_worker(inst, "--only", ROLES)
+    stored = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
+    results = Reader(settings.kafka_bootstrap, inst.topic("dsr_results"))
+    latencies: list[float] = []
+    server_side: list[float] = []
+    outcomes: list[dict[str, Any]] = []
     try:
-        common.migrate(inst)
-        settings = inst.settings()
-        log(f"dsr: bulk-generating {others:,} other recordings")
-        # no due/held rows: the scheduler must not start purging the generated rows meanwhile
-        made = bulk.fill(
-            inst.env["CALLVAULT_DATABASE_ADMIN_URL"],
-            others,
-            due=0,
-            held=0,
-            announced=0,
-            prefix="other-",
-        )
-        objects = object_store(settings)
-        audio = common.wav_bytes(AUDIO_BYTES)
-        n_calls = requests * PER_SUBJECT
-        uris = [land(objects, settings.landing_bucket, audio) for _ in range(n_calls + big)]
-        producer = Producer(settings.kafka_bootstrap)
-        # Every role but the scheduler's: its reconciliation pages through every row at start,
-        # and the 1 M generated rows have no vault objects (1 M "missing" findings).
-        common.start_worker(inst, "--only", ROLES)
-        stored = Reader(settings.kafka_bootstrap, inst.topic("recordings_stored"))
-        results = Reader(settings.kafka_bootstrap, inst.topic("dsr_results"))
-        latencies: list[float] = []
-        server_side: list[float] = []
-        outcomes: list[dict[str, Any]] = []
-        try:
-            log(f"dsr: ingesting {n_calls} calls of {requests} subjects through the worker")
-            topic = inst.topic("calls_ended")
-            for k in range(requests):
-                who = subject(k)
-                for j in range(PER_SUBJECT):
-                    call_id = f"dsr-{k}-{j}"
-                    producer.send_call(
-                        topic,
-                        call_id,
-                        uris[k * PER_SUBJECT + j],
-                        caller=who["phone"],
-                        customer={"email": who["email"], "customer_id": who["customer_id"]},
-                    )
-            who = subject(BIG_SUBJECT)
-            for j in range(big):
-                call_id = f"dsr-big-{j}"
+        log(f"dsr: ingesting {n_calls} calls of {requests} subjects through the worker")
+        topic = inst.topic("calls_ended")
+        for k in range(requests):
+            who = subject(k)
+            for j in range(PER_SUBJECT):
+                call_id = f"dsr-{k}-{j}"
                 producer.send_call(
                     topic,
                     call_id,
-                    uris[n_calls + j],
+                    uris[k * PER_SUBJECT + j],
                     caller=who["phone"],
                     customer={"email": who["email"], "customer_id": who["customer_id"]},
                 )
-            producer.flush()
-            stored.until(lambda ev: len(ev) >= n_calls + big, 60 + n_calls + big)
-            log(f"dsr: {requests} erasure requests, one at a time")
-            dsr_topic = inst.topic("dsr_requests")
-            for k in range(requests):
-                request_id = f"bench-dsr-{k}-{uuid.uuid4().hex[:6]}"
-                answer, seconds = erase(producer, results, dsr_topic, subject(k), request_id, 300)
-                latencies.append(seconds)
-                server_side.append(server_seconds(answer))
-                outcomes.append({"status": answer["status"], "erased": erased_in(answer)})
-            log(f"dsr: one erasure request for a subject with {big} recordings")
-            request_id = f"bench-dsr-big-{uuid.uuid4().hex[:6]}"
-            big_answer, seconds = erase(
-                producer, results, dsr_topic, subject(BIG_SUBJECT), request_id, 600
+        who = subject(BIG_SUBJECT)
+        for j in range(big):
+            call_id = f"dsr-big-{j}"
+            producer.send_call(
+                topic,
+                call_id,
+                uris[n_calls + j],
+                caller=who["phone"],
+                customer={"email": who["email"], "customer_id": who["customer_id"]},
             )
-            big_result = {
-                "recordings": big,
-                "latency_s": round(seconds, 3),
-                "server_side_s": round(server_seconds(big_answer), 3),
-                "status": big_answer["status"],
-                "erased": erased_in(big_answer),
-            }
-        finally:
-            stored.close()
-            results.close()
-            producer.close()
-            common.stop_workers(inst)
-        left = sum(
-            1
-            for _ in objects.client.list_objects(
-                settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
-            )
+        producer.flush()
+        stored.until(lambda ev: len(ev) >= n_calls + big, 60 + n_calls + big)
+        log(f"dsr: {requests} erasure requests, one at a time")
+        dsr_topic = inst.topic("dsr_requests")
+        for k in range(requests):
+            request_id = f"bench-dsr-{k}-{uuid.uuid4().hex[:6]}"
+            answer, seconds = erase(producer, results, dsr_topic, subject(k), request_id, 300)
+            latencies.append(seconds)
+            server_side.append(server_seconds(answer))
+            outcomes.append({"status": answer["status"], "erased": erased_in(answer)})
+        log(f"dsr: one erasure request for a subject with {big} recordings")
+        request_id = f"bench-dsr-big-{uuid.uuid4().hex[:6]}"
+        big_answer, seconds = erase(
+            producer, results, dsr_topic, subject(BIG_SUBJECT), request_id, 600
         )
+        big_result = {
+            "recordings": big,
+            "latency_s": round(seconds, 3),
+            "server_side_s": round(server_seconds(big_answer), 3),
+            "status": big_answer["status"],
+            "erased": erased_in(big_answer),
+        }
     finally:
-        common.drop_instance(inst)
+        stored.close()
+        results.close()
+        producer.close()
+        common.stop_workers(inst)
+    left = sum(
+        1
+        for _ in objects.client.list_objects(
+            settings.vault_bucket, prefix="recordings/", recursive=True, include_version=True
+        )
+    )
     erased = [o["erased"] for o in outcomes]
     return {
         "params": {

@@ -393,7 +393,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     inst = common.new_instance(stack, "ing")
     try:
         common.migrate(inst)
-        settings = inst.settings()
+        settings = inst.migration_settings()  # the owner: the baseline's tables
         objects = object_store(settings)
         audio = common.wav_bytes(AUDIO_BYTES)
         workers = settings.concurrency

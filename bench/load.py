@@ -180,7 +180,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     inst = common.new_instance(stack, "load", CALLVAULT_RETENTION=RETENTION)
     try:
         common.migrate(inst)
-        settings = inst.settings()
+        settings = inst.migration_settings()  # the owner: the baseline's rows
         objects = object_store(settings)
         audio = common.wav_bytes(AUDIO_BYTES)
         log(f"load: landing {calibration_n} calibration calls")

@@ -266,7 +266,7 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
     inst = common.new_instance(stack, "pur")
     try:
         common.migrate(inst)
-        settings = inst.settings()
+        settings = inst.migration_settings()  # the owner: the floors' rows
         batch = settings.purge_batch
         audio = common.wav_bytes(AUDIO_BYTES)
         profiled = batch
@@ -351,7 +351,7 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
     n = int(rate * duration)
     try:
         common.migrate(inst)
-        settings = inst.settings()
+        settings = inst.migration_settings()
         from workers.bootstrap import object_store
 
         objects = object_store(settings)

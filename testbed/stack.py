@@ -73,12 +73,22 @@ def free_port() -> int:
 
 @dataclass
 class Instance:
-    """One isolated callvault: settings as environment variables, and how to clean it up."""
+    """One isolated callvault: settings as environment variables, and how to clean it up.
+
+    ``env`` connects to PostgreSQL as callvault's role (``callvault_app``), as every process but
+    ``callvault migrate`` does; ``migration_env`` adds the schema owner's URL, for migrations
+    only. ``owner_url`` is the owner's connection to this database, for a test that inspects
+    or tampers with what callvault's role may not touch; ``admin_url`` creates and drops it."""
 
     name: str
     env: dict[str, str]
     admin_url: str
+    owner_url: str
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def migration_env(self) -> dict[str, str]:
+        return {**self.env, "CALLVAULT_DATABASE_ADMIN_URL": self.owner_url}
 
     def settings_kwargs(self) -> dict[str, str]:
         values = {
@@ -90,6 +100,10 @@ class Instance:
 
     def settings(self) -> Settings:
         return load_settings(**self.settings_kwargs())
+
+    def migration_settings(self) -> Settings:
+        """Settings of ``callvault migrate``: the schema owner's URL besides the role's."""
+        return load_settings(**self.settings_kwargs(), database_admin_url=self.owner_url)
 
     def topic(self, logical: str) -> str:
         return self.env[f"CALLVAULT_TOPIC_{logical.upper()}"]
@@ -118,15 +132,17 @@ def new_instance(stack: dict[str, str], prefix: str = "t", **overrides: str) -> 
     admin_url = stack["CALLVAULT_PG_ADMIN_URL"]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    # the workers' role, which may only append to the audit trail; migrations run as the owner
-    app_url = stack.get("CALLVAULT_PG_APP_URL", stack["CALLVAULT_DATABASE_URL"])
-    app_base = app_url.rsplit("/", 1)[0]
-    owner_base = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
-    env = {k: v for k, v in stack.items() if k.startswith("CALLVAULT_")}
+    # callvault's role, which may only append to the audit trail; migrations run as the owner
+    app_base = stack["CALLVAULT_PG_APP_URL"].rsplit("/", 1)[0]
+    owner_base = admin_url.rsplit("/", 1)[0]
+    env = {
+        k: v
+        for k, v in stack.items()
+        if k.startswith("CALLVAULT_") and k != "CALLVAULT_DATABASE_ADMIN_URL"
+    }
     env.update(
         {
             "CALLVAULT_DATABASE_URL": f"{app_base}/{name}",
-            "CALLVAULT_DATABASE_ADMIN_URL": f"{owner_base}/{name}",
             "CALLVAULT_VAULT_BUCKET": f"{name}-vault",
             "CALLVAULT_EXPORT_BUCKET": f"{name}-exports",
             "CALLVAULT_LANDING_BUCKET": f"{name}-landing",
@@ -141,7 +157,7 @@ def new_instance(stack: dict[str, str], prefix: str = "t", **overrides: str) -> 
     for logical in LOGICAL_TOPICS:
         env[f"CALLVAULT_TOPIC_{logical.upper()}"] = f"{name}.{logical}"
     env.update(overrides)
-    return Instance(name, env, admin_url)
+    return Instance(name, env, admin_url, f"{owner_base}/{name}")
 
 
 def stop_processes(processes: list[subprocess.Popen[bytes]], grace: float = 30) -> None:

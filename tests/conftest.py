@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from testbed.softhsm import SoftToken, delete_token, new_token
 from testbed.stack import Instance, drop_instance, ensure_stack, new_instance
-from tests.softhsm import SoftToken, delete_token, new_token
 
 
 @pytest.fixture(scope="session")

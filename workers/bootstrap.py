@@ -11,6 +11,8 @@ from datetime import datetime
 from functools import cached_property, partial
 from typing import Any
 
+import structlog
+
 from .adapters.fetch import AudioFetcher
 from .adapters.kafka.bus import KafkaBus
 from .adapters.kafka.codec import Codec
@@ -19,6 +21,7 @@ from .adapters.keys import key_ring
 from .adapters.metrics import Metrics
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.console import subject_history
+from .adapters.postgres.schema import expected_migrations
 from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
@@ -40,6 +43,8 @@ from .app.retry import RetryPolicy
 from .domain import messages as m
 from .entrypoints.inputs import Inputs
 from .settings import Settings
+
+log = structlog.get_logger("callvault.bootstrap")
 
 
 @dataclass
@@ -79,6 +84,20 @@ class Container:
             timeout=s.db_timeout.as_timedelta().total_seconds(),
         )
         db.open(wait_seconds=s.connect_timeout.as_timedelta().total_seconds())
+        try:
+            role = db.check_schema(expected_migrations())
+        except BaseException:
+            db.close()
+            raise
+        if role.too_powerful:
+            log.warning(
+                "database_role_too_powerful",
+                role=role.role,
+                superuser=role.superuser,
+                owns_schema=role.owns_schema,
+                hint="connect as a role with callvault's grants only; the owner runs "
+                "`callvault migrate` (CALLVAULT_DATABASE_ADMIN_URL)",
+            )
         return db
 
     @cached_property

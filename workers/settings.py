@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -20,27 +20,31 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from .domain.calendar import DEFAULT_TIMEZONE, LocalCalendar, Localities, zone
 from .domain.errors import ConfigError
 from .domain.retention import IsoDuration, RetentionPolicy
+from .domain.text import N_
 
 PREFIX = "CALLVAULT_"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 Duration = Annotated[IsoDuration, NoDecode]
 
-NOTICE_PURPOSES = (
+# The notice's statements (in the catalogues: a page shows the defaults in its reader's
+# language; a text set by CALLVAULT_NOTICE_* is shown as written).
+NOTICE_PURPOSES = N_(
     "customer service quality; evidence of customer requests and complaints about orders, "
     "their fulfilment and veterinary consultations; training of customer-service staff"
 )
-NOTICE_LEGAL_BASIS = "legitimate interest of the controller, GDPR Art. 6(1)(f)"
-NOTICE_RECIPIENTS = (
+NOTICE_LEGAL_BASIS = N_("legitimate interest of the controller, GDPR Art. 6(1)(f)")
+NOTICE_RECIPIENTS = N_(
     "telecommunication service providers (installing, servicing and maintaining the call "
     "system, investigating incidents, link quality); state and law-enforcement institutions "
     "for their investigations; parties to incidents under investigation. No transfer outside "
     "the European Economic Area"
 )
-NOTICE_SOURCE = "the phone call itself and the order data of the e-shop linked to it"
-NOTICE_RIGHTS = (
+NOTICE_SOURCE = N_("the phone call itself and the order data of the e-shop linked to it")
+NOTICE_RIGHTS = N_(
     "access, rectification, erasure, restriction of processing, objection (Art. 21) and data "
     "portability; complaint to the State Data Protection Inspectorate (Vilnius)"
 )
@@ -186,7 +190,9 @@ class Settings(KafkaClientSettings):
     retention_tenants: CommaList = ()
     default_region: str = "LT"
     require_notice: bool = True
-    migrate_on_start: bool = True
+    # Off: `callvault migrate` (the one holder of the schema owner's credentials, a one-shot job)
+    # prepares the schema, buckets and topics; every other process only checks that it did.
+    migrate_on_start: bool = False
     metrics_port: int = Field(9400, ge=0, le=65535)
     metrics_addr: str = "127.0.0.1"  # 0.0.0.0 in a container, so Prometheus can scrape it
     log_format: Literal["json", "console"] = "json"
@@ -235,6 +241,12 @@ class Settings(KafkaClientSettings):
     notice_source: str = NOTICE_SOURCE
     notice_rights: str = NOTICE_RIGHTS
 
+    # People read in their language and local time: the console, reports and letters.
+    language: str = "lt"  # default language (the console: unless the user or browser asks)
+    timezone: str = DEFAULT_TIMEZONE  # IANA name
+    language_tenants: CommaList = ()  # TENANT=LANGUAGE for tenants whose people differ
+    timezone_tenants: CommaList = ()  # TENANT=ZONE, e.g. shop-ee=Europe/Tallinn
+
     @field_validator(
         "retention",
         "fetch_timeout",
@@ -263,6 +275,8 @@ class Settings(KafkaClientSettings):
         "pkcs11_hash_labels_retired",
         "forwarded_allow_ips",
         "oidc_tenants",
+        "language_tenants",
+        "timezone_tenants",
         mode="before",
     )
     @classmethod
@@ -280,6 +294,40 @@ class Settings(KafkaClientSettings):
                 raise ValueError(f"{item!r} is not TENANT=DURATION")
             IsoDuration.parse(duration)
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        return _language(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("language_tenants", "timezone_tenants")
+    @classmethod
+    def _per_tenant(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        check = _language if info.field_name == "language_tenants" else zone
+        for tenant, setting in _pairs(value, "TENANT=VALUE"):
+            if not tenant:
+                raise ValueError(f"{tenant}={setting} is not TENANT=VALUE")
+            check(setting)
+        return value
+
+    @property
+    def localities(self) -> Localities:
+        """Each tenant's language and time zone."""
+        return Localities(
+            self.language,
+            LocalCalendar.named(self.timezone),
+            tuple(_pairs(self.language_tenants, "TENANT=LANGUAGE")),
+            tuple(
+                (tenant, LocalCalendar.named(name))
+                for tenant, name in _pairs(self.timezone_tenants, "TENANT=ZONE")
+            ),
+        )
 
     @field_validator("master_key", "hash_key", "signing_key")
     @classmethod
@@ -545,6 +593,24 @@ def _with_tls(dsn: str, ca_file: str) -> str:
     if not any(w.startswith("sslmode=") for w in words):
         words.append("sslmode=verify-full")
     return " ".join([*words, f"sslrootcert={quoted}"])
+
+
+def _language(value: str) -> str:
+    from .i18n import LANGUAGES
+
+    if value not in LANGUAGES:
+        raise ValueError(f"must be one of {', '.join(LANGUAGES)} (the message catalogues)")
+    return value
+
+
+def _pairs(items: tuple[str, ...], form: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not {form}")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
 
 
 def _items(text: str) -> list[str]:

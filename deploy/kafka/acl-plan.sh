@@ -16,8 +16,9 @@
 #
 # Names come from the environment, with these defaults: principals CALLVAULT_PRINCIPAL
 # (callvault), TELEPHONY_PRINCIPAL (telephony), DSR_PORTAL_PRINCIPAL (dsr-portal),
-# COMPLIANCE_PRINCIPAL (compliance); the DSR portal's consumer group DSR_PORTAL_GROUP
-# (dsr-portal, a prefix); topics and consumer group as callvault reads them
+# COMPLIANCE_PRINCIPAL (compliance), CONSOLE_PRINCIPAL (console, for `callvault serve`); the
+# DSR portal's consumer group DSR_PORTAL_GROUP (dsr-portal, a prefix); topics and consumer
+# group as callvault reads them
 # (CALLVAULT_TOPIC_<NAME>, CALLVAULT_APP_ID); ALLOW_DEADLETTER_REPLAY=1 adds the grants below.
 set -eu
 
@@ -28,6 +29,7 @@ cv="User:${CALLVAULT_PRINCIPAL:-callvault}"
 telephony="User:${TELEPHONY_PRINCIPAL:-telephony}"
 portal="User:${DSR_PORTAL_PRINCIPAL:-dsr-portal}"
 compliance="User:${COMPLIANCE_PRINCIPAL:-compliance}"
+console="User:${CONSOLE_PRINCIPAL:-console}"
 portal_group="${DSR_PORTAL_GROUP:-dsr-portal}"
 app_id="${CALLVAULT_APP_ID:-callvault}"
 calls="${CALLVAULT_TOPIC_CALLS_ENDED:-calls.ended}"
@@ -54,6 +56,10 @@ acl --allow-principal "$portal" --operation Read --group "$portal_group" --resou
 
 # Compliance writes hold commands.
 acl --allow-principal "$compliance" --operation Write --operation Describe --topic "$holds"
+
+# The console writes the requests a signed-in DPO registers (a letter, an e-mail, a call: no
+# portal); each is in the audit trail with who registered it and how the identity was checked.
+acl --allow-principal "$console" --operation Write --operation Describe --topic "$requests"
 
 # callvault consumes the three inputs in its consumer group (CALLVAULT_APP_ID) ...
 for topic in "$calls" "$requests" "$holds"; do

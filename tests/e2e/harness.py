@@ -71,7 +71,7 @@ class Callvault:
     def migrate(self) -> dict[str, Any]:
         done = subprocess.run(
             [CALLVAULT, "migrate", "--json"],
-            env=self.env,
+            env={**self.env, **self.instance.migration_env},
             capture_output=True,
             check=True,
             timeout=120,
@@ -150,10 +150,13 @@ class Callvault:
         customer: dict[str, Any] | None = None,
         event_id: str | None = None,
         tenant: str | None = None,
+        content_type: str | None = None,
     ) -> dict[str, Any]:
         """Publish a call-ended event (landing the audio first when given) and return its data."""
         ended = ended or datetime.now(UTC)
         recording: dict[str, Any] = {"uri": uri or self.land(audio or make_wav())}
+        if content_type:
+            recording["content_type"] = content_type
         if audio is not None and declare:
             recording.update(size_bytes=len(audio), sha256=hashlib.sha256(audio).hexdigest())
         data: dict[str, Any] = {

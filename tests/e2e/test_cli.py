@@ -62,7 +62,7 @@ def test_publish_dsr_and_audit_commands(callvault: Callvault, tmp_path: Any) -> 
     verified = run(cv, "audit", "verify")
     assert "intact" in verified.stdout
     # Someone with database access edits history: the chain shows it.
-    with psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn:  # the owner
+    with psycopg.connect(cv.instance.owner_url, autocommit=True) as conn:  # the owner
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change")
         conn.execute("UPDATE audit_log SET details = '{\"forged\": true}' WHERE seq = 1")
     tampered = run(cv, "audit", "verify", check=False)
@@ -145,7 +145,11 @@ def test_a_worker_with_another_retention_policy_refuses_to_start_until_migrate(
     assert "*=P6M" in refused.stderr
     assert "callvault migrate" in refused.stderr
     applied = subprocess.run(
-        [CALLVAULT, "migrate", "--json"], env=shorter, capture_output=True, text=True, timeout=120
+        [CALLVAULT, "migrate", "--json"],
+        env={**shorter, **cv.instance.migration_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert json.loads(applied.stdout)["policy"].startswith("applied")
     cv.env = shorter
@@ -160,12 +164,14 @@ def test_a_worker_with_another_retention_policy_refuses_to_start_until_migrate(
     assert stale.returncode == 3  # the old configuration cannot come back by a restart
 
 
-def test_a_worker_started_without_migrate_prepares_what_it_needs(
+def test_a_worker_told_to_migrate_on_start_prepares_what_it_needs(
     instance: Instance, tmp_path: Path
 ) -> None:
+    """CALLVAULT_MIGRATE_ON_START=true (off by default) with the owner's URL: a single-host
+    install's worker runs the idempotent `callvault migrate` first."""
     cv = Callvault(instance, tmp_path)  # no `callvault migrate` here
     try:
-        cv.start_worker()
+        cv.start_worker(extra_env={**instance.migration_env, "CALLVAULT_MIGRATE_ON_START": "true"})
         cv.call("fresh-1", make_wav(0.3))
         stored = cv.read("recordings_stored", lambda seen: len(seen) >= 1)
         assert stored[0]["data"]["call_id"] == "fresh-1"
@@ -212,7 +218,7 @@ def _rewrite_chain(cv: Callvault, keep_below: int | None = None) -> None:
 
     from workers.domain.audit import GENESIS, canonical, chain_hash
 
-    with psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn:  # the owner
+    with psycopg.connect(cv.instance.owner_url, autocommit=True) as conn:  # the owner
         conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
         if keep_below is not None:
             conn.execute("DELETE FROM audit_log WHERE seq >= %s", (keep_below,))
@@ -264,7 +270,7 @@ def test_the_audit_trail_refuses_truncation(callvault: Callvault) -> None:
     cv = callvault
     run(cv, "audit", "checkpoint")
     with (
-        psycopg.connect(cv.settings.migration_dsn, autocommit=True) as conn,  # even the owner
+        psycopg.connect(cv.instance.owner_url, autocommit=True) as conn,  # even the owner
         pytest.raises(psycopg.errors.RaiseException, match="append-only"),
     ):
         conn.execute("TRUNCATE audit_log CASCADE")

@@ -165,23 +165,23 @@ def test_disclosures_reach_the_recipient_and_the_subject_learns_of_them(
     assert '"qa"' not in json.dumps(subject_view)  # when and why, never who
 
 
-def test_holds_placed_through_the_api_reach_the_worker(console: Console) -> None:
+def test_holds_placed_through_the_api_are_in_force_at_once(console: Console) -> None:
     placed = console.as_role(
         "dpo",
         "POST",
         "/api/v1/holds",
         {"hold_id": "H-e2e", "reason": "dispute", "scope": {"call_ids": ["e2e-a"]}},
     )
-    assert placed.status == 202
+    assert placed.status == 201  # in force when the DPO reads the answer
 
     def listed() -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = console.as_role("dpo", "GET", "/api/v1/holds").json()["items"]
         return items
 
-    wait_for(lambda: any(h["hold_id"] == "H-e2e" for h in listed()), 60, "the hold applied")
+    assert [h["hold_id"] for h in listed()] == ["H-e2e"]
     assert listed()[0]["recordings"][0]["call_id"] == "e2e-a"
-    console.as_role("dpo", "POST", "/api/v1/holds/H-e2e/release")
-    wait_for(lambda: not listed(), 60, "the hold released")
+    assert console.as_role("dpo", "POST", "/api/v1/holds/H-e2e/release").status == 200
+    assert listed() == []
 
 
 def test_one_hour_call_seeks_without_the_server_holding_it(console: Console) -> None:
@@ -211,14 +211,35 @@ def peak_memory(console: Console) -> int:
 
 
 # --- a person in a browser --------------------------------------------------------------------
+# What the person reads, in each language the console speaks (the browser asks for it).
+SAYS = {
+    "lt": {
+        "restricted": "18 straipsnis",
+        "released": "panaikintas",
+        "registered": "užregistruotas",
+        "intact": "Maišos grandinė nepažeista",
+        "no page": "tokio puslapio nėra",
+    },
+    "en": {
+        "restricted": "Art. 18",
+        "released": "released",
+        "registered": "registered",
+        "intact": "Hash chain intact",
+        "no page": "there is no such page",
+    },
+}
+
+
 @contextmanager
-def chromium(profile: Path, home: Path | None = None) -> Iterator[Any]:
-    """Debian's headless Chromium through chromium-driver; ``home`` holds the certificates it
-    trusts (its NSS database), when a test gives it one."""
+def chromium(profile: Path, home: Path | None = None, language: str = "en") -> Iterator[Any]:
+    """Debian's headless Chromium through chromium-driver, its user reading ``language`` (its
+    Accept-Language); ``home`` holds the certificates it trusts (its NSS database), when a
+    test gives it one."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
+    options.add_experimental_option("prefs", {"intl.accept_languages": language})
     options.binary_location = "/usr/bin/chromium"
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations land here
     for flag in (
@@ -232,29 +253,34 @@ def chromium(profile: Path, home: Path | None = None) -> Iterator[Any]:
         "--disable-sync",
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=1280,900",
+        f"--accept-lang={language}",
+        f"--lang={language}",
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
     env = {**os.environ, "HOME": str(home)} if home else None
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver", env=env))
     driver.set_page_load_timeout(30)
+    driver.language = language
     try:
         yield driver
     finally:
         driver.quit()
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
+@pytest.fixture(scope="module", params=["lt", "en"])
+def browser(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    with chromium(tmp_path_factory.mktemp("chromium"), language=request.param) as driver:
         yield driver
 
 
-def screenshots_dir(tmp_path: Path) -> Path:
-    """docs/screenshots when CALLVAULT_SCREENSHOTS=1 (to refresh the README), else tmp."""
+def screenshots_dir(tmp_path: Path, language: str) -> Path:
+    """docs/screenshots/LANGUAGE when CALLVAULT_SCREENSHOTS=1 (to refresh the docs), else tmp."""
     if os.environ.get("CALLVAULT_SCREENSHOTS") == "1":
-        return Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-    return tmp_path
+        return Path(__file__).resolve().parents[2] / "docs" / "screenshots" / language
+    return tmp_path / language
 
 
 def sign_in(driver: Any, console: Console, username: str) -> None:
@@ -296,13 +322,17 @@ def choose_purpose(driver: Any, console: Console, recording_id: str, purpose: st
 
 
 def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path) -> None:
+    """A QA lead and a DPO do their day in the browser, once in each language."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    shots = screenshots_dir(tmp_path)
+    language = browser.language
+    says = SAYS[language]
+    shots = screenshots_dir(tmp_path, language)
     shots.mkdir(parents=True, exist_ok=True)
     driver = browser
     driver.get(console.base + "/login")
+    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == language
     driver.save_screenshot(str(shots / "login.png"))
 
     # the QA lead: search by a national notation, choose a purpose, listen
@@ -336,7 +366,7 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
 
     # a restricted recording is refused before any player appears
     choose_purpose(driver, console, rid(console, "e2e-r"), "quality")
-    assert "Art. 18" in after_click(driver, "#refusal").text
+    assert says["restricted"] in after_click(driver, "#refusal").text
     assert not driver.find_elements(By.TAG_NAME, "audio")
     sign_out(driver)
 
@@ -346,21 +376,22 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
     driver.save_screenshot(str(shots / "overview.png"))
     driver.get(console.base + "/dpo/holds")
     driver.find_element(By.NAME, "reason").send_keys("consumer dispute")
-    driver.find_element(By.NAME, "hold_id").send_keys("H-browser")
+    hold_id = f"H-browser-{language}"
+    driver.find_element(By.NAME, "hold_id").send_keys(hold_id)
     Select(driver.find_element(By.NAME, "scope_kind")).select_by_value("call_ids")
     driver.find_element(By.NAME, "targets").send_keys("e2e-a")
     driver.find_element(By.CSS_SELECTOR, "#place-hold button").click()
-    assert "H-browser" in after_click(driver, "#notice").text
+    assert hold_id in after_click(driver, "#notice").text
 
     def hold_row() -> list[Any]:
         driver.get(console.base + "/dpo/holds")
-        return list(driver.find_elements(By.CSS_SELECTOR, 'tr[data-hold-id="H-browser"]'))
+        return list(driver.find_elements(By.CSS_SELECTOR, f'tr[data-hold-id="{hold_id}"]'))
 
     wait_for(lambda: bool(hold_row()), 60, "the hold listed")
     assert "e2e-a" in hold_row()[0].text
     driver.save_screenshot(str(shots / "holds.png"))
     hold_row()[0].find_element(By.CSS_SELECTOR, "button").click()
-    assert "released" in after_click(driver, "#notice").text
+    assert says["released"] in after_click(driver, "#notice").text
     wait_for(lambda: not hold_row(), 60, "the hold gone")
 
     driver.get(console.base + "/dpo/disclosures")
@@ -376,6 +407,27 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
         "Vet clinic Gyvūnėlis"
     )
     driver.save_screenshot(str(shots / "disclosures.png"))
+
+    # a request that came by letter, registered by the DPO, carried out by the worker
+    driver.get(console.base + "/dpo/requests")
+    Select(driver.find_element(By.NAME, "type")).select_by_value("access")
+    Select(driver.find_element(By.NAME, "channel")).select_by_value("letter")
+    Select(driver.find_element(By.NAME, "verification")).select_by_value("id_document")
+    Select(driver.find_element(By.NAME, "language")).select_by_value(language)
+    driver.find_element(By.NAME, "phone").send_keys("+370 612 34567")
+    request_id = driver.find_element(By.NAME, "request_id").get_attribute("value")
+    driver.find_element(By.CSS_SELECTOR, "#register-request button").click()
+    assert says["registered"] in after_click(driver, "#notice").text
+
+    def answered() -> bool:
+        driver.get(console.base + "/dpo/requests")
+        table = driver.find_elements(By.ID, "answered")
+        return bool(table) and request_id in table[0].text
+
+    wait_for(answered, 60, "the registered request answered")
+    driver.get(console.base + "/dpo/no-such-page")
+    assert says["no page"] in after_click(driver, "#refusal").text
+    driver.get_log("browser")  # the page above answered 404, logged as a failed load
     for page, name in (
         ("/dpo", "overview.png"),
         ("/dpo/access-log", "access-log.png"),
@@ -384,7 +436,7 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
     ):
         driver.get(console.base + page)  # server-rendered: complete when get() returns
         driver.save_screenshot(str(shots / name))
-    assert "Hash chain intact" in driver.find_element(By.ID, "audit-state").text
+    assert says["intact"] in driver.find_element(By.ID, "audit-state").text
     # nothing the DPO's pages do was blocked by the Content-Security-Policy or failed to load
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
@@ -452,9 +504,11 @@ def test_accounts_are_managed_from_the_command_line(console: Console) -> None:
     assert console.request("GET", "/api/v1/session", token=token).status == 200
     cli(console.cv, "token", "revoke", token_id)
     assert console.request("GET", "/api/v1/session", token=token).status == 401
-    short = subprocess_failure(console, "user", "add", "eve", "--role", "qa", stdin="short\n")
+    eve = ("user", "add", "eve", "--role", "qa")
+    assert "--tenant" in subprocess_failure(console, *eve, stdin="a long enough one\n")
+    short = subprocess_failure(console, *eve, "--tenant", "shop-lt", stdin="short\n")
     assert "at least 8 characters" in short
-    cli(console.cv, "user", "add", "eve", "--role", "qa", stdin="a long enough one\n")
+    cli(console.cv, *eve, "--tenant", "shop-lt", "--tenant", "*", stdin="a long enough one\n")
     session = console.request(
         "POST", "/api/v1/session", body={"username": "eve", "password": "a long enough one"}
     )

@@ -45,7 +45,7 @@ def found_in(text: str) -> list[str]:
 def tables(cv: Callvault) -> dict[str, str]:
     """Every row of every table, as JSON text (bytea as hex)."""
     dumped = {}
-    with psycopg.connect(cv.settings.migration_dsn) as conn:
+    with psycopg.connect(cv.instance.owner_url) as conn:
         names = [
             r[0]
             for r in conn.execute(

@@ -26,6 +26,7 @@ from workers.app.console.throttle import R, Tally
 from workers.app.effects import ACCESS
 from workers.app.ports.console import DayCounts, DsrRecord, HoldView, hold_view
 from workers.domain.audit import AuditEntry, verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.model import PurgeReason, Recording, RecordingStatus
 
 
@@ -118,6 +119,16 @@ class MemoryDisclosures:
     def add(self, disclosure: Disclosure) -> None:
         ids = tuple(sorted(disclosure.recording_ids))
         self._s.disclosures.append(replace(disclosure, recording_ids=ids))
+
+
+class MemoryRegistrations:
+    def __init__(self, audit: list[AuditEntry]) -> None:
+        self._audit = audit
+
+    def registered(self, request_id: str) -> bool:
+        return any(
+            e.action == "request_registered" and e.entity_id == request_id for e in self._audit
+        )
 
 
 def project_accesses(state: ConsoleState, entries: list[AuditEntry]) -> None:
@@ -259,16 +270,16 @@ class MemoryRegisters(_Reads):
 
 
 class MemoryComplianceFacts(_Reads):
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
         stored: dict[date, int] = {}
         purged: dict[date, dict[str, int]] = {}
         for rec in self._store.state.recordings.values():
             if rec.stored_at is not None and since <= rec.stored_at < until:
-                day = rec.stored_at.date()
+                day = calendar.day_of(rec.stored_at)
                 stored[day] = stored.get(day, 0) + 1
             if rec.purged_at is not None and since <= rec.purged_at < until:
                 reason = (rec.purge_reason or PurgeReason.RETENTION).value
-                per_reason = purged.setdefault(rec.purged_at.date(), {})
+                per_reason = purged.setdefault(calendar.day_of(rec.purged_at), {})
                 per_reason[reason] = per_reason.get(reason, 0) + 1
         return DayCounts(stored, purged)
 

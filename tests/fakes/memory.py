@@ -19,6 +19,7 @@ from tests.fakes.console import (
     MemoryAccesses,
     MemoryAccounts,
     MemoryDisclosures,
+    MemoryRegistrations,
     project_accesses,
 )
 from workers.app import followups
@@ -624,6 +625,7 @@ class MemoryUnitOfWork:
         self.accounts = MemoryAccounts(state.console)
         self.accesses = MemoryAccesses(state.console)
         self.disclosures = MemoryDisclosures(state.console)
+        self.registrations = MemoryRegistrations(state.audit)
         return self
 
     def __exit__(

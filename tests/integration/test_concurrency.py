@@ -87,7 +87,7 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
     settings = load_settings(
         **(instance.settings_kwargs() | {"fetch_allowed_hosts": "pbx.example"})
     )
-    migrate_schema(settings)
+    migrate_schema(instance.migration_settings())
     db = PostgresDatabase(
         settings.dsn,
         sealer=software_key_ring(**RING).sealer,

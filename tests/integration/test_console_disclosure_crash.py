@@ -18,9 +18,7 @@ from workers.settings import load_settings
 # (SIGKILL) as it writes the register entry - after the export's row, before the commit.
 DISCLOSE = """
 import os, signal, sys
-from workers.adapters.http.composition import assemble
 from workers.adapters.postgres import console_repositories
-from workers.adapters.postgres.console import console_reads
 from workers.app.console.disclosures import DisclosureRequest
 from workers.app.console.model import Principal, Role
 from workers.bootstrap import bootstrap
@@ -30,8 +28,9 @@ if sys.argv[1] == "kill":
     def die(self, disclosure):
         os.kill(os.getpid(), signal.SIGKILL)
     console_repositories.PostgresDisclosures.add = die
+from workers.entrypoints.serve import console_from_container
 container = bootstrap(load_settings())
-console = assemble(container.ctx, console_reads(container.db), ring=container.keys)
+console = console_from_container(container)
 dpo = Principal("dpo", Role.DPO, "session", frozenset({"*"}))
 request = DisclosureRequest("Telia", "telecom_provider", "Art. 28", "INC-9", (sys.argv[2],))
 console.disclosures.disclose(dpo, request)
@@ -66,7 +65,7 @@ def test_a_disclosure_killed_half_way_leaves_nothing_and_one_that_lives_leaves_e
 ) -> None:
     migrated = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "callvault"), "migrate"],
-        env=instance.env,
+        env=instance.migration_env,
         capture_output=True,
         timeout=300,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,6 +31,7 @@ from workers.app.console.model import (
 from workers.app.console.service import ConsoleReads
 from workers.app.console.throttle import Rule, attempt
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.messages import PolicyApplied
 from workers.domain.model import (
     DsrStatus,
@@ -90,7 +91,10 @@ def test_accounts_and_tokens_in_the_unit_of_work(pair: tuple[Any, ConsoleReads])
     with db.unit_of_work() as uow:  # not committed: nothing stays
         uow.accounts.add(User("ghost", Role.QA, None, created_at=NOW))
     assert [u.username for u in read(db, lambda uow: uow.accounts.all())] == ["admin", "ona"]
-    changed = replace(ona, role=Role.COMPLAINTS, disabled=True, tenants=frozenset({"*", "b"}))
+    assert read(db, lambda uow: uow.accounts.get("ona")).language is None  # the browser's
+    changed = replace(
+        ona, role=Role.COMPLAINTS, disabled=True, tenants=frozenset({"*", "b"}), language="lt"
+    )
     commit(db, lambda uow: uow.accounts.update(changed))
     assert read(db, lambda uow: uow.accounts.get("ona", lock=True)) == changed
     assert read(db, lambda uow: uow.accounts.get("nobody")) is None
@@ -339,7 +343,7 @@ def test_compliance_facts(pair: tuple[Any, ConsoleReads]) -> None:
         uow.requests.add(done)
         uow.record(PolicyApplied("*", None, "P1Y", 0, NOW))
         uow.commit()
-    counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1))
+    counts = ports.day_counts(NOW - timedelta(days=2), NOW + timedelta(days=1), LocalCalendar())
     assert counts.stored == {day: 2, day - timedelta(days=1): 1}
     assert counts.purged == {day: {"retention": 1}}
     assert ports.retention_lags(NOW - timedelta(days=1), NOW + timedelta(seconds=1)) == [
@@ -356,3 +360,15 @@ def test_compliance_facts(pair: tuple[Any, ConsoleReads]) -> None:
     ]
     assert ports.audit_chain() == (len(audit_entries(store)), None)
     assert isinstance(day, date)
+
+
+def test_day_counts_are_local_days(pair: tuple[Any, ConsoleReads]) -> None:
+    """A recording stored at 23:30 UTC on 6 December is one of 7 December in Vilnius."""
+    store, reads = pair
+    ports = reads.facts
+    night = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)
+    add(store, replace(recording("n-1", due=night + timedelta(days=365)), stored_at=night))
+    vilnius, utc = LocalCalendar(), LocalCalendar.named("UTC")
+    since, until = vilnius.days(date(2026, 12, 6), 2)
+    assert ports.day_counts(since, until, vilnius).stored == {date(2026, 12, 7): 1}
+    assert ports.day_counts(since, until, utc).stored == {date(2026, 12, 6): 1}

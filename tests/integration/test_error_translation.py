@@ -167,7 +167,7 @@ def test_a_database_without_the_schema_says_run_migrate(instance: Instance) -> N
 def test_a_statement_the_database_refuses_is_permanent(instance: Instance) -> None:
     from workers.adapters.postgres.migrate import migrate_schema
 
-    migrate_schema(load_settings(**instance.settings_kwargs()))
+    migrate_schema(instance.migration_settings())
     db = database(instance.database_url)  # the workers' role: it may only append to the trail
     db.open()
     try:
@@ -175,6 +175,6 @@ def test_a_statement_the_database_refuses_is_permanent(instance: Instance) -> No
             conn.execute("UPDATE audit_log SET action = 'rewritten'")
     finally:
         db.close()
-    with psycopg.connect(instance.env["CALLVAULT_DATABASE_ADMIN_URL"]) as owner:
+    with psycopg.connect(instance.owner_url) as owner:
         rewritten = owner.execute("SELECT count(*) FROM audit_log WHERE action = 'rewritten'")
         assert rewritten.fetchone() == (0,)

@@ -40,7 +40,7 @@ class Shop:
         settings = self.settings()
         for bucket in (settings.vault_bucket, settings.export_bucket, LANDING):
             self.objects.ensure_bucket(bucket, versioned=True, object_lock=False)
-        migrate_schema(settings)
+        migrate_schema(instance.migration_settings())
         self.containers: list[Container] = []
         self.offset = 0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ import pkcs11
 import pytest
 from pkcs11 import Attribute, KeyType, ObjectClass
 
-from tests.softhsm import SoftToken
+from testbed.softhsm import SoftToken
 from workers.adapters import crypto
 from workers.adapters.keys import KeyRing, check_value, software_key_ring
 from workers.adapters.pkcs11 import (
@@ -27,6 +29,7 @@ from workers.adapters.pkcs11 import (
     Token,
     _new_signing_key,
     generate,
+    import_hash_keys,
     token_key_ring,
     token_of,
 )
@@ -35,6 +38,7 @@ from workers.domain.errors import ConfigError, IntegrityError, TransientError
 from workers.domain.keyed import HmacKey
 from workers.settings import Settings, load_settings
 
+CALLVAULT = str(Path(sys.executable).parent / "callvault")
 NO_SOFTWARE_KEYS = {"master_key": None, "master_keys": None, "hash_key": None, "signing_key": None}
 CERTIFICATE = {"type": "erasure", "request_id": "R-1", "recordings": []}
 
@@ -274,3 +278,76 @@ def test_token_is_not_shown_with_its_pin(soft_token: SoftToken) -> None:
     token = token_of(token_settings(soft_token))
     assert isinstance(token, Token)
     assert soft_token.pin not in repr(token)
+
+
+def test_hash_keys_imported_into_the_token_keep_every_digest(soft_token: SoftToken) -> None:
+    """`keys import-to-hsm`: the hash key and a retired one move into the token; digests and
+    check values stay what they were, so nothing on record needs re-keying."""
+    current, retired = os.urandom(32), os.urandom(32)
+    software = {
+        "hash_key": base64.b64encode(current).decode(),
+        "hash_keys_retired": base64.b64encode(retired).decode(),
+    }
+    moving = token_settings(soft_token, **software)
+    imported = import_hash_keys(moving)
+    label = f"callvault-hash-retired-{check_value(retired, 'hash')[:8]}"
+    assert imported == [("callvault-hash", "hash key"), (label, "retired")]
+    assert import_hash_keys(moving) == []
+    generate(moving)  # master and signing keys, new in the token
+    ring = token_key_ring(token_settings(soft_token, pkcs11_hash_labels_retired=label))
+    messages = [b"phone\x1f+37061234567", b"call\x1fpbx-1"]
+    assert ring.hasher.macs(messages) == HmacKey(current).macs(messages)
+    assert ring.retired_hashers[0].macs(messages) == HmacKey(retired).macs(messages)
+    assert {c.kind: c.value for c in ring.checks()}["hash"] == check_value(current, "hash")
+    assert set(ring.retired_hash_checks()) == {check_value(retired, "hash")}
+
+
+def test_keys_move_out_of_the_token_by_rotation(soft_token: SoftToken) -> None:
+    """Token keys never leave it: moving out means new keys in this process beside the token's
+    until `keys rotate` and `keys rehash` have moved everything to them (docs/keys.md)."""
+    in_token = generated_ring(soft_token)
+    wrapped, _ = in_token.wrap(b"d" * 32, "rec-1")
+    old_digest = in_token.hasher.macs([b"call\x1fpbx-1"])
+    master, hash_key, seed = os.urandom(32), os.urandom(32), os.urandom(32)
+    beside = token_settings(
+        soft_token,
+        master_keys=f"m2={base64.b64encode(master).decode()}",
+        master_key_id="m2",
+        hash_key=base64.b64encode(hash_key).decode(),
+        pkcs11_hash_labels_retired="callvault-hash",
+        signing_key=base64.b64encode(seed).decode(),
+        signing_key_id="callvault-2",
+        signing_public_keys_retired=f"callvault-1={in_token.public_key()['public_key']}",
+    )
+    moving = token_key_ring(beside)
+    assert moving.master_ids == ("m1", "m2")
+    rewrapped, key_id = moving.rewrap(wrapped, "m1", "rec-1")
+    assert key_id == "m2"
+    assert moving.retired_hashers[0].macs([b"call\x1fpbx-1"]) == old_digest
+    assert [k["key_id"] for k in moving.public_keys()] == ["callvault-2", "callvault-1"]
+    where = dict(moving.whereabouts())
+    assert where["master key m2 (current)"] == "CALLVAULT_MASTER_KEYS"
+    assert where["hash key"] == "CALLVAULT_HASH_KEY"
+    assert where["master key m1"].startswith(f"token '{soft_token.label}'")
+    outside = software_key_ring(
+        master_keys={"m2": master},
+        current_master="m2",
+        hash_key=hash_key,
+        signing_seed=seed,
+        signing_key_id="callvault-2",
+    )
+    assert outside.unwrap(rewrapped, "m2", "rec-1") == b"d" * 32
+
+
+def test_the_cli_names_the_pin_file_in_one_line(soft_token: SoftToken, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("000000\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLVAULT_", "SOFTHSM2_"))}
+    env |= soft_token.env() | {"CALLVAULT_PKCS11_PIN_FILE": str(wrong)}
+    done = subprocess.run(
+        [CALLVAULT, "keys", "generate"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 3
+    (line,) = done.stderr.strip().splitlines()
+    assert "CALLVAULT_PKCS11_PIN_FILE: the token" in line
+    assert "refused the PIN" in line

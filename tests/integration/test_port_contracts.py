@@ -49,7 +49,7 @@ D1, D2 = b"\x01" * 32, b"\x02" * 32
 
 def postgres(instance: Instance) -> PostgresDatabase:
     settings = load_settings(**instance.settings_kwargs())
-    migrate_schema(settings)
+    migrate_schema(instance.migration_settings())
     db = PostgresDatabase(
         settings.dsn, sealer=TextSealer(AESGCM(KEY)), source="urn:test", clock=lambda: NOW
     )

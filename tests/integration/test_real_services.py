@@ -109,7 +109,7 @@ def test_object_lock_refuses_deletion_without_governance_bypass(stack: dict[str,
 def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
     from workers.adapters.postgres.migrate import migrate_schema
 
-    settings = load_settings(**instance.settings_kwargs())
+    settings = instance.migration_settings()
     applied, role = migrate_schema(settings)
     assert applied == [
         "0001_initial",
@@ -187,7 +187,7 @@ def _connections_opened(client: Minio) -> int:
 def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) -> None:
     from workers.adapters.postgres.migrate import migrate
 
-    settings = load_settings(**instance.settings_kwargs())
+    settings = instance.migration_settings()
     objects = object_store(settings)
     first = migrate(settings, objects)
     second = migrate(settings, objects)
@@ -209,7 +209,7 @@ def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) ->
 def test_the_workers_role_can_only_append_to_the_audit_trail(instance: Instance) -> None:
     from workers.adapters.postgres.migrate import migrate_schema
 
-    settings = load_settings(**instance.settings_kwargs())
+    settings = instance.migration_settings()
     migrate_schema(settings)
     with psycopg.connect(settings.dsn, autocommit=True) as conn:  # the workers' role
         conn.execute(

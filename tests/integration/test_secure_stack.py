@@ -126,7 +126,12 @@ def test_postgres_over_tls_with_verify_full(
         **instance.settings_kwargs(), database_ca_file=stack["CALLVAULT_STACK_TLS_CA"]
     )
     assert "sslmode=verify-full" in settings.dsn
-    migrate_schema(settings)  # yoyo connects the same way
+    owner = load_settings(
+        **instance.settings_kwargs(),
+        database_ca_file=stack["CALLVAULT_STACK_TLS_CA"],
+        database_admin_url=instance.owner_url,
+    )
+    migrate_schema(owner)  # yoyo connects the same way
     db = PostgresDatabase(
         settings.dsn,
         sealer=text_sealer(settings),

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.fakes.console import ConsoleState, memory_console_reads
 from tests.unit.conftest import World
+from workers.adapters.console_outbound import BusRequests
 from workers.adapters.http.app import create_app, http_config
 from workers.adapters.http.composition import assemble, session_secret
 from workers.adapters.http.oidc import OidcClient
@@ -43,8 +44,11 @@ class ConsoleWorld:
         """The audit trail's entries of this action, oldest first."""
         return [e for e in self.world.db.state.audit if e.action == action]
 
-    def client(self, **kwargs: Any) -> TestClient:
-        return TestClient(self.app, base_url="http://testserver", **kwargs)
+    def client(self, language: str = "en", **kwargs: Any) -> TestClient:
+        """A browser whose user reads ``language`` (the console's default is Lithuanian)."""
+        client = TestClient(self.app, base_url="http://testserver", **kwargs)
+        client.headers["accept-language"] = language
+        return client
 
     def api(self, username: str) -> TestClient:
         """An API client holding only a bearer token."""
@@ -83,7 +87,8 @@ def build_console(
     settings = world.settings.model_copy(update=overrides) if overrides else world.settings
     ctx = replace(world.ctx, settings=settings)
     reads = memory_console_reads(world.db)
-    console = assemble(ctx, reads, ring=world.container.keys, hasher=hasher)
+    requests = BusRequests(lambda: world.bus, "dsr.requests", "urn:callvault:console")
+    console = assemble(ctx, reads, requests, ring=world.container.keys, hasher=hasher)
     secret = session_secret(settings, world.container.keys)
     app = create_app(console, http_config(settings, secret), settings, oidc=oidc)
     world.ctx.history = console.history

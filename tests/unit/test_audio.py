@@ -3,57 +3,23 @@
 
 from __future__ import annotations
 
-import shutil
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.audio_formats import make_formats
 from workers.domain.audio import AudioFacts, AudioProbe, recognise
 from workers.domain.errors import NotAudio
 
 SECONDS = 2.5
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is missing: deploy/stack.sh up installs it (deploy/lib/telephony.sh)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One 2.5 s mono 8 kHz recording of a tone sweep, converted to every format under test."""
-    root = tmp_path_factory.mktemp("audio")
-    sox = _tool("sox")
-    source = root / "source.wav"
-    sweep = ["synth", str(SECONDS), "sine", "300-3000", "vol", "0.5"]
-    subprocess.run(
-        [sox, "-n", "-r", "8000", "-c", "1", "-b", "16", str(source), *sweep], check=True
-    )
-    conversions = {
-        "pcm.wav": [],
-        "ulaw.wav": ["-e", "u-law"],
-        "alaw.wav": ["-e", "a-law"],
-        "gsm.wav": ["-e", "gsm-full-rate"],
-        "stereo.wav": ["-c", "2"],
-        "wideband.wav": ["-r", "16000"],
-        "raw.ul": ["-t", "ul"],
-        "raw.al": ["-t", "al"],
-        "raw.gsm": ["-t", "gsm"],
-        "ulaw.au": ["-e", "u-law", "-t", "au"],
-        "cbr.mp3": [],
-        "vbr.mp3": ["-r", "44100", "-c", "2", "-C", "-4.2"],
-        "vorbis.ogg": [],
-        "stereo.flac": ["-c", "2"],
-    }
-    for name, options in conversions.items():
-        subprocess.run([sox, str(source), *options, str(root / name)], check=True)
-    subprocess.run([_tool("opusenc"), "--quiet", str(source), str(root / "voice.opus")], check=True)
-    return root
+    return make_formats(tmp_path_factory.mktemp("audio"), SECONDS)
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:

@@ -4,6 +4,7 @@ S3 and Kafka: what reaches the landing bucket and calls.ended, what stays on the
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -119,6 +120,21 @@ def test_a_call_waits_in_the_backlog_while_kafka_or_s3_is_away(
     assert rig.publisher.drain() == 1
     assert len(rig.kafka.records) == 1
     assert len(rig.landing.objects) == 1  # a retried upload reuses its key
+    assert not path.exists()
+
+
+def test_a_backlog_from_before_confined_directories_still_drains(tmp_path: Path) -> None:
+    """A call queued by an older connector (no directory recorded) is sent after an upgrade,
+    its file read and deleted beneath its own directory."""
+    path = recording(tmp_path / "spool")
+    old = Rig(tmp_path / "state")
+    old.kafka.away = True
+    old.publisher.submit(mixmonitor(path))
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite3") as db:
+        db.execute("ALTER TABLE pending DROP COLUMN directory")
+        db.execute("ALTER TABLE pending DROP COLUMN companions_directory")
+    upgraded = Rig(tmp_path / "state")
+    assert upgraded.publisher.drain() == 1
     assert not path.exists()
 
 
@@ -258,6 +274,44 @@ def test_freepbx_spool_sends_finished_recordings_and_keeps_numbers_out_of_ids_an
 
     spool.scan()  # a second pass counts nothing twice
     assert rig.sample("callvault_connector_rejected_total", reason="unreadable_name") == 1
+
+
+def test_freepbx_spool_follows_no_symlink_and_deletes_nothing_outside(
+    rig: Rig, tmp_path: Path
+) -> None:
+    secret = recording(tmp_path / "elsewhere", "secret.wav")
+    day = tmp_path / "monitor" / "2025" / "03" / "14"
+    day.mkdir(parents=True)
+    link = day / "in-52144500-+37061234567-20250314-121500-1710411300.12.wav"
+    link.symlink_to(secret)
+    (tmp_path / "monitor" / "2025" / "04").symlink_to(secret.parent, target_is_directory=True)
+    spool = watcher(rig, tmp_path / "monitor", settle_seconds=0)
+    assert spool.scan() == 0
+    rig.publisher.drain()
+    assert rig.kafka.records == []
+    assert rig.landing.objects == {}
+    assert secret.exists()
+    assert link.is_symlink()  # left where it is, and counted once
+    spool.scan()
+    assert rig.sample("callvault_connector_rejected_total", reason="unsafe_path") == 1
+
+
+def test_a_recording_swapped_for_a_symlink_before_the_upload_is_not_read(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Checked when queued, replaced by a link to another file before the backlog drains: the
+    upload opens the name without following it, so the other file is neither sent nor
+    deleted."""
+    secret = recording(tmp_path / "elsewhere", "secret.wav", make_wav(seconds=1.0))
+    path = recording(tmp_path / "spool")
+    assert rig.publisher.submit(mixmonitor(path)) == "queued"
+    path.unlink()
+    path.symlink_to(secret)
+    rig.publisher.drain()
+    assert rig.landing.objects == {}
+    assert rig.kafka.records == []
+    assert secret.exists()
+    assert rig.sample("callvault_connector_rejected_total", reason="audio_missing") == 1
 
 
 def test_internal_calls_can_be_filed_with_a_direction(rig: Rig, tmp_path: Path) -> None:

@@ -3,7 +3,9 @@ listen; the DPO's and administrator's desks; CSRF on every form."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -200,3 +202,226 @@ def test_qa_cannot_open_the_dpo_desk(cw: ConsoleWorld) -> None:
     client, _ = sign_in(cw, "qa1")
     for path in ("/dpo", "/dpo/holds", "/dpo/requests", "/dpo/access-log", "/dpo/disclosures"):
         assert client.get(path).status_code == 403, path
+
+
+# --- language and local time -----------------------------------------------------------------
+
+
+def test_the_console_speaks_lithuanian_unless_the_browser_asks_otherwise(cw: ConsoleWorld) -> None:
+    lithuanian = cw.client(language="").get("/login")
+    assert '<html lang="lt">' in lithuanian.text
+    assert "Prisijungti" in lithuanian.text
+    assert "Naudotojo vardas" in lithuanian.text
+    english = cw.client(language="en-GB,en;q=0.9").get("/login")
+    assert '<html lang="en">' in english.text
+    assert "User name" in english.text
+    german = cw.client(language="de-DE,de;q=0.9").get("/login")
+    assert '<html lang="lt">' in german.text  # no German catalogue: the default
+
+
+def test_refusals_are_told_in_the_readers_language(cw: ConsoleWorld) -> None:
+    client = cw.client(language="lt")
+    form = client.get("/login")
+    wrong = client.post(
+        "/login", data={"username": "qa1", "password": "nope-nope", "csrf_token": csrf(form.text)}
+    )
+    assert wrong.status_code == 401
+    assert "neteisingas slaptažodis" in wrong.text
+    api = cw.client(language="lt").post(
+        "/api/v1/session", json={"username": "qa1", "password": "nope-nope"}
+    )
+    assert api.json() == {"detail": "unknown user name or wrong password"}  # programs: English
+
+
+def test_the_users_choice_of_language_wins_over_the_browsers(cw: ConsoleWorld) -> None:
+    client, token = sign_in(cw, "qa1")  # an English browser
+    assert "Find recordings" in client.get("/search").text
+    chosen = client.post(
+        "/language",
+        data={"language": "lt", "csrf_token": token},
+        headers={"referer": "http://testserver/search"},
+    )
+    assert chosen.url.path == "/search"
+    assert "Įrašų paieška" in chosen.text
+    again, _ = sign_in(cw, "qa1")  # kept with the account, in another browser too
+    assert '<html lang="lt">' in again.get("/search").text
+    refused = client.post("/language", data={"language": "xx", "csrf_token": token})
+    assert refused.status_code == 422
+    assert client.post("/language", data={"language": "en"}).status_code == 403  # no token
+
+
+def test_unknown_pages_answer_a_person_with_a_page(cw: ConsoleWorld) -> None:
+    client, _ = sign_in(cw, "dpo1")
+    client.headers["accept-language"] = "lt"
+    missing = client.get("/dpo/nothing-here")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    assert "Tokio puslapio nėra" in missing.text or "tokio puslapio nėra" in missing.text
+    anonymous = cw.client(language="en").get("/no/such/page")
+    assert anonymous.status_code == 404
+    assert "there is no such page" in anonymous.text
+    api = client.get("/api/v1/no-such-route")
+    assert api.status_code == 404
+    assert api.json() == {"detail": "Not Found"}
+
+
+def test_search_days_are_vilnius_days(cw: ConsoleWorld) -> None:
+    """01:30 on 7 December in Vilnius is 23:30 on the 6th in UTC: the call is on the 7th."""
+    late = cw.world.store_call(
+        "call-night",
+        started_at="2026-12-06T23:30:00Z",
+        ended_at="2026-12-06T23:34:00Z",
+    )
+    client, token = sign_in(cw, "qa1")
+
+    def found(**days: str) -> bool:
+        page = client.post("/search", data={"call_id": "call-night", **days, "csrf_token": token})
+        assert page.status_code == 200, page.text
+        return f'data-recording-id="{late.recording_id}"' in page.text
+
+    assert found(**{"from": "2026-12-07"})
+    assert found(to="2026-12-07")
+    assert not found(to="2026-12-06")
+    assert not found(**{"from": "2026-12-08"})
+    page = client.post("/search", data={"call_id": "call-night", "csrf_token": token})
+    assert '<time datetime="2026-12-07T01:30:00+02:00">7 Dec 2026, 01:30</time>' in page.text
+    client.headers["accept-language"] = "lt"
+    page = client.post("/search", data={"call_id": "call-night", "csrf_token": token})
+    assert ">2026-12-07 01:30</time>" in page.text
+    assert "1 įrašas" in page.text
+
+
+def test_the_overview_counts_local_days(cw: ConsoleWorld) -> None:
+    cw.world.clock.set(datetime(2026, 12, 6, 23, 30, tzinfo=UTC))  # 01:30 on the 7th, local
+    cw.world.store_call("call-night")
+    data = cw.api("dpo1").get("/api/v1/overview").json()
+    days, stored = data["per_day"]["days"], data["per_day"]["rows"]["stored"]
+    assert days[-1] == "2026-12-07"
+    assert stored[-1] == 1.0
+    assert sum(stored) == 1.0
+
+
+def test_the_monthly_report_covers_a_local_month(cw: ConsoleWorld) -> None:
+    cw.world.clock.set(datetime(2026, 11, 30, 22, 30, tzinfo=UTC))  # 00:30 on 1 December
+    cw.world.store_call("call-a")
+    cw.api("qa1").get(
+        f"/api/v1/recordings/{cw.world.recording('call-a').recording_id}/audio?purpose=quality"
+    )  # type: ignore[union-attr]
+    api = cw.api("dpo1")
+    december = api.get("/api/v1/reports/monthly?month=2026-12").json()
+    assert december["period_start"] == "2026-11-30T22:00:00Z"
+    assert december["period_end"] == "2026-12-31T22:00:00Z"
+    assert december["accesses_by_purpose"] == {"quality": 1}
+    assert api.get("/api/v1/reports/monthly?month=2026-11").json()["accesses_by_purpose"] == {}
+    client, _ = sign_in(cw, "dpo1")
+    client.headers["accept-language"] = "lt"
+    page = client.get("/dpo/report?month=2026-12")
+    assert "2026 m. gruodis" in page.text
+    assert "Europe/Vilnius" in page.text
+    assert "Duomenų tvarkymo veiklos įrašas" in page.text
+    assert "duomenų valdytojo teisėtas interesas" in page.text  # the notice's default, translated
+
+
+# --- requests that come without a portal -----------------------------------------------------
+
+
+def registration_form(page: str, **fields: str) -> dict[str, str]:
+    request_id = re.search(r'name="request_id" value="([^"]+)"', page)
+    assert request_id, "no request id in the form"
+    return {
+        "csrf_token": csrf(page),
+        "request_id": request_id.group(1),
+        "type": "access",
+        "received_on": "2025-03-13",
+        "channel": "letter",
+        "verification": "id_document",
+        "verified_by": "Ona Onaitė",
+        "language": "en",
+        "phone": "8 612 34567",
+    } | fields
+
+
+def test_the_dpo_registers_a_request_that_came_by_letter(cw: ConsoleWorld) -> None:
+    cw.world.store_call("call-a")
+    client, _ = sign_in(cw, "dpo1")
+    page = client.get("/dpo/requests")
+    assert 'id="register-request"' in page.text
+    form = registration_form(page.text)
+    answer = client.post("/dpo/requests", data=form)
+    assert answer.status_code == 200, answer.text
+    assert "Deadline: 13 Apr 2025." in answer.text  # one month from the day it came
+    again = client.post("/dpo/requests", data=form)  # the same form sent twice
+    assert again.status_code == 200
+
+    published = cw.world.records("dsr.requests")
+    assert {key for key, _ in published} == {form["request_id"]}
+    event = json.loads(published[0][1])
+    assert event["type"] == "callvault.dsr.requested.v1"
+    assert event["data"] == {
+        "request_id": form["request_id"],
+        "type": "access",
+        "received_at": "2025-03-12T22:00:00Z",  # midnight in Vilnius
+        "identity_verified": True,
+        "subject": {
+            "phone_numbers": ["8 612 34567"],
+            "emails": [],
+            "customer_ids": [],
+            "order_ids": [],
+        },
+        "language": "en",
+    }
+    with cw.world.container.db.unit_of_work() as uow:
+        entries = [e for e in uow.audit_entries(0, 1000) if e.action == "request_registered"]
+    assert len(entries) == 1  # registered once
+    assert entries[0].entity_id == form["request_id"]
+    assert entries[0].details | {"received_at": "…"} == {
+        "by": "dpo1",
+        "type": "access",
+        "received_at": "…",
+        "channel": "letter",
+        "verification": "id_document",
+        "verified_by": "Ona Onaitė",
+        "language": "en",
+        "tenant": None,
+    }
+    assert "612" not in json.dumps(entries[0].details)  # never the person's identifiers
+
+    # the worker takes it from dsr.requests as it takes a portal's
+    for key, value in published[:1]:
+        assert cw.world.deliver("dsr.requests", value, key) == "completed"
+    with cw.world.container.db.unit_of_work() as uow:
+        record = uow.requests.get(form["request_id"])
+    assert record is not None
+    assert record.language == "en"
+    listed = client.get("/dpo/requests")
+    assert form["request_id"] in listed.text
+    assert "ZIP until" in listed.text
+    assert record.result["export"]["url"] in listed.text.replace("&amp;", "&")  # to send on
+
+
+def test_registering_needs_the_dpo_a_past_day_and_an_identifier(cw: ConsoleWorld) -> None:
+    client, _ = sign_in(cw, "dpo1")
+    page = client.get("/dpo/requests").text
+    future = client.post("/dpo/requests", data=registration_form(page, received_on="2025-03-15"))
+    assert future.status_code == 422
+    nobody = client.post("/dpo/requests", data=registration_form(page, phone=""))
+    assert nobody.status_code == 422
+    forged = client.post("/dpo/requests", data=registration_form(page, request_id="R-1"))
+    assert forged.status_code == 422
+    assert cw.world.records("dsr.requests") == []
+    qa, token = sign_in(cw, "qa1")
+    refused = qa.post("/dpo/requests", data=registration_form(page, csrf_token=token))
+    assert refused.status_code == 403
+    assert cw.world.records("dsr.requests") == []
+
+
+def test_an_unverified_registration_is_refused_by_the_worker(cw: ConsoleWorld) -> None:
+    client, _ = sign_in(cw, "dpo1")
+    client.headers["accept-language"] = "lt"
+    page = client.get("/dpo/requests").text
+    form = registration_form(page, verification="not_verified", type="erasure")
+    answer = client.post("/dpo/requests", data=form)
+    assert "užregistruotas" in answer.text
+    ((key, value),) = cw.world.records("dsr.requests")
+    assert json.loads(value)["data"]["identity_verified"] is False
+    assert cw.world.deliver("dsr.requests", value, key) == "rejected"

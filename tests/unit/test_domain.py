@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,6 +25,7 @@ from conftest import (
     SHOP_E164,
     WAV,
     make_settings,
+    make_wav,
     settings_values,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -496,6 +499,55 @@ def test_symlink_escaping_the_root_is_refused(tmp_path: Path) -> None:
     os.symlink(secret, root / "link.wav")
     with pytest.raises(UriNotAllowed):
         _fetcher(root).open(_locate(f"file://{root}/link.wav"))
+
+
+def test_a_directory_swapped_for_a_symlink_after_the_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of checking a path and then opening it by name: the fetcher is asked for
+    ``<root>/calls/a.wav``; right after it starts looking, ``calls`` becomes a link to a
+    directory outside the root. The file there must not be read."""
+    root, elsewhere = tmp_path / "spool", tmp_path / "elsewhere"
+    (root / "calls").mkdir(parents=True)
+    (root / "calls" / "a.wav").write_bytes(WAV)
+    elsewhere.mkdir()
+    (elsewhere / "a.wav").write_bytes(make_wav(seconds=1.0))  # someone else's audio
+    fetcher = _fetcher(root)
+    swapped: list[bool] = []
+
+    def swap() -> None:
+        if not swapped:
+            swapped.append(True)
+            shutil.rmtree(root / "calls")
+            os.symlink(elsewhere, root / "calls")
+
+    def realpath(path: Any, *args: Any, **kwargs: Any) -> Any:
+        found = real_realpath(path, *args, **kwargs)
+        swap()  # the attacker wins the race just after the look
+        return found
+
+    def open_(path: Any, *args: Any, **kwargs: Any) -> int:
+        swap()
+        return real_open(path, *args, **kwargs)
+
+    real_realpath, real_open = os.path.realpath, os.open
+    monkeypatch.setattr(os.path, "realpath", realpath)
+    monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(UriNotAllowed):
+        b"".join(fetcher.open(_locate(f"file://{root}/calls/a.wav")))
+    assert swapped
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_file_uri_naming_no_regular_file_is_fetch_failed(tmp_path: Path, kind: str) -> None:
+    root = tmp_path / "spool"
+    root.mkdir()
+    if kind == "fifo":
+        os.mkfifo(root / "a.wav")  # opening it for reading would block a worker for ever
+    else:
+        (root / "a.wav").mkdir()
+    with pytest.raises(FetchFailed):
+        b"".join(_fetcher(root).open(_locate(f"file://{root}/a.wav")))
 
 
 def test_file_uri_without_configured_root_is_refused(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from conftest import WAV
 
 from tests.fakes.connectors import Rig
+from workers.adapters.connectors import rtpengine
 from workers.adapters.connectors.freeswitch import EslConnection, EslError, EslWatcher
 from workers.adapters.connectors.rtp import g711_to_pcm, read_pcap, stereo_wav
 from workers.adapters.connectors.rtpengine import RtpengineSpool, call_id_for, parse_metadata
@@ -92,6 +93,7 @@ def test_record_stop_events_become_call_ended_events(tmp_path: Path) -> None:
         port=fake.port,
         password="ClueCon",
         pbx_id="fs1",
+        recordings_dir=recording.parent,
     )
     connection = EslConnection("127.0.0.1", fake.port, "ClueCon")
     connection.subscribe("RECORD_STOP")
@@ -113,14 +115,58 @@ def test_freeswitchs_default_caller_id_is_stored_as_withheld(tmp_path: Path) -> 
     fake = FakeFreeSwitch([record_stop(recording, caller="0000000000")])
     connection = EslConnection("127.0.0.1", fake.port, "ClueCon")
     connection.subscribe("RECORD_STOP")
-    watcher = EslWatcher(
-        rig.publisher, rig.metrics, host="127.0.0.1", port=fake.port, password="x", pbx_id="fs"
-    )
+    watcher = esl_watcher(rig, fake, tmp_path)
     for event in connection.events(idle=5):
         assert event is not None
         watcher.handle(event)
     (data,) = rig.kafka.data()
     assert data["caller"] == "0000000000"  # callvault recognises it as withheld
+
+
+def esl_watcher(rig: Rig, fake: FakeFreeSwitch, recordings: Path) -> EslWatcher:
+    return EslWatcher(
+        rig.publisher,
+        rig.metrics,
+        host="127.0.0.1",
+        port=fake.port,
+        password="x",
+        pbx_id="fs",
+        recordings_dir=recordings,
+    )
+
+
+def handle_all(watcher: EslWatcher, fake: FakeFreeSwitch) -> None:
+    connection = EslConnection("127.0.0.1", fake.port, "ClueCon")
+    connection.subscribe("RECORD_STOP")
+    for event in connection.events(idle=5):
+        assert event is not None
+        watcher.handle(event)
+
+
+@pytest.mark.parametrize("where", ["elsewhere", "dotdot", "symlink", "symlinked-directory"])
+def test_a_record_file_path_outside_the_recordings_directory_is_neither_read_nor_deleted(
+    tmp_path: Path, where: str
+) -> None:
+    rig = Rig(tmp_path / "state", connector="freeswitch")
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    secret = tmp_path / "secret" / "other.wav"
+    secret.parent.mkdir()
+    secret.write_bytes(WAV)
+    named = {
+        "elsewhere": secret,
+        "dotdot": recordings / ".." / "secret" / "other.wav",
+        "symlink": recordings / "link.wav",
+        "symlinked-directory": recordings / "linked" / "other.wav",
+    }[where]
+    (recordings / "link.wav").symlink_to(secret)
+    (recordings / "linked").symlink_to(secret.parent)
+    fake = FakeFreeSwitch([record_stop(named)])
+    handle_all(esl_watcher(rig, fake, recordings), fake)
+    assert rig.landing.objects == {}
+    assert rig.kafka.records == []
+    assert secret.exists()
+    assert rig.sample("callvault_connector_rejected_total", reason="bad_request") == 1
 
 
 def test_a_wrong_event_socket_password_is_an_error() -> None:
@@ -147,15 +193,18 @@ def _tone(frequency: float, samples: int) -> list[int]:
     return [int(8000 * math.sin(2 * math.pi * frequency * i / 8000)) for i in range(samples)]
 
 
-def build_pcap(streams: dict[int, list[int]], lose: frozenset[int] = frozenset()) -> bytes:
-    """Ethernet/IPv4/UDP/RTP packets of 20 ms PCMU, one stream per target port."""
+def build_pcap(
+    streams: dict[int, list[int]], lose: frozenset[int] = frozenset(), step: int = 160
+) -> bytes:
+    """Ethernet/IPv4/UDP/RTP packets of 20 ms PCMU, one stream per target port; the RTP
+    timestamp advances ``step`` samples a packet (160: as it should)."""
     out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
     for index in range(max(len(s) for s in streams.values()) // 160):
         for target, samples in streams.items():
             if index in lose and target == ANSWER_PORT:
                 continue
             payload = bytes(_ulaw_encode(s) for s in samples[index * 160 : (index + 1) * 160])
-            rtp = struct.pack(">BBHII", 0x80, 0, 1000 + index, 5000 + 160 * index, target)
+            rtp = struct.pack(">BBHII", 0x80, 0, 1000 + index, 5000 + step * index, target)
             udp = struct.pack(">HHHH", 40000, target, 8 + len(rtp) + len(payload), 0)
             ip = struct.pack(
                 ">BBHHHBBH4s4s",
@@ -228,11 +277,14 @@ callvault_caller:{caller}|callvault_callee:852144500|callvault_direction:inbound
 """
 
 
-def spool_call(spool: Path, call_id: str, caller: str = CUSTOMER) -> tuple[Path, Path]:
+def spool_call(
+    spool: Path, call_id: str, caller: str = CUSTOMER, pcap: Path | None = None, step: int = 160
+) -> tuple[Path, Path]:
     (spool / "metadata").mkdir(parents=True, exist_ok=True)
     (spool / "pcaps").mkdir(exist_ok=True)
-    pcap = spool / "pcaps" / f"{call_id}-0123456789abcdef.pcap"
-    pcap.write_bytes(build_pcap({ANSWER_PORT: _tone(440, 8000), OFFER_PORT: _tone(1000, 8000)}))
+    pcap = pcap or spool / "pcaps" / f"{call_id}-0123456789abcdef.pcap"
+    tones = {ANSWER_PORT: _tone(440, 8000), OFFER_PORT: _tone(1000, 8000)}
+    pcap.write_bytes(build_pcap(tones, step=step))
     meta = spool / "metadata" / f"rtpengine-meta-{call_id}-0123456789abcdef.txt"
     meta.write_text(
         METADATA.format(
@@ -284,13 +336,88 @@ def test_sip_call_ids_that_are_not_call_ids_are_digested() -> None:
     assert "370" not in digested
 
 
-def test_a_damaged_spool_entry_is_left_in_place_and_counted(tmp_path: Path) -> None:
+def quarantined(spool: Path) -> list[str]:
+    return sorted(p.name for p in (spool / "metadata" / "quarantine").glob("*"))
+
+
+def test_a_damaged_spool_entry_is_set_aside_and_counted_once(tmp_path: Path) -> None:
     rig = Rig(tmp_path / "state", connector="rtpengine")
     (tmp_path / "metadata").mkdir()
     broken = tmp_path / "metadata" / "rtpengine-meta-x-0123456789abcdef.txt"
     broken.write_text("nothing useful\n")
     watcher = RtpengineSpool(tmp_path, rig.publisher, rig.metrics, pbx_id="k")
     assert watcher.scan() == 0
-    watcher.scan()
-    assert broken.exists()
+    assert not broken.exists()
+    assert quarantined(tmp_path) == [broken.name]
+    RtpengineSpool(tmp_path, rig.publisher, rig.metrics, pbx_id="k").scan()  # after a restart
     assert rig.sample("callvault_connector_rejected_total", reason="bad_request") == 1
+
+
+def test_timestamps_running_past_the_call_are_refused_and_the_spool_goes_on(
+    tmp_path: Path,
+) -> None:
+    """200 packets (4 s of RTP) whose timestamps jump 9.9 s each would be a 64 MB WAV (and a
+    5-minute call several GB): refused before the output grows; the next call is still sent."""
+    rig = Rig(tmp_path / "state", connector="rtpengine")
+    spool = tmp_path / "spool"
+    jumping, jumping_pcap = spool_call(spool, "a0jump", step=79_200)
+    good, _ = spool_call(spool, "b1good")
+    assert jumping_pcap.stat().st_size < 64 * 1024
+    watcher = RtpengineSpool(spool, rig.publisher, rig.metrics, pbx_id="kamailio")
+    assert watcher.scan() == 1
+    rig.publisher.drain()
+    assert [d["call_id"] for d in rig.kafka.data()] == ["kamailio:b1good"]
+    assert quarantined(spool) == [jumping.name]
+    assert jumping_pcap.exists()  # left for whoever looks into it
+    assert rig.sample("callvault_connector_rejected_total", reason="too_long") == 1
+    assert list((rig.publisher.state_dir / "incoming").iterdir()) == []
+    assert not good.exists()
+
+
+def test_any_failure_sets_the_file_aside_with_a_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = Rig(tmp_path / "state", connector="rtpengine")
+    spool = tmp_path / "spool"
+    first, _ = spool_call(spool, "a0fail")
+    spool_call(spool, "b1good")
+    calls = iter([MemoryError(), None])
+
+    def flaky(*args: object, **kwargs: object) -> bytes:
+        failure = next(calls)
+        if failure is not None:
+            raise failure
+        return stereo_wav(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rtpengine, "stereo_wav", flaky)
+    watcher = RtpengineSpool(spool, rig.publisher, rig.metrics, pbx_id="kamailio")
+    assert watcher.scan() == 1
+    assert quarantined(spool) == [first.name]
+    assert rig.sample("callvault_connector_rejected_total", reason="error") == 1
+
+
+def test_a_pcap_outside_the_spool_is_neither_read_nor_deleted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path / "state", connector="rtpengine")
+    spool = tmp_path / "spool"
+    elsewhere = tmp_path / "elsewhere.pcap"
+    meta, _ = spool_call(spool, "a0away", pcap=elsewhere)
+    watcher = RtpengineSpool(spool, rig.publisher, rig.metrics, pbx_id="kamailio")
+    assert watcher.scan() == 0
+    assert rig.kafka.records == []
+    assert elsewhere.exists()
+    assert quarantined(spool) == [meta.name]
+    assert rig.sample("callvault_connector_rejected_total", reason="unsafe_path") == 1
+
+
+def test_a_metadata_file_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path / "state", connector="rtpengine")
+    spool = tmp_path / "spool"
+    real, _ = spool_call(tmp_path / "other", "a0link")
+    (spool / "metadata").mkdir(parents=True)
+    link = spool / "metadata" / real.name
+    link.symlink_to(real)
+    RtpengineSpool(spool, rig.publisher, rig.metrics, pbx_id="kamailio").scan()
+    assert rig.kafka.records == []
+    assert real.exists()
+    assert quarantined(spool) == [link.name]
+    assert rig.sample("callvault_connector_rejected_total", reason="unsafe_path") == 1

@@ -33,8 +33,9 @@ from workers.app.handlers.keys import begin_hash_rotation, verify_keys
 from workers.app.retry import RetryPolicy
 from workers.bootstrap import bootstrap
 from workers.domain import messages as m
-from workers.domain.errors import ConfigError
+from workers.domain.errors import ConfigError, TransientError
 from workers.domain.model import RecordingStatus
+from workers.entrypoints.worker import _check_keys
 
 NEW_MASTER = base64.b64encode(bytes(range(100, 132))).decode()
 NEW_HASH = base64.b64encode(bytes(range(132, 164))).decode()
@@ -297,3 +298,33 @@ def test_a_retired_signing_key_must_be_the_published_one(world: World) -> None:
     )
     with pytest.raises(ConfigError, match="CALLVAULT_SIGNING_PUBLIC_KEYS_RETIRED: key id"):
         verify_keys(new.ctx, register=True)
+
+
+class _TokenAway:
+    """Keys in a token that does not answer (a network HSM away)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def checks(self) -> list[Any]:
+        self.asked += 1
+        raise TransientError("the PKCS#11 token 'callvault' did not answer (DeviceError())")
+
+
+def test_a_worker_whose_token_does_not_answer_retries_then_exits_75(world: World) -> None:
+    away = _TokenAway()
+    container = bootstrap(
+        world.settings,
+        clock=world.clock,
+        db=world.db,
+        objects=world.objects,
+        kafka=world.bus,
+        keys=away,
+        retry=RetryPolicy(
+            budget_seconds=60, initial_seconds=0, max_seconds=0, max_attempts=3, sleep=_no_sleep
+        ),
+    )
+    with pytest.raises(SystemExit) as stopped:
+        _check_keys(container)
+    assert stopped.value.code == 75  # the supervisor starts it again
+    assert away.asked == 3

@@ -134,3 +134,6 @@ def test_the_wheel_builds_with_the_locked_backend_alone(tmp_path: Path) -> None:
     assert "workers/cli.py" in names or any(n.startswith("workers/entrypoints/") for n in names)
     assert any(n.startswith("workers/_schemas/") and n.endswith(".schema.json") for n in names)
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    for language in ("lt", "en"):  # the message catalogues, compiled by the build
+        assert f"workers/i18n/locale/{language}/LC_MESSAGES/messages.mo" in names
+        assert f"workers/i18n/locale/{language}/LC_MESSAGES/messages.po" in names

@@ -11,11 +11,10 @@ rebinding) cannot lead the worker to a service on its own host or network link."
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -24,6 +23,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from ..app.ports.objects import ObjectMissing, ObjectStore
 from ..domain.errors import FetchFailed, TransientError, UriNotAllowed
 from ..domain.uris import AudioLocation
+from .confined import Beneath, NotRegularFile, OutsideDirectory
 
 CHUNK = 256 * 1024
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -112,7 +112,7 @@ class AudioFetcher:
         allowed_networks: Iterable[str] = (),
     ) -> None:
         self._objects = objects
-        self._root = fetch_root.resolve() if fetch_root else None
+        self._root = Beneath(fetch_root) if fetch_root else None
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=min(timeout_seconds, 10), read=timeout_seconds),
             retries=urllib3.Retry(total=2, redirect=0, backoff_factor=0.2),
@@ -137,12 +137,15 @@ class AudioFetcher:
     def _from_file(self, where: AudioLocation) -> Iterator[bytes]:
         if self._root is None:
             raise UriNotAllowed("file:// recordings need CALLVAULT_FETCH_ROOT")
-        real = Path(os.path.realpath(where.path))  # follows every symlink and '..'
-        if not real.is_relative_to(self._root):
-            raise UriNotAllowed("file:// path lies outside CALLVAULT_FETCH_ROOT")
-        if not real.is_file():
-            raise FetchFailed("file:// path is not an existing regular file")
-        return _read_file(real)
+        try:  # opened here, not when the stream is first read: refusals are this call's
+            handle = self._root.open(Path(where.path))
+        except OutsideDirectory:
+            raise UriNotAllowed(
+                "file:// path lies outside CALLVAULT_FETCH_ROOT (or reaches it by a symlink)"
+            ) from None
+        except (NotRegularFile, FileNotFoundError, IsADirectoryError):
+            raise FetchFailed("file:// path is not an existing regular file") from None
+        return _read_file(handle)
 
     def _from_http(self, where: AudioLocation) -> Iterator[bytes]:
         try:
@@ -162,8 +165,8 @@ class AudioFetcher:
         return _drain(response)
 
 
-def _read_file(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
+def _read_file(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
         while chunk := handle.read(CHUNK):
             yield chunk
 

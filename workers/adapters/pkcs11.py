@@ -43,6 +43,7 @@ from .keys import (
     KeyRing,
     MasterKey,
     SoftwareSigner,
+    check_value,
     software_master,
 )
 from .signatures import ED25519, ES256
@@ -546,6 +547,37 @@ def generate(settings: Settings, token: Token | None = None) -> list[str]:
             if label not in present:
                 created.append(make(session, label, eddsa))
     return created
+
+
+def import_hash_keys(settings: Settings, token: Token | None = None) -> list[tuple[str, str]]:
+    """Copy the hash keys of the settings (``CALLVAULT_HASH_KEY`` and the retired ones) into
+    the token as sensitive, non-extractable objects, so that no hash key need stay in the
+    settings: the digests on record (tombstones included) stay valid without a rotation.
+    Returns (label, what) of each key imported; a label the token has already is left."""
+    token = token or token_of(settings)
+    settings.need("hash_key")
+    wanted = [(settings.pkcs11_hash_label, settings.key("hash_key"), "hash key")]
+    wanted += [
+        (f"{settings.pkcs11_hash_label}-retired-{check_value(key, 'hash')[:8]}", key, "retired")
+        for key in settings.retired_hash_keys()
+    ]
+    done = []
+    with token.admin() as session:
+        present = {str(o.label) for o in session.get_objects({})}
+        for label, key, what in wanted:
+            if label in present:
+                continue
+            session.create_object(
+                {
+                    **HASH_TEMPLATE,
+                    Attribute.CLASS: ObjectClass.SECRET_KEY,
+                    Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+                    Attribute.VALUE: key,
+                    Attribute.LABEL: label,
+                }
+            )
+            done.append((label, what))
+    return done
 
 
 def _new_master(session: Any, label: str, eddsa: bool) -> str:

@@ -45,7 +45,12 @@ from ..domain.messages import (
     SyncLegalHolds,
 )
 from ..domain.retention import rfc3339
-from .console.messages import AccountChanged, RecordingConsulted, RecordingsDisclosed
+from .console.messages import (
+    AccountChanged,
+    RecordingConsulted,
+    RecordingsDisclosed,
+    RequestRegistered,
+)
 
 ACCESS = "access"  # the audit action of a consultation; the access log indexes these entries
 
@@ -168,6 +173,8 @@ def _audit_console(event: Event, into: list[AuditRecord]) -> None:
                 "sha256": d.export_sha256,
             }
             into.append(AuditRecord("disclosure", d.disclosure_id, details, d.disclosed_at))
+        case RequestRegistered(request_id=request_id, details=details, at=at):
+            into.append(AuditRecord("request_registered", request_id, details, at))
         case AccountChanged(action=action, username=username, by=by, at=at, details=more):
             details = {"action": action, "by": by, **more}
             into.append(AuditRecord("account", username, details, at))

@@ -101,6 +101,33 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+# What every current browser plays as it is (Chromium, Firefox, Safari): anything else is
+# played from a rendition (PCM WAV) and kept, downloaded and exported as it came.
+_BROWSERS_PLAY = {
+    WAV: {"pcm", "float"},
+    MPEG: {"mp3"},
+    OGG: {"opus", "vorbis"},
+    FLAC: {"flac"},
+}
+NEEDS_CODEC = frozenset(_BROWSERS_PLAY)  # types whose codec decides; others need no look
+
+
+def browsers_play(content_type: str | None, codec: str | None) -> bool:
+    """Whether browsers play audio of this type and codec without a rendition."""
+    return codec in _BROWSERS_PLAY.get(content_type or "", ())
+
+
+def codec_of(head: bytes, content_type: str) -> str | None:
+    """The codec that a recording's first bytes name (a WAV's format tag, an Ogg stream's
+    first packet, an MPEG frame's layer); ``None`` when the head does not say."""
+    probe = AudioProbe(content_type)
+    probe.feed(head)
+    try:
+        return probe.finish().codec
+    except NotAudio:
+        return None
+
+
 def check_audio(head: bytes, declared: str | None) -> str:
     """The media type of the audio, or :class:`NotAudio` when it is not audio we can keep."""
     return recognise(head, declared)

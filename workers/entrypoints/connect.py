@@ -262,6 +262,13 @@ def freepbx_spool(
     show_default=True,
     help="Environment variable holding the event socket password (never on the command line).",
 )
+@click.option(
+    "--recordings-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="FreeSWITCH's recordings directory ($${recordings_dir}): a Record-File-Path "
+    "elsewhere is neither read nor deleted.",
+)
 @_pbx_id_option("freeswitch")
 @_notice_option
 @_state_dir_option
@@ -270,6 +277,7 @@ def freeswitch_esl(
     host: str,
     port: int,
     password_env: str,
+    recordings_dir: Path,
     pbx_id: str,
     notice: bool,
     state_dir: Path | None,
@@ -291,6 +299,7 @@ def freeswitch_esl(
             port=port,
             password=password,
             pbx_id=pbx_id,
+            recordings_dir=recordings_dir,
             notice_played=notice,
         )
         watcher.run(_until_signalled())

@@ -7,17 +7,23 @@ from typing import Any
 import click
 import structlog
 
-from ..settings import load_settings
+from ..settings import Settings, load_settings
 
 log = structlog.get_logger("callvault.serve")
 
 
 def console_from_container(container: Any) -> Any:
-    """The console over the worker's own wiring (PostgreSQL, S3, the keys)."""
+    """The console over the worker's own wiring (PostgreSQL, S3, the keys; Kafka only for
+    the requests the DPO registers)."""
+    from ..adapters.console_outbound import BusRequests
     from ..adapters.http.composition import assemble
     from ..adapters.postgres.console import console_reads
 
-    return assemble(container.ctx, console_reads(container.db), ring=container.keys)
+    settings: Settings = container.settings
+    requests = BusRequests(
+        lambda: container.kafka, settings.topic_dsr_requests, settings.source_uri
+    )
+    return assemble(container.ctx, console_reads(container.db), requests, ring=container.keys)
 
 
 @click.command()
@@ -45,7 +51,7 @@ def serve(host: str | None, port: int | None) -> None:
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
         secret = session_secret(settings, container.keys)
-        # the console needs no Kafka: its holds are applied through the database
+        # holds are applied through the database; only registered requests go to Kafka
         readiness = container.readiness(kafka=False).start()
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)

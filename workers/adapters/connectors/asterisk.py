@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -115,7 +116,13 @@ def parse_freepbx_name(path: Path, zone: tzinfo) -> FreePbxName | None:
 
 
 def freepbx_call(
-    path: Path, name: FreePbxName, *, pbx_id: str, direction: Direction, notice_played: bool
+    path: Path,
+    name: FreePbxName,
+    *,
+    pbx_id: str,
+    direction: Direction,
+    notice_played: bool,
+    root: Path | None = None,
 ) -> FinishedCall:
     return FinishedCall(
         call_id=call_id_for(pbx_id, name.uniqueid),
@@ -127,6 +134,7 @@ def freepbx_call(
         content_type=content_type_for(path),
         notice_played=notice_played,
         vendor={"x_freepbx_kind": name.kind},
+        directory=root,
     )
 
 
@@ -143,7 +151,9 @@ def freepbx_direction(kind: str, others: Direction | None) -> Direction | None:
 class SpoolWatcher:
     """Polls a FreePBX ``monitor`` directory for recordings nobody has written to for
     ``settle_seconds`` (MixMonitor writes every 20 ms while a call lasts) and submits them.
-    Files it cannot send (not audio, not a FreePBX name, internal calls) stay where they are."""
+    Files it cannot send (not audio, not a FreePBX name, internal calls, symlinks and other
+    things that are no regular file) stay where they are; nothing outside ``root`` is read or
+    deleted, whatever a link points to."""
 
     def __init__(
         self,
@@ -184,6 +194,9 @@ class SpoolWatcher:
             except (NotAudio, SchemaViolation) as exc:
                 self._refuse(path, "not_audio" if isinstance(exc, NotAudio) else "bad_request")
                 continue
+            except Exception:  # noqa: BLE001 - whatever one file does, the spool goes on
+                self._refuse(path, "error")
+                continue
             queued += outcome == "queued"
         return queued
 
@@ -195,10 +208,12 @@ class SpoolWatcher:
                 if path in self._refused:
                     continue
                 try:
-                    stat = path.stat()
+                    found = path.lstat()  # a symlink is looked at, never followed
                 except FileNotFoundError:
                     continue
-                if now - stat.st_mtime >= self._settle:
+                if not stat.S_ISREG(found.st_mode):
+                    self._refuse(path, "unsafe_path")
+                elif now - found.st_mtime >= self._settle:
                     yield path
 
     def _call(self, path: Path) -> FinishedCall | None:
@@ -211,7 +226,12 @@ class SpoolWatcher:
             self._refuse(path, "bad_request")
             return None
         return freepbx_call(
-            path, name, pbx_id=self._pbx_id, direction=direction, notice_played=self._notice
+            path,
+            name,
+            pbx_id=self._pbx_id,
+            direction=direction,
+            notice_played=self._notice,
+            root=self._root,
         )
 
     def _refuse(self, path: Path, reason: str) -> None:

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS pending (
     owned       INTEGER NOT NULL,
     landing_key TEXT NOT NULL,
     uploaded    INTEGER NOT NULL DEFAULT 0,
-    companions  TEXT NOT NULL DEFAULT '[]'
+    companions  TEXT NOT NULL DEFAULT '[]',
+    directory   TEXT,               -- the audio lies beneath it (NULL: its parent)
+    companions_directory TEXT       -- the companions lie beneath it (NULL: directory)
 );
 CREATE TABLE IF NOT EXISTS sent (
     call_id TEXT PRIMARY KEY,
@@ -49,6 +51,16 @@ class Pending:
     landing_key: str
     uploaded: bool
     companions: tuple[Path, ...] = ()  # the system's own files behind the audio, deleted with it
+    directory: Path | None = None  # nothing outside it is read or deleted (None: audio's parent)
+    companions_directory: Path | None = None  # the same for the companions (None: directory)
+
+    @property
+    def audio_root(self) -> Path:
+        return self.directory or self.audio.parent
+
+    @property
+    def companions_root(self) -> Path:
+        return self.companions_directory or self.audio_root
 
 
 class Backlog:
@@ -62,6 +74,10 @@ class Backlog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
+        for column in ("directory", "companions_directory"):  # a backlog from before them
+            if column not in columns:
+                _add_column(self._db, column)
 
     def close(self) -> None:
         self._db.close()
@@ -87,8 +103,8 @@ class Backlog:
                 return False
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO pending "
-                "(call_id, queued_at, event, audio, owned, landing_key, uploaded, companions) "
-                "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                "(call_id, queued_at, event, audio, owned, landing_key, uploaded, companions, "
+                "directory, companions_directory) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (
                     item.call_id,
                     item.queued_at,
@@ -97,6 +113,8 @@ class Backlog:
                     int(item.owned),
                     item.landing_key,
                     json.dumps([str(p) for p in item.companions]),
+                    str(item.audio_root),
+                    str(item.companions_root),
                 ),
             )
             return cursor.rowcount == 1
@@ -105,7 +123,8 @@ class Backlog:
         with self._lock:
             rows = self._db.execute(
                 "SELECT call_id, queued_at, event, audio, owned, landing_key, uploaded, "
-                "companions FROM pending ORDER BY queued_at, call_id"
+                "companions, directory, companions_directory FROM pending "
+                "ORDER BY queued_at, call_id"
             ).fetchall()
         return [
             Pending(
@@ -117,6 +136,8 @@ class Backlog:
                 r[5],
                 bool(r[6]),
                 tuple(Path(p) for p in json.loads(r[7])),
+                Path(r[8]) if r[8] else None,
+                Path(r[9]) if r[9] else None,
             )
             for r in rows
         ]
@@ -169,3 +190,11 @@ class Backlog:
     def _one(self, sql: str, *args: Any) -> Any:
         with self._lock:
             return self._db.execute(sql, args).fetchone()
+
+
+def _add_column(db: sqlite3.Connection, column: str) -> None:
+    try:
+        db.execute(f"ALTER TABLE pending ADD COLUMN {column} TEXT")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another process added it a moment ago
+            raise

@@ -4,7 +4,8 @@ FreeSWITCH sends one ``RECORD_STOP`` per finished recording, with the file's pat
 channel's ``Unique-ID``, its caller id and destination number and the call's direction. The
 connector runs on the FreeSWITCH host (it reads the file) and reconnects when the socket drops;
 recordings that stop while it is disconnected are not announced again by FreeSWITCH - see
-docs/telephony.md for ``record_post_process_exec_api``, which closes that gap.
+docs/telephony.md for ``record_post_process_exec_api``, which closes that gap. A
+``Record-File-Path`` is read and deleted only beneath the configured recordings directory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import unquote
 import structlog
 
 from ...domain.errors import NotAudio, SchemaViolation
+from ..confined import Beneath
 from .asterisk import UNIQUEID, content_type_for, direction_of
 from .metrics import ConnectorMetrics
 from .publisher import BacklogFull, FinishedCall, Publisher
@@ -101,14 +103,19 @@ def parse_event(body: bytes) -> dict[str, str]:
     return found
 
 
-def record_stop_call(event: dict[str, str], *, pbx_id: str, notice_played: bool) -> FinishedCall:
-    """The finished recording a ``RECORD_STOP`` event describes."""
+def record_stop_call(
+    event: dict[str, str], *, pbx_id: str, notice_played: bool, recordings: Beneath
+) -> FinishedCall:
+    """The finished recording a ``RECORD_STOP`` event describes; its file must lie beneath
+    ``recordings``."""
     unique_id = event.get("Unique-ID", "")
     if not UNIQUEID.match(unique_id):
         raise SchemaViolation("RECORD_STOP without a usable Unique-ID")
     path = Path(event.get("Record-File-Path", ""))
     if not path.is_absolute():
         raise SchemaViolation("RECORD_STOP without an absolute Record-File-Path")
+    if not recordings.contains(path):
+        raise SchemaViolation("Record-File-Path lies outside the recordings directory")
     stamp = event.get("Event-Date-Timestamp", "")
     ended = datetime.fromtimestamp(int(stamp) / 1e6, UTC) if stamp.isdigit() else None
     return FinishedCall(
@@ -120,6 +127,7 @@ def record_stop_call(event: dict[str, str], *, pbx_id: str, notice_played: bool)
         ended_at=ended,
         content_type=content_type_for(path),
         notice_played=notice_played,
+        directory=recordings.directory,
     )
 
 
@@ -135,6 +143,7 @@ class EslWatcher:
         port: int,
         password: str,
         pbx_id: str,
+        recordings_dir: Path,
         notice_played: bool = True,
         idle_seconds: float = 5,
     ) -> None:
@@ -142,6 +151,7 @@ class EslWatcher:
         self._metrics = metrics
         self._address = (host, port, password)
         self._pbx_id = pbx_id
+        self._recordings = Beneath(recordings_dir)
         self._notice = notice_played
         self._idle = idle_seconds
 
@@ -149,9 +159,11 @@ class EslWatcher:
         if event.get("Event-Name") != "RECORD_STOP":
             return
         try:
-            call = record_stop_call(event, pbx_id=self._pbx_id, notice_played=self._notice)
+            call = record_stop_call(
+                event, pbx_id=self._pbx_id, notice_played=self._notice, recordings=self._recordings
+            )
             self._publisher.submit(call)
-        except (NotAudio, SchemaViolation, FileNotFoundError) as exc:
+        except (NotAudio, SchemaViolation, OSError) as exc:
             reason = "not_audio" if isinstance(exc, NotAudio) else "bad_request"
             self._metrics.rejected[reason].inc()
             log.warning("freeswitch_recording_not_sent", reason=type(exc).__name__)

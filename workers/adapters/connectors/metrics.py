@@ -14,6 +14,9 @@ REJECT_REASONS = (
     "audio_missing",
     "bad_request",
     "too_large",
+    "unsafe_path",
+    "too_long",
+    "error",
 )
 FAILURE_STAGES = ("upload", "publish")
 PARTIES = ("caller", "callee")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 import structlog
 from kafka.errors import KafkaError
@@ -32,6 +32,7 @@ from ...domain.audio import AudioFacts, AudioProbe
 from ...domain.errors import NotAudio, SchemaViolation, TransientError
 from ...domain.identifiers import is_party
 from ...domain.retention import rfc3339
+from ..confined import Beneath, NotRegularFile, OutsideDirectory
 from ..kafka.bus import KafkaBus
 from ..kafka.codec import Codec
 from ..kafka.security import kafka_security
@@ -65,6 +66,10 @@ class FinishedCall:
     agent_id: str | None = None
     owned: bool = True  # delete the local file once Kafka acknowledged the event
     companions: tuple[Path, ...] = ()  # files the audio was made from: deleted with it
+    # nothing outside these is read or deleted, whatever a path says (None: the audio's parent;
+    # the companions' None: the audio's directory)
+    directory: Path | None = None
+    companions_directory: Path | None = None
     vendor: Mapping[str, str] = field(default_factory=dict)  # x_* fields for the shop's tools
 
 
@@ -133,21 +138,22 @@ class Publisher:
         if self.knows(call.call_id):
             self._metrics.duplicates.inc()
             if self._backlog.was_sent(call.call_id) and call.owned:
-                _remove(call.audio, *call.companions)  # sent before: this copy is a leftover
+                self._remove(_pending(call, {}, ""))  # sent before: this copy is a leftover
             return "duplicate"
         if self._backlog.size() >= self._settings.connector_backlog_max:
             self._metrics.rejected["backlog_full"].inc()
             raise BacklogFull(f"{self._backlog.size()} calls are waiting already")
+        where = Beneath(call.directory or call.audio.parent)
         try:
-            facts, size, sha256 = _read(call.audio, call.content_type)
+            facts, size, sha256 = _read(where.read(call.audio), call.content_type)
         except NotAudio:
             self._metrics.rejected["not_audio"].inc()
             raise
+        except (OutsideDirectory, NotRegularFile) as exc:
+            self._metrics.rejected["unsafe_path"].inc()
+            raise SchemaViolation(f"the recording is not a file beneath {where.directory}") from exc
         key = f"telephony/{uuid.uuid4()}"
-        event = self._event(call, facts, size, sha256, key)
-        pending = Pending(
-            call.call_id, self._clock(), event, call.audio, call.owned, key, False, call.companions
-        )
+        pending = _pending(call, self._event(call, facts, size, sha256, key), key, self._clock())
         if not self._backlog.add(pending):
             self._metrics.duplicates.inc()
             return "duplicate"
@@ -222,26 +228,42 @@ class Publisher:
     def _send(self, item: Pending) -> None:
         event = item.event
         if not item.uploaded:
-            if not item.audio.is_file():
+            try:
+                audio = Beneath(item.audio_root).open(item.audio)
+            except (FileNotFoundError, OutsideDirectory, NotRegularFile):
                 self._metrics.rejected["audio_missing"].inc()
                 log.error("connector_audio_missing", call_id=item.call_id)
                 self._backlog.drop(item.call_id)
                 return
-            event = self._upload(item)
+            with audio:
+                event = self._upload(item, audio)
             self._backlog.mark_uploaded(item.call_id, event)
         self._publish(item.call_id, event)
         self._backlog.mark_sent(item.call_id, self._clock())
         self._metrics.published.inc()
         if item.owned:
-            _remove(item.audio, *item.companions)
+            self._remove(item)
         log.info("call_published", call_id=item.call_id)
 
-    def _upload(self, item: Pending) -> dict[str, Any]:
+    def _remove(self, item: Pending) -> None:
+        """Delete the audio and its companions, each only beneath its directory."""
+        paths = [(item.audio_root, item.audio)]
+        paths += [(item.companions_root, path) for path in item.companions]
+        for directory, path in paths:
+            try:
+                Beneath(directory).unlink(path)
+            except (OutsideDirectory, OSError) as exc:
+                self._metrics.rejected["unsafe_path"].inc()
+                log.error(
+                    "connector_file_not_deleted", call_id=item.call_id, reason=type(exc).__name__
+                )
+
+    def _upload(self, item: Pending, audio: BinaryIO) -> dict[str, Any]:
         digest, size = hashlib.sha256(), 0
 
         def chunks() -> Iterator[bytes]:
             nonlocal size
-            for chunk in _chunks(item.audio):
+            while chunk := audio.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
                 yield chunk
@@ -295,21 +317,25 @@ def _times(call: FinishedCall, duration: timedelta) -> tuple[datetime, datetime]
     raise SchemaViolation("a finished call needs its start or its end time")
 
 
-def _remove(*paths: Path) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+def _pending(call: FinishedCall, event: dict[str, Any], key: str, now: float = 0.0) -> Pending:
+    return Pending(
+        call.call_id,
+        now,
+        event,
+        call.audio,
+        call.owned,
+        key,
+        False,
+        call.companions,
+        call.directory,
+        call.companions_directory,
+    )
 
 
-def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            yield chunk
-
-
-def _read(path: Path, declared: str | None) -> tuple[AudioFacts, int, str]:
+def _read(chunks: Iterator[bytes], declared: str | None) -> tuple[AudioFacts, int, str]:
     """The audio's facts, size and SHA-256, from one pass over the file."""
     probe, digest = AudioProbe(declared), hashlib.sha256()
-    for chunk in _chunks(path):
+    for chunk in chunks:
         probe.feed(chunk)
         digest.update(chunk)
     return probe.finish(), probe.size, digest.hexdigest()

@@ -21,6 +21,12 @@ _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\x4d\x3c\xb2\xa1": ("<", 1e-9
 _PCAP_MAGIC |= {b"\xa1\xb2\xc3\xd4": (">", 1e-6), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
 _ETHERNET, _RAW_IP = 1, 101
 _MAX_GAP_SECONDS = 10  # a gap longer than this in one stream is a broken timestamp, not silence
+MARGIN_SECONDS = 10  # what the audio may run past the call's duration (clocks, jitter)
+
+
+class TooLong(ValueError):
+    """The packets' timestamps would make the audio longer than the call: a broken or forged
+    pcap, refused before its output grows (a few KB of pcap could ask for gigabytes)."""
 
 
 def _ulaw(byte: int) -> int:
@@ -113,20 +119,25 @@ def _rtp(frame: bytes, link: int, arrival: float) -> Packet | None:
 class _Stream:
     packets: list[Packet] = field(default_factory=list)
 
-    def pcm(self, start: float) -> bytes:
-        """The stream's audio on the call's timeline (time 0 = ``start``)."""
+    def pcm(self, start: float, limit: int) -> bytes:
+        """The stream's audio on the call's timeline (time 0 = ``start``), at most ``limit``
+        samples long; :class:`TooLong` before it would grow past that."""
         if not self.packets:
             return b""
         ordered = sorted(self.packets, key=_unwrapped_sequence(self.packets))
         first = ordered[0]
-        offset = round((first.arrival - start) * RATE)
-        out = bytearray(2 * max(offset, 0))
+        offset = max(round((first.arrival - start) * RATE), 0)
+        if offset > limit:
+            raise TooLong("a stream starts after the end of the call")
+        out = bytearray(2 * offset)
         base = len(out) // 2
         for packet in ordered:
             at = base + ((packet.timestamp - first.timestamp) & 0xFFFFFFFF)
             if at - len(out) // 2 > _MAX_GAP_SECONDS * RATE or at < base:
                 continue
             pcm = g711_to_pcm(packet.payload, packet.payload_type)
+            if at + len(pcm) // 2 > limit:
+                raise TooLong("the packets' timestamps run past the end of the call")
             if 2 * at > len(out):
                 out += bytes(2 * at - len(out))
             out[2 * at : 2 * at + len(pcm)] = pcm
@@ -144,8 +155,12 @@ def _unwrapped_sequence(packets: list[Packet]) -> Callable[[Packet], int]:
     return key
 
 
-def stereo_wav(pcap: bytes, caller_sends_to: int, callee_sends_to: int) -> bytes:
-    """A 16-bit 8 kHz WAV: the caller's stream on the left, the callee's on the right."""
+def stereo_wav(
+    pcap: bytes, caller_sends_to: int, callee_sends_to: int, seconds: float | None = None
+) -> bytes:
+    """A 16-bit 8 kHz WAV: the caller's stream on the left, the callee's on the right, no longer
+    than the call (``seconds``; unknown: the span of the packets' arrival) plus
+    :data:`MARGIN_SECONDS` - :class:`TooLong` otherwise."""
     streams = {caller_sends_to: _Stream(), callee_sends_to: _Stream()}
     for packet in read_pcap(pcap):
         if packet.target_port in streams:
@@ -154,7 +169,9 @@ def stereo_wav(pcap: bytes, caller_sends_to: int, callee_sends_to: int) -> bytes
     if not arrivals:
         raise ValueError("the pcap holds no G.711 RTP of this call")
     start = min(arrivals)
-    left, right = (streams[port].pcm(start) for port in (caller_sends_to, callee_sends_to))
+    length = seconds if seconds is not None else max(arrivals) - start
+    limit = round((max(length, 0.0) + MARGIN_SECONDS) * RATE)
+    left, right = (streams[port].pcm(start, limit) for port in (caller_sends_to, callee_sends_to))
     length = max(len(left), len(right))
     left, right = left.ljust(length, b"\x00"), right.ljust(length, b"\x00")
     frames = bytearray(2 * length)

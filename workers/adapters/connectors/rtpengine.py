@@ -7,11 +7,18 @@ configuration in docs/telephony.md puts ``callvault_caller``, ``callvault_callee
 ``callvault_direction`` and ``callvault_call_id``. The watcher turns each finished call into a
 two-channel WAV (:mod:`.rtp`) and submits it; the WAV, the pcap and the metadata file go once
 Kafka has the event.
+
+The metadata file and the pcap are read only beneath the recording directory (a metadata file
+naming a pcap elsewhere, or reached through a symlink, is refused), the pcap at most
+:data:`PCAP_BYTES_PER_SECOND` of the call, and the WAV no longer than the call plus a margin. A
+metadata file that cannot be sent for any reason is moved to ``metadata/quarantine/`` and
+counted, so one bad file never stops the spool, nor does it again after a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -21,10 +28,11 @@ from pathlib import Path
 import structlog
 
 from ...domain.errors import NotAudio, SchemaViolation
+from ..confined import Beneath, NotRegularFile, OutsideDirectory
 from .asterisk import Direction, direction_of
 from .metrics import ConnectorMetrics
 from .publisher import CALL_ID, BacklogFull, FinishedCall, Publisher
-from .rtp import stereo_wav
+from .rtp import MARGIN_SECONDS, TooLong, stereo_wav
 
 log = structlog.get_logger("callvault.connector.rtpengine")
 _STARTED = re.compile(r"^Timestamp started ms: ([0-9.]+)$")
@@ -32,6 +40,9 @@ _ENDED = re.compile(r"^Timestamp terminated ms.*: ([0-9.]+)$")
 _MODE = re.compile(r"^SDP mode: (offer|answer)$")
 _MEDIA = re.compile(r"^m=audio (\d+) ")
 _NAME = re.compile(r"^rtpengine-meta-(?P<call>.+)-[0-9a-f]{16}\.txt$")
+METADATA_BYTES = 1024 * 1024  # two SDPs and a few lines; more is not rtpengine's
+PCAP_BYTES_PER_SECOND = 256 * 1024  # G.711 both ways is ~23 KB/s, video a few times that
+QUARANTINE = "quarantine"
 
 
 @dataclass
@@ -47,6 +58,13 @@ class CallMetadata:
     @property
     def direction(self) -> Direction:
         return direction_of(self.values.get("callvault_direction", "inbound"))
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the call lasted, when rtpengine wrote down both ends."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return max((self.ended_at - self.started_at).total_seconds(), 0.0)
 
 
 def parse_metadata(text: str) -> CallMetadata:
@@ -98,6 +116,8 @@ class RtpengineSpool:
         pbx_id: str,
         notice_played: bool = True,
     ) -> None:
+        self._spool = Beneath(recording_dir)
+        self._pcaps = Beneath(recording_dir / "pcaps")
         self._metadata = recording_dir / "metadata"
         self._publisher = publisher
         self._metrics = metrics
@@ -105,7 +125,7 @@ class RtpengineSpool:
         self._notice = notice_played
         self._work = publisher.state_dir / "incoming"
         self._work.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._refused: set[Path] = set()
+        self._refused: set[Path] = set()  # could not be set aside either: skipped until restart
 
     def scan(self) -> int:
         queued = 0
@@ -117,29 +137,43 @@ class RtpengineSpool:
             except BacklogFull:
                 log.warning("rtpengine_backlog_full")
                 break
-            except (NotAudio, SchemaViolation, ValueError, OSError) as exc:
-                self._refused.add(path)
-                self._metrics.rejected[
-                    "not_audio" if isinstance(exc, NotAudio) else "bad_request"
-                ].inc()
-                log.warning("rtpengine_call_left_in_place", reason=type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - whatever one file does, the spool goes on
+                self._set_aside(path, exc)
         return queued
 
+    def _set_aside(self, path: Path, exc: Exception) -> None:
+        """Move a metadata file that cannot be sent to ``metadata/quarantine/`` (its pcap stays
+        in ``pcaps/``), count it and log why - never its name or content."""
+        self._metrics.rejected[_reason(exc)].inc()
+        log.warning("rtpengine_call_quarantined", reason=type(exc).__name__)
+        quarantine = self._metadata / QUARANTINE
+        try:
+            quarantine.mkdir(mode=0o700, exist_ok=True)
+            os.replace(path, quarantine / path.name)  # a symlink moves as itself
+        except OSError as failed:
+            self._refused.add(path)
+            log.error("rtpengine_quarantine_failed", reason=type(failed).__name__)
+
     def _offer(self, path: Path) -> str:
-        meta = parse_metadata(path.read_text(errors="replace"))
+        text = self._spool.read_bytes(path, METADATA_BYTES).decode(errors="replace")
+        meta = parse_metadata(text)
         sip_call_id = meta.values.get("callvault_call_id") or _name_call_id(path)
         call_id = call_id_for(self._pbx_id, sip_call_id)
         companions = (path, *meta.pcaps)
+        if any(not self._pcaps.contains(pcap) for pcap in meta.pcaps):
+            raise OutsideDirectory("the metadata names a pcap outside the spool's pcaps/")
         if self._publisher.knows(call_id):
             if self._publisher.was_sent(call_id):
                 for leftover in companions:
-                    leftover.unlink(missing_ok=True)
+                    self._spool.unlink(leftover)
             return "duplicate"
         if "offer" not in meta.ports or "answer" not in meta.ports or not meta.pcaps:
             raise ValueError("the metadata file names no pcap or lacks an SDP")
+        seconds = meta.seconds
+        limit = round(((seconds or 4 * 3600) + MARGIN_SECONDS) * PCAP_BYTES_PER_SECOND)
+        pcap = self._pcaps.read_bytes(meta.pcaps[0], limit)
         # the offer's port is where the callee sends; the answer's where the caller sends
-        pcap = b"".join(p.read_bytes() for p in meta.pcaps[:1])
-        audio = stereo_wav(pcap, meta.ports["answer"], meta.ports["offer"])
+        audio = stereo_wav(pcap, meta.ports["answer"], meta.ports["offer"], seconds)
         target = self._work / f"{uuid.uuid4()}.wav"
         target.write_bytes(audio)
         try:
@@ -154,11 +188,25 @@ class RtpengineSpool:
                     ended_at=meta.ended_at,
                     notice_played=self._notice,
                     companions=companions,
+                    directory=self._work,
+                    companions_directory=self._spool.directory,
                 )
             )
         except BaseException:
             target.unlink(missing_ok=True)
             raise
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, NotAudio):
+        return "not_audio"
+    if isinstance(exc, (OutsideDirectory, NotRegularFile)):
+        return "unsafe_path"
+    if isinstance(exc, (TooLong, OverflowError)):
+        return "too_long"
+    if isinstance(exc, (SchemaViolation, ValueError, OSError)):
+        return "bad_request"
+    return "error"
 
 
 def _name_call_id(path: Path) -> str:

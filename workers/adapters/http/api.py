@@ -231,11 +231,25 @@ def audio(
     principal: Annotated[Principal, Depends(allow(*SEARCHERS))],
     purpose: Annotated[str, Query(description="quality|training|complaint|legal_claim|incident")],
     case_ref: Annotated[str | None, Query(max_length=64)] = None,
+    rendition: Annotated[
+        Literal["original", "browser"],
+        Query(
+            description="original: the bytes as stored; browser: what every browser plays "
+            "(the original where it can, else 16-bit PCM WAV decoded as it streams)"
+        ),
+    ] = "original",
 ) -> StreamingResponse:
-    """The original audio, byte-identical, with Range support; each access goes on record."""
+    """The audio with Range support, byte-identical unless a browser rendition is asked for;
+    each access goes on record."""
     kind = AccessKind.PLAYBACK if principal_via_browser(request) else AccessKind.DOWNLOAD
     found = console.recordings.audio(
-        principal, recording_id, purpose, case_ref, request.headers.get("range"), kind
+        principal,
+        recording_id,
+        purpose,
+        case_ref,
+        request.headers.get("range"),
+        kind,
+        for_browsers=rendition == "browser",
     )
     return audio_response(found, download=kind is AccessKind.DOWNLOAD)
 
@@ -382,7 +396,7 @@ class Tenants(BaseModel):
 def _user_item(console: Console, username: str) -> dict[str, Any]:
     user = console.accounts.user(username)
     if user is None:
-        raise NotFound(f"no user {username}")
+        raise NotFound("no user %(user)s", user=username)
     return {
         "username": user.username,
         "role": user.role.value,

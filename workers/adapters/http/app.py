@@ -8,9 +8,11 @@ from pathlib import Path
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ...app.console.errors import (
@@ -54,6 +56,7 @@ def create_app(
     app.state.http = config
     app.state.sessions = Sessions(config)
     app.state.settings = settings
+    app.state.localities = settings.localities
     app.state.oidc = oidc
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -68,6 +71,7 @@ def create_app(
     app.add_exception_handler(pages.SignInRequired, _sign_in)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(TransientError, _unavailable)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -119,6 +123,15 @@ async def _unavailable(request: Request, error: Exception) -> Response:
         page = PlainTextResponse(str(unavailable), status_code=503)
     page.headers.update(headers)
     return page
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Routing's own refusals (no such page, wrong method): JSON for programs, and for
+    people a page in their language."""
+    assert isinstance(error, StarletteHTTPException)
+    if _is_api(request) or error.status_code != 404:
+        return await http_exception_handler(request, error)
+    return pages.not_found_page(request)
 
 
 async def _sign_in(request: Request, error: Exception) -> Response:

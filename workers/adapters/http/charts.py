@@ -49,10 +49,11 @@ def bar_chart(title: str, days: list[date], rows: dict[str, list[float]], unit: 
     return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
 
 
-def gauge(label: str, part: int, whole: int) -> Markup:
-    """A horizontal bar: ``part`` of ``whole`` (e.g. requests answered on time)."""
+def gauge(label: str, part: int, whole: int, empty: str) -> Markup:
+    """A horizontal bar: ``part`` of ``whole`` (e.g. requests answered on time); ``empty``
+    says that there is no whole yet."""
     share = part / whole if whole else 0.0
-    text = f"{escape(label)}: {part}/{whole}" if whole else f"{escape(label)}: none yet"
+    text = f"{escape(label)}: {part}/{whole}" if whole else f"{escape(label)}: {escape(empty)}"
     return Markup(  # noqa: S704 - the label is escaped, the rest are numbers
         f'<svg class="gauge" viewBox="0 0 300 26" role="img" aria-label="{escape(label)}" '
         'xmlns="http://www.w3.org/2000/svg">'

@@ -3,6 +3,8 @@ and the administrator's desks. Forms post back with a CSRF token; nothing needs 
 
 from __future__ import annotations
 
+import uuid
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -10,9 +12,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import FileSystemLoader
+from markupsafe import Markup
 
+from ...app.console.desk import CHANNELS, VERIFICATIONS, Registration
 from ...app.console.disclosures import DisclosureRequest
-from ...app.console.errors import ConsoleError, Invalid, NotAllowed, Unauthenticated
+from ...app.console.errors import ConsoleError, Invalid, NotAllowed, NotFound, Unauthenticated
 from ...app.console.model import (
     CASE_REF_REQUIRED,
     PURPOSES_OF,
@@ -21,11 +26,14 @@ from ...app.console.model import (
     RecipientKind,
     Role,
 )
-from ...app.console.oversight import HoldOrder
+from ...app.console.oversight import HoldOrder, Series
 from ...app.console.recordings import SearchQuery
 from ...app.console.service import Console
+from ...domain.calendar import Localities
+from ...domain.errors import TransientError
 from ...domain.identifiers import Subject
-from ...domain.retention import parse_timestamp
+from ...domain.model import DsrType
+from ...i18n import LANGUAGES, N_, Localizer, environment, negotiate
 from .api import recording_item
 from .charts import bar_chart, gauge
 from .security import (
@@ -39,7 +47,7 @@ from .security import (
 )
 from .views import access_item, disclosure_item, hold_item, report_dict, request_item
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES = Jinja2Templates(env=environment(FileSystemLoader(Path(__file__).parent / "templates")))
 router = APIRouter(include_in_schema=False)
 
 
@@ -91,6 +99,23 @@ Form = Annotated[dict[str, str], Depends(form_data)]
 ConsoleDep = Annotated[Console, Depends(console_of)]
 
 
+def localities_of(request: Request) -> Localities:
+    localities: Localities = request.app.state.localities
+    return localities
+
+
+def localizer(request: Request, principal: Principal | None) -> Localizer:
+    """The reader's language - their choice, else their browser's, else the default - and
+    their calendar."""
+    localities = localities_of(request)
+    language = (
+        (principal.language if principal else None)
+        or negotiate(request.headers.get("accept-language"))
+        or localities.language
+    )
+    return Localizer(language, localities.calendar)
+
+
 def render(
     request: Request,
     name: str,
@@ -104,6 +129,8 @@ def render(
         name,
         {
             "me": principal,
+            "l10n": context.pop("l10n", None) or localizer(request, principal),
+            "languages": LANGUAGES,
             "csrf": caller.session.csrf if caller and caller.session else "",
             "nav": _nav(principal),
             **context,
@@ -113,32 +140,46 @@ def render(
 
 
 def _nav(principal: Principal | None) -> list[tuple[str, str]]:
+    """Links and their labels (translated in the template)."""
     if principal is None:
         return []
     links: list[tuple[str, str]] = []
     if principal.role in SEARCHERS:
-        links.append(("/search", "Search"))
+        links.append(("/search", N_("Search")))
     if principal.role is Role.DPO:
         links += [
-            ("/dpo", "Overview"),
-            ("/dpo/holds", "Holds"),
-            ("/dpo/requests", "Requests"),
-            ("/dpo/access-log", "Access log"),
-            ("/dpo/disclosures", "Disclosures"),
-            ("/dpo/report", "Monthly report"),
+            ("/dpo", N_("Overview")),
+            ("/dpo/holds", N_("Holds")),
+            ("/dpo/requests", N_("Requests")),
+            ("/dpo/access-log", N_("Access log")),
+            ("/dpo/disclosures", N_("Disclosures")),
+            ("/dpo/report", N_("Monthly report")),
         ]
     if principal.role is Role.ADMIN:
-        links.append(("/admin/users", "Users"))
+        links.append(("/admin/users", N_("Users")))
     return links
+
+
+def translated(l10n: Localizer, error: ConsoleError) -> str:
+    """A refusal in the reader's language."""
+    message = l10n.gettext(error.message)
+    return message % error.values if error.values else message
 
 
 def error_page(request: Request, error: ConsoleError) -> HTMLResponse:
     try:
         caller: Caller | None = caller_of(request)
-    except ConsoleError:
+    except (ConsoleError, TransientError):  # the database may be what is away
         caller = None
+    l10n = localizer(request, caller.principal if caller else None)
     return render(
-        request, "error.html", caller, error.status, message=str(error), status=error.status
+        request,
+        "error.html",
+        caller,
+        error.status,
+        l10n=l10n,
+        message=translated(l10n, error),
+        status=error.status,
     )
 
 
@@ -178,7 +219,7 @@ def login(request: Request, form: Form, console: ConsoleDep) -> Response:
             error.status,
             oidc=request.app.state.oidc is not None,
             login_csrf=form.get(CSRF_FIELD),
-            error=str(error),
+            error=translated(localizer(request, None), error),
         )
     response = RedirectResponse("/", status_code=303)
     sessions.issue(response, principal)
@@ -190,6 +231,25 @@ def logout(request: Request, caller: FormCaller) -> Response:
     response = RedirectResponse("/login", status_code=303)
     sessions_of(request).end(response)
     return response
+
+
+@router.post("/language")
+def choose_language(
+    request: Request, caller: FormCaller, form: Form, console: ConsoleDep
+) -> Response:
+    """The console's language for this user, kept with their account."""
+    language = form.get("language", "")
+    if language not in LANGUAGES:
+        raise Invalid("no such language")
+    console.accounts.choose_language(caller.principal, language)
+    back = request.headers.get("referer", "")
+    origin = f"{request.url.scheme}://{request.url.netloc}/"
+    return RedirectResponse(back if back.startswith(origin) else "/", status_code=303)
+
+
+def not_found_page(request: Request) -> HTMLResponse:
+    """An unknown page, told to a person in their language."""
+    return error_page(request, NotFound("there is no such page"))
 
 
 @router.get("/")
@@ -217,8 +277,8 @@ def search(request: Request, caller: FormCaller, form: Form, console: ConsoleDep
         customer_ids=_lines(form.get("customer_id")),
         order_ids=_lines(form.get("order_id")),
         call_ids=_lines(form.get("call_id")),
-        start=_day(form.get("from"), end=False),
-        end=_day(form.get("to"), end=True),
+        start=_day(request, form.get("from"), end=False),
+        end=_day(request, form.get("to"), end=True),
         agent_id=(form.get("agent_id") or "").strip() or None,
     )
     found = console.recordings.search(caller.principal, query)
@@ -227,14 +287,16 @@ def search(request: Request, caller: FormCaller, form: Form, console: ConsoleDep
     return render(request, "search.html", caller, items=items, form=shown)
 
 
-def _day(text: str | None, *, end: bool) -> Any:
+def _day(request: Request, text: str | None, *, end: bool) -> datetime | None:
+    """A day of the search form, in local time: from its first instant, or to its last."""
     if not text:
         return None
-    suffix = "T23:59:59Z" if end else "T00:00:00Z"
     try:
-        return parse_timestamp(text + suffix if len(text) == 10 else text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise Invalid("dates are YYYY-MM-DD") from None
+    start, following = localities_of(request).calendar.day(day)
+    return following - timedelta(microseconds=1) if end else start
 
 
 @router.get("/recordings/{recording_id}")
@@ -267,6 +329,7 @@ def listen(
     recordings.may_play(caller.principal, recording, chosen)
     customers = recordings.customers(caller.principal, [recording], chosen.value, case_ref)
     query = {"purpose": chosen.value} | ({"case_ref": case_ref} if case_ref else {})
+    query["rendition"] = "browser"
     return render(
         request,
         "player.html",
@@ -276,7 +339,9 @@ def listen(
         purpose=chosen.value,
         case_ref=case_ref,
         src=f"/api/v1/recordings/{recording_id}/audio?{urlencode(query)}",
-        content_type=recording.content_type or "application/octet-stream",
+        channels=recording.channels,
+        # the caller is on the left: the customer on an inbound call, the agent on an outbound
+        customer_channel=0 if recording.direction == "inbound" else 1,
     )
 
 
@@ -284,24 +349,37 @@ def listen(
 @router.get("/dpo")
 def overview(request: Request, caller: PageCaller, console: ConsoleDep) -> HTMLResponse:
     data = console.oversight.overview(caller.principal)
+    l10n = localizer(request, caller.principal)
     answered = data.requests_on_time + data.requests_late
     charts = [
-        bar_chart("Recordings stored and purged per day", data.per_day.days, data.per_day.rows),
-        bar_chart(
-            "Worst purge lag per day (retention)",
-            data.lag_per_day.days,
-            data.lag_per_day.rows,
-            " s",
-        ),
+        _chart(l10n, N_("Recordings stored and purged per day"), data.per_day),
+        _chart(l10n, N_("Worst purge lag per day (retention)"), data.lag_per_day, " s"),
     ]
+    deadlines = gauge(
+        l10n.gettext("Requests answered within the deadline"),
+        data.requests_on_time,
+        answered,
+        l10n.gettext("none yet"),
+    )
     return render(
         request,
         "overview.html",
         caller,
+        l10n=l10n,
         data=data,
         charts=charts,
-        deadlines=gauge("Requests answered within the deadline", data.requests_on_time, answered),
+        deadlines=deadlines,
     )
+
+
+def _chart(l10n: Localizer, title: str, series: Series, unit: str = "") -> Markup:
+    rows = {l10n.gettext(name): values for name, values in series.rows.items()}
+    return bar_chart(l10n.gettext(title), series.days, rows, unit)
+
+
+def say(request: Request, caller: Caller, message: str, **values: object) -> str:
+    """A text (marked with ``N_``) in the caller's language, its placeholders filled."""
+    return localizer(request, caller.principal).gettext(message) % values
 
 
 @router.get("/dpo/holds")
@@ -336,7 +414,7 @@ def place_hold(
         "holds.html",
         caller,
         holds=[hold_item(v) for v in views],
-        notice=f"Hold {hold_id} placed.",
+        notice=say(request, caller, N_("Hold %(hold)s placed."), hold=hold_id),
     )
 
 
@@ -351,12 +429,56 @@ def release_hold(
         "holds.html",
         caller,
         holds=[hold_item(v) for v in views if v.hold.hold_id != hold_id],
-        notice=f"Hold {hold_id} released.",
+        notice=say(request, caller, N_("Hold %(hold)s released."), hold=hold_id),
     )
 
 
 @router.get("/dpo/requests")
 def requests_page(request: Request, caller: PageCaller, console: ConsoleDep) -> HTMLResponse:
+    return _requests_page(request, caller, console, notice=None)
+
+
+@router.post("/dpo/requests")
+def register_request(
+    request: Request, caller: FormCaller, form: Form, console: ConsoleDep
+) -> HTMLResponse:
+    """A request that came by e-mail, letter or phone, registered by the DPO."""
+    try:
+        received_on = date.fromisoformat(form.get("received_on", ""))
+    except ValueError:
+        raise Invalid("dates are YYYY-MM-DD") from None
+    registration = Registration(
+        request_id=form.get("request_id", ""),
+        dsr_type=form.get("type", ""),
+        subject=Subject(
+            phone_numbers=_lines(form.get("phone")),
+            emails=_lines(form.get("email")),
+            customer_ids=_lines(form.get("customer_id")),
+            order_ids=_lines(form.get("order_id")),
+        ),
+        received_on=received_on,
+        channel=form.get("channel", ""),
+        verification=form.get("verification", ""),
+        verified_by=form.get("verified_by", "").strip(),
+        language=form.get("language", ""),
+        tenant=(form.get("tenant") or "").strip() or None,
+        rectification={
+            k: v.strip() for k in ("name", "email") if (v := form.get(f"new_{k}") or "").strip()
+        },
+        lift_restriction=form.get("restriction") == "lift",
+    )
+    due = console.desk.register(caller.principal, registration)
+    l10n = localizer(request, caller.principal)
+    notice = l10n.gettext(
+        "Request %(id)s registered: callvault carries it out as it would a portal's, and "
+        "lists it here within seconds. Deadline: %(due)s."
+    ) % {"id": registration.request_id, "due": l10n.day(due)}
+    return _requests_page(request, caller, console, notice=notice, l10n=l10n)
+
+
+def _requests_page(
+    request: Request, caller: Caller, console: Console, **extra: Any
+) -> HTMLResponse:
     open_requests = console.oversight.requests(caller.principal, open_only=True)
     recent = console.oversight.requests(caller.principal, open_only=False)
     return render(
@@ -365,6 +487,13 @@ def requests_page(request: Request, caller: PageCaller, console: ConsoleDep) -> 
         caller,
         open_requests=[request_item(r) for r in open_requests],
         recent=[request_item(r) for r in recent if r.completed_at][:100],
+        new_request_id=f"dpo-{uuid.uuid4().hex}",
+        today=console.desk.today().isoformat(),
+        types=[t.value for t in DsrType],
+        channels=CHANNELS,
+        verifications=VERIFICATIONS,
+        default_language=localities_of(request).language,
+        **extra,
     )
 
 
@@ -426,8 +555,17 @@ def report_page(
     request: Request, caller: PageCaller, console: ConsoleDep, month: str | None = None
 ) -> HTMLResponse:
     report = console.oversight.monthly_report(caller.principal, month or None)
-    settings = request.app.state.settings
-    return render(request, "report.html", caller, report=report_dict(report), notice=settings)
+    l10n = localizer(request, caller.principal)
+    year, number = (int(part) for part in report.month.split("-"))
+    return render(
+        request,
+        "report.html",
+        caller,
+        l10n=l10n,
+        report=report_dict(report),
+        month_name=l10n.month(year, number),
+        notice=request.app.state.settings,
+    )
 
 
 # --- the administrator ------------------------------------------------------------------------
@@ -467,7 +605,8 @@ def add_user(request: Request, caller: FormCaller, form: Form, console: ConsoleD
         _lines(form.get("tenants")),
         by=caller.principal.username,
     )
-    return _users_page(request, caller, console, message=f"User {username} added.")
+    message = say(request, caller, N_("User %(user)s added."), user=username)
+    return _users_page(request, caller, console, message=message)
 
 
 @router.post("/admin/users/{username}/{action}")
@@ -484,7 +623,8 @@ def change_user(
     if action not in ("disable", "enable"):
         raise Invalid("unknown action")
     console.accounts.set_disabled(username, action == "disable", by=me)
-    return _users_page(request, caller, console, message=f"User {username}: {action}d.")
+    done = N_("User %(user)s disabled.") if action == "disable" else N_("User %(user)s enabled.")
+    return _users_page(request, caller, console, message=say(request, caller, done, user=username))
 
 
 @router.post("/admin/tokens/{token_id}/revoke")
@@ -493,4 +633,5 @@ def revoke_token(
 ) -> HTMLResponse:
     _admin(caller)
     console.accounts.revoke_token(token_id, by=caller.principal.username)
-    return _users_page(request, caller, console, message=f"Token {token_id} revoked.")
+    message = say(request, caller, N_("Token %(token)s revoked."), token=token_id)
+    return _users_page(request, caller, console, message=message)

@@ -201,7 +201,7 @@ def allow(*roles: Role) -> Callable[[Caller], Principal]:
 
     def check(caller: Caller = Depends(api_caller)) -> Principal:  # noqa: B008 - FastAPI idiom
         if caller.principal.role not in allowed:
-            raise NotAllowed(f"the role {caller.principal.role} may not do this")
+            raise NotAllowed("the role %(role)s may not do this", role=caller.principal.role)
         return caller.principal
 
     return check

@@ -65,6 +65,7 @@ def request_item(record: DsrRecord) -> dict[str, Any]:
         "recordings": result.get("recordings", []),
         "export": result.get("export"),
         "certificate": result.get("certificate"),
+        "letter": result.get("letter"),  # an erasure answer's certificate for people (PDF)
         "recipients_to_notify": result.get("recipients_to_notify", []),
     }
 

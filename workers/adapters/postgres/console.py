@@ -25,6 +25,7 @@ from ...app.console.service import ConsoleReads
 from ...app.console.throttle import R, Tally
 from ...app.ports.console import DayCounts, DsrRecord, HoldView, hold_view
 from ...domain.audit import verify_chain
+from ...domain.calendar import LocalCalendar
 from ...domain.model import Recording
 from . import PostgresDatabase, PostgresUnitOfWork
 from .repositories import request_record
@@ -205,18 +206,20 @@ class PostgresRegisters(_Reads):
 
 
 class PostgresComplianceFacts(_Reads):
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts:
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        period = {"since": since, "until": until, "zone": calendar.name}
         with self._tx() as (_, conn):
             stored = conn.execute(
-                "SELECT (stored_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n "
-                "FROM recordings WHERE stored_at >= %s AND stored_at < %s GROUP BY day",
-                (since, until),
+                "SELECT (stored_at AT TIME ZONE %(zone)s)::date AS day, count(*) AS n "
+                "FROM recordings WHERE stored_at >= %(since)s AND stored_at < %(until)s "
+                "GROUP BY day",
+                period,
             ).fetchall()
             purged = conn.execute(
-                "SELECT (purged_at AT TIME ZONE 'UTC')::date AS day, purge_reason, count(*) AS n "
-                "FROM recordings WHERE purged_at >= %s AND purged_at < %s "
-                "GROUP BY day, purge_reason",
-                (since, until),
+                "SELECT (purged_at AT TIME ZONE %(zone)s)::date AS day, purge_reason, "
+                "count(*) AS n FROM recordings WHERE purged_at >= %(since)s "
+                "AND purged_at < %(until)s GROUP BY day, purge_reason",
+                period,
             ).fetchall()
         by_day: dict[date, dict[str, int]] = {}
         for row in purged:

@@ -48,9 +48,11 @@ class PostgresAccounts:
         return cur.rowcount == 1
 
     def update(self, user: User) -> None:
+        """The columns an account's commands change: role, state, tenants, language."""
         self._conn.execute(
-            "UPDATE console_users SET role = %s, disabled = %s, tenants = %s WHERE username = %s",
-            (user.role.value, user.disabled, sorted(user.tenants), user.username),
+            "UPDATE console_users SET role = %s, disabled = %s, tenants = %s, language = %s "
+            "WHERE username = %s",
+            (user.role.value, user.disabled, sorted(user.tenants), user.language, user.username),
         )
 
     def for_identity(self, issuer: str, subject: str) -> User | None:
@@ -154,6 +156,21 @@ class PostgresDisclosures:
             )
 
 
+class PostgresRegistrations:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def registered(self, request_id: str) -> bool:
+        self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"registered:{request_id}",)
+        )
+        seen = self._conn.execute(
+            "SELECT 1 FROM audit_log WHERE action = 'request_registered' AND entity_id = %s",
+            (request_id,),
+        ).fetchone()
+        return seen is not None
+
+
 def insert_accesses(conn: Connection, entries: list[AuditEntry]) -> None:
     """The access log's rows for the ``access`` entries just chained (same transaction)."""
     rows = [
@@ -186,7 +203,8 @@ def user_of(row: dict[str, Any]) -> User:
         row["password_hash"],
         row["disabled"],
         row["created_at"],
-        frozenset(row["tenants"]),
+        language=row["language"],
+        tenants=frozenset(row["tenants"]),
     )
 
 

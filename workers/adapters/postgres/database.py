@@ -33,6 +33,7 @@ from .console_repositories import (
     PostgresAccesses,
     PostgresAccounts,
     PostgresDisclosures,
+    PostgresRegistrations,
     insert_accesses,
 )
 from .repositories import (
@@ -44,6 +45,7 @@ from .repositories import (
     PostgresRecordings,
     PostgresRequests,
 )
+from .schema import RoleReport, check_schema
 
 Connection = psycopg.Connection[dict[str, Any]]
 # One advisory key serialises hold changes (exclusive) against commits that must see every
@@ -60,6 +62,12 @@ def translate(error: BaseException) -> Exception:
         return SchemaMissing("the database has no callvault schema: run `callvault migrate`")
     if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
         return TransientError(f"database unavailable: {type(error).__name__}")
+    if isinstance(error, psycopg.errors.InsufficientPrivilege):
+        return InternalError(
+            f"the database refused callvault's role: {error.diag.message_primary} (run "
+            "`callvault migrate` with CALLVAULT_DATABASE_ADMIN_URL, the schema owner, to grant "
+            "what the role needs)"
+        )
     if isinstance(error, psycopg.errors.UniqueViolation):
         return TransientError("a concurrent transaction wrote the same row; trying again")
     if isinstance(error, psycopg.Error):
@@ -106,6 +114,12 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._pool.close()
+
+    def check_schema(self, expected: list[str]) -> RoleReport:
+        """The schema is there and current and this role holds its grants (else a
+        :class:`SchemaMissing` or :class:`AccessRefused` that says which); who the role is."""
+        with self.connection() as conn:
+            return check_schema(conn, expected)
 
     def unit_of_work(self) -> PostgresUnitOfWork:
         return PostgresUnitOfWork(self)
@@ -243,6 +257,7 @@ class PostgresUnitOfWork:
         self.accounts = PostgresAccounts(conn)
         self.accesses = PostgresAccesses(conn)
         self.disclosures = PostgresDisclosures(conn)
+        self.registrations = PostgresRegistrations(conn)
         return self
 
     def __exit__(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import structlog
 from minio.commonconfig import ENABLED, Filter
@@ -19,10 +18,10 @@ from ..kafka.security import kafka_security
 from ..s3 import S3Store
 from .database import translated
 from .roles import grant_app_role
+from .schema import MIGRATIONS
 
 log = structlog.get_logger("callvault.migrate")
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BACKSTOP_MARGIN_DAYS = 30
 INPUT_TOPICS = ("calls_ended", "dsr_requests", "holds_commands")  # carry personal data
 

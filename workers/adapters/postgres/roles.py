@@ -1,7 +1,9 @@
 """Two database roles: the schema owner runs migrations; the workers, the console and the CLI
 connect as a role that may read and write callvault's tables but only append to the audit
 trail - no UPDATE, DELETE or TRUNCATE - so that a compromised worker cannot rewrite history
-(and a DBA who can is caught by the signed checkpoints)."""
+(and a DBA who can is caught by the signed checkpoints). The role may read which migrations
+were applied (yoyo's ``_yoyo_migration``), so that a process started on a schema behind its
+code says so (``schema.check_schema``); the rest of yoyo's tables stay the owner's."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
 GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role};
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {role};
 REVOKE ALL ON _yoyo_migration, _yoyo_log, _yoyo_version, yoyo_lock FROM {role};
+GRANT SELECT ON _yoyo_migration TO {role};
 """
 
 

@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ...domain.keyed import Mac, keyed
+from ...domain.text import N_
 from ..context import Context
 from ..messagebus import MessageBus
 from ..ports.console import LoginThrottle
@@ -27,6 +28,7 @@ from .messages import (
     AddUser,
     BindIdentity,
     ChangeAccount,
+    ChooseLanguage,
     CreateToken,
     RevokeToken,
 )
@@ -42,7 +44,7 @@ from .model import (
 from .throttle import Rule, Tally, Verdict, attempt, take_back
 
 MIN_PASSWORD = 8
-WRONG_PASSWORD = "unknown user name or wrong password"  # noqa: S105 - a message
+WRONG_PASSWORD = N_("unknown user name or wrong password")
 TOKEN_PREFIX = "cvt"  # noqa: S105 - the marker that starts every API token, not a secret
 _HASHER = PasswordHasher()  # Argon2id with the library's (RFC 9106 low-memory) parameters
 
@@ -106,7 +108,7 @@ class Accounts:
         if not valid_username(username):
             raise Invalid("a user name is 1-64 of the letters a-z, A-Z, digits and . _ @ -")
         if password is not None and len(password) < MIN_PASSWORD:
-            raise Invalid(f"a password has at least {MIN_PASSWORD} characters")
+            raise Invalid("a password has at least %(n)d characters", n=MIN_PASSWORD)
         user = User(
             username,
             role,
@@ -132,6 +134,10 @@ class Accounts:
 
     def _user(self, username: str) -> User | None:
         return self._ctx.read(lambda uow: uow.accounts.get(username))
+
+    def choose_language(self, principal: Principal, language: str | None) -> None:
+        """The console's language for this user (None: their browser's)."""
+        self._bus.handle(ChooseLanguage(principal.username, language))
 
     # sign-in -------------------------------------------------------------------------------
     def sign_in(self, username: str, password: str, address: str) -> Principal:
@@ -220,8 +226,9 @@ class Accounts:
                 self._bus.handle(BindIdentity(name, identity))
                 return existing
         raise NotAllowed(
-            f"the name {name} belongs to another account of this console; "
-            "an administrator must rename one of them"
+            "the name %(user)s belongs to another account of this console; "
+            "an administrator must rename one of them",
+            user=name,
         )
 
     # API tokens ----------------------------------------------------------------------------
@@ -267,7 +274,7 @@ def tenant_set(tenants: Iterable[str]) -> frozenset[str]:
 
 
 def _principal(user: User, via: str) -> Principal:
-    return Principal(user.username, user.role, via, user.tenants)
+    return Principal(user.username, user.role, via, tenants=user.tenants, language=user.language)
 
 
 def _hash_secret(secret: str) -> bytes:

@@ -47,13 +47,15 @@ class Disclosures:
             ("reference", request.reference, 200),
         ):
             if not value.strip() or len(value) > limit:
-                raise Invalid(f"{name} is required (at most {limit} characters)")
+                raise Invalid(
+                    "%(field)s is required (at most %(n)d characters)", field=name, n=limit
+                )
         ids = tuple(dict.fromkeys(request.recording_ids))
         if not 1 <= len(ids) <= MAX_RECORDINGS:
-            raise Invalid(f"recording_ids lists 1 to {MAX_RECORDINGS} recordings")
+            raise Invalid("recording_ids lists 1 to %(n)d recordings", n=MAX_RECORDINGS)
         unknown = [i for i in ids if not _is_uuid(i)]
         if unknown:
-            raise NotFound(f"unknown or purged recordings: {', '.join(unknown[:20])}")
+            raise NotFound("unknown or purged recordings: %(ids)s", ids=", ".join(unknown[:20]))
         disclosure = Disclosure(
             disclosure_id=str(uuid.uuid4()),
             recipient=request.recipient.strip(),

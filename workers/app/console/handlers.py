@@ -22,11 +22,14 @@ from .messages import (
     AddUser,
     BindIdentity,
     ChangeAccount,
+    ChooseLanguage,
     CreateToken,
     Disclose,
     RecordAccess,
     RecordingConsulted,
     RecordingsDisclosed,
+    RegisterRequest,
+    RequestRegistered,
     RevokeToken,
 )
 from .model import Disclosure, RecipientKind, User, sees
@@ -80,7 +83,7 @@ def _disclosable(
         or not sees(tenants, found[rid].tenant)
     ]
     if missing:
-        raise NotFound(f"unknown or purged recordings: {', '.join(missing[:20])}")
+        raise NotFound("unknown or purged recordings: %(ids)s", ids=", ".join(missing[:20]))
     recordings = [found[rid] for rid in disclosure.recording_ids]
     if disclosure.recipient_kind is not RecipientKind.LAW_ENFORCEMENT and any(
         r.restricted for r in recordings
@@ -117,12 +120,21 @@ def _disclosure_manifest(
     }
 
 
+def register_request(command: RegisterRequest, ctx: Context) -> str:
+    with ctx.uow() as uow:
+        if uow.registrations.registered(command.request_id):
+            return "duplicate"  # the same form sent twice: recorded once
+        uow.record(RequestRegistered(command.request_id, command.details, ctx.clock()))
+        uow.commit()
+    return "registered"
+
+
 # --- accounts -------------------------------------------------------------------------------
 def add_user(command: AddUser, ctx: Context) -> str:
     user = command.user
     with ctx.uow() as uow:
         if not uow.accounts.add(user):
-            raise Conflict(f"user {user.username} exists")
+            raise Conflict("user %(user)s exists", user=user.username)
         uow.record(_added(user, command.by, ctx.clock()))
         uow.commit()
     return "added"
@@ -134,7 +146,7 @@ def add_federated_user(command: AddFederatedUser, ctx: Context) -> str:
         if not uow.accounts.add(user) or not uow.accounts.bind(
             user.username, identity.issuer, identity.subject, now
         ):
-            raise Conflict(f"the name {user.username} or this identity is taken")
+            raise Conflict("the name %(user)s or this identity is taken", user=user.username)
         uow.record(_added(user, identity.issuer, now), _bound(user.username, identity.issuer, now))
         uow.commit()
     return "added"
@@ -144,7 +156,7 @@ def bind_identity(command: BindIdentity, ctx: Context) -> str:
     identity, now = command.identity, ctx.clock()
     with ctx.uow() as uow:
         if not uow.accounts.bind(command.username, identity.issuer, identity.subject, now):
-            raise Conflict(f"the account {command.username} cannot take this identity")
+            raise Conflict("the account %(user)s cannot take this identity", user=command.username)
         uow.record(_bound(command.username, identity.issuer, now))
         uow.commit()
     return "bound"
@@ -155,7 +167,7 @@ def change_account(command: ChangeAccount, ctx: Context) -> str:
     with ctx.uow() as uow:
         user = uow.accounts.get(command.username, lock=True)
         if user is None:
-            raise NotFound(f"no user {command.username}")
+            raise NotFound("no user %(user)s", user=command.username)
         changed, events = _changes(user, command, now)
         if command.disabled:
             revoked = _revoke_all(uow, user.username, now)
@@ -193,14 +205,25 @@ def _revoke_all(uow: UnitOfWork, username: str, now: datetime) -> list[str]:
     return [i for i in ids if uow.accounts.revoke_token(i, now)]
 
 
+def choose_language(command: ChooseLanguage, ctx: Context) -> str:
+    """A preference of one's own, not an account operation: not audited."""
+    with ctx.uow() as uow:
+        user = uow.accounts.get(command.username, lock=True)
+        if user is None:
+            raise NotFound("no user %(user)s", user=command.username)
+        uow.accounts.update(replace(user, language=command.language))
+        uow.commit()
+    return "chosen"
+
+
 def create_token(command: CreateToken, ctx: Context) -> str:
     token = command.token
     with ctx.uow() as uow:
         owner = uow.accounts.get(token.username, lock=True)
         if owner is None:
-            raise NotFound(f"no user {token.username}")
+            raise NotFound("no user %(user)s", user=token.username)
         if owner.disabled:
-            raise Conflict(f"user {token.username} is disabled")
+            raise Conflict("user %(user)s is disabled", user=token.username)
         uow.accounts.add_token(token)
         details = {"token_id": token.token_id}
         uow.record(
@@ -216,7 +239,7 @@ def revoke_token(command: RevokeToken, ctx: Context) -> str:
         token = uow.accounts.token(command.token_id)
         mine = token is not None and command.owner in (None, token.username)
         if token is None or not mine or not uow.accounts.revoke_token(token.token_id, now):
-            raise NotFound(f"no active token {command.token_id}")
+            raise NotFound("no active token %(token)s", token=command.token_id)
         uow.record(_revoked(token.token_id, token.username, command.by, now))
         uow.commit()
     return "revoked"

@@ -74,6 +74,14 @@ class ChangeAccount(Command):
 
 
 @dataclass(frozen=True)
+class ChooseLanguage(Command):
+    """The console's language a person chose for themselves (None: their browser's)."""
+
+    username: str
+    language: str | None
+
+
+@dataclass(frozen=True)
 class CreateToken(Command):
     token: ApiToken  # its secret's hash only
     by: str
@@ -84,6 +92,15 @@ class RevokeToken(Command):
     token_id: str
     by: str
     owner: str | None = None  # revoke only a token of this user (None: an administrator's)
+
+
+@dataclass(frozen=True)
+class RegisterRequest(Command):
+    """A request the DPO registered (details: who, how it came, how the identity was checked
+    - never the person's identifiers); once per request id (a form sent twice)."""
+
+    request_id: str
+    details: dict[str, Any]
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -97,6 +114,13 @@ class RecordingConsulted(Event):
 @dataclass(frozen=True)
 class RecordingsDisclosed(Event):
     disclosure: Disclosure
+
+
+@dataclass(frozen=True)
+class RequestRegistered(Event):
+    request_id: str
+    details: dict[str, Any]
+    at: datetime
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class User:
     disabled: bool = False
     created_at: datetime | None = None
     tenants: frozenset[str] = frozenset()
+    language: str | None = None  # chosen in the console; None: the browser's
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Principal:
     role: Role
     via: str  # session | token | oidc
     tenants: frozenset[str] = frozenset()  # whose recordings they may see (``*``: all)
+    language: str | None = None  # the console's language the user chose
 
     def may_use(self, purpose: Purpose) -> bool:
         return purpose in PURPOSES_OF[self.role]

@@ -7,12 +7,14 @@ import statistics
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from ...domain.calendar import LocalCalendar, Localities
 from ...domain.identifiers import Subject
 from ...domain.keyed import Mac
 from ...domain.messages import PlaceHold, ReleaseHold
+from ...domain.text import N_
 from ..context import Context
 from ..handlers.holds import hold_from_data
 from ..messagebus import MessageBus
@@ -22,6 +24,13 @@ from .errors import Conflict, Invalid, NotAllowed, NotFound
 from .model import Access, Disclosure, Principal, valid_reference
 
 OVERVIEW_DAYS = 30
+STORED = N_("stored")
+PURGED = {
+    "retention": N_("purged (retention)"),
+    "erasure": N_("purged (erasure)"),
+    "objection": N_("purged (objection)"),
+}
+WORST_LAG = N_("max lag (s)")
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class HoldOrder:
 
 @dataclass(frozen=True)
 class Series:
-    """One chart: a label per day and one or more named value rows."""
+    """One chart: a value per local day in one or more rows, named by texts for people."""
 
     days: list[date]
     rows: dict[str, list[float]]
@@ -79,6 +88,7 @@ class Overview:
 @dataclass(frozen=True)
 class MonthlyReport:
     month: str
+    timezone: str  # the local days and month of the report
     period_start: datetime
     period_end: datetime
     generated_at: datetime
@@ -105,10 +115,16 @@ class Oversight:
         registers: Registers,
         *,
         hash_key: Mac,
+        localities: Localities | None = None,
     ) -> None:
         self._bus, self._ctx, self._facts = bus, ctx, facts
         self._log = self._register = registers
         self._hash_key, self._clock = hash_key, ctx.clock
+        self._localities = localities or Localities()
+
+    def _calendar(self, principal: Principal) -> LocalCalendar:
+        """Days and months as the DPO lives them."""
+        return self._localities.calendar
 
     # holds ---------------------------------------------------------------------------------
     def holds(self, principal: Principal) -> list[HoldView]:
@@ -138,7 +154,9 @@ class Oversight:
             data | {"scope": scope}, self._hash_key, self._ctx.settings.default_region
         )
         if self._bus.handle(PlaceHold(hold, principal.username)) == "duplicate":
-            raise Conflict(f"a hold {hold_id} was placed (or released) before: choose another id")
+            raise Conflict(
+                "a hold %(hold)s was placed (or released) before: choose another id", hold=hold_id
+            )
         return hold_id
 
     def _within_tenants(self, principal: Principal, scope: dict[str, Any]) -> None:
@@ -178,29 +196,26 @@ class Oversight:
     # the overview --------------------------------------------------------------------------
     def overview(self, principal: Principal, days: int = OVERVIEW_DAYS) -> Overview:
         require_whole_installation(principal)
-        now = self._clock()
-        first_day = now.date() - timedelta(days=days - 1)
-        since = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
-        until = since + timedelta(days=days)  # the end of today
-        counts = self._facts.day_counts(since, until)
+        now, calendar = self._clock(), self._calendar(principal)
+        first_day = calendar.day_of(now) - timedelta(days=days - 1)
+        since, until = calendar.days(first_day, days)  # local midnights; until: end of today
+        counts = self._facts.day_counts(since, until, calendar)
         day_list = [first_day + timedelta(days=i) for i in range(days)]
-        reasons = ("retention", "erasure", "objection")
         per_day = Series(
             day_list,
             {
-                "stored": [float(counts.stored.get(d, 0)) for d in day_list],
+                STORED: [float(counts.stored.get(d, 0)) for d in day_list],
                 **{
-                    f"purged ({reason})": [
-                        float(counts.purged.get(d, {}).get(reason, 0)) for d in day_list
-                    ]
-                    for reason in reasons
+                    label: [float(counts.purged.get(d, {}).get(reason, 0)) for d in day_list]
+                    for reason, label in PURGED.items()
                 },
             },
         )
         lags = self._facts.retention_lags(since, until)
         worst: dict[date, float] = {}
         for purged_at, lag in lags:
-            worst[purged_at.date()] = max(lag, worst.get(purged_at.date(), 0.0))
+            day = calendar.day_of(purged_at)
+            worst[day] = max(lag, worst.get(day, 0.0))
         overdue, oldest = self._facts.overdue(now)
         requests = self._facts.requests(since=since, until=until)
         on_time, late = _deadlines(requests)
@@ -212,7 +227,7 @@ class Oversight:
             oldest_overdue_seconds=(now - oldest).total_seconds() if oldest else 0.0,
             per_day=per_day,
             purge_lag=_lag_summary([lag for _, lag in lags]),
-            lag_per_day=Series(day_list, {"max lag (s)": [worst.get(d, 0.0) for d in day_list]}),
+            lag_per_day=Series(day_list, {WORST_LAG: [worst.get(d, 0.0) for d in day_list]}),
             requests_open=len(open_requests),
             requests_on_time=on_time,
             requests_late=late,
@@ -226,10 +241,11 @@ class Oversight:
     # the monthly report --------------------------------------------------------------------
     def monthly_report(self, principal: Principal, month: str | None) -> MonthlyReport:
         require_whole_installation(principal)
-        now = self._clock()
-        start = _month_start(month) if month else datetime(now.year, now.month, 1, tzinfo=UTC)
-        end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
-        counts = self._facts.day_counts(start, end)
+        now, calendar = self._clock(), self._calendar(principal)
+        local_now = calendar.local(now)
+        year, number = _month(month) if month else (local_now.year, local_now.month)
+        start, end = calendar.month(year, number)
+        counts = self._facts.day_counts(start, end, calendar)
         deletions: Counter[str] = Counter()
         for per_reason in counts.purged.values():
             deletions.update(per_reason)
@@ -241,7 +257,8 @@ class Oversight:
         on_time, late = _deadlines(requests)
         checked, broken = self._facts.audit_chain()
         return MonthlyReport(
-            month=start.strftime("%Y-%m"),
+            month=f"{year:04d}-{number:02d}",
+            timezone=calendar.name,
             period_start=start,
             period_end=end,
             generated_at=now,
@@ -267,12 +284,13 @@ def require_whole_installation(principal: Principal) -> None:
         raise NotAllowed("the overview and the report cover every tenant: ask a DPO of all")
 
 
-def _month_start(text: str) -> datetime:
+def _month(text: str) -> tuple[int, int]:
     try:
         year, month = (int(part) for part in text.split("-"))
-        return datetime(year, month, 1, tzinfo=UTC)
+        date(year, month, 1)
     except ValueError:
         raise Invalid("month is YYYY-MM") from None
+    return year, month
 
 
 def _deadlines(requests: list[DsrRecord]) -> tuple[int, int]:

@@ -16,8 +16,9 @@ from ...domain.keyed import Mac
 from ...domain.model import Recording, RecordingStatus
 from ..context import Context
 from ..messagebus import MessageBus
-from ..ports.console import RangedObjects, RecordingSearch
+from ..ports.console import RangedObjects, RecordingSearch, Rendition, Renditions
 from ..ports.objects import ObjectMissing
+from . import playback
 from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
 from .messages import RecordAccess
 from .model import (
@@ -98,10 +99,12 @@ class Recordings:
         *,
         keys: Keys,
         seek_window: timedelta = timedelta(minutes=30),
+        renditions: Renditions | None = None,
     ) -> None:
         self._bus, self._ctx, self._finder, self._objects = bus, ctx, finder, objects
         self._bucket, self._keys, self._clock = ctx.vault, keys, ctx.clock
         self._seek_window = seek_window
+        self._renditions = renditions
 
     # search --------------------------------------------------------------------------------
     def search(self, principal: Principal, query: SearchQuery) -> list[Recording]:
@@ -201,11 +204,17 @@ class Recordings:
         try:
             chosen = Purpose(purpose)
         except ValueError:
-            raise NotAllowed(f"{purpose!r} is not a purpose of this processing") from None
+            raise NotAllowed(
+                "%(purpose)r is not a purpose of this processing", purpose=purpose
+            ) from None
         if not principal.may_use(chosen):
-            raise NotAllowed(f"the role {principal.role} may not listen for {chosen}")
+            raise NotAllowed(
+                "the role %(role)s may not listen for %(purpose)s",
+                role=principal.role,
+                purpose=chosen,
+            )
         if chosen in CASE_REF_REQUIRED and not case_ref:
-            raise Invalid(f"a case reference is needed for {chosen}")
+            raise Invalid("a case reference is needed for %(purpose)s", purpose=chosen)
         if case_ref and not valid_reference(case_ref):
             raise Invalid("a case reference is a code: letters, digits and . _ : / # -")
         return chosen
@@ -225,13 +234,20 @@ class Recordings:
         case_ref: str | None,
         range_header: str | None,
         kind: AccessKind,
+        *,
+        for_browsers: bool = False,
     ) -> Audio:
+        """The original audio, or with ``for_browsers`` what a browser's player can play (the
+        original where it can, else a rendition); one access on record either way."""
         chosen = self.check_purpose(principal, purpose, case_ref)
         recording = self._stored(principal, recording_id)
         self.may_play(principal, recording, chosen)
-        size = recording.size_bytes or 0
+        original = self._original(recording)
+        audio: Rendition = original
+        if for_browsers and self._renditions is not None:
+            audio = playback.for_browsers(recording, original, self._renditions)
+        size = audio.size
         wanted = parse_range(range_header, size)
-        header = self._header(recording)
         first, last = wanted if wanted else (0, size - 1)
         now = self._clock()
         # A request from the start is a new playback or download and always goes on record;
@@ -243,11 +259,19 @@ class Recordings:
         )
         return Audio(
             status=206 if wanted else 200,
-            content_type=recording.content_type or "application/octet-stream",
+            content_type=audio.content_type,
             size=size,
             first=first,
             last=last,
-            body=self._plaintext(recording, header, first, last) if size else iter(()),
+            body=audio.read(first, last) if size else iter(()),
+        )
+
+    def _original(self, recording: Recording) -> playback.Original:
+        header = self._header(recording)
+        return playback.Original(
+            recording.content_type or "application/octet-stream",
+            recording.size_bytes or 0,
+            lambda first, last: self._plaintext(recording, header, first, last),
         )
 
     def _header(self, recording: Recording) -> bytes:
@@ -296,7 +320,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def _require_searcher(principal: Principal) -> None:
     if principal.role not in SEARCHERS:
-        raise NotAllowed(f"the role {principal.role} does not consult recordings")
+        raise NotAllowed("the role %(role)s does not consult recordings", role=principal.role)
 
 
 def _is_uuid(text: str) -> bool:

@@ -15,6 +15,7 @@ from ..middleware import log_context
 from ..ports.console import ComplianceFacts, LoginThrottle, RecordingSearch, Registers
 from . import handlers
 from .accounts import Accounts
+from .desk import RequestDesk
 from .disclosures import Disclosures
 from .history import SubjectHistory
 from .messages import (
@@ -22,9 +23,11 @@ from .messages import (
     AddUser,
     BindIdentity,
     ChangeAccount,
+    ChooseLanguage,
     CreateToken,
     Disclose,
     RecordAccess,
+    RegisterRequest,
     RevokeToken,
 )
 from .oversight import Oversight
@@ -38,6 +41,7 @@ class Console:
     disclosures: Disclosures
     oversight: Oversight
     history: SubjectHistory
+    desk: RequestDesk
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,10 @@ def console_bus(ctx: Context) -> MessageBus:
         AddFederatedUser: handlers.add_federated_user,
         BindIdentity: handlers.bind_identity,
         ChangeAccount: handlers.change_account,
+        ChooseLanguage: handlers.choose_language,
         CreateToken: handlers.create_token,
         RevokeToken: handlers.revoke_token,
+        RegisterRequest: handlers.register_request,
         PlaceHold: holds.place_hold,
         ReleaseHold: holds.release_hold,
     }

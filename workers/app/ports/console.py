@@ -7,11 +7,13 @@ throttle's tallies. PostgreSQL implementations: ``workers.adapters.postgres.cons
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from ...domain.calendar import LocalCalendar
 from ...domain.model import Hold, Recording, RequestRecord
 from ..console.model import Access, ApiToken, Disclosure, SearchCriteria, User
 from ..console.throttle import R, Tally
@@ -163,6 +165,36 @@ class RangedObjects(Protocol):
 
 
 @dataclass(frozen=True)
+class AudioForm:
+    """What callvault knows of a recording's audio before decoding it."""
+
+    content_type: str
+    channels: int | None = None
+    duration_seconds: float | None = None
+
+
+class Rendition(Protocol):
+    """Audio as one HTTP answer sends it: its length is known before any byte is read."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, first: int, last: int) -> Iterator[bytes]:
+        """Bytes ``first``..``last`` (inclusive), streamed; called once."""
+        ...
+
+
+class Renditions(Protocol):
+    def playable(self, source: io.RawIOBase, form: AudioForm) -> Rendition:
+        """A rendition every browser plays, decoded from ``source`` (a seekable file of the
+        original) as it is read; NotAudio when the source cannot be decoded."""
+        ...
+
+
+@dataclass(frozen=True)
 class HoldView:
     hold: Hold
     recordings: list[tuple[str, str]] = field(default_factory=list)  # (recording_id, call_id)
@@ -186,7 +218,9 @@ class DayCounts:
 class ComplianceFacts(Protocol):
     """What the DPO's pages and the monthly report are made of: counts, never people."""
 
-    def day_counts(self, since: datetime, until: datetime) -> DayCounts: ...
+    def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
+        """Recordings stored and purged per local day of ``calendar`` in [since, until)."""
+        ...
 
     def retention_lags(self, since: datetime, until: datetime) -> list[tuple[datetime, float]]:
         """(purged_at, purged_at - due_at in seconds) of the retention purges in the period."""
@@ -222,3 +256,16 @@ class AccessHistory(Protocol):
         ...
 
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
+
+
+class RegistrationRepository(Protocol):
+    def registered(self, request_id: str) -> bool:
+        """Whether the DPO registered this request already (the same form sent twice);
+        registrations of one request take turns from here to the commit."""
+        ...
+
+
+class RequestPublisher(Protocol):
+    def submit(self, request_id: str, data: dict[str, Any]) -> None:
+        """Publishes the request's ``callvault.dsr.requested.v1`` data on ``dsr.requests``."""
+        ...

@@ -26,7 +26,7 @@ def _by() -> str:
 def _accounts() -> Iterator[Any]:
     """The console's accounts over callvault's database; console refusals become one line
     and an exit code like every other failure (``entrypoints.cli.common``)."""
-    from ...adapters.http.composition import assemble
+    from ...adapters.http.composition import staff_accounts
     from ...adapters.postgres.console import console_reads
     from ...adapters.postgres.migrate import migrate_schema
     from ...app.console import errors
@@ -38,7 +38,7 @@ def _accounts() -> Iterator[Any]:
             migrate_schema(settings)
         with container() as built:
             try:
-                yield assemble(built.ctx, console_reads(built.db), ring=built.keys).accounts
+                yield staff_accounts(built.ctx, console_reads(built.db).tallies, ring=built.keys)
             except errors.NotFound as exc:
                 fail(str(exc), EXIT_NOT_FOUND)
             except errors.ConsoleError as exc:

@@ -42,6 +42,9 @@ def keys_check() -> None:
         )
         for key, where in ring.whereabouts():
             click.echo(f"  {key}: {where}")
+        click.echo("check values (they reveal nothing about the keys):")
+        for check in ring.checks():
+            click.echo(f"  {check.kind} {check.key_id}: {check.value}")
 
 
 @keys.command("generate")
@@ -62,6 +65,34 @@ def keys_generate() -> None:
         click.echo(f"created {line}")
     if not created:
         click.echo("the token has every key the settings name already")
+
+
+@keys.command("import-to-hsm")
+def keys_import_to_hsm() -> None:
+    """Move the hash keys into the PKCS#11 token: CALLVAULT_HASH_KEY (and each key of
+    CALLVAULT_HASH_KEYS_RETIRED) becomes a non-extractable object of the token, so the
+    digests on record stay valid and the bytes can leave the settings. Run it with
+    CALLVAULT_KEYS_BACKEND=pkcs11 and the old key settings still given; master and signing
+    keys move by rotation to keys generated in the token (docs/keys.md)."""
+    from ...adapters.pkcs11 import import_hash_keys
+
+    with user_errors(), container() as built:
+        chosen = built.settings
+        if chosen.keys_backend != "pkcs11" or chosen.hash_key is None:
+            fail(
+                "keys import-to-hsm needs CALLVAULT_KEYS_BACKEND=pkcs11 (and its token) and "
+                "CALLVAULT_HASH_KEY, the key to move",
+                EXIT_CONFIG,
+            )
+        verify_keys(built.ctx, register=False)  # only the keys this database was made with
+        imported = import_hash_keys(chosen)
+    for label, what in imported:
+        click.echo(f"imported {what} as {label!r}")
+    retired = [label for label, what in imported if what == "retired"]
+    click.echo(
+        "now remove CALLVAULT_HASH_KEY and CALLVAULT_HASH_KEYS_RETIRED from the settings"
+        + (f"; set CALLVAULT_PKCS11_HASH_LABELS_RETIRED={','.join(retired)}" if retired else "")
+    )
 
 
 @keys.command("rotate")

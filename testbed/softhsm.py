@@ -1,6 +1,6 @@
-"""SoftHSM2 tokens for the tests of keys in a PKCS#11 token: each test gets a token of its
-own (a fresh label and PIN) in the stack's token directory (``deploy/lib/softhsm.sh``), and
-the settings that point callvault to it; the tokens are deleted after the run."""
+"""SoftHSM2 tokens for the tests and benchmarks of keys in a PKCS#11 token: each gets a token
+of its own (a fresh label and PIN) in the stack's token directory (``deploy/lib/softhsm.sh``),
+and the settings that point callvault to it; :func:`delete_token` removes it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.stack import ROOT, read_stack_env
+
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 
 
 def softhsm_conf() -> Path:
     """The stack's SoftHSM2 configuration; the library reads ``SOFTHSM2_CONF`` once per
     process, so it is set before any test loads it."""
-    given = os.environ.get("CALLVAULT_STACK_SOFTHSM2_CONF")
-    root = os.environ.get("CALLVAULT_STACK_ROOT", ".local")
+    stack = read_stack_env()
+    given = stack.get("CALLVAULT_STACK_SOFTHSM2_CONF")
+    root = stack.get("CALLVAULT_STACK_ROOT", str(ROOT / ".local"))
     conf = Path(given) if given else Path(root) / "softhsm" / "softhsm2.conf"
     if not conf.is_file() or not MODULE.is_file():
         raise AssertionError(f"SoftHSM2 is not set up ({conf}, {MODULE}): run `make up`")

@@ -1,0 +1,109 @@
+"""callvault with its keys in a PKCS#11 token (SoftHSM2), with processes as operators run
+them: `keys generate` creates the keys in the token, the worker stores calls, the console
+plays them, the master key and the hash key are rotated to new token keys, an erasure's
+certificate verifies with the published key set - and no process holds a key in its
+environment or settings, only the token's library, label and PIN file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from testbed.softhsm import SoftToken
+from testbed.stack import Instance, stop_processes
+from tests.e2e.console_harness import PASSWORD, Console, cli, dsr, serve, store_calls
+from tests.e2e.harness import Callvault, make_wav
+
+KEY_SETTINGS = (
+    "CALLVAULT_MASTER_KEY",
+    "CALLVAULT_MASTER_KEYS",
+    "CALLVAULT_HASH_KEY",
+    "CALLVAULT_HASH_KEYS_RETIRED",
+    "CALLVAULT_SIGNING_KEY",
+    "CALLVAULT_SESSION_SECRET",
+)
+FIRST, SECOND = make_wav(1.0, tone=330), make_wav(1.0, tone=550)
+PHONE = "+370 612 34567"
+
+
+def keyless(instance: Instance, token: SoftToken) -> dict[str, str]:
+    """The instance's settings with the token's instead of any key."""
+    env = {k: v for k, v in {**os.environ, **instance.env}.items() if k not in KEY_SETTINGS}
+    return {**env, **token.env()}
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def play(console: Console, recording_id: str) -> bytes:
+    path = f"/api/v1/recordings/{recording_id}/audio?purpose=quality"
+    answer = console.as_role("qa", "GET", path)
+    assert answer.status == 200, answer.body
+    body: bytes = answer.body
+    return body
+
+
+def test_store_play_rotate_and_erase_with_keys_in_a_token(
+    instance: Instance, soft_token: SoftToken, tmp_path: Path
+) -> None:
+    cv = Callvault(instance, tmp_path)
+    cv.env = keyless(instance, soft_token)
+    generated = cli(cv, "keys", "generate").stdout
+    assert "created master key 'callvault-master-m1' (AES-256)" in generated
+    assert "signing key 'callvault-signing' (Ed25519)" in generated
+    cv.migrate()
+    cv.start_worker()
+    ids = store_calls(cv, {"hsm-1": {"audio": FIRST}, "hsm-2": {"audio": SECOND}})
+    cli(cv, "user", "add", "qa", "--role", "qa", "--tenant", "*", stdin=PASSWORD + "\n")
+    token = cli(cv, "token", "create", "qa").stdout.strip()
+    console = serve(cv)
+    console.tokens["qa"] = token
+    assert play(console, ids["hsm-1"]) == FIRST
+
+    # no key in any process's environment: only where the token is
+    for process in cv.workers:  # the worker and serve
+        environment = environment_of(process.pid)
+        assert not set(KEY_SETTINGS) & set(environment)
+        assert environment["CALLVAULT_KEYS_BACKEND"] == "pkcs11"
+        assert soft_token.pin not in json.dumps(environment)
+    where = cli(cv, "keys", "check").stdout
+    assert where.count(f"token '{soft_token.label}'") == 3, where
+
+    # the master key: a new token key becomes current, the data keys are re-wrapped under it
+    cv.env["CALLVAULT_MASTER_KEY_ID"] = "m2"
+    assert "callvault-master-m2" in cli(cv, "keys", "generate").stdout
+    rotated = cli(cv, "keys", "rotate").stdout
+    assert "re-wrapped 2 data key(s) under master key m2" in rotated
+    assert "retired master key(s) m1" in rotated
+
+    # the hash key: a new token key, the old one retired (the workers and serve stopped)
+    stop_processes(cv.workers)
+    cv.workers.clear()
+    cv.env |= {
+        "CALLVAULT_PKCS11_HASH_LABEL": "callvault-hash-2",
+        "CALLVAULT_PKCS11_HASH_LABELS_RETIRED": "callvault-hash",
+    }
+    assert "hash key 'callvault-hash-2'" in cli(cv, "keys", "generate").stdout
+    rehashed = cli(cv, "keys", "rehash").stdout
+    assert "re-keyed the digests of 2 recording(s)" in rehashed
+    cv.start_worker()
+    console = serve(cv)
+    console.tokens["qa"] = token
+    assert play(console, ids["hsm-1"]) == FIRST
+    assert play(console, ids["hsm-2"]) == SECOND
+
+    # erasure finds both by the caller's number under the new hash key; the certificate,
+    # signed in the token, verifies with the published key set
+    erased = dsr(cv, "erasure", {"phone_numbers": [PHONE]})
+    assert {r["recording_id"] for r in erased["recordings"]} == set(ids.values())
+    certificate = tmp_path / "certificate.json"
+    certificate.write_text(json.dumps(erased))
+    key_set = tmp_path / "keys.json"
+    key_set.write_text(cli(cv, "public-key").stdout)
+    assert json.loads(key_set.read_text())["keys"][0]["algorithm"] == "Ed25519"
+    verified = cli(cv, "verify-certificate", str(certificate), "--keys", str(key_set))
+    assert "certificate valid: 2 recording(s)" in verified.stdout
+    assert cli(cv, "audit", "verify").stdout.startswith("audit chain intact")

@@ -1,0 +1,53 @@
+"""What the console sends out on Kafka: the data-subject requests the DPO registers, exactly
+as the DSR portal sends them (under the console's own Kafka principal)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..app.ports.bus import EventBus
+from ..domain import events
+from ..domain.retention import rfc3339
+from .kafka.codec import Codec
+
+CODEC = Codec()
+
+
+class _Publisher:
+    """CloudEvents on one topic, through one producer connected on first use; each event is
+    checked against its schema first, so that nothing the console sends is dead-lettered."""
+
+    def __init__(self, bus: Callable[[], EventBus], topic: str, source: str) -> None:
+        self._bus_factory, self._topic, self._source = bus, topic, source
+        self._bus: EventBus | None = None
+        self._lock = threading.Lock()
+
+    def _send(self, event_type: str, key: str, data: dict[str, Any]) -> None:
+        CODEC.check(event_type, data)
+        event = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": self._source,
+            "type": event_type,
+            "time": rfc3339(datetime.now(UTC)),
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+        with self._lock:
+            if self._bus is None:
+                self._bus = self._bus_factory()
+            self._bus.publish([(self._topic, key, json.dumps(event).encode())])
+
+
+class BusRequests(_Publisher):
+    """A request the DPO registered, as the portal sends it: ``callvault.dsr.requested.v1``
+    on ``dsr.requests``, keyed by request id (under the console's own Kafka principal, which
+    may write requests: deploy/kafka/acl-plan.sh)."""
+
+    def submit(self, request_id: str, data: dict[str, Any]) -> None:
+        self._send(events.DSR_REQUESTED, request_id, data)
