@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -32,6 +32,7 @@ from workers.app.ports.unit_of_work import (
     ExportRecord,
     FollowUp,
     Outbound,
+    ParkedFollowUp,
     StoredKeyCheck,
 )
 from workers.domain.audit import GENESIS, AuditEntry, canonical, chain_hash
@@ -668,6 +669,7 @@ class MemoryUnitOfWork:
                     "attempts": 0,
                     "not_before": None,
                     "failed": None,
+                    "failed_at": None,
                 }
             )
         self._events.clear()
@@ -759,9 +761,32 @@ class MemoryDatabase:
             if row["id"] == follow_up_id:
                 row["attempts"] += 1
                 row["failed"] = error
+                row["failed_at"] = self.clock()
 
     def follow_up_backlog(self) -> int:
         return sum(1 for f in self.state.followups if f["failed"] is None)
+
+    def parked_follow_ups(self, limit: int) -> list[ParkedFollowUp]:
+        parked = sorted(
+            (f for f in self.state.followups if f["failed"] is not None),
+            key=lambda f: (f["failed_at"], f["id"]),
+        )
+        return [
+            ParkedFollowUp(f["id"], f["kind"], f["attempts"], f["failed"], f["failed_at"])
+            for f in parked[:limit]
+        ]
+
+    def parked_count(self) -> int:
+        return sum(1 for f in self.state.followups if f["failed"] is not None)
+
+    def retry_parked(self, ids: Collection[int] | None) -> int:
+        done = 0
+        for row in self.state.followups:
+            if row["failed"] is not None and (ids is None or row["id"] in ids):
+                row["failed"] = row["failed_at"] = None
+                row["not_before"] = self.clock()
+                done += 1
+        return done
 
 
 __all__ = ["MemoryBus", "MemoryDatabase", "MemoryObjectStore", "canonical_recording_id"]

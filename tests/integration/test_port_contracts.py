@@ -334,6 +334,41 @@ def test_follow_ups_are_claimed_once_and_parked_when_they_fail(db: Any) -> None:
         assert nothing is None
 
 
+def test_parked_follow_ups_are_listed_and_made_due_again_on_request(db: Any) -> None:
+    from workers.domain.errors import StoreRejected
+    from workers.domain.messages import PurgesScheduled
+
+    for ids in (("r1",), ("r2",), ("r3",)):
+        with db.unit_of_work() as uow:
+            uow.record(PurgesScheduled(ids, PurgeReason.RETENTION))
+            uow.commit()
+    parked: list[int] = []
+
+    def refused() -> None:
+        with db.claim() as follow_up:
+            parked.append(follow_up.id)
+            raise StoreRejected("AccessDenied")
+
+    for _ in range(3):
+        with pytest.raises(StoreRejected):
+            refused()
+        db.give_up(parked[-1], "store_rejected: AccessDenied")
+    assert db.parked_count() == 3
+    listed = db.parked_follow_ups(limit=2)
+    assert [p.id for p in listed] == parked[:2]  # oldest failure first
+    assert {(p.kind, p.attempts, p.error) for p in listed} == {
+        ("purge", 1, "store_rejected: AccessDenied")
+    }
+    assert db.retry_parked([parked[1]]) == 1
+    assert db.parked_count() == 2
+    with db.claim() as again:
+        assert again.id == parked[1]
+        assert again.command == PurgeRecordings(("r2",), PurgeReason.RETENTION)
+    assert db.retry_parked(None) == 2
+    assert db.parked_count() == 0
+    assert db.follow_up_backlog() == 2
+
+
 # --- object stores ---------------------------------------------------------------------------
 
 

@@ -393,6 +393,8 @@ def test_the_dpo_registers_a_request_that_came_by_letter(cw: ConsoleWorld) -> No
         record = uow.requests.get(form["request_id"])
     assert record is not None
     assert record.language == "en"
+    (listed_by_api,) = cw.api("dpo1").get("/api/v1/requests?open=false").json()["items"]
+    assert (listed_by_api["request_id"], listed_by_api["language"]) == (form["request_id"], "en")
     listed = client.get("/dpo/requests")
     assert form["request_id"] in listed.text
     assert "ZIP until" in listed.text

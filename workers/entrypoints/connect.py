@@ -69,8 +69,11 @@ def _notice_option(func: Any) -> Any:
 
 
 @contextmanager
-def _publisher(system: str, state_dir: Path | None, metrics_port: int) -> Iterator[Any]:
-    """The publisher of one connector, its backlog and metrics; closed on the way out."""
+def _publisher(
+    system: str, state_dir: Path | None, metrics_port: int, **overrides: Any
+) -> Iterator[Any]:
+    """The publisher of one connector, its backlog and metrics; closed on the way out.
+    ``overrides`` replace settings of the environment (the mounted webhooks' principal)."""
     from ..adapters.connectors.backlog import Backlog
     from ..adapters.connectors.metrics import ConnectorMetrics
     from ..adapters.connectors.publisher import Publisher
@@ -79,7 +82,7 @@ def _publisher(system: str, state_dir: Path | None, metrics_port: int) -> Iterat
     from ..adapters.s3 import S3Store
 
     try:
-        settings = load_connector_settings()
+        settings = load_connector_settings(**overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure(settings.log_format, settings.log_level)
@@ -401,17 +404,29 @@ def webhook_config() -> Any:
     )
 
 
+def mounted_credentials(console: Any) -> dict[str, Any]:
+    """The telephony principal (and S3 user) under which ``callvault serve`` publishes what the
+    webhooks it mounts receive (``WebhookSettings.mounted_credentials``); empty when no
+    provider is set up."""
+    from ..adapters.connectors.settings import WebhookSettings
+
+    if webhook_config() is None:
+        return {}
+    credentials: dict[str, Any] = WebhookSettings().mounted_credentials(console)
+    return credentials
+
+
 @contextmanager
-def mounted_webhooks() -> Iterator[list[Any]]:
-    """The webhook routes ``callvault serve`` mounts beside the console: none unless a
-    provider's secret is set."""
+def mounted_webhooks(credentials: dict[str, Any]) -> Iterator[list[Any]]:
+    """The webhook routes ``callvault serve`` mounts beside the console, publishing with
+    ``credentials`` (:func:`mounted_credentials`): none unless a provider's secret is set."""
     from ..adapters.connectors.webhooks import webhook_router
 
     config = webhook_config()
     if config is None:
         yield []
         return
-    with _publisher("webhooks", None, 0) as publisher:
+    with _publisher("webhooks", None, 0, **credentials) as publisher:
         yield [webhook_router(config, publisher, state_dir=publisher.state_dir)]
 
 

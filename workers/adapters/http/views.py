@@ -59,6 +59,8 @@ def request_item(record: DsrRecord) -> dict[str, Any]:
         "status": record.status,
         "received_at": rfc3339(record.received_at) if record.received_at else None,
         "due_at": rfc3339(record.due_at) if record.due_at else None,
+        "language": record.language,  # of the answer's letters (None: the default)
+        "tenant": record.tenant,
         "completed_at": rfc3339(record.completed_at) if record.completed_at else None,
         "pending_recordings": record.pending_recording_ids,
         "reason": result.get("reason"),

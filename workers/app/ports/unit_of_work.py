@@ -10,6 +10,7 @@ hold rows, then recording rows by id, then request rows.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -269,6 +270,28 @@ class FollowUpQueue(Protocol):
         ...
 
     def follow_up_backlog(self) -> int: ...
+
+    def parked_follow_ups(self, limit: int) -> list[ParkedFollowUp]:
+        """Follow-ups that failed for good, oldest failure first."""
+        ...
+
+    def parked_count(self) -> int: ...
+
+    def retry_parked(self, ids: Collection[int] | None) -> int:
+        """Make parked follow-ups due again (``None``: all of them); returns how many."""
+        ...
+
+
+@dataclass(frozen=True)
+class ParkedFollowUp:
+    """A follow-up an operator must look at: its kind (the command's name), how often it was
+    tried, the error it failed with (a code and a message that names no person) and when."""
+
+    id: int
+    kind: str
+    attempts: int
+    error: str
+    failed_at: datetime
 
 
 @dataclass(frozen=True)
