@@ -13,7 +13,7 @@ from typing import Any
 from ...domain.model import Recording, RecordingStatus
 from ...domain.retention import rfc3339
 from ..context import Context
-from ..handlers.exports import build_export, entry
+from ..handlers.exports import DISCLOSURE_PREFIX, build_export, entry
 from ..ports.unit_of_work import UnitOfWork
 from .errors import Conflict, NotAllowed, NotFound
 from .messages import (
@@ -54,7 +54,7 @@ def disclose(command: Disclose, ctx: Context) -> str:
     recordings = ctx.read(partial(_disclosable, disclosure, command.tenants))
     manifest = partial(_disclosure_manifest, disclosure)
     export = build_export(
-        f"disclosure:{disclosure.disclosure_id}", recordings, ctx, manifest=manifest
+        f"{DISCLOSURE_PREFIX}{disclosure.disclosure_id}", recordings, ctx, manifest=manifest
     )
     kept = replace(
         disclosure,
