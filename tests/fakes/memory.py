@@ -538,11 +538,12 @@ class MemoryRequests:
         self._s.erased = kept
         return forgotten
 
-    def scrub_export_url(self, request_id: str) -> None:
+    def scrub_answer_urls(self, request_id: str) -> None:
         record = self._s.requests.get(request_id)
-        if record is not None and "export" in record.result:
-            export = {k: v for k, v in record.result["export"].items() if k != "url"}
-            record.result = record.result | {"export": export}
+        for block in ("export", "letter"):
+            if record is not None and block in record.result:
+                kept = {k: v for k, v in record.result[block].items() if k != "url"}
+                record.result = record.result | {block: kept}
 
 
 class MemoryExports:

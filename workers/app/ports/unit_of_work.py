@@ -133,8 +133,8 @@ class RequestRepository(Protocol):
         """Ids of answered erasures still waiting for any of these held recordings."""
         ...
 
-    def scrub_export_url(self, request_id: str) -> None:
-        """Forget the (expired) export URL kept in the request's last answer."""
+    def scrub_answer_urls(self, request_id: str) -> None:
+        """Forget the (expired) URLs of the export and the letter kept in the last answer."""
         ...
 
     def remember_erased(self, erased: ErasedSubject) -> None:
