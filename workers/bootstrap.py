@@ -29,7 +29,7 @@ from .adapters.metrics import Metrics
 from .adapters.pdf import WeasyTypesetter
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.backfill import backfill
-from .adapters.postgres.console import PostgresConsole
+from .adapters.postgres.console import console_reads
 from .adapters.postgres.migrate import MigrationReport, migrate, migrate_schema
 from .adapters.postgres.schema import expected_migrations
 from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
@@ -52,7 +52,7 @@ from .app.messagebus import Envelope, Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .app.ports.audio import AudioSource
 from .app.ports.bus import EventBus
-from .app.ports.console import AccessHistory, ConsoleStore
+from .app.ports.console import AccessHistory
 from .app.ports.keys import Keys
 from .app.ports.letters import Typesetter
 from .app.ports.objects import ObjectStore
@@ -68,7 +68,7 @@ log = structlog.get_logger("callvault.bootstrap")
 if TYPE_CHECKING:
     from .adapters.connectors.publisher import LandingStore, Publisher
     from .adapters.connectors.settings import ConnectorSettings
-    from .app.console.service import Console
+    from .app.console.service import Console, ConsoleReads
 
 Clock = Callable[[], datetime]
 
@@ -89,7 +89,7 @@ class App:
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
         fetcher: AudioSource | None = None,
-        console_store: ConsoleStore | None = None,
+        console_reads: ConsoleReads | None = None,
         typesetter: Typesetter | None = None,
     ) -> None:
         self.settings = settings
@@ -102,7 +102,7 @@ class App:
             "keys": keys,
             "retry": retry,
             "fetcher": fetcher,
-            "console_store": console_store,
+            "console_reads": console_reads,
             "typesetter": typesetter,
         }
         # a given part takes the place of the cached property that would build it
@@ -195,9 +195,9 @@ class App:
         )
 
     @cached_property
-    def console_store(self) -> ConsoleStore:
-        """The console's accounts, accesses, disclosures and facts."""
-        return PostgresConsole(self._postgres)
+    def console_reads(self) -> ConsoleReads:
+        """The console's read models and sign-in tallies."""
+        return console_reads(self._postgres)
 
     def read_dead_letters(self, timeout_ms: int = 1500) -> list[DeadLetter]:
         """Every record still retained on the dead-letter topic."""
@@ -260,10 +260,10 @@ class App:
     @cached_property
     def history(self) -> AccessHistory | None:
         """Disclosures and consultations of the console, for access exports and Art. 19
-        (none over a fake database without a console store)."""
-        if "database" in self._given and "console_store" not in self._given:
+        (none over a fake database without the console's read models)."""
+        if "database" in self._given and "console_reads" not in self._given:
             return None
-        return SubjectHistory(self.console_store, self.console_store)
+        return SubjectHistory(self.console_reads.registers)
 
     @cached_property
     def typesetter(self) -> Typesetter:
@@ -322,21 +322,14 @@ class App:
 
     @cached_property
     def console(self) -> Console:
-        """The console's use cases over this process's database, store and Kafka."""
-        from .adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
+        """The console's use cases over this process's database, store and keys; Kafka only
+        for the requests the DPO registers."""
+        from .adapters.console_outbound import BusRequests
         from .adapters.http.composition import assemble
 
         s = self.settings
-        return assemble(
-            self.console_store,
-            self.objects,
-            BusHoldCommands(lambda: self.bus, s.topic_holds_commands, s.source_uri),
-            ExportPackager(self.ctx),
-            BusRequests(lambda: self.bus, s.topic_dsr_requests, s.source_uri),
-            s,
-            self.clock,
-            ring=self.keys,
-        )
+        requests = BusRequests(lambda: self.bus, s.topic_dsr_requests, s.source_uri)
+        return assemble(self.ctx, self.console_reads, requests, ring=self.keys)
 
     def close(self) -> None:
         for name in ("bus", "_postgres"):
@@ -410,7 +403,7 @@ def bootstrap(
     metrics: Metrics | None = None,
     retry: RetryPolicy | None = None,
     fetcher: AudioSource | None = None,
-    console_store: ConsoleStore | None = None,
+    console_reads: ConsoleReads | None = None,
     typesetter: Typesetter | None = None,
 ) -> App:
     """callvault for one process; every part not given is built from ``settings`` on first
@@ -425,7 +418,7 @@ def bootstrap(
         metrics=metrics,
         retry=retry,
         fetcher=fetcher,
-        console_store=console_store,
+        console_reads=console_reads,
         typesetter=typesetter,
     )
 

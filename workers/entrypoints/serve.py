@@ -34,7 +34,7 @@ def serve(host: str | None, port: int | None) -> None:
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = container.console
         secret = session_secret(settings, container.keys)
-        # holds placed in the console go to Kafka, but reading and listening do not need it
+        # holds are applied through the database; only registered requests go to Kafka
         # the webhooks, if mounted, publish calls as the telephony principal, not the console's
         webhooks_as = mounted_credentials(settings)
         readiness = container.readiness(kafka=False).start()

@@ -21,6 +21,12 @@ from ...domain.audit import AuditEntry
 from ...domain.messages import Command, Event
 from ...domain.model import Hold, Recording, RequestRecord
 from ...domain.retention import IsoDuration
+from .console import (
+    AccessRepository,
+    AccountRepository,
+    DisclosureRepository,
+    RegistrationRepository,
+)
 from .keys import KeyCheck
 
 
@@ -220,6 +226,19 @@ class UnitOfWork(Protocol):
     def policies(self) -> PolicyRepository: ...
     @property
     def key_checks(self) -> KeyCheckRepository: ...
+    @property
+    def accounts(self) -> AccountRepository:
+        """The console's staff, tokens and identities."""
+        ...
+
+    @property
+    def accesses(self) -> AccessRepository: ...
+    @property
+    def disclosures(self) -> DisclosureRepository: ...
+    @property
+    def registrations(self) -> RegistrationRepository:
+        """Requests the DPO registered."""
+        ...
 
     def __enter__(self) -> Self: ...
     def __exit__(
