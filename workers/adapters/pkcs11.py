@@ -208,7 +208,8 @@ class Token:
         try:
             yield lent
         except UNREACHABLE as exc:
-            self._drop(lent)
+            # a token that forgot the login (restarted) is logged in again on the next session
+            self._drop(lent, logged_out=isinstance(exc, p11.UserNotLoggedIn))
             raise self._unreachable(exc) from exc
         except p11.NoSuchKey as exc:
             self._idle.put(lent)
@@ -243,16 +244,22 @@ class Token:
         return set(self._token.slot.get_mechanisms())
 
     def _borrow(self) -> _Session:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            grow = self._open < self._size
+        """An idle session, else a new one while the pool has room, else the next returned
+        (a session dropped meanwhile makes room: the wait looks again every half second)."""
+        wait = 0.0
+        while True:
+            try:
+                return self._idle.get(timeout=wait) if wait else self._idle.get_nowait()
+            except queue.Empty:
+                wait = 0.5
+            with self._lock:
+                grow = self._open < self._size
+                if grow:
+                    self._open += 1
             if grow:
-                self._open += 1
-        if not grow:
-            return self._idle.get()  # every session is in use: wait for one
+                return self._new_session()
+
+    def _new_session(self) -> _Session:
         try:
             self._login()
             return _Session(self._token.open())
@@ -265,12 +272,14 @@ class Token:
                 self._open -= 1
             raise
 
-    def _drop(self, lent: _Session) -> None:
+    def _drop(self, lent: _Session, *, logged_out: bool) -> None:
         with suppress(p11.PKCS11Error):  # the token is away: the session is gone anyway
             lent.session.close()
         with self._lock:
             self._open -= 1
-            self._anchor, anchor = None, self._anchor  # log in again on the next session
+            anchor = self._anchor if logged_out else None
+            if logged_out:
+                self._anchor = None
         if anchor is not None:
             with suppress(p11.PKCS11Error):
                 anchor.close()
