@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.audio_formats import DECLARED, make_formats, tool
+from tests.audio_formats import DECLARED, make_formats
+from tests.tools import tool
 from tests.unit.conftest import World
 from tests.unit.console_world import ConsoleWorld, build_console
 from workers.adapters.rendition import PyavRenditions
@@ -97,7 +98,7 @@ def test_the_player_seeks_a_rendition_by_ranges(cw: ConsoleWorld, formats: Path,
             heard.frombytes(answer.content[-4000:])
             expected.frombytes(whole[last + 1 - 4000 : last + 1])
             assert snr_db(heard, expected) > 10
-    assert len(cw.ports.state.accesses) == 1  # one listening, however often it seeks
+    assert len(cw.state.accesses) == 1  # one listening, however often it seeks
 
 
 @pytest.mark.parametrize("name", AS_IS)

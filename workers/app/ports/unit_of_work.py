@@ -21,6 +21,12 @@ from ...domain.audit import AuditEntry
 from ...domain.messages import Command, Event
 from ...domain.model import Hold, Recording, RequestRecord
 from ...domain.retention import IsoDuration
+from .console import (
+    AccessRepository,
+    AccountRepository,
+    DisclosureRepository,
+    RegistrationRepository,
+)
 from .keys import KeyCheck
 
 
@@ -133,8 +139,8 @@ class RequestRepository(Protocol):
         """Ids of answered erasures still waiting for any of these held recordings."""
         ...
 
-    def scrub_export_url(self, request_id: str) -> None:
-        """Forget the (expired) export URL kept in the request's last answer."""
+    def scrub_answer_urls(self, request_id: str) -> None:
+        """Forget the (expired) URLs of the export and the letter kept in the last answer."""
         ...
 
     def remember_erased(self, erased: ErasedSubject) -> None:
@@ -213,6 +219,10 @@ class UnitOfWork(Protocol):
     discards: DiscardRepository
     policies: PolicyRepository
     key_checks: KeyCheckRepository
+    accounts: AccountRepository  # the console's staff, tokens and identities
+    accesses: AccessRepository
+    disclosures: DisclosureRepository
+    registrations: RegistrationRepository  # requests the DPO registered
 
     def __enter__(self) -> Self: ...
     def __exit__(
