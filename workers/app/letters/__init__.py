@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from jinja2 import FileSystemLoader, pass_context
 from markupsafe import Markup
 
@@ -27,6 +28,7 @@ from ...i18n import LANGUAGES, NONE, Localizer, environment
 from ...settings import Settings
 from ..ports.letters import Typesetter
 
+log = structlog.get_logger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 CERTIFICATE_FILE = "certificate.json"
 
@@ -52,6 +54,12 @@ class Erasure:
 
 class LetterWriter:
     def __init__(self, settings: Settings, typesetter: Typesetter) -> None:
+        if not settings.controller.name:
+            log.warning(
+                "controller_not_set",
+                hint="letters to callers name no controller: set CALLVAULT_CONTROLLER "
+                "(docs/examples/letters/controller.json)",
+            )
         self._settings = settings
         self._typesetter = typesetter
         self._templates = environment(FileSystemLoader(TEMPLATES))
