@@ -46,7 +46,8 @@ e2e: up
 
 telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine)
 	$(BIN)/pytest -q tests/unit/test_audio.py tests/unit/test_connectors.py \
-		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py
+		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py \
+		tests/unit/test_confined.py
 	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
 
 image:         ## callvault's container image with podman, on a base made from Debian's packages
