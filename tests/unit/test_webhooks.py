@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import jwt
 import pytest
 from conftest import WAV
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import OctKey, RSAKey
 
 from tests.fakes.connectors import Rig
 from workers.adapters.connectors.webhooks import (
@@ -83,7 +84,7 @@ class FakeProviders(BaseHTTPRequestHandler):
         elif self.path == "/v3/media/rec-1":
             token = self.headers["Authorization"].removeprefix("Bearer ")
             key = self.server.vonage_public_key  # type: ignore[attr-defined]
-            claims = jwt.decode(token, key, algorithms=["RS256"])
+            claims = jwt.decode(token, RSAKey.import_key(key), algorithms=["RS256"]).claims
             self._answer(204 if claims["application_id"] == VONAGE_APP else 401)
         else:
             self._answer(404)
@@ -380,7 +381,7 @@ def vonage_post(
         "api_key": "abc123",
         "application_id": "app-1",
     }
-    token = jwt.encode(claims, secret, algorithm="HS256")
+    token = jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(secret))
     return client.post(
         "/webhooks/vonage/event",
         content=body,

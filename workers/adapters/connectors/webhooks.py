@@ -37,12 +37,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-import jwt
 import structlog
 import urllib3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
 from starlette.concurrency import run_in_threadpool
 
 from ...domain.errors import NotAudio, SchemaViolation
@@ -148,18 +150,18 @@ def verify_telnyx(
         raise Refused("telnyx-timestamp is outside the tolerance: a replay")
 
 
+VONAGE_CLAIMS = frozenset({"iat", "jti", "payload_hash"})
+
+
 def verify_vonage(secret: str, authorization: str, body: bytes, now: float, tolerance: int) -> str:
     """The token's ``jti`` once its HS256 signature, age and body hash are checked."""
     token = authorization.removeprefix("Bearer ").strip()
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            options={"require": ["iat", "jti", "payload_hash"], "verify_iat": False},
-        )
-    except jwt.PyJWTError as exc:
+        claims = jwt.decode(token, OctKey.import_key(secret), algorithms=["HS256"]).claims
+    except (JoseError, ValueError) as exc:
         raise Refused("the Vonage token's signature does not match") from exc
+    if not claims.keys() >= VONAGE_CLAIMS:
+        raise Refused(f"the Vonage token lacks {', '.join(sorted(VONAGE_CLAIMS - claims.keys()))}")
     if abs(now - float(claims["iat"])) > tolerance:
         raise Refused("the Vonage token is too old: a replay")
     if not hmac.compare_digest(str(claims["payload_hash"]), hashlib.sha256(body).hexdigest()):
