@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, pass_context
+from markupsafe import Markup
 
 from ...domain.model import Recording, RequestRecord
 from ...domain.retention import IsoDuration
@@ -55,7 +56,7 @@ class LetterWriter:
         self._settings = settings
         self._typesetter = typesetter
         self._templates = environment(FileSystemLoader(TEMPLATES))
-        self._templates.filters.update(period=_period, duration=_duration)
+        self._templates.filters.update(period=_period, duration=_duration, whole=_whole)
 
     def access(self, record: RequestRecord, manifest: dict[str, Any], now: datetime) -> Letter:
         """The Art. 15 letter of an access or portability export, from its manifest."""
@@ -153,6 +154,11 @@ def _duration(context: Any, seconds: float | None) -> str:
     l10n: Localizer = context["l10n"]
     minutes, rest = divmod(round(seconds), 60)
     return l10n.gettext("%(minutes)d min %(seconds)02d s") % {"minutes": minutes, "seconds": rest}
+
+
+def _whole(text: str) -> Markup:
+    """A phone number or code kept on one line."""
+    return Markup('<span class="nowrap">{}</span>').format(text)
 
 
 # Words the templates take from code (the catalogues hold them once).
