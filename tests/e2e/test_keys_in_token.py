@@ -18,6 +18,7 @@ from testbed.softhsm import KEY_SETTINGS, SoftToken
 from testbed.stack import Instance, stop_processes
 from tests.e2e.console_harness import PASSWORD, Console, cli, dsr, serve, store_calls
 from tests.e2e.harness import Callvault, make_wav
+from tests.e2e.test_probes import readyz_becomes
 from workers.adapters.signatures import check_certificate
 
 SECRETS = (*KEY_SETTINGS, "CALLVAULT_SESSION_SECRET")
@@ -64,6 +65,8 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     assert "signing key 'callvault-signing' (Ed25519)" in generated
     cv.migrate()
     cv.start_worker()
+    ready = readyz_becomes(int(cv.env["CALLVAULT_METRICS_PORT"]), 200)
+    assert ready["pkcs11"] == "ok"  # a supervisor sees the token too
     ids = store_calls(cv, {"hsm-1": {"audio": FIRST}, "hsm-2": {"audio": SECOND}})
     cli(cv, "user", "add", "qa", "--role", "qa", "--tenant", "*", stdin=PASSWORD + "\n")
     token = cli(cv, "token", "create", "qa").stdout.strip()

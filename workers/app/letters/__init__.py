@@ -37,7 +37,6 @@ class Letter:
 
     html: str
     pdf: bytes
-    language: str
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class LetterWriter:
             written_at=now,
             **context,
         )
-        return Letter(html, self._typesetter.pdf(html, attachments), l10n.language)
+        return Letter(html, self._typesetter.pdf(html, attachments))
 
 
 def _tenants(record: RequestRecord, of_recordings: Iterable[str]) -> list[str]:
