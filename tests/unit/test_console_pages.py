@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from tests.unit.conftest import CUSTOMER_NAME, WAV, World
 from tests.unit.console_world import PASSWORD, ConsoleWorld, build_console
 from workers.app.console.model import Role
+from workers.domain.errors import TransientError
 
 
 @pytest.fixture
@@ -351,6 +352,43 @@ def test_the_charts_legend_is_a_list_that_wraps(cw: ConsoleWorld) -> None:
         ],
         ["didžiausias vėlavimas (s)"],
     ]
+
+
+def test_every_refusal_a_person_meets_is_told_in_lithuanian(
+    cw: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, token = sign_in(cw, "qa1")
+    client.headers["accept-language"] = "lt"
+    role = client.get("/dpo/holds")
+    assert (role.status_code, "Neleidžiama") == (403, _heading(role.text))
+    expired = client.post("/search", data={"phone": "8 612 34567"})  # no CSRF token
+    assert expired.status_code == 403
+    assert "įkelkite puslapį iš naujo" in expired.text
+    wrong = client.post("/search", data={"from": "7.12.2026", "csrf_token": token})
+    assert "datos rašomos MMMM-MM-DD" in wrong.text
+
+    def away(*args: object, **kwargs: object) -> None:
+        raise TransientError("database unavailable: PoolTimeout")
+
+    monkeypatch.setattr(cw.console.accounts, "_user", away)
+    outage = client.get("/search")
+    assert (outage.status_code, _heading(outage.text)) == (503, "Pabandykite netrukus")
+    assert "callvault reikalinga paslauga neatsako" in outage.text
+    monkeypatch.undo()
+
+    guesser = cw.client(language="lt", follow_redirects=True)
+    for _ in range(6):
+        form = guesser.get("/login").text
+        refused = guesser.post(
+            "/login", data={"username": "cx1", "password": "nope-nope", "csrf_token": csrf(form)}
+        )
+    assert refused.status_code == 429
+    assert "per daug nesėkmingų bandymų prisijungti" in refused.text
+
+
+def _heading(page: str) -> str:
+    found = re.search(r"<h1>([^<]*)</h1>", page)
+    return found.group(1) if found else ""
 
 
 def test_a_page_that_does_not_take_the_method_answers_in_the_readers_language(
