@@ -706,6 +706,12 @@ class MemoryDatabase:
     def outbox_backlog(self) -> tuple[int, datetime | None]:
         return len(self.state.outbox), None
 
+    def ensure_partitions(self) -> list[str]:
+        return []  # one list per table: nothing to make ahead
+
+    def stray_rows(self) -> dict[str, int]:
+        return {}
+
     @contextmanager
     def claim(self) -> Iterator[FollowUp | None]:
         now = self.clock()

@@ -28,7 +28,7 @@ from ..adapters.kafka.security import KafkaSecurity
 from ..adapters.logs import configure
 from ..adapters.metrics import Metrics
 from ..adapters.postgres.migrate import migrate
-from ..app.background import refresh_gauges
+from ..app.background import maintain_partitions, refresh_gauges
 from ..app.handlers.keys import verify_keys
 from ..app.handlers.reconcile import reconcile
 from ..app.handlers.retention import refuse_other_policy
@@ -51,6 +51,7 @@ M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 256 * 1024
 THREADS = 32  # handlers block on I/O; Faust's loop hands them to these threads
 HEARTBEAT_SECONDS = 5.0
+PARTITIONS_SECONDS = 600.0  # partitions are made months ahead; rows past them counted
 
 
 def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
@@ -328,6 +329,7 @@ def _background(app: faust.App, container: Container, roles: tuple[str, ...], ru
         _loop(app, "hold-drift", 60.0, lambda: bus.handle(m.RepairHoldDrift()), run)
         _loop(app, "exports", 60.0, lambda: bus.handle(m.RemoveExpiredExports()), run)
         _loop(app, "forget", 3600.0, lambda: bus.handle(m.ForgetErasedSubjects()), run)
+        _loop(app, "partitions", PARTITIONS_SECONDS, lambda: _partitions(container), run)
         _loop(app, "sweep", 3600.0, lambda: bus.handle(m.SweepCopies()), run)
         checkpoints = settings.audit_checkpoint_interval.as_timedelta().total_seconds()
         _loop(app, "audit", checkpoints, lambda: bus.handle(m.CheckpointAudit()), run)
@@ -350,6 +352,10 @@ def _background(app: faust.App, container: Container, roles: tuple[str, ...], ru
             security=container.kafka_security,
         )
         _loop(app, "lag", gauges, lag.refresh, run)
+
+
+def _partitions(container: Container) -> None:
+    maintain_partitions(container.ctx, container.db)
 
 
 def _announce_all(container: Container) -> int:

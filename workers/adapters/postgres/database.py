@@ -144,6 +144,17 @@ class PostgresDatabase:
         assert row is not None
         return int(row["n"]), row["oldest"]
 
+    # the partitioned tables -----------------------------------------------------------------
+    def ensure_partitions(self) -> list[str]:
+        with self.connection() as conn:
+            row = conn.execute("SELECT callvault_ensure_partitions(now()) AS made").fetchone()
+        return list(row["made"]) if row else []
+
+    def stray_rows(self) -> dict[str, int]:
+        with self.connection() as conn:
+            rows = conn.execute("SELECT parent, stray FROM callvault_stray_rows()").fetchall()
+        return {r["parent"]: int(r["stray"]) for r in rows}
+
     # the follow-up queue --------------------------------------------------------------------
     @contextmanager
     def claim(self) -> Iterator[FollowUp | None]:

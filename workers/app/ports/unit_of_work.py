@@ -271,6 +271,20 @@ class Outbound:
     event: dict[str, Any]
 
 
+class Partitions(Protocol):
+    """The partitioned tables' upkeep: partitions made ahead, and what fell past them."""
+
+    def ensure_partitions(self) -> list[str]:
+        """Make the partitions the coming months and the audit trail's next range need (and
+        any a stray row needs); returns the names of those made."""
+        ...
+
+    def stray_rows(self) -> dict[str, int]:
+        """Rows per table held by its DEFAULT partition: none while every partition was made
+        ahead."""
+        ...
+
+
 class Outbox(Protocol):
     def pending(self, limit: int) -> AbstractContextManager[list[Outbound]]:
         """Unpublished rows, oldest first, locked ``SKIP LOCKED``; removed when the block
