@@ -93,6 +93,9 @@ def partition_tables(owner_dsn: str, *, online: bool, log: Log = lambda _: None)
         for layout in LAYOUTS:
             if _partitioned(conn, layout.table):
                 continue
+            if not _owned(conn, layout.table):
+                done.append(f"{layout.table}: one heap still (its owner's `callvault migrate`)")
+                continue
             if _empty(conn, layout.table) and _replaced(conn, layout, log):
                 done.append(f"{layout.table}: partitioned (it was empty)")
             elif online:
@@ -100,7 +103,8 @@ def partition_tables(owner_dsn: str, *, online: bool, log: Log = lambda _: None)
                 done.append(f"{layout.table}: partitioned online (the heap is {layout.legacy})")
             else:
                 done.append(f"{layout.table}: one heap still (`callvault migrate` partitions it)")
-        _retry_locked(conn, lambda: ensure_partitions(conn), log)
+        if all(_owned(conn, layout.table) for layout in LAYOUTS):
+            _retry_locked(conn, lambda: ensure_partitions(conn), log)
     return done
 
 
@@ -126,6 +130,14 @@ def ensure_partitions(conn: Connection) -> list[str]:
 def _partitioned(conn: Connection, table: str) -> bool:
     row = conn.execute(
         "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(%s)", (f"public.{table}",)
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _owned(conn: Connection, table: str) -> bool:
+    row = conn.execute(
+        "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(%s)",
+        (f"public.{table}",),
     ).fetchone()
     return bool(row and row[0])
 

@@ -234,6 +234,18 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]: ...
+    def audit_ranges(self) -> list[tuple[str, int | None, int | None]]:
+        """The trail's partitions as (name, first seq, seq past the last), ``None`` where a
+        range is open; the one heap of an unpartitioned trail is ``("audit_log", None, None)``."""
+        ...
+
+    def audit_marks(self) -> list[dict[str, Any]]:
+        """The signed records of how far the chain was verified, one per partition."""
+        ...
+
+    def mark_verified(self, partition: str, entry: AuditEntry, signed: dict[str, Any]) -> None:
+        """Record (replace) how far the chain of ``partition`` is verified."""
+        ...
 
     def audit_head(self) -> AuditEntry | None:
         """The newest entry of the audit chain."""
