@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos lint typecheck bench lock messages clean
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench lock messages clean image image-test
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -31,7 +31,7 @@ test: up       ## lint, type check, unit, integration and end-to-end tests, then
 	$(BIN)/ruff check workers tests bench testbed deploy
 	$(BIN)/ruff format --check workers tests bench testbed deploy
 	$(BIN)/mypy
-	$(ENV) $(BIN)/pytest -q -m "not chaos" tests
+	$(ENV) $(BIN)/pytest -q -m "not chaos and not kube and not containers" tests
 	@# last and alone: it kills and restarts the shared Kafka and PostgreSQL
 	$(ENV) $(BIN)/pytest -q -m chaos tests/chaos
 
@@ -49,8 +49,18 @@ telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip
 		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py
 	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
 
+image:         ## callvault's container image with podman, on a base made from Debian's packages
+	bash deploy/image.sh
+
+image-test: up ## build the image, then run it: non-root, read-only root, a worker and serve against the stack
+	$(ENV) $(BIN)/pytest -q tests/containers/test_image.py
+
 chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
 	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos
+
+helm-test: venv ## the Helm chart: lint, template, and every manifest dry-run on a real kube-apiserver (built from Go modules on first use)
+	bash deploy/kube.sh install
+	$(BIN)/pytest -q tests/unit/test_helm_chart.py tests/kube
 
 lint: venv
 	$(BIN)/ruff check workers tests bench testbed deploy

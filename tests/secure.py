@@ -18,6 +18,8 @@ PLAN = ROOT / "deploy" / "kafka" / "acl-plan.sh"
 APPLY = ROOT / "deploy" / "kafka" / "apply_acls.py"
 MECHANISMS = {
     "callvault": "SCRAM-SHA-512",
+    "console": "SCRAM-SHA-512",
+    "callvault-replay": "SCRAM-SHA-512",
     "telephony": "SCRAM-SHA-512",
     "compliance": "SCRAM-SHA-512",
     "dsr-portal": "PLAIN",
@@ -54,10 +56,12 @@ def kafka_options(stack: dict[str, str], principal: str) -> dict[str, Any]:
     return {"bootstrap_servers": stack["CALLVAULT_STACK_KAFKA_SECURE"], **options}
 
 
-def plan(instance: Instance, *, remove: bool = False) -> None:
+def plan(instance: Instance, *, remove: bool = False, **options: str) -> None:
     """Apply (or take back) the ACL plan for the instance's topics and consumer group, as an
-    administrator: over the PLAINTEXT listener, whose principal is a super user locally."""
+    administrator: over the PLAINTEXT listener, whose principal is a super user locally.
+    ``options``: the plan's own variables (``ALLOW_DEADLETTER_REPLAY="1"``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLVAULT_KAFKA_")}
+    env.update(options)
     env.update({k: v for k, v in instance.env.items() if k.startswith("CALLVAULT_TOPIC_")})
     env.update(
         CALLVAULT_APP_ID=instance.env["CALLVAULT_APP_ID"],
@@ -82,9 +86,9 @@ def plan(instance: Instance, *, remove: bool = False) -> None:
 
 
 @contextmanager
-def acl_plan(instance: Instance) -> Iterator[None]:
-    plan(instance)
+def acl_plan(instance: Instance, **options: str) -> Iterator[None]:
+    plan(instance, **options)
     try:
         yield
     finally:
-        plan(instance, remove=True)
+        plan(instance, remove=True, **options)

@@ -19,6 +19,7 @@ from .adapters.kafka.codec import Codec
 from .adapters.kafka.security import KafkaSecurity, kafka_security
 from .adapters.keys import key_ring
 from .adapters.metrics import Metrics
+from .adapters.pdf import WeasyTypesetter
 from .adapters.postgres import PostgresDatabase
 from .adapters.postgres.console import subject_history
 from .adapters.postgres.schema import expected_migrations
@@ -37,6 +38,7 @@ from .app.handlers import (
     requests,
     retention,
 )
+from .app.letters import LetterWriter
 from .app.messagebus import Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .app.retry import RetryPolicy
@@ -155,6 +157,13 @@ class Container:
         return subject_history(self.db) if isinstance(self.db, PostgresDatabase) else None
 
     @cached_property
+    def typesetter(self) -> Any:
+        """Letters as PDF: WeasyPrint, loaded on the first letter."""
+        if "typesetter" in self.overrides:
+            return self.overrides["typesetter"]
+        return WeasyTypesetter()
+
+    @cached_property
     def ctx(self) -> Context:
         return Context(
             settings=self.settings,
@@ -165,6 +174,7 @@ class Container:
             retry=self.retry,
             clock=self.clock,
             history=self.history,
+            letters=LetterWriter(self.settings, self.typesetter),
         )
 
     @cached_property

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from .domain.calendar import DEFAULT_TIMEZONE, LocalCalendar, Localities, zone
 from .domain.errors import ConfigError
+from .domain.notice import VDAI, Authority, Controller
 from .domain.retention import IsoDuration, RetentionPolicy
 from .domain.text import N_
 
@@ -33,15 +34,27 @@ Duration = Annotated[IsoDuration, NoDecode]
 # The notice's statements (in the catalogues: a page shows the defaults in its reader's
 # language; a text set by CALLVAULT_NOTICE_* is shown as written).
 NOTICE_PURPOSES = N_(
-    "customer service quality; evidence of customer requests and complaints about orders, "
-    "their fulfilment and veterinary consultations; training of customer-service staff"
+    "to give you good customer service; to record and keep evidence of customers' requests "
+    "and complaints about orders, their fulfilment and consultations given by veterinarians, "
+    "so that they can be assessed and handled later; to train new and current staff who serve "
+    "the e-shop's customers by phone, and to find out what internal training is needed"
 )
-NOTICE_LEGAL_BASIS = N_("legitimate interest of the controller, GDPR Art. 6(1)(f)")
+NOTICE_LEGAL_BASIS = N_(
+    "the controller's legitimate interest (i) to ensure and prove good customer service, "
+    "(ii) to train new and current staff, (iii) to record and keep evidence for assessing and "
+    "handling customers' requests and complaints (GDPR, Regulation (EU) 2016/679, Art. 6(1)(f))"
+)
 NOTICE_RECIPIENTS = N_(
     "telecommunication service providers (installing, servicing and maintaining the call "
     "system, investigating incidents, link quality); state and law-enforcement institutions "
     "for their investigations; parties to incidents under investigation. No transfer outside "
     "the European Economic Area"
+)
+NOTICE_CATEGORIES = N_(
+    "the personal data you give in the call, including but not limited to your first name, "
+    "surname, phone number and e-mail address; the data of your orders in the e-shop (order "
+    "date and number, the names and quantities of the goods, the amount payable, the payment "
+    "method); any other information you choose to give us during the recorded call"
 )
 NOTICE_SOURCE = N_("the phone call itself and the order data of the e-shop linked to it")
 NOTICE_RIGHTS = N_(
@@ -235,6 +248,12 @@ class Settings(KafkaClientSettings):
     topic_deadletter: str = "callvault.deadletter"
     topic_audit_checkpoints: str = "callvault.audit"
 
+    # who the letters to data subjects name (see workers/domain/notice.py): JSON objects
+    controller: Controller = Controller()
+    controller_tenants: dict[str, Controller] = Field(default_factory=dict)
+    authority: Authority = VDAI
+    notice_categories: str = NOTICE_CATEGORIES
+
     notice_purposes: str = NOTICE_PURPOSES
     notice_legal_basis: str = NOTICE_LEGAL_BASIS
     notice_recipients: str = NOTICE_RECIPIENTS
@@ -390,6 +409,10 @@ class Settings(KafkaClientSettings):
         )
         return RetentionPolicy(default=self.retention, per_tenant=overrides)
 
+    def controller_of(self, tenant: str | None) -> Controller:
+        """The controller of a tenant's recordings: its own where it is set, else the default."""
+        return self.controller_tenants.get(tenant or "", self.controller)
+
     @property
     def late_call_window(self) -> IsoDuration:
         """How late a call can still arrive: its event lives this long on the input topic,
@@ -465,6 +488,18 @@ class Settings(KafkaClientSettings):
 
     def master_keys_by_id(self) -> dict[str, bytes]:
         """Every configured master key by id; the current one (``MASTER_KEY_ID``) among them."""
+        found = self.software_master_keys()
+        if self.master_key_id not in found:
+            what = "missing" if not found else f"no key with id {self.master_key_id!r}"
+            raise ConfigError(
+                f"invalid settings - CALLVAULT_MASTER_KEY: {what} "
+                "(or give it in CALLVAULT_MASTER_KEYS as ID=BASE64)"
+            )
+        return found
+
+    def software_master_keys(self) -> dict[str, bytes]:
+        """The master keys given in the settings by id, the current one among them or not (it
+        may be in a token)."""
         found = {}
         if self.master_keys is not None:
             found = _keys_by_id(self.master_keys.get_secret_value(), "ID=BASE64")
@@ -476,12 +511,6 @@ class Settings(KafkaClientSettings):
                     f"different keys for id {self.master_key_id!r}"
                 )
             found[self.master_key_id] = key
-        if self.master_key_id not in found:
-            what = "missing" if not found else f"no key with id {self.master_key_id!r}"
-            raise ConfigError(
-                f"invalid settings - CALLVAULT_MASTER_KEY: {what} "
-                "(or give it in CALLVAULT_MASTER_KEYS as ID=BASE64)"
-            )
         return found
 
     def current_master_key(self) -> bytes:

@@ -155,7 +155,49 @@ $(tail -n 25 "$LOG_DIR/$name.log" 2>/dev/null)"
     die "$svc did not open port $port within ${timeout}s (see $LOG_DIR/$name.log)"
 }
 
+# ---------------------------------------------------------------- go tools
+# Binaries built from Go modules are cached per version here, so that reset and fresh clones
+# (and every worktree) reuse them, and linked into $BIN_DIR.
+GO_CACHE_BIN="${XDG_CACHE_HOME:-$HOME/.cache}/callvault/bin"
+
+# go_install_cached NAME VERSION PACKAGE [LDFLAGS]: `go install PACKAGE@VERSION` once, cached
+# as NAME-VERSION and linked as $BIN_DIR/NAME. Prints the cached binary's path.
+go_install_cached() {
+    local name="$1" version="$2" package="$3" ldflags="${4:-}" bin tmp
+    bin="$GO_CACHE_BIN/$name-$version"
+    if [ ! -x "$bin" ]; then
+        command -v go >/dev/null || die "$name $version must be built with Go, and 'go' is not on PATH"
+        log "building $name $version with 'go install' (first time only, a few minutes)"
+        mkdir -p "$GO_CACHE_BIN" "$LOG_DIR"
+        tmp="$(mktemp -d "$GO_CACHE_BIN.tmp.XXXXXX")"
+        if ! GOBIN="$tmp" GOFLAGS="-trimpath -buildvcs=false" go install -ldflags="-s -w $ldflags" "$package@$version" \
+            >"$LOG_DIR/$name-build.log" 2>&1; then
+            rm -rf "$tmp"
+            die "go install $package@$version failed (see $LOG_DIR/$name-build.log)"
+        fi
+        mv -f "$tmp/$(basename "$package")" "$bin"
+        rm -rf "$tmp"
+    fi
+    mkdir -p "$BIN_DIR"
+    ln -sfn "$bin" "$BIN_DIR/$name"
+    echo "$bin"
+}
+
 # ---------------------------------------------------------------- misc
+# remembered VALUE FILE DEFAULT: prints VALUE and keeps it in FILE for later runs when it is
+# given, else the value kept in FILE, else DEFAULT (settings given once to `up`).
+remembered() {
+    if [ -n "$1" ]; then
+        mkdir -p "$(dirname "$2")"
+        printf '%s\n' "$1" >"$2"
+        printf '%s\n' "$1"
+    elif [ -s "$2" ]; then
+        head -n1 "$2"
+    else
+        printf '%s\n' "$3"
+    fi
+}
+
 sha256_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 # secret NAME -> prints base64 of 32 random bytes, generated once and then reused.

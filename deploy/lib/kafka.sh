@@ -6,7 +6,7 @@
 # User:ANONYMOUS, is a super user: it works exactly as without an authorizer), and SASL_SSL on
 # $KAFKA_SECURE_PORT (the local CA's certificate; SCRAM-SHA-512 and PLAIN) where the standard
 # authorizer enforces the topic ACLs of deploy/kafka/acl-plan.sh: the secure profile.
-# SCRAM users: callvault, telephony, compliance; PLAIN user: dsr-portal. Their passwords are in
+# SCRAM users: callvault, console, telephony, compliance, callvault-replay; PLAIN: dsr-portal. Their passwords are in
 # .local/secrets/kafka-<user>.
 
 KAFKA_HOME="$LOCAL_DIR/kafka"
@@ -41,7 +41,7 @@ kafka_install() {
     echo "$want" >"$KAFKA_LIBS/.pom.sha256"
 }
 
-KAFKA_SCRAM_USERS=(callvault telephony compliance)
+KAFKA_SCRAM_USERS=(callvault console telephony compliance callvault-replay)
 KAFKA_PLAIN_USERS=(dsr-portal)
 
 # kafka_write_config FILE: the broker's configuration.

@@ -6,7 +6,24 @@ PROM_DATA="$PROM_HOME/data"
 PROM_TARGETS="$PROM_HOME/targets"
 PROM_CONF="$PROM_HOME/prometheus.yml"
 PROM_TEMPLATE="$DEPLOY_DIR/prometheus/prometheus.yml"
-PROM_RULES="$DEPLOY_DIR/prometheus/rules"
+PROM_RULE_SOURCES="$DEPLOY_DIR/prometheus/rules"   # templates (deploy/prometheus/render-rules.sh)
+PROM_RULES="$PROM_HOME/rules"                      # what Prometheus loads
+PROM_JOB=callvault                                 # the scrape job of the workers
+PROM_RUNBOOK_FILE="$PROM_HOME/runbook-url"
+
+# Sets PROM_RUNBOOK_URL, the alerts' link to docs/runbooks.md: CALLVAULT_RUNBOOK_URL (then
+# remembered), else the remembered one, else this checkout's file.
+prom_runbook_url() {
+    PROM_RUNBOOK_URL="$(remembered "${CALLVAULT_RUNBOOK_URL:-}" "$PROM_RUNBOOK_FILE" \
+        "file://$REPO_ROOT/docs/runbooks.md")"
+}
+
+prom_render_rules() {
+    prom_runbook_url
+    CALLVAULT_PROMETHEUS_JOB="$PROM_JOB" CALLVAULT_RUNBOOK_URL="$PROM_RUNBOOK_URL" \
+        sh "$DEPLOY_DIR/prometheus/render-rules.sh" "$PROM_RULE_SOURCES" "$PROM_RULES" \
+        || die "cannot render the alert rules (see above)"
+}
 
 prom_install() {
     if ! command -v prometheus >/dev/null; then
@@ -26,7 +43,9 @@ prom_install() {
 
 prom_render_config() {
     mkdir -p "$PROM_DATA" "$PROM_TARGETS"
-    sed -e "s#@METRICS_TARGET@#$BIND_HOST:$METRICS_PORT#g" \
+    prom_render_rules
+    sed -e "s#@JOB@#$PROM_JOB#g" \
+        -e "s#@METRICS_TARGET@#$BIND_HOST:$METRICS_PORT#g" \
         -e "s#@PROMETHEUS_TARGET@#$BIND_HOST:$PROM_PORT#g" \
         -e "s#@ALERTMANAGER_TARGET@#$BIND_HOST:$AM_PORT#g" \
         -e "s#@RULES_DIR@#$PROM_RULES#g" \

@@ -1,7 +1,6 @@
 # shellcheck shell=bash
 # S3 API: versitygw (POSIX backend, bucket versioning enabled so that object lock works).
-# Built with 'go install' from the Go module proxy; the binary is cached per version
-# in ${XDG_CACHE_HOME:-~/.cache}/callvault/bin so that reset and fresh clones reuse it.
+# Built with 'go install' from the Go module proxy (go_install_cached).
 
 VGW_MODULE=github.com/versity/versitygw
 VGW_VERSION=v1.8.0
@@ -11,28 +10,9 @@ S3_VERSIONS="$S3_HOME/versions"
 S3_ACCESS_KEY=callvault
 S3_SECRET_KEY=callvault-secret-key
 S3_REGION=eu-central-1
-VGW_CACHE_BIN="${XDG_CACHE_HOME:-$HOME/.cache}/callvault/bin"
-VGW_BIN="$VGW_CACHE_BIN/versitygw-$VGW_VERSION"
+VGW_BIN="$GO_CACHE_BIN/versitygw-$VGW_VERSION"
 
-s3_install() {
-    if [ -x "$VGW_BIN" ]; then
-        ln -sfn "$VGW_BIN" "$BIN_DIR/versitygw"
-        return 0
-    fi
-    command -v go >/dev/null || die "versitygw $VGW_VERSION must be built with Go (>= 1.25), and 'go' is not on PATH"
-    log "building versitygw $VGW_VERSION with 'go install' (first time only, a few minutes)"
-    local tmp
-    tmp="$(mktemp -d "$VGW_CACHE_BIN.tmp.XXXXXX" 2>/dev/null || { mkdir -p "$VGW_CACHE_BIN" && mktemp -d "$VGW_CACHE_BIN.tmp.XXXXXX"; })"
-    if ! GOBIN="$tmp" GOFLAGS=-trimpath go install -ldflags="-s -w" "$VGW_MODULE/cmd/versitygw@$VGW_VERSION" \
-        >"$LOG_DIR/versitygw-build.log" 2>&1; then
-        rm -rf "$tmp"
-        die "go install $VGW_MODULE/cmd/versitygw@$VGW_VERSION failed (see $LOG_DIR/versitygw-build.log)"
-    fi
-    mkdir -p "$VGW_CACHE_BIN"
-    mv -f "$tmp/versitygw" "$VGW_BIN"
-    rm -rf "$tmp"
-    ln -sfn "$VGW_BIN" "$BIN_DIR/versitygw"
-}
+s3_install() { go_install_cached versitygw "$VGW_VERSION" "$VGW_MODULE/cmd/versitygw" >/dev/null; }
 
 # The POSIX backend keeps object metadata (etag, lock settings, versions) in
 # user.* extended attributes.

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 
+from testbed.alerting import RUNBOOK_URL, render_rules
 from testbed.probes import wait_for
 from testbed.stack import ROOT, Instance, free_port, stop_processes
 from tests.e2e.harness import Callvault, make_wav
@@ -88,15 +89,15 @@ def binary(name: str) -> str:
 
 
 def short_rules(target: Path) -> None:
-    """The production rule file with every ``for:`` cut to 2 seconds."""
-    target.mkdir()
-    for path in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+    """The production rules, rendered as the stack renders them, with every ``for:`` cut to
+    2 seconds."""
+    for path in render_rules(target):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for group in doc["groups"]:
             for rule in group["rules"]:
                 if "alert" in rule:
                     rule["for"] = "2s"
-        (target / path.name).write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
 
 
 def render(template: Path, values: dict[str, str]) -> str:
@@ -124,6 +125,7 @@ def alert_pair(tmp_path: Path, stack: dict[str, str]) -> Iterator[tuple[Webhook,
         render(
             PROMETHEUS_DIR / "prometheus.yml",
             {
+                "JOB": "callvault",
                 "METRICS_TARGET": "127.0.0.1:9400",
                 "PROMETHEUS_TARGET": f"127.0.0.1:{prom_port}",
                 "ALERTMANAGER_TARGET": f"127.0.0.1:{am_port}",
@@ -237,7 +239,7 @@ def test_an_overdue_recording_is_delivered_to_the_webhook(
         "severity": "critical",
         "stack": "local",
     }
-    assert alert["annotations"]["runbook_url"] == "docs/runbooks.md#callvaultretentionoverdue"
+    assert alert["annotations"]["runbook_url"] == f"{RUNBOOK_URL}#callvaultretentionoverdue"
     assert alert["annotations"]["summary"].startswith("1 recording(s) past retention")
     assert cv.metric("callvault_recordings_purged_total") == 0  # overdue for real
 

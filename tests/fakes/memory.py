@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,6 +24,7 @@ from workers.app.ports.unit_of_work import (
     ExportRecord,
     FollowUp,
     Outbound,
+    ParkedFollowUp,
     StoredKeyCheck,
 )
 from workers.domain.audit import GENESIS, AuditEntry, canonical, chain_hash
@@ -538,11 +539,12 @@ class MemoryRequests:
         self._s.erased = kept
         return forgotten
 
-    def scrub_export_url(self, request_id: str) -> None:
+    def scrub_answer_urls(self, request_id: str) -> None:
         record = self._s.requests.get(request_id)
-        if record is not None and "export" in record.result:
-            export = {k: v for k, v in record.result["export"].items() if k != "url"}
-            record.result = record.result | {"export": export}
+        for block in ("export", "letter"):
+            if record is not None and block in record.result:
+                kept = {k: v for k, v in record.result[block].items() if k != "url"}
+                record.result = record.result | {block: kept}
 
 
 class MemoryExports:
@@ -655,6 +657,7 @@ class MemoryUnitOfWork:
                     "attempts": 0,
                     "not_before": None,
                     "failed": None,
+                    "failed_at": None,
                 }
             )
         self._events.clear()
@@ -761,9 +764,32 @@ class MemoryDatabase:
             if row["id"] == follow_up_id:
                 row["attempts"] += 1
                 row["failed"] = error
+                row["failed_at"] = self.clock()
 
     def follow_up_backlog(self) -> int:
         return sum(1 for f in self.state.followups if f["failed"] is None)
+
+    def parked_follow_ups(self, limit: int) -> list[ParkedFollowUp]:
+        parked = sorted(
+            (f for f in self.state.followups if f["failed"] is not None),
+            key=lambda f: (f["failed_at"], f["id"]),
+        )
+        return [
+            ParkedFollowUp(f["id"], f["kind"], f["attempts"], f["failed"], f["failed_at"])
+            for f in parked[:limit]
+        ]
+
+    def parked_count(self) -> int:
+        return sum(1 for f in self.state.followups if f["failed"] is not None)
+
+    def retry_parked(self, ids: Collection[int] | None) -> int:
+        done = 0
+        for row in self.state.followups:
+            if row["failed"] is not None and (ids is None or row["id"] in ids):
+                row["failed"] = row["failed_at"] = None
+                row["not_before"] = self.clock()
+                done += 1
+        return done
 
 
 __all__ = ["MemoryBus", "MemoryDatabase", "MemoryObjectStore", "canonical_recording_id"]

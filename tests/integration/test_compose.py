@@ -179,6 +179,7 @@ def test_compose_loads_like_docker_compose_config(
         "migrate",
         "worker",
         "console",
+        "prometheus-rules",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -515,6 +516,8 @@ def test_prometheus_scrapes_the_worker_and_alerts_alertmanager(config: dict[str,
     job = next(j for j in prom["scrape_configs"] if j["job_name"] == "callvault")
     assert f"worker:{port}" in [t for sc in job["static_configs"] for t in sc["targets"]]
     assert prom["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    rules = {m["source"]: m["target"] for m in mounts(config, "prometheus")}
+    assert rules["prometheus-rules"] == "/etc/prometheus/rules"
     (target,) = prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     host, am_port = target.split(":")
     assert host in config["services"]
@@ -525,6 +528,28 @@ def test_prometheus_scrapes_the_worker_and_alerts_alertmanager(config: dict[str,
     assert am_mounts["alertmanager-config"] == "/etc/alertmanager"
     setup_mounts = {m["source"]: m["target"] for m in mounts(config, "setup")}
     assert setup_mounts["alertmanager-config"] == "/config/alertmanager"
+
+
+def test_the_rules_prometheus_loads_are_rendered_for_its_job(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    """The one-shot 'prometheus-rules' renders the rule templates (as it runs: its entrypoint,
+    environment and mounts, with local paths) for the job Prometheus scrapes the worker as."""
+    rendering = service(config, "prometheus-rules")
+    settings = env(config, "prometheus-rules")
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.compose.yml").read_text())
+    assert settings["CALLVAULT_PROMETHEUS_JOB"] in [j["job_name"] for j in prom["scrape_configs"]]
+    assert settings["CALLVAULT_RUNBOOK_URL"].endswith("/docs/runbooks.md")
+    by_target = {m["target"]: m["source"] for m in mounts(config, "prometheus-rules")}
+    assert by_target["/rendered"] == "prometheus-rules"
+    local = {**by_target, "/rendered": str(tmp_path)}
+    argv = [local.get(arg, arg) for arg in rendering["entrypoint"]]
+    assert argv[0] == "/bin/sh"
+    subprocess.run(argv, env={**os.environ, **settings}, check=True, timeout=30)
+    text = (tmp_path / "callvault.rules.yml").read_text(encoding="utf-8")
+    assert "@" not in text.replace("@example", "")
+    assert f'up{{job="{settings["CALLVAULT_PROMETHEUS_JOB"]}"}}' in text
+    assert f'runbook_url: "{settings["CALLVAULT_RUNBOOK_URL"]}#callvaultnoworkers"' in text
 
 
 def test_grafana_datasource_points_at_prometheus(config: dict[str, Any]) -> None:
@@ -584,7 +609,7 @@ def test_image_runs_as_a_user_that_owns_faust_data_dir_and_has_a_healthcheck() -
     assert "chown -R callvault:callvault /var/lib/callvault" in runtime
     assert datadir.group(1).startswith("/var/lib/callvault/")
     assert re.search(r"^WORKDIR /var/lib/callvault$", runtime, re.M)
-    assert re.search(r"^HEALTHCHECK .*\n.*/metrics", runtime, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", runtime, re.M)
     assert 'ENTRYPOINT ["callvault-entrypoint", "callvault"]' in runtime
 
 

@@ -266,7 +266,10 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         assert [r.request_id for r in uow.requests.open()] == ["R1"]
         record.answer(
             DsrStatus.PARTIAL,
-            {"recordings": [{"recording_id": "rid-1", "call_id": "c1", "outcome": "held"}]},
+            {
+                "recordings": [{"recording_id": "rid-1", "call_id": "c1", "outcome": "held"}],
+                "letter": {"url": "https://s3.example/letters/l.pdf?sig", "format": "pdf"},
+            },
             NOW,
             pending=("rid-1",),
         )
@@ -282,6 +285,12 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         assert stored is not None
         assert stored.call_ids == {"rid-1": "c1"}  # kept while the request waits
         assert stored.language == "en"  # the answer's letters are written in it
+        uow.requests.scrub_answer_urls("R1")  # the letter expired: its link is forgotten
+        uow.commit()
+    with db.unit_of_work() as uow:
+        scrubbed = uow.requests.get("R1")
+        assert scrubbed is not None
+        assert scrubbed.result["letter"] == {"format": "pdf"}
 
 
 def test_commit_writes_audit_outbox_and_follow_ups_in_order(db: Any) -> None:
@@ -332,6 +341,41 @@ def test_follow_ups_are_claimed_once_and_parked_when_they_fail(db: Any) -> None:
     assert db.follow_up_backlog() == 0
     with db.claim() as nothing:
         assert nothing is None
+
+
+def test_parked_follow_ups_are_listed_and_made_due_again_on_request(db: Any) -> None:
+    from workers.domain.errors import StoreRejected
+    from workers.domain.messages import PurgesScheduled
+
+    for ids in (("r1",), ("r2",), ("r3",)):
+        with db.unit_of_work() as uow:
+            uow.record(PurgesScheduled(ids, PurgeReason.RETENTION))
+            uow.commit()
+    parked: list[int] = []
+
+    def refused() -> None:
+        with db.claim() as follow_up:
+            parked.append(follow_up.id)
+            raise StoreRejected("AccessDenied")
+
+    for _ in range(3):
+        with pytest.raises(StoreRejected):
+            refused()
+        db.give_up(parked[-1], "store_rejected: AccessDenied")
+    assert db.parked_count() == 3
+    listed = db.parked_follow_ups(limit=2)
+    assert [p.id for p in listed] == parked[:2]  # oldest failure first
+    assert {(p.kind, p.attempts, p.error) for p in listed} == {
+        ("purge", 1, "store_rejected: AccessDenied")
+    }
+    assert db.retry_parked([parked[1]]) == 1
+    assert db.parked_count() == 2
+    with db.claim() as again:
+        assert again.id == parked[1]
+        assert again.command == PurgeRecordings(("r2",), PurgeReason.RETENTION)
+    assert db.retry_parked(None) == 2
+    assert db.parked_count() == 0
+    assert db.follow_up_backlog() == 2
 
 
 # --- object stores ---------------------------------------------------------------------------

@@ -63,6 +63,9 @@ def test_the_runbooks_name_the_commands_operators_need() -> None:
         "audit verify",
         "worker",
         "migrate",
+        "followups list",
+        "followups retry",
+        "audit checkpoint",
     ):
         assert needed in named, f"docs/runbooks.md never names `callvault {needed}`"
 

@@ -16,15 +16,14 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from testbed.stack import Instance
+from testbed.stack import Instance, database
 from tests.certs import write_ca
 from tests.secure import acl_plan, kafka_env, kafka_options
 from workers.adapters.kafka.admin import ensure_topics
 from workers.adapters.kafka.security import kafka_security
-from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.postgres.migrate import migrate_schema
 from workers.adapters.s3 import S3Store
-from workers.bootstrap import object_store, text_sealer
+from workers.bootstrap import object_store
 from workers.domain.errors import AccessRefused, TransientError
 from workers.settings import load_settings
 
@@ -96,6 +95,10 @@ def test_each_principal_may_do_what_the_acl_plan_grants_and_nothing_else(
         # callvault reads its inputs and writes its outputs
         assert can_read(stack, "callvault", topic("calls_ended"))
         assert can_write(stack, "callvault", topic("dsr_results"))
+        # the web console places and releases holds (and publishes a DPO's requests), no more
+        assert can_write(stack, "console", topic("holds_commands"))
+        assert not can_write(stack, "console", topic("calls_ended"))
+        assert not can_read(stack, "console", topic("holds_commands"))
         # a principal the plan does not let create topics is refused for good, not retried
         security = kafka_security(load_settings(**settings_of(stack, "telephony")))
         with pytest.raises(AccessRefused, match="acl-plan"):
@@ -103,6 +106,23 @@ def test_each_principal_may_do_what_the_acl_plan_grants_and_nothing_else(
                 stack["CALLVAULT_STACK_KAFKA_SECURE"], {topic("deadletter"): {}}, 1, 1, security
             )
     assert not can_write(stack, "telephony", topic("calls_ended"))  # the plan taken back
+
+
+def test_the_replay_escape_hatch_gives_inputs_to_the_replay_operator_only(
+    stack: dict[str, str], instance: Instance
+) -> None:
+    """ALLOW_DEADLETTER_REPLAY=1 lets an operator's principal of its own put dead letters back;
+    the workers still cannot forge an erasure, nor the internet-facing console a call."""
+    topic = instance.topic
+    names = [topic(n) for n in ("calls_ended", "dsr_requests", "holds_commands", "deadletter")]
+    ensure_topics("127.0.0.1:19092", {n: {} for n in names}, 1, 1)
+    with acl_plan(instance, ALLOW_DEADLETTER_REPLAY="1"):
+        assert not can_write(stack, "callvault", topic("dsr_requests"))
+        for principal in ("callvault", "console"):
+            assert not can_write(stack, principal, topic("calls_ended")), principal
+        assert can_write(stack, "callvault-replay", topic("dsr_requests"))
+        assert can_read(stack, "callvault-replay", topic("deadletter"))
+    assert not can_write(stack, "callvault-replay", topic("dsr_requests"))  # taken back
 
 
 def test_kafka_refuses_a_wrong_password_and_an_unverified_certificate(
@@ -132,12 +152,7 @@ def test_postgres_over_tls_with_verify_full(
         database_admin_url=instance.owner_url,
     )
     migrate_schema(owner)  # yoyo connects the same way
-    db = PostgresDatabase(
-        settings.dsn,
-        sealer=text_sealer(settings),
-        source="urn:t",
-        clock=lambda: dt.datetime.now(dt.UTC),
-    )
+    db = database(settings.dsn)
     db.open()
     try:
         with db.connection() as conn:

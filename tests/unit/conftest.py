@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.fakes.letters import FakeTypesetter
 from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.kafka.codec import Codec
@@ -432,7 +433,7 @@ def _no_sleep(_: float) -> None:
     """Retries in unit tests do not wait."""
 
 
-def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
+def build_world(tmp_path: Path, typesetter: Any = None, **settings_overrides: Any) -> World:
     fetch_root = tmp_path / "spool"
     fetch_root.mkdir(exist_ok=True)
     settings = make_settings(**{"fetch_root": str(fetch_root), **settings_overrides})
@@ -453,6 +454,7 @@ def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
             budget_seconds=60, initial_seconds=0, max_seconds=0, max_attempts=6, sleep=_no_sleep
         ),
         fetcher=AudioFetcher(objects, fetch_root=fetch_root, timeout_seconds=5),
+        typesetter=typesetter or FakeTypesetter(),
     )
     world = World(settings, clock, db, objects, bus, metrics, container, fetch_root)
     apply_policy(world.ctx)

@@ -15,6 +15,9 @@ from click.testing import CliRunner, Result
 
 from tests.unit.conftest import CUSTOMER_PHONE, WAV, World
 from workers import __version__
+from workers.domain.errors import StoreRejected
+from workers.domain.messages import PurgesScheduled
+from workers.domain.model import PurgeReason
 from workers.entrypoints.cli import cli
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -235,3 +238,58 @@ def test_a_signed_audit_checkpoint_is_no_deletion_certificate(world: World, tmp_
     untyped = {k: v for k, v in checkpoint.items() if k != "type"}  # as signed before
     as_certificate.write_text(json.dumps(untyped))
     assert run(world, "verify-certificate", str(as_certificate)).exit_code == 1
+
+
+def park_a_purge(world: World, recording_ids: tuple[str, ...]) -> int:
+    """A purge follow-up that failed for good (the store refused), as the dispatcher parks it."""
+    with world.db.unit_of_work() as uow:
+        uow.record(PurgesScheduled(recording_ids, PurgeReason.RETENTION))
+        uow.commit()
+    claimed: list[int] = []
+
+    def refused() -> None:
+        with world.db.claim() as follow_up:
+            claimed.append(follow_up.id)
+            raise StoreRejected("object store refused delete: AccessDenied")
+
+    with pytest.raises(StoreRejected):
+        refused()
+    world.db.give_up(claimed[0], "store_rejected: object store refused delete: AccessDenied")
+    return claimed[0]
+
+
+def test_failed_follow_ups_are_listed_counted_and_retried(world: World) -> None:
+    first, second = park_a_purge(world, ("r1",)), park_a_purge(world, ("r2",))
+    world.refresh_gauges()
+    assert world.metrics.registry.get_sample_value("callvault_followups_parked") == 2
+    listed = json.loads(ok(run(world, "followups", "list", "--json")))
+    assert [(row["id"], row["kind"], row["attempts"]) for row in listed] == [
+        (first, "purge", 1),
+        (second, "purge", 1),
+    ]
+    assert listed[0]["error"].startswith("store_rejected: ")
+    assert RFC3339.match(listed[0]["failed_at"])
+    assert "2 parked follow-up(s)" in ok(run(world, "followups", "list"))
+    assert "retried 1 follow-up(s)" in ok(run(world, "followups", "retry", str(second)))
+    assert "retried 1 follow-up(s)" in ok(run(world, "followups", "retry", "--all", "--yes"))
+    world.refresh_gauges()
+    assert world.metrics.registry.get_sample_value("callvault_followups_parked") == 0
+    assert world.db.follow_up_backlog() == 2  # due again: a retention worker carries them out
+
+
+def test_retrying_follow_ups_wants_ids_or_all_and_says_which_were_not_parked(
+    world: World,
+) -> None:
+    assert run(world, "followups", "retry").exit_code == 2
+    parked = park_a_purge(world, ("r1",))
+    result = run(world, "followups", "retry", str(parked), "99999")
+    assert result.exit_code == 1
+    assert "retried 1 of 2" in result.stderr
+
+
+def test_an_audit_checkpoint_is_seen_by_its_metric(world: World) -> None:
+    gauge = "callvault_audit_last_checkpoint_timestamp_seconds"
+    assert world.metrics.registry.get_sample_value(gauge) == 0
+    world.store_call("c1")
+    ok(run(world, "audit", "checkpoint"))
+    assert world.metrics.registry.get_sample_value(gauge) == world.clock.now.timestamp()

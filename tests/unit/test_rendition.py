@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.audio_formats import DECLARED, make_formats, tool
+from tests.audio_formats import DECLARED, make_formats
+from tests.tools import tool
 from tests.unit.conftest import World
 from tests.unit.console_world import ConsoleWorld, build_console
 from workers.adapters.rendition import PyavRenditions

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..app.console.model import Disclosure
 from ..app.context import Context
-from ..app.handlers.exports import build_export, entry
+from ..app.handlers.exports import DISCLOSURE_PREFIX, build_export, entry
 from ..app.ports.bus import EventBus
 from ..domain import events
 from ..domain.model import Recording
@@ -85,7 +85,10 @@ class ExportPackager:
             return _disclosure_manifest(disclosure, chosen, now, files, ctx)
 
         export = build_export(
-            f"disclosure:{disclosure.disclosure_id}", recordings, self._ctx, manifest=manifest
+            f"{DISCLOSURE_PREFIX}{disclosure.disclosure_id}",
+            recordings,
+            self._ctx,
+            manifest=manifest,
         )
         with self._ctx.uow() as uow:
             uow.exports.add(export.record)

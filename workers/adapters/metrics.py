@@ -78,6 +78,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.followups_parked = Gauge(
+            "callvault_followups_parked",
+            "Follow-up work that failed for good and waits for an operator "
+            "(`callvault followups list`)",
+            registry=r,
+        )
+        self.audit_checkpointed_at = Gauge(
+            "callvault_audit_last_checkpoint_timestamp_seconds",
+            "When this worker last signed a checkpoint of the audit chain's head (Unix time; "
+            "0 before its first, or without the scheduler role)",
+            registry=r,
+        )
         self.purge_strays = Counter(
             "callvault_purge_strays",
             "Versions and delete markers found beside a purged recording's own version, deleted",

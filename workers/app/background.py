@@ -114,6 +114,7 @@ def refresh_gauges(ctx: Context, outbox: Outbox, queue: FollowUpQueue) -> None:
     metrics.outbox_backlog.set(backlog)
     metrics.outbox_oldest.set((now - oldest_event).total_seconds() if oldest_event else 0)
     metrics.followups_backlog.set(queue.follow_up_backlog())
+    metrics.followups_parked.set(queue.parked_count())
 
 
 def maintain_partitions(ctx: Context, partitions: Partitions) -> list[str]:

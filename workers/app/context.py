@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from ..adapters.metrics import Metrics
 from ..settings import Settings
+from .letters import LetterWriter
 from .ports.console import AccessHistory
 from .ports.keys import Keys
 from .ports.objects import ObjectStore
@@ -63,6 +64,7 @@ class Context:
     clock: Callable[[], datetime] = field(default=utc_now)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     history: AccessHistory | None = None  # disclosures and consultations, for the subject
+    letters: LetterWriter = field(kw_only=True)  # what the data subject reads
 
     @property
     def vault(self) -> str:

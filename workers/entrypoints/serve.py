@@ -47,7 +47,7 @@ def serve(host: str | None, port: int | None) -> None:
     from ..app.handlers.keys import verify_keys
     from ..bootstrap import bootstrap
     from .cli.common import user_errors
-    from .connect import mounted_webhooks
+    from .connect import mounted_credentials, mounted_webhooks
 
     with user_errors():
         settings = load_settings()
@@ -59,11 +59,13 @@ def serve(host: str | None, port: int | None) -> None:
         console = console_from_container(container)
         secret = session_secret(settings, container.keys)
         # holds placed in the console go to Kafka, but reading and listening do not need it
+        # the webhooks, if mounted, publish calls as the telephony principal, not the console's
+        webhooks_as = mounted_credentials(settings)
         readiness = container.readiness(kafka=False).start()
     address, listen_port = host or settings.http_addr, port or settings.http_port
     log.info("console_serving", addr=address, port=listen_port)
     try:
-        with mounted_webhooks() as webhooks:
+        with mounted_webhooks(webhooks_as) as webhooks:
             app = build_app(settings, console, secret, extra_routers=webhooks, readiness=readiness)
             uvicorn.run(
                 app,

@@ -36,7 +36,7 @@ from ..confined import Beneath, NotRegularFile, OutsideDirectory
 from ..kafka.bus import KafkaBus
 from ..kafka.codec import Codec
 from ..kafka.security import kafka_security
-from .backlog import Backlog, Pending
+from .backlog import Backlog, Pending, ProviderCopy
 from .metrics import ConnectorMetrics
 from .settings import ConnectorSettings
 
@@ -70,6 +70,7 @@ class FinishedCall:
     # the companions' None: the audio's directory)
     directory: Path | None = None
     companions_directory: Path | None = None
+    provider_copy: ProviderCopy | None = None  # a cloud provider's copy: remembered, deleted
     vendor: Mapping[str, str] = field(default_factory=dict)  # x_* fields for the shop's tools
 
 
@@ -125,6 +126,14 @@ class Publisher:
 
     def was_sent(self, call_id: str) -> bool:
         return self._backlog.was_sent(call_id)
+
+    def seen_provider_copy(self, copy: ProviderCopy) -> bool:
+        """Whether this provider recording was sent before, however long ago."""
+        return self._backlog.seen_provider_copy(copy)
+
+    @property
+    def backlog(self) -> Backlog:
+        return self._backlog
 
     def backlog_size(self) -> int:
         return self._backlog.size()
@@ -329,6 +338,7 @@ def _pending(call: FinishedCall, event: dict[str, Any], key: str, now: float = 0
         call.companions,
         call.directory,
         call.companions_directory,
+        call.provider_copy,
     )
 
 

@@ -9,7 +9,7 @@ conflict is :class:`TransientError`; anything else is a bug met with this input
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...app import followups
 from ...app.effects import effects_of
-from ...app.ports.unit_of_work import FollowUp, Outbound
+from ...app.ports.unit_of_work import FollowUp, Outbound, ParkedFollowUp
 from ...domain.audit import AuditEntry
 from ...domain.errors import InternalError, SchemaMissing, TransientError
 from ...domain.events import OutboundEvent
@@ -204,6 +204,34 @@ class PostgresDatabase:
                 "SELECT count(*) AS n FROM followups WHERE failed_at IS NULL"
             ).fetchone()
         return int(row["n"]) if row else 0
+
+    def parked_follow_ups(self, limit: int) -> list[ParkedFollowUp]:
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, kind, attempts, last_error, failed_at FROM followups "
+                "WHERE failed_at IS NOT NULL ORDER BY failed_at, id LIMIT %s",
+                (limit,),
+            ).fetchall()
+        return [
+            ParkedFollowUp(r["id"], r["kind"], r["attempts"], r["last_error"] or "", r["failed_at"])
+            for r in rows
+        ]
+
+    def parked_count(self) -> int:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT count(*) AS n FROM followups WHERE failed_at IS NOT NULL"
+            ).fetchone()
+        return int(row["n"]) if row else 0
+
+    def retry_parked(self, ids: Collection[int] | None) -> int:
+        with self.connection() as conn:
+            done = conn.execute(
+                "UPDATE followups SET failed_at = NULL, not_before = now() "
+                "WHERE failed_at IS NOT NULL AND (%s::bigint[] IS NULL OR id = ANY(%s::bigint[]))",
+                (None if ids is None else list(ids),) * 2,
+            )
+            return done.rowcount
 
     # dead letters an operator gave up on ----------------------------------------------------
     def discarded_dead_letters(self, topic: str) -> set[tuple[int, int]]:

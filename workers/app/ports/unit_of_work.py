@@ -10,6 +10,7 @@ hold rows, then recording rows by id, then request rows.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,8 +133,8 @@ class RequestRepository(Protocol):
         """Ids of answered erasures still waiting for any of these held recordings."""
         ...
 
-    def scrub_export_url(self, request_id: str) -> None:
-        """Forget the (expired) export URL kept in the request's last answer."""
+    def scrub_answer_urls(self, request_id: str) -> None:
+        """Forget the (expired) URLs of the export and the letter kept in the last answer."""
         ...
 
     def remember_erased(self, erased: ErasedSubject) -> None:
@@ -271,6 +272,28 @@ class FollowUpQueue(Protocol):
         ...
 
     def follow_up_backlog(self) -> int: ...
+
+    def parked_follow_ups(self, limit: int) -> list[ParkedFollowUp]:
+        """Follow-ups that failed for good, oldest failure first."""
+        ...
+
+    def parked_count(self) -> int: ...
+
+    def retry_parked(self, ids: Collection[int] | None) -> int:
+        """Make parked follow-ups due again (``None``: all of them); returns how many."""
+        ...
+
+
+@dataclass(frozen=True)
+class ParkedFollowUp:
+    """A follow-up an operator must look at: its kind (the command's name), how often it was
+    tried, the error it failed with (a code and a message that names no person) and when."""
+
+    id: int
+    kind: str
+    attempts: int
+    error: str
+    failed_at: datetime
 
 
 @dataclass(frozen=True)

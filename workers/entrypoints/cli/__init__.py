@@ -18,7 +18,7 @@ from .common import EXIT_CODES_HELP
 from .compliance import audit, dsr, hold, public_key, verify_certificate
 from .integrators import demo, publish
 from .keys import keys
-from .ops import deadletter, migrate, reconcile, status, worker
+from .ops import deadletter, followups, migrate, reconcile, status, worker
 
 
 @click.group(epilog=EXIT_CODES_HELP)
@@ -45,6 +45,7 @@ for command in (
     status,
     reconcile,
     deadletter,
+    followups,
     publish,
     demo,
     hold,

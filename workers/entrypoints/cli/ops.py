@@ -1,5 +1,5 @@
 """Commands for operators: run the workers, migrate, look at the state of things, reconcile,
-and deal with dead letters."""
+and deal with dead letters and failed follow-ups."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ...app.background import status_summary
 from ...app.handlers.ingest import remove_landing_copy
 from ...app.handlers.reconcile import reconcile as run_reconcile
 from ...domain.errors import NotFound, UnsupportedUri, UriNotAllowed
-from ...domain.retention import IsoDuration
+from ...domain.retention import IsoDuration, rfc3339
 from ...domain.uris import locate
 from ...settings import Settings
 from .common import (
@@ -319,3 +319,57 @@ def _partition_offset(text: str) -> tuple[int, int]:
     if not sep or not partition.isdigit() or not offset.isdigit():
         raise click.BadParameter(f"{text!r} is not PARTITION:OFFSET", param_hint="--offset")
     return int(partition), int(offset)
+
+
+@click.group()
+def followups() -> None:
+    """Follow-up work that failed for good (a purge, a legal-hold sync, a resumed erasure):
+    list it, and make it due again once the cause is fixed."""
+
+
+@followups.command("list")
+@click.option("--limit", default=100, show_default=True, help="Show at most this many (oldest).")
+@json_option
+def followups_list(limit: int, as_json: bool) -> None:
+    """Parked follow-ups: id, kind, attempts, when and why they failed (masked)."""
+    with user_errors(), container() as built:
+        parked = built.db.parked_follow_ups(limit)
+        total = built.db.parked_count()
+    rows = [
+        {
+            "id": p.id,
+            "kind": p.kind,
+            "attempts": p.attempts,
+            "failed_at": rfc3339(p.failed_at),
+            "error": mask(p.error),
+        }
+        for p in parked
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(
+            f"{row['id']:<8} {row['kind']:<20} {row['attempts']:>3}x  {row['failed_at']:<27} "
+            f"{row['error']}"
+        )
+    click.echo(f"{total} parked follow-up(s)")
+
+
+@followups.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every parked follow-up.")
+@yes_option
+def followups_retry(ids: tuple[int, ...], every: bool, yes: bool) -> None:
+    """Make parked follow-ups due again (by id, or --all): a worker with the retention role
+    carries them out; one that fails for good again is parked again."""
+    if bool(ids) == every:
+        raise click.UsageError("give follow-up ids or --all (not both)")
+    with user_errors(), container() as built:
+        if every:
+            confirm(f"Retry all {built.db.parked_count()} parked follow-up(s)?", yes)
+        done = built.db.retry_parked(None if every else ids)
+    if ids and done < len(set(ids)):
+        click.echo(f"retried {done} of {len(set(ids))}: the others are not parked", err=True)
+        raise SystemExit(EXIT_FAILED)
+    click.echo(f"retried {done} follow-up(s)")
