@@ -119,3 +119,26 @@ def test_the_workers_role_reaches_the_trail_only_through_audit_log(migrated: Ins
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+
+
+def test_only_months_of_tombstones_past_every_policy_are_archived(migrated: Instance) -> None:
+    from workers.adapters.postgres.partitions import archive_partitions
+
+    old, older = datetime(2021, 3, 9, tzinfo=UTC), datetime(2021, 2, 9, tzinfo=UTC)
+    with psycopg.connect(migrated.database_url, autocommit=True) as conn:
+        assert _insert(conn, "d" * 64, old) == 1
+        conn.execute("UPDATE recordings SET status = 'purged' WHERE call_digest = %s", ("d" * 64,))
+        assert _insert(conn, "e" * 64, older) == 1  # still stored (held, say)
+    db = database(migrated.database_url)
+    db.open()
+    db.ensure_partitions()  # both months get their partitions
+    db.close()
+    names = archive_partitions(migrated.owner_url, 400, dry_run=True)
+    assert names == ["recordings_y2021m03"]
+    assert archive_partitions(migrated.owner_url, 400, dry_run=False) == names
+    with psycopg.connect(migrated.owner_url) as conn:
+        moved = conn.execute("SELECT to_regclass('callvault_archive.recordings_y2021m03')")
+        assert moved.fetchone() != (None,)
+        live = conn.execute("SELECT count(*) FROM recordings WHERE collected_at < '2022-01-01'")
+        assert live.fetchone() == (1,)  # the stored one of February
+    assert archive_partitions(migrated.owner_url, 400, dry_run=True) == []

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .database import translated
+
 Connection = psycopg.Connection[Any]
 Log = Callable[[str], None]
 
@@ -440,3 +442,133 @@ def _create_parent(
             sql.Identifier(layout.fallback), table
         )
     )
+
+
+# ------------------------------------------------------------------------------ archive
+ARCHIVE_SCHEMA = "callvault_archive"
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    table: str
+    partition: str
+    lower: str | None
+    upper: str | None
+    rows: int  # the planner's estimate (pg_class.reltuples; -1 before the first ANALYZE)
+    bytes: int  # with its indexes and TOAST
+    alive: bool | None  # recordings: holds a row not yet purged (None for the audit trail)
+
+
+def partitions(conn: Connection) -> list[PartitionInfo]:
+    """Every partition of the partitioned tables, oldest first."""
+    found = []
+    for layout in LAYOUTS:
+        if not _partitioned(conn, layout.table):
+            continue
+        rows = conn.execute(
+            "SELECT b.partition::text, b.is_default, b.lower_bound, b.upper_bound, "
+            "c.reltuples::bigint, pg_total_relation_size(b.partition) "
+            "FROM callvault_partition_bounds(%s) b JOIN pg_class c ON c.oid = b.partition",
+            (layout.table,),
+        ).fetchall()
+        for name, fallback, lower, upper, tuples, size in rows:
+            alive = _alive(conn, name) if layout is RECORDINGS else None
+            lower = "DEFAULT" if fallback else lower
+            found.append(PartitionInfo(layout.table, name, lower, upper, tuples, size, alive))
+    return sorted(found, key=_oldest_first)
+
+
+def _oldest_first(info: PartitionInfo) -> tuple[str, int, str]:
+    if info.lower == "DEFAULT":
+        return info.table, 2, ""
+    if info.lower is None:
+        return info.table, 0, ""
+    return info.table, 1, info.lower.rjust(32)
+
+
+def _alive(conn: Connection, partition: str) -> bool:
+    """Whether a row of the partition is not yet purged (read from the small partial indexes
+    of stored and held rows, not the whole partition)."""
+    query = sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM {0} WHERE status IN ('stored', 'purging') AND NOT held) "
+        "OR EXISTS (SELECT 1 FROM {0} WHERE held AND status <> 'purged')"
+    ).format(sql.Identifier(partition))
+    row = conn.execute(query).fetchone()
+    return bool(row and row[0])
+
+
+def archivable(conn: Connection, kept_days: int) -> list[PartitionInfo]:
+    """Months of recordings that hold only tombstones and ended more than ``kept_days`` ago
+    (the longest policy and a margin: no recording of them can still be due, held or
+    arriving late)."""
+    row = conn.execute("SELECT now() - make_interval(days => %s)", (kept_days,)).fetchone()
+    assert row is not None
+    cutoff = row[0]
+    return [
+        p
+        for p in partitions(conn)
+        if p.table == RECORDINGS.table
+        and p.upper is not None
+        and p.lower != "DEFAULT"
+        and not p.alive
+        and _before(conn, p.upper, cutoff)
+    ]
+
+
+def _before(conn: Connection, bound: str, cutoff: Any) -> bool:
+    row = conn.execute("SELECT %s::timestamptz <= %s", (bound, cutoff)).fetchone()
+    return bool(row and row[0])
+
+
+def archive(conn: Connection, partition: str, log: Log = lambda _: None) -> bool:
+    """Detach a tombstone-only month of recordings and move it to the ``callvault_archive``
+    schema (to be dumped and dropped, or kept as evidence outside the live table): under its
+    lock, checked again to hold only tombstones; the parent is locked for the catalogue change
+    only (a 2 s lock timeout, tried again)."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(ARCHIVE_SCHEMA)))
+
+    def detach() -> None:
+        with conn.transaction():
+            conn.execute(
+                sql.SQL("LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE").format(
+                    sql.Identifier(RECORDINGS.table), sql.Identifier(partition)
+                )
+            )
+            if _alive(conn, partition):
+                raise _StillAlive(partition)
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                    sql.Identifier(RECORDINGS.table), sql.Identifier(partition)
+                )
+            )
+            conn.execute(
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier(partition), sql.Identifier(ARCHIVE_SCHEMA)
+                )
+            )
+
+    try:
+        _retry_locked(conn, detach, log)
+    except _StillAlive:
+        return False  # a late call arrived in it: it stays
+    return True
+
+
+class _StillAlive(Exception):
+    """The partition received a recording not yet purged."""
+
+
+def list_partitions(owner_dsn: str) -> list[PartitionInfo]:
+    with translated(), psycopg.connect(owner_dsn, autocommit=True) as conn:
+        return partitions(conn)
+
+
+def archive_partitions(
+    owner_dsn: str, kept_days: int, *, dry_run: bool, log: Log = lambda _: None
+) -> list[str]:
+    """Archive every month of recordings that may go (``dry_run``: only name them)."""
+    with translated(), psycopg.connect(owner_dsn, autocommit=True) as conn:
+        names = [p.partition for p in archivable(conn, kept_days)]
+        if dry_run:
+            return names
+        return [name for name in names if archive(conn, name, log)]
