@@ -58,9 +58,9 @@ image-test: up ## build the image, then run it: non-root, read-only root, a work
 chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
 	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos
 
-helm-test: venv ## the Helm chart: lint, template, and every manifest dry-run on a real kube-apiserver (built from Go modules on first use)
+helm-test: up  ## the Helm chart: lint, template, every manifest dry-run on a real kube-apiserver (built from Go modules on first use), its pods run by podman
 	bash deploy/kube.sh install
-	$(BIN)/pytest -q tests/unit/test_helm_chart.py tests/kube
+	$(ENV) $(BIN)/pytest -q tests/unit/test_helm_chart.py tests/kube
 
 lint: venv
 	$(BIN)/ruff check workers tests bench testbed deploy

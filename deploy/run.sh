@@ -36,7 +36,7 @@ trap 'kill -TERM $WORKER $SERVE 2>/dev/null; wait $WORKER $SERVE 2>/dev/null; ec
 
 # Demo console accounts (a user that exists already is left as it is).
 for account in demo-dpo:dpo demo-qa:qa demo-complaints:complaints; do
-    printf 'callvault-demo\n' | .venv/bin/callvault user add "${account%%:*}" --role "${account##*:}" \
+    printf 'callvault-demo\n' | .venv/bin/callvault user add "${account%%:*}" --role "${account##*:}" --tenant '*' \
         >/dev/null 2>&1 || true
 done
 

@@ -293,6 +293,7 @@ class Settings(KafkaClientSettings):
         "signing_public_keys_retired",
         "pkcs11_hash_labels_retired",
         "forwarded_allow_ips",
+        "oidc_tenants",
         "language_tenants",
         "timezone_tenants",
         mode="before",
@@ -563,6 +564,7 @@ class Settings(KafkaClientSettings):
     oidc_role_claim: str = "roles"
     oidc_role_map: CommaList = ()  # claim value=role, e.g. callcentre-qa=qa,privacy=dpo
     oidc_username_claim: str = "preferred_username"
+    oidc_tenants: CommaList = ()  # tenants of an account made at its first sign-in ('*': all)
 
     @field_validator("session_ttl", "login_window", "access_seek_window", mode="before")
     @classmethod

@@ -72,7 +72,7 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     cv.migrate()
     cv.start_worker()
     ids = store_calls(cv, {"hsm-1": {"audio": FIRST}, "hsm-2": {"audio": SECOND}})
-    cli(cv, "user", "add", "qa", "--role", "qa", stdin=PASSWORD + "\n")
+    cli(cv, "user", "add", "qa", "--role", "qa", "--tenant", "*", stdin=PASSWORD + "\n")
     token = cli(cv, "token", "create", "qa").stdout.strip()
     console = serve(cv)
     console.tokens["qa"] = token

@@ -14,6 +14,14 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from tests.fakes.console import (
+    ConsoleState,
+    MemoryAccesses,
+    MemoryAccounts,
+    MemoryDisclosures,
+    MemoryRegistrations,
+    project_accesses,
+)
 from workers.app import followups
 from workers.app.effects import effects_of
 from workers.app.ports.keys import KeyCheck
@@ -223,6 +231,7 @@ class _State:
     policies: dict[str, str] = field(default_factory=dict)
     erased: list[ErasedSubject] = field(default_factory=list)
     key_checks: dict[tuple[str, str], StoredKeyCheck] = field(default_factory=dict)
+    console: ConsoleState = field(default_factory=ConsoleState)
     sequence: int = 0
 
     def next_id(self) -> int:
@@ -616,6 +625,10 @@ class MemoryUnitOfWork:
         self.discards = MemoryDiscards(state)
         self.policies = MemoryPolicies(state)
         self.key_checks = MemoryKeyChecks(state)
+        self.accounts = MemoryAccounts(state.console)
+        self.accesses = MemoryAccesses(state.console)
+        self.disclosures = MemoryDisclosures(state.console)
+        self.registrations = MemoryRegistrations(state.audit)
         return self
 
     def __exit__(
@@ -645,6 +658,7 @@ class MemoryUnitOfWork:
         effects = effects_of(self._events, self._db.source, self._db.clock())
         for audit in effects.audit:
             _append_audit(state, audit.action, audit.entity_id, audit.details, audit.at)
+        project_accesses(state.console, state.audit[len(state.audit) - len(effects.audit) :])
         for event in effects.outbound:
             state.outbox.append(Outbound(state.next_id(), event.topic, event.key, event.cloudevent))
         for command in effects.follow_ups:

@@ -47,10 +47,11 @@ ARGS: dict[str, list[str]] = {
     "status": [],
     "token create": ["someone"],
     "token revoke": ["t-1"],
-    "user add": ["someone", "--role", "qa"],
+    "user add": ["someone", "--role", "qa", "--tenant", "*"],
     "user disable": ["someone"],
     "user enable": ["someone"],
     "user list": [],
+    "user tenants": ["someone", "--tenant", "shop-lt"],
     "verify-certificate": ["{certificate}"],
 }
 # Long-running services: started as processes, expected to stop by themselves.

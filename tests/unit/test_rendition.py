@@ -98,7 +98,7 @@ def test_the_player_seeks_a_rendition_by_ranges(cw: ConsoleWorld, formats: Path,
             heard.frombytes(answer.content[-4000:])
             expected.frombytes(whole[last + 1 - 4000 : last + 1])
             assert snr_db(heard, expected) > 10
-    assert len(cw.ports.state.accesses) == 1  # one listening, however often it seeks
+    assert len(cw.state.accesses) == 1  # one listening, however often it seeks
 
 
 @pytest.mark.parametrize("name", AS_IS)

@@ -13,24 +13,17 @@ log = structlog.get_logger("callvault.serve")
 
 
 def console_from_container(container: Any) -> Any:
-    """The console over the worker's own wiring (PostgreSQL, S3, Kafka)."""
-    from ..adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
+    """The console over the worker's own wiring (PostgreSQL, S3, the keys; Kafka only for
+    the requests the DPO registers)."""
+    from ..adapters.console_outbound import BusRequests
     from ..adapters.http.composition import assemble
-    from ..adapters.postgres.console import PostgresConsole
+    from ..adapters.postgres.console import console_reads
 
     settings: Settings = container.settings
-    return assemble(
-        PostgresConsole(container.db),
-        container.objects,
-        BusHoldCommands(
-            lambda: container.kafka, settings.topic_holds_commands, settings.source_uri
-        ),
-        ExportPackager(container.ctx),
-        BusRequests(lambda: container.kafka, settings.topic_dsr_requests, settings.source_uri),
-        settings,
-        container.ctx.clock,
-        ring=container.keys,
+    requests = BusRequests(
+        lambda: container.kafka, settings.topic_dsr_requests, settings.source_uri
     )
+    return assemble(container.ctx, console_reads(container.db), requests, ring=container.keys)
 
 
 @click.command()
@@ -58,7 +51,7 @@ def serve(host: str | None, port: int | None) -> None:
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
         console = console_from_container(container)
         secret = session_secret(settings, container.keys)
-        # holds placed in the console go to Kafka, but reading and listening do not need it
+        # holds are applied through the database; only registered requests go to Kafka
         # the webhooks, if mounted, publish calls as the telephony principal, not the console's
         webhooks_as = mounted_credentials(settings)
         readiness = container.readiness(kafka=False).start()

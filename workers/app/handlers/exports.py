@@ -210,8 +210,12 @@ def personal_data(recording: Recording, ctx: Context) -> dict[str, Any]:
     )
 
 
-def entry(recording: Recording, audio_file: str | None, ctx: Context) -> dict[str, Any]:
-    return {
+def entry(
+    recording: Recording, audio_file: str | None, ctx: Context, *, personal: bool = True
+) -> dict[str, Any]:
+    """A recording's facts in a manifest; its personal data only when ``personal`` (a
+    disclosure's recipient is not told the customer's name or e-mail)."""
+    facts = {
         "recording_id": recording.recording_id,
         "call_id": recording.call_id,
         "tenant": recording.tenant,
@@ -226,9 +230,9 @@ def entry(recording: Recording, audio_file: str | None, ctx: Context) -> dict[st
         "retention_policy": recording.policy,
         "restricted": recording.restricted,
         "held": recording.held,
-        "personal_data": personal_data(recording, ctx),
         "audio_file": audio_file,  # null: the audio is missing from the vault
     }
+    return facts | {"personal_data": personal_data(recording, ctx)} if personal else facts
 
 
 def _audio_file(recording: Recording) -> str:

@@ -21,6 +21,12 @@ from ...domain.audit import AuditEntry
 from ...domain.messages import Command, Event
 from ...domain.model import Hold, Recording, RequestRecord
 from ...domain.retention import IsoDuration
+from .console import (
+    AccessRepository,
+    AccountRepository,
+    DisclosureRepository,
+    RegistrationRepository,
+)
 from .keys import KeyCheck
 
 
@@ -213,6 +219,10 @@ class UnitOfWork(Protocol):
     discards: DiscardRepository
     policies: PolicyRepository
     key_checks: KeyCheckRepository
+    accounts: AccountRepository  # the console's staff, tokens and identities
+    accesses: AccessRepository
+    disclosures: DisclosureRepository
+    registrations: RegistrationRepository  # requests the DPO registered
 
     def __enter__(self) -> Self: ...
     def __exit__(

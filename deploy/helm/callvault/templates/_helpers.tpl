@@ -189,7 +189,7 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
 - name: tmp
   mountPath: /tmp
 - name: data
-  mountPath: /var/lib/callvault/faust
+  mountPath: /var/lib/callvault
 {{- end }}
 
 {{/* httpGet probes on a named port. Args: root, port. */}}

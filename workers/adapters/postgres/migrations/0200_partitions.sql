@@ -1,4 +1,4 @@
--- depends: 0101_console_sign_in
+-- depends: 0102_console_scopes
 -- Partitioned tables for a year of a national operator's calls (docs/partitions.md): the
 -- functions the partitioned layout lives by, and the record of audit verification. The
 -- tables themselves are partitioned after this migration, by `callvault migrate`
