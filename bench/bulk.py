@@ -152,7 +152,7 @@ def _definitions(conn: psycopg.Connection[Any]) -> tuple[list[str], list[str], l
         f'ALTER TABLE {t} ADD CONSTRAINT "{n}" {d}' + (" NOT VALID" if c == "f" else "")
         for t, n, d, c in sorted(cons, key=lambda r: -order[r[3]])
     ]
-    creates_i = [d for _, d in idx]
+    creates_i = [d.replace(" ON ONLY ", " ON ", 1) for _, d in idx]  # every partition too
     return drops, creates_c, creates_i
 
 
