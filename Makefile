@@ -44,10 +44,11 @@ integration: up
 e2e: up
 	$(ENV) $(BIN)/pytest -q tests/e2e
 
-telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine)
+telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine) and webhooks
 	$(BIN)/pytest -q tests/unit/test_audio.py tests/unit/test_connectors.py \
-		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py
-	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
+		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py \
+		tests/unit/test_confined.py
+	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py tests/e2e/test_serve_webhooks.py
 
 image:         ## callvault's container image with podman, on a base made from Debian's packages
 	bash deploy/image.sh

@@ -296,7 +296,7 @@ def purge_backlog(inst: Instance, made: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     try:
         announced = 0
-        while (outcome := container.bus.handle(AnnounceDue())) != "announced:0":
+        while (outcome := container.messagebus.handle(AnnounceDue())) != "announced:0":
             announced += int(outcome.split(":")[1])
         announced_s = time.monotonic() - started
         left = _wait_purged(inst, ids, timeout=60 + len(ids) / 20)

@@ -187,6 +187,7 @@ class Settings(KafkaClientSettings):
     keys_backend: Literal["local", "pkcs11"] = "local"
     pkcs11_module: Path | None = None  # the token's PKCS#11 library
     pkcs11_token_label: str | None = None
+    pkcs11_token_serial: str | None = None  # when several tokens share the label
     pkcs11_pin_file: Path | None = None  # the user PIN, in a file only
     pkcs11_master_label: str = "callvault-master-"  # + the master key's id
     pkcs11_hash_label: str = "callvault-hash"

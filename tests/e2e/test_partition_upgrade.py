@@ -17,9 +17,9 @@ from yoyo import get_backend, read_migrations
 
 from testbed.stack import Instance, database
 from tests.e2e.harness import CALLVAULT, Callvault, make_wav
-from workers.adapters.postgres.migrate import migrate, yoyo_url
+from workers.adapters.postgres.migrate import yoyo_url
 from workers.adapters.postgres.schema import MIGRATIONS
-from workers.bootstrap import object_store
+from workers.bootstrap import bootstrap
 from workers.domain.messages import PolicyApplied
 from workers.domain.retention import parse_timestamp
 
@@ -52,8 +52,11 @@ def _previous_version(instance: Instance) -> None:
         uow.record(PolicyApplied("*", None, "P1Y", 0, datetime.now(UTC)))
         uow.commit()
     db.close()
-    settings = instance.migration_settings()
-    report = migrate(settings, object_store(settings), apply_policy=False)  # a worker's start
+    app = bootstrap(instance.migration_settings())
+    try:
+        report = app.migrate(apply_policy=False)  # what a worker's start migrates
+    finally:
+        app.close()
     assert "recordings: one heap still" in report.partitions[0]
 
 

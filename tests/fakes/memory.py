@@ -231,6 +231,7 @@ class _State:
     policies: dict[str, str] = field(default_factory=dict)
     erased: list[ErasedSubject] = field(default_factory=list)
     key_checks: dict[tuple[str, str], StoredKeyCheck] = field(default_factory=dict)
+    discarded_letters: set[tuple[str, int, int]] = field(default_factory=set)
     console: ConsoleState = field(default_factory=ConsoleState)
     sequence: int = 0
 
@@ -782,6 +783,14 @@ class MemoryDatabase:
 
     def follow_up_backlog(self) -> int:
         return sum(1 for f in self.state.followups if f["failed"] is None)
+
+    def discarded_dead_letters(self, topic: str) -> set[tuple[int, int]]:
+        with self.lock:
+            return {(p, o) for t, p, o in self.state.discarded_letters if t == topic}
+
+    def discard_dead_letter(self, topic: str, partition: int, offset: int, at: datetime) -> None:
+        with self.lock:
+            self.state.discarded_letters.add((topic, partition, offset))
 
     def parked_follow_ups(self, limit: int) -> list[ParkedFollowUp]:
         parked = sorted(

@@ -28,9 +28,8 @@ if sys.argv[1] == "kill":
     def die(self, disclosure):
         os.kill(os.getpid(), signal.SIGKILL)
     console_repositories.PostgresDisclosures.add = die
-from workers.entrypoints.serve import console_from_container
 container = bootstrap(load_settings())
-console = console_from_container(container)
+console = container.console
 dpo = Principal("dpo", Role.DPO, "session", frozenset({"*"}))
 request = DisclosureRequest("Telia", "telecom_provider", "Art. 28", "INC-9", (sys.argv[2],))
 console.disclosures.disclose(dpo, request)
@@ -71,7 +70,7 @@ def test_a_disclosure_killed_half_way_leaves_nothing_and_one_that_lives_leaves_e
     )
     assert migrated.returncode == 0, migrated.stderr
     container = bootstrap(load_settings(**instance.settings_kwargs()))
-    db = container.db
+    db = container.database
     try:
         stored = replace(recording("crash-1"), tenant="shop-lt")
         with db.unit_of_work() as uow:

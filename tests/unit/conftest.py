@@ -35,7 +35,7 @@ from workers.app.context import Context
 from workers.app.handlers.retention import apply_policy
 from workers.app.messagebus import Delivery
 from workers.app.retry import RetryPolicy
-from workers.bootstrap import Container, bootstrap
+from workers.bootstrap import App, bootstrap
 from workers.domain.audio import pcm_wav
 from workers.domain.messages import AnnounceDue, Command
 from workers.domain.model import Recording, recording_id_for
@@ -267,7 +267,7 @@ class World:
     objects: MemoryObjectStore
     bus: MemoryBus
     metrics: Metrics
-    container: Container
+    container: App
     fetch_root: Path
     _offsets: dict[str, int] = field(default_factory=dict)
 
@@ -295,7 +295,7 @@ class World:
         return outcome
 
     def handle(self, command: Command) -> str:
-        outcome = self.container.bus.handle(command)
+        outcome = self.container.messagebus.handle(command)
         self.settle()
         return outcome
 
@@ -359,7 +359,7 @@ class World:
     def announce(self) -> int:
         """One scheduler round: announce what is due (batch after batch)."""
         total = 0
-        while (outcome := self.container.bus.handle(AnnounceDue())) != "announced:0":
+        while (outcome := self.container.messagebus.handle(AnnounceDue())) != "announced:0":
             total += int(outcome.split(":")[1])
         return total
 
@@ -447,9 +447,9 @@ def build_world(tmp_path: Path, typesetter: Any = None, **settings_overrides: An
         settings,
         metrics=metrics,
         clock=clock,
-        db=db,
+        uow=db,
         objects=objects,
-        kafka=bus,
+        bus=bus,
         retry=RetryPolicy(
             budget_seconds=60, initial_seconds=0, max_seconds=0, max_attempts=6, sleep=_no_sleep
         ),

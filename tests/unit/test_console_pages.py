@@ -370,7 +370,7 @@ def test_the_dpo_registers_a_request_that_came_by_letter(cw: ConsoleWorld) -> No
         },
         "language": "en",
     }
-    with cw.world.container.db.unit_of_work() as uow:
+    with cw.world.container.database.unit_of_work() as uow:
         entries = [e for e in uow.audit_entries(0, 1000) if e.action == "request_registered"]
     assert len(entries) == 1  # registered once
     assert entries[0].entity_id == form["request_id"]
@@ -389,7 +389,7 @@ def test_the_dpo_registers_a_request_that_came_by_letter(cw: ConsoleWorld) -> No
     # the worker takes it from dsr.requests as it takes a portal's
     for key, value in published[:1]:
         assert cw.world.deliver("dsr.requests", value, key) == "completed"
-    with cw.world.container.db.unit_of_work() as uow:
+    with cw.world.container.database.unit_of_work() as uow:
         record = uow.requests.get(form["request_id"])
     assert record is not None
     assert record.language == "en"

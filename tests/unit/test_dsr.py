@@ -156,7 +156,7 @@ def test_the_request_keeps_the_language_it_asks_to_be_answered_in(
     shop: World, asked: dict[str, str], kept: str | None
 ) -> None:
     assert shop.send_dsr("R1", "access", CUSTOMER, **asked) == "completed"
-    with shop.container.db.unit_of_work() as uow:
+    with shop.container.database.unit_of_work() as uow:
         record = uow.requests.get("R1")
     assert record is not None
     assert record.language == kept

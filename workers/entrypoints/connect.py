@@ -74,34 +74,21 @@ def _publisher(
 ) -> Iterator[Any]:
     """The publisher of one connector, its backlog and metrics; closed on the way out.
     ``overrides`` replace settings of the environment (the mounted webhooks' principal)."""
-    from ..adapters.connectors.backlog import Backlog
-    from ..adapters.connectors.metrics import ConnectorMetrics
-    from ..adapters.connectors.publisher import Publisher
     from ..adapters.connectors.settings import load_connector_settings
     from ..adapters.logs import configure
-    from ..adapters.s3 import S3Store
+    from ..bootstrap import connector
 
     try:
         settings = load_connector_settings(**overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure(settings.log_format, settings.log_level)
-    metrics = ConnectorMetrics(system)
-    metrics.serve(metrics_port, settings.metrics_addr)
-    backlog = Backlog(state_dir or settings.connector_state_dir / system)
-    objects = S3Store(
-        settings.s3_endpoint,
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        settings.s3_region,
-        ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
-    )
-    publisher = Publisher(settings, backlog, metrics, objects=objects)
+    publisher = connector(settings, system, state_dir)
+    publisher.metrics.serve(metrics_port, settings.metrics_addr)
     try:
         yield publisher
     finally:
         publisher.close()
-        backlog.close()
 
 
 def _until_signalled() -> threading.Event:

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 import structlog
 
-from ..settings import Settings, load_settings
+from ..settings import load_settings
 
 log = structlog.get_logger("callvault.serve")
-
-
-def console_from_container(container: Any) -> Any:
-    """The console over the worker's own wiring (PostgreSQL, S3, the keys; Kafka only for
-    the requests the DPO registers)."""
-    from ..adapters.console_outbound import BusRequests
-    from ..adapters.http.composition import assemble
-    from ..adapters.postgres.console import console_reads
-
-    settings: Settings = container.settings
-    requests = BusRequests(
-        lambda: container.kafka, settings.topic_dsr_requests, settings.source_uri
-    )
-    return assemble(container.ctx, console_reads(container.db), requests, ring=container.keys)
 
 
 @click.command()
@@ -36,7 +20,6 @@ def serve(host: str | None, port: int | None) -> None:
     from ..adapters.http.app import build_app
     from ..adapters.http.composition import session_secret
     from ..adapters.logs import configure
-    from ..adapters.postgres.migrate import migrate_schema
     from ..app.handlers.keys import verify_keys
     from ..bootstrap import bootstrap
     from .cli.common import user_errors
@@ -45,11 +28,11 @@ def serve(host: str | None, port: int | None) -> None:
     with user_errors():
         settings = load_settings()
         configure(settings.log_format, settings.log_level)
-        if settings.migrate_on_start:
-            migrate_schema(settings)
         container = bootstrap(settings)
+        if settings.migrate_on_start:
+            container.migrate_schema()
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
-        console = console_from_container(container)
+        console = container.console
         secret = session_secret(settings, container.keys)
         # holds are applied through the database; only registered requests go to Kafka
         # the webhooks, if mounted, publish calls as the telephony principal, not the console's

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
-import jwt
 import structlog
 import urllib3
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from .backlog import Backlog
 from .metrics import ConnectorMetrics
@@ -75,9 +76,8 @@ class ProviderAccounts:
             issued = int(now)
             claims = {"application_id": self.vonage_application_id, "iat": issued}
             claims |= {"exp": issued + 300, "jti": str(uuid.uuid4())}
-            return {
-                "Authorization": f"Bearer {jwt.encode(claims, self.vonage_private_key, 'RS256')}"
-            }
+            key = RSAKey.import_key(self.vonage_private_key)
+            return {"Authorization": f"Bearer {jwt.encode({'alg': 'RS256'}, claims, key)}"}
         return {}
 
     def missing_for_deletion(self, providers: Collection[str]) -> list[str]:

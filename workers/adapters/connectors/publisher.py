@@ -33,9 +33,7 @@ from ...domain.errors import NotAudio, SchemaViolation, TransientError
 from ...domain.identifiers import is_party
 from ...domain.retention import rfc3339
 from ..confined import Beneath, NotRegularFile, OutsideDirectory
-from ..kafka.bus import KafkaBus
 from ..kafka.codec import Codec
-from ..kafka.security import kafka_security
 from .backlog import Backlog, Pending, ProviderCopy
 from .metrics import ConnectorMetrics
 from .settings import ConnectorSettings
@@ -92,23 +90,18 @@ class Publisher:
         metrics: ConnectorMetrics,
         *,
         objects: LandingStore,
-        bus: Callable[[], EventBus] | None = None,
+        bus: Callable[[], EventBus],
+        codec: Codec,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._backlog = backlog
         self._metrics = metrics
         self._objects = objects
-        self._new_bus = bus or (
-            lambda: KafkaBus(
-                settings.kafka_bootstrap,
-                f"callvault-connector-{metrics.connector}",
-                kafka_security(settings),
-            )
-        )
+        self._new_bus = bus
         self._bus: EventBus | None = None
         self._clock = clock
-        self._codec = Codec()
+        self._codec = codec
         self._update_gauges()
 
     @property
@@ -310,7 +303,9 @@ class Publisher:
                 close()
 
     def close(self) -> None:
+        """Close the Kafka producer and the backlog."""
         self._close_bus()
+        self._backlog.close()
 
     def _update_gauges(self) -> None:
         self._metrics.backlog.set(self._backlog.size())

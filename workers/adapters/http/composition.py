@@ -1,5 +1,5 @@
-"""Builds the console from the core's pieces: PostgreSQL and S3 in production, the in-memory
-fakes in unit tests; the same use cases either way."""
+"""Assembles the console's use cases from the ports ``workers.bootstrap`` gives (PostgreSQL and
+S3 in production, the in-memory fakes in unit tests); the same use cases either way."""
 
 from __future__ import annotations
 

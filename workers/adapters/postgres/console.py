@@ -11,7 +11,6 @@ from typing import Any
 
 import psycopg
 
-from ...app.console.history import SubjectHistory
 from ...app.console.model import (
     Access,
     AccessKind,
@@ -316,8 +315,3 @@ def console_reads(db: PostgresDatabase) -> ConsoleReads:
         PostgresComplianceFacts(db),
         PostgresLoginTallies(db),
     )
-
-
-def subject_history(db: PostgresDatabase) -> SubjectHistory:
-    """The access-export and Art. 19 hook of the core handlers, over this database."""
-    return SubjectHistory(PostgresRegisters(db))

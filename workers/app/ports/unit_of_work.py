@@ -212,17 +212,33 @@ class KeyCheckRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    recordings: RecordingRepository
-    holds: HoldRepository
-    requests: RequestRepository
-    exports: ExportRepository
-    discards: DiscardRepository
-    policies: PolicyRepository
-    key_checks: KeyCheckRepository
-    accounts: AccountRepository  # the console's staff, tokens and identities
-    accesses: AccessRepository
-    disclosures: DisclosureRepository
-    registrations: RegistrationRepository  # requests the DPO registered
+    @property
+    def recordings(self) -> RecordingRepository: ...
+    @property
+    def holds(self) -> HoldRepository: ...
+    @property
+    def requests(self) -> RequestRepository: ...
+    @property
+    def exports(self) -> ExportRepository: ...
+    @property
+    def discards(self) -> DiscardRepository: ...
+    @property
+    def policies(self) -> PolicyRepository: ...
+    @property
+    def key_checks(self) -> KeyCheckRepository: ...
+    @property
+    def accounts(self) -> AccountRepository:
+        """The console's staff, tokens and identities."""
+        ...
+
+    @property
+    def accesses(self) -> AccessRepository: ...
+    @property
+    def disclosures(self) -> DisclosureRepository: ...
+    @property
+    def registrations(self) -> RegistrationRepository:
+        """Requests the DPO registered."""
+        ...
 
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -337,3 +353,24 @@ class Outbox(Protocol):
         ...
 
     def outbox_backlog(self) -> tuple[int, datetime | None]: ...
+
+
+class DeadLetterLedger(Protocol):
+    """Dead letters an operator gave up on (``callvault deadletter discard``): never replayed."""
+
+    def discarded_dead_letters(self, topic: str) -> set[tuple[int, int]]:
+        """(partition, offset) of every discarded dead letter of ``topic``."""
+        ...
+
+    def discard_dead_letter(
+        self, topic: str, partition: int, offset: int, at: datetime
+    ) -> None: ...
+
+
+class Database(Outbox, FollowUpQueue, DeadLetterLedger, Partitions, Protocol):
+    """One database: units of work over it, its outbox, its follow-up queue, the upkeep of its
+    partitioned tables."""
+
+    def unit_of_work(self) -> UnitOfWork: ...
+
+    def close(self) -> None: ...

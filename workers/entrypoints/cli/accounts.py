@@ -11,8 +11,6 @@ from typing import Any
 
 import click
 
-from ...settings import load_settings
-
 ROLES = ("qa", "complaints", "dpo", "admin")
 TENANTS_HELP = "A tenant whose recordings the user sees (repeat it; '*' for every tenant)."
 
@@ -27,22 +25,18 @@ def _accounts() -> Iterator[Any]:
     """The console's accounts over callvault's database; console refusals become one line
     and an exit code like every other failure (``entrypoints.cli.common``)."""
     from ...adapters.http.composition import staff_accounts
-    from ...adapters.postgres.console import console_reads
-    from ...adapters.postgres.migrate import migrate_schema
     from ...app.console import errors
     from .common import EXIT_FAILED, EXIT_NOT_FOUND, container, fail, user_errors
 
-    with user_errors():
-        settings = load_settings()
-        if settings.migrate_on_start:
-            migrate_schema(settings)
-        with container() as built:
-            try:
-                yield staff_accounts(built.ctx, console_reads(built.db).tallies, ring=built.keys)
-            except errors.NotFound as exc:
-                fail(str(exc), EXIT_NOT_FOUND)
-            except errors.ConsoleError as exc:
-                fail(str(exc), EXIT_FAILED)
+    with user_errors(), container() as built:
+        if built.settings.migrate_on_start:
+            built.migrate_schema()
+        try:
+            yield staff_accounts(built.ctx, built.console_reads.tallies, ring=built.keys)
+        except errors.NotFound as exc:
+            fail(str(exc), EXIT_NOT_FOUND)
+        except errors.ConsoleError as exc:
+            fail(str(exc), EXIT_FAILED)
 
 
 @click.group()

@@ -50,7 +50,7 @@ app.kubernetes.io/part-of: callvault
 
 {{/* The consumer-lag gauge every worker exports for its input topics (adapters/metrics.py). */}}
 {{- define "callvault.lagMetric" -}}
-kafka_consumergroup_lag
+callvault_consumer_lag_messages
 {{- end }}
 
 {{/* Secret references -> the setting each one gives (read through CALLVAULT_<NAME>_FILE). */}}
