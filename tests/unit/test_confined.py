@@ -59,3 +59,13 @@ def test_a_directory_configured_through_a_link_still_works(spool: Path) -> None:
     beneath = Beneath(spool.parent / "configured")
     assert b"".join(beneath.read(spool.parent / "configured" / "day" / "a.wav")) == b"audio"
     assert b"".join(beneath.read(spool / "day" / "a.wav")) == b"audio"  # the real path too
+
+
+def test_a_hard_link_to_a_file_elsewhere_is_not_read(spool: Path) -> None:
+    outside = spool.parent / "elsewhere" / "a.wav"
+    (spool / "day" / "hard.wav").hardlink_to(outside)
+    beneath = Beneath(spool)
+    with pytest.raises(NotRegularFile):
+        beneath.open(spool / "day" / "hard.wav")
+    beneath.unlink(spool / "day" / "hard.wav")
+    assert outside.read_bytes() == b"someone else's"
