@@ -92,7 +92,7 @@ def test_a_service_whose_role_lacks_a_grant_says_which(instance: Instance, servi
     assert "CALLVAULT_DATABASE_ADMIN_URL" in line  # names the fix
 
     migrate_schema(instance.migration_settings())  # the owner grants them again
-    bootstrap(instance.settings()).db.close()  # checked again: nothing lacking
+    bootstrap(instance.settings()).database.close()  # checked again: nothing lacking
 
 
 def test_a_worker_on_a_schema_behind_its_code_names_the_migrations_missing(
@@ -110,6 +110,6 @@ def test_a_process_connected_as_the_schema_owner_is_warned(instance: Instance) -
     migrate_schema(instance.migration_settings())
     owner = load_settings(**{**instance.settings_kwargs(), "database_url": instance.owner_url})
     with capture_logs() as logs:
-        bootstrap(owner).db.close()
+        bootstrap(owner).database.close()
     (warning,) = [e for e in logs if e["event"] == "database_role_too_powerful"]
     assert warning["owns_schema"] is True
