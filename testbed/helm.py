@@ -38,14 +38,14 @@ def template_args(values: list[Path], sets: dict[str, str], release: str) -> lis
     for path in values:
         args += ["-f", str(path)]
     for key, value in sets.items():
-        args += ["--set-string", f"{key}={value}"]
+        args += ["--set", f"{key}={value}"]
     return args
 
 
 def render(
     *values: Path, release: str = "shop", sets: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """Every manifest the chart renders for these values files (``--set-string`` ``sets``)."""
+    """Every manifest the chart renders for these values files (``--set`` ``sets``)."""
     done = helm(*template_args(list(values), sets or {}, release))
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]

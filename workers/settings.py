@@ -476,6 +476,18 @@ class Settings(KafkaClientSettings):
 
     def master_keys_by_id(self) -> dict[str, bytes]:
         """Every configured master key by id; the current one (``MASTER_KEY_ID``) among them."""
+        found = self.software_master_keys()
+        if self.master_key_id not in found:
+            what = "missing" if not found else f"no key with id {self.master_key_id!r}"
+            raise ConfigError(
+                f"invalid settings - CALLVAULT_MASTER_KEY: {what} "
+                "(or give it in CALLVAULT_MASTER_KEYS as ID=BASE64)"
+            )
+        return found
+
+    def software_master_keys(self) -> dict[str, bytes]:
+        """The master keys given in the settings by id, the current one among them or not (it
+        may be in a token)."""
         found = {}
         if self.master_keys is not None:
             found = _keys_by_id(self.master_keys.get_secret_value(), "ID=BASE64")
@@ -487,12 +499,6 @@ class Settings(KafkaClientSettings):
                     f"different keys for id {self.master_key_id!r}"
                 )
             found[self.master_key_id] = key
-        if self.master_key_id not in found:
-            what = "missing" if not found else f"no key with id {self.master_key_id!r}"
-            raise ConfigError(
-                f"invalid settings - CALLVAULT_MASTER_KEY: {what} "
-                "(or give it in CALLVAULT_MASTER_KEYS as ID=BASE64)"
-            )
         return found
 
     def current_master_key(self) -> bytes:

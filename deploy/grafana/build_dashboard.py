@@ -11,7 +11,8 @@ same name is a datasource variable that picks the default Prometheus. Every pane
 description and one unit. tests/integration/test_dashboard.py checks those properties; every
 panel query is run against the live local Prometheus by tests/e2e/test_ops.py.
 
-Variables: ``$job`` (the scrape job, ``callvault``) and ``$instance`` (one worker or All).
+Variables: ``$job`` (the workers' scrape job: ``callvault`` on the native stack and compose,
+``<release>-callvault-worker`` with the Helm chart) and ``$instance`` (one worker or All).
 Gauges that describe the shared database (overdue, DSRs, holds) are the same on every worker
 that runs the scheduler role, so they are combined with ``max``, never ``sum``.
 """
@@ -556,13 +557,21 @@ def dashboard() -> dict[str, Any]:
                     "regex": "",
                 },
                 {
+                    # every job whose targets are callvault workers: `callvault` on the native
+                    # stack and compose, `<release>-callvault-worker` with the Helm chart
                     "name": "job",
                     "label": "job",
-                    "type": "custom",
-                    "query": "callvault",
-                    "current": {"text": "callvault", "value": "callvault"},
-                    "options": [{"text": "callvault", "value": "callvault", "selected": True}],
-                    "hide": 2,
+                    "type": "query",
+                    "datasource": DATASOURCE,
+                    "query": {
+                        "query": "label_values(callvault_build_info, job)",
+                        "refId": "job",
+                    },
+                    "definition": "label_values(callvault_build_info, job)",
+                    "refresh": 2,
+                    "includeAll": False,
+                    "multi": False,
+                    "sort": 1,
                 },
                 {
                     "name": "instance",

@@ -34,17 +34,10 @@ am_install() {
 # Sets AM_WEBHOOK_URL, the receiver's URL: CALLVAULT_ALERT_WEBHOOK_URL (then remembered), else
 # the remembered one, else the placeholder.
 am_webhook_url() {
-    AM_WEBHOOK_URL="${CALLVAULT_ALERT_WEBHOOK_URL:-}"
-    if [ -n "$AM_WEBHOOK_URL" ]; then
-        [[ "$AM_WEBHOOK_URL" =~ ^https?://[^[:space:]\"\\]+$ ]] \
-            || die "CALLVAULT_ALERT_WEBHOOK_URL must be an http(s) URL without spaces, quotes or backslashes"
-        mkdir -p "$AM_HOME"
-        printf '%s\n' "$AM_WEBHOOK_URL" >"$AM_URL_FILE"
-    elif [ -s "$AM_URL_FILE" ]; then
-        AM_WEBHOOK_URL="$(head -n1 "$AM_URL_FILE")"
-    else
-        AM_WEBHOOK_URL="$AM_PLACEHOLDER_URL"
-    fi
+    local given="${CALLVAULT_ALERT_WEBHOOK_URL:-}"
+    [ -z "$given" ] || [[ "$given" =~ ^https?://[^[:space:]\"\\]+$ ]] \
+        || die "CALLVAULT_ALERT_WEBHOOK_URL must be an http(s) URL without spaces, quotes or backslashes"
+    AM_WEBHOOK_URL="$(remembered "$given" "$AM_URL_FILE" "$AM_PLACEHOLDER_URL")"
 }
 
 # Renders the config; returns 1 when it is unchanged.

@@ -184,6 +184,20 @@ go_install_cached() {
 }
 
 # ---------------------------------------------------------------- misc
+# remembered VALUE FILE DEFAULT: prints VALUE and keeps it in FILE for later runs when it is
+# given, else the value kept in FILE, else DEFAULT (settings given once to `up`).
+remembered() {
+    if [ -n "$1" ]; then
+        mkdir -p "$(dirname "$2")"
+        printf '%s\n' "$1" >"$2"
+        printf '%s\n' "$1"
+    elif [ -s "$2" ]; then
+        head -n1 "$2"
+    else
+        printf '%s\n' "$3"
+    fi
+}
+
 sha256_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
 # secret NAME -> prints base64 of 32 random bytes, generated once and then reused.

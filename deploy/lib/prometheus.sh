@@ -14,15 +14,8 @@ PROM_RUNBOOK_FILE="$PROM_HOME/runbook-url"
 # Sets PROM_RUNBOOK_URL, the alerts' link to docs/runbooks.md: CALLVAULT_RUNBOOK_URL (then
 # remembered), else the remembered one, else this checkout's file.
 prom_runbook_url() {
-    PROM_RUNBOOK_URL="${CALLVAULT_RUNBOOK_URL:-}"
-    if [ -n "$PROM_RUNBOOK_URL" ]; then
-        mkdir -p "$PROM_HOME"
-        printf '%s\n' "$PROM_RUNBOOK_URL" >"$PROM_RUNBOOK_FILE"
-    elif [ -s "$PROM_RUNBOOK_FILE" ]; then
-        PROM_RUNBOOK_URL="$(head -n1 "$PROM_RUNBOOK_FILE")"
-    else
-        PROM_RUNBOOK_URL="file://$REPO_ROOT/docs/runbooks.md"
-    fi
+    PROM_RUNBOOK_URL="$(remembered "${CALLVAULT_RUNBOOK_URL:-}" "$PROM_RUNBOOK_FILE" \
+        "file://$REPO_ROOT/docs/runbooks.md")"
 }
 
 prom_render_rules() {

@@ -2,18 +2,23 @@
 them: `keys generate` creates the keys in the token, the worker stores calls, the console
 plays them, the master key and the hash key are rotated to new token keys, an erasure's
 certificate verifies with the published key set - and no process holds a key in its
-environment or settings, only the token's library, label and PIN file."""
+environment or settings, only the token's library, label and PIN file. And an install with its
+keys in the settings moves them into a token as docs/keys.md says."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from testbed.softhsm import SoftToken
 from testbed.stack import Instance, stop_processes
 from tests.e2e.console_harness import PASSWORD, Console, cli, dsr, serve, store_calls
 from tests.e2e.harness import Callvault, make_wav
+from workers.adapters.signatures import check_certificate
 
 KEY_SETTINGS = (
     "CALLVAULT_MASTER_KEY",
@@ -46,11 +51,21 @@ def play(console: Console, recording_id: str) -> bytes:
     return body
 
 
-def test_store_play_rotate_and_erase_with_keys_in_a_token(
-    instance: Instance, soft_token: SoftToken, tmp_path: Path
-) -> None:
+@pytest.fixture
+def in_token(instance: Instance, soft_token: SoftToken, tmp_path: Path) -> Iterator[Callvault]:
+    """An instance with the token's settings instead of keys; its processes stopped after."""
     cv = Callvault(instance, tmp_path)
     cv.env = keyless(instance, soft_token)
+    try:
+        yield cv
+    finally:
+        cv.stop_all()
+
+
+def test_store_play_rotate_and_erase_with_keys_in_a_token(
+    in_token: Callvault, soft_token: SoftToken, tmp_path: Path
+) -> None:
+    cv = in_token
     generated = cli(cv, "keys", "generate").stdout
     assert "created master key 'callvault-master-m1' (AES-256)" in generated
     assert "signing key 'callvault-signing' (Ed25519)" in generated
@@ -107,3 +122,48 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     verified = cli(cv, "verify-certificate", str(certificate), "--keys", str(key_set))
     assert "certificate valid: 2 recording(s)" in verified.stdout
     assert cli(cv, "audit", "verify").stdout.startswith("audit chain intact")
+
+
+def test_an_install_moves_its_keys_into_a_token(
+    callvault: Callvault, soft_token: SoftToken
+) -> None:
+    """docs/keys.md's procedure: the hash key is imported, the master and signing keys are
+    rotated to keys generated in the token, and then no key is left in the settings - while
+    what was stored before stays playable, findable and provably erased."""
+    cv = callvault
+    cv.start_worker()
+    ids = store_calls(cv, {"move-1": {"audio": FIRST}})
+    old_public = json.loads(cli(cv, "public-key").stdout)["keys"][0]["public_key"]
+    del cv.env["CALLVAULT_SIGNING_KEY"]
+    cv.env |= soft_token.env() | {
+        "CALLVAULT_MASTER_KEYS": f"m1={cv.env.pop('CALLVAULT_MASTER_KEY')}",
+        "CALLVAULT_MASTER_KEY_ID": "m2",
+        "CALLVAULT_SIGNING_KEY_ID": "callvault-2",
+        "CALLVAULT_SIGNING_PUBLIC_KEYS_RETIRED": f"callvault-1={old_public}",
+    }
+    generated = cli(cv, "keys", "generate").stdout
+    assert "callvault-master-m2" in generated
+    assert "hash key" not in generated  # the settings give it: it is imported instead
+    assert "imported hash key as 'callvault-hash'" in cli(cv, "keys", "import-to-hsm").stdout
+    del cv.env["CALLVAULT_HASH_KEY"]
+    restart(cv)
+    ids |= store_calls(cv, {"move-2": {"audio": SECOND}})  # under the token's m2
+    rotated = cli(cv, "keys", "rotate").stdout
+    assert "re-wrapped 1 data key(s) under master key m2" in rotated
+    assert "retired master key(s) m1" in rotated
+    del cv.env["CALLVAULT_MASTER_KEYS"]
+    restart(cv)
+    assert not set(KEY_SETTINGS) & set(environment_of(cv.workers[0].pid))
+
+    erased = dsr(cv, "erasure", {"phone_numbers": [PHONE]})
+    assert {r["recording_id"] for r in erased["recordings"]} == set(ids.values())
+    assert erased["certificate"]["key_id"] == "callvault-2"
+    key_set = json.loads(cli(cv, "public-key").stdout)["keys"]
+    assert [k["key_id"] for k in key_set] == ["callvault-2", "callvault-1"]
+    assert check_certificate(erased["certificate"], key_set) == (True, "ok")
+
+
+def restart(cv: Callvault) -> None:
+    stop_processes(cv.workers)
+    cv.workers.clear()
+    cv.start_worker()

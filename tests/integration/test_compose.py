@@ -609,7 +609,7 @@ def test_image_runs_as_a_user_that_owns_faust_data_dir_and_has_a_healthcheck() -
     assert "chown -R callvault:callvault /var/lib/callvault" in runtime
     assert datadir.group(1).startswith("/var/lib/callvault/")
     assert re.search(r"^WORKDIR /var/lib/callvault$", runtime, re.M)
-    assert re.search(r"^HEALTHCHECK .*\n.*/metrics", runtime, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", runtime, re.M)
     assert 'ENTRYPOINT ["callvault-entrypoint", "callvault"]' in runtime
 
 

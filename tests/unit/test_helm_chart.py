@@ -208,7 +208,10 @@ def test_keda_scales_the_ingest_workers_on_the_lag_they_export(full: list[dict[s
     (trigger,) = scaled["spec"]["triggers"]
     lag_metric = Metrics().consumer_lag._name
     query = trigger["metadata"]["query"]
-    assert query.startswith(f"sum(max by (topic, partition) ({lag_metric}{{")
+    assert query.startswith(f"sum(max by (topic, partition) ({lag_metric}{{"), (
+        f"the chart's callvault.lagMetric (templates/_helpers.tpl) must name {lag_metric}, "
+        "the consumer-lag gauge the workers export"
+    )
     assert 'job="shop-callvault-worker"' in query
     assert 'consumergroup="callvault-shop"' in query
     assert r'topic=~"shop\\.calls\\.ended|holds\\.commands|dsr\\.requests"' in query
@@ -237,7 +240,9 @@ def test_what_callvault_cannot_run_without_is_required(key: str) -> None:
         ),
         ({"config.CALLVAULT_HASH_KEY_FILE": "/x"}, "a secret never goes into values"),
         ({"worker.secrets[0]": "databaseAdminUrl"}, "databaseAdminUrl is for the migrate Job only"),
-        ({"workers[0].roles[0]": "everything"}, 'unknown role "everything"'),
+        ({"workers[0].roles": "{everything}"}, "value must be one of 'ingest', 'retention'"),
+        ({"worker.replica": "3"}, "additional properties 'replica' not allowed"),
+        ({"kafka.bootstrap": "kafka"}, "/kafka/bootstrap"),
         ({"metrics.prometheusRule.enabled": "true"}, "metrics.prometheusRule.runbookUrl"),
         (
             {

@@ -464,14 +464,13 @@ def token_key_ring(settings: Settings, token: Token | None = None) -> KeyRing:
     token = token or token_of(settings)
     s = settings
     masters = {m.key_id: m for m in token_masters(token, s.pkcs11_master_label)}
-    if s.master_keys is not None or s.master_key is not None:
-        for key_id, key in s.master_keys_by_id().items():
-            if key_id in masters:
-                raise ConfigError(
-                    f"invalid settings - CALLVAULT_MASTER_KEYS: master key {key_id!r} is also "
-                    "in the token"
-                )
-            masters[key_id] = software_master(key_id, key)
+    for key_id, key in s.software_master_keys().items():
+        if key_id in masters:
+            raise ConfigError(
+                f"invalid settings - CALLVAULT_MASTER_KEYS: master key {key_id!r} is also "
+                "in the token"
+            )
+        masters[key_id] = software_master(key_id, key)
     if s.master_key_id not in masters:
         raise ConfigError(
             f"invalid settings - CALLVAULT_MASTER_KEY_ID: the token {token.label!r} has no "
@@ -531,14 +530,17 @@ def _token_signer(token: Token, label: str, key_id: str) -> TokenSigner:
 
 def generate(settings: Settings, token: Token | None = None) -> list[str]:
     """Create what the settings name and the token lacks: the current master key, the hash key
-    and the signing key pair, each non-extractable. Returns what was created."""
+    and the signing key pair, each non-extractable - but none whose role a key given in the
+    settings plays (while keys move in or out). Returns what was created."""
     token = token or token_of(settings)
     s = settings
-    wanted = {
-        f"{s.pkcs11_master_label}{s.master_key_id}": _new_master,
-        s.pkcs11_hash_label: _new_hash_key,
-        s.pkcs11_signing_label: _new_signing_key,
-    }
+    wanted: dict[str, Callable[[Any, str, bool], str]] = {}
+    if s.master_key_id not in s.software_master_keys():
+        wanted[f"{s.pkcs11_master_label}{s.master_key_id}"] = _new_master
+    if s.hash_key is None:
+        wanted[s.pkcs11_hash_label] = _new_hash_key
+    if s.signing_key is None:
+        wanted[s.pkcs11_signing_label] = _new_signing_key
     created = []
     with token.admin() as session:
         present = {str(o.label) for o in session.get_objects({})}

@@ -72,8 +72,8 @@ def keys_import_to_hsm() -> None:
     """Move the hash keys into the PKCS#11 token: CALLVAULT_HASH_KEY (and each key of
     CALLVAULT_HASH_KEYS_RETIRED) becomes a non-extractable object of the token, so the
     digests on record stay valid and the bytes can leave the settings. Run it with
-    CALLVAULT_KEYS_BACKEND=pkcs11 and the old key settings still given; master and signing
-    keys move by rotation to keys generated in the token (docs/keys.md)."""
+    CALLVAULT_KEYS_BACKEND=pkcs11 and the old key settings still given, after `keys generate`;
+    master and signing keys move by rotation to keys generated in the token (docs/keys.md)."""
     from ...adapters.pkcs11 import import_hash_keys
 
     with user_errors(), container() as built:
@@ -84,7 +84,8 @@ def keys_import_to_hsm() -> None:
                 "CALLVAULT_HASH_KEY, the key to move",
                 EXIT_CONFIG,
             )
-        verify_keys(built.ctx, register=False)  # only the keys this database was made with
+        # the hash key must be this database's; new token keys are registered, as by migrate
+        verify_keys(built.ctx, register=True)
         imported = import_hash_keys(chosen)
     for label, what in imported:
         click.echo(f"imported {what} as {label!r}")
