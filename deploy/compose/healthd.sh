@@ -5,6 +5,7 @@
 # updates the health that `docker compose` waits on.
 #
 #   deploy/compose/healthd.sh start|stop PROJECT
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../lib/common.sh

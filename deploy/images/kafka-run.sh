@@ -5,7 +5,7 @@
 set -euo pipefail
 conf=/opt/kafka/config/server.properties
 : >"$conf"
-while IFS='=' read -r name value; do
+while IFS='=' read -r name _; do
     case "$name" in
         KAFKA_HEAP_OPTS | KAFKA_OPTS | KAFKA_JVM_PERFORMANCE_OPTS | KAFKA_LOG4J_OPTS) continue ;;
         KAFKA_*) ;;
@@ -20,7 +20,8 @@ while IFS='=' read -r name value; do
     printf '%s=%s\n' "$key" "${!name}" >>"$conf"
 done < <(env)
 libs='/opt/kafka/libs/*'
-java_opts=(${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m} -Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties)
+read -r -a java_opts <<<"${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+java_opts+=(-Dlog4j2.configurationFile=/opt/kafka/config/log4j2.properties)
 data="$(sed -n 's/^log\.dirs=//p' "$conf" | cut -d, -f1)"
 if [ ! -f "${data:-/var/lib/kafka/data}/meta.properties" ]; then
     java "${java_opts[@]}" -cp "$libs" kafka.tools.StorageTool format --ignore-formatted \

@@ -24,7 +24,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     export POSTGRES_USER POSTGRES_DB
     for file in /docker-entrypoint-initdb.d/*; do
         case "$file" in
-            *.sh) if [ -x "$file" ]; then "$file"; else . "$file"; fi ;;
+            *.sh)
+                # shellcheck disable=SC1090 # the scripts the deployment mounts
+                if [ -x "$file" ]; then "$file"; else . "$file"; fi
+                ;;
             *.sql) "${psql[@]}" --dbname "$POSTGRES_DB" -f "$file" ;;
         esac
     done
