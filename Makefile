@@ -44,10 +44,11 @@ integration: up
 e2e: up
 	$(ENV) $(BIN)/pytest -q tests/e2e
 
-telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine)
+telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine) and webhooks
 	$(BIN)/pytest -q tests/unit/test_audio.py tests/unit/test_connectors.py \
-		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py
-	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
+		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py \
+		tests/unit/test_confined.py
+	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py tests/e2e/test_serve_webhooks.py
 
 image:         ## callvault's container image with podman, on a base made from Debian's packages
 	bash deploy/image.sh
@@ -67,9 +68,9 @@ compose-test: up ## compose-up, then drive it through the contract (call, hold, 
 chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
 	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos
 
-helm-test: venv ## the Helm chart: lint, template, and every manifest dry-run on a real kube-apiserver (built from Go modules on first use)
+helm-test: up  ## the Helm chart: lint, template, every manifest dry-run on a real kube-apiserver (built from Go modules on first use), its pods run by podman
 	bash deploy/kube.sh install
-	$(BIN)/pytest -q tests/unit/test_helm_chart.py tests/kube
+	$(ENV) $(BIN)/pytest -q tests/unit/test_helm_chart.py tests/kube
 
 lint: venv
 	$(BIN)/ruff check workers tests bench testbed deploy

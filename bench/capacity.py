@@ -75,8 +75,7 @@ def _settle(container: Any) -> None:
 
 
 def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
-    from workers.adapters.kafka.bus import KafkaBus
-    from workers.bootstrap import bootstrap, object_store
+    from workers.bootstrap import bootstrap
     from workers.domain.messages import AnnounceDue
     from workers.domain.model import recording_id_for
 
@@ -85,9 +84,10 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
         common.migrate(inst)
         settings = inst.settings()
         url, name = settings.database_url.get_secret_value(), inst.name
-        objects = Timed(object_store(settings))
-        kafka = CountingBus(KafkaBus(settings.kafka, f"{settings.app_id}-capacity"))
-        container = bootstrap(settings, objects=objects, kafka=kafka)
+        real = bootstrap(settings)
+        objects = Timed(real.objects)
+        kafka = CountingBus(real.bus)
+        container = bootstrap(settings, objects=objects, bus=kafka)
         call_ids = [f"cap-{i}" for i in range(n)]
         sample = common.cloudevent(
             "callvault.call.ended.v1", common.call_data("cap-0", "s3://landing/incoming/x.wav")
@@ -106,8 +106,8 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
         kafka.bytes.clear()
         log("capacity: purging them (clock moved past their due date)")
         later = datetime.now(UTC) + timedelta(days=400)
-        purger = bootstrap(settings, objects=objects, kafka=kafka, clock=lambda: later)
-        while purger.bus.handle(AnnounceDue()) != "announced:0":
+        purger = bootstrap(settings, objects=objects, bus=kafka, clock=lambda: later)
+        while purger.messagebus.handle(AnnounceDue()) != "announced:0":
             pass
         _settle(purger)
         purger.close()

@@ -379,7 +379,7 @@ def call_ended(call_id: str, uri: str, **kwargs: Any) -> Any:
 
 
 def store_calls(container: Any, call_ids: list[str], audio: bytes, workers: int) -> float:
-    """Land the audio and store each call through ``container.bus`` (``StoreCall``, the
+    """Land the audio and store each call through ``container.messagebus`` (``StoreCall``, the
     command the ingest agent sends), ``workers`` at once; returns the seconds the stores took."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -391,7 +391,7 @@ def store_calls(container: Any, call_ids: list[str], audio: bytes, workers: int)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(
             pool.map(
-                lambda pair: container.bus.handle(StoreCall(call_ended(*pair))),
+                lambda pair: container.messagebus.handle(StoreCall(call_ended(*pair))),
                 zip(call_ids, uris, strict=True),
             )
         )

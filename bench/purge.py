@@ -289,7 +289,9 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             outcomes += pool.map(
-                lambda chunk: purger.bus.handle(PurgeRecordings(chunk, PurgeReason.RETENTION)),
+                lambda chunk: purger.messagebus.handle(
+                    PurgeRecordings(chunk, PurgeReason.RETENTION)
+                ),
                 chunks,
             )
         purge_s = time.perf_counter() - started
@@ -297,7 +299,9 @@ def throughput(stack: dict[str, str], n: int, workers: int) -> dict[str, Any]:
         profile = cProfile.Profile()
         profile.enable()
         profile_started = time.perf_counter()
-        outcomes.append(purger.bus.handle(PurgeRecordings(tuple(ids[n:]), PurgeReason.RETENTION)))
+        outcomes.append(
+            purger.messagebus.handle(PurgeRecordings(tuple(ids[n:]), PurgeReason.RETENTION))
+        )
         profile_s = time.perf_counter() - profile_started
         profile.disable()
         purger.close()

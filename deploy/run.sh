@@ -23,6 +23,9 @@ fi
 # The tour's demo tenant keeps recordings one minute, so their purge happens while you watch.
 # The policy in force is the one `callvault migrate` recorded; the worker refuses another.
 export CALLVAULT_RETENTION_TENANTS="${CALLVAULT_RETENTION_TENANTS:-demo-short=PT1M}"
+# The letters to callers name the shop whose notice the demo follows (docs/examples/letters).
+CALLVAULT_CONTROLLER="${CALLVAULT_CONTROLLER:-$(cat docs/examples/letters/controller.json)}"
+export CALLVAULT_CONTROLLER
 .venv/bin/callvault migrate >/dev/null
 
 .venv/bin/callvault worker >>"$LOG" 2>&1 &
@@ -33,7 +36,7 @@ trap 'kill -TERM $WORKER $SERVE 2>/dev/null; wait $WORKER $SERVE 2>/dev/null; ec
 
 # Demo console accounts (a user that exists already is left as it is).
 for account in demo-dpo:dpo demo-qa:qa demo-complaints:complaints; do
-    printf 'callvault-demo\n' | .venv/bin/callvault user add "${account%%:*}" --role "${account##*:}" \
+    printf 'callvault-demo\n' | .venv/bin/callvault user add "${account%%:*}" --role "${account##*:}" --tenant '*' \
         >/dev/null 2>&1 || true
 done
 

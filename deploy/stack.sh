@@ -34,6 +34,8 @@ DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$DEPLOY_DIR/lib/telephony.sh"
 # shellcheck source=lib/browser.sh
 . "$DEPLOY_DIR/lib/browser.sh"
+# shellcheck source=lib/letters.sh
+. "$DEPLOY_DIR/lib/letters.sh"
 # shellcheck source=lib/softhsm.sh
 . "$DEPLOY_DIR/lib/softhsm.sh"
 
@@ -119,6 +121,8 @@ install_phase() {
     # console: headless Chromium for the browser tests
     while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(browser_packages_missing)
     browser_prepare
+    # letters to data subjects: Pango and fonts for the PDFs, poppler-utils for their tests
+    while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(letter_packages_missing)
     # keys in a token: SoftHSM2 for the PKCS#11 tests
     while read -r p; do [ -z "$p" ] || pkgs+=("$p"); done < <(softhsm_packages_missing)
     # the venv install (pip) overlaps with the Go build too

@@ -4,11 +4,10 @@ browser test that plays each of them."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.tools import tool
 
 # name -> sox options that convert the source to it (opusenc makes voice.opus)
 SOX_FORMATS = {
@@ -30,13 +29,6 @@ SOX_FORMATS = {
 STEREO = frozenset(name for name, options in SOX_FORMATS.items() if "-c" in options)
 # the content type a telephony system declares for headerless audio
 DECLARED = {"raw.ul": "audio/basic", "raw.al": "audio/x-alaw-basic", "raw.gsm": "audio/gsm"}
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is missing: deploy/stack.sh up installs it (deploy/lib/telephony.sh)")
-    return path
 
 
 def make_formats(root: Path, seconds: float, *, stereo_split: bool = False) -> Path:

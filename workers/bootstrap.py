@@ -1,30 +1,41 @@
-"""The one composition root. The worker, the CLI, the demo, the benchmarks and the tests build
-callvault here; tests pass fakes. Nothing connects at import time, and a command builds only
-what it uses: the telephony team's ``callvault publish`` needs Kafka and the landing bucket,
-never the database or callvault's keys."""
+"""The one composition root. The worker, ``serve``, the connectors, every CLI command, the demo,
+the benchmarks and the tests build callvault here; tests pass fakes. Nothing else constructs an
+adapter. Nothing connects at import time, and a command builds only what it uses: the telephony
+team's ``callvault publish`` needs Kafka and the landing bucket, never the database or
+callvault's keys.
+
+``bootstrap(settings, uow=..., objects=..., bus=..., keys=..., clock=...)`` returns an
+:class:`App`; every override is typed by its port, so mypy checks what a test passes in."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property, partial
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from .adapters.fetch import AudioFetcher
-from .adapters.kafka.bus import KafkaBus
+from .adapters.kafka.bus import DeadLetter, KafkaBus, read_topic
 from .adapters.kafka.codec import Codec
+from .adapters.kafka.lag import ConsumerLag, LagProbe
 from .adapters.kafka.security import KafkaSecurity, kafka_security
-from .adapters.keys import key_ring
+from .adapters.kafka.watch import TopicWatch
+from .adapters.keys import KeyRing, key_ring
 from .adapters.metrics import Metrics
+from .adapters.pdf import WeasyTypesetter
 from .adapters.postgres import PostgresDatabase
-from .adapters.postgres.console import subject_history
+from .adapters.postgres.backfill import backfill
+from .adapters.postgres.console import console_reads
+from .adapters.postgres.migrate import MigrationReport, migrate, migrate_schema
 from .adapters.postgres.schema import expected_migrations
 from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
+from .app.console.history import SubjectHistory
 from .app.context import Context, utc_now
 from .app.handlers import (
     audit,
@@ -33,51 +44,104 @@ from .app.handlers import (
     ingest,
     keys,
     purge,
-    reconcile,
     requests,
     retention,
 )
-from .app.messagebus import Handler, MessageBus, Middleware
+from .app.letters import LetterWriter
+from .app.messagebus import Envelope, Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
+from .app.ports.audio import AudioSource
+from .app.ports.bus import EventBus
+from .app.ports.console import AccessHistory
+from .app.ports.keys import Keys
+from .app.ports.letters import Typesetter
+from .app.ports.objects import ObjectStore
+from .app.ports.unit_of_work import Database
 from .app.retry import RetryPolicy
 from .domain import messages as m
+from .domain.errors import ConfigError
 from .entrypoints.inputs import Inputs
 from .settings import Settings
 
 log = structlog.get_logger("callvault.bootstrap")
 
+if TYPE_CHECKING:
+    from .adapters.connectors.publisher import LandingStore, Publisher
+    from .adapters.connectors.settings import ConnectorSettings
+    from .app.console.service import Console, ConsoleReads
 
-@dataclass
-class Container:
-    """callvault's parts, each built on first use. ``overrides`` replace real adapters."""
+Clock = Callable[[], datetime]
 
-    settings: Settings
-    metrics: Metrics = field(default_factory=Metrics)
-    clock: Callable[[], datetime] = utc_now
-    overrides: dict[str, Any] = field(default_factory=dict)
+
+class App:
+    """callvault's parts for one process, each built on first use from the settings unless
+    given to :func:`bootstrap`. :meth:`close` closes what was built here."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        uow: Database | None = None,
+        objects: ObjectStore | None = None,
+        bus: EventBus | None = None,
+        keys: Keys | None = None,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        retry: RetryPolicy | None = None,
+        fetcher: AudioSource | None = None,
+        console_reads: ConsoleReads | None = None,
+        typesetter: Typesetter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or utc_now
+        self.metrics = metrics or Metrics()
+        given = {
+            "database": uow,
+            "objects": objects,
+            "bus": bus,
+            "keys": keys,
+            "retry": retry,
+            "fetcher": fetcher,
+            "console_reads": console_reads,
+            "typesetter": typesetter,
+        }
+        # a given part takes the place of the cached property that would build it
+        self.__dict__.update({name: part for name, part in given.items() if part is not None})
+        self._given = {name for name, part in given.items() if part is not None}
 
     # adapters --------------------------------------------------------------------------------
     @cached_property
     def retry(self) -> RetryPolicy:
-        if "retry" in self.overrides:
-            policy: RetryPolicy = self.overrides["retry"]
-            return policy
         return RetryPolicy(self.settings.retry_budget.as_timedelta().total_seconds())
 
     @cached_property
-    def keys(self) -> Any:
-        if "keys" in self.overrides:
-            return self.overrides["keys"]
+    def keys(self) -> Keys:
+        return self._ring
+
+    @cached_property
+    def _ring(self) -> KeyRing:
+        """The key ring the settings describe (or the one given): PostgreSQL seals hold texts
+        with its sealer."""
+        given = self.__dict__.get("keys")
+        if isinstance(given, KeyRing):
+            return given
+        if given is not None:
+            raise ConfigError("this part needs a key ring, and other keys were given")
         return key_ring(self.settings)
 
     @cached_property
-    def db(self) -> Any:
-        if "db" in self.overrides:
-            return self.overrides["db"]
+    def database(self) -> Database:
+        """The unit-of-work factory, with the outbox and follow-up queue of the same database."""
+        return self._postgres
+
+    @cached_property
+    def _postgres(self) -> PostgresDatabase:
+        if "database" in self._given:
+            raise ConfigError("this part needs PostgreSQL, and a fake database was given")
         s = self.settings
         db = PostgresDatabase(
             s.dsn,
-            sealer=self.keys.sealer,
+            sealer=self._ring.sealer,
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -101,16 +165,16 @@ class Container:
         return db
 
     @cached_property
-    def objects(self) -> Any:
-        if "objects" in self.overrides:
-            return self.overrides["objects"]
+    def objects(self) -> ObjectStore:
+        return self._s3
+
+    @cached_property
+    def _s3(self) -> S3Store:
         return object_store(self.settings, self.retry)
 
     @cached_property
-    def kafka(self) -> Any:
+    def bus(self) -> EventBus:
         """The Kafka producer, connected on first use."""
-        if "kafka" in self.overrides:
-            return self.overrides["kafka"]
         return KafkaBus(
             self.settings.kafka, f"{self.settings.app_id}-producer", self.kafka_security
         )
@@ -121,9 +185,7 @@ class Container:
         return kafka_security(self.settings)
 
     @cached_property
-    def fetcher(self) -> Any:
-        if "fetcher" in self.overrides:
-            return self.overrides["fetcher"]
+    def fetcher(self) -> AudioSource:
         s = self.settings
         return AudioFetcher(
             self.objects,
@@ -132,50 +194,108 @@ class Container:
             allowed_networks=s.fetch_allowed_networks,
         )
 
+    @cached_property
+    def console_reads(self) -> ConsoleReads:
+        """The console's read models and sign-in tallies."""
+        return console_reads(self._postgres)
+
+    def read_dead_letters(self, timeout_ms: int = 1500) -> list[DeadLetter]:
+        """Every record still retained on the dead-letter topic."""
+        s = self.settings
+        return read_topic(s.kafka, s.topic_deadletter, timeout_ms, self.kafka_security)
+
+    @contextmanager
+    def lag_probe(self) -> Iterator[LagProbe]:
+        """Consumer lag of this installation's consumer group, closed after use."""
+        probe = LagProbe(self.settings.kafka, self.settings.app_id, self.kafka_security)
+        try:
+            yield probe
+        finally:
+            probe.close()
+
+    def consumer_lag(self, topics: list[str]) -> ConsumerLag:
+        """The worker's consumer-lag gauge over these input topics."""
+        s = self.settings
+        return ConsumerLag(s.kafka, s.app_id, topics, self.metrics, security=self.kafka_security)
+
+    def topic_watch(self, logical: tuple[str, ...]) -> TopicWatch:
+        """A reader of these output topics (the demo's tour)."""
+        topics = self.settings.topics()
+        return TopicWatch(self.settings.kafka, {topics[n]: n for n in logical}, self.kafka_security)
+
+    def migrate(self, *, apply_policy: bool = True) -> MigrationReport:
+        """Schema, buckets and topics up to date; data of earlier versions brought to today's
+        form; keys registered; the retention policy in force (see ``adapters.postgres.migrate``)."""
+        return migrate(
+            self.settings,
+            self._s3,
+            self.kafka_security,
+            then=lambda: self._settle(apply_policy),
+        )
+
+    def migrate_schema(self) -> list[str]:
+        """The database schema alone up to date (``serve`` and the account commands, which
+        need no buckets or topics); returns the migrations applied."""
+        return migrate_schema(self.settings)[0]
+
+    def _settle(self, apply_policy: bool) -> tuple[str, list[str]]:
+        backfill(self._postgres, self.keys.hasher)
+        return retention.register_keys_and_policy(self.ctx, apply_policy)
+
     def readiness(
         self, *, kafka: bool = True, conditions: dict[str, Callable[[], bool]] | None = None
     ) -> Readiness:
-        """What ``/readyz`` checks (not started): PostgreSQL, the vault bucket and, unless
-        ``kafka`` is false, Kafka - each over this process's own settings."""
+        """What ``/readyz`` checks (not started): PostgreSQL, the vault bucket, the PKCS#11
+        token when the keys are in one and, unless ``kafka`` is false, Kafka - each over this
+        process's own settings."""
         s = self.settings
         checks: dict[str, Callable[[], object]] = {
-            "postgresql": database_check(self.db),
+            "postgresql": database_check(self._postgres),
             "s3": bucket_check(self.objects, s.vault_bucket),
         }
+        if s.keys_backend == "pkcs11":
+            checks["pkcs11"] = partial(self._ring.hasher.macs, [b"callvault readiness"])
         if kafka:
             checks["kafka"] = KafkaCheck(s.kafka, self.kafka_security)
         return Readiness(checks, conditions)
 
     # the application -------------------------------------------------------------------------
     @cached_property
-    def history(self) -> Any:
-        """Disclosures and consultations of the console, for access exports and Art. 19."""
-        if "history" in self.overrides:
-            return self.overrides["history"]
-        return subject_history(self.db) if isinstance(self.db, PostgresDatabase) else None
+    def history(self) -> AccessHistory | None:
+        """Disclosures and consultations of the console, for access exports and Art. 19
+        (none over a fake database without the console's read models)."""
+        if "database" in self._given and "console_reads" not in self._given:
+            return None
+        return SubjectHistory(self.console_reads.registers)
+
+    @cached_property
+    def typesetter(self) -> Typesetter:
+        """Letters as PDF: WeasyPrint, loaded on the first letter."""
+        return WeasyTypesetter()
 
     @cached_property
     def ctx(self) -> Context:
         return Context(
             settings=self.settings,
-            uow=self.db.unit_of_work,
+            uow=self.database.unit_of_work,
             objects=self.objects,
             keys=self.keys,
             metrics=self.metrics,
             retry=self.retry,
             clock=self.clock,
             history=self.history,
+            letters=LetterWriter(self.settings, self.typesetter),
         )
 
     @cached_property
     def dead_letters(self) -> DeadLetters:
         s = self.settings
         return DeadLetters(
-            self.kafka, s.topic_deadletter, s.source_uri, self.metrics, self.retry, self.clock
+            self.bus, s.topic_deadletter, s.source_uri, self.metrics, self.retry, self.clock
         )
 
     @cached_property
-    def bus(self) -> MessageBus:
+    def messagebus(self) -> MessageBus:
         middleware: list[Middleware] = [
             log_context,
             CountOutcomes(self.metrics, {t: n for n, t in self.settings.topics().items()}),
@@ -188,7 +308,7 @@ class Container:
     def inputs(self) -> Inputs:
         return Inputs(
             Codec(),
-            self.bus,
+            self.messagebus,
             lambda: self.dead_letters,
             self.settings,
             lambda: self.keys.hasher,
@@ -197,32 +317,42 @@ class Container:
 
     @cached_property
     def relay(self) -> Relay:
-        return Relay(self.db, self.kafka, self.ctx)
+        return Relay(self.database, self.bus, self.ctx)
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
-        return Dispatcher(self.db, self.bus, self.ctx)
+        return Dispatcher(self.database, self.messagebus, self.ctx)
+
+    @cached_property
+    def console(self) -> Console:
+        """The console's use cases over this process's database, store and keys; Kafka only
+        for the requests the DPO registers."""
+        from .adapters.console_outbound import BusRequests
+        from .adapters.http.composition import assemble
+
+        s = self.settings
+        requests = BusRequests(lambda: self.bus, s.topic_dsr_requests, s.source_uri)
+        return assemble(self.ctx, self.console_reads, requests, ring=self.keys)
 
     def close(self) -> None:
-        for name in ("kafka", "db"):
-            if name in self.__dict__ and name not in self.overrides:
+        for name in ("bus", "_postgres"):
+            if name in self.__dict__ and name not in self._given:
                 self.__dict__[name].close()
 
 
-@dataclass
 class _LazyDeadLetters:
     """Dead-lettering needs a Kafka producer only when a Kafka input fails for good."""
 
-    resolve: Callable[[], DeadLetters]
+    def __init__(self, resolve: Callable[[], DeadLetters]) -> None:
+        self.resolve = resolve
 
-    def __call__(self, envelope: Any, call_next: Any) -> str:
+    def __call__(self, envelope: Envelope, call_next: Callable[[Envelope], str]) -> str:
         if envelope.delivery is None:
-            result: str = call_next(envelope)
-            return result
+            return call_next(envelope)
         return self.resolve()(envelope, call_next)
 
 
-def handlers(ctx: Context, fetcher: Any) -> dict[type[m.Command], Handler]:
+def handlers(ctx: Context, fetcher: AudioSource) -> dict[type[m.Command], Handler]:
     def bind(handler: Callable[..., str]) -> Handler:
         return partial(handler, ctx=ctx)
 
@@ -268,11 +398,66 @@ def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Stor
 def bootstrap(
     settings: Settings,
     *,
+    uow: Database | None = None,
+    objects: ObjectStore | None = None,
+    bus: EventBus | None = None,
+    keys: Keys | None = None,
+    clock: Clock | None = None,
     metrics: Metrics | None = None,
-    clock: Callable[[], datetime] | None = None,
-    **overrides: Any,
-) -> Container:
-    return Container(settings, metrics or Metrics(), clock or utc_now, overrides)
+    retry: RetryPolicy | None = None,
+    fetcher: AudioSource | None = None,
+    console_reads: ConsoleReads | None = None,
+    typesetter: Typesetter | None = None,
+) -> App:
+    """callvault for one process; every part not given is built from ``settings`` on first
+    use (``uow``: the database - unit of work, outbox, follow-ups; ``bus``: Kafka)."""
+    return App(
+        settings,
+        uow=uow,
+        objects=objects,
+        bus=bus,
+        keys=keys,
+        clock=clock,
+        metrics=metrics,
+        retry=retry,
+        fetcher=fetcher,
+        console_reads=console_reads,
+        typesetter=typesetter,
+    )
 
 
-__all__ = ["Container", "bootstrap", "object_store", "reconcile"]
+def connector(
+    settings: ConnectorSettings,
+    system: str,
+    state_dir: Path | None = None,
+    *,
+    objects: LandingStore | None = None,
+    bus: Callable[[], EventBus] | None = None,
+) -> Publisher:
+    """A telephony connector's publisher: the landing bucket and Kafka, nothing else - with
+    its backlog (``state_dir``) and metrics."""
+    from .adapters.connectors.backlog import Backlog
+    from .adapters.connectors.metrics import ConnectorMetrics
+    from .adapters.connectors.publisher import Publisher
+
+    metrics = ConnectorMetrics(system)
+    landing = objects or S3Store(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_region,
+        ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
+    )
+
+    def kafka() -> EventBus:
+        return KafkaBus(
+            settings.kafka_bootstrap,
+            f"callvault-connector-{system}",
+            kafka_security(settings),
+        )
+
+    backlog = Backlog(state_dir or settings.connector_state_dir / system)
+    return Publisher(settings, backlog, metrics, objects=landing, bus=bus or kafka, codec=Codec())
+
+
+__all__ = ["App", "bootstrap", "connector"]

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from .domain.calendar import DEFAULT_TIMEZONE, LocalCalendar, Localities, zone
 from .domain.errors import ConfigError
+from .domain.notice import VDAI, Authority, Controller
 from .domain.retention import IsoDuration, RetentionPolicy
 from .domain.text import N_
 
@@ -33,15 +34,27 @@ Duration = Annotated[IsoDuration, NoDecode]
 # The notice's statements (in the catalogues: a page shows the defaults in its reader's
 # language; a text set by CALLVAULT_NOTICE_* is shown as written).
 NOTICE_PURPOSES = N_(
-    "customer service quality; evidence of customer requests and complaints about orders, "
-    "their fulfilment and veterinary consultations; training of customer-service staff"
+    "to give you good customer service; to record and keep evidence of customers' requests "
+    "and complaints about orders, their fulfilment and consultations given by veterinarians, "
+    "so that they can be assessed and handled later; to train new and current staff who serve "
+    "the e-shop's customers by phone, and to find out what internal training is needed"
 )
-NOTICE_LEGAL_BASIS = N_("legitimate interest of the controller, GDPR Art. 6(1)(f)")
+NOTICE_LEGAL_BASIS = N_(
+    "the controller's legitimate interest (i) to ensure and prove good customer service, "
+    "(ii) to train new and current staff, (iii) to record and keep evidence for assessing and "
+    "handling customers' requests and complaints (GDPR, Regulation (EU) 2016/679, Art. 6(1)(f))"
+)
 NOTICE_RECIPIENTS = N_(
     "telecommunication service providers (installing, servicing and maintaining the call "
     "system, investigating incidents, link quality); state and law-enforcement institutions "
     "for their investigations; parties to incidents under investigation. No transfer outside "
     "the European Economic Area"
+)
+NOTICE_CATEGORIES = N_(
+    "the personal data you give in the call, including but not limited to your first name, "
+    "surname, phone number and e-mail address; the data of your orders in the e-shop (order "
+    "date and number, the names and quantities of the goods, the amount payable, the payment "
+    "method); any other information you choose to give us during the recorded call"
 )
 NOTICE_SOURCE = N_("the phone call itself and the order data of the e-shop linked to it")
 NOTICE_RIGHTS = N_(
@@ -178,6 +191,7 @@ class Settings(KafkaClientSettings):
     keys_backend: Literal["local", "pkcs11"] = "local"
     pkcs11_module: Path | None = None  # the token's PKCS#11 library
     pkcs11_token_label: str | None = None
+    pkcs11_token_serial: str | None = None  # when several tokens share the label
     pkcs11_pin_file: Path | None = None  # the user PIN, in a file only
     pkcs11_master_label: str = "callvault-master-"  # + the master key's id
     pkcs11_hash_label: str = "callvault-hash"
@@ -239,6 +253,12 @@ class Settings(KafkaClientSettings):
     topic_deadletter: str = "callvault.deadletter"
     topic_audit_checkpoints: str = "callvault.audit"
 
+    # who the letters to data subjects name (see workers/domain/notice.py): JSON objects
+    controller: Controller = Controller()
+    controller_tenants: dict[str, Controller] = Field(default_factory=dict)
+    authority: Authority = VDAI
+    notice_categories: str = NOTICE_CATEGORIES
+
     notice_purposes: str = NOTICE_PURPOSES
     notice_legal_basis: str = NOTICE_LEGAL_BASIS
     notice_recipients: str = NOTICE_RECIPIENTS
@@ -278,6 +298,7 @@ class Settings(KafkaClientSettings):
         "signing_public_keys_retired",
         "pkcs11_hash_labels_retired",
         "forwarded_allow_ips",
+        "oidc_tenants",
         "language_tenants",
         "timezone_tenants",
         mode="before",
@@ -400,6 +421,10 @@ class Settings(KafkaClientSettings):
             for tenant, _, duration in (item.partition("=") for item in self.retention_tenants)
         )
         return RetentionPolicy(default=self.retention, per_tenant=overrides)
+
+    def controller_of(self, tenant: str | None) -> Controller:
+        """The controller of a tenant's recordings: its own where it is set, else the default."""
+        return self.controller_tenants.get(tenant or "", self.controller)
 
     @property
     def late_call_window(self) -> IsoDuration:
@@ -551,6 +576,7 @@ class Settings(KafkaClientSettings):
     oidc_role_claim: str = "roles"
     oidc_role_map: CommaList = ()  # claim value=role, e.g. callcentre-qa=qa,privacy=dpo
     oidc_username_claim: str = "preferred_username"
+    oidc_tenants: CommaList = ()  # tenants of an account made at its first sign-in ('*': all)
 
     @field_validator("session_ttl", "login_window", "access_seek_window", mode="before")
     @classmethod

@@ -244,7 +244,7 @@ INGEST = [
     ),
     stat(
         "Consumer lag (total)",
-        f"sum(max by (consumergroup, topic, partition) (kafka_consumergroup_lag{{{SEL}}}))",
+        f"sum(max by (consumergroup, topic, partition) (callvault_consumer_lag_messages{{{SEL}}}))",
         description="Messages of the input topics not yet committed by the consumer group.",
         thresholds=[(None, "green"), (100, "orange"), (1000, "red")],
     ),
@@ -449,12 +449,13 @@ WORKERS = [
         "Consumer lag per topic / partition",
         [
             target(
-                f"max by (consumergroup, topic, partition) (kafka_consumergroup_lag{{{SEL}}})",
+                "max by (consumergroup, topic, partition) "
+                f"(callvault_consumer_lag_messages{{{SEL}}})",
                 "{{topic}}[{{partition}}] {{consumergroup}}",
             )
         ],
         description="End offset minus the consumer group's committed offset, measured by the "
-        "workers themselves (kafka_consumergroup_lag).",
+        "workers themselves (callvault_consumer_lag_messages).",
         stack=True,
     ),
     timeseries(

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from testbed.probes import wait_for
 from testbed.stack import ROOT, Instance, free_port
-from tests.e2e.harness import Callvault, make_wav, wait_for
+from tests.e2e.harness import Callvault, make_wav
 
 IMAGE = "callvault:0.1.0"
 PODMAN_CONF = Path(os.environ.get("CALLVAULT_STACK_ROOT", ROOT / ".local")) / "podman"

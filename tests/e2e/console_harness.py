@@ -95,7 +95,7 @@ def cli(cv: Callvault, *args: str, stdin: str | None = None) -> subprocess.Compl
 
 def start_console(cv: Callvault) -> Console:
     for name, role in STAFF.items():
-        cli(cv, "user", "add", name, "--role", role, stdin=PASSWORD + "\n")
+        cli(cv, "user", "add", name, "--role", role, "--tenant", "*", stdin=PASSWORD + "\n")
     console = serve(cv)
     for name in STAFF:
         console.tokens[name] = cli(cv, "token", "create", name).stdout.strip()

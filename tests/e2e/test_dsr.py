@@ -114,6 +114,11 @@ def test_access_export_downloads_without_credentials(running: Callvault) -> None
     for name in ("purposes", "legal_basis", "recipients", "retention_period", "source", "rights"):
         assert notice[name]
     assert "Art. 6(1)(f)" in notice["legal_basis"]
+    # the caller's letter, typeset by the worker, in the default language (Lithuanian)
+    assert archive.read("letter.pdf").startswith(b"%PDF-")
+    letter = archive.read("letter.html").decode()
+    assert '<html lang="lt">' in letter
+    assert "Jūsų pokalbių įrašai: ką saugome ir kodėl" in letter
     assert "+370" not in json.dumps(answer)
     assert "Ona" not in json.dumps(answer)
 
@@ -151,6 +156,10 @@ def test_erasure_by_any_notation_with_a_held_recording(running: Callvault) -> No
     assert {r["recording_id"] for r in certificate["recordings"]} == {
         r["recording_id"] for r in answer["recordings"] if r["outcome"] == "erased"
     }
+    with urllib.request.urlopen(answer["letter"]["url"], timeout=30) as response:
+        pdf = response.read()  # the person's confirmation, without credentials
+    assert pdf.startswith(b"%PDF-")
+    assert hashlib.sha256(pdf).hexdigest() == answer["letter"]["sha256"]
     purged = cv.read("recordings_purged", lambda seen: len(seen) >= 2)
     assert {e["data"]["reason"] for e in purged} == {"erasure"}
     assert all(e["data"]["lag_seconds"] is None and e["data"]["due_at"] is None for e in purged)

@@ -216,7 +216,7 @@ def test_dashboard_json_is_generated_from_its_builder() -> None:
         "callvault_dsr_open_requests",
         "callvault_dsr_nearest_deadline_seconds",
         "callvault_holds_active",
-        "kafka_consumergroup_lag",
+        "callvault_consumer_lag_messages",
         "up{",
         "callvault_recordings_stored_total",
         "callvault_recordings_purged_total",
@@ -234,7 +234,8 @@ def test_every_panel_query_returns_series_from_live_prometheus(
     assert {"ops-0", "ops-1", "ops-2", "ops-3", "ops-nonotice"} <= set(call_ids(purged))
     cv.read("dsr_results", lambda seen: len(seen) >= 2, timeout=120)
     cv.read("deadletter", lambda seen: len(seen) >= 2)
-    wait_for(lambda: "kafka_consumergroup_lag{" in (cv.metrics_text() or ""), 30, "consumer lag")
+    lag = "callvault_consumer_lag_messages{"
+    wait_for(lambda: lag in (cv.metrics_text() or ""), 30, "consumer lag")
     open_requests = db(cv, "SELECT request_id FROM dsr_requests WHERE cardinality(pending) > 0")
     assert open_requests == [(requests["erasure"],)], "the held erasure should stay open"
 
@@ -243,7 +244,7 @@ def test_every_panel_query_returns_series_from_live_prometheus(
         return bool(
             series(cv, f'callvault_purge_lag_seconds_count{{instance="{instance}"}} >= 4')
             and series(cv, f'callvault_dsr_open_requests{{instance="{instance}"}} == 1')
-            and series(cv, f'kafka_consumergroup_lag{{instance="{instance}"}}')
+            and series(cv, f'callvault_consumer_lag_messages{{instance="{instance}"}}')
             and series(cv, f'callvault_deadletter_total{{instance="{instance}"}}')
             and series(cv, f'count_over_time(up{{instance="{instance}"}}[5m]) >= 3')
         )
@@ -270,7 +271,7 @@ def test_every_panel_query_returns_series_from_live_prometheus(
         cv, f'sum by (error_code) (callvault_deadletter_total{{instance="{instance}"}}) > 0'
     )
     assert {s["metric"]["error_code"] for s in codes} == {"invalid_json", "fetch_failed"}
-    lag = series(cv, f'kafka_consumergroup_lag{{instance="{instance}"}}')
+    lag = series(cv, f'callvault_consumer_lag_messages{{instance="{instance}"}}')
     assert {s["metric"]["topic"] for s in lag} == {
         cv.instance.topic(t) for t in ("calls_ended", "holds_commands", "dsr_requests")
     }
@@ -633,7 +634,7 @@ def test_consumer_lag_sets_the_gauge_and_turns_broker_errors_transient() -> None
     assert lag.refresh() == 6
     value = metrics.registry.get_sample_value
     labels = {"consumergroup": "g1", "topic": "b", "partition": "1"}
-    assert value("kafka_consumergroup_lag", labels) == 3
+    assert value("callvault_consumer_lag_messages", labels) == 3
     broken = ConsumerLag("down:9092", "g1", ["a"], metrics, probe_factory=FakeProbe)
     with pytest.raises(TransientError):
         broken.refresh()

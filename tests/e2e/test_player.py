@@ -15,15 +15,8 @@ from testbed.stack import drop_instance, new_instance
 from tests.audio_formats import DECLARED, make_formats
 from tests.e2e.console_harness import Console, start_console, store_calls
 from tests.e2e.harness import Callvault
-from tests.e2e.test_console import (
-    after_click,
-    browser,
-    choose_purpose,
-    screenshots_dir,
-    sign_in,
-)
+from tests.e2e.test_console import after_click, choose_purpose, chromium, sign_in
 
-__all__ = ["browser"]  # the Chromium fixture, shared with the console's browser test
 SECONDS = 8.0
 FORMATS = [
     "ulaw.wav",
@@ -63,6 +56,13 @@ def player(
     finally:
         cv.stop_all()
         drop_instance(instance)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Chromium for the module: playing is the same in either language."""
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver
 
 
 def listen(driver: Any, player: tuple[Console, dict[str, str]], name: str) -> Any:
@@ -134,4 +134,4 @@ def test_speed_keys_and_the_voices_of_a_stereo_call(
         5,
         "at the end",
     )
-    driver.save_screenshot(str(screenshots_dir(tmp_path) / "player-stereo.png"))
+    driver.save_screenshot(str(tmp_path / "player-stereo.png"))

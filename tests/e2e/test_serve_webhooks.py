@@ -1,6 +1,7 @@
 """`callvault serve` mounts the cloud telephony webhooks beside the console when a provider's
-secret is set: a Twilio call, signed as Twilio signs it, becomes a stored recording; a forged
-one is refused; without the secret there is no such route."""
+secret is set: a Twilio call, signed as Twilio signs it, becomes a stored recording and its copy
+at Twilio is deleted through Twilio's API; a forged one is refused; without the secret there is
+no such route."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import pytest
 
+from testbed.probes import wait_for
 from testbed.stack import free_port
 from tests.e2e.console_harness import Console, start_console
 from tests.e2e.harness import Callvault, make_wav
@@ -24,7 +26,15 @@ AUDIO = make_wav(1.0)
 
 
 class _Media(BaseHTTPRequestHandler):
-    """Twilio's media host, played locally: the recording as WAV."""
+    """Twilio's media host and REST API, played locally: the recording as WAV, and the delete
+    of a Recording resource."""
+
+    deleted: ClassVar[list[str]] = []
+
+    def do_DELETE(self) -> None:
+        self.deleted.append(self.path)
+        self.send_response(204)
+        self.end_headers()
 
     def do_GET(self) -> None:
         self.send_response(200 if self.path.endswith("/RE-serve-1.wav") else 404)
@@ -75,6 +85,8 @@ def test_serve_mounts_twilio_webhooks_and_the_call_is_stored(
     cv.env.update(
         {
             "CALLVAULT_TWILIO_AUTH_TOKEN": TOKEN,
+            "CALLVAULT_TWILIO_ACCOUNT_SID": "AC1",
+            "CALLVAULT_TWILIO_API_URL": media,
             "CALLVAULT_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
             "CALLVAULT_CONNECTOR_STATE_DIR": str(tmp_path / "connectors"),
         }
@@ -96,6 +108,8 @@ def test_serve_mounts_twilio_webhooks_and_the_call_is_stored(
     stored = cv.read("recordings_stored", lambda seen: len(seen) >= 1)[0]["data"]
     assert stored["call_id"] == "twilio:RE-serve-1"
     assert stored["size_bytes"] == len(AUDIO)
+    wait_for(lambda: bool(_Media.deleted), 30, "the delete of Twilio's copy")
+    assert _Media.deleted == ["/2010-04-01/Accounts/AC1/Recordings/RE-serve-1.json"]
 
 
 def test_without_a_provider_secret_serve_has_no_webhook_route(callvault: Callvault) -> None:

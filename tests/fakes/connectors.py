@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.adapters.connectors.backlog import Backlog
 from workers.adapters.connectors.metrics import ConnectorMetrics
 from workers.adapters.connectors.publisher import Publisher
 from workers.adapters.connectors.settings import ConnectorSettings
 from workers.adapters.kafka.codec import Codec
+from workers.bootstrap import connector
 from workers.domain.errors import TransientError
 
 LANDING = "landing"
@@ -83,14 +83,10 @@ class Rig:
             connector_backlog_max=self.backlog_max,
             topic_calls_ended="calls.ended",
         )
-        self.metrics = ConnectorMetrics(self.connector)
-        self.publisher = Publisher(
-            settings,
-            Backlog(self.state),
-            self.metrics,
-            objects=self.landing,
-            bus=lambda: self.kafka,
+        self.publisher = connector(
+            settings, self.connector, self.state, objects=self.landing, bus=lambda: self.kafka
         )
+        self.metrics = self.publisher.metrics
         return self.publisher
 
     def sample(self, name: str, **labels: str) -> float:

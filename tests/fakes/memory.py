@@ -14,6 +14,14 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
+from tests.fakes.console import (
+    ConsoleState,
+    MemoryAccesses,
+    MemoryAccounts,
+    MemoryDisclosures,
+    MemoryRegistrations,
+    project_accesses,
+)
 from workers.app import followups
 from workers.app.effects import effects_of
 from workers.app.ports.keys import KeyCheck
@@ -222,6 +230,8 @@ class _State:
     policies: dict[str, str] = field(default_factory=dict)
     erased: list[ErasedSubject] = field(default_factory=list)
     key_checks: dict[tuple[str, str], StoredKeyCheck] = field(default_factory=dict)
+    discarded_letters: set[tuple[str, int, int]] = field(default_factory=set)
+    console: ConsoleState = field(default_factory=ConsoleState)
     sequence: int = 0
 
     def next_id(self) -> int:
@@ -538,11 +548,12 @@ class MemoryRequests:
         self._s.erased = kept
         return forgotten
 
-    def scrub_export_url(self, request_id: str) -> None:
+    def scrub_answer_urls(self, request_id: str) -> None:
         record = self._s.requests.get(request_id)
-        if record is not None and "export" in record.result:
-            export = {k: v for k, v in record.result["export"].items() if k != "url"}
-            record.result = record.result | {"export": export}
+        for block in ("export", "letter"):
+            if record is not None and block in record.result:
+                kept = {k: v for k, v in record.result[block].items() if k != "url"}
+                record.result = record.result | {block: kept}
 
 
 class MemoryExports:
@@ -614,6 +625,10 @@ class MemoryUnitOfWork:
         self.discards = MemoryDiscards(state)
         self.policies = MemoryPolicies(state)
         self.key_checks = MemoryKeyChecks(state)
+        self.accounts = MemoryAccounts(state.console)
+        self.accesses = MemoryAccesses(state.console)
+        self.disclosures = MemoryDisclosures(state.console)
+        self.registrations = MemoryRegistrations(state.audit)
         return self
 
     def __exit__(
@@ -643,6 +658,7 @@ class MemoryUnitOfWork:
         effects = effects_of(self._events, self._db.source, self._db.clock())
         for audit in effects.audit:
             _append_audit(state, audit.action, audit.entity_id, audit.details, audit.at)
+        project_accesses(state.console, state.audit[len(state.audit) - len(effects.audit) :])
         for event in effects.outbound:
             state.outbox.append(Outbound(state.next_id(), event.topic, event.key, event.cloudevent))
         for command in effects.follow_ups:
@@ -751,6 +767,14 @@ class MemoryDatabase:
 
     def follow_up_backlog(self) -> int:
         return sum(1 for f in self.state.followups if f["failed"] is None)
+
+    def discarded_dead_letters(self, topic: str) -> set[tuple[int, int]]:
+        with self.lock:
+            return {(p, o) for t, p, o in self.state.discarded_letters if t == topic}
+
+    def discard_dead_letter(self, topic: str, partition: int, offset: int, at: datetime) -> None:
+        with self.lock:
+            self.state.discarded_letters.add((topic, partition, offset))
 
     def parked_follow_ups(self, limit: int) -> list[ParkedFollowUp]:
         parked = sorted(

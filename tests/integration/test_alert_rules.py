@@ -35,6 +35,7 @@ ALERTS = {
     "CallvaultConsumerLagGrowing",
     "CallvaultAuditCheckpointStale",
     "CallvaultFollowUpsFailed",
+    "CallvaultProviderCopiesKept",
 }
 
 

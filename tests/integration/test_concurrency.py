@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from testbed.stack import Instance
+from tests.fakes.letters import FakeTypesetter
 from tests.fakes.memory import MemoryObjectStore
 from workers.adapters.keys import software_key_ring
 from workers.adapters.metrics import Metrics
@@ -23,6 +24,7 @@ from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.postgres.migrate import migrate_schema
 from workers.app.context import Context
 from workers.app.handlers import holds, ingest, purge, requests
+from workers.app.letters import LetterWriter
 from workers.app.retry import RetryPolicy
 from workers.domain.audio import pcm_wav
 from workers.domain.identifiers import Subject, subject_keys
@@ -101,7 +103,13 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
         objects.ensure_bucket(bucket, versioned=bucket == settings.vault_bucket, object_lock=False)
     keys = software_key_ring(**RING)
     ctx = Context(
-        settings, db.unit_of_work, objects, keys, Metrics(), RetryPolicy(budget_seconds=20)
+        settings,
+        db.unit_of_work,
+        objects,
+        keys,
+        Metrics(),
+        RetryPolicy(budget_seconds=20),
+        letters=LetterWriter(settings, FakeTypesetter()),
     )
     yield ctx, db, settings
     db.close()

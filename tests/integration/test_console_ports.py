@@ -3,7 +3,7 @@ so that the console's unit tests say something true about production."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from testbed.stack import Instance
-from tests.fakes.console import MemoryConsole
+from tests.fakes.console import memory_console_reads
 from tests.fakes.memory import MemoryDatabase
 from tests.integration.test_port_contracts import NOW, postgres, recording
-from workers.adapters.postgres.console import PostgresConsole
+from workers.adapters.postgres.console import console_reads
+from workers.app.console.messages import RecordingConsulted, RecordingsDisclosed
 from workers.app.console.model import (
     Access,
     AccessKind,
@@ -27,6 +28,7 @@ from workers.app.console.model import (
     SearchCriteria,
     User,
 )
+from workers.app.console.service import ConsoleReads
 from workers.app.console.throttle import Rule, attempt
 from workers.domain.audit import verify_chain
 from workers.domain.calendar import LocalCalendar
@@ -42,16 +44,30 @@ from workers.domain.model import (
 
 
 @pytest.fixture(params=["memory", "postgres"])
-def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
-    """(the core database, the console's ports over it)."""
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Any, ConsoleReads]]:
+    """(the core database, whose unit of work holds the console's repositories; the
+    console's read models and tallies over it)."""
     if request.param == "memory":
         db = MemoryDatabase(clock=lambda: NOW)
-        yield db, MemoryConsole(db)
+        yield db, memory_console_reads(db)
         return
     instance: Instance = request.getfixturevalue("instance")
     real = postgres(instance)
-    yield real, PostgresConsole(real)
+    yield real, console_reads(real)
     real.close()
+
+
+def commit(db: Any, change: Callable[[Any], Any]) -> Any:
+    """``change(uow)`` in one unit of work, committed."""
+    with db.unit_of_work() as uow:
+        result = change(uow)
+        uow.commit()
+    return result
+
+
+def read(db: Any, query: Callable[[Any], Any]) -> Any:
+    with db.unit_of_work() as uow:
+        return query(uow)
 
 
 def add(db: Any, *recordings: Any, digests: frozenset[bytes] = frozenset()) -> None:
@@ -66,56 +82,60 @@ def audit_entries(db: Any) -> list[Any]:
         return uow.audit_entries(0, 100)
 
 
-def test_users_and_tokens(pair: tuple[Any, Any]) -> None:
-    _, ports = pair
-    assert ports.add_user(User("ona", Role.QA, "$argon2id$x", created_at=NOW))
-    assert not ports.add_user(User("ona", Role.DPO, None, created_at=NOW))
-    assert ports.add_user(User("admin", Role.ADMIN, None, created_at=NOW))
-    assert [u.username for u in ports.users()] == ["admin", "ona"]
-    assert ports.set_disabled("ona", True)
-    assert ports.set_role("ona", Role.COMPLAINTS)
-    assert not ports.set_disabled("nobody", True)
-    ona = ports.user("ona")
-    assert (ona.role, ona.disabled, ona.password_hash) == (Role.COMPLAINTS, True, "$argon2id$x")
-    assert ona.language is None  # the browser's
-    assert ports.set_language("ona", "lt")
-    assert ports.user("ona").language == "lt"
-    ports.add_token(ApiToken("t1", "ona", b"h" * 32, NOW))
-    ports.add_token(ApiToken("t2", "ona", b"i" * 32, NOW + timedelta(seconds=1)))
-    assert ports.token("t1") == ApiToken("t1", "ona", b"h" * 32, NOW)
-    assert ports.revoke_token("t1", NOW)
-    assert not ports.revoke_token("t1", NOW)
-    assert [(t.token_id, t.revoked_at) for t in ports.tokens_of("ona")] == [
+def test_accounts_and_tokens_in_the_unit_of_work(pair: tuple[Any, ConsoleReads]) -> None:
+    db, _ = pair
+    ona = User("ona", Role.QA, "$argon2id$x", created_at=NOW, tenants=frozenset({"default"}))
+    assert commit(db, lambda uow: uow.accounts.add(ona))
+    assert not commit(db, lambda uow: uow.accounts.add(replace(ona, role=Role.DPO)))
+    assert commit(db, lambda uow: uow.accounts.add(User("admin", Role.ADMIN, None, created_at=NOW)))
+    with db.unit_of_work() as uow:  # not committed: nothing stays
+        uow.accounts.add(User("ghost", Role.QA, None, created_at=NOW))
+    assert [u.username for u in read(db, lambda uow: uow.accounts.all())] == ["admin", "ona"]
+    assert read(db, lambda uow: uow.accounts.get("ona")).language is None  # the browser's
+    changed = replace(
+        ona, role=Role.COMPLAINTS, disabled=True, tenants=frozenset({"*", "b"}), language="lt"
+    )
+    commit(db, lambda uow: uow.accounts.update(changed))
+    assert read(db, lambda uow: uow.accounts.get("ona", lock=True)) == changed
+    assert read(db, lambda uow: uow.accounts.get("nobody")) is None
+
+    def tokens(uow: Any) -> None:
+        uow.accounts.add_token(ApiToken("t1", "ona", b"h" * 32, NOW))
+        uow.accounts.add_token(ApiToken("t2", "ona", b"i" * 32, NOW + timedelta(seconds=1)))
+
+    commit(db, tokens)
+    assert read(db, lambda uow: uow.accounts.token("t1")) == ApiToken("t1", "ona", b"h" * 32, NOW)
+    assert commit(db, lambda uow: uow.accounts.revoke_token("t1", NOW))
+    assert not commit(db, lambda uow: uow.accounts.revoke_token("t1", NOW))
+    assert [
+        (t.token_id, t.revoked_at) for t in read(db, lambda u: u.accounts.tokens_of("ona"))
+    ] == [
         ("t1", NOW),
         ("t2", None),
     ]
-    assert ports.token("nope") is None
+    assert read(db, lambda uow: uow.accounts.token("nope")) is None
 
 
-def test_identities_bind_passwordless_accounts_only(pair: tuple[Any, Any]) -> None:
-    _, ports = pair
+def test_identities_bind_passwordless_accounts_only(pair: tuple[Any, ConsoleReads]) -> None:
+    db, _ = pair
     iss = "https://idp.example"
-    assert ports.add_user(User("ona", Role.QA, "$argon2id$x", created_at=NOW))
-    assert ports.add_user(User("old", Role.QA, None, created_at=NOW))
-    assert not ports.add_federated_user(User("ona", Role.QA, None, created_at=NOW), iss, "s1", NOW)
-    assert ports.user_for_identity(iss, "s1") is None  # nothing half-made
-    assert ports.add_federated_user(User("rasa", Role.DPO, None, created_at=NOW), iss, "s1", NOW)
-    assert ports.user_for_identity(iss, "s1").username == "rasa"
-    assert not ports.add_federated_user(
-        User("rasa2", Role.DPO, None, created_at=NOW), iss, "s1", NOW
-    )
-    assert ports.user("rasa2") is None  # the identity was bound: no account either
-    assert not ports.bind_identity("ona", iss, "s2", NOW)  # a password account: never
-    assert ports.bind_identity("old", iss, "s2", NOW)
-    assert not ports.bind_identity("old", iss, "s3", NOW)  # bound once
-    assert ports.user_for_identity(iss, "s2").username == "old"
-    assert ports.user_for_identity("https://other.example", "s2") is None
+    commit(db, lambda uow: uow.accounts.add(User("ona", Role.QA, "$argon2id$x", created_at=NOW)))
+    commit(db, lambda uow: uow.accounts.add(User("old", Role.QA, None, created_at=NOW)))
+    assert not commit(db, lambda uow: uow.accounts.bind("ona", iss, "s1", NOW))  # a password
+    assert not commit(db, lambda uow: uow.accounts.bind("nobody", iss, "s1", NOW))
+    assert commit(db, lambda uow: uow.accounts.bind("old", iss, "s2", NOW))
+    assert not commit(db, lambda uow: uow.accounts.bind("old", iss, "s3", NOW))  # bound once
+    commit(db, lambda uow: uow.accounts.add(User("new", Role.QA, None, created_at=NOW)))
+    assert not commit(db, lambda uow: uow.accounts.bind("new", iss, "s2", NOW))  # taken
+    assert read(db, lambda uow: uow.accounts.for_identity(iss, "s2")).username == "old"
+    assert read(db, lambda uow: uow.accounts.for_identity("https://other", "s2")) is None
 
 
-def test_sign_in_tallies_count_one_attempt_at_a_time(pair: tuple[Any, Any]) -> None:
+def test_sign_in_tallies_count_one_attempt_at_a_time(pair: tuple[Any, ConsoleReads]) -> None:
     """Twenty attempts at once on one key: exactly ``free`` are admitted (each tally update
     waits for the one before), the others are refused; other keys are apart."""
-    _, ports = pair
+    _, reads = pair
+    ports = reads.tallies
     rule = Rule(5, timedelta(minutes=15), timedelta(seconds=30), timedelta(minutes=15))
     key, other = b"k" * 32, b"o" * 32
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -131,8 +151,8 @@ def test_sign_in_tallies_count_one_attempt_at_a_time(pair: tuple[Any, Any]) -> N
     assert ports.update(other, attempt(rule, NOW, count=False)).count == 0
 
 
-def test_search_by_digest_call_dates_and_agent(pair: tuple[Any, Any]) -> None:
-    store, ports = pair
+def test_search_by_digest_call_dates_agent_and_tenant(pair: tuple[Any, ConsoleReads]) -> None:
+    store, reads = pair
     digest = b"\x05" * 32
     first = replace(
         recording("s-1"), started_at=NOW - timedelta(days=2), collected_at=NOW - timedelta(days=2)
@@ -147,7 +167,7 @@ def test_search_by_digest_call_dates_and_agent(pair: tuple[Any, Any]) -> None:
     add(store, first, second, purged, digests=frozenset({digest}))
 
     def calls(**criteria: Any) -> list[str]:
-        return [r.call_id for r in ports.search(SearchCriteria(**criteria))]
+        return [r.call_id for r in reads.search.search(SearchCriteria(**criteria))]
 
     assert calls(digests=frozenset({digest}), identifiers_given=True) == ["s-2", "s-1"]
     assert calls(digests=frozenset({b"\x06" * 32}), identifiers_given=True) == []
@@ -160,7 +180,8 @@ def test_search_by_digest_call_dates_and_agent(pair: tuple[Any, Any]) -> None:
     assert calls(end=NOW - timedelta(days=1, hours=1)) == ["s-1"]
     assert calls(agent_id="a-2") == ["s-2"]
     assert calls(start=NOW - timedelta(days=30), limit=1) == ["s-2"]
-    assert ports.recording(first.recording_id) == first
+    assert calls(call_ids=("s-1", "s-2"), tenants=frozenset({"default"})) == ["s-2", "s-1"]
+    assert calls(call_ids=("s-1", "s-2"), tenants=frozenset({"shop-lv"})) == []
 
 
 def access(at_minutes: int, **changes: Any) -> Access:
@@ -176,48 +197,74 @@ def access(at_minutes: int, **changes: Any) -> Access:
     return replace(base, **changes)
 
 
-def test_accesses_are_chained_in_the_audit_trail(pair: tuple[Any, Any]) -> None:
-    store, ports = pair
-    other = recording("a-2").recording_id
-    assert ports.record_access(access(0))
+def consulted(db: Any, *accesses: Access, unless_since: Any = None) -> int:
+    """Record these consultations as the console's handler does; how many were new."""
+
+    def record(uow: Any) -> int:
+        fresh = [
+            a
+            for a in accesses
+            if unless_since is None or not uow.accesses.seen_since(a, unless_since)
+        ]
+        uow.record(*(RecordingConsulted(a) for a in fresh))
+        return len(fresh)
+
+    return int(commit(db, record))
+
+
+def test_consultations_are_audit_entries_and_the_access_log_indexes_them(
+    pair: tuple[Any, ConsoleReads],
+) -> None:
+    store, reads = pair
+    ports = reads.registers
+    mine, other = recording("a-1"), replace(recording("a-2"), tenant="shop-lv")
+    add(store, mine, other)
+    assert consulted(store, access(0)) == 1
     # the same listening, seeking 5 minutes later: not a new entry
-    assert not ports.record_access(access(5), unless_since=NOW)
-    # another purpose, another case, another person: new entries
-    assert ports.record_access(access(6, purpose=Purpose.TRAINING), unless_since=NOW)
-    assert ports.record_access(
-        access(7, case_ref="C-1", role=Role.COMPLAINTS, purpose=Purpose.COMPLAINT)
+    assert consulted(store, access(5), unless_since=NOW) == 0
+    # another purpose, another kind, another case, another person: new entries
+    assert consulted(store, access(6, purpose=Purpose.TRAINING), unless_since=NOW) == 1
+    assert consulted(store, access(6, kind=AccessKind.PERSONAL_DATA), unless_since=NOW) == 1
+    assert (
+        consulted(store, access(7, case_ref="C-1", role=Role.COMPLAINTS, purpose=Purpose.COMPLAINT))
+        == 1
     )
-    assert ports.record_access(access(8, recording_id=other, username="jonas"))
+    assert consulted(store, access(8, recording_id=other.recording_id, username="jonas")) == 1
     entries = audit_entries(store)
-    assert verify_chain(entries) == (4, None)
-    assert [e.action for e in entries] == ["access"] * 4
-    assert entries[2].details == {
+    assert verify_chain(entries) == (5, None)
+    assert [e.action for e in entries] == ["access"] * 5
+    assert entries[3].details == {
         "user": "ona",
         "role": "complaints",
         "purpose": "complaint",
         "case_ref": "C-1",
         "kind": "playback",
     }
-    mine = recording("a-1").recording_id
-    assert [a.at for a in ports.accesses(recording_id=mine)] == [
-        NOW + timedelta(minutes=m) for m in (7, 6, 0)
+    assert [a.at for a in ports.accesses(recording_id=mine.recording_id)] == [
+        NOW + timedelta(minutes=m) for m in (7, 6, 6, 0)
     ]
-    assert len(ports.accesses(since=NOW + timedelta(minutes=6))) == 3
+    assert len(ports.accesses(since=NOW + timedelta(minutes=6))) == 4
     assert len(ports.accesses(until=NOW + timedelta(minutes=6))) == 1
     assert len(ports.accesses(limit=2)) == 2
-    assert [a.purpose for a in ports.accesses_of([mine])] == [
+    assert {a.username for a in ports.accesses(tenants=frozenset({"shop-lv"}))} == {"jonas"}
+    assert len(ports.accesses(tenants=frozenset({"default"}))) == 4
+    assert [a.purpose for a in ports.accesses_of([mine.recording_id])] == [
         Purpose.QUALITY,
         Purpose.TRAINING,
+        Purpose.QUALITY,
         Purpose.COMPLAINT,
     ]
     assert ports.accesses_of([]) == []
     counts = ports.access_counts(NOW, NOW + timedelta(minutes=8))
-    assert counts == {"quality": 1, "training": 1, "complaint": 1}
+    assert counts == {"quality": 2, "training": 1, "complaint": 1}
 
 
-def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, Any]) -> None:
-    store, ports = pair
-    one, two, three = (recording(c).recording_id for c in ("d-1", "d-2", "d-3"))
+def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, ConsoleReads]) -> None:
+    store, reads = pair
+    ports = reads.registers
+    d1, d2, d3 = recording("d-1"), recording("d-2"), replace(recording("d-3"), tenant="shop-lv")
+    add(store, d1, d2, d3)
+    one, two, three = d1.recording_id, d2.recording_id, d3.recording_id
     early = Disclosure(
         "6a1c8a52-3c1e-4f53-9a57-2b9e4c1d0a11",
         "Telia",
@@ -228,6 +275,9 @@ def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, Any]) -
         "dpo",
         NOW,
         NOW + timedelta(days=7),
+        "exports/a.zip",
+        "ab" * 32,
+        1234,
     )
     late = replace(
         early,
@@ -237,22 +287,37 @@ def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, Any]) -
         recording_ids=(three,),
         disclosed_at=NOW + timedelta(hours=1),
         export_expires_at=None,
+        export_key=None,
+        export_sha256=None,
+        export_size=None,
     )
-    ports.register(early)
-    ports.register(late)
+
+    def register(disclosure: Disclosure) -> Callable[[Any], None]:
+        def change(uow: Any) -> None:
+            uow.disclosures.add(disclosure)
+            uow.record(RecordingsDisclosed(disclosure))
+
+        return change
+
+    commit(store, register(early))
+    commit(store, register(late))
     assert ports.disclosures() == [late, early]
     assert ports.disclosures(since=NOW + timedelta(minutes=1)) == [late]
     assert ports.disclosures(until=NOW + timedelta(minutes=1)) == [early]
     assert ports.disclosures_of([two]) == [early]
     assert ports.disclosures_of([one, three]) == [early, late]
+    assert ports.disclosures(tenants=frozenset({"default"})) == [early]
+    assert ports.disclosures(tenants=frozenset({"default", "shop-lv"})) == [late, early]
     entry = audit_entries(store)[0]
     assert (entry.action, entry.entity_id) == ("disclosure", early.disclosure_id)
     assert entry.details["recipient_kind"] == "telecom_provider"
+    assert entry.details["sha256"] == "ab" * 32
     assert "Telia" not in str(entry.details)  # the register names recipients, the trail ids
 
 
-def test_compliance_facts(pair: tuple[Any, Any]) -> None:
-    store, ports = pair
+def test_compliance_facts(pair: tuple[Any, ConsoleReads]) -> None:
+    store, reads = pair
+    ports = reads.facts
     day = NOW.date()
     stored = replace(recording("f-1", due=NOW + timedelta(days=300)), stored_at=NOW)
     purged = replace(
@@ -290,16 +355,17 @@ def test_compliance_facts(pair: tuple[Any, Any]) -> None:
     assert [r.request_id for r in ports.requests(since=NOW - timedelta(days=1))] == ["r-open"]
     assert {r.request_id for r in ports.requests()} == {"r-open", "r-done"}
     holds = ports.holds()
-    assert [(h.hold.hold_id, h.recordings) for h in holds] == [
-        ("h-1", [(stored.recording_id, "f-1")])
+    assert [(h.hold.hold_id, h.recordings, h.tenants) for h in holds] == [
+        ("h-1", [(stored.recording_id, "f-1")], frozenset({"default"}))
     ]
     assert ports.audit_chain() == (len(audit_entries(store)), None)
     assert isinstance(day, date)
 
 
-def test_day_counts_are_local_days(pair: tuple[Any, Any]) -> None:
+def test_day_counts_are_local_days(pair: tuple[Any, ConsoleReads]) -> None:
     """A recording stored at 23:30 UTC on 6 December is one of 7 December in Vilnius."""
-    store, ports = pair
+    store, reads = pair
+    ports = reads.facts
     night = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)
     add(store, replace(recording("n-1", due=night + timedelta(days=365)), stored_at=night))
     vilnius, utc = LocalCalendar(), LocalCalendar.named("UTC")

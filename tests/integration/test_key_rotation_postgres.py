@@ -19,7 +19,7 @@ from workers.adapters.fetch import AudioFetcher
 from workers.adapters.postgres.migrate import migrate_schema
 from workers.app.handlers.keys import begin_hash_rotation, verify_keys
 from workers.app.messagebus import Delivery
-from workers.bootstrap import Container, bootstrap
+from workers.bootstrap import App, bootstrap
 from workers.domain import messages as m
 from workers.domain.errors import ConfigError
 from workers.settings import load_settings
@@ -41,7 +41,7 @@ class Shop:
         for bucket in (settings.vault_bucket, settings.export_bucket, LANDING):
             self.objects.ensure_bucket(bucket, versioned=True, object_lock=False)
         migrate_schema(instance.migration_settings())
-        self.containers: list[Container] = []
+        self.containers: list[App] = []
         self.offset = 0
 
     def settings(self, **overrides: Any) -> Any:
@@ -49,17 +49,17 @@ class Shop:
             **{**self.instance.settings_kwargs(), "landing_bucket": LANDING, **overrides}
         )
 
-    def start(self, **overrides: Any) -> Container:
+    def start(self, **overrides: Any) -> App:
         built = bootstrap(
             self.settings(**overrides),
             objects=self.objects,
-            kafka=self.bus,
+            bus=self.bus,
             fetcher=AudioFetcher(self.objects, fetch_root=None, timeout_seconds=5),
         )
         self.containers.append(built)
         return built
 
-    def deliver(self, built: Container, topic: str, method: str, event: dict[str, Any]) -> str:
+    def deliver(self, built: App, topic: str, method: str, event: dict[str, Any]) -> str:
         self.offset += 1
         record = Delivery(topic, 0, self.offset, None, json.dumps(event).encode())
         outcome: str = getattr(built.inputs, method)(record)
@@ -67,7 +67,7 @@ class Shop:
             pass
         return outcome
 
-    def call(self, built: Container, call_id: str, phone: str) -> str:
+    def call(self, built: App, call_id: str, phone: str) -> str:
         key_name = f"in/{call_id}.wav"
         self.objects.put_stream(LANDING, key_name, [WAV], content_type="audio/wav")
         data = call_data(call_id, f"s3://{LANDING}/{key_name}", WAV, caller=phone, customer=None)
@@ -96,8 +96,8 @@ def test_master_key_rotation_on_postgres(shop: Shop) -> None:
     rotating = shop.start(master_key=None, master_keys=f"m1={old},m2={new}", master_key_id="m2")
     verify_keys(rotating.ctx, register=True)
     assert shop.call(rotating, "pg-2", "+370 612 34567") == "stored"
-    assert rotating.bus.handle(m.RewrapDataKeys("", 10)).startswith("rewrapped:1:")
-    assert rotating.bus.handle(m.RetireMasterKeys()) == "retired:1:m1"
+    assert rotating.messagebus.handle(m.RewrapDataKeys("", 10)).startswith("rewrapped:1:")
+    assert rotating.messagebus.handle(m.RetireMasterKeys()) == "retired:1:m1"
     final = shop.start(master_key=None, master_keys=f"m2={new}", master_key_id="m2")
     assert verify_keys(final.ctx, register=False) == []
     request = {
@@ -132,12 +132,12 @@ def test_hash_key_rotation_on_postgres(shop: Shop) -> None:
         verify_keys(rotated.ctx, register=False)
     previous = begin_hash_rotation(rotated.ctx)
     assert previous is not None
-    assert rotated.bus.handle(m.RekeyDigests("", 10)).startswith("rekeyed:1:")
-    assert rotated.bus.handle(m.FinishHashRotation(previous)) == "finished:1:0"
+    assert rotated.messagebus.handle(m.RekeyDigests("", 10)).startswith("rekeyed:1:")
+    assert rotated.messagebus.handle(m.FinishHashRotation(previous)) == "finished:1:0"
     assert verify_keys(rotated.ctx, register=False) == []
 
     assert shop.call(rotated, "pg-h1", "+370 612 34567") == "duplicate"  # the same call
     assert shop.call(rotated, "pg-h2", "+370 655 55555") == "stored"
-    with rotated.db.connection() as conn:
+    with rotated.database.connection() as conn:
         held = conn.execute("SELECT call_id FROM recordings WHERE held").fetchall()
     assert [r["call_id"] for r in held] == ["pg-h2"]  # the hold covers a later call

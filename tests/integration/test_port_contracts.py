@@ -266,7 +266,10 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         assert [r.request_id for r in uow.requests.open()] == ["R1"]
         record.answer(
             DsrStatus.PARTIAL,
-            {"recordings": [{"recording_id": "rid-1", "call_id": "c1", "outcome": "held"}]},
+            {
+                "recordings": [{"recording_id": "rid-1", "call_id": "c1", "outcome": "held"}],
+                "letter": {"url": "https://s3.example/letters/l.pdf?sig", "format": "pdf"},
+            },
             NOW,
             pending=("rid-1",),
         )
@@ -282,6 +285,12 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         assert stored is not None
         assert stored.call_ids == {"rid-1": "c1"}  # kept while the request waits
         assert stored.language == "en"  # the answer's letters are written in it
+        uow.requests.scrub_answer_urls("R1")  # the letter expired: its link is forgotten
+        uow.commit()
+    with db.unit_of_work() as uow:
+        scrubbed = uow.requests.get("R1")
+        assert scrubbed is not None
+        assert scrubbed.result["letter"] == {"format": "pdf"}
 
 
 def test_commit_writes_audit_outbox_and_follow_ups_in_order(db: Any) -> None:

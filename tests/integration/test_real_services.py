@@ -20,7 +20,7 @@ from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
 from testbed.stack import Instance, database
-from workers.bootstrap import object_store
+from workers.bootstrap import bootstrap, object_store
 from workers.domain.messages import PolicyApplied
 from workers.settings import load_settings
 
@@ -120,6 +120,7 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
         "0005_keys",
         "0006_language",
         "0101_console_sign_in",
+        "0102_console_scopes",
     ]
     assert migrate_schema(settings)[0] == []  # idempotent
     assert "audit trail" in role
@@ -184,12 +185,14 @@ def _connections_opened(client: Minio) -> int:
 
 
 def test_migrate_creates_buckets_topics_and_is_idempotent(instance: Instance) -> None:
-    from workers.adapters.postgres.migrate import migrate
-
     settings = instance.migration_settings()
+    app = bootstrap(settings)
+    try:
+        first = app.migrate()
+        second = app.migrate()
+    finally:
+        app.close()
     objects = object_store(settings)
-    first = migrate(settings, objects)
-    second = migrate(settings, objects)
     assert set(first.topics_created) == set(settings.topics().values())
     assert second.topics_created == []
     assert second.migrations_applied == []

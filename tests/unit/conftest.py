@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.fakes.letters import FakeTypesetter
 from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.kafka.codec import Codec
@@ -34,7 +35,7 @@ from workers.app.context import Context
 from workers.app.handlers.retention import apply_policy
 from workers.app.messagebus import Delivery
 from workers.app.retry import RetryPolicy
-from workers.bootstrap import Container, bootstrap
+from workers.bootstrap import App, bootstrap
 from workers.domain.audio import pcm_wav
 from workers.domain.messages import AnnounceDue, Command
 from workers.domain.model import Recording, recording_id_for
@@ -266,7 +267,7 @@ class World:
     objects: MemoryObjectStore
     bus: MemoryBus
     metrics: Metrics
-    container: Container
+    container: App
     fetch_root: Path
     _offsets: dict[str, int] = field(default_factory=dict)
 
@@ -294,7 +295,7 @@ class World:
         return outcome
 
     def handle(self, command: Command) -> str:
-        outcome = self.container.bus.handle(command)
+        outcome = self.container.messagebus.handle(command)
         self.settle()
         return outcome
 
@@ -358,7 +359,7 @@ class World:
     def announce(self) -> int:
         """One scheduler round: announce what is due (batch after batch)."""
         total = 0
-        while (outcome := self.container.bus.handle(AnnounceDue())) != "announced:0":
+        while (outcome := self.container.messagebus.handle(AnnounceDue())) != "announced:0":
             total += int(outcome.split(":")[1])
         return total
 
@@ -432,7 +433,7 @@ def _no_sleep(_: float) -> None:
     """Retries in unit tests do not wait."""
 
 
-def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
+def build_world(tmp_path: Path, typesetter: Any = None, **settings_overrides: Any) -> World:
     fetch_root = tmp_path / "spool"
     fetch_root.mkdir(exist_ok=True)
     settings = make_settings(**{"fetch_root": str(fetch_root), **settings_overrides})
@@ -446,13 +447,14 @@ def build_world(tmp_path: Path, **settings_overrides: Any) -> World:
         settings,
         metrics=metrics,
         clock=clock,
-        db=db,
+        uow=db,
         objects=objects,
-        kafka=bus,
+        bus=bus,
         retry=RetryPolicy(
             budget_seconds=60, initial_seconds=0, max_seconds=0, max_attempts=6, sleep=_no_sleep
         ),
         fetcher=AudioFetcher(objects, fetch_root=fetch_root, timeout_seconds=5),
+        typesetter=typesetter or FakeTypesetter(),
     )
     world = World(settings, clock, db, objects, bus, metrics, container, fetch_root)
     apply_policy(world.ctx)

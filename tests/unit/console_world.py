@@ -3,20 +3,20 @@ fakes, staff of every role, and an HTTP client that speaks to the app in-process
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from tests.fakes.console import MemoryConsole
+from tests.fakes.console import ConsoleState, memory_console_reads
 from tests.unit.conftest import World
-from workers.adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
+from workers.adapters.console_outbound import BusRequests
 from workers.adapters.http.app import create_app, http_config
 from workers.adapters.http.composition import assemble, session_secret
 from workers.adapters.http.oidc import OidcClient
 from workers.app.console.model import Role
-from workers.app.console.service import Console
+from workers.app.console.service import Console, ConsoleReads
 from workers.domain.messages import CarryOutRequest
 from workers.domain.model import DsrRequest
 
@@ -29,10 +29,20 @@ STAFF = {"qa1": Role.QA, "cx1": Role.COMPLAINTS, "dpo1": Role.DPO, "admin1": Rol
 @dataclass
 class ConsoleWorld:
     world: World
-    ports: MemoryConsole
+    reads: ConsoleReads
     console: Console
     app: Any
     tokens: dict[str, str]
+
+    @property
+    def state(self) -> ConsoleState:
+        """The console's tables in the fake database."""
+        state: ConsoleState = self.world.db.state.console
+        return state
+
+    def audit(self, action: str) -> list[Any]:
+        """The audit trail's entries of this action, oldest first."""
+        return [e for e in self.world.db.state.audit if e.action == action]
 
     def client(self, language: str = "en", **kwargs: Any) -> TestClient:
         """A browser whose user reads ``language`` (the console's default is Lithuanian)."""
@@ -51,17 +61,6 @@ class ConsoleWorld:
         answer = client.post("/api/v1/session", json={"username": username, "password": PASSWORD})
         assert answer.status_code == 200, answer.text
         return client
-
-    def hold_commands(self) -> list[tuple[str | None, bytes]]:
-        return self.world.records("holds.commands")
-
-    def apply_hold_commands(self) -> None:
-        """The holds worker's part: hand the published commands to the pipeline."""
-        for key, value in self.hold_commands()[self._applied :]:
-            self.world.deliver("holds.commands", value, key)
-            self._applied += 1
-
-    _applied: int = 0
 
     def dsr(self, request_id: str, dsr_type: str, subject: dict[str, Any]) -> str:
         """A request carried out as the worker does, with the console's history wired in as
@@ -85,24 +84,16 @@ def build_console(
     hasher: PasswordHasher = FAST_ARGON2ID,
     **overrides: Any,
 ) -> ConsoleWorld:
-    ports = MemoryConsole(world.db)
     settings = world.settings.model_copy(update=overrides) if overrides else world.settings
-    console = assemble(
-        ports,
-        world.objects,
-        BusHoldCommands(lambda: world.bus, "holds.commands", "urn:callvault:console"),
-        ExportPackager(world.ctx),
-        BusRequests(lambda: world.bus, "dsr.requests", "urn:callvault:console"),
-        settings,
-        world.clock,
-        ring=world.container.keys,
-        hasher=hasher,
-    )
+    ctx = replace(world.ctx, settings=settings)
+    reads = memory_console_reads(world.db)
+    requests = BusRequests(lambda: world.bus, "dsr.requests", "urn:callvault:console")
+    console = assemble(ctx, reads, requests, ring=world.container.keys, hasher=hasher)
     secret = session_secret(settings, world.container.keys)
     app = create_app(console, http_config(settings, secret), settings, oidc=oidc)
     world.ctx.history = console.history
     tokens = {}
     for username, role in STAFF.items():
-        console.accounts.add_user(username, role, PASSWORD)
-        tokens[username] = console.accounts.create_token(username)[1]
-    return ConsoleWorld(world, ports, console, app, tokens)
+        console.accounts.add_user(username, role, PASSWORD, ["*"], by="cli:test")
+        tokens[username] = console.accounts.create_token(username, by="cli:test")[1]
+    return ConsoleWorld(world, reads, console, app, tokens)

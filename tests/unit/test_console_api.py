@@ -103,15 +103,75 @@ def test_an_empty_search_is_refused(cw: ConsoleWorld) -> None:
 
 def test_names_and_emails_only_for_roles_that_need_them(cw: ConsoleWorld) -> None:
     cw.world.store_call("call-a")
-    body = {"call_ids": ["call-a"], "include_customer": True}
-    for_complaints = cw.api("cx1").post("/api/v1/recordings/search", json=body).json()
+    body = {"call_ids": ["call-a"], "include_customer": True, "purpose": "complaint"}
+    for_complaints = (
+        cw.api("cx1").post("/api/v1/recordings/search", json=body | {"case_ref": "C-1"}).json()
+    )
     assert for_complaints["items"][0]["customer"] == {
         "name": CUSTOMER_NAME,
         "email": CUSTOMER_EMAIL,
     }
-    for_qa = cw.api("qa1").post("/api/v1/recordings/search", json=body).json()
+    for_qa = (
+        cw.api("qa1").post("/api/v1/recordings/search", json=body | {"purpose": "quality"}).json()
+    )
     assert "customer" not in for_qa["items"][0]
     assert personal_data_in(json.dumps(for_qa)) == []
+
+
+# --- purposes for personal data, and restriction ----------------------------------------------
+def test_personal_data_is_shown_only_for_a_purpose_and_each_view_is_on_record(
+    cw: ConsoleWorld,
+) -> None:
+    rec = cw.world.store_call("call-a")
+    api = cw.api("cx1")
+    search = {"call_ids": ["call-a"], "include_customer": True}
+    assert api.post("/api/v1/recordings/search", json=search).status_code == 422  # no purpose
+    plain = api.post("/api/v1/recordings/search", json={"call_ids": ["call-a"]}).json()
+    assert personal_data_in(json.dumps(plain)) == []  # no purpose: no customer
+    detail = api.get(f"/api/v1/recordings/{rec.recording_id}").json()
+    assert "customer" not in detail
+    assert cw.state.accesses == []
+    shown = api.get(f"/api/v1/recordings/{rec.recording_id}?purpose=complaint&case_ref=C-9")
+    assert shown.json()["customer"]["name"] == CUSTOMER_NAME
+    (access,) = cw.state.accesses
+    assert (access.username, access.purpose.value, access.case_ref, access.kind.value) == (
+        "cx1",
+        "complaint",
+        "C-9",
+        "personal_data",
+    )
+    (entry,) = cw.audit("access")
+    assert entry.details["kind"] == "personal_data"
+    assert entry.entity_id == rec.recording_id
+    log = cw.api("dpo1").get(f"/api/v1/access-log?recording_id={rec.recording_id}").json()
+    assert [(e["user"], e["purpose"]) for e in log["items"]] == [("cx1", "complaint")]
+
+
+def test_complaints_and_legal_claims_need_a_case_reference_in_the_api(cw: ConsoleWorld) -> None:
+    rec = cw.world.store_call("call-a")
+    for who, purpose in (("cx1", "complaint"), ("dpo1", "legal_claim")):
+        api = cw.api(who)
+        assert api.get(audio_url(rec.recording_id, purpose)).status_code == 422
+        detail = f"/api/v1/recordings/{rec.recording_id}?purpose={purpose}"
+        assert api.get(detail).status_code == 422
+        assert api.get(audio_url(rec.recording_id, purpose, "CASE-1")).status_code == 200
+    assert cw.api("qa1").get(audio_url(rec.recording_id, "quality")).status_code == 200
+
+
+def test_a_restricted_recordings_customer_is_shown_only_for_a_legal_claim(
+    cw: ConsoleWorld,
+) -> None:
+    rec = cw.world.store_call("call-a")
+    cw.dsr("r-1", "restriction", {"phone_numbers": [CUSTOMER_PHONE]})
+    api = cw.api("dpo1")
+    url = f"/api/v1/recordings/{rec.recording_id}"
+    assert api.get(url).json()["restricted"] is True
+    assert "customer" not in api.get(url + "?purpose=complaint&case_ref=C-1").json()
+    claim = api.get(url + "?purpose=legal_claim&case_ref=LC-1").json()
+    assert claim["customer"]["email"] == CUSTOMER_EMAIL
+    assert [(a.purpose.value, a.kind.value) for a in cw.state.accesses] == [
+        ("legal_claim", "personal_data")
+    ]
 
 
 # --- listen -----------------------------------------------------------------------------------
@@ -180,12 +240,12 @@ def test_seeking_within_a_playback_is_one_access_a_new_playback_another(
     url = audio_url(rec.recording_id)
     api.get(url, headers={"range": "bytes=0-"})
     api.get(url, headers={"range": "bytes=70000-"})  # the player seeks
-    assert len(cw.ports.state.accesses) == 1
+    assert len(cw.state.accesses) == 1
     api.get(url)  # a new download from the start
-    assert len(cw.ports.state.accesses) == 2
+    assert len(cw.state.accesses) == 2
     cw.world.clock.advance(hours=1)
     api.get(url, headers={"range": "bytes=70000-"})  # a range long after: a new access
-    assert len(cw.ports.state.accesses) == 3
+    assert len(cw.state.accesses) == 3
 
 
 def test_purposes_are_bound_to_roles(cw: ConsoleWorld) -> None:
@@ -200,8 +260,8 @@ def test_purposes_are_bound_to_roles(cw: ConsoleWorld) -> None:
     for purpose in ("quality", "training", "incident"):
         assert cw.api("dpo1").get(audio_url(rid, purpose)).status_code == 200
     assert cw.api("dpo1").get(audio_url(rid, "legal_claim", "LC-1")).status_code == 200
-    assert cw.api("dpo1").get(audio_url(rid, "legal_claim")).status_code == 200  # case optional
-    assert len(cw.ports.state.accesses) == 6  # refusals leave no access entry
+    assert cw.api("dpo1").get(audio_url(rid, "legal_claim")).status_code == 422  # which case?
+    assert len(cw.state.accesses) == 5  # refusals leave no access entry
 
 
 def test_restricted_recordings_only_for_legal_claims(cw: ConsoleWorld) -> None:
@@ -332,17 +392,17 @@ def test_disabled_users_and_revoked_tokens_are_out_at_once(cw: ConsoleWorld) -> 
     assert admin.post("/api/v1/users/qa1/disable").json()["disabled"] is True
     assert session.get("/api/v1/session").status_code == 401
     assert api.get("/api/v1/session").status_code == 401
-    made = admin.post("/api/v1/users/cx1/tokens").json()
+    made = cw.signed_in("cx1").post("/api/v1/tokens", json={}).json()
     fresh = cw.client(headers={"authorization": f"Bearer {made['token']}"})
     assert fresh.get("/api/v1/session").status_code == 200
     assert admin.delete(f"/api/v1/tokens/{made['token_id']}").status_code == 204
     assert fresh.get("/api/v1/session").status_code == 401
-    stored = cw.ports.state.tokens[made["token_id"]]
+    stored = cw.state.tokens[made["token_id"]]
     assert made["token"].split("_", 2)[2].encode() not in stored.secret_hash
 
 
 def test_passwords_are_argon2id(cw: ConsoleWorld) -> None:
-    stored = cw.ports.user("qa1")
+    stored = cw.console.accounts.user("qa1")
     assert stored is not None
     assert stored.password_hash is not None
     assert stored.password_hash.startswith("$argon2id$")
@@ -419,7 +479,7 @@ def test_disclosure_refuses_unknown_recordings_and_other_roles(cw: ConsoleWorld)
     assert disclose(cw, "spaceship", "X", rec.recording_id).status_code == 422
     as_qa = cw.api("qa1").post("/api/v1/disclosures", json={"recipient": "x"})
     assert as_qa.status_code == 403
-    assert cw.ports.state.disclosures == []
+    assert cw.state.disclosures == []
 
 
 def test_access_export_lists_recipients_and_consultations_but_not_the_police(
@@ -461,7 +521,7 @@ def test_erasure_answer_lists_the_recipients_to_tell(cw: ConsoleWorld) -> None:
 
 
 # --- holds, requests, overview, report --------------------------------------------------------
-def test_holds_are_published_as_the_contract_commands(cw: ConsoleWorld) -> None:
+def test_holds_from_the_console_are_in_force_at_once_and_audited(cw: ConsoleWorld) -> None:
     rec = cw.world.store_call("call-a")
     api = cw.api("dpo1")
     placed = api.post(
@@ -473,24 +533,20 @@ def test_holds_are_published_as_the_contract_commands(cw: ConsoleWorld) -> None:
             "scope": {"call_ids": ["call-a"]},
         },
     )
-    assert placed.status_code == 202
-    key, value = cw.hold_commands()[-1]
-    event = json.loads(value)
-    assert key == "H-7"
-    assert event["type"] == "callvault.hold.placed.v1"
-    assert event["data"] == {
-        "hold_id": "H-7",
-        "reason": "dispute",
-        "case_ref": "C-7",
-        "scope": {"call_ids": ["call-a"]},
-    }
-    cw.apply_hold_commands()
-    holds = api.get("/api/v1/holds").json()["items"]
+    assert placed.status_code == 201
+    assert placed.json() == {"hold_id": "H-7", "status": "placed"}
+    holds = api.get("/api/v1/holds").json()["items"]  # in force at once
     assert holds[0]["hold_id"] == "H-7"
     assert holds[0]["recordings"] == [{"recording_id": rec.recording_id, "call_id": "call-a"}]
-    assert api.post("/api/v1/holds/H-7/release").status_code == 202
-    cw.apply_hold_commands()
+    assert cw.world.db.state.recordings[rec.recording_id].held
+    (entry,) = cw.audit("hold_placed")
+    assert (entry.entity_id, entry.details["by"]) == ("H-7", "dpo1")
+    again = api.post("/api/v1/holds", json={"hold_id": "H-7", "reason": "x", "scope": {}})
+    assert again.status_code in (409, 422)
+    assert api.post("/api/v1/holds/H-7/release").json()["status"] == "released"
     assert api.get("/api/v1/holds").json()["items"] == []
+    assert cw.audit("hold_released")[0].details["by"] == "dpo1"
+    assert api.post("/api/v1/holds/H-7/release").status_code == 404
     two_scopes = {"reason": "x", "scope": {"call_ids": ["a"], "recording_ids": ["b"]}}
     assert api.post("/api/v1/holds", json=two_scopes).status_code == 422
 
@@ -527,7 +583,7 @@ def test_an_outage_is_503_with_retry_after_for_programs(
     cw: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = cw.api("qa1")
-    monkeypatch.setattr(cw.ports, "search", _away)
+    monkeypatch.setattr(cw.reads.search, "search", _away)
     answer = client.post("/api/v1/recordings/search", json={"call_ids": ["call-a"]})
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "5"
@@ -538,7 +594,7 @@ def test_an_outage_is_503_for_people_even_when_the_session_cannot_be_checked(
     cw: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = cw.signed_in("qa1")
-    monkeypatch.setattr(cw.ports, "user", _away)
+    monkeypatch.setattr(cw.console.accounts, "_user", _away)
     answer = client.get("/search")
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "5"

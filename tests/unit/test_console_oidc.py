@@ -118,7 +118,7 @@ def test_a_mapped_role_signs_in_and_the_account_is_created(
     assert "samesite=strict" in back.headers["set-cookie"].lower()
     me = browser.get("/api/v1/session").json()
     assert (me["username"], me["role"]) == ("rasa.dpo", "dpo")
-    account = cw.ports.user("rasa.dpo")
+    account = cw.console.accounts.user("rasa.dpo")
     assert account is not None
     assert account.password_hash is None  # no password: the provider vouches
 
@@ -126,7 +126,7 @@ def test_a_mapped_role_signs_in_and_the_account_is_created(
 def test_no_mapped_role_no_entry(cw: ConsoleWorld, provider: FakeProvider) -> None:
     _, back = sign_in(cw, provider, ["warehouse"], "jonas")
     assert back.status_code == 403
-    assert cw.ports.user("jonas") is None
+    assert cw.console.accounts.user("jonas") is None
 
 
 def test_a_token_from_another_issuer_or_with_a_wrong_nonce_is_refused(
@@ -143,7 +143,7 @@ def test_a_token_from_another_issuer_or_with_a_wrong_nonce_is_refused(
     callback = provider.authorize(start.headers["location"])
     provider.nonce = "replayed"
     assert browser.get(callback).headers["location"] == "/login"
-    assert cw.ports.user("ona") is None
+    assert cw.console.accounts.user("ona") is None
 
 
 def test_a_forged_state_is_refused(cw: ConsoleWorld, provider: FakeProvider) -> None:
@@ -155,7 +155,7 @@ def test_a_forged_state_is_refused(cw: ConsoleWorld, provider: FakeProvider) -> 
 
 def test_a_disabled_account_stays_out(cw: ConsoleWorld, provider: FakeProvider) -> None:
     sign_in(cw, provider, ["call-centre"], "ona")
-    cw.console.accounts.set_disabled("ona", True)
+    cw.console.accounts.set_disabled("ona", True, by="admin1")
     _, back = sign_in(cw, provider, ["call-centre"], "ona")
     assert back.headers["location"] == "/login"
 
@@ -166,7 +166,13 @@ def test_the_role_follows_the_provider(cw: ConsoleWorld, provider: FakeProvider)
     second, _ = sign_in(cw, provider, ["privacy-office", "call-centre"], "ona")
     assert second.get("/api/v1/session").json()["role"] == "dpo"
     assert first.get("/api/v1/session").status_code == 401  # the old role's session ended
-    assert json.dumps(cw.ports.user("ona").role) == '"dpo"'
+    actions = [(e.details["action"], e.details["by"]) for e in cw.audit("account")]
+    assert actions[-3:] == [
+        ("user_added", ISSUER),
+        ("identity_bound", ISSUER),
+        ("role_changed", ISSUER),
+    ]
+    assert json.dumps(cw.console.accounts.user("ona").role) == '"dpo"'
 
 
 # --- bound to (issuer, subject), never to a name --------------------------------------------
@@ -175,7 +181,7 @@ def test_a_provider_user_named_like_a_password_account_does_not_get_it(
 ) -> None:
     _, back = sign_in(cw, provider, ["call-centre"], "admin1", sub="u-evil")
     assert back.status_code == 403
-    admin = cw.ports.user("admin1")
+    admin = cw.console.accounts.user("admin1")
     assert admin is not None
     assert admin.role.value == "admin"  # untouched
     assert (
@@ -195,14 +201,14 @@ def test_the_account_follows_the_subject_not_the_name(
     assert renamed.get("/api/v1/session").json()["username"] == "ona"  # the same account
     _, other = sign_in(cw, provider, ["privacy-office"], "ona", sub="u-2")
     assert other.status_code == 403  # another person now called "ona" at the provider
-    assert cw.ports.user("ona").role.value == "qa"
-    assert cw.ports.user("ona.k") is None
+    assert cw.console.accounts.user("ona").role.value == "qa"
+    assert cw.console.accounts.user("ona.k") is None
 
 
 def test_an_account_made_without_a_password_is_bound_at_its_first_sign_in(
     cw: ConsoleWorld, provider: FakeProvider
 ) -> None:
-    cw.console.accounts.add_user("jonas", Role.QA, None)  # callvault user add --no-password
+    cw.console.accounts.add_user("jonas", Role.QA, None, ["*"], by="cli")  # --no-password
     browser, _ = sign_in(cw, provider, ["call-centre"], "jonas", sub="u-3")
     assert browser.get("/api/v1/session").json()["username"] == "jonas"
     _, later = sign_in(cw, provider, ["call-centre"], "jonas", sub="u-4")
@@ -212,4 +218,4 @@ def test_an_account_made_without_a_password_is_bound_at_its_first_sign_in(
 def test_an_id_token_without_a_subject_is_refused(cw: ConsoleWorld, provider: FakeProvider) -> None:
     _, back = sign_in(cw, provider, ["call-centre"], "ona", sub="")
     assert back.headers["location"] == "/login"
-    assert cw.ports.user("ona") is None
+    assert cw.console.accounts.user("ona") is None

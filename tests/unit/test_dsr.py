@@ -156,7 +156,7 @@ def test_the_request_keeps_the_language_it_asks_to_be_answered_in(
     shop: World, asked: dict[str, str], kept: str | None
 ) -> None:
     assert shop.send_dsr("R1", "access", CUSTOMER, **asked) == "completed"
-    with shop.container.db.unit_of_work() as uow:
+    with shop.container.database.unit_of_work() as uow:
         record = uow.requests.get("R1")
     assert record is not None
     assert record.language == kept
@@ -259,6 +259,46 @@ def test_erasure_certificate_is_signed_and_names_no_one(shop: World) -> None:
     assert not certificate_verifies(shop, forged)
 
 
+def letter_objects(world: World) -> list[str]:
+    return sorted(k for k in world.objects.list_keys("exports") if k.startswith("letters/"))
+
+
+def test_an_erasure_answer_links_the_persons_letter_which_lives_as_an_export(shop: World) -> None:
+    shop.send_dsr("R1", "erasure", CUSTOMER, language="en")
+    answer = result(shop, "R1")
+    letter = answer["letter"]
+    assert letter["format"] == "pdf"
+    assert letter["expires_at"] == "2025-03-21T10:30:00Z"  # CALLVAULT_EXPORT_TTL, as exports
+    pdf = shop.fetch_export(letter["url"])
+    assert (len(pdf), hashlib.sha256(pdf).hexdigest()) == (letter["size_bytes"], letter["sha256"])
+    assert b"Confirmation of the erasure of your call recordings" in pdf  # the fake typesetter
+    attached = shop.container.typesetter.attachments[-1]
+    assert json.loads(attached["certificate.json"]) == answer["certificate"]
+    assert personal_data_in(json.dumps(answer)) == []
+
+    shop.clock.advance(days=7, seconds=1)
+    assert shop.handle(RemoveExpiredExports()) == "expired:1"
+    assert letter_objects(shop) == []
+    assert "url" not in shop.db.state.requests["R1"].result["letter"]
+
+
+def test_a_later_answer_deletes_the_earlier_letter_it_replaces(shop: World) -> None:
+    """A letter names the person's calls: the erasure that resumes when a hold is released
+    deletes the first (partial) letter, and is not an export the portal is told of."""
+    shop.send_dsr("A1", "access", CUSTOMER)
+    shop.place_hold("H1", {"call_ids": ["c-out"]})
+    shop.send_dsr("R1", "erasure", CUSTOMER)
+    first = result(shop, "R1")
+    assert first["exports_deleted"] == ["A1"]
+    assert letter_objects(shop) == [first["letter"]["url"].split("/exports/")[1].split("?")[0]]
+    assert shop.release_hold("H1") == "released"
+    second = shop.data("dsr.results")[-1]
+    assert second["status"] == "completed"
+    assert second["exports_deleted"] == []  # the first letter is no export of the person's
+    assert second["letter"]["url"] != first["letter"]["url"]
+    assert letter_objects(shop) == [second["letter"]["url"].split("/exports/")[1].split("?")[0]]
+
+
 def test_a_hold_released_while_its_erasure_runs_leaves_nothing_waiting(
     shop: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,7 +394,7 @@ def test_export_survives_a_vault_object_deleted_behind_callvaults_back(shop: Wor
     entries = {e["call_id"]: e for e in json.loads(archive.read("manifest.json"))["recordings"]}
     assert entries["c-in"]["audio_file"] is None  # its metadata still reaches the subject
     kept = entries["c-out"]["audio_file"]
-    assert set(archive.namelist()) == {"manifest.json", kept}
+    assert set(archive.namelist()) == {"manifest.json", "letter.html", "letter.pdf", kept}
     assert archive.read(kept) == make_wav(tone=660)
 
 
@@ -405,7 +445,9 @@ def test_export_holds_the_original_audio_and_the_art15_information(
         shop.recording_id("c-in"): WAV,
         shop.recording_id("c-out"): make_wav(tone=660),
     }
-    assert names == {"manifest.json"} | {f"recordings/{rid}.wav" for rid in audio}
+    assert names == {"manifest.json", "letter.html", "letter.pdf"} | {
+        f"recordings/{rid}.wav" for rid in audio
+    }
     for rid, original in audio.items():
         assert archive.read(f"recordings/{rid}.wav") == original
 

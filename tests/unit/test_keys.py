@@ -50,9 +50,9 @@ def restarted(world: World, **settings: Any) -> World:
         chosen,
         metrics=metrics,
         clock=world.clock,
-        db=world.db,
+        uow=world.db,
         objects=world.objects,
-        kafka=world.bus,
+        bus=world.bus,
         retry=RetryPolicy(budget_seconds=60, initial_seconds=0, max_seconds=0, sleep=_no_sleep),
         fetcher=AudioFetcher(world.objects, fetch_root=world.fetch_root, timeout_seconds=5),
     )
@@ -75,9 +75,9 @@ ONLY_NEW_MASTER = {"master_key": None, "master_keys": f"m2={NEW_MASTER}", "maste
 def rotate_master(world: World, batch: int = 500) -> str:
     after = ""
     while True:
-        _, _, last = world.container.bus.handle(m.RewrapDataKeys(after, batch)).split(":")
+        _, _, last = world.container.messagebus.handle(m.RewrapDataKeys(after, batch)).split(":")
         if not last:
-            return world.container.bus.handle(m.RetireMasterKeys())
+            return world.container.messagebus.handle(m.RetireMasterKeys())
         after = last
 
 
@@ -165,9 +165,9 @@ def test_an_interrupted_rotation_resumes(world: World) -> None:
     for n in range(3):
         world.store_call(f"c-{n}", make_wav(tone=400 + 100 * n))
     rotating = registered(restarted(world, **ROTATED_MASTER))
-    first = rotating.container.bus.handle(m.RewrapDataKeys("", 1))
+    first = rotating.container.messagebus.handle(m.RewrapDataKeys("", 1))
     assert first.startswith("rewrapped:1:")
-    assert rotating.container.bus.handle(m.RetireMasterKeys()) == "pending:2"
+    assert rotating.container.messagebus.handle(m.RetireMasterKeys()) == "pending:2"
     with pytest.raises(ConfigError, match="'m1', which is not configured"):
         verify_keys(restarted(world, **ONLY_NEW_MASTER).ctx, register=False)
     assert rotate_master(rotating) == "retired:1:m1"  # run again from the start
@@ -191,9 +191,9 @@ def rehash(world: World) -> str:
     assert previous is not None
     after = ""
     while True:
-        _, _, last = world.container.bus.handle(m.RekeyDigests(after, 2)).split(":")
+        _, _, last = world.container.messagebus.handle(m.RekeyDigests(after, 2)).split(":")
         if not last:
-            return world.container.bus.handle(m.FinishHashRotation(previous))
+            return world.container.messagebus.handle(m.FinishHashRotation(previous))
         after = last
 
 
@@ -316,9 +316,9 @@ def test_a_worker_whose_token_does_not_answer_retries_then_exits_75(world: World
     container = bootstrap(
         world.settings,
         clock=world.clock,
-        db=world.db,
+        uow=world.db,
         objects=world.objects,
-        kafka=world.bus,
+        bus=world.bus,
         keys=away,
         retry=RetryPolicy(
             budget_seconds=60, initial_seconds=0, max_seconds=0, max_attempts=3, sleep=_no_sleep

@@ -112,6 +112,13 @@ def built_events() -> dict[str, dict[str, object]]:
             {"recording_id": rec.recording_id, "call_id": "call-1", "outcome": "erased"}
         ],
         "certificate": certificate,
+        "letter": {
+            "url": "https://s3.example/exports/letters/l.pdf?X-Amz-Signature=0",
+            "expires_at": "2026-05-08T08:00:00Z",
+            "sha256": "ab" * 32,
+            "size_bytes": 1000,
+            "format": "pdf",
+        },
         "exports_deleted": ["r-0"],
     }
     checkpoint = {

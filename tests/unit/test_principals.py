@@ -88,6 +88,7 @@ def test_webhook_secrets_may_come_from_files(
 ) -> None:
     (tmp_path / "twilio").write_text("twilio-token\n")
     (tmp_path / "vonage").write_text("vonage-secret\n")
+    monkeypatch.setenv("CALLVAULT_WEBHOOK_DELETE_PROVIDER_COPIES", "false")  # no API accounts
     monkeypatch.setenv("CALLVAULT_TWILIO_AUTH_TOKEN_FILE", str(tmp_path / "twilio"))
     monkeypatch.setenv("CALLVAULT_VONAGE_SIGNATURE_SECRET_FILE", str(tmp_path / "vonage"))
     config = webhook_config()
@@ -112,6 +113,7 @@ def test_webhooks_mounted_by_serve_publish_as_the_telephony_principal(
 ) -> None:
     console = load_settings(**sasl("console"))
     monkeypatch.setenv("CALLVAULT_TWILIO_AUTH_TOKEN", "twilio-token")
+    monkeypatch.setenv("CALLVAULT_TWILIO_ACCOUNT_SID", "AC1")
     with pytest.raises(ConfigError, match="CALLVAULT_WEBHOOK_KAFKA_SASL_USERNAME"):
         mounted_credentials(console)  # never under the console's own principal
     monkeypatch.setenv("CALLVAULT_WEBHOOK_KAFKA_SASL_USERNAME", "console")
@@ -141,6 +143,7 @@ def test_webhooks_mounted_by_serve_publish_as_the_telephony_principal(
 
 def test_without_sasl_nothing_needs_telling_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CALLVAULT_TWILIO_AUTH_TOKEN", "twilio-token")
+    monkeypatch.setenv("CALLVAULT_TWILIO_ACCOUNT_SID", "AC1")
     assert mounted_credentials(load_settings(kafka_bootstrap="127.0.0.1:19092")) == {}
 
 

@@ -202,7 +202,7 @@ def test_tombstones_and_holds_keep_no_personal_data(world: World) -> None:
 def test_handler_bug_is_dead_lettered_and_its_log_is_masked(
     world: World, json_logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handlers = world.container.bus._handlers
+    handlers = world.container.messagebus._handlers
     original = handlers[StoreCall]
 
     def buggy(command: StoreCall) -> str:

@@ -392,7 +392,11 @@ VALID_VARIANTS: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
         "dsr-no-match",
         DSR_DONE,
         _all(
-            _set("status", "completed"), _del("reason"), _set("recordings", []), _del("certificate")
+            _set("status", "completed"),
+            _del("reason"),
+            _set("recordings", []),
+            _del("certificate"),
+            _del("letter"),
         ),
     ),
     (
@@ -419,6 +423,7 @@ VALID_VARIANTS: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
             _set("reason", "identity_not_verified"),
             _set("recordings", []),
             _del("certificate"),
+            _del("letter"),
         ),
     ),
     (
@@ -429,6 +434,7 @@ VALID_VARIANTS: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
             _set("status", "completed"),
             _del("reason"),
             _del("certificate"),
+            _del("letter"),
             _set("recordings", [{"recording_id": REC, "call_id": "c1", "outcome": "restricted"}]),
         ),
     ),
@@ -540,6 +546,8 @@ INVALID_CASES: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     ("completed-extra-email", DSR_DONE, _set("data.email", "ona@example.com")),
     ("completed-partial-no-reason", DSR_DONE, _del("data.reason")),
     ("completed-erasure-no-certificate", DSR_DONE, _del("data.certificate")),
+    ("completed-erasure-no-letter", DSR_DONE, _del("data.letter")),
+    ("completed-letter-as-zip", DSR_DONE, _set("data.letter.format", "zip")),
     ("completed-outcome", DSR_DONE, _set("data.recordings.0.outcome", "deleted")),
     ("completed-null-received", DSR_DONE, _set("data.received_at", None)),
     (
@@ -574,7 +582,7 @@ INVALID_CASES: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
     (
         "completed-rejected-with-recordings",
         DSR_DONE,
-        _all(_set("data.status", "rejected"), _del("data.certificate")),
+        _all(_set("data.status", "rejected"), _del("data.certificate"), _del("data.letter")),
     ),
     ("deadletter-error-code-camel", DEADLETTER, _set("data.error_code", "InvalidJson")),
     ("deadletter-partition-string", DEADLETTER, _set("data.partition", "0")),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
+import sqlite3
 import threading
 import time
 import uuid
@@ -17,18 +19,22 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import jwt
 import pytest
 from conftest import WAV
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import OctKey, RSAKey
 
 from tests.fakes.connectors import Rig
 from workers.adapters.connectors.webhooks import (
     AllowListedDownloader,
     Refused,
     WebhookConfig,
+    build_webhooks,
     twilio_signature,
     webhook_router,
 )
@@ -51,24 +57,109 @@ class FakeDownloads:
         yield self.files[url]
 
 
+TELNYX_API_KEY = "KEY-of-the-shop"
+TELNYX_RECORDING = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
+VONAGE_APP = "app-1"
+
+
+class FakeProviders(BaseHTTPRequestHandler):
+    """Twilio's, Telnyx's and Vonage's recording APIs as they document them: the deletes
+    callvault must make, with the credentials each expects; the first ``failures`` answer 503."""
+
+    requests: list[tuple[str, str]]
+    failures: int
+    vonage_public_key: Any
+
+    def do_DELETE(self) -> None:
+        self.server.requests.append(("DELETE", self.path))  # type: ignore[attr-defined]
+        if self.server.failures > 0:  # type: ignore[attr-defined]
+            self.server.failures -= 1  # type: ignore[attr-defined]
+            self._answer(503)
+        elif self.path == "/2010-04-01/Accounts/AC1/Recordings/RE1.json":
+            basic = "Basic " + base64.b64encode(f"AC1:{TWILIO_TOKEN}".encode()).decode()
+            self._answer(204 if self.headers["Authorization"] == basic else 401)
+        elif self.path == f"/v2/recordings/{TELNYX_RECORDING}":
+            ok = self.headers["Authorization"] == f"Bearer {TELNYX_API_KEY}"
+            self._answer(200 if ok else 401, {"data": {"id": TELNYX_RECORDING}})
+        elif self.path == "/v3/media/rec-1":
+            token = self.headers["Authorization"].removeprefix("Bearer ")
+            key = self.server.vonage_public_key  # type: ignore[attr-defined]
+            claims = jwt.decode(token, RSAKey.import_key(key), algorithms=["RS256"]).claims
+            self._answer(204 if claims["application_id"] == VONAGE_APP else 401)
+        else:
+            self._answer(404)
+
+    def do_GET(self) -> None:
+        self.server.requests.append(("GET", self.path))  # type: ignore[attr-defined]
+        wanted = "/v2/recordings?" + urlencode({"filter[call_leg_id]": "leg-1", "page[size]": 250})
+        if self.path == wanted and self.headers["Authorization"] == f"Bearer {TELNYX_API_KEY}":
+            self._answer(200, {"data": [{"id": TELNYX_RECORDING, "call_leg_id": "leg-1"}]})
+        else:
+            self._answer(404)
+
+    def _answer(self, status: int, body: dict[str, Any] | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None and status < 300 else b""
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def providers() -> Iterator[Any]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProviders)
+    server.requests = []  # type: ignore[attr-defined]
+    server.failures = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
 def telnyx_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
+@functools.cache
+def vonage_application_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def webhook_config(telnyx_key: Ed25519PrivateKey, providers: Any, **changes: Any) -> WebhookConfig:
+    vonage_key = vonage_application_key()
+    providers.vonage_public_key = vonage_key.public_key()
+    api = f"http://127.0.0.1:{providers.server_address[1]}"
+    public = telnyx_key.public_key().public_bytes_raw()
+    settings: dict[str, Any] = {
+        "public_base_url": BASE,
+        "allowed_hosts": ("api.twilio.com", "api.telnyx.com", "api.nexmo.com"),
+        "twilio_account_sid": "AC1",
+        "twilio_auth_token": TWILIO_TOKEN,
+        "telnyx_public_key": base64.b64encode(public).decode(),
+        "telnyx_api_key": TELNYX_API_KEY,
+        "vonage_signature_secret": VONAGE_SECRET,
+        "vonage_application_id": VONAGE_APP,
+        "vonage_private_key": vonage_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        "twilio_api": api,
+        "telnyx_api": api,
+        "vonage_api": api,
+    }
+    return WebhookConfig(**(settings | changes))
+
+
 @pytest.fixture
-def world(tmp_path: Path, telnyx_key: Ed25519PrivateKey) -> Any:
+def world(tmp_path: Path, telnyx_key: Ed25519PrivateKey, providers: Any) -> Any:
     rig = Rig(tmp_path / "state", connector="webhooks")
     downloads = FakeDownloads()
-    public = telnyx_key.public_key().public_bytes_raw()
-    config = WebhookConfig(
-        public_base_url=BASE,
-        allowed_hosts=("api.twilio.com", "api.telnyx.com", "api.nexmo.com"),
-        twilio_account_sid="AC1",
-        twilio_auth_token=TWILIO_TOKEN,
-        telnyx_public_key=base64.b64encode(public).decode(),
-        vonage_signature_secret=VONAGE_SECRET,
-    )
+    config = webhook_config(telnyx_key, providers)
     app = FastAPI()
     app.include_router(
         webhook_router(config, rig.publisher, state_dir=tmp_path / "hooks", download=downloads)
@@ -290,7 +381,7 @@ def vonage_post(
         "api_key": "abc123",
         "application_id": "app-1",
     }
-    token = jwt.encode(claims, secret, algorithm="HS256")
+    token = jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(secret))
     return client.post(
         "/webhooks/vonage/event",
         content=body,
@@ -479,3 +570,157 @@ def test_a_slow_download_does_not_hold_up_other_requests(tmp_path: Path) -> None
     assert happened == ["console answered", "download finished"]
     (data,) = rig.kafka.data()
     assert data["call_id"] == "twilio:RE1"
+
+
+# --- copies at the provider -----------------------------------------------------------------------
+
+
+def twilio_call_and_recording(client: TestClient, **headers: str) -> None:
+    for path, form in (
+        ("/webhooks/twilio/recording", RECORDING_STATUS),
+        ("/webhooks/twilio/call", CALL_STATUS),
+    ):
+        request = twilio_request(path, form)
+        request["headers"] |= headers
+        assert client.post(path, **request).status_code == 204
+
+
+def twilio_rig(tmp_path: Path) -> tuple[Rig, FakeDownloads]:
+    """A webhook connector's publisher, and Twilio's media host with the recording RE1."""
+    downloads = FakeDownloads()
+    downloads.files[TWILIO_MEDIA + ".wav"] = WAV
+    return Rig(tmp_path / "state", connector="webhooks"), downloads
+
+
+def test_each_providers_copy_is_deleted_through_its_api_once_kafka_has_the_call(
+    world: Any, providers: Any, telnyx_key: Ed25519PrivateKey
+) -> None:
+    client, rig, downloads = world
+    downloads.files |= {TWILIO_MEDIA + ".wav": WAV, TELNYX_WAV: WAV, VONAGE_MEDIA: WAV}
+    twilio_call_and_recording(client)
+    telnyx_post(client, telnyx_key, TELNYX_CALL)
+    telnyx_post(client, telnyx_key, TELNYX_SAVED)
+    vonage_post(client, VONAGE_ANSWERED)
+    vonage_post(client, VONAGE_RECORDED)
+
+    assert len(rig.kafka.records) == 3
+    assert sorted(providers.requests) == sorted(
+        [
+            ("DELETE", "/2010-04-01/Accounts/AC1/Recordings/RE1.json"),
+            ("GET", "/v2/recordings?filter%5Bcall_leg_id%5D=leg-1&page%5Bsize%5D=250"),
+            ("DELETE", f"/v2/recordings/{TELNYX_RECORDING}"),
+            ("DELETE", "/v3/media/rec-1"),
+        ]
+    )
+    for provider in ("twilio", "telnyx", "vonage"):
+        deleted = "callvault_connector_provider_copies_deleted_total"
+        assert rig.sample(deleted, provider=provider) == 1
+    assert rig.sample("callvault_connector_provider_copies_waiting") == 0
+
+
+def test_nothing_is_deleted_at_the_provider_before_kafka_has_the_call(
+    world: Any, providers: Any
+) -> None:
+    client, rig, downloads = world
+    downloads.files[TWILIO_MEDIA + ".wav"] = WAV
+    rig.kafka.away = True
+    twilio_call_and_recording(client)
+    assert providers.requests == []
+    rig.kafka.away = False
+    twilio_call_and_recording(client)  # Twilio retries; the backlog drains after the answer
+    assert providers.requests == [("DELETE", "/2010-04-01/Accounts/AC1/Recordings/RE1.json")]
+
+
+def test_a_failed_deletion_is_retried_and_counted(
+    tmp_path: Path, telnyx_key: Ed25519PrivateKey, providers: Any
+) -> None:
+    rig, downloads = twilio_rig(tmp_path)
+    now = [time.time() + 5]  # a moment after the call is sent (the publisher keeps real time)
+    hooks = build_webhooks(
+        webhook_config(telnyx_key, providers),
+        rig.publisher,
+        state_dir=tmp_path / "hooks",
+        download=downloads,
+        clock=lambda: now[0],
+    )
+    app = FastAPI()
+    app.include_router(hooks.router)
+    providers.failures = 2
+    twilio_call_and_recording(TestClient(app))
+    failures = "callvault_connector_provider_copy_failures_total"
+    assert rig.sample(failures, provider="twilio") == 1
+    assert rig.sample("callvault_connector_provider_copies_waiting") == 1
+    hooks.settle()
+    assert len(providers.requests) == 1  # not due yet: retried after a delay, not in a loop
+    now[0] += 31
+    hooks.settle()  # the second failure
+    now[0] += 61
+    hooks.settle()
+    assert len(providers.requests) == 3
+    assert rig.sample(failures, provider="twilio") == 2
+    assert rig.sample("callvault_connector_provider_copies_deleted_total", provider="twilio") == 1
+    assert rig.sample("callvault_connector_provider_copies_waiting") == 0
+
+
+def test_a_replayed_webhook_pair_never_brings_an_erased_call_back(
+    world: Any, tmp_path: Path
+) -> None:
+    """A captured call + recording webhook pair replayed after the sent ledger has forgotten the
+    call (90 days): the provider recording's digest, kept for ever, recognises it."""
+    client, rig, downloads = world
+    downloads.files[TWILIO_MEDIA + ".wav"] = WAV
+    twilio_call_and_recording(client)
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite3") as db:
+        db.execute("DELETE FROM sent")  # what 90 days do
+        (kept,) = db.execute("SELECT digest FROM provider_recordings").fetchone()
+    assert "RE1" not in kept  # a keyed digest, not the recording's id
+    twilio_call_and_recording(client)
+    assert len(rig.kafka.records) == 1
+    assert len(downloads.requests) == 1
+
+
+def test_twilio_idempotency_tokens_are_honoured(world: Any) -> None:
+    client, rig, downloads = world
+    downloads.files[TWILIO_MEDIA + ".wav"] = WAV
+    token = {"I-Twilio-Idempotency-Token": "retry-of-one-webhook"}
+    rig.landing.away = True  # the first delivery cannot be handed over: 503, Twilio retries
+    path = "/webhooks/twilio/recording"
+    request = twilio_request(path, RECORDING_STATUS)
+    request["headers"] |= token
+    assert client.post(path, **request).status_code == 204
+    call = twilio_request("/webhooks/twilio/call", CALL_STATUS)
+    call["headers"] |= {"I-Twilio-Idempotency-Token": "the-call"}
+    assert client.post("/webhooks/twilio/call", **call).status_code == 204
+    rig.landing.away = False
+    before = rig.sample("callvault_connector_duplicates_total")
+    assert client.post("/webhooks/twilio/call", **call).status_code == 204  # Twilio's retry
+    assert rig.sample("callvault_connector_duplicates_total") == before + 1
+    rig.publisher.drain()
+    assert len(rig.kafka.records) == 1
+
+
+def test_provider_copies_can_be_left_at_the_provider(
+    tmp_path: Path, telnyx_key: Ed25519PrivateKey, providers: Any
+) -> None:
+    rig, downloads = twilio_rig(tmp_path)
+    config = webhook_config(telnyx_key, providers, delete_provider_copies=False)
+    app = FastAPI()
+    app.include_router(
+        webhook_router(config, rig.publisher, state_dir=tmp_path / "h", download=downloads)
+    )
+    twilio_call_and_recording(TestClient(app))
+    assert len(rig.kafka.records) == 1
+    assert providers.requests == []
+
+
+def test_deleting_at_the_provider_needs_its_api_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.domain.errors import ConfigError
+    from workers.entrypoints.connect import webhook_config as configured
+
+    monkeypatch.setenv("CALLVAULT_TELNYX_PUBLIC_KEY", base64.b64encode(b"k" * 32).decode())
+    with pytest.raises(ConfigError, match="CALLVAULT_TELNYX_API_KEY"):
+        configured()
+    monkeypatch.setenv("CALLVAULT_WEBHOOK_DELETE_PROVIDER_COPIES", "false")
+    assert configured().delete_provider_copies is False

@@ -104,7 +104,7 @@ class Metrics:
             "callvault_recordings_stored", "Recordings stored in the vault", registry=r
         )
         self.bytes_stored = Counter(
-            "callvault_recording_bytes_stored", "Original audio bytes stored", registry=r
+            "callvault_recordings_stored_bytes", "Original audio bytes stored", registry=r
         )
         self.ingest_duration = Histogram(
             "callvault_ingest_duration_seconds",
@@ -177,7 +177,7 @@ class Metrics:
             "callvault_outbox_published", "Events published from the outbox", registry=r
         )
         self.consumer_lag = Gauge(
-            "kafka_consumergroup_lag",
+            "callvault_consumer_lag_messages",
             "Messages not yet committed by the consumer group (end offset - committed offset)",
             ["consumergroup", "topic", "partition"],
             registry=r,

@@ -62,7 +62,6 @@ class Readiness:
         self._clock = clock
         self._outcomes = {name: _Outcome() for name in self._checks}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._last_beat: float | None = None
 
     def start(self) -> Readiness:
@@ -71,9 +70,6 @@ class Readiness:
                 target=self._watch, args=(name,), name=f"readiness-{name}", daemon=True
             ).start()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def check_once(self, name: str) -> None:
         """Run one check now and record its outcome."""
@@ -85,9 +81,10 @@ class Readiness:
             self._record(name, True, "ok")
 
     def _watch(self, name: str) -> None:
-        while not self._stop.is_set():
+        """For as long as the process lives (a daemon thread)."""
+        while True:
             self.check_once(name)
-            self._stop.wait(self._interval)
+            time.sleep(self._interval)
 
     def _record(self, name: str, ok: bool, detail: str) -> None:
         with self._lock:

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from ..adapters.metrics import Metrics
 from ..settings import Settings
+from .letters import LetterWriter
 from .ports.console import AccessHistory
 from .ports.keys import Keys
+from .ports.metrics import Metrics
 from .ports.objects import ObjectStore
 from .ports.unit_of_work import UnitOfWork
 from .retry import RetryPolicy
@@ -63,6 +64,7 @@ class Context:
     clock: Callable[[], datetime] = field(default=utc_now)
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     history: AccessHistory | None = None  # disclosures and consultations, for the subject
+    letters: LetterWriter = field(kw_only=True)  # what the data subject reads
 
     @property
     def vault(self) -> str:

@@ -45,6 +45,14 @@ from ..domain.messages import (
     SyncLegalHolds,
 )
 from ..domain.retention import rfc3339
+from .console.messages import (
+    AccountChanged,
+    RecordingConsulted,
+    RecordingsDisclosed,
+    RequestRegistered,
+)
+
+ACCESS = "access"  # the audit action of a consultation; the access log indexes these entries
 
 
 @dataclass(frozen=True)
@@ -94,11 +102,12 @@ def _audit(event: Event, now: datetime, into: list[AuditRecord]) -> None:
                 "due_at": rfc3339(r.retention_due_at),
             }
             into.append(AuditRecord("purge", r.recording_id, details, r.purged_at or now))
-        case HoldPlaced(hold=hold, recording_ids=ids, at=at):
+        case HoldPlaced(hold=hold, recording_ids=ids, at=at, by=by):
             details = {"scope": hold.scope_kind.value, "recording_ids": sorted(ids)}
-            into.append(AuditRecord("hold_placed", hold.hold_id, details, at))
-        case HoldReleased(hold_id=hold_id, freed_ids=ids, at=at):
-            into.append(AuditRecord("hold_released", hold_id, {"recording_ids": sorted(ids)}, at))
+            into.append(AuditRecord("hold_placed", hold.hold_id, details | _by(by), at))
+        case HoldReleased(hold_id=hold_id, freed_ids=ids, at=at, by=by):
+            details = {"recording_ids": sorted(ids)} | _by(by)
+            into.append(AuditRecord("hold_released", hold_id, details, at))
         case HoldDriftRepaired(recording_ids=ids, at=at):
             into.append(AuditRecord("hold_drift_repaired", "holds", {"recording_ids": ids}, at))
         case RequestAnswered() as answer:
@@ -114,6 +123,12 @@ def _audit(event: Event, now: datetime, into: list[AuditRecord]) -> None:
             into.append(AuditRecord("policy", tenant, details, at))
         case _:
             _audit_keys(event, into)
+            _audit_console(event, into)
+
+
+def _by(staff: str | None) -> dict[str, str]:
+    """Who acted, when a person of the console did (a Kafka command names nobody)."""
+    return {"by": staff} if staff else {}
 
 
 def _audit_keys(event: Event, into: list[AuditRecord]) -> None:
@@ -131,6 +146,38 @@ def _audit_keys(event: Event, into: list[AuditRecord]) -> None:
         case HashKeyRotated(holds=holds, unmapped=unmapped, at=at):
             details = {"holds": list(holds), "unmapped_hold_digests": unmapped}
             into.append(AuditRecord("hash_key_rotated", "hash", details, at))
+        case _:
+            pass
+
+
+def _audit_console(event: Event, into: list[AuditRecord]) -> None:
+    """Staff's actions: consultations (the access log is a projection of these entries),
+    disclosures and account operations - names of staff, ids and codes, never a customer's
+    data, a password or a token."""
+    details: dict[str, Any]
+    match event:
+        case RecordingConsulted(access=a):
+            details = {
+                "user": a.username,
+                "role": a.role.value,
+                "purpose": a.purpose.value,
+                "case_ref": a.case_ref,
+                "kind": a.kind.value,
+            }
+            into.append(AuditRecord(ACCESS, a.recording_id, details, a.at))
+        case RecordingsDisclosed(disclosure=d):
+            details = {
+                "recipient_kind": d.recipient_kind.value,
+                "by": d.disclosed_by,
+                "recording_ids": list(d.recording_ids),
+                "sha256": d.export_sha256,
+            }
+            into.append(AuditRecord("disclosure", d.disclosure_id, details, d.disclosed_at))
+        case RequestRegistered(request_id=request_id, details=details, at=at):
+            into.append(AuditRecord("request_registered", request_id, details, at))
+        case AccountChanged(action=action, username=username, by=by, at=at, details=more):
+            details = {"action": action, "by": by, **more}
+            into.append(AuditRecord("account", username, details, at))
         case _:
             pass
 

@@ -10,11 +10,11 @@ from datetime import datetime
 
 import structlog
 
-from ..adapters.metrics import Metrics
 from ..domain import events
 from ..domain.errors import InternalError, PermanentError, TransientError
 from .messagebus import Delivery, Envelope, Next
 from .ports.bus import EventBus
+from .ports.metrics import Metrics
 from .retry import RetryPolicy
 
 log = structlog.get_logger("callvault.bus")

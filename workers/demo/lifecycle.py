@@ -28,7 +28,7 @@ from ..domain.retention import rfc3339
 from .traffic import CUSTOMERS, PHRASES, SHOP_LINE, speech, tone_wav
 
 if TYPE_CHECKING:
-    from ..bootstrap import Container
+    from ..bootstrap import App
 
 SHORT_TENANT = "demo-short"
 LONGEST_SHORT_RETENTION = timedelta(minutes=5)
@@ -41,7 +41,7 @@ Match = Callable[[str, Event], bool]
 class Tour:
     """One run of the tour over a built callvault."""
 
-    built: Container
+    built: App
     say: Callable[[str], None]
     timeout: float = 120.0
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
@@ -133,14 +133,14 @@ class Tour:
         return hold_id
 
     def hold_in_force(self, hold_id: str) -> bool:
-        with self.built.db.unit_of_work() as uow:
+        with self.built.database.unit_of_work() as uow:
             hold = uow.holds.get(hold_id)
             return hold is not None and hold.active
 
     def send_bad_event(self) -> Event:
         key = f"tour-{self.run_id}-broken"
         topic = self.built.settings.topics()["calls_ended"]
-        self.built.kafka.publish([(topic, key, b'{"specversion": "1.0", "broken": ')])
+        self.built.bus.publish([(topic, key, b'{"specversion": "1.0", "broken": ')])
         return self.wait_one("deadletter", lambda d: d.get("key") == key)
 
     def request(self, dsr_type: str, subject: dict[str, list[str]]) -> Event:
@@ -159,14 +159,15 @@ class Tour:
     def publish(self, logical: str, key: str, event_type: str, data: dict[str, Any]) -> None:
         envelope = events.cloudevent(event_type, SOURCE, key, datetime.now(UTC), data)
         value = events.OutboundEvent("", key, envelope).value()
-        self.built.kafka.publish([(self.built.settings.topics()[logical], key, value)])
+        self.built.bus.publish([(self.built.settings.topics()[logical], key, value)])
 
     # --- what the tour shows --------------------------------------------------------------
     def show_access(self, answer: Event) -> None:
         export = answer.get("export") or {}
         self.note(
             f"answer: {answer['status']}, {len(answer['recordings'])} recording(s) exported, "
-            f"ZIP of {export.get('size_bytes', 0)} bytes (audio, manifest, Art. 15 information)"
+            f"ZIP of {export.get('size_bytes', 0)} bytes (audio, manifest.json, and the "
+            "caller's letter: letter.pdf and letter.html)"
         )
         if export:
             self.note(f"download until {export['expires_at']}:")
@@ -189,6 +190,13 @@ class Tour:
         path = Path(tempfile.gettempdir()) / f"callvault-certificate-{self.run_id}.json"
         path.write_text(json.dumps(certificate, indent=2))
         self.note(f"saved to {path}; check it: callvault verify-certificate {path}")
+        letter = answer.get("letter") or {}
+        if letter:
+            self.note(
+                f"the caller's confirmation (PDF, the certificate attached) until "
+                f"{letter['expires_at']}:"
+            )
+            self.note(f"  curl -o erasure.pdf '{letter['url']}'")
 
     def show_purges(self, due_calls: list[str], held: str, hold_id: str) -> None:
         self.note(f"waiting for {len(due_calls)} recordings to fall due (the hold keeps {held})")
@@ -198,7 +206,7 @@ class Tour:
                 f"purged   {data['call_id']}  reason {data['reason']}, due {data['due_at']}, "
                 f"{data['lag_seconds']:.1f} s after due, {data['versions_deleted']} version(s)"
             )
-        with self.built.db.unit_of_work() as uow:
+        with self.built.database.unit_of_work() as uow:
             recording = uow.recordings.get(recording_id_for(self.built.keys.hasher, held))
         state = (
             "still stored" if recording is not None and recording.purged_at is None else "gone (?)"
@@ -218,10 +226,8 @@ class Tour:
         return short.as_timedelta()
 
     def _open_watch(self) -> TopicWatch:
-        topics = self.built.settings.topics()
-        names = ("recordings_stored", "recordings_purged", "dsr_results", "deadletter")
-        return TopicWatch(
-            self.built.settings.kafka, {topics[n]: n for n in names}, self.built.kafka_security
+        return self.built.topic_watch(
+            ("recordings_stored", "recordings_purged", "dsr_results", "deadletter")
         )
 
     def step(self, text: str) -> None:
@@ -268,7 +274,7 @@ class Tour:
 
 
 def tour(
-    built: Container, say: Callable[[str], None], due_in: float = 45.0, timeout: float = 120.0
+    built: App, say: Callable[[str], None], due_in: float = 45.0, timeout: float = 120.0
 ) -> None:
     """Tell the whole lifecycle; the short-retention recordings fall due ``due_in`` seconds
     after the calls are sent."""

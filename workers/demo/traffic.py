@@ -117,7 +117,7 @@ def run(settings: Settings, count: int, rate: float, seed: int | None = None) ->
     from ..bootstrap import bootstrap
 
     built = bootstrap(settings)
-    objects, bus = built.objects, built.kafka
+    objects, bus = built.objects, built.bus
     topic = settings.topic_calls_ended
     sent = 0
     try:

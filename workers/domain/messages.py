@@ -54,11 +54,13 @@ class AnnounceDue(Command):
 @dataclass(frozen=True)
 class PlaceHold(Command):
     hold: Hold
+    by: str | None = None  # the console's user who placed it (a Kafka command names none)
 
 
 @dataclass(frozen=True)
 class ReleaseHold(Command):
     hold_id: str
+    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class HoldPlaced(Event):
     hold: Hold
     recording_ids: tuple[str, ...]
     at: datetime
+    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ class HoldReleased(Event):
     hold_id: str
     freed_ids: tuple[str, ...]
     at: datetime
+    by: str | None = None
 
 
 @dataclass(frozen=True)

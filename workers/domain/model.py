@@ -428,18 +428,18 @@ class Hold(Aggregate):
             return recording.call_digest in self.targets
         return bool(self.subject_digests & recording_digests)
 
-    def place(self, now: datetime, covered: tuple[str, ...]) -> None:
+    def place(self, now: datetime, covered: tuple[str, ...], by: str | None = None) -> None:
         self._set(placed_at=now, released_at=None)
-        self._record(HoldPlaced(replace(self), covered, now))
+        self._record(HoldPlaced(replace(self), covered, now, by))
 
     def release(self, now: datetime) -> None:
         self._set(released_at=now, identifiers=frozenset())  # identifiers kept no longer
 
-    def freed(self, recordings: list[Recording], now: datetime) -> None:
+    def freed(self, recordings: list[Recording], now: datetime, by: str | None = None) -> None:
         """Record what the release freed: erasures waiting for these recordings resume, and
         those announced due while held are purged now (they are not announced twice)."""
         ids = tuple(r.recording_id for r in recordings)
-        self._record(HoldReleased(self.hold_id, ids, now))
+        self._record(HoldReleased(self.hold_id, ids, now, by))
         if ids:
             self._record(RecordingsFreed(ids))
         due = tuple(

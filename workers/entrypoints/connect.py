@@ -74,34 +74,21 @@ def _publisher(
 ) -> Iterator[Any]:
     """The publisher of one connector, its backlog and metrics; closed on the way out.
     ``overrides`` replace settings of the environment (the mounted webhooks' principal)."""
-    from ..adapters.connectors.backlog import Backlog
-    from ..adapters.connectors.metrics import ConnectorMetrics
-    from ..adapters.connectors.publisher import Publisher
     from ..adapters.connectors.settings import load_connector_settings
     from ..adapters.logs import configure
-    from ..adapters.s3 import S3Store
+    from ..bootstrap import connector
 
     try:
         settings = load_connector_settings(**overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     configure(settings.log_format, settings.log_level)
-    metrics = ConnectorMetrics(system)
-    metrics.serve(metrics_port, settings.metrics_addr)
-    backlog = Backlog(state_dir or settings.connector_state_dir / system)
-    objects = S3Store(
-        settings.s3_endpoint,
-        settings.s3_access_key.get_secret_value(),
-        settings.s3_secret_key.get_secret_value(),
-        settings.s3_region,
-        ca_bundle=str(settings.s3_ca_bundle) if settings.s3_ca_bundle else None,
-    )
-    publisher = Publisher(settings, backlog, metrics, objects=objects)
+    publisher = connector(settings, system, state_dir)
+    publisher.metrics.serve(metrics_port, settings.metrics_addr)
     try:
         yield publisher
     finally:
         publisher.close()
-        backlog.close()
 
 
 def _until_signalled() -> threading.Event:
@@ -348,14 +335,47 @@ def rtpengine_spool(
 def drain(
     system: str, follow: bool, interval: float, state_dir: Path | None, metrics_port: int
 ) -> None:
-    """Send what a connector's backlog still holds (after Kafka or S3 was away)."""
+    """Send what a connector's backlog still holds (after Kafka or S3 was away); for the
+    webhooks, also delete the provider copies that are due."""
     with _publisher(system, state_dir, metrics_port) as publisher:
+        copies = _provider_copies(publisher) if system == "webhooks" else None
         stop = _until_signalled()
         while True:
             sent = publisher.drain()
             click.echo(f"sent {sent} call(s), {publisher.backlog_size()} waiting")
+            if copies is not None:
+                click.echo(f"deleted {copies.run()} provider copies")
             if not follow or stop.wait(interval):
                 return
+
+
+def _provider_copies(publisher: Any) -> Any:
+    from ..adapters.connectors.provider_copies import HttpProviderApi, ProviderCopies
+
+    config = _user_error(webhook_config)
+    if config is None or not config.delete_provider_copies:
+        return None
+    api = HttpProviderApi(config.accounts())
+    return ProviderCopies(publisher.backlog, api, publisher.metrics)
+
+
+SETTLE_SECONDS = 60.0  # provider copies whose deletion failed are retried without a webhook
+
+
+@contextmanager
+def _settling(settle: Callable[[], None]) -> Iterator[None]:
+    """Run ``settle`` every :data:`SETTLE_SECONDS` in a daemon thread while the block runs."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(SETTLE_SECONDS):
+            settle()
+
+    threading.Thread(target=loop, name="webhooks-settle", daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 @connect.command("webhooks")
@@ -369,18 +389,20 @@ def webhooks(host: str, port: int, state_dir: Path | None, metrics_port: int) ->
     import uvicorn
     from fastapi import FastAPI
 
-    from ..adapters.connectors.webhooks import webhook_router
+    from ..adapters.connectors.webhooks import build_webhooks
 
-    config = webhook_config()
+    config = _user_error(webhook_config)
     if config is None:
         raise click.ClickException(
             "no provider configured: set CALLVAULT_TWILIO_AUTH_TOKEN, CALLVAULT_TELNYX_PUBLIC_KEY "
             "or CALLVAULT_VONAGE_SIGNATURE_SECRET"
         )
     with _publisher("webhooks", state_dir, metrics_port) as publisher:
+        hooks = build_webhooks(config, publisher, state_dir=publisher.state_dir)
         app = FastAPI(title="callvault telephony webhooks")
-        app.include_router(webhook_router(config, publisher, state_dir=publisher.state_dir))
-        uvicorn.run(app, host=host, port=port, log_config=None)
+        app.include_router(hooks.router)
+        with _settling(hooks.settle):
+            uvicorn.run(app, host=host, port=port, log_config=None)
 
 
 def webhook_config() -> Any:
@@ -392,7 +414,7 @@ def webhook_config() -> Any:
     if not (hooks.twilio_auth_token or hooks.telnyx_public_key or hooks.vonage_signature_secret):
         return None
     key_file = hooks.vonage_private_key_file
-    return WebhookConfig(
+    config = WebhookConfig(
         public_base_url=hooks.webhook_public_base_url,
         allowed_hosts=hooks.allowed_hosts(),
         twilio_account_sid=hooks.twilio_account_sid,
@@ -401,7 +423,20 @@ def webhook_config() -> Any:
         vonage_signature_secret=_secret(hooks.vonage_signature_secret),
         vonage_application_id=hooks.vonage_application_id,
         vonage_private_key=key_file.read_text() if key_file else None,
+        telnyx_api_key=_secret(hooks.telnyx_api_key),
+        delete_provider_copies=hooks.webhook_delete_provider_copies,
+        twilio_api=hooks.twilio_api_url,
+        telnyx_api=hooks.telnyx_api_url,
+        vonage_api=hooks.vonage_api_url,
     )
+    missing = config.accounts().missing_for_deletion(config.providers())
+    if config.delete_provider_copies and missing:
+        raise ConfigError(
+            "invalid settings - deleting recordings at the provider needs "
+            + ", ".join(missing)
+            + " (or CALLVAULT_WEBHOOK_DELETE_PROVIDER_COPIES=false, and delete them yourself)"
+        )
+    return config
 
 
 def mounted_credentials(console: Any) -> dict[str, Any]:
@@ -420,15 +455,25 @@ def mounted_credentials(console: Any) -> dict[str, Any]:
 def mounted_webhooks(credentials: dict[str, Any]) -> Iterator[list[Any]]:
     """The webhook routes ``callvault serve`` mounts beside the console, publishing with
     ``credentials`` (:func:`mounted_credentials`): none unless a provider's secret is set."""
-    from ..adapters.connectors.webhooks import webhook_router
+    from ..adapters.connectors.webhooks import build_webhooks
 
     config = webhook_config()
     if config is None:
         yield []
         return
     with _publisher("webhooks", None, 0, **credentials) as publisher:
-        yield [webhook_router(config, publisher, state_dir=publisher.state_dir)]
+        hooks = build_webhooks(config, publisher, state_dir=publisher.state_dir)
+        with _settling(hooks.settle):
+            yield [hooks.router]
 
 
 def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
+
+
+def _user_error(read: Callable[[], Any]) -> Any:
+    """``read()``, with a settings error said in one line instead of a traceback."""
+    try:
+        return read()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None

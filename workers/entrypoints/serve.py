@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 import structlog
 
-from ..settings import Settings, load_settings
+from ..settings import load_settings
 
 log = structlog.get_logger("callvault.serve")
-
-
-def console_from_container(container: Any) -> Any:
-    """The console over the worker's own wiring (PostgreSQL, S3, Kafka)."""
-    from ..adapters.console_outbound import BusHoldCommands, BusRequests, ExportPackager
-    from ..adapters.http.composition import assemble
-    from ..adapters.postgres.console import PostgresConsole
-
-    settings: Settings = container.settings
-    return assemble(
-        PostgresConsole(container.db),
-        container.objects,
-        BusHoldCommands(
-            lambda: container.kafka, settings.topic_holds_commands, settings.source_uri
-        ),
-        ExportPackager(container.ctx),
-        BusRequests(lambda: container.kafka, settings.topic_dsr_requests, settings.source_uri),
-        settings,
-        container.ctx.clock,
-        ring=container.keys,
-    )
 
 
 @click.command()
@@ -43,7 +20,6 @@ def serve(host: str | None, port: int | None) -> None:
     from ..adapters.http.app import build_app
     from ..adapters.http.composition import session_secret
     from ..adapters.logs import configure
-    from ..adapters.postgres.migrate import migrate_schema
     from ..app.handlers.keys import verify_keys
     from ..bootstrap import bootstrap
     from .cli.common import user_errors
@@ -52,13 +28,13 @@ def serve(host: str | None, port: int | None) -> None:
     with user_errors():
         settings = load_settings()
         configure(settings.log_format, settings.log_level)
-        if settings.migrate_on_start:
-            migrate_schema(settings)
         container = bootstrap(settings)
+        if settings.migrate_on_start:
+            container.migrate_schema()
         verify_keys(container.ctx, register=False)  # a wrong key stops the console here
-        console = console_from_container(container)
+        console = container.console
         secret = session_secret(settings, container.keys)
-        # holds placed in the console go to Kafka, but reading and listening do not need it
+        # holds are applied through the database; only registered requests go to Kafka
         # the webhooks, if mounted, publish calls as the telephony principal, not the console's
         webhooks_as = mounted_credentials(settings)
         readiness = container.readiness(kafka=False).start()

@@ -23,17 +23,15 @@ import faust
 import structlog
 
 from ..adapters import probes
-from ..adapters.kafka.lag import ConsumerLag
 from ..adapters.kafka.security import KafkaSecurity
 from ..adapters.logs import configure
 from ..adapters.metrics import Metrics
-from ..adapters.postgres.migrate import migrate
 from ..app.background import refresh_gauges
 from ..app.handlers.keys import verify_keys
 from ..app.handlers.reconcile import reconcile
 from ..app.handlers.retention import refuse_other_policy
 from ..app.messagebus import Delivery
-from ..bootstrap import Container, bootstrap, object_store
+from ..bootstrap import App, bootstrap
 from ..domain import messages as m
 from ..domain.errors import ConfigError, TransientError
 from ..settings import Settings
@@ -61,17 +59,17 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         raise ConfigError(
             f"unknown role(s) in --only: {', '.join(sorted(unknown))}; known: {', '.join(ROLES)}"
         )
+    container = bootstrap(settings)
+    metrics = container.metrics
     if settings.migrate_on_start:
         # Idempotent and locked: a worker started before (or instead of) `callvault migrate`
         # still finds its tables, buckets and topics (a changed policy is not applied here).
-        report = migrate(settings, object_store(settings), apply_policy=False)
+        report = container.migrate(apply_policy=False)
         log.info("migrated", migrations=report.migrations_applied, topics=report.topics_created)
     # Handlers spend most of their time waiting on sockets, and each wait ends by taking the
     # GIL back; the event loop's own work would otherwise keep it for up to 5 ms each time.
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     _return_large_buffers()
-    metrics = Metrics()
-    container = bootstrap(settings, metrics=metrics)
     refuse_other_policy(container.ctx)
     _check_keys(container)  # a wrong key stops the worker here
     readiness = container.readiness(conditions={"partitions": partial(_assigned, metrics)})
@@ -95,7 +93,7 @@ def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
         container.close()
 
 
-def _check_keys(container: Container) -> None:
+def _check_keys(container: App) -> None:
     """The keys match the database; a token (or database) that does not answer is retried for
     the retry budget, then the worker exits 75 for its supervisor to start it again."""
     try:
@@ -118,7 +116,7 @@ def _return_large_buffers() -> None:
 
 
 def build_app(
-    container: Container,
+    container: App,
     roles: tuple[str, ...] = ROLES,
     on_fatal: Callable[[BaseException], None] | None = None,
 ) -> faust.App:
@@ -312,11 +310,11 @@ def _readiness(app: faust.App, metrics: Metrics, consumes: bool) -> None:
         app.task(ready)
 
 
-def _background(app: faust.App, container: Container, roles: tuple[str, ...], run: Runner) -> None:
+def _background(app: faust.App, container: App, roles: tuple[str, ...], run: Runner) -> None:
     settings = container.settings
     every = settings.scheduler_interval.as_timedelta().total_seconds()
     gauges = settings.metrics_interval.as_timedelta().total_seconds()
-    bus = container.bus
+    bus = container.messagebus
     if "outbox" in roles:
         _loop(app, "outbox", 0.1, container.relay.publish_pending, run)
     if "retention" in roles:
@@ -335,27 +333,21 @@ def _background(app: faust.App, container: Container, roles: tuple[str, ...], ru
             app,
             "gauges",
             gauges,
-            lambda: refresh_gauges(container.ctx, container.db, container.db),
+            lambda: refresh_gauges(container.ctx, container.database, container.database),
             run,
         )
         interval = settings.reconcile_interval.as_timedelta().total_seconds()
         _loop(app, "reconcile", interval, lambda: reconcile(container.ctx), run)
     lag_topics = [settings.topics()[_INPUTS[r][0]] for r in roles if r in _INPUTS]
     if lag_topics:  # consumer lag of this worker's inputs (Faust has no lag metric)
-        lag = ConsumerLag(
-            settings.kafka,
-            settings.app_id,
-            lag_topics,
-            container.metrics,
-            security=container.kafka_security,
-        )
+        lag = container.consumer_lag(lag_topics)
         _loop(app, "lag", gauges, lag.refresh, run)
 
 
-def _announce_all(container: Container) -> int:
+def _announce_all(container: App) -> int:
     """Announce due recordings batch after batch until none is left."""
     total = 0
-    while (outcome := container.bus.handle(m.AnnounceDue())) != "announced:0":
+    while (outcome := container.messagebus.handle(m.AnnounceDue())) != "announced:0":
         total += int(outcome.split(":")[1])
     return total
 

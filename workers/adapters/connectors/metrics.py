@@ -20,6 +20,7 @@ REJECT_REASONS = (
 )
 FAILURE_STAGES = ("upload", "publish")
 PARTIES = ("caller", "callee")
+PROVIDERS = ("twilio", "telnyx", "vonage")
 
 
 @dataclass
@@ -71,6 +72,33 @@ class ConnectorMetrics:
             registry=r,
         )
         self.failures = {stage: failures.labels(self.connector, stage) for stage in FAILURE_STAGES}
+        deleted = Counter(
+            "callvault_connector_provider_copies_deleted_total",
+            "Recordings deleted at the cloud provider after Kafka acknowledged the call",
+            [*labels, "provider"],
+            registry=r,
+        )
+        self.provider_deleted = {p: deleted.labels(self.connector, p) for p in PROVIDERS}
+        failed = Counter(
+            "callvault_connector_provider_copy_failures_total",
+            "Attempts to delete a recording at the cloud provider that failed; retried",
+            [*labels, "provider"],
+            registry=r,
+        )
+        self.provider_failures = {p: failed.labels(self.connector, p) for p in PROVIDERS}
+        self.provider_waiting = Gauge(
+            "callvault_connector_provider_copies_waiting",
+            "Recordings still kept at the cloud provider that callvault is to delete",
+            labels,
+            registry=r,
+        ).labels(self.connector)
+        self.provider_oldest = Gauge(
+            "callvault_connector_provider_copies_oldest_seconds",
+            "How long the oldest recording still to delete has been kept at the provider since "
+            "Kafka acknowledged its call (0 when none)",
+            labels,
+            registry=r,
+        ).labels(self.connector)
         self.backlog = Gauge(
             "callvault_connector_backlog_calls",
             "Recordings queued locally and not yet acknowledged by Kafka",

@@ -33,10 +33,8 @@ from ...domain.errors import NotAudio, SchemaViolation, TransientError
 from ...domain.identifiers import is_party
 from ...domain.retention import rfc3339
 from ..confined import Beneath, NotRegularFile, OutsideDirectory
-from ..kafka.bus import KafkaBus
 from ..kafka.codec import Codec
-from ..kafka.security import kafka_security
-from .backlog import Backlog, Pending
+from .backlog import Backlog, Pending, ProviderCopy
 from .metrics import ConnectorMetrics
 from .settings import ConnectorSettings
 
@@ -70,6 +68,7 @@ class FinishedCall:
     # the companions' None: the audio's directory)
     directory: Path | None = None
     companions_directory: Path | None = None
+    provider_copy: ProviderCopy | None = None  # a cloud provider's copy: remembered, deleted
     vendor: Mapping[str, str] = field(default_factory=dict)  # x_* fields for the shop's tools
 
 
@@ -91,23 +90,18 @@ class Publisher:
         metrics: ConnectorMetrics,
         *,
         objects: LandingStore,
-        bus: Callable[[], EventBus] | None = None,
+        bus: Callable[[], EventBus],
+        codec: Codec,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._backlog = backlog
         self._metrics = metrics
         self._objects = objects
-        self._new_bus = bus or (
-            lambda: KafkaBus(
-                settings.kafka_bootstrap,
-                f"callvault-connector-{metrics.connector}",
-                kafka_security(settings),
-            )
-        )
+        self._new_bus = bus
         self._bus: EventBus | None = None
         self._clock = clock
-        self._codec = Codec()
+        self._codec = codec
         self._update_gauges()
 
     @property
@@ -125,6 +119,14 @@ class Publisher:
 
     def was_sent(self, call_id: str) -> bool:
         return self._backlog.was_sent(call_id)
+
+    def seen_provider_copy(self, copy: ProviderCopy) -> bool:
+        """Whether this provider recording was sent before, however long ago."""
+        return self._backlog.seen_provider_copy(copy)
+
+    @property
+    def backlog(self) -> Backlog:
+        return self._backlog
 
     def backlog_size(self) -> int:
         return self._backlog.size()
@@ -301,7 +303,9 @@ class Publisher:
                 close()
 
     def close(self) -> None:
+        """Close the Kafka producer and the backlog."""
         self._close_bus()
+        self._backlog.close()
 
     def _update_gauges(self) -> None:
         self._metrics.backlog.set(self._backlog.size())
@@ -329,6 +333,7 @@ def _pending(call: FinishedCall, event: dict[str, Any], key: str, now: float = 0
         call.companions,
         call.directory,
         call.companions_directory,
+        call.provider_copy,
     )
 
 

@@ -80,6 +80,13 @@ class WebhookSettings(SecretFileSettings):
     vonage_signature_secret: SecretStr | None = None
     vonage_application_id: str | None = None
     vonage_private_key_file: Path | None = None
+    telnyx_api_key: SecretStr | None = None
+    # delete each recording at the provider once Kafka has its call (retention and erasure
+    # cannot reach a copy the provider keeps)
+    webhook_delete_provider_copies: bool = True
+    twilio_api_url: str = "https://api.twilio.com"
+    telnyx_api_url: str = "https://api.telnyx.com"
+    vonage_api_url: str = "https://api.nexmo.com"
     webhook_kafka_sasl_username: str | None = None
     webhook_kafka_sasl_password: SecretStr | None = None
     webhook_s3_access_key: SecretStr | None = None

@@ -30,22 +30,32 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
-import jwt
 import structlog
 import urllib3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
 from starlette.concurrency import run_in_threadpool
 
 from ...domain.errors import NotAudio, SchemaViolation
+from .backlog import ProviderCopy
+from .provider_copies import (
+    REFERENCE,
+    HttpProviderApi,
+    ProviderAccounts,
+    ProviderApi,
+    ProviderCopies,
+)
 from .publisher import BacklogFull, FinishedCall, Publisher
 
 Provider = Literal["twilio", "telnyx", "vonage"]
@@ -74,6 +84,24 @@ class WebhookConfig:
     vonage_signature_secret: str | None = None
     vonage_application_id: str | None = None
     vonage_private_key: str | None = None  # PEM, to download recordings
+    telnyx_api_key: str | None = None  # to delete recordings at Telnyx
+    delete_provider_copies: bool = True  # delete the provider's copy once Kafka has the call
+    twilio_api: str = "https://api.twilio.com"
+    telnyx_api: str = "https://api.telnyx.com"
+    vonage_api: str = "https://api.nexmo.com"
+
+    def accounts(self) -> ProviderAccounts:
+        """The API credentials and hosts among these settings (the fields of the same name)."""
+        return ProviderAccounts(**{f.name: getattr(self, f.name) for f in fields(ProviderAccounts)})
+
+    def providers(self) -> list[Provider]:
+        """The providers with routes (their webhook secret is set)."""
+        secrets: tuple[tuple[Provider, str | None], ...] = (
+            ("twilio", self.twilio_auth_token),
+            ("telnyx", self.telnyx_public_key),
+            ("vonage", self.vonage_signature_secret),
+        )
+        return [provider for provider, secret in secrets if secret]
 
 
 @dataclass(frozen=True)
@@ -122,18 +150,18 @@ def verify_telnyx(
         raise Refused("telnyx-timestamp is outside the tolerance: a replay")
 
 
+VONAGE_CLAIMS = frozenset({"iat", "jti", "payload_hash"})
+
+
 def verify_vonage(secret: str, authorization: str, body: bytes, now: float, tolerance: int) -> str:
     """The token's ``jti`` once its HS256 signature, age and body hash are checked."""
     token = authorization.removeprefix("Bearer ").strip()
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=["HS256"],
-            options={"require": ["iat", "jti", "payload_hash"], "verify_iat": False},
-        )
-    except jwt.PyJWTError as exc:
+        claims = jwt.decode(token, OctKey.import_key(secret), algorithms=["HS256"]).claims
+    except (JoseError, ValueError) as exc:
         raise Refused("the Vonage token's signature does not match") from exc
+    if not claims.keys() >= VONAGE_CLAIMS:
+        raise Refused(f"the Vonage token lacks {', '.join(sorted(VONAGE_CLAIMS - claims.keys()))}")
     if abs(now - float(claims["iat"])) > tolerance:
         raise Refused("the Vonage token is too old: a replay")
     if not hmac.compare_digest(str(claims["payload_hash"]), hashlib.sha256(body).hexdigest()):
@@ -163,6 +191,15 @@ class CallJoin:
             self._db.execute("DELETE FROM tokens WHERE seen < ?", (now - JOIN_KEPT_SECONDS,))
             cursor = self._db.execute("INSERT OR IGNORE INTO tokens VALUES (?, ?)", (jti, now))
             return cursor.rowcount == 1
+
+    def handled(self, token: str) -> bool:
+        """Whether a delivery with this idempotency token was handled (within a day)."""
+        with self._lock:
+            found = self._db.execute("SELECT 1 FROM tokens WHERE jti = ?", (_token_key(token),))
+            return found.fetchone() is not None
+
+    def mark_handled(self, token: str, now: float) -> None:
+        self.first_use(_token_key(token), now)
 
     def add(
         self, provider: Provider, call_key: str, now: float, **part: CallParties | RecordingReady
@@ -204,6 +241,10 @@ class CallJoin:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _token_key(token: str) -> str:
+    return "idempotency:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _plain(value: CallParties | RecordingReady) -> dict[str, Any]:
@@ -274,6 +315,7 @@ class WebhookHandler:
         download: Downloader,
         incoming: Path,
         clock: Callable[[], float],
+        copies: ProviderCopies | None = None,
     ) -> None:
         self.config = config
         self.publisher = publisher
@@ -281,7 +323,15 @@ class WebhookHandler:
         self._download = download
         self._incoming = incoming
         self.clock = clock
+        self._copies = copies
         incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def settle(self) -> None:
+        """Send what is queued, then delete the provider copies of what Kafka has (after each
+        response, and now and then while no webhook comes)."""
+        self.publisher.drain()
+        if self._copies is not None:
+            self._copies.run()
 
     def parties(self, provider: Provider, call_key: str, parties: CallParties) -> None:
         both = self.join.add(provider, call_key, self.clock(), parties=parties)
@@ -301,8 +351,9 @@ class WebhookHandler:
 
     def _hand_over(self, provider: Provider, parties: CallParties, ready: RecordingReady) -> None:
         call_id = f"{provider}:{ready.recording_id}"
-        if self.publisher.knows(call_id):  # a redelivered webhook: nothing to do twice
-            self.publisher.metrics.duplicates.inc()
+        copy = self._provider_copy(provider, ready)
+        if self.publisher.knows(call_id) or self.publisher.seen_provider_copy(copy):
+            self.publisher.metrics.duplicates.inc()  # redelivered, or replayed years later
             return
         target = self._incoming / str(uuid.uuid4())
         size = 0
@@ -322,37 +373,52 @@ class WebhookHandler:
                     audio=target,
                     started_at=ready.started_at,
                     ended_at=ready.ended_at,
+                    provider_copy=copy,
                 )
             )
         except BaseException:
             target.unlink(missing_ok=True)
             raise
 
+    def _provider_copy(self, provider: Provider, ready: RecordingReady) -> ProviderCopy:
+        """What the provider's API calls this recording: Twilio's RecordingSid, Telnyx's call
+        leg, the file id at the end of Vonage's recording URL."""
+        reference = ready.recording_id
+        if provider == "vonage":
+            reference = urlsplit(ready.url).path.rstrip("/").rsplit("/", 1)[-1]
+        if not REFERENCE.match(reference):
+            raise SchemaViolation("the provider's recording id has unexpected characters")
+        return ProviderCopy(provider, reference, delete=self.config.delete_provider_copies)
+
     def _credentials(self, provider: Provider) -> dict[str, str]:
-        c = self.config
-        if provider == "twilio" and c.twilio_account_sid and c.twilio_auth_token:
-            basic = base64.b64encode(f"{c.twilio_account_sid}:{c.twilio_auth_token}".encode())
-            return {"Authorization": "Basic " + basic.decode()}
-        if provider == "vonage" and c.vonage_application_id and c.vonage_private_key:
-            now = int(self.clock())
-            claims = {"application_id": c.vonage_application_id, "iat": now, "exp": now + 300}
-            token = jwt.encode(claims | {"jti": str(uuid.uuid4())}, c.vonage_private_key, "RS256")
-            return {"Authorization": f"Bearer {token}"}
-        return {}
+        return self.config.accounts().download_headers(provider, self.clock())
 
 
-def webhook_router(
+@dataclass(frozen=True)
+class Webhooks:
+    router: APIRouter
+    settle: Callable[[], None]  # drain the backlog, delete due provider copies
+
+
+def build_webhooks(
     config: WebhookConfig,
     publisher: Publisher,
     *,
     state_dir: Path,
     download: Downloader | None = None,
+    provider_api: ProviderApi | None = None,
     clock: Callable[[], float] = time.time,
     prefix: str = "/webhooks",
-) -> APIRouter:
+) -> Webhooks:
     """Routes for every provider whose secret ``config`` holds, under ``prefix``:
     ``/twilio/call`` and ``/twilio/recording`` (form posts), ``/telnyx`` and ``/vonage/event``
-    (JSON). Finished recordings go to ``publisher``; its backlog drains after each response."""
+    (JSON). Finished recordings go to ``publisher``; after each response its backlog drains and
+    the provider copies of what Kafka has are deleted (unless ``delete_provider_copies`` is
+    off)."""
+    copies = None
+    if config.delete_provider_copies:
+        api = provider_api or HttpProviderApi(config.accounts(), clock)
+        copies = ProviderCopies(publisher.backlog, api, publisher.metrics, clock)
     handler = WebhookHandler(
         config,
         publisher,
@@ -360,6 +426,7 @@ def webhook_router(
         download or AllowListedDownloader(config.allowed_hosts),
         state_dir / "incoming",
         clock,
+        copies,
     )
     router = APIRouter(prefix=prefix, tags=["telephony webhooks"])
     if config.twilio_auth_token:
@@ -368,7 +435,14 @@ def webhook_router(
         _telnyx_route(router, handler, config.telnyx_public_key)
     if config.vonage_signature_secret:
         _vonage_route(router, handler, config.vonage_signature_secret)
-    return router
+    return Webhooks(router, handler.settle)
+
+
+def webhook_router(
+    config: WebhookConfig, publisher: Publisher, *, state_dir: Path, **options: Any
+) -> APIRouter:
+    """The routes of :func:`build_webhooks` alone."""
+    return build_webhooks(config, publisher, state_dir=state_dir, **options).router
 
 
 @dataclass(frozen=True)
@@ -392,7 +466,7 @@ async def _deliver(
     delivery = Delivery(body, request.headers, _public_url(request, handler.config.public_base_url))
     with _answer(handler):
         await run_in_threadpool(work, delivery)
-    background.add_task(handler.publisher.drain)
+    background.add_task(handler.settle)
     return Response(status_code=204)
 
 
@@ -446,17 +520,34 @@ def _twilio_form(delivery: Delivery, token: str) -> dict[str, str]:
     return {name: values[-1] for name, values in params.items()}
 
 
-def _twilio_routes(router: APIRouter, handler: WebhookHandler, token: str) -> None:
-    def call(delivery: Delivery) -> None:
+def _twilio_once(
+    handler: WebhookHandler, token: str, work: Callable[[dict[str, str]], None]
+) -> Callable[[Delivery], None]:
+    """A verified Twilio webhook, handled once per ``I-Twilio-Idempotency-Token`` (Twilio sends
+    the same token with every retry of one webhook): a retry of a handled one changes nothing."""
+
+    def handle(delivery: Delivery) -> None:
         form = _twilio_form(delivery, token)
+        once = delivery.headers.get("I-Twilio-Idempotency-Token", "")
+        if once and handler.join.handled(once):
+            handler.publisher.metrics.duplicates.inc()
+            return
+        work(form)
+        if once:
+            handler.join.mark_handled(once, handler.clock())
+
+    return handle
+
+
+def _twilio_routes(router: APIRouter, handler: WebhookHandler, token: str) -> None:
+    def call(form: dict[str, str]) -> None:
         outbound = form.get("Direction", "inbound").startswith("outbound")
         parties = CallParties(
             form.get("From", ""), form.get("To", ""), "outbound" if outbound else "inbound"
         )
         handler.parties("twilio", form["CallSid"], parties)
 
-    def recording(delivery: Delivery) -> None:
-        form = _twilio_form(delivery, token)
+    def recording(form: dict[str, str]) -> None:
         if form.get("RecordingStatus") == "completed":
             started = _rfc2822(form.get("RecordingStartTime"))
             ready = RecordingReady(
@@ -466,11 +557,12 @@ def _twilio_routes(router: APIRouter, handler: WebhookHandler, token: str) -> No
 
     @router.post("/twilio/call", status_code=204)
     async def twilio_call(request: Request, background: BackgroundTasks) -> Response:
-        return await _deliver(handler, request, background, call)
+        return await _deliver(handler, request, background, _twilio_once(handler, token, call))
 
     @router.post("/twilio/recording", status_code=204)
     async def twilio_recording(request: Request, background: BackgroundTasks) -> Response:
-        return await _deliver(handler, request, background, recording)
+        once = _twilio_once(handler, token, recording)
+        return await _deliver(handler, request, background, once)
 
 
 def _telnyx_route(router: APIRouter, handler: WebhookHandler, public_key: str) -> None:

@@ -11,7 +11,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...app.console.disclosures import DisclosureRequest
-from ...app.console.model import PURPOSES_OF, AccessKind, Principal, Role
+from ...app.console.errors import Invalid, NotAllowed, NotFound
+from ...app.console.model import PURPOSES_OF, AccessKind, ApiToken, Principal, Role
 from ...app.console.oversight import HoldOrder
 from ...app.console.recordings import Audio, SearchQuery
 from ...app.console.service import Console
@@ -21,6 +22,7 @@ from .security import (
     Caller,
     Sessions,
     allow,
+    api_caller,
     caller_of,
     check_same_origin,
     client_address,
@@ -107,8 +109,12 @@ class SearchBody(BaseModel):
     limit: int = Field(default=200, ge=1, le=500)
     include_customer: bool = Field(
         default=False,
-        description="Add the customer's name and e-mail (roles complaints and dpo only).",
+        description="Add the customer's name and e-mail (roles complaints and dpo only), for "
+        "`purpose` (and its `case_ref`); each shown on record; never of a restricted recording "
+        "but for legal_claim.",
     )
+    purpose: str | None = Field(default=None, description="why the customer is looked at")
+    case_ref: str | None = Field(default=None, max_length=64)
 
     @field_validator("to", mode="before")
     @classmethod
@@ -156,16 +162,21 @@ def search(
 ) -> dict[str, Any]:
     """Recordings of a person (phone numbers in any notation, e-mails, customer and order
     ids) and/or of calls, within dates and for an agent; newest first."""
+    if body.include_customer and body.purpose is None:
+        raise Invalid("include_customer needs the purpose it serves")
     found = console.recordings.search(principal, body.query())
-    items = []
-    for recording in found:
-        item = recording_item(recording)
-        if body.include_customer:
-            customer = console.recordings.customer_of(principal, recording)
-            if customer is not None:
-                item["customer"] = customer
-        items.append(item)
+    customers = (
+        console.recordings.customers(principal, found, body.purpose, body.case_ref)
+        if body.include_customer
+        else {}
+    )
+    items = [with_customer(recording_item(r), customers) for r in found]
     return {"items": items}
+
+
+def with_customer(item: dict[str, Any], customers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    customer = customers.get(item["recording_id"])
+    return item | {"customer": customer} if customer is not None else item
 
 
 @router.get(
@@ -175,7 +186,12 @@ def recording_detail(
     recording_id: str,
     console: ConsoleDep,
     principal: Annotated[Principal, Depends(allow(*SEARCHERS))],
+    purpose: Annotated[
+        str | None, Query(description="given: the customer's name and e-mail too, on record")
+    ] = None,
+    case_ref: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
+    """A recording's facts; with a ``purpose`` (complaints and dpo), its customer as well."""
     recording = console.recordings.recording(principal, recording_id)
     item = recording_item(recording)
     item.update(
@@ -183,10 +199,8 @@ def recording_detail(
         size_bytes=recording.size_bytes,
         sha256=recording.sha256,
     )
-    customer = console.recordings.customer_of(principal, recording)
-    if customer is not None:
-        item["customer"] = customer
-    return item
+    customers = console.recordings.customers(principal, [recording], purpose, case_ref)
+    return with_customer(item, customers)
 
 
 def audio_response(audio: Audio, *, download: bool) -> StreamingResponse:
@@ -319,24 +333,23 @@ class HoldBody(BaseModel):
         )
 
 
-@router.post("/holds", status_code=202, tags=["dpo"], openapi_extra=roles_extra(*DPO))
+@router.post("/holds", status_code=201, tags=["dpo"], openapi_extra=roles_extra(*DPO))
 def place_hold(
     body: HoldBody, console: ConsoleDep, principal: Annotated[Principal, Depends(allow(*DPO))]
 ) -> dict[str, Any]:
-    """Publish ``callvault.hold.placed.v1``; the holds worker applies it."""
+    """Place a legal hold at once (the holds worker's own command, handled in the console's
+    transaction and audited with the DPO's name); 409 when the id was used before."""
     hold_id = console.oversight.place_hold(principal, body.order())
-    return {"hold_id": hold_id, "status": "published"}
+    return {"hold_id": hold_id, "status": "placed"}
 
 
-@router.post(
-    "/holds/{hold_id}/release", status_code=202, tags=["dpo"], openapi_extra=roles_extra(*DPO)
-)
+@router.post("/holds/{hold_id}/release", tags=["dpo"], openapi_extra=roles_extra(*DPO))
 def release_hold(
     hold_id: str, console: ConsoleDep, principal: Annotated[Principal, Depends(allow(*DPO))]
 ) -> dict[str, Any]:
-    """Publish ``callvault.hold.released.v1``."""
+    """Release a hold at once; what no other hold keeps becomes purgeable again."""
     console.oversight.release_hold(principal, hold_id)
-    return {"hold_id": hold_id, "status": "published"}
+    return {"hold_id": hold_id, "status": "released"}
 
 
 @router.get("/requests", tags=["dpo"], openapi_extra=roles_extra(*DPO))
@@ -371,15 +384,25 @@ class NewUser(BaseModel):
     username: str = Field(max_length=64)
     role: Literal["qa", "complaints", "dpo", "admin"]
     password: str | None = Field(default=None, max_length=1024)
+    tenants: list[str] = Field(
+        min_length=1, max_length=100, description="whose recordings they see; ['*'] for all"
+    )
+
+
+class Tenants(BaseModel):
+    tenants: list[str] = Field(min_length=1, max_length=100)
 
 
 def _user_item(console: Console, username: str) -> dict[str, Any]:
-    user = next(u for u in console.accounts.users() if u.username == username)
+    user = console.accounts.user(username)
+    if user is None:
+        raise NotFound("no user %(user)s", user=username)
     return {
         "username": user.username,
         "role": user.role.value,
         "disabled": user.disabled,
         "sign_in": "password" if user.password_hash else "oidc",
+        "tenants": sorted(user.tenants),
         "created_at": rfc3339(user.created_at) if user.created_at else None,
     }
 
@@ -395,8 +418,22 @@ def users(
 def add_user(
     body: NewUser, console: ConsoleDep, principal: Annotated[Principal, Depends(allow(*ADMIN))]
 ) -> dict[str, Any]:
-    console.accounts.add_user(body.username, Role(body.role), body.password)
+    """A user scoped to tenants (at least one; ``*`` for every tenant); audited."""
+    console.accounts.add_user(
+        body.username, Role(body.role), body.password, body.tenants, by=principal.username
+    )
     return _user_item(console, body.username)
+
+
+@router.put("/users/{username}/tenants", tags=["admin"], openapi_extra=roles_extra(*ADMIN))
+def set_tenants(
+    username: str,
+    body: Tenants,
+    console: ConsoleDep,
+    principal: Annotated[Principal, Depends(allow(*ADMIN))],
+) -> dict[str, Any]:
+    console.accounts.set_tenants(username, body.tenants, by=principal.username)
+    return _user_item(console, username)
 
 
 @router.post("/users/{username}/disable", tags=["admin"], openapi_extra=roles_extra(*ADMIN))
@@ -404,7 +441,7 @@ def disable_user(
     username: str, console: ConsoleDep, principal: Annotated[Principal, Depends(allow(*ADMIN))]
 ) -> dict[str, Any]:
     """Disable the account and revoke its API tokens; its sessions end at the next request."""
-    console.accounts.set_disabled(username, True)
+    console.accounts.set_disabled(username, True, by=principal.username)
     return _user_item(console, username)
 
 
@@ -412,26 +449,50 @@ def disable_user(
 def enable_user(
     username: str, console: ConsoleDep, principal: Annotated[Principal, Depends(allow(*ADMIN))]
 ) -> dict[str, Any]:
-    console.accounts.set_disabled(username, False)
+    console.accounts.set_disabled(username, False, by=principal.username)
     return _user_item(console, username)
 
 
-@router.post(
-    "/users/{username}/tokens", status_code=201, tags=["admin"], openapi_extra=roles_extra(*ADMIN)
-)
+# --- one's own API tokens ---------------------------------------------------------------------
+EVERYONE = (*SEARCHERS, *ADMIN)
+
+
+@router.post("/tokens", status_code=201, tags=["tokens"], openapi_extra=roles_extra(*EVERYONE))
 def create_token(
-    username: str, console: ConsoleDep, principal: Annotated[Principal, Depends(allow(*ADMIN))]
+    console: ConsoleDep, caller: Annotated[Caller, Depends(api_caller)]
 ) -> dict[str, Any]:
-    """An API token for the user; shown once, only its hash is kept."""
-    token_id, token = console.accounts.create_token(username)
+    """An API token for the person signed in - only for oneself, and only from a browser
+    session (a token cannot mint tokens); shown once, only its hash is kept; audited."""
+    if caller.session is None:
+        raise NotAllowed("an API token is made from a signed-in session, not with a token")
+    me = caller.principal.username
+    token_id, token = console.accounts.create_token(me, by=me)
     return {"token_id": token_id, "token": token}
 
 
+@router.get("/tokens", tags=["tokens"], openapi_extra=roles_extra(*EVERYONE))
+def tokens(console: ConsoleDep, caller: Annotated[Caller, Depends(api_caller)]) -> dict[str, Any]:
+    """One's own tokens (ids and dates; never a secret)."""
+    mine = console.accounts.tokens_of(caller.principal.username)
+    return {"items": [token_item(t) for t in mine]}
+
+
 @router.delete(
-    "/tokens/{token_id}", status_code=204, tags=["admin"], openapi_extra=roles_extra(*ADMIN)
+    "/tokens/{token_id}", status_code=204, tags=["tokens"], openapi_extra=roles_extra(*EVERYONE)
 )
 def revoke_token(
-    token_id: str, console: ConsoleDep, principal: Annotated[Principal, Depends(allow(*ADMIN))]
+    token_id: str, console: ConsoleDep, caller: Annotated[Caller, Depends(api_caller)]
 ) -> Response:
-    console.accounts.revoke_token(token_id)
+    """Revoke one's own token; an administrator may revoke anyone's."""
+    me = caller.principal
+    owner = None if me.role is Role.ADMIN else me.username
+    console.accounts.revoke_token(token_id, by=me.username, owner=owner)
     return Response(status_code=204)
+
+
+def token_item(token: ApiToken) -> dict[str, Any]:
+    return {
+        "token_id": token.token_id,
+        "created_at": rfc3339(token.created_at),
+        "revoked_at": rfc3339(token.revoked_at) if token.revoked_at else None,
+    }

@@ -1,11 +1,9 @@
-"""Builds the console from the core's pieces: PostgreSQL and S3 in production, the in-memory
-fakes in unit tests; the same use cases either way."""
+"""Assembles the console's use cases from the ports ``workers.bootstrap`` gives (PostgreSQL and
+S3 in production, the in-memory fakes in unit tests); the same use cases either way."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from datetime import datetime
 
 from argon2 import PasswordHasher
 
@@ -15,14 +13,10 @@ from ...app.console.disclosures import Disclosures
 from ...app.console.history import SubjectHistory
 from ...app.console.oversight import Oversight
 from ...app.console.recordings import Keys, Recordings
-from ...app.console.service import Console
-from ...app.ports.console import (
-    ConsoleStore,
-    HoldCommands,
-    Packager,
-    RangedObjects,
-    RequestPublisher,
-)
+from ...app.console.service import Console, ConsoleReads, console_bus
+from ...app.context import Context
+from ...app.messagebus import MessageBus
+from ...app.ports.console import LoginThrottle, RequestPublisher
 from ...app.ports.keys import Keys as KeysPort
 from ...i18n import LANGUAGES
 from ...settings import Settings
@@ -31,52 +25,69 @@ from ..rendition import PyavRenditions
 
 
 def assemble(
-    ports: ConsoleStore,
-    objects: RangedObjects,
-    hold_commands: HoldCommands,
-    packager: Packager,
+    ctx: Context,
+    reads: ConsoleReads,
     requests: RequestPublisher,
-    settings: Settings,
-    clock: Callable[[], datetime],
     *,
     ring: KeysPort,
     hasher: PasswordHasher | None = None,
 ) -> Console:
+    """The console's use cases over the core's context (its unit of work, object store,
+    keys and clock), its read models, its own message bus, and the publisher of the
+    requests the DPO registers."""
+    settings: Settings = ctx.settings
     keys = Keys(ring.unwrap, ring.hasher, settings.default_region)
-    accounts = Accounts(
-        ports,
-        ports,
-        ports,
-        key=keys.hash,
-        clock=clock,
+    bus = console_bus(ctx)
+    recordings = Recordings(
+        bus,
+        ctx,
+        reads.search,
+        ctx.objects,
+        keys=keys,
+        seek_window=settings.access_seek_window.as_timedelta(),
+        renditions=PyavRenditions(),
+    )
+    return Console(
+        accounts=staff_accounts(ctx, reads.tallies, ring=ring, hasher=hasher, bus=bus),
+        recordings=recordings,
+        disclosures=Disclosures(bus, ctx, reads.registers),
+        oversight=Oversight(
+            bus,
+            ctx,
+            reads.facts,
+            reads.registers,
+            hash_key=keys.hash,
+            localities=settings.localities,
+        ),
+        history=SubjectHistory(reads.registers),
+        desk=RequestDesk(
+            bus, requests, clock=ctx.clock, localities=settings.localities, languages=LANGUAGES
+        ),
+    )
+
+
+def staff_accounts(
+    ctx: Context,
+    tallies: LoginThrottle,
+    *,
+    ring: KeysPort,
+    hasher: PasswordHasher | None = None,
+    bus: MessageBus | None = None,
+) -> Accounts:
+    """The console's accounts (the command line's ``user`` and ``token`` use them alone)."""
+    settings: Settings = ctx.settings
+    return Accounts(
+        bus or console_bus(ctx),
+        ctx,
+        tallies,
+        key=ring.hasher,
         policy=ThrottlePolicy.of(
             settings.login_max_failures,
             settings.login_window.as_timedelta(),
             settings.login_lock_addresses,
         ),
+        federated_tenants=frozenset(settings.oidc_tenants),
         **({"hasher": hasher} if hasher is not None else {}),
-    )
-    recordings = Recordings(
-        ports,
-        ports,
-        objects,
-        vault_bucket=settings.vault_bucket,
-        keys=keys,
-        clock=clock,
-        seek_window=settings.access_seek_window.as_timedelta(),
-        renditions=PyavRenditions(),
-    )
-    return Console(
-        accounts=accounts,
-        recordings=recordings,
-        disclosures=Disclosures(ports, ports, packager, clock=clock),
-        oversight=Oversight(
-            ports, ports, ports, hold_commands, clock=clock, localities=settings.localities
-        ),
-        history=SubjectHistory(ports, ports),
-        desk=RequestDesk(
-            ports, requests, clock=clock, localities=settings.localities, languages=LANGUAGES
-        ),
     )
 
 

@@ -22,7 +22,6 @@ from ...app.console.model import (
     CASE_REF_REQUIRED,
     PURPOSES_OF,
     SEARCHERS,
-    SEES_CUSTOMER,
     Principal,
     RecipientKind,
     Role,
@@ -256,7 +255,9 @@ def not_found_page(request: Request) -> HTMLResponse:
 @router.get("/")
 def home(caller: PageCaller) -> Response:
     role = caller.principal.role
-    target = {Role.DPO: "/dpo", Role.ADMIN: "/admin/users"}.get(role, "/search")
+    # the overview counts every tenant: a DPO of some tenants starts at the requests
+    desk = "/dpo" if caller.principal.every_tenant else "/dpo/requests"
+    target = {Role.DPO: desk, Role.ADMIN: "/admin/users"}.get(role, "/search")
     return RedirectResponse(target, status_code=303)
 
 
@@ -281,20 +282,9 @@ def search(request: Request, caller: FormCaller, form: Form, console: ConsoleDep
         agent_id=(form.get("agent_id") or "").strip() or None,
     )
     found = console.recordings.search(caller.principal, query)
-    items = []
-    for recording in found:
-        item = recording_item(recording)
-        item["customer"] = console.recordings.customer_of(caller.principal, recording)
-        items.append(item)
+    items = [recording_item(r) for r in found]  # the customer only once a purpose is chosen
     shown = {k: v for k, v in form.items() if k != CSRF_FIELD}
-    return render(
-        request,
-        "search.html",
-        caller,
-        items=items,
-        form=shown,
-        sees_customer=caller.principal.role in SEES_CUSTOMER,
-    )
+    return render(request, "search.html", caller, items=items, form=shown)
 
 
 def _day(request: Request, text: str | None, *, end: bool) -> datetime | None:
@@ -319,7 +309,6 @@ def recording_page(
         "recording.html",
         caller,
         item=recording_item(recording),
-        customer=console.recordings.customer_of(caller.principal, recording),
         purposes=sorted(p.value for p in PURPOSES_OF[caller.principal.role]),
         case_ref_for=sorted(p.value for p in CASE_REF_REQUIRED),
     )
@@ -330,13 +319,15 @@ def listen(
     recording_id: str, request: Request, caller: FormCaller, form: Form, console: ConsoleDep
 ) -> HTMLResponse:
     """The player appears only once a purpose (and, where needed, a case) was given and the
-    recording may be heard for it; the audio request itself goes on record."""
+    recording may be heard for it; the audio request itself goes on record, and so does the
+    customer's name and e-mail shown beside it (for the roles that need them)."""
     purpose = form.get("purpose", "")
     case_ref = (form.get("case_ref") or "").strip() or None
     recordings = console.recordings
-    chosen = recordings.check_purpose(caller.principal, purpose, case_ref, require_case=True)
+    chosen = recordings.check_purpose(caller.principal, purpose, case_ref)
     recording = recordings.recording(caller.principal, recording_id)
     recordings.may_play(caller.principal, recording, chosen)
+    customers = recordings.customers(caller.principal, [recording], chosen.value, case_ref)
     query = {"purpose": chosen.value} | ({"case_ref": case_ref} if case_ref else {})
     query["rendition"] = "browser"
     return render(
@@ -344,6 +335,7 @@ def listen(
         "player.html",
         caller,
         item=recording_item(recording),
+        customer=customers.get(recording.recording_id),
         purpose=chosen.value,
         case_ref=case_ref,
         src=f"/api/v1/recordings/{recording_id}/audio?{urlencode(query)}",
@@ -422,12 +414,7 @@ def place_hold(
         "holds.html",
         caller,
         holds=[hold_item(v) for v in views],
-        notice=say(
-            request,
-            caller,
-            N_("Hold %(hold)s placed: the command is published and applied within seconds."),
-            hold=hold_id,
-        ),
+        notice=say(request, caller, N_("Hold %(hold)s placed."), hold=hold_id),
     )
 
 
@@ -442,9 +429,7 @@ def release_hold(
         "holds.html",
         caller,
         holds=[hold_item(v) for v in views if v.hold.hold_id != hold_id],
-        notice=say(
-            request, caller, N_("Hold %(hold)s released: the command is published."), hold=hold_id
-        ),
+        notice=say(request, caller, N_("Hold %(hold)s released."), hold=hold_id),
     )
 
 
@@ -613,7 +598,13 @@ def users_page(request: Request, caller: PageCaller, console: ConsoleDep) -> HTM
 def add_user(request: Request, caller: FormCaller, form: Form, console: ConsoleDep) -> HTMLResponse:
     _admin(caller)
     username = form.get("username", "").strip()
-    console.accounts.add_user(username, Role(form.get("role", "qa")), form.get("password") or None)
+    console.accounts.add_user(
+        username,
+        Role(form.get("role", "qa")),
+        form.get("password") or None,
+        _lines(form.get("tenants")),
+        by=caller.principal.username,
+    )
     message = say(request, caller, N_("User %(user)s added."), user=username)
     return _users_page(request, caller, console, message=message)
 
@@ -623,12 +614,15 @@ def change_user(
     username: str, action: str, request: Request, caller: FormCaller, console: ConsoleDep
 ) -> HTMLResponse:
     _admin(caller)
+    me = caller.principal.username
     if action == "token":
-        _token_id, token = console.accounts.create_token(username)
+        if username != me:
+            raise NotAllowed("an API token is made only by the person it is for")
+        _token_id, token = console.accounts.create_token(me, by=me)
         return _users_page(request, caller, console, created_token=token)
     if action not in ("disable", "enable"):
         raise Invalid("unknown action")
-    console.accounts.set_disabled(username, action == "disable")
+    console.accounts.set_disabled(username, action == "disable", by=me)
     done = N_("User %(user)s disabled.") if action == "disable" else N_("User %(user)s enabled.")
     return _users_page(request, caller, console, message=say(request, caller, done, user=username))
 
@@ -638,6 +632,6 @@ def revoke_token(
     token_id: str, request: Request, caller: FormCaller, console: ConsoleDep
 ) -> HTMLResponse:
     _admin(caller)
-    console.accounts.revoke_token(token_id)
+    console.accounts.revoke_token(token_id, by=caller.principal.username)
     message = say(request, caller, N_("Token %(token)s revoked."), token=token_id)
     return _users_page(request, caller, console, message=message)

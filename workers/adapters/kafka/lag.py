@@ -1,8 +1,9 @@
 """Consumer lag as a metric. Faust exposes none, so a worker measures it itself, every
 ``CALLVAULT_METRICS_INTERVAL``: for each partition of the input topics of the roles it runs,
 the end offset minus the consumer group's committed offset, published as
-``kafka_consumergroup_lag{consumergroup, topic, partition}`` - the name and labels of the common
-Kafka lag exporters, so their dashboards and alerts work unchanged."""
+``callvault_consumer_lag_messages{consumergroup, topic, partition}`` - a name of its own, so
+that it never collides with a Kafka lag exporter's ``kafka_consumergroup_lag`` scraped by the
+same Prometheus."""
 
 from __future__ import annotations
 

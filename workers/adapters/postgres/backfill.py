@@ -9,11 +9,10 @@ from typing import Any
 
 from ...domain.keyed import Mac
 from ...domain.model import CALL_ID, call_digest
+from .database import PostgresDatabase
 
 
-def backfill(container: Any) -> int:
-    db = container.db
-    hash_key = container.keys.hasher
+def backfill(db: PostgresDatabase, hash_key: Mac) -> int:
     sealer = db.sealer
     with db.connection() as conn:
         rows = conn.execute(

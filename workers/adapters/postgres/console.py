@@ -1,5 +1,6 @@
-"""PostgreSQL implementation of the console's ports, in the core store's transactions (an
-access and its audit entry, a disclosure and its audit entry, commit together)."""
+"""The console's read models and sign-in tallies over PostgreSQL: search, the access log and
+the disclosure register, the compliance facts of the DPO's pages, and the throttle's tallies.
+What the console writes goes through the unit of work (``console_repositories``)."""
 
 from __future__ import annotations
 
@@ -10,169 +11,40 @@ from typing import Any
 
 import psycopg
 
-from ...app.console.history import SubjectHistory
 from ...app.console.model import (
     Access,
     AccessKind,
-    ApiToken,
     Disclosure,
     Purpose,
     RecipientKind,
     Role,
     SearchCriteria,
-    User,
 )
+from ...app.console.service import ConsoleReads
 from ...app.console.throttle import R, Tally
-from ...app.ports.console import DayCounts, DsrRecord, HoldView
+from ...app.ports.console import DayCounts, DsrRecord, HoldView, hold_view
 from ...domain.audit import verify_chain
 from ...domain.calendar import LocalCalendar
 from ...domain.model import Recording
 from . import PostgresDatabase, PostgresUnitOfWork
-from .audit import append_audit, lock_head
 from .repositories import request_record
 
 AUDIT_PAGE = 5000
 
 
-class _Taken(Exception):
-    """A name or an identity is taken: the transaction is rolled back."""
-
-
-class PostgresConsole:
-    """Every console port over the core's database: each method one unit of work."""
-
+class _Reads:
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
     @contextmanager
     def _tx(self) -> Iterator[tuple[PostgresUnitOfWork, psycopg.Connection[dict[str, Any]]]]:
+        """A read in its own short transaction (or a tally's update, committed)."""
         with self._db.unit_of_work() as uow:
             yield uow, uow.conn
             uow.commit()
 
-    # users ---------------------------------------------------------------------------------
-    def add_user(self, user: User) -> bool:
-        with self._tx() as (_, conn):
-            cur = conn.execute(
-                "INSERT INTO console_users (username, role, password_hash, disabled, created_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (
-                    user.username,
-                    user.role.value,
-                    user.password_hash,
-                    user.disabled,
-                    user.created_at,
-                ),
-            )
-            return cur.rowcount == 1
 
-    def user(self, username: str) -> User | None:
-        with self._tx() as (_, conn):
-            row = conn.execute(
-                "SELECT * FROM console_users WHERE username = %s", (username,)
-            ).fetchone()
-        return _user(row) if row else None
-
-    def users(self) -> list[User]:
-        with self._tx() as (_, conn):
-            rows = conn.execute("SELECT * FROM console_users ORDER BY username").fetchall()
-        return [_user(r) for r in rows]
-
-    def set_disabled(self, username: str, disabled: bool) -> bool:
-        with self._tx() as (_, conn):
-            cur = conn.execute(
-                "UPDATE console_users SET disabled = %s WHERE username = %s", (disabled, username)
-            )
-            return cur.rowcount == 1
-
-    def set_role(self, username: str, role: Role) -> bool:
-        with self._tx() as (_, conn):
-            cur = conn.execute(
-                "UPDATE console_users SET role = %s WHERE username = %s", (role.value, username)
-            )
-            return cur.rowcount == 1
-
-    def set_language(self, username: str, language: str | None) -> bool:
-        with self._tx() as (_, conn):
-            cur = conn.execute(
-                "UPDATE console_users SET language = %s WHERE username = %s", (language, username)
-            )
-            return cur.rowcount == 1
-
-    def user_for_identity(self, issuer: str, subject: str) -> User | None:
-        with self._tx() as (_, conn):
-            row = conn.execute(
-                "SELECT u.* FROM console_identities i JOIN console_users u USING (username) "
-                "WHERE i.issuer = %s AND i.subject = %s",
-                (issuer, subject),
-            ).fetchone()
-        return _user(row) if row else None
-
-    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
-        try:
-            with self._tx() as (_, conn):
-                for sql, values in (
-                    (
-                        "INSERT INTO console_users (username, role, password_hash, disabled, "
-                        "created_at) VALUES (%s, %s, NULL, %s, %s) ON CONFLICT DO NOTHING",
-                        (user.username, user.role.value, user.disabled, user.created_at),
-                    ),
-                    (
-                        "INSERT INTO console_identities (issuer, subject, username, bound_at) "
-                        "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (issuer, subject, user.username, at),
-                    ),
-                ):
-                    if conn.execute(sql, values).rowcount != 1:
-                        raise _Taken  # the name or the identity: nothing is written
-        except _Taken:
-            return False
-        return True
-
-    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
-        with self._tx() as (_, conn):
-            bound = conn.execute(
-                "INSERT INTO console_identities (issuer, subject, username, bound_at) "
-                "SELECT %s, %s, username, %s FROM console_users "
-                "WHERE username = %s AND password_hash IS NULL "
-                "ON CONFLICT DO NOTHING",
-                (issuer, subject, at, username),
-            )
-            return bound.rowcount == 1
-
-    # tokens --------------------------------------------------------------------------------
-    def add_token(self, token: ApiToken) -> None:
-        with self._tx() as (_, conn):
-            conn.execute(
-                "INSERT INTO console_tokens (token_id, username, secret_hash, created_at) "
-                "VALUES (%s, %s, %s, %s)",
-                (token.token_id, token.username, token.secret_hash, token.created_at),
-            )
-
-    def token(self, token_id: str) -> ApiToken | None:
-        with self._tx() as (_, conn):
-            row = conn.execute(
-                "SELECT * FROM console_tokens WHERE token_id = %s", (token_id,)
-            ).fetchone()
-        return _token(row) if row else None
-
-    def tokens_of(self, username: str) -> list[ApiToken]:
-        with self._tx() as (_, conn):
-            rows = conn.execute(
-                "SELECT * FROM console_tokens WHERE username = %s ORDER BY created_at", (username,)
-            ).fetchall()
-        return [_token(r) for r in rows]
-
-    def revoke_token(self, token_id: str, at: datetime) -> bool:
-        with self._tx() as (_, conn):
-            cur = conn.execute(
-                "UPDATE console_tokens SET revoked_at = %s "
-                "WHERE token_id = %s AND revoked_at IS NULL",
-                (at, token_id),
-            )
-            return cur.rowcount == 1
-
-    # sign-in throttle ----------------------------------------------------------------------
+class PostgresLoginTallies(_Reads):
     def update(self, key: bytes, change: Callable[[Tally], tuple[R, Tally]]) -> R:
         with self._tx() as (_, conn):
             conn.execute(
@@ -204,7 +76,8 @@ class PostgresConsole:
                 (key, now - timedelta(days=1)),
             )
 
-    # recordings ----------------------------------------------------------------------------
+
+class PostgresRecordingSearch(_Reads):
     def search(self, criteria: SearchCriteria) -> list[Recording]:
         where: list[str] = ["status = 'stored'"]
         params: dict[str, Any] = {}
@@ -220,6 +93,9 @@ class PostgresConsole:
         if criteria.end is not None:
             where.append("started_at <= %(end)s")
             params["end"] = criteria.end
+        if criteria.tenants is not None:
+            where.append("tenant = ANY(%(tenants)s)")
+            params["tenants"] = sorted(criteria.tenants)
         if criteria.agent_id is not None:
             where.append("agent_id = %(agent)s")
             params["agent"] = criteria.agent_id
@@ -234,49 +110,9 @@ class PostgresConsole:
             found = [tx.recordings.get(recording_id) for recording_id in ids]
         return [r for r in found if r is not None]
 
-    def recording(self, recording_id: str) -> Recording | None:
-        with self._tx() as (tx, _):
-            return tx.recordings.get(recording_id)
 
-    # access log ----------------------------------------------------------------------------
-    def record_access(self, access: Access, *, unless_since: datetime | None = None) -> bool:
-        with self._tx() as (_, conn):
-            if unless_since is not None:
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    (f"access:{access.username}:{access.recording_id}",),
-                )
-                seen = conn.execute(
-                    "SELECT 1 FROM access_log WHERE recording_id = %s AND username = %s "
-                    "AND purpose = %s AND case_ref IS NOT DISTINCT FROM %s AND at >= %s LIMIT 1",
-                    (
-                        access.recording_id,
-                        access.username,
-                        access.purpose.value,
-                        access.case_ref,
-                        unless_since,
-                    ),
-                ).fetchone()
-                if seen:
-                    return False
-            entry = append_audit(
-                conn, "access", access.recording_id, _audit_details(access), access.at
-            )
-            conn.execute(
-                "INSERT INTO access_log (audit_seq, at, username, role, purpose, case_ref, "
-                "recording_id, kind) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    entry.seq,
-                    access.at,
-                    access.username,
-                    access.role.value,
-                    access.purpose.value,
-                    access.case_ref,
-                    access.recording_id,
-                    access.kind.value,
-                ),
-            )
-        return True
+class PostgresRegisters(_Reads):
+    """The access log and the disclosure register."""
 
     def accesses(
         self,
@@ -285,9 +121,16 @@ class PostgresConsole:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 500,
+        tenants: frozenset[str] | None = None,
     ) -> list[Access]:
         where: list[str] = ["true"]
         params: dict[str, Any] = {"limit": limit}
+        if tenants is not None:
+            where.append(
+                "recording_id IN (SELECT recording_id FROM recordings "
+                "WHERE tenant = ANY(%(tenants)s))"
+            )
+            params["tenants"] = sorted(tenants)
         if recording_id is not None:
             where.append("recording_id = %(rid)s::uuid")
             params["rid"] = recording_id
@@ -324,67 +167,28 @@ class PostgresConsole:
             ).fetchall()
         return {r["purpose"]: int(r["n"]) for r in rows}
 
-    # requests registered by the DPO -----------------------------------------------------------
-    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
-        with self._tx() as (_, conn):
-            lock_head(conn)  # under the chain's lock: a form sent twice is recorded once
-            seen = conn.execute(
-                "SELECT 1 FROM audit_log WHERE action = 'request_registered' AND entity_id = %s",
-                (request_id,),
-            ).fetchone()
-            if seen:
-                return False
-            append_audit(conn, "request_registered", request_id, details, at)
-            return True
-
-    # disclosures ---------------------------------------------------------------------------
-    def register(self, disclosure: Disclosure) -> None:
-        with self._tx() as (_, conn):
-            conn.execute(
-                "INSERT INTO disclosures (disclosure_id, recipient, recipient_kind, legal_basis, "
-                "reference, disclosed_by, disclosed_at, export_expires_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    disclosure.disclosure_id,
-                    disclosure.recipient,
-                    disclosure.recipient_kind.value,
-                    disclosure.legal_basis,
-                    disclosure.reference,
-                    disclosure.disclosed_by,
-                    disclosure.disclosed_at,
-                    disclosure.export_expires_at,
-                ),
-            )
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO disclosure_recordings (disclosure_id, recording_id) "
-                    "VALUES (%s, %s)",
-                    [(disclosure.disclosure_id, r) for r in disclosure.recording_ids],
-                )
-            append_audit(
-                conn,
-                "disclosure",
-                disclosure.disclosure_id,
-                {
-                    "recipient_kind": disclosure.recipient_kind.value,
-                    "by": disclosure.disclosed_by,
-                    "recording_ids": list(disclosure.recording_ids),
-                },
-                disclosure.disclosed_at,
-            )
-
     def disclosures(
-        self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 500
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+        tenants: frozenset[str] | None = None,
     ) -> list[Disclosure]:
         sql = (
             "SELECT d.*, array_agg(r.recording_id::text ORDER BY r.recording_id) AS ids "
             "FROM disclosures d JOIN disclosure_recordings r USING (disclosure_id) "
             "WHERE (%(since)s::timestamptz IS NULL OR d.disclosed_at >= %(since)s) "
             "AND (%(until)s::timestamptz IS NULL OR d.disclosed_at < %(until)s) "
+            "AND (%(tenants)s::text[] IS NULL OR NOT EXISTS (SELECT 1 FROM disclosure_recordings "
+            "o JOIN recordings x USING (recording_id) WHERE o.disclosure_id = d.disclosure_id "
+            "AND x.tenant <> ALL(%(tenants)s::text[]))) "
             "GROUP BY d.disclosure_id ORDER BY d.disclosed_at DESC LIMIT %(limit)s"
         )
+        window = {"since": since, "until": until, "limit": limit}
+        chosen = {"tenants": sorted(tenants) if tenants is not None else None}
         with self._tx() as (_, conn):
-            rows = conn.execute(sql, {"since": since, "until": until, "limit": limit}).fetchall()
+            rows = conn.execute(sql, window | chosen).fetchall()
         return [_disclosure(r) for r in rows]
 
     def disclosures_of(self, recording_ids: list[str]) -> list[Disclosure]:
@@ -399,7 +203,8 @@ class PostgresConsole:
             ).fetchall()
         return [_disclosure(r) for r in rows]
 
-    # compliance facts ----------------------------------------------------------------------
+
+class PostgresComplianceFacts(_Reads):
     def day_counts(self, since: datetime, until: datetime, calendar: LocalCalendar) -> DayCounts:
         period = {"since": since, "until": until, "zone": calendar.name}
         with self._tx() as (_, conn):
@@ -458,16 +263,7 @@ class PostgresConsole:
 
     def holds(self) -> list[HoldView]:
         with self._tx() as (tx, _):
-            return [
-                HoldView(
-                    h,
-                    [
-                        (r.recording_id, r.call_id or "")
-                        for r in tx.recordings.in_scope(h, lock=False)
-                    ],
-                )
-                for h in tx.holds.active()
-            ]
+            return [hold_view(h, tx.recordings.in_scope(h, lock=False)) for h in tx.holds.active()]
 
     def audit_chain(self) -> tuple[int, int | None]:
         return verify_chain(self._audit_entries())
@@ -481,42 +277,6 @@ class PostgresConsole:
                 return
             yield from page
             after = page[-1].seq
-
-
-def _covered(recordings: list[Recording]) -> list[tuple[str, str]]:
-    return [(r.recording_id, r.call_id or "") for r in recordings]
-
-
-def _audit_details(access: Access) -> dict[str, Any]:
-    """Who consulted which recording, in which role, for what: no customer data."""
-    return {
-        "user": access.username,
-        "role": access.role.value,
-        "purpose": access.purpose.value,
-        "case_ref": access.case_ref,
-        "kind": access.kind.value,
-    }
-
-
-def _user(row: dict[str, Any]) -> User:
-    return User(
-        row["username"],
-        Role(row["role"]),
-        row["password_hash"],
-        row["disabled"],
-        row["created_at"],
-        row["language"],
-    )
-
-
-def _token(row: dict[str, Any]) -> ApiToken:
-    return ApiToken(
-        row["token_id"],
-        row["username"],
-        bytes(row["secret_hash"]),
-        row["created_at"],
-        row["revoked_at"],
-    )
 
 
 def _access(row: dict[str, Any]) -> Access:
@@ -542,10 +302,16 @@ def _disclosure(row: dict[str, Any]) -> Disclosure:
         disclosed_by=row["disclosed_by"],
         disclosed_at=row["disclosed_at"],
         export_expires_at=row["export_expires_at"],
+        export_key=row["export_key"],
+        export_sha256=row["export_sha256"],
+        export_size=row["export_size"],
     )
 
 
-def subject_history(db: PostgresDatabase) -> SubjectHistory:
-    """The access-export and Art. 19 hook of the core handlers, over this database."""
-    console = PostgresConsole(db)
-    return SubjectHistory(console, console)
+def console_reads(db: PostgresDatabase) -> ConsoleReads:
+    return ConsoleReads(
+        PostgresRecordingSearch(db),
+        PostgresRegisters(db),
+        PostgresComplianceFacts(db),
+        PostgresLoginTallies(db),
+    )

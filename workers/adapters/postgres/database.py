@@ -29,6 +29,13 @@ from ...domain.events import OutboundEvent
 from ...domain.messages import Command, Event
 from ..crypto import TextSealer
 from .audit import audit_entries, audit_head, chained, insert_entries, lock_head
+from .console_repositories import (
+    PostgresAccesses,
+    PostgresAccounts,
+    PostgresDisclosures,
+    PostgresRegistrations,
+    insert_accesses,
+)
 from .repositories import (
     PostgresDiscards,
     PostgresExports,
@@ -275,6 +282,10 @@ class PostgresUnitOfWork:
         self.discards = PostgresDiscards(conn)
         self.policies = PostgresPolicies(conn)
         self.key_checks = PostgresKeyChecks(conn)
+        self.accounts = PostgresAccounts(conn)
+        self.accesses = PostgresAccesses(conn)
+        self.disclosures = PostgresDisclosures(conn)
+        self.registrations = PostgresRegistrations(conn)
         return self
 
     def __exit__(
@@ -323,7 +334,9 @@ class PostgresUnitOfWork:
                 head = lock_head(conn) if records else None
             with conn.pipeline():
                 if head is not None:
-                    insert_entries(conn, chained(head.fetchone(), records))
+                    entries = chained(head.fetchone(), records)
+                    insert_entries(conn, entries)
+                    insert_accesses(conn, entries)
                 conn.commit()
         self._events.clear()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from yoyo import get_backend, read_migrations
 from ...domain.retention import IsoDuration
 from ...settings import Settings
 from ..kafka.admin import ensure_topics
-from ..kafka.security import kafka_security
+from ..kafka.security import KafkaSecurity
 from ..s3 import S3Store
 from .database import translated
 from .roles import grant_app_role
@@ -122,13 +123,19 @@ def configure_backstop(settings: Settings, objects: S3Store) -> str:
     return "expire: " + ", ".join(applied)
 
 
-def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) -> MigrationReport:
-    """Schema, buckets and topics up to date. ``apply_policy`` makes the configured retention
-    policy the one in force (explicit ``callvault migrate``); a worker's implicit migrate only
-    records it the first time, so a stale worker never reverts a changed policy."""
+def migrate(
+    settings: Settings,
+    objects: S3Store,
+    security: KafkaSecurity,
+    *,
+    then: Callable[[], tuple[str, list[str]]],
+) -> MigrationReport:
+    """Schema, buckets and topics up to date. ``then`` runs once the schema is: it brings data
+    of earlier versions to today's form, registers the keys and settles the retention policy
+    (``App.migrate``), and returns the policy's state and the keys registered."""
     report = MigrationReport()
     report.migrations_applied, report.app_role = migrate_schema(settings)
-    report.policy, report.keys_registered = _policy_and_keys(settings, apply_policy)
+    report.policy, report.keys_registered = then()
     report.buckets = ensure_buckets(settings, objects)
     report.backstop = configure_backstop(settings, objects)
     report.topics_created = ensure_topics(
@@ -136,7 +143,7 @@ def migrate(settings: Settings, objects: S3Store, *, apply_policy: bool = True) 
         topic_configs(settings),
         settings.topic_partitions,
         settings.topic_replication,
-        kafka_security(settings),
+        security,
     )
     return report
 
@@ -158,26 +165,3 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
         configs[topics[logical]] = {"retention.ms": ms(settings.input_topic_retention)}
     configs[topics["deadletter"]] = {"retention.ms": ms(settings.deadletter_retention)}
     return configs
-
-
-def _policy_and_keys(settings: Settings, apply: bool) -> tuple[str, list[str]]:
-    """The retention policy in force, and the check values of keys not seen before stored
-    (a configured key that differs from a stored one stops the migration)."""
-    from ...app.handlers.keys import verify_keys
-    from ...app.handlers.retention import apply_policy, check_policy
-    from ...bootstrap import bootstrap
-    from .backfill import backfill
-
-    container = bootstrap(settings)
-    try:
-        backfill(container)
-        registered = [f"{c.kind} {c.key_id}" for c in verify_keys(container.ctx, register=True)]
-        check = check_policy(container.ctx)
-        if check.agrees:
-            return "in force", registered
-        if check.in_force and not apply:
-            return "differs (not applied: run `callvault migrate`)", registered
-        moved = apply_policy(container.ctx)
-        return f"applied ({moved} recording(s) rescheduled)", registered
-    finally:
-        container.close()

@@ -582,10 +582,10 @@ class PostgresRequests:
             "DELETE FROM erasure_subjects WHERE forget_at <= %s", (now,)
         ).rowcount
 
-    def scrub_export_url(self, request_id: str) -> None:
+    def scrub_answer_urls(self, request_id: str) -> None:
         self._conn.execute(
-            "UPDATE dsr_requests SET result = result #- '{export,url}' "
-            "WHERE request_id = %s AND result ? 'export'",
+            "UPDATE dsr_requests SET result = result #- '{export,url}' #- '{letter,url}' "
+            "WHERE request_id = %s AND (result ? 'export' OR result ? 'letter')",
             (request_id,),
         )
 

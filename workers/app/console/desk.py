@@ -18,9 +18,11 @@ from ...domain.identifiers import Subject
 from ...domain.model import DSR_DEADLINE, DsrType
 from ...domain.retention import parse_timestamp, rfc3339
 from ...domain.text import N_
-from ..ports.console import RegistrationLog, RequestPublisher
+from ..messagebus import MessageBus
+from ..ports.console import RequestPublisher
 from .disclosures import require_dpo
 from .errors import Invalid
+from .messages import RegisterRequest
 from .model import Principal
 
 # how a request reached the controller
@@ -62,14 +64,14 @@ class Registration:
 class RequestDesk:
     def __init__(
         self,
-        log: RegistrationLog,
+        bus: MessageBus,
         publisher: RequestPublisher,
         *,
         clock: Callable[[], datetime],
         localities: Localities,
         languages: tuple[str, ...],
     ) -> None:
-        self._log, self._publisher, self._clock = log, publisher, clock
+        self._bus, self._publisher, self._clock = bus, publisher, clock
         self._localities, self._languages = localities, languages
 
     def today(self) -> date:
@@ -90,7 +92,7 @@ class RequestDesk:
             "language": registration.language,
             "tenant": registration.tenant,
         }
-        self._log.request_registered(registration.request_id, details, self._clock())
+        self._bus.handle(RegisterRequest(registration.request_id, details))
         try:
             self._publisher.submit(registration.request_id, data)  # a resend: still one request
         except SchemaViolation as problem:  # names the field and the rule, never the value

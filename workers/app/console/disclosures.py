@@ -1,19 +1,21 @@
 """Disclosures: the DPO hands recordings to a recipient; the register remembers to whom, on
 which basis and when, and the recipient gets an expiring ZIP with a manifest. A held recording
-stays held: disclosing copies, it never releases or deletes."""
+stays held: disclosing copies, it never releases or deletes. The export's row, the register
+entry and the audit entry are written in one transaction (the ``Disclose`` command)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from ...domain.model import Recording, RecordingStatus
-from ...domain.retention import parse_timestamp
-from ..ports.console import DisclosureRegister, Packager, RecordingFinder
+from ...domain.model import canonical_recording_id
+from ...domain.retention import rfc3339
+from ..context import Context
+from ..messagebus import MessageBus
+from ..ports.console import Registers
 from .errors import Invalid, NotAllowed, NotFound
+from .messages import Disclose
 from .model import Disclosure, Principal, RecipientKind, Role
 
 MAX_RECORDINGS = 500
@@ -29,20 +31,14 @@ class DisclosureRequest:
 
 
 class Disclosures:
-    def __init__(
-        self,
-        register: DisclosureRegister,
-        finder: RecordingFinder,
-        packager: Packager,
-        *,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._register, self._finder, self._packager = register, finder, packager
-        self._clock = clock
+    def __init__(self, bus: MessageBus, ctx: Context, registers: Registers) -> None:
+        self._bus, self._ctx, self._registers = bus, ctx, registers
 
     def disclose(
         self, principal: Principal, request: DisclosureRequest
     ) -> tuple[Disclosure, dict[str, Any]]:
+        """Package the recordings and register the disclosure (one command); the contract's
+        ``export`` answer: url, expires_at, sha256, size_bytes, format."""
         require_dpo(principal)
         kind = _kind(request.recipient_kind)
         for name, value, limit in (
@@ -57,43 +53,49 @@ class Disclosures:
         ids = tuple(dict.fromkeys(request.recording_ids))
         if not 1 <= len(ids) <= MAX_RECORDINGS:
             raise Invalid("recording_ids lists 1 to %(n)d recordings", n=MAX_RECORDINGS)
-        recordings = self._stored(ids)
-        if kind is not RecipientKind.LAW_ENFORCEMENT and any(r.restricted for r in recordings):
-            raise NotAllowed(
-                "a restricted recording (GDPR Art. 18) may be disclosed only for legal claims "
-                "or an authority's inquiry (recipient_kind law_enforcement)"
-            )
+        unknown = [i for i in ids if not _is_uuid(i)]
+        if unknown:
+            raise NotFound("unknown or purged recordings: %(ids)s", ids=", ".join(unknown[:20]))
         disclosure = Disclosure(
             disclosure_id=str(uuid.uuid4()),
             recipient=request.recipient.strip(),
             recipient_kind=kind,
             legal_basis=request.legal_basis.strip(),
             reference=request.reference.strip(),
-            recording_ids=ids,
+            recording_ids=tuple(canonical_recording_id(i) for i in ids),
             disclosed_by=principal.username,
-            disclosed_at=self._clock(),
+            disclosed_at=self._ctx.clock(),
         )
-        # The ZIP first: a failure leaves no register entry for something never handed over.
-        export = self._packager.package(disclosure, recordings)
-        disclosure = replace(disclosure, export_expires_at=parse_timestamp(export["expires_at"]))
-        self._register.register(disclosure)
-        return disclosure, export
+        self._bus.handle(Disclose(disclosure, principal.tenants))
+        (kept,) = [
+            d
+            for d in self._registers.disclosures_of(list(disclosure.recording_ids))
+            if d.disclosure_id == disclosure.disclosure_id
+        ]
+        return kept, self._answer(kept)
 
-    def _stored(self, ids: tuple[str, ...]) -> list[Recording]:
-        found, missing = [], []
-        for recording_id in ids:
-            recording = self._finder.recording(recording_id) if _is_uuid(recording_id) else None
-            if recording is None or recording.status is not RecordingStatus.STORED:
-                missing.append(recording_id)
-            else:
-                found.append(recording)
-        if missing:
-            raise NotFound("unknown or purged recordings: %(ids)s", ids=", ".join(missing[:20]))
-        return found
+    def _answer(self, disclosure: Disclosure) -> dict[str, Any]:
+        assert disclosure.export_key is not None
+        assert disclosure.export_expires_at is not None
+        ttl = disclosure.export_expires_at - self._ctx.clock()
+        bucket = self._ctx.settings.export_bucket
+        return {
+            "url": self._ctx.objects.presigned_get(bucket, disclosure.export_key, ttl),
+            "expires_at": rfc3339(disclosure.export_expires_at),
+            "sha256": disclosure.export_sha256,
+            "size_bytes": disclosure.export_size,
+            "format": "zip",
+        }
 
     def register(self, principal: Principal, *, limit: int = 500) -> list[Disclosure]:
+        """The register, as far as the DPO's tenants go."""
         require_dpo(principal)
-        return self._register.disclosures(limit=limit)
+        return self._registers.disclosures(limit=limit, tenants=tenants_of(principal))
+
+
+def tenants_of(principal: Principal) -> frozenset[str] | None:
+    """What a read model is limited to for this principal (None: every tenant)."""
+    return None if principal.every_tenant else principal.tenants
 
 
 def require_dpo(principal: Principal) -> None:

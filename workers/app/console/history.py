@@ -8,27 +8,27 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.retention import rfc3339
-from ..ports.console import AccessLog, DisclosureRegister
+from ..ports.console import Registers
 from .model import Disclosure
 
 
 class SubjectHistory:
-    def __init__(self, register: DisclosureRegister, access_log: AccessLog) -> None:
-        self._register, self._log = register, access_log
+    def __init__(self, registers: Registers) -> None:
+        self._registers = registers
 
     def recipients(self, recording_ids: list[str]) -> list[dict[str, Any]]:
         """Recipients the person is told about, oldest disclosure first."""
         chosen = set(recording_ids)
         return [
             _recipient(d, chosen)
-            for d in self._register.disclosures_of(recording_ids)
+            for d in self._registers.disclosures_of(recording_ids)
             if d.recipient_kind.told_to_subject
         ]
 
     def consultations(self, recording_ids: list[str]) -> dict[str, list[dict[str, str]]]:
         """Per recording: when, and for which purpose, staff consulted it - never who."""
         found: dict[str, list[dict[str, str]]] = {rid: [] for rid in recording_ids}
-        for access in self._log.accesses_of(recording_ids):
+        for access in self._registers.accesses_of(recording_ids):
             found.setdefault(access.recording_id, []).append(
                 {"at": rfc3339(access.at), "purpose": access.purpose.value}
             )

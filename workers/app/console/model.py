@@ -66,6 +66,20 @@ class RecipientKind(StrEnum):
 class AccessKind(StrEnum):
     PLAYBACK = "playback"  # the browser's player
     DOWNLOAD = "download"  # an API client fetching the file
+    PERSONAL_DATA = "personal_data"  # the customer's name and e-mail shown
+
+
+# A user's tenants: the recordings, disclosures and registers they may see. ``*`` is every
+# tenant, and must be given explicitly; an account with no tenant sees nothing.
+ALL_TENANTS = "*"
+
+
+def valid_tenant(text: str) -> bool:
+    return text == ALL_TENANTS or bool(_REFERENCE.match(text))
+
+
+def sees(tenants: frozenset[str], tenant: str | None) -> bool:
+    return ALL_TENANTS in tenants or (tenant is not None and tenant in tenants)
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,7 @@ class User:
     password_hash: str | None  # None: signs in through the identity provider only
     disabled: bool = False
     created_at: datetime | None = None
+    tenants: frozenset[str] = frozenset()
     language: str | None = None  # chosen in the console; None: the browser's
 
 
@@ -104,10 +119,18 @@ class Principal:
     username: str
     role: Role
     via: str  # session | token | oidc
+    tenants: frozenset[str] = frozenset()  # whose recordings they may see (``*``: all)
     language: str | None = None  # the console's language the user chose
 
     def may_use(self, purpose: Purpose) -> bool:
         return purpose in PURPOSES_OF[self.role]
+
+    def sees(self, tenant: str | None) -> bool:
+        return sees(self.tenants, tenant)
+
+    @property
+    def every_tenant(self) -> bool:
+        return ALL_TENANTS in self.tenants
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,9 @@ class Disclosure:
     disclosed_by: str
     disclosed_at: datetime
     export_expires_at: datetime | None = None
+    export_key: str | None = None  # the ZIP in the export bucket, while it is kept
+    export_sha256: str | None = None  # what was handed over
+    export_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +173,7 @@ class SearchCriteria:
     agent_id: str | None = None
     limit: int = 200
     identifiers_given: bool = field(default=False)  # some identifier asked, usable or not
+    tenants: frozenset[str] | None = None  # the searcher's tenants (None: every tenant)
 
     @property
     def by_identity(self) -> bool:

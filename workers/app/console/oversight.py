@@ -6,24 +6,21 @@ from __future__ import annotations
 import statistics
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from ...domain.calendar import LocalCalendar, Localities
 from ...domain.identifiers import Subject
+from ...domain.keyed import Mac
+from ...domain.messages import PlaceHold, ReleaseHold
 from ...domain.text import N_
-from ..ports.console import (
-    AccessLog,
-    ComplianceFacts,
-    DisclosureRegister,
-    DsrRecord,
-    HoldCommands,
-    HoldView,
-)
-from .disclosures import require_dpo
-from .errors import Invalid
+from ..context import Context
+from ..handlers.holds import hold_from_data
+from ..messagebus import MessageBus
+from ..ports.console import ComplianceFacts, DsrRecord, HoldView, Registers
+from .disclosures import require_dpo, tenants_of
+from .errors import Conflict, Invalid, NotAllowed, NotFound
 from .model import Access, Disclosure, Principal, valid_reference
 
 OVERVIEW_DAYS = 30
@@ -112,16 +109,17 @@ class MonthlyReport:
 class Oversight:
     def __init__(
         self,
+        bus: MessageBus,
+        ctx: Context,
         facts: ComplianceFacts,
-        access_log: AccessLog,
-        register: DisclosureRegister,
-        hold_commands: HoldCommands,
+        registers: Registers,
         *,
-        clock: Callable[[], datetime],
+        hash_key: Mac,
         localities: Localities | None = None,
     ) -> None:
-        self._facts, self._log, self._register = facts, access_log, register
-        self._commands, self._clock = hold_commands, clock
+        self._bus, self._ctx, self._facts = bus, ctx, facts
+        self._log = self._register = registers
+        self._hash_key, self._clock = hash_key, ctx.clock
         self._localities = localities or Localities()
 
     def _calendar(self, principal: Principal) -> LocalCalendar:
@@ -130,40 +128,74 @@ class Oversight:
 
     # holds ---------------------------------------------------------------------------------
     def holds(self, principal: Principal) -> list[HoldView]:
+        """Holds in force; for a DPO of some tenants, those that cover only their recordings."""
         require_dpo(principal)
-        return self._facts.holds()
+        return [
+            v
+            for v in self._facts.holds()
+            if principal.every_tenant or (v.recordings and all(map(principal.sees, v.tenants)))
+        ]
 
     def place_hold(self, principal: Principal, order: HoldOrder) -> str:
+        """Placed at once (the holds worker's own command, handled here), audited with the
+        DPO's name; the store's legal hold follows as the worker's follow-up."""
         require_dpo(principal)
         if not order.reason.strip() or len(order.reason) > 500:
             raise Invalid("a hold needs a reason (at most 500 characters)")
         for text in (order.hold_id, order.case_ref):
             if text and not valid_reference(text):
                 raise Invalid("hold ids and case references are codes: letters, digits, ._:/#-")
+        scope = order.scope()
+        if not principal.every_tenant:
+            self._within_tenants(principal, scope)
         hold_id = order.hold_id or f"console-{uuid.uuid4()}"
-        self._commands.place(hold_id, order.reason.strip(), order.case_ref or None, order.scope())
+        data = {"hold_id": hold_id, "reason": order.reason.strip(), "case_ref": order.case_ref}
+        hold = hold_from_data(
+            data | {"scope": scope}, self._hash_key, self._ctx.settings.default_region
+        )
+        if self._bus.handle(PlaceHold(hold, principal.username)) == "duplicate":
+            raise Conflict(
+                "a hold %(hold)s was placed (or released) before: choose another id", hold=hold_id
+            )
         return hold_id
+
+    def _within_tenants(self, principal: Principal, scope: dict[str, Any]) -> None:
+        """A DPO of some tenants holds recordings of theirs by id; a call or a person may
+        have recordings in any tenant, so only a DPO of every tenant holds those."""
+        ids = [str(i) for i in scope.get("recording_ids", ())]
+        if not ids:
+            raise NotAllowed("a hold on calls or on a person covers every tenant: ask a DPO of all")
+        found = self._ctx.read(lambda uow: uow.recordings.get_many(ids))
+        if len(found) != len(set(ids)) or not all(principal.sees(r.tenant) for r in found):
+            raise NotFound("unknown recordings")
 
     def release_hold(self, principal: Principal, hold_id: str) -> None:
         require_dpo(principal)
         if not valid_reference(hold_id):
             raise Invalid("not a hold id")
-        self._commands.release(hold_id)
+        # checked first: the holds worker remembers a release of an unknown id for good
+        if hold_id not in {v.hold.hold_id for v in self.holds(principal)}:
+            raise NotFound("no such hold in force")
+        self._bus.handle(ReleaseHold(hold_id, principal.username))
 
     # requests and the access log -----------------------------------------------------------
     def requests(self, principal: Principal, *, open_only: bool) -> list[DsrRecord]:
+        """Requests; a DPO of some tenants sees those limited to one of them."""
         require_dpo(principal)
-        return self._facts.requests(open_only=open_only)
+        found = self._facts.requests(open_only=open_only)
+        return [r for r in found if principal.every_tenant or principal.sees(r.tenant)]
 
     def access_log(
         self, principal: Principal, recording_id: str | None, limit: int = 500
     ) -> list[Access]:
         require_dpo(principal)
-        return self._log.accesses(recording_id=recording_id, limit=limit)
+        return self._log.accesses(
+            recording_id=recording_id, limit=limit, tenants=tenants_of(principal)
+        )
 
     # the overview --------------------------------------------------------------------------
     def overview(self, principal: Principal, days: int = OVERVIEW_DAYS) -> Overview:
-        require_dpo(principal)
+        require_whole_installation(principal)
         now, calendar = self._clock(), self._calendar(principal)
         first_day = calendar.day_of(now) - timedelta(days=days - 1)
         since, until = calendar.days(first_day, days)  # local midnights; until: end of today
@@ -208,7 +240,7 @@ class Oversight:
 
     # the monthly report --------------------------------------------------------------------
     def monthly_report(self, principal: Principal, month: str | None) -> MonthlyReport:
-        require_dpo(principal)
+        require_whole_installation(principal)
         now, calendar = self._clock(), self._calendar(principal)
         local_now = calendar.local(now)
         year, number = _month(month) if month else (local_now.year, local_now.month)
@@ -243,6 +275,13 @@ class Oversight:
             audit_broken_at=broken,
             recordings=self._facts.recording_counts(),
         )
+
+
+def require_whole_installation(principal: Principal) -> None:
+    """The overview and the monthly report count every tenant's recordings."""
+    require_dpo(principal)
+    if not principal.every_tenant:
+        raise NotAllowed("the overview and the report cover every tenant: ask a DPO of all")
 
 
 def _month(text: str) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,10 +14,13 @@ from ...adapters import crypto
 from ...domain.identifiers import Subject, subject_keys
 from ...domain.keyed import Mac
 from ...domain.model import Recording, RecordingStatus
-from ..ports.console import AccessLog, RangedObjects, RecordingFinder, Rendition, Renditions
+from ..context import Context
+from ..messagebus import MessageBus
+from ..ports.console import RangedObjects, RecordingSearch, Rendition, Renditions
 from ..ports.objects import ObjectMissing
 from . import playback
 from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
+from .messages import RecordAccess
 from .model import (
     CASE_REF_REQUIRED,
     SEARCHERS,
@@ -89,23 +92,23 @@ class Keys:
 class Recordings:
     def __init__(
         self,
-        finder: RecordingFinder,
-        access_log: AccessLog,
+        bus: MessageBus,
+        ctx: Context,
+        finder: RecordingSearch,
         objects: RangedObjects,
         *,
-        vault_bucket: str,
         keys: Keys,
-        clock: Callable[[], datetime],
         seek_window: timedelta = timedelta(minutes=30),
         renditions: Renditions | None = None,
     ) -> None:
-        self._finder, self._log, self._objects = finder, access_log, objects
-        self._bucket, self._keys, self._clock = vault_bucket, keys, clock
+        self._bus, self._ctx, self._finder, self._objects = bus, ctx, finder, objects
+        self._bucket, self._keys, self._clock = ctx.vault, keys, ctx.clock
         self._seek_window = seek_window
         self._renditions = renditions
 
     # search --------------------------------------------------------------------------------
     def search(self, principal: Principal, query: SearchQuery) -> list[Recording]:
+        """Recordings of the searcher's tenants only."""
         _require_searcher(principal)
         if query.empty:
             raise Invalid("give at least one identifier, call id, date or agent")
@@ -120,15 +123,48 @@ class Recordings:
             agent_id=query.agent_id or None,
             limit=max(1, min(query.limit, MAX_RESULTS)),
             identifiers_given=any(query.subject.as_dict().values()),
+            tenants=None if principal.every_tenant else principal.tenants,
         )
         if criteria.identifiers_given and not criteria.digests and not criteria.call_ids:
             return []  # only unusable identifiers: nobody matches
         return self._finder.search(criteria)
 
-    def customer_of(self, principal: Principal, recording: Recording) -> dict[str, Any] | None:
-        """Name and e-mail for roles whose purposes need to know the customer; else None."""
-        if principal.role not in SEES_CUSTOMER or recording.wrapped_key is None:
-            return None
+    def customers(
+        self,
+        principal: Principal,
+        recordings: list[Recording],
+        purpose: str | None,
+        case_ref: str | None,
+    ) -> dict[str, dict[str, Any]]:
+        """The customer's name and e-mail per recording id, only for a role whose purposes
+        need them, only for a purpose given, and on a restricted recording only for a legal
+        claim; each shown on record (an access of kind ``personal_data``) before it is shown.
+        """
+        if principal.role not in SEES_CUSTOMER or purpose is None:
+            return {}
+        chosen = self.check_purpose(principal, purpose, case_ref)
+        shown = [
+            r
+            for r in recordings
+            if r.wrapped_key is not None and (not r.restricted or chosen is Purpose.LEGAL_CLAIM)
+        ]
+        now = self._clock()
+        self._record(
+            Access(
+                now,
+                principal.username,
+                principal.role,
+                chosen,
+                case_ref,
+                r.recording_id,
+                AccessKind.PERSONAL_DATA,
+            )
+            for r in shown
+        )
+        return {r.recording_id: self._customer(r) for r in shown}
+
+    def _customer(self, recording: Recording) -> dict[str, Any]:
+        assert recording.wrapped_key is not None
         if recording.customer_sealed is None:
             return {"name": None, "email": None}
         dek = self._keys.unwrap(
@@ -137,30 +173,33 @@ class Recordings:
         personal = crypto.open_json(dek, recording.recording_id, recording.customer_sealed)
         return {"name": personal.get("name"), "email": personal.get("email")}
 
+    def _record(self, accesses: Iterable[Access], unless_since: datetime | None = None) -> None:
+        chosen = tuple(accesses)
+        if chosen:
+            self._bus.handle(RecordAccess(chosen, unless_since))
+
     def recording(self, principal: Principal, recording_id: str) -> Recording:
         _require_searcher(principal)
-        return self._stored(recording_id)
+        return self._stored(principal, recording_id)
 
-    def _stored(self, recording_id: str) -> Recording:
+    def _stored(self, principal: Principal, recording_id: str) -> Recording:
+        """A stored recording of the principal's tenants; any other is unknown (404)."""
         if not _is_uuid(recording_id):
             raise NotFound("no such recording")
-        found = self._finder.recording(recording_id)
-        if found is None or found.status is not RecordingStatus.STORED or not found.wrapped_key:
+        found = self._ctx.read(lambda uow: uow.recordings.get(recording_id))
+        if (
+            found is None
+            or found.status is not RecordingStatus.STORED
+            or not found.wrapped_key
+            or not principal.sees(found.tenant)
+        ):
             raise NotFound("no such recording (unknown or purged)")
         return found
 
     # listen --------------------------------------------------------------------------------
-    def check_purpose(
-        self,
-        principal: Principal,
-        purpose: str,
-        case_ref: str | None,
-        *,
-        require_case: bool = False,
-    ) -> Purpose:
-        """The purpose as the role may use it. The console's player insists on a case reference
-        for complaints and legal claims (``require_case``); the API, as the contract has it,
-        takes one when given and records its absence."""
+    def check_purpose(self, principal: Principal, purpose: str, case_ref: str | None) -> Purpose:
+        """The purpose as the role may use it; complaints and legal claims name their case
+        (``case_ref``), everywhere."""
         _require_searcher(principal)
         try:
             chosen = Purpose(purpose)
@@ -174,7 +213,7 @@ class Recordings:
                 role=principal.role,
                 purpose=chosen,
             )
-        if require_case and chosen in CASE_REF_REQUIRED and not case_ref:
+        if chosen in CASE_REF_REQUIRED and not case_ref:
             raise Invalid("a case reference is needed for %(purpose)s", purpose=chosen)
         if case_ref and not valid_reference(case_ref):
             raise Invalid("a case reference is a code: letters, digits and . _ : / # -")
@@ -201,7 +240,7 @@ class Recordings:
         """The original audio, or with ``for_browsers`` what a browser's player can play (the
         original where it can, else a rendition); one access on record either way."""
         chosen = self.check_purpose(principal, purpose, case_ref)
-        recording = self._stored(recording_id)
+        recording = self._stored(principal, recording_id)
         self.may_play(principal, recording, chosen)
         original = self._original(recording)
         audio: Rendition = original
@@ -214,9 +253,9 @@ class Recordings:
         # A request from the start is a new playback or download and always goes on record;
         # a later range of the same listening (the player seeking) is not logged again.
         continuing = wanted is not None and first > 0
-        self._log.record_access(
-            Access(now, principal.username, principal.role, chosen, case_ref, recording_id, kind),
-            unless_since=now - self._seek_window if continuing else None,
+        self._record(
+            [Access(now, principal.username, principal.role, chosen, case_ref, recording_id, kind)],
+            now - self._seek_window if continuing else None,
         )
         return Audio(
             status=206 if wanted else 200,

@@ -12,7 +12,7 @@ import json
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from stat import S_IFREG
 from typing import Any
@@ -24,6 +24,7 @@ from ...domain.model import Recording
 from ...domain.retention import rfc3339
 from ...domain.streams import Measured
 from ..context import Context
+from ..letters import Letter
 from ..ports.objects import VersionRef
 from ..ports.unit_of_work import ExportRecord
 
@@ -35,6 +36,10 @@ _EXTENSIONS = {
     "audio/flac": "flac",
     "audio/mp4": "m4a",
     "audio/amr": "amr",
+    "audio/basic": "au",
+    "audio/pcmu": "ul",
+    "audio/pcma": "al",
+    "audio/gsm": "gsm",
 }
 
 
@@ -50,6 +55,9 @@ def _deflate_fast() -> Any:
 
 
 Manifest = Callable[[list[Recording], datetime, dict[str, str], Context], dict[str, Any]]
+Letters = Callable[[dict[str, Any]], Letter]  # the subject's letter, from the manifest
+LETTERS_PREFIX = "letters/"  # erasure letters, in the export bucket beside the ZIPs
+DISCLOSURE_PREFIX = "disclosure:"  # the "request id" of a disclosure's package
 
 
 def build_export(
@@ -58,28 +66,63 @@ def build_export(
     ctx: Context,
     *,
     manifest: Manifest | None = None,
+    letter: Letters | None = None,
 ) -> Export:
     """Stream the ZIP into the export bucket; recorded by the caller with its answer.
-    ``manifest`` replaces the subject's manifest (a disclosure's names its recipient)."""
-    settings = ctx.settings
+    ``manifest`` replaces the subject's manifest (a disclosure's names its recipient);
+    ``letter`` adds the person's letter (``letter.html``, ``letter.pdf``) written from it."""
     now = ctx.clock()
-    key = f"exports/{uuid.uuid4()}.zip"
     files = {r.recording_id: _audio_file(r) for r in recordings if _has_audio(r, ctx)}
     written = (manifest or subject_manifest)(recordings, now, files, ctx)
-    zipped = Measured(
-        stream_zip(_members(recordings, files, now, written, ctx), get_compressobj=_deflate_fast)
-    )
-    ctx.objects.put_stream(settings.export_bucket, key, zipped, content_type="application/zip")
+    papers = _papers(letter(written)) if letter is not None else []
+    members = _members(recordings, files, now, written, papers, ctx)
+    zipped = Measured(stream_zip(members, get_compressobj=_deflate_fast))
+    return _stored(f"exports/{uuid.uuid4()}.zip", request_id, recordings, zipped, "zip", ctx)
+
+
+def store_letter(request_id: str, recordings: list[Recording], pdf: bytes, ctx: Context) -> Export:
+    """An erasure's letter as a PDF beside the exports: it names the person's calls, so it
+    lives, expires and is deleted by a later erasure exactly as an export does."""
+    measured = Measured(iter((pdf,)))
+    key = f"{LETTERS_PREFIX}{uuid.uuid4()}.pdf"
+    return _stored(key, request_id, recordings, measured, "pdf", ctx)
+
+
+def is_letter(export: ExportRecord) -> bool:
+    return export.object_key.startswith(LETTERS_PREFIX)
+
+
+def for_the_subject(export: ExportRecord) -> bool:
+    """An access or portability export (not a letter, not a disclosure's package)."""
+    return not is_letter(export) and not export.request_id.startswith(DISCLOSURE_PREFIX)
+
+
+def _stored(
+    key: str,
+    request_id: str,
+    recordings: list[Recording],
+    content: Measured,
+    kind: str,
+    ctx: Context,
+) -> Export:
+    settings = ctx.settings
+    media = {"zip": "application/zip", "pdf": "application/pdf"}[kind]
+    ctx.objects.put_stream(settings.export_bucket, key, content, content_type=media)
     ttl = settings.export_ttl.as_timedelta()
-    record = ExportRecord(key, request_id, now + ttl, tuple(r.recording_id for r in recordings))
+    ids = tuple(r.recording_id for r in recordings)
+    record = ExportRecord(key, request_id, ctx.clock() + ttl, ids)
     answer = {
         "url": ctx.objects.presigned_get(settings.export_bucket, key, ttl),
         "expires_at": rfc3339(record.expires_at),
-        "sha256": zipped.sha256,
-        "size_bytes": zipped.size,
-        "format": "zip",
+        "sha256": content.sha256,
+        "size_bytes": content.size,
+        "format": kind,
     }
     return Export(record, answer)
+
+
+def _papers(letter: Letter) -> list[tuple[str, bytes]]:
+    return [("letter.html", letter.html.encode()), ("letter.pdf", letter.pdf)]
 
 
 def _members(
@@ -87,9 +130,12 @@ def _members(
     files: dict[str, str],
     now: datetime,
     manifest: dict[str, Any],
+    papers: list[tuple[str, bytes]],
     ctx: Context,
 ) -> Iterator[tuple[str, datetime, int, Any, Iterable[bytes]]]:
     yield "manifest.json", now, S_IFREG | 0o600, ZIP_64, [json.dumps(manifest, indent=2).encode()]
+    for name, content in papers:
+        yield name, now, S_IFREG | 0o600, ZIP_64, [content]
     for recording in recordings:
         if recording.recording_id in files:
             yield (
@@ -136,13 +182,16 @@ def subject_manifest(
         consulted = history.get("consultations", {})
         for listed in entries:
             listed["consultations"] = consulted.get(listed["recording_id"], [])
+    tenants = sorted({r.tenant for r in recordings})
     manifest: dict[str, Any] = {
         "generated_at": rfc3339(now),
+        "controllers": [asdict(settings.controller_of(t)) for t in tenants],
         "controller_notice": {
             "purposes": settings.notice_purposes,
             "legal_basis": settings.notice_legal_basis,
             "recipients": settings.notice_recipients,
             "retention_period": str(settings.retention),
+            "categories": settings.notice_categories,
             "source": settings.notice_source,
             "rights": settings.notice_rights,
         },
@@ -161,14 +210,19 @@ def personal_data(recording: Recording, ctx: Context) -> dict[str, Any]:
     )
 
 
-def entry(recording: Recording, audio_file: str | None, ctx: Context) -> dict[str, Any]:
-    return {
+def entry(
+    recording: Recording, audio_file: str | None, ctx: Context, *, personal: bool = True
+) -> dict[str, Any]:
+    """A recording's facts in a manifest; its personal data only when ``personal`` (a
+    disclosure's recipient is not told the customer's name or e-mail)."""
+    facts = {
         "recording_id": recording.recording_id,
         "call_id": recording.call_id,
         "tenant": recording.tenant,
         "direction": recording.direction,
         "started_at": rfc3339(recording.started_at),
         "ended_at": rfc3339(recording.collected_at),
+        "duration_seconds": recording.duration_seconds,
         "sha256": recording.sha256,
         "size_bytes": recording.size_bytes,
         "content_type": recording.content_type,
@@ -176,9 +230,9 @@ def entry(recording: Recording, audio_file: str | None, ctx: Context) -> dict[st
         "retention_policy": recording.policy,
         "restricted": recording.restricted,
         "held": recording.held,
-        "personal_data": personal_data(recording, ctx),
         "audio_file": audio_file,  # null: the audio is missing from the vault
     }
+    return facts | {"personal_data": personal_data(recording, ctx)} if personal else facts
 
 
 def _audio_file(recording: Recording) -> str:
@@ -234,6 +288,6 @@ def remove_expired_exports(command: RemoveExpiredExports, ctx: Context) -> str:
     with ctx.uow() as uow:
         for export in expired:
             uow.exports.remove(export.object_key)
-            uow.requests.scrub_export_url(export.request_id)
+            uow.requests.scrub_answer_urls(export.request_id)
         uow.commit()
     return f"expired:{len(expired)}"

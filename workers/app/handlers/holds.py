@@ -69,7 +69,7 @@ def place_hold(command: PlaceHold, ctx: Context) -> str:
         if uow.holds.get(hold.hold_id, lock=True) is not None:
             return "duplicate"  # placed before, or released before it was placed
         recordings = uow.recordings.in_scope(hold)
-        hold.place(ctx.clock(), tuple(r.recording_id for r in recordings if r.alive))
+        hold.place(ctx.clock(), tuple(r.recording_id for r in recordings if r.alive), command.by)
         uow.holds.add(hold)
         for recording in recordings:
             recording.set_held(True)
@@ -91,7 +91,7 @@ def release_hold(command: ReleaseHold, ctx: Context) -> str:
             return "duplicate"
         hold.release(now)
         uow.holds.update(hold)
-        hold.freed(_free(uow.recordings.in_scope(hold), uow), now)
+        hold.freed(_free(uow.recordings.in_scope(hold), uow), now, command.by)
         uow.holds.update(hold)
         uow.commit()
     return "released"

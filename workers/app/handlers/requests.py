@@ -11,6 +11,7 @@ waits: they stay pending on the request and are erased when their last hold is r
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from ...domain import events
@@ -36,9 +37,16 @@ from ...domain.model import (
 )
 from ...domain.retention import rfc3339
 from ..context import Context
+from ..letters import Erasure
 from ..ports.objects import ObjectMissing
 from ..ports.unit_of_work import ErasedSubject, UnitOfWork
-from .exports import build_export, delete_export_objects
+from .exports import (
+    build_export,
+    delete_export_objects,
+    for_the_subject,
+    is_letter,
+    store_letter,
+)
 from .purge import purge
 from .subjects import rectify_recording
 
@@ -168,45 +176,60 @@ def _request(ctx: Context, request_id: str) -> RequestRecord | None:
 
 
 def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool = False) -> str:
-    """Answer with what is erased and what is held; exports holding erased recordings are
-    deleted first, so that ``completed`` means no copy is left."""
+    """Answer with what is erased and what is held, with the person's letter; exports (and
+    earlier letters) holding erased recordings are deleted first, so that ``completed`` means
+    no copy is left."""
     matched = ctx.read(lambda uow: _matched(uow, request_id))
+    held = tuple(r.recording_id for r in matched if r.status is not RecordingStatus.PURGED)
+    seen = _request(ctx, request_id)
+    told = _told(seen, held, resumed=resumed, news=news)
+    if told is not None or seen is None:
+        return told or "duplicate"
     erased = [r for r in matched if r.status is RecordingStatus.PURGED]
     doomed = ctx.read(lambda uow: uow.exports.containing([r.recording_id for r in erased]))
     delete_export_objects([e.object_key for e in doomed], ctx)
+    now = ctx.clock()
+    certificate = _certificate(seen, erased, bool(held), now, ctx)
+    notes = _recipients_to_notify([r.recording_id for r in matched], ctx)
+    exports = sorted({e.request_id for e in doomed if not is_letter(e)})
+    copies = sum(1 for e in doomed if for_the_subject(e))
+    paper = Erasure(matched, held, certificate, copies, notes.get("recipients_to_notify", []))
+    letter = store_letter(request_id, matched, ctx.letters.erasure(seen, paper, now).pdf, ctx)
     with ctx.uow() as uow:
         record = uow.requests.get(request_id, lock=True)
-        if record is None or record.answered != resumed:
-            return "duplicate"
-        held = tuple(r.recording_id for r in matched if r.status is not RecordingStatus.PURGED)
-        if resumed and held == record.pending and not news:
-            return "still_held"  # nothing the portal has not been told
+        told = _told(record, held, resumed=resumed, news=news)
+        if told is not None or record is None:
+            delete_export_objects([letter.record.object_key], ctx)  # answered meanwhile
+            return told or "duplicate"
         for export in doomed:
             uow.exports.remove(export.object_key)
+        uow.exports.add(letter.record)
         _resume_if_released(held, uow)
         status = DsrStatus.PARTIAL if held else DsrStatus.COMPLETED
         outcomes = [
             _outcome(record, r, Outcome.HELD if r.recording_id in held else Outcome.ERASED)
             for r in matched
         ]
-        extra = {
-            "certificate": _certificate(record, erased, bool(held), ctx),
-            "exports_deleted": sorted({e.request_id for e in doomed}),
-        }
-        now = ctx.clock()
+        extra = {"certificate": certificate, "letter": letter.answer, "exports_deleted": exports}
         data = _data(record, status, outcomes, now, HELD_REASON if held else None, extra)
-        record.answer(
-            status,
-            data,
-            now,
-            pending=held,
-            revision=f"/{len(matched)}/{len(erased)}" if resumed else "",
-            notes=_recipients_to_notify([r.recording_id for r in matched], ctx),
-        )
+        revision = f"/{len(matched)}/{len(erased)}" if resumed else ""
+        record.answer(status, data, now, pending=held, revision=revision, notes=notes)
         uow.requests.update(record)
         uow.commit()
     _count(record, status, ctx)
     return status.value
+
+
+def _told(
+    record: RequestRecord | None, held: tuple[str, ...], *, resumed: bool, news: bool
+) -> str | None:
+    """Why there is nothing to answer: ``duplicate`` (answered already) or ``still_held``
+    (a resumption that would tell the portal nothing new); ``None`` to answer."""
+    if record is None or record.answered != resumed:
+        return "duplicate"
+    if resumed and held == record.pending and not news:
+        return "still_held"
+    return None
 
 
 def _resume_if_released(held: tuple[str, ...], uow: UnitOfWork) -> None:
@@ -230,13 +253,13 @@ def _matched(uow: UnitOfWork, request_id: str) -> list[Recording]:
 
 
 def _certificate(
-    record: RequestRecord, erased: list[Recording], held: bool, ctx: Context
+    record: RequestRecord, erased: list[Recording], held: bool, at: datetime, ctx: Context
 ) -> dict[str, Any]:
     """A signed deletion certificate: it names the request (id, type, reason, received and
     completed times) and each recording's receipt, never a person, and is signed over its
     RFC 8785 canonical form with the key it names, so it cannot be replayed for another
     request."""
-    now = rfc3339(ctx.clock())
+    now = rfc3339(at)
     body = {
         "request_id": record.request_id,
         "type": record.dsr_type,
@@ -259,7 +282,12 @@ def _give_access(record: RequestRecord, request: DsrRequest, ctx: Context) -> st
     for _ in range(EXPORT_ATTEMPTS):
         stored = [r for r in ctx.read(lambda uow: _matched(uow, record.request_id)) if r.alive]
         try:
-            export = build_export(record.request_id, stored, ctx)
+            export = build_export(
+                record.request_id,
+                stored,
+                ctx,
+                letter=lambda manifest: ctx.letters.access(record, manifest, ctx.clock()),
+            )
         except (ObjectMissing, IntegrityError):
             continue
         outcome = _answer_access(record, stored, export, ctx)

@@ -14,6 +14,7 @@ from ...domain.model import PurgeReason
 from ...domain.retention import RetentionPolicy
 from ..context import Context
 from ..ports.unit_of_work import UnitOfWork
+from .keys import verify_keys
 from .purge import purge
 
 DEFAULT_TENANT = "*"
@@ -100,3 +101,19 @@ def _reschedule(uow: UnitOfWork, policy: RetentionPolicy) -> int:
     moved = sum(uow.recordings.reschedule(t, d, []) for t, d in policy.per_tenant)
     others = [tenant for tenant, _ in policy.per_tenant]
     return moved + uow.recordings.reschedule(None, policy.default, others)
+
+
+def register_keys_and_policy(ctx: Context, apply: bool) -> tuple[str, list[str]]:
+    """What ``callvault migrate`` settles once the schema is up to date: the check values of
+    keys not seen before stored (a configured key that differs from a stored one stops it),
+    and the retention policy in force. ``apply`` makes the configured policy the one in force
+    (an explicit ``callvault migrate``); a worker's implicit migrate only records it the first
+    time, so a stale worker never reverts a changed policy."""
+    registered = [f"{c.kind} {c.key_id}" for c in verify_keys(ctx, register=True)]
+    check = check_policy(ctx)
+    if check.agrees:
+        return "in force", registered
+    if check.in_force and not apply:
+        return "differs (not applied: run `callvault migrate`)", registered
+    moved = apply_policy(ctx)
+    return f"applied ({moved} recording(s) rescheduled)", registered

@@ -1,7 +1,9 @@
-"""The console's ports. Each method is one unit of work: it commits everything it writes
-(an access and its audit entry, a disclosure and its audit entry) together or not at all.
-PostgreSQL implementations: ``workers.adapters.postgres.console``; fakes: ``tests/fakes/console``;
-one contract suite (tests/integration/test_console_ports.py) keeps both honest."""
+"""The console's ports. What the console writes goes through the unit of work (accounts,
+tokens, identities, consultations and disclosures are its repositories), so that the audit
+entries of those changes are written with them; what it reads comes through narrow read
+models (search, the registers, the compliance facts), and sign-in attempts through the
+throttle's tallies. PostgreSQL implementations: ``workers.adapters.postgres.console``; fakes:
+``tests/fakes/console``; one contract suite (tests/integration/test_console_ports.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any, Protocol
 
 from ...domain.calendar import LocalCalendar
 from ...domain.model import Hold, Recording, RequestRecord
-from ..console.model import Access, ApiToken, Disclosure, Role, SearchCriteria, User
+from ..console.model import Access, ApiToken, Disclosure, SearchCriteria, User
 from ..console.throttle import R, Tally
 
 
@@ -48,43 +50,51 @@ class DsrRecord:
         )
 
 
-class UserDirectory(Protocol):
-    def add_user(self, user: User) -> bool:
-        """False when the name is taken."""
+class AccountRepository(Protocol):
+    """Staff accounts, their API tokens and their identity-provider bindings (in a unit of
+    work: what a command changes is committed with its audit entries)."""
+
+    def get(self, username: str, *, lock: bool = False) -> User | None: ...
+
+    def all(self) -> list[User]: ...
+
+    def add(self, user: User) -> bool:
+        """False (and nothing written) when the name is taken."""
         ...
 
-    def user(self, username: str) -> User | None: ...
+    def update(self, user: User) -> None:
+        """Write the account's role, state and tenants."""
+        ...
 
-    def users(self) -> list[User]: ...
-
-    def set_disabled(self, username: str, disabled: bool) -> bool: ...
-
-    def set_role(self, username: str, role: Role) -> bool: ...
-
-    def set_language(self, username: str, language: str | None) -> bool: ...
-
-    def user_for_identity(self, issuer: str, subject: str) -> User | None:
+    def for_identity(self, issuer: str, subject: str) -> User | None:
         """The account bound to this identity provider's subject, if any."""
         ...
 
-    def add_federated_user(self, user: User, issuer: str, subject: str, at: datetime) -> bool:
-        """Create a passwordless account bound to the identity; False when the name is taken
-        or the identity is bound already."""
+    def bind(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
+        """Bind the identity to an account without a password or an identity; else False."""
         ...
-
-    def bind_identity(self, username: str, issuer: str, subject: str, at: datetime) -> bool:
-        """Bind an existing account that has no password and no identity yet; else False."""
-        ...
-
-
-class ApiTokens(Protocol):
-    def add_token(self, token: ApiToken) -> None: ...
 
     def token(self, token_id: str) -> ApiToken | None: ...
 
     def tokens_of(self, username: str) -> list[ApiToken]: ...
 
-    def revoke_token(self, token_id: str, at: datetime) -> bool: ...
+    def add_token(self, token: ApiToken) -> None: ...
+
+    def revoke_token(self, token_id: str, at: datetime) -> bool:
+        """False when there is no such token in force."""
+        ...
+
+
+class AccessRepository(Protocol):
+    def seen_since(self, access: Access, since: datetime) -> bool:
+        """Whether the same person consulted the same recording for the same purpose and case
+        since then; consultations of one recording by one person take turns from here to the
+        commit (a player's parallel range requests are logged once)."""
+        ...
+
+
+class DisclosureRepository(Protocol):
+    def add(self, disclosure: Disclosure) -> None: ...
 
 
 class LoginThrottle(Protocol):
@@ -101,20 +111,16 @@ class LoginThrottle(Protocol):
         ...
 
 
-class RecordingFinder(Protocol):
+class RecordingSearch(Protocol):
     def search(self, criteria: SearchCriteria) -> list[Recording]:
-        """Stored recordings (not purged) matching the criteria, newest call first."""
+        """Stored recordings (not purged) of the criteria's tenants matching them, newest
+        call first."""
         ...
 
-    def recording(self, recording_id: str) -> Recording | None: ...
 
-
-class AccessLog(Protocol):
-    def record_access(self, access: Access, *, unless_since: datetime | None = None) -> bool:
-        """Append the access to the hash-chained audit trail and the access index, unless the
-        same person consulted the same recording for the same purpose and case since
-        ``unless_since`` (a player seeking in one playback). True when an entry was written."""
-        ...
+class Registers(Protocol):
+    """The access log and the disclosure register, as the DPO and the subject read them.
+    ``tenants`` (None: all) keeps what concerns recordings of those tenants only."""
 
     def accesses(
         self,
@@ -123,6 +129,7 @@ class AccessLog(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 500,
+        tenants: frozenset[str] | None = None,
     ) -> list[Access]:
         """Newest first."""
         ...
@@ -135,16 +142,15 @@ class AccessLog(Protocol):
         """Consultations in the period, per purpose."""
         ...
 
-
-class DisclosureRegister(Protocol):
-    def register(self, disclosure: Disclosure) -> None:
-        """Keep the disclosure and chain an audit entry for it."""
-        ...
-
     def disclosures(
-        self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 500
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+        tenants: frozenset[str] | None = None,
     ) -> list[Disclosure]:
-        """Newest first."""
+        """Newest first; with ``tenants``, those whose every recording is of them."""
         ...
 
     def disclosures_of(self, recording_ids: list[str]) -> list[Disclosure]:
@@ -188,27 +194,19 @@ class Renditions(Protocol):
         ...
 
 
-class HoldCommands(Protocol):
-    """Publishes the contract's hold commands; the holds worker applies them."""
-
-    def place(
-        self, hold_id: str, reason: str, case_ref: str | None, scope: dict[str, Any]
-    ) -> None: ...
-
-    def release(self, hold_id: str) -> None: ...
-
-
-class Packager(Protocol):
-    def package(self, disclosure: Disclosure, recordings: list[Recording]) -> dict[str, Any]:
-        """A ZIP for the recipient (audio + manifest) in the export bucket; the contract's
-        ``export`` object: url, expires_at, sha256, size_bytes, format."""
-        ...
-
-
 @dataclass(frozen=True)
 class HoldView:
     hold: Hold
     recordings: list[tuple[str, str]] = field(default_factory=list)  # (recording_id, call_id)
+    tenants: frozenset[str] = frozenset()  # of the recordings it covers
+
+
+def hold_view(hold: Hold, covered: list[Recording]) -> HoldView:
+    return HoldView(
+        hold,
+        [(r.recording_id, r.call_id or "") for r in covered],
+        frozenset(r.tenant for r in covered),
+    )
 
 
 @dataclass(frozen=True)
@@ -260,10 +258,10 @@ class AccessHistory(Protocol):
     def recipients_to_notify(self, recording_ids: list[str]) -> list[dict[str, Any]]: ...
 
 
-class RegistrationLog(Protocol):
-    def request_registered(self, request_id: str, details: dict[str, Any], at: datetime) -> bool:
-        """Appends a request the DPO registered to the audit trail; False when it is there
-        already (the same form sent twice)."""
+class RegistrationRepository(Protocol):
+    def registered(self, request_id: str) -> bool:
+        """Whether the DPO registered this request already (the same form sent twice);
+        registrations of one request take turns from here to the commit."""
         ...
 
 
@@ -271,17 +269,3 @@ class RequestPublisher(Protocol):
     def submit(self, request_id: str, data: dict[str, Any]) -> None:
         """Publishes the request's ``callvault.dsr.requested.v1`` data on ``dsr.requests``."""
         ...
-
-
-class ConsoleStore(
-    UserDirectory,
-    ApiTokens,
-    LoginThrottle,
-    RecordingFinder,
-    AccessLog,
-    DisclosureRegister,
-    ComplianceFacts,
-    RegistrationLog,
-    Protocol,
-):
-    """Every database port of the console, as one store implements them."""

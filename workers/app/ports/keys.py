@@ -42,6 +42,14 @@ class Keys(Protocol):
     @property
     def current_master_id(self) -> str: ...
 
+    @property
+    def master_ids(self) -> tuple[str, ...]:
+        """Every configured master key's id, the current one included."""
+        ...
+
+    @property
+    def signing_key_id(self) -> str: ...
+
     def new_data_key(self) -> bytes: ...
 
     def wrap(self, data_key: bytes, recording_id: str) -> tuple[bytes, str]:
@@ -72,6 +80,14 @@ class Keys(Protocol):
         """``body`` with the signing key's id, the algorithm and the signature added."""
         ...
 
+    def public_key(self) -> dict[str, str]:
+        """The current signing key's public half: ``key_id``, ``algorithm``, ``public_key``."""
+        ...
+
+    def public_keys(self) -> list[dict[str, str]]:
+        """The key set that verifies every certificate: the current key and retired ones."""
+        ...
+
     def checks(self) -> list[KeyCheck]:
         """Check values of the configured keys (master keys, hash key, signing keys)."""
         ...
@@ -80,8 +96,8 @@ class Keys(Protocol):
         """Check value to key, of every retired hash key."""
         ...
 
-    def public_keys(self) -> list[dict[str, str]]:
-        """The key set that verifies every certificate: the current key and retired ones."""
+    def whereabouts(self) -> list[tuple[str, str]]:
+        """Each key in use and where it is held, for ``callvault keys check``."""
         ...
 
     def secret(self, purpose: str) -> bytes:

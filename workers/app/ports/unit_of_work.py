@@ -21,6 +21,12 @@ from ...domain.audit import AuditEntry
 from ...domain.messages import Command, Event
 from ...domain.model import Hold, Recording, RequestRecord
 from ...domain.retention import IsoDuration
+from .console import (
+    AccessRepository,
+    AccountRepository,
+    DisclosureRepository,
+    RegistrationRepository,
+)
 from .keys import KeyCheck
 
 
@@ -133,8 +139,8 @@ class RequestRepository(Protocol):
         """Ids of answered erasures still waiting for any of these held recordings."""
         ...
 
-    def scrub_export_url(self, request_id: str) -> None:
-        """Forget the (expired) export URL kept in the request's last answer."""
+    def scrub_answer_urls(self, request_id: str) -> None:
+        """Forget the (expired) URLs of the export and the letter kept in the last answer."""
         ...
 
     def remember_erased(self, erased: ErasedSubject) -> None:
@@ -206,13 +212,33 @@ class KeyCheckRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    recordings: RecordingRepository
-    holds: HoldRepository
-    requests: RequestRepository
-    exports: ExportRepository
-    discards: DiscardRepository
-    policies: PolicyRepository
-    key_checks: KeyCheckRepository
+    @property
+    def recordings(self) -> RecordingRepository: ...
+    @property
+    def holds(self) -> HoldRepository: ...
+    @property
+    def requests(self) -> RequestRepository: ...
+    @property
+    def exports(self) -> ExportRepository: ...
+    @property
+    def discards(self) -> DiscardRepository: ...
+    @property
+    def policies(self) -> PolicyRepository: ...
+    @property
+    def key_checks(self) -> KeyCheckRepository: ...
+    @property
+    def accounts(self) -> AccountRepository:
+        """The console's staff, tokens and identities."""
+        ...
+
+    @property
+    def accesses(self) -> AccessRepository: ...
+    @property
+    def disclosures(self) -> DisclosureRepository: ...
+    @property
+    def registrations(self) -> RegistrationRepository:
+        """Requests the DPO registered."""
+        ...
 
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -301,3 +327,23 @@ class Outbox(Protocol):
         ...
 
     def outbox_backlog(self) -> tuple[int, datetime | None]: ...
+
+
+class DeadLetterLedger(Protocol):
+    """Dead letters an operator gave up on (``callvault deadletter discard``): never replayed."""
+
+    def discarded_dead_letters(self, topic: str) -> set[tuple[int, int]]:
+        """(partition, offset) of every discarded dead letter of ``topic``."""
+        ...
+
+    def discard_dead_letter(
+        self, topic: str, partition: int, offset: int, at: datetime
+    ) -> None: ...
+
+
+class Database(Outbox, FollowUpQueue, DeadLetterLedger, Protocol):
+    """One database: units of work over it, its outbox, its follow-up queue."""
+
+    def unit_of_work(self) -> UnitOfWork: ...
+
+    def close(self) -> None: ...

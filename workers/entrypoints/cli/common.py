@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from ...bootstrap import Container, bootstrap
+from ...bootstrap import App, bootstrap
 from ...domain.errors import (
     AccessRefused,
     ConfigError,
@@ -93,10 +93,10 @@ def user_errors() -> Iterator[None]:
         )
 
 
-def _given() -> Container | None:
+def _given() -> App | None:
     """A callvault the caller built already (tests pass one over fakes: ``obj=container``)."""
     context = click.get_current_context(silent=True)
-    return context.find_object(Container) if context is not None else None
+    return context.find_object(App) if context is not None else None
 
 
 # A person at a terminal waits seconds, not a service's minutes, to learn that Kafka,
@@ -118,7 +118,7 @@ def settings() -> Settings:
 
 
 @contextmanager
-def container() -> Iterator[Container]:
+def container() -> Iterator[App]:
     """callvault built through the composition root for one command, closed after it."""
     given = _given()
     if given is not None:

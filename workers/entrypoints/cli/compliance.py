@@ -112,7 +112,7 @@ def _hold_row(hold: Hold, recordings: list[str]) -> dict[str, Any]:
 @json_option
 def hold_list(as_json: bool) -> None:
     """Holds in force, with how many recordings each keeps."""
-    with user_errors(), container() as built, built.db.unit_of_work() as uow:
+    with user_errors(), container() as built, built.database.unit_of_work() as uow:
         rows = [
             _hold_row(h, [r.recording_id for r in uow.recordings.in_scope(h, lock=False)])
             for h in uow.holds.active()
@@ -133,7 +133,7 @@ def hold_list(as_json: bool) -> None:
 @json_option
 def hold_show(hold_id: str, as_json: bool) -> None:
     """One hold: its reason, case reference, scope, dates and the recordings it covers."""
-    with user_errors(), container() as built, built.db.unit_of_work() as uow:
+    with user_errors(), container() as built, built.database.unit_of_work() as uow:
         found = uow.holds.get(hold_id)
         if found is None:
             raise NotFound(f"no hold {hold_id} has been placed")
@@ -240,11 +240,11 @@ def dsr_submit(
 @json_option
 def dsr_status(request_id: str, as_json: bool) -> None:
     """The request's state and its last answer."""
-    with user_errors(), container() as built, built.db.unit_of_work() as uow:
+    with user_errors(), container() as built, built.database.unit_of_work() as uow:
         record = uow.requests.get(request_id)
         if record is None:
             raise NotFound(f"no request {request_id} has been received")
-    row = {
+    row: dict[str, Any] = {
         "request_id": record.request_id,
         "type": record.dsr_type,
         "status": record.status,
@@ -269,10 +269,10 @@ def dsr_status(request_id: str, as_json: bool) -> None:
 @json_option
 def dsr_list(as_json: bool) -> None:
     """Open requests (being carried out, or waiting for a hold) with their deadlines."""
-    with user_errors(), container() as built, built.db.unit_of_work() as uow:
+    with user_errors(), container() as built, built.database.unit_of_work() as uow:
         records = uow.requests.open()
     now = datetime.now(UTC)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "request_id": r.request_id,
             "type": r.dsr_type,
@@ -355,7 +355,7 @@ def audit_checkpoint() -> None:
     """Sign the chain's head now and keep it outside the database (the worker does it every
     CALLVAULT_AUDIT_CHECKPOINT_INTERVAL)."""
     with user_errors(), container() as built:
-        outcome = built.bus.handle(CheckpointAudit())
+        outcome = built.messagebus.handle(CheckpointAudit())
         built.relay.publish_pending()
     click.echo(outcome)
 
@@ -363,7 +363,7 @@ def audit_checkpoint() -> None:
 def _entries(built: Any) -> Any:
     after = 0
     while True:
-        with built.db.unit_of_work() as uow:
+        with built.database.unit_of_work() as uow:
             page = uow.audit_entries(after, 5000)
         if not page:
             return

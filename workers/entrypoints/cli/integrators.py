@@ -46,7 +46,7 @@ def publish_records(
             else batches
         )
         for batch in chosen:
-            built.kafka.publish([(topic, key, value) for key, value in batch])
+            built.bus.publish([(topic, key, value) for key, value in batch])
 
 
 def upload_landing(path: Path) -> dict[str, Any]:

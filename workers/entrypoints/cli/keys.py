@@ -11,7 +11,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ...app.handlers.keys import begin_hash_rotation, verify_keys
-from ...bootstrap import Container
+from ...bootstrap import App
 from ...domain import messages as m
 from .common import EXIT_CONFIG, container, fail, settings, user_errors
 
@@ -114,7 +114,7 @@ def keys_rotate(batch: int) -> None:
         done = _batches(
             built, total, "re-wrapping data keys", lambda after: m.RewrapDataKeys(after, batch)
         )
-        outcome = built.bus.handle(m.RetireMasterKeys()).split(":")
+        outcome = built.messagebus.handle(m.RetireMasterKeys()).split(":")
     if outcome[0] == "pending":
         raise click.ClickException(
             f"{outcome[1]} data key(s) are still wrapped under another master key (a worker "
@@ -151,7 +151,7 @@ def keys_rehash(batch: int) -> None:
         done = _batches(
             built, total, "re-keying digests", lambda after: m.RekeyDigests(after, batch)
         )
-        outcome = built.bus.handle(m.FinishHashRotation(previous)).split(":")
+        outcome = built.messagebus.handle(m.FinishHashRotation(previous)).split(":")
     click.echo(f"re-keyed the digests of {done} recording(s) and {outcome[1]} hold(s)")
     if outcome[2] != "0":
         click.echo(
@@ -160,7 +160,7 @@ def keys_rehash(batch: int) -> None:
     click.echo("keep the old key in CALLVAULT_HASH_KEYS_RETIRED for the grace period")
 
 
-def _batches(built: Container, total: int, what: str, command: Callable[[str], m.Command]) -> int:
+def _batches(built: App, total: int, what: str, command: Callable[[str], m.Command]) -> int:
     """Hand batch commands to the bus until the last id is reached; a progress bar shows
     the recordings changed out of those that needed it."""
     columns = (
@@ -173,7 +173,7 @@ def _batches(built: Container, total: int, what: str, command: Callable[[str], m
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(what, total=total or None)
         while True:
-            _, changed, last = built.bus.handle(command(after)).split(":")
+            _, changed, last = built.messagebus.handle(command(after)).split(":")
             done += int(changed)
             progress.update(task, advance=int(changed))
             if not last:

@@ -11,17 +11,15 @@ from typing import Any
 import click
 from rich.progress import Progress
 
-from ...adapters.kafka.bus import DeadLetter, read_topic
-from ...adapters.kafka.lag import LagProbe
-from ...adapters.kafka.security import kafka_security
+from ...adapters.kafka.bus import DeadLetter
 from ...adapters.logs import mask
 from ...app.background import status_summary
 from ...app.handlers.ingest import remove_landing_copy
 from ...app.handlers.reconcile import reconcile as run_reconcile
+from ...bootstrap import App
 from ...domain.errors import NotFound, UnsupportedUri, UriNotAllowed
 from ...domain.retention import IsoDuration, rfc3339
 from ...domain.uris import locate
-from ...settings import Settings
 from .common import (
     EXIT_FAILED,
     confirm,
@@ -57,12 +55,8 @@ def worker(only: str) -> None:
 def migrate(as_json: bool) -> None:
     """Bring the database schema, buckets and topics up to date, and apply the configured
     retention policy (idempotent)."""
-    from ...adapters.postgres.migrate import migrate as run
-    from ...bootstrap import object_store
-
-    with user_errors():
-        chosen = settings()
-        report = run(chosen, object_store(chosen))
+    with user_errors(), container() as built:
+        report = built.migrate()
     if as_json:
         echo_json(report.__dict__)
         return
@@ -81,25 +75,19 @@ def status(as_json: bool) -> None:
     """One screen for a human: recordings, overdue, DSRs, holds, dead letters, consumer lag."""
     with user_errors(), container() as built:
         report = status_summary(built.ctx)
-        chosen = built.settings
-        security = built.kafka_security
-        report["dead_letters"] = len(
-            read_topic(chosen.kafka, chosen.topic_deadletter, 800, security)
-        )
-        report["consumer_lag"] = _lag(chosen)
+        report["dead_letters"] = len(built.read_dead_letters(timeout_ms=800))
+        report["consumer_lag"] = _lag(built)
     if as_json:
         echo_json(report)
     else:
         click.echo(render_status(report))
 
 
-def _lag(chosen: Settings) -> dict[str, int]:
-    probe = LagProbe(chosen.kafka, chosen.app_id, kafka_security(chosen))
-    try:
-        inputs = [chosen.topic_calls_ended, chosen.topic_dsr_requests, chosen.topic_holds_commands]
+def _lag(built: App) -> dict[str, int]:
+    chosen = built.settings
+    inputs = [chosen.topic_calls_ended, chosen.topic_dsr_requests, chosen.topic_holds_commands]
+    with built.lag_probe() as probe:
         return {f"{t}[{p}]": lag for (t, p), lag in sorted(probe.measure(inputs).items())}
-    finally:
-        probe.close()
 
 
 def render_status(report: dict[str, Any]) -> str:
@@ -177,13 +165,8 @@ def deadletter() -> None:
     """Rejected events: inspect, replay after a fix, or discard (deleting their audio)."""
 
 
-def _dead_letters(chosen: Settings) -> list[DeadLetter]:
-    return read_topic(chosen.kafka, chosen.topic_deadletter, security=kafka_security(chosen))
-
-
-def _discarded(built: Any) -> set[tuple[int, int]]:
-    found: set[tuple[int, int]] = built.db.discarded_dead_letters(built.settings.topic_deadletter)
-    return found
+def _discarded(built: App) -> set[tuple[int, int]]:
+    return built.database.discarded_dead_letters(built.settings.topic_deadletter)
 
 
 def _row(letter: DeadLetter, discarded: set[tuple[int, int]]) -> dict[str, Any]:
@@ -206,9 +189,7 @@ def deadletter_list(error_code: str | None, limit: int, as_json: bool) -> None:
     """Dead letters with code, time and source offset; personal data masked."""
     with user_errors(), container() as built:
         letters = [
-            d
-            for d in _dead_letters(built.settings)
-            if error_code in (None, d.data.get("error_code"))
+            d for d in built.read_dead_letters() if error_code in (None, d.data.get("error_code"))
         ]
         discarded = _discarded(built)
     rows = [_row(d, discarded) for d in letters][-limit:]
@@ -261,10 +242,10 @@ def deadletter_replay(positions: tuple[str, ...], error_code: str | None) -> Non
         discarded = _discarded(built)
         chosen = [
             d
-            for d in _chosen(_dead_letters(built.settings), positions, error_code)
+            for d in _chosen(built.read_dead_letters(), positions, error_code)
             if (d.partition, d.offset) not in discarded
         ]
-        built.kafka.publish(
+        built.bus.publish(
             [
                 (d.data["source_topic"], d.data.get("key"), base64.b64decode(d.data["value_b64"]))
                 for d in chosen
@@ -284,18 +265,18 @@ def deadletter_discard(positions: tuple[str, ...], error_code: str | None, yes: 
     if not positions and not error_code:
         raise click.UsageError("choose dead letters with --offset or --error-code")
     with user_errors(), container() as built:
-        chosen = _chosen(_dead_letters(built.settings), positions, error_code)
+        chosen = _chosen(built.read_dead_letters(), positions, error_code)
         confirm(f"Discard {len(chosen)} dead letter(s) and delete their landing audio?", yes)
         now = datetime.now(UTC)
         for letter in chosen:
             _remove_landing_audio(letter, built)
-            built.db.discard_dead_letter(
+            built.database.discard_dead_letter(
                 built.settings.topic_deadletter, letter.partition, letter.offset, now
             )
     click.echo(f"discarded {len(chosen)} dead letter(s)")
 
 
-def _remove_landing_audio(letter: DeadLetter, built: Any) -> None:
+def _remove_landing_audio(letter: DeadLetter, built: App) -> None:
     """Delete the landing object a dead-lettered call.ended names (only ever inside the
     landing bucket)."""
     try:
@@ -333,8 +314,8 @@ def followups() -> None:
 def followups_list(limit: int, as_json: bool) -> None:
     """Parked follow-ups: id, kind, attempts, when and why they failed (masked)."""
     with user_errors(), container() as built:
-        parked = built.db.parked_follow_ups(limit)
-        total = built.db.parked_count()
+        parked = built.database.parked_follow_ups(limit)
+        total = built.database.parked_count()
     rows = [
         {
             "id": p.id,
@@ -367,8 +348,8 @@ def followups_retry(ids: tuple[int, ...], every: bool, yes: bool) -> None:
         raise click.UsageError("give follow-up ids or --all (not both)")
     with user_errors(), container() as built:
         if every:
-            confirm(f"Retry all {built.db.parked_count()} parked follow-up(s)?", yes)
-        done = built.db.retry_parked(None if every else ids)
+            confirm(f"Retry all {built.database.parked_count()} parked follow-up(s)?", yes)
+        done = built.database.retry_parked(None if every else ids)
     if ids and done < len(set(ids)):
         click.echo(f"retried {done} of {len(set(ids))}: the others are not parked", err=True)
         raise SystemExit(EXIT_FAILED)

@@ -50,7 +50,7 @@ app.kubernetes.io/part-of: callvault
 
 {{/* The consumer-lag gauge every worker exports for its input topics (adapters/metrics.py). */}}
 {{- define "callvault.lagMetric" -}}
-kafka_consumergroup_lag
+callvault_consumer_lag_messages
 {{- end }}
 
 {{/* Secret references -> the setting each one gives (read through CALLVAULT_<NAME>_FILE). */}}
@@ -189,7 +189,7 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
 - name: tmp
   mountPath: /tmp
 - name: data
-  mountPath: /var/lib/callvault/faust
+  mountPath: /var/lib/callvault
 {{- end }}
 
 {{/* httpGet probes on a named port. Args: root, port. */}}
