@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench lock messages clean image image-test compose-up compose-down compose-test
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench bench-scale lock messages clean image image-test compose-up compose-down compose-test
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -81,6 +81,9 @@ typecheck: venv
 
 bench: migrate ## benchmarks against a raw baseline in the same run (see bench/README.md)
 	$(ENV) $(BIN)/python -m bench
+
+bench-scale: migrate ## the largest partitioned table this disk holds, measured (an hour or more)
+	$(ENV) $(BIN)/python -m bench scale
 
 messages: venv ## the texts people read: extract them into every catalogue (workers/i18n/locale), compile
 	$(BIN)/python -m workers.i18n update

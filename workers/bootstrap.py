@@ -231,6 +231,7 @@ class App:
             self._s3,
             self.kafka_security,
             then=lambda: self._settle(apply_policy),
+            online=apply_policy,
         )
 
     def migrate_schema(self) -> list[str]:
