@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench lock messages clean image image-test
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench bench-scale lock messages clean image image-test compose-up compose-down compose-test
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -44,16 +44,26 @@ integration: up
 e2e: up
 	$(ENV) $(BIN)/pytest -q tests/e2e
 
-telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine)
+telephony: up  ## the connectors alone: unit tests, then real SIP calls (baresip; Kamailio + rtpengine) and webhooks
 	$(BIN)/pytest -q tests/unit/test_audio.py tests/unit/test_connectors.py \
-		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py
-	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py
+		tests/unit/test_webhooks.py tests/unit/test_freeswitch_rtpengine.py tests/unit/test_pbx_shell.py \
+		tests/unit/test_confined.py
+	$(ENV) $(BIN)/pytest -q tests/e2e/test_telephony.py tests/e2e/test_serve_webhooks.py
 
 image:         ## callvault's container image with podman, on a base made from Debian's packages
 	bash deploy/image.sh
 
 image-test: up ## build the image, then run it: non-root, read-only root, a worker and serve against the stack
 	$(ENV) $(BIN)/pytest -q tests/containers/test_image.py
+
+compose-up: up ## docker-compose.yml brought up with podman, every image built here (ports +10000)
+	bash deploy/compose.sh up
+
+compose-down:  ## stop the compose project (volumes kept; bash deploy/compose.sh down -v drops them)
+	bash deploy/compose.sh down
+
+compose-test: up ## compose-up, then drive it through the contract (call, hold, erasure, console, alert)
+	$(ENV) $(BIN)/pytest -q tests/containers/test_compose_stack.py
 
 chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
 	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos
@@ -71,6 +81,9 @@ typecheck: venv
 
 bench: migrate ## benchmarks against a raw baseline in the same run (see bench/README.md)
 	$(ENV) $(BIN)/python -m bench
+
+bench-scale: migrate ## the largest partitioned table this disk holds, measured (an hour or more)
+	$(ENV) $(BIN)/python -m bench scale
 
 messages: venv ## the texts people read: extract them into every catalogue (workers/i18n/locale), compile
 	$(BIN)/python -m workers.i18n update

@@ -1,4 +1,6 @@
-"""``python -m bench [ingest|purge|load|scheduler|lookup|dsr|capacity|keys|all] [--quick]``."""
+"""``python -m bench [ingest|purge|load|scheduler|lookup|dsr|capacity|keys|all|scale]
+[--quick]``: ``all`` runs every benchmark but ``scale`` (the largest table this disk holds;
+an hour or more, see bench/README.md)."""
 
 from __future__ import annotations
 
@@ -29,12 +31,17 @@ def table(rows: list[tuple[str, str, str]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", default="all", choices=(*BENCHMARKS, "all"))
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=(*BENCHMARKS, "all", "scale", "profile")
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument(
         "--rebuild",
         action="store_true",
         help="regenerate the cached bulk databases (scheduler/lookup) instead of reusing them",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="scale: keep the big instance for another run"
     )
     args = parser.parse_args(argv)
     chosen = BENCHMARKS if args.which == "all" else (args.which,)
@@ -47,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         common.log(f"== {name}{' (quick)' if args.quick else ''}")
         t0 = time.monotonic()
         try:
-            result = module.run(quick=args.quick, rebuild=args.rebuild)
+            extra = {"keep": args.keep} if name == "scale" else {}
+            result = module.run(quick=args.quick, rebuild=args.rebuild, **extra)
         except Exception:  # noqa: BLE001 - one failing benchmark must not hide the others
             traceback.print_exc()
             failed.append(name)

@@ -176,25 +176,38 @@ class Producer:
         self._producer.close(timeout=5)
 
 
+def assign_from_start(consumer: Any, topic: str, timeout: float = 60) -> None:
+    """Assign every partition of ``topic`` to ``consumer``, positioned at its start, once the
+    broker's metadata lists them (a topic just created has none for a moment: a consumer that
+    subscribed then would be assigned nothing until its next metadata refresh, minutes later);
+    returns when the positions are known, so nothing published afterwards is missed."""
+    from kafka import TopicPartition
+
+    deadline = time.monotonic() + timeout
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions and time.monotonic() < deadline:
+        time.sleep(0.2)
+        consumer.poll(timeout_ms=0)  # lets the client refresh its metadata
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise TimeoutError(f"topic {topic} has no partitions after {timeout:.0f} s")
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning()
+    for partition in assigned:
+        consumer.position(partition)  # resolves the start offset now
+
+
 class Reader:
     """Reads every event of one topic from the beginning, keeping what it has seen."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import KafkaConsumer
 
         self._consumer = KafkaConsumer(
             bootstrap_servers=bootstrap.split(","), enable_auto_commit=False
         )
-        partitions = None
-        deadline = time.monotonic() + 60
-        while partitions is None and time.monotonic() < deadline:
-            partitions = self._consumer.partitions_for_topic(topic)
-            if partitions is None:
-                time.sleep(0.3)
-        if not partitions:
-            raise TimeoutError(f"topic {topic} has no partitions")
-        self._consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        self._consumer.seek_to_beginning()
+        assign_from_start(self._consumer, topic)
         self.seen: list[tuple[float, dict[str, Any]]] = []  # (monotonic arrival, event)
 
     def poll(self, timeout_ms: int = 100) -> list[dict[str, Any]]:

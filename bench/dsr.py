@@ -39,13 +39,9 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
 
 def measure(inst: Instance, quick: bool) -> dict[str, Any]:
     """The erasure latencies on ``inst`` (migrated here; dropped by the caller)."""
-    from workers.bootstrap import object_store
 
     others = 50_000 if quick else 1_000_000
-    requests = 3 if quick else 20
-    big = 100 if quick else 1000
     common.migrate(inst)
-    settings = inst.settings()
     log(f"dsr: bulk-generating {others:,} other recordings")
     # no due/held rows: the scheduler must not start purging the generated rows meanwhile
     made = bulk.fill(
@@ -56,6 +52,17 @@ def measure(inst: Instance, quick: bool) -> dict[str, Any]:
         announced=0,
         prefix="other-",
     )
+    return {"bulk": made, **erasures(inst, quick, others)}
+
+
+def erasures(inst: Instance, quick: bool, others: int) -> dict[str, Any]:
+    """Subjects with 20 recordings (and one with many) ingested through a worker process on
+    ``inst``, then erased one request at a time."""
+    from workers.bootstrap import object_store
+
+    requests = 3 if quick else 20
+    big = 100 if quick else 1000
+    settings = inst.settings()
     objects = object_store(settings)
     audio = common.wav_bytes(AUDIO_BYTES)
     n_calls = requests * PER_SUBJECT
@@ -134,7 +141,6 @@ def measure(inst: Instance, quick: bool) -> dict[str, Any]:
             "recordings_per_subject": PER_SUBJECT,
             "quick": quick,
         },
-        "bulk": made,
         "latency_s": {k: round(v, 3) for k, v in common.summary(latencies).items()},
         "server_side_s": {k: round(v, 3) for k, v in common.summary(server_side).items()},
         "latencies_s": [round(v, 3) for v in latencies],

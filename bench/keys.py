@@ -13,20 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from testbed.softhsm import SoftToken, delete_token, new_token
+from testbed.softhsm import KEY_SETTINGS, SoftToken, delete_token, new_token
 from testbed.stack import Instance
 
 from . import common, dsr
 from .common import CALLVAULT, log
 from .ingest import AUDIO_BYTES, pipeline
 
-KEY_SETTINGS = (
-    "CALLVAULT_MASTER_KEY",
-    "CALLVAULT_MASTER_KEYS",
-    "CALLVAULT_HASH_KEY",
-    "CALLVAULT_HASH_KEYS_RETIRED",
-    "CALLVAULT_SIGNING_KEY",
-)
 ROUNDS = 2  # in-process and token runs alternate, so a slower minute of the machine hits both
 
 

@@ -13,6 +13,14 @@ from pathlib import Path
 from testbed.stack import ROOT, read_stack_env
 
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+# the settings that give keys themselves: none of them is set with the keys in a token
+KEY_SETTINGS = (
+    "CALLVAULT_MASTER_KEY",
+    "CALLVAULT_MASTER_KEYS",
+    "CALLVAULT_HASH_KEY",
+    "CALLVAULT_HASH_KEYS_RETIRED",
+    "CALLVAULT_SIGNING_KEY",
+)
 
 
 def softhsm_conf() -> Path:

@@ -34,7 +34,7 @@ def token_pool(
     wanted = sum("soft_token" in getattr(i, "fixturenames", ()) for i in request.session.items)
     tokens = [new_token(tmp_path_factory.mktemp("token")) for _ in range(wanted)]
     try:
-        yield tokens
+        yield list(tokens)  # the tests take theirs from this copy
     finally:
         for token in tokens:
             delete_token(token)

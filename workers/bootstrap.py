@@ -231,6 +231,7 @@ class App:
             self._s3,
             self.kafka_security,
             then=lambda: self._settle(apply_policy),
+            online=apply_policy,
         )
 
     def migrate_schema(self) -> list[str]:
@@ -245,13 +246,16 @@ class App:
     def readiness(
         self, *, kafka: bool = True, conditions: dict[str, Callable[[], bool]] | None = None
     ) -> Readiness:
-        """What ``/readyz`` checks (not started): PostgreSQL, the vault bucket and, unless
-        ``kafka`` is false, Kafka - each over this process's own settings."""
+        """What ``/readyz`` checks (not started): PostgreSQL, the vault bucket, the PKCS#11
+        token when the keys are in one and, unless ``kafka`` is false, Kafka - each over this
+        process's own settings."""
         s = self.settings
         checks: dict[str, Callable[[], object]] = {
             "postgresql": database_check(self._postgres),
             "s3": bucket_check(self.objects, s.vault_bucket),
         }
+        if s.keys_backend == "pkcs11":
+            checks["pkcs11"] = partial(self._ring.hasher.macs, [b"callvault readiness"])
         if kafka:
             checks["kafka"] = KafkaCheck(s.kafka, self.kafka_security)
         return Readiness(checks, conditions)

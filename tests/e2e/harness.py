@@ -71,7 +71,7 @@ class Callvault:
     def migrate(self) -> dict[str, Any]:
         done = subprocess.run(
             [CALLVAULT, "migrate", "--json"],
-            env={**self.env, **self.instance.migration_env},
+            env={**self.env, "CALLVAULT_DATABASE_ADMIN_URL": self.instance.owner_url},
             capture_output=True,
             check=True,
             timeout=120,

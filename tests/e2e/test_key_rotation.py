@@ -46,6 +46,7 @@ def test_master_key_rotation_with_recordings_before_and_after(callvault: Callvau
 
     # 1. the new key becomes current, the old one stays configured
     cv.env.update(CALLVAULT_MASTER_KEYS=f"m1={old},m2={new}", CALLVAULT_MASTER_KEY_ID="m2")
+    cv.migrate()  # registers the new key's check value
     restart_workers(cv)
     ids |= store_calls(cv, {"rot-after": {"audio": AFTER}})
     # 2. re-wrap while the worker runs

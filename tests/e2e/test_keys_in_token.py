@@ -14,27 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from testbed.softhsm import SoftToken
+from testbed.softhsm import KEY_SETTINGS, SoftToken
 from testbed.stack import Instance, stop_processes
 from tests.e2e.console_harness import PASSWORD, Console, cli, dsr, serve, store_calls
 from tests.e2e.harness import Callvault, make_wav
+from tests.e2e.test_probes import readyz_becomes
 from workers.adapters.signatures import check_certificate
 
-KEY_SETTINGS = (
-    "CALLVAULT_MASTER_KEY",
-    "CALLVAULT_MASTER_KEYS",
-    "CALLVAULT_HASH_KEY",
-    "CALLVAULT_HASH_KEYS_RETIRED",
-    "CALLVAULT_SIGNING_KEY",
-    "CALLVAULT_SESSION_SECRET",
-)
+SECRETS = (*KEY_SETTINGS, "CALLVAULT_SESSION_SECRET")
 FIRST, SECOND = make_wav(1.0, tone=330), make_wav(1.0, tone=550)
 PHONE = "+370 612 34567"
 
 
 def keyless(instance: Instance, token: SoftToken) -> dict[str, str]:
     """The instance's settings with the token's instead of any key."""
-    env = {k: v for k, v in {**os.environ, **instance.env}.items() if k not in KEY_SETTINGS}
+    env = {k: v for k, v in {**os.environ, **instance.env}.items() if k not in SECRETS}
     return {**env, **token.env()}
 
 
@@ -71,6 +65,8 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     assert "signing key 'callvault-signing' (Ed25519)" in generated
     cv.migrate()
     cv.start_worker()
+    ready = readyz_becomes(int(cv.env["CALLVAULT_METRICS_PORT"]), 200)
+    assert ready["pkcs11"] == "ok"  # a supervisor sees the token too
     ids = store_calls(cv, {"hsm-1": {"audio": FIRST}, "hsm-2": {"audio": SECOND}})
     cli(cv, "user", "add", "qa", "--role", "qa", "--tenant", "*", stdin=PASSWORD + "\n")
     token = cli(cv, "token", "create", "qa").stdout.strip()
@@ -81,7 +77,7 @@ def test_store_play_rotate_and_erase_with_keys_in_a_token(
     # no key in any process's environment: only where the token is
     for process in cv.workers:  # the worker and serve
         environment = environment_of(process.pid)
-        assert not set(KEY_SETTINGS) & set(environment)
+        assert not set(SECRETS) & set(environment)
         assert environment["CALLVAULT_KEYS_BACKEND"] == "pkcs11"
         assert soft_token.pin not in json.dumps(environment)
     where = cli(cv, "keys", "check").stdout
@@ -153,7 +149,7 @@ def test_an_install_moves_its_keys_into_a_token(
     assert "retired master key(s) m1" in rotated
     del cv.env["CALLVAULT_MASTER_KEYS"]
     restart(cv)
-    assert not set(KEY_SETTINGS) & set(environment_of(cv.workers[0].pid))
+    assert not set(SECRETS) & set(environment_of(cv.workers[0].pid))
 
     erased = dsr(cv, "erasure", {"phone_numbers": [PHONE]})
     assert {r["recording_id"] for r in erased["recordings"]} == set(ids.values())

@@ -225,6 +225,7 @@ class _State:
     outbox: list[Outbound] = field(default_factory=list)
     followups: list[dict[str, Any]] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
+    audit_marks: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: dict[str, RequestRecord] = field(default_factory=dict)
     exports: dict[str, ExportRecord] = field(default_factory=dict)
     policies: dict[str, str] = field(default_factory=dict)
@@ -683,6 +684,15 @@ class MemoryUnitOfWork:
     def audit_head(self) -> AuditEntry | None:
         return self._db.state.audit[-1] if self._db.state.audit else None
 
+    def audit_ranges(self) -> list[tuple[str, int | None, int | None]]:
+        return [("audit_log", None, None)]
+
+    def audit_marks(self) -> list[dict[str, Any]]:
+        return list(self._db.state.audit_marks.values())
+
+    def mark_verified(self, partition: str, entry: AuditEntry, signed: dict[str, Any]) -> None:
+        self._db.state.audit_marks[partition] = signed
+
 
 def _append_audit(
     state: _State, action: str, entity_id: str, details: dict[str, Any], at: datetime
@@ -723,6 +733,12 @@ class MemoryDatabase:
 
     def outbox_backlog(self) -> tuple[int, datetime | None]:
         return len(self.state.outbox), None
+
+    def ensure_partitions(self) -> list[str]:
+        return []  # one list per table: nothing to make ahead
+
+    def stray_rows(self) -> dict[str, int]:
+        return {}
 
     @contextmanager
     def claim(self) -> Iterator[FollowUp | None]:

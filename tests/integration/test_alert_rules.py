@@ -36,6 +36,7 @@ ALERTS = {
     "CallvaultAuditCheckpointStale",
     "CallvaultFollowUpsFailed",
     "CallvaultProviderCopiesKept",
+    "CallvaultPartitionDefaultRows",
 }
 
 

@@ -20,7 +20,7 @@ from testbed.stack import Instance
 from tests.e2e.harness import CALLVAULT
 from workers.entrypoints.cli import cli
 
-EXIT_UNREACHABLE, EXIT_NOT_MIGRATED = 4, 5
+EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_NOT_MIGRATED = 3, 4, 5
 
 # Arguments that make each command do its real work (the files are made by ``files``).
 ARGS: dict[str, list[str]] = {
@@ -38,6 +38,8 @@ ARGS: dict[str, list[str]] = {
     "hold release": ["H-1"],
     "hold show": ["H-1"],
     "keys check": [],
+    "keys generate": [],
+    "keys import-to-hsm": [],
     "keys rehash": [],
     "keys rotate": [],
     "migrate": [],
@@ -61,6 +63,8 @@ SERVICES = {"worker": [], "serve": []}
 CONNECTORS = "connect "
 # Commands that need no service at all.
 OFFLINE = {"verify-certificate"}
+# Commands for keys in a PKCS#11 token: with the keys in the settings, they say so first.
+TOKEN_ONLY = {"keys generate", "keys import-to-hsm"}
 # Commands that use Kafka or the object store only, never the database.
 NO_DATABASE = {"demo", "dsr submit", "hold place", "hold release", "publish", "deadletter list"}
 
@@ -138,6 +142,10 @@ def test_every_command_against_stopped_services_says_so_in_one_line(
             assert result.exit_code in (0, 1), (command, result.stderr)
             continue
         line = one_line(result, command)
+        if command in TOKEN_ONLY:
+            assert result.exit_code == EXIT_CONFIG, (command, result.exit_code, line)
+            assert "CALLVAULT_KEYS_BACKEND=pkcs11" in line, (command, line)
+            continue
         assert result.exit_code == EXIT_UNREACHABLE, (command, result.exit_code, line)
         assert "make up" in line, (command, line)  # names the fix
         assert took < 30, (command, took)
@@ -148,7 +156,7 @@ def test_every_command_against_a_database_never_migrated_says_run_migrate(
 ) -> None:
     env = {**instance.env, "CALLVAULT_MIGRATE_ON_START": "false"}
     for command in ARGS:
-        if command in OFFLINE | NO_DATABASE | {"migrate", "public-key"}:
+        if command in OFFLINE | NO_DATABASE | TOKEN_ONLY | {"migrate", "public-key"}:
             continue
         result, _ = invoke(command, files, env)
         line = one_line(result, command)

@@ -351,3 +351,13 @@ def test_the_cli_names_the_pin_file_in_one_line(soft_token: SoftToken, tmp_path:
     (line,) = done.stderr.strip().splitlines()
     assert "CALLVAULT_PKCS11_PIN_FILE: the token" in line
     assert "refused the PIN" in line
+
+
+def test_a_token_is_chosen_by_its_serial_too(soft_token: SoftToken) -> None:
+    generate(token_settings(soft_token))
+    token = token_of(token_settings(soft_token))
+    serial = bytes(token.run(lambda s: s.session.token.serial)).decode().strip()
+    ring = token_key_ring(token_settings(soft_token, pkcs11_token_serial=serial))
+    assert ring.current_master_id == "m1"
+    with pytest.raises(ConfigError, match="with serial '0000'"):
+        token_key_ring(token_settings(soft_token, pkcs11_token_serial="0000"))

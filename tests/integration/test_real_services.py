@@ -121,6 +121,7 @@ def test_postgres_round_trip_through_the_pool(instance: Instance) -> None:
         "0006_language",
         "0101_console_sign_in",
         "0102_console_scopes",
+        "0200_partitions",
     ]
     assert migrate_schema(settings)[0] == []  # idempotent
     assert "audit trail" in role

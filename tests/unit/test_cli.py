@@ -4,6 +4,7 @@ times), and answers a mistake with one line and its documented exit code."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -131,6 +132,47 @@ def test_the_audit_trail_verifies_against_a_checkpoint(world: World) -> None:
     report = json.loads(ok(run(world, "audit", "verify", "--json")))
     assert report["intact"] is True
     assert report["checkpoint"]["ok"] is True
+
+
+def _verify(world: World, *args: str) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(ok(run(world, "audit", "verify", "--json", *args)))
+    return report
+
+
+def test_a_verification_starts_where_the_last_one_proved_the_chain(world: World) -> None:
+    for n in range(3):
+        world.store_call(f"c{n}")
+    ok(run(world, "audit", "checkpoint"))
+    first = _verify(world)
+    checkpoint = first["checkpoint"]["seq"]
+    assert (first["since"], first["entries"], first["marked"]) == (0, checkpoint, ["audit_log"])
+    world.store_call("c3")
+    again = _verify(world)  # only what was appended since the checkpoint's entry
+    assert (again["since"], again["entries"]) == (
+        checkpoint,
+        len(world.db.state.audit) - checkpoint,
+    )
+    assert again["checkpoint"]["ok"] is True
+    assert _verify(world, "--full")["entries"] == len(world.db.state.audit)
+    assert _verify(world, "--from", "2", "--to", "3")["entries"] == 2
+
+
+def test_a_record_of_verification_that_does_not_hold_is_not_a_starting_point(
+    world: World,
+) -> None:
+    world.store_call("c1")
+    ok(run(world, "audit", "checkpoint"))
+    _verify(world)
+    marks = world.db.state.audit_marks
+    marks["audit_log"] = marks["audit_log"] | {"seq": 1}  # its signature no longer matches
+    assert _verify(world)["since"] == 0
+    assert _verify(world)["since"] > 0
+    seq = world.db.state.audit_marks["audit_log"]["seq"]
+    entries = world.db.state.audit
+    entries[seq - 1] = dataclasses.replace(entries[seq - 1], hash=bytes(32))  # rewritten
+    rewritten = json.loads(run(world, "audit", "verify", "--json").stdout)
+    assert rewritten["since"] == 0  # back to the genesis, where the edit shows
+    assert rewritten["broken_at"] == seq
 
 
 def test_reconcile_finds_an_orphan_and_repairs_only_when_confirmed(world: World) -> None:

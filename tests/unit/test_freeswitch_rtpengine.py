@@ -86,20 +86,7 @@ def test_record_stop_events_become_call_ended_events(tmp_path: Path) -> None:
     recording.parent.mkdir()
     recording.write_bytes(WAV)
     fake = FakeFreeSwitch([record_stop(recording), record_stop(recording)])
-    watcher = EslWatcher(
-        rig.publisher,
-        rig.metrics,
-        host="127.0.0.1",
-        port=fake.port,
-        password="ClueCon",
-        pbx_id="fs1",
-        recordings_dir=recording.parent,
-    )
-    connection = EslConnection("127.0.0.1", fake.port, "ClueCon")
-    connection.subscribe("RECORD_STOP")
-    for event in connection.events(idle=5):
-        assert event is not None
-        watcher.handle(event)
+    handle_all(esl_watcher(rig, fake, recording.parent, pbx_id="fs1"), fake)
     assert fake.subscribed == ["event plain RECORD_STOP"]
     (data,) = rig.kafka.data()  # the second, identical event sent nothing twice
     assert data["call_id"] == "fs1:8b3d9a3e-5c1f-4a0e-9a53-1d2c3b4a5f60"
@@ -113,24 +100,19 @@ def test_freeswitchs_default_caller_id_is_stored_as_withheld(tmp_path: Path) -> 
     recording = tmp_path / "call.wav"
     recording.write_bytes(WAV)
     fake = FakeFreeSwitch([record_stop(recording, caller="0000000000")])
-    connection = EslConnection("127.0.0.1", fake.port, "ClueCon")
-    connection.subscribe("RECORD_STOP")
-    watcher = esl_watcher(rig, fake, tmp_path)
-    for event in connection.events(idle=5):
-        assert event is not None
-        watcher.handle(event)
+    handle_all(esl_watcher(rig, fake, tmp_path), fake)
     (data,) = rig.kafka.data()
     assert data["caller"] == "0000000000"  # callvault recognises it as withheld
 
 
-def esl_watcher(rig: Rig, fake: FakeFreeSwitch, recordings: Path) -> EslWatcher:
+def esl_watcher(rig: Rig, fake: FakeFreeSwitch, recordings: Path, pbx_id: str = "fs") -> EslWatcher:
     return EslWatcher(
         rig.publisher,
         rig.metrics,
         host="127.0.0.1",
         port=fake.port,
-        password="x",
-        pbx_id="fs",
+        password="ClueCon",
+        pbx_id=pbx_id,
         recordings_dir=recordings,
     )
 

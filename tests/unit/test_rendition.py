@@ -150,3 +150,22 @@ def test_a_long_call_is_rendered_without_holding_it() -> None:
         tracemalloc.stop()
     assert sent == rendition.size
     assert peak < 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("rate", "seconds"),
+    [(10_000_000, 1.0), (8000, 30 * 24 * 3600.0)],
+    ids=["a-rate-no-phone-has", "a-month-long-call"],
+)
+def test_a_header_that_lies_gets_the_original_not_an_endless_rendition(
+    cw: ConsoleWorld, formats: Path, rate: int, seconds: float
+) -> None:
+    """μ-law whose header claims 10 MHz, or whose stored duration says a month: the player
+    gets the original (the browser may refuse it) instead of gigabytes of decoded silence."""
+    audio = bytearray((formats / "ulaw.wav").read_bytes())
+    struct.pack_into("<II", audio, 24, rate, rate)  # sample rate, byte rate
+    recording = cw.world.store_call("call-liar", bytes(audio), content_type="audio/wav")
+    cw.world.db.state.recordings[recording.recording_id].duration_seconds = seconds
+    answer = cw.signed_in("qa1").get(url(recording.recording_id))
+    assert answer.status_code == 200
+    assert answer.content == bytes(audio)

@@ -585,6 +585,13 @@ def twilio_call_and_recording(client: TestClient, **headers: str) -> None:
         assert client.post(path, **request).status_code == 204
 
 
+def twilio_rig(tmp_path: Path) -> tuple[Rig, FakeDownloads]:
+    """A webhook connector's publisher, and Twilio's media host with the recording RE1."""
+    downloads = FakeDownloads()
+    downloads.files[TWILIO_MEDIA + ".wav"] = WAV
+    return Rig(tmp_path / "state", connector="webhooks"), downloads
+
+
 def test_each_providers_copy_is_deleted_through_its_api_once_kafka_has_the_call(
     world: Any, providers: Any, telnyx_key: Ed25519PrivateKey
 ) -> None:
@@ -627,9 +634,7 @@ def test_nothing_is_deleted_at_the_provider_before_kafka_has_the_call(
 def test_a_failed_deletion_is_retried_and_counted(
     tmp_path: Path, telnyx_key: Ed25519PrivateKey, providers: Any
 ) -> None:
-    rig = Rig(tmp_path / "state", connector="webhooks")
-    downloads = FakeDownloads()
-    downloads.files[TWILIO_MEDIA + ".wav"] = WAV
+    rig, downloads = twilio_rig(tmp_path)
     now = [time.time() + 5]  # a moment after the call is sent (the publisher keeps real time)
     hooks = build_webhooks(
         webhook_config(telnyx_key, providers),
@@ -697,9 +702,7 @@ def test_twilio_idempotency_tokens_are_honoured(world: Any) -> None:
 def test_provider_copies_can_be_left_at_the_provider(
     tmp_path: Path, telnyx_key: Ed25519PrivateKey, providers: Any
 ) -> None:
-    rig = Rig(tmp_path / "state", connector="webhooks")
-    downloads = FakeDownloads()
-    downloads.files[TWILIO_MEDIA + ".wav"] = WAV
+    rig, downloads = twilio_rig(tmp_path)
     config = webhook_config(telnyx_key, providers, delete_provider_copies=False)
     app = FastAPI()
     app.include_router(

@@ -5,7 +5,9 @@ A path is walked from the directory's own descriptor one component at a time, ne
 symbolic link (``O_NOFOLLOW`` at every step) and never accepting ``..``: neither a link, nor a
 directory swapped for a link between a check and the open (the race of checking ``realpath`` and
 then opening by name), leads outside. The opened descriptor is checked with ``fstat`` to be a
-regular file, so a FIFO or a device never blocks or feeds a reader. Deleting unlinks the name in
+regular file with no other name, so a FIFO or a device never blocks or feeds a reader and a hard
+link to a file elsewhere (made where the kernel's ``protected_hardlinks`` is off) is never read
+as a recording. Deleting unlinks the name in
 the directory reached the same way: nothing outside the directory is ever removed.
 """
 
@@ -29,7 +31,8 @@ class OutsideDirectory(Exception):
 
 
 class NotRegularFile(Exception):
-    """The path names a directory, a FIFO, a device or a socket, not a file."""
+    """The path names a directory, a FIFO, a device, a socket or a file with other names (a
+    hard link), not a file of its own."""
 
 
 class Beneath:
@@ -78,8 +81,11 @@ class Beneath:
             flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | _NO_LINK
             descriptor = _step(name, flags, parent)
         try:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):
                 raise NotRegularFile("the path is not a regular file")
+            if status.st_nlink != 1:
+                raise NotRegularFile("the file has other names (a hard link)")
         except BaseException:
             os.close(descriptor)
             raise

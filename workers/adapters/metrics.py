@@ -182,6 +182,13 @@ class Metrics:
             ["consumergroup", "topic", "partition"],
             registry=r,
         )
+        self.partition_default_rows = Gauge(
+            "callvault_partition_default_rows",
+            "Rows held by a table's DEFAULT partition: calls or audit entries beyond the "
+            "partitions made ahead (0 normally; they move out at the next partition round)",
+            ["table"],
+            registry=r,
+        )
         self.reconcile_findings = Gauge(
             "callvault_reconcile_findings",
             "Problems found by the last vault/database reconciliation",

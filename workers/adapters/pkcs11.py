@@ -88,26 +88,22 @@ _GUARDED = {
     Attribute.EXTRACTABLE: False,
     Attribute.MODIFIABLE: False,
     Attribute.DERIVE: False,
-    Attribute.WRAP: False,
-    Attribute.UNWRAP: False,
 }
-SECRET_TEMPLATE = {**_GUARDED, Attribute.VERIFY: False}
-MASTER_TEMPLATE = {**SECRET_TEMPLATE, Attribute.ENCRYPT: True, Attribute.DECRYPT: True}
-MASTER_TEMPLATE[Attribute.SIGN] = False
+PRIVATE_TEMPLATE = {**_GUARDED, Attribute.SIGN: True}
+SECRET_TEMPLATE = {**_GUARDED, Attribute.WRAP: False, Attribute.UNWRAP: False}
+MASTER_TEMPLATE = {
+    **SECRET_TEMPLATE,
+    Attribute.ENCRYPT: True,
+    Attribute.DECRYPT: True,
+    Attribute.SIGN: False,
+    Attribute.VERIFY: False,
+}
 HASH_TEMPLATE = {
     **SECRET_TEMPLATE,
     Attribute.SIGN: True,
+    Attribute.VERIFY: False,
     Attribute.ENCRYPT: False,
     Attribute.DECRYPT: False,
-}
-PRIVATE_TEMPLATE = {
-    Attribute.TOKEN: True,
-    Attribute.PRIVATE: True,
-    Attribute.SENSITIVE: True,
-    Attribute.EXTRACTABLE: False,
-    Attribute.MODIFIABLE: False,
-    Attribute.DERIVE: False,
-    Attribute.SIGN: True,
 }
 PUBLIC_TEMPLATE = {Attribute.TOKEN: True, Attribute.VERIFY: True, Attribute.MODIFIABLE: False}
 
@@ -190,8 +186,10 @@ class _Session:
 class Token:
     """One PKCS#11 token, logged in once, and a pool of its sessions."""
 
-    def __init__(self, module: Path, label: str, pin: str, sessions: int) -> None:
-        self.module, self.label, self._pin = module, label, pin
+    def __init__(
+        self, module: Path, label: str, pin: str, sessions: int, serial: str | None = None
+    ) -> None:
+        self.module, self.label, self._pin, self.serial = module, label, pin, serial
         self._size = max(1, sessions)
         self._idle: queue.LifoQueue[_Session] = queue.LifoQueue()
         self._open = 0
@@ -210,7 +208,8 @@ class Token:
         try:
             yield lent
         except UNREACHABLE as exc:
-            self._drop(lent)
+            # a token that forgot the login (restarted) is logged in again on the next session
+            self._drop(lent, logged_out=isinstance(exc, p11.UserNotLoggedIn))
             raise self._unreachable(exc) from exc
         except p11.NoSuchKey as exc:
             self._idle.put(lent)
@@ -245,16 +244,22 @@ class Token:
         return set(self._token.slot.get_mechanisms())
 
     def _borrow(self) -> _Session:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            grow = self._open < self._size
+        """An idle session, else a new one while the pool has room, else the next returned
+        (a session dropped meanwhile makes room: the wait looks again every half second)."""
+        wait = 0.0
+        while True:
+            try:
+                return self._idle.get(timeout=wait) if wait else self._idle.get_nowait()
+            except queue.Empty:
+                wait = 0.5
+            with self._lock:
+                grow = self._open < self._size
+                if grow:
+                    self._open += 1
             if grow:
-                self._open += 1
-        if not grow:
-            return self._idle.get()  # every session is in use: wait for one
+                return self._new_session()
+
+    def _new_session(self) -> _Session:
         try:
             self._login()
             return _Session(self._token.open())
@@ -267,12 +272,14 @@ class Token:
                 self._open -= 1
             raise
 
-    def _drop(self, lent: _Session) -> None:
+    def _drop(self, lent: _Session, *, logged_out: bool) -> None:
         with suppress(p11.PKCS11Error):  # the token is away: the session is gone anyway
             lent.session.close()
         with self._lock:
             self._open -= 1
-            self._anchor, anchor = None, self._anchor  # log in again on the next session
+            anchor = self._anchor if logged_out else None
+            if logged_out:
+                self._anchor = None
         if anchor is not None:
             with suppress(p11.PKCS11Error):
                 anchor.close()
@@ -296,24 +303,28 @@ class Token:
                 raise self._unreachable(exc) from exc
 
     def _find(self) -> Any:
-        """The token labelled so; a slot whose token does not answer is passed over."""
+        """The token labelled so (and of that serial number, when one is given: tokens cloned
+        for high availability share a label); a slot whose token does not answer is passed
+        over."""
         found = []
         for slot in _library(self.module).get_slots(token_present=True):
             try:
                 token = slot.get_token()
             except p11.PKCS11Error:
                 continue
-            if token.label == self.label:
+            serial = bytes(token.serial).decode(errors="replace").strip()
+            if token.label == self.label and self.serial in (None, serial):
                 found.append(token)
         if not found:
+            serial = "" if self.serial is None else f" with serial {self.serial!r}"
             raise ConfigError(
                 f"invalid settings - CALLVAULT_PKCS11_TOKEN_LABEL: no token labelled "
-                f"{self.label!r} in {self.module}"
+                f"{self.label!r}{serial} in {self.module}"
             )
         if len(found) > 1:
             raise ConfigError(
                 f"invalid settings - CALLVAULT_PKCS11_TOKEN_LABEL: several tokens are labelled "
-                f"{self.label!r}"
+                f"{self.label!r} (CALLVAULT_PKCS11_TOKEN_SERIAL chooses one)"
             )
         return found[0]
 
@@ -438,7 +449,13 @@ def token_of(settings: Settings) -> Token:
             f"invalid settings - CALLVAULT_PKCS11_PIN_FILE: cannot read it ({exc.strerror})"
         ) from None
     sessions = settings.pkcs11_sessions or min(64, settings.concurrency * 3 + 4)
-    return Token(settings.pkcs11_module, settings.pkcs11_token_label, pin, sessions)
+    return Token(
+        settings.pkcs11_module,
+        settings.pkcs11_token_label,
+        pin,
+        sessions,
+        serial=settings.pkcs11_token_serial,
+    )
 
 
 def token_masters(token: Token, prefix: str) -> list[MasterKey]:

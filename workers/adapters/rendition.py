@@ -27,6 +27,8 @@ WAV_HEADER_BYTES = 44
 SAMPLE_BYTES = 2  # 16-bit PCM
 AV_TIME_BASE = 1_000_000
 RAW_RATE = 8000  # headerless telephony audio is narrowband
+MAX_RATE = 192_000  # samples per second of any real recording
+MAX_SECONDS = 24 * 3600  # no call lasts longer: a header that says so is not believed
 # Headerless audio has no header to probe: FFmpeg is told what it is.
 _RAW_DEMUXERS = {PCMU: "mulaw", PCMA: "alaw", GSM: "gsm"}
 
@@ -52,9 +54,9 @@ class PcmWavRendition:
         self.rate = int(codec.sample_rate)
         self.channels = 1 if codec.channels == 1 else 2
         seconds = form.duration_seconds or _container_seconds(self._container)
-        if not self.rate or seconds is None:
-            self._container.close()
-            raise NotAudio("the recording's duration or sample rate is unknown")
+        if not 0 < self.rate <= MAX_RATE or seconds is None or not 0 <= seconds <= MAX_SECONDS:
+            self._container.close()  # a header from a stranger: no endless answer from it
+            raise NotAudio("the recording's duration or sample rate is unknown or implausible")
         self.frames = round(seconds * self.rate)
         self._frame_bytes = self.channels * SAMPLE_BYTES
         self.size = WAV_HEADER_BYTES + self.frames * self._frame_bytes

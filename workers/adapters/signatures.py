@@ -1,4 +1,5 @@
-"""Signed documents: deletion certificates and audit checkpoints.
+"""Signed documents: deletion certificates, audit checkpoints and records of verified audit
+partitions.
 
 A document is signed over the RFC 8785 canonical JSON of every member but ``signature``,
 ``key_id`` and ``algorithm`` included, so a verifier knows which key and which algorithm to use
@@ -56,6 +57,14 @@ def check_checkpoint(document: dict[str, Any], keys: list[dict[str, str]]) -> tu
     if document.get("type", CHECKPOINT_TYPE) != CHECKPOINT_TYPE:
         return False, f"not an audit checkpoint (type {document.get('type')!r})"
     return check_signature(document, keys)
+
+
+def check_document(document: dict[str, Any], keys: list[dict[str, str]], kind: str) -> bool:
+    """Whether ``document`` is a signed document of this ``type`` (a checkpoint, or a record of
+    a verified audit partition) whose signature verifies."""
+    if kind == CHECKPOINT_TYPE:
+        return check_checkpoint(document, keys)[0]
+    return document.get("type") == kind and check_signature(document, keys)[0]
 
 
 def check_signature(document: dict[str, Any], keys: list[dict[str, str]]) -> tuple[bool, str]:

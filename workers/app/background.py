@@ -16,7 +16,7 @@ from ..domain.retention import rfc3339
 from .context import Context
 from .messagebus import MessageBus
 from .ports.bus import EventBus
-from .ports.unit_of_work import FollowUp, FollowUpQueue, Outbox
+from .ports.unit_of_work import FollowUp, FollowUpQueue, Outbox, Partitions
 
 log = structlog.get_logger("callvault.background")
 RELAY_BATCH = 500
@@ -115,6 +115,19 @@ def refresh_gauges(ctx: Context, outbox: Outbox, queue: FollowUpQueue) -> None:
     metrics.outbox_oldest.set((now - oldest_event).total_seconds() if oldest_event else 0)
     metrics.followups_backlog.set(queue.follow_up_backlog())
     metrics.followups_parked.set(queue.parked_count())
+
+
+def maintain_partitions(ctx: Context, partitions: Partitions) -> list[str]:
+    """The partitions ahead made, and the rows that fell past them counted (an alert fires
+    on any: the DEFAULT partition is a safety net, and its rows move out at the next round)."""
+    made = partitions.ensure_partitions()
+    if made:
+        log.info("partitions_made", partitions=made)
+    for table, rows in partitions.stray_rows().items():
+        ctx.metrics.partition_default_rows.labels(table=table).set(rows)
+        if rows:
+            log.warning("rows_in_default_partition", table=table, rows=rows)
+    return made
 
 
 def status_summary(ctx: Context, now: datetime | None = None) -> dict[str, Any]:

@@ -166,7 +166,8 @@ class Tour:
         export = answer.get("export") or {}
         self.note(
             f"answer: {answer['status']}, {len(answer['recordings'])} recording(s) exported, "
-            f"ZIP of {export.get('size_bytes', 0)} bytes (audio, manifest, Art. 15 information)"
+            f"ZIP of {export.get('size_bytes', 0)} bytes (audio, manifest.json, and the "
+            "caller's letter: letter.pdf and letter.html)"
         )
         if export:
             self.note(f"download until {export['expires_at']}:")
@@ -189,6 +190,13 @@ class Tour:
         path = Path(tempfile.gettempdir()) / f"callvault-certificate-{self.run_id}.json"
         path.write_text(json.dumps(certificate, indent=2))
         self.note(f"saved to {path}; check it: callvault verify-certificate {path}")
+        letter = answer.get("letter") or {}
+        if letter:
+            self.note(
+                f"the caller's confirmation (PDF, the certificate attached) until "
+                f"{letter['expires_at']}:"
+            )
+            self.note(f"  curl -o erasure.pdf '{letter['url']}'")
 
     def show_purges(self, due_calls: list[str], held: str, hold_id: str) -> None:
         self.note(f"waiting for {len(due_calls)} recordings to fall due (the hold keeps {held})")

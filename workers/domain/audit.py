@@ -15,6 +15,8 @@ from .retention import rfc3339
 GENESIS = b"\x00" * 32
 # the signed ``type`` of a checkpoint of the chain's head: never taken for a deletion certificate
 CHECKPOINT_TYPE = "audit_checkpoint"
+# the signed ``type`` of a record that the chain was verified up to an entry of a partition
+VERIFIED_TYPE = "audit_verified"
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,10 @@ def chain_hash(prev_hash: bytes, body: bytes) -> bytes:
     return hashlib.sha256(prev_hash + body).digest()
 
 
-def verify_chain(entries: Iterable[AuditEntry]) -> tuple[int, int | None]:
-    """(entries checked, seq of the first broken entry or ``None`` when the chain holds)."""
-    prev, count = GENESIS, 0
+def verify_chain(entries: Iterable[AuditEntry], prev: bytes = GENESIS) -> tuple[int, int | None]:
+    """(entries checked, seq of the first broken entry or ``None`` when the chain holds);
+    ``prev`` is the hash the first entry must follow (a verified entry's, else the genesis)."""
+    count = 0
     for entry in entries:
         body = canonical(entry.seq, entry.at, entry.action, entry.entity_id, entry.details)
         if entry.prev_hash != prev or chain_hash(prev, body) != entry.hash:

@@ -26,7 +26,7 @@ from ..adapters import probes
 from ..adapters.kafka.security import KafkaSecurity
 from ..adapters.logs import configure
 from ..adapters.metrics import Metrics
-from ..app.background import refresh_gauges
+from ..app.background import maintain_partitions, refresh_gauges
 from ..app.handlers.keys import verify_keys
 from ..app.handlers.reconcile import reconcile
 from ..app.handlers.retention import refuse_other_policy
@@ -49,6 +49,7 @@ M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 256 * 1024
 THREADS = 32  # handlers block on I/O; Faust's loop hands them to these threads
 HEARTBEAT_SECONDS = 5.0
+PARTITIONS_SECONDS = 600.0  # partitions are made months ahead; rows past them counted
 
 
 def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
@@ -326,6 +327,7 @@ def _background(app: faust.App, container: App, roles: tuple[str, ...], run: Run
         _loop(app, "hold-drift", 60.0, lambda: bus.handle(m.RepairHoldDrift()), run)
         _loop(app, "exports", 60.0, lambda: bus.handle(m.RemoveExpiredExports()), run)
         _loop(app, "forget", 3600.0, lambda: bus.handle(m.ForgetErasedSubjects()), run)
+        _loop(app, "partitions", PARTITIONS_SECONDS, lambda: _partitions(container), run)
         _loop(app, "sweep", 3600.0, lambda: bus.handle(m.SweepCopies()), run)
         checkpoints = settings.audit_checkpoint_interval.as_timedelta().total_seconds()
         _loop(app, "audit", checkpoints, lambda: bus.handle(m.CheckpointAudit()), run)
@@ -342,6 +344,10 @@ def _background(app: faust.App, container: App, roles: tuple[str, ...], run: Run
     if lag_topics:  # consumer lag of this worker's inputs (Faust has no lag metric)
         lag = container.consumer_lag(lag_topics)
         _loop(app, "lag", gauges, lag.refresh, run)
+
+
+def _partitions(container: App) -> None:
+    maintain_partitions(container.ctx, container.database)
 
 
 def _announce_all(container: App) -> int:

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -91,16 +91,8 @@ class WebhookConfig:
     vonage_api: str = "https://api.nexmo.com"
 
     def accounts(self) -> ProviderAccounts:
-        return ProviderAccounts(
-            twilio_account_sid=self.twilio_account_sid,
-            twilio_auth_token=self.twilio_auth_token,
-            telnyx_api_key=self.telnyx_api_key,
-            vonage_application_id=self.vonage_application_id,
-            vonage_private_key=self.vonage_private_key,
-            twilio_api=self.twilio_api,
-            telnyx_api=self.telnyx_api,
-            vonage_api=self.vonage_api,
-        )
+        """The API credentials and hosts among these settings (the fields of the same name)."""
+        return ProviderAccounts(**{f.name: getattr(self, f.name) for f in fields(ProviderAccounts)})
 
     def providers(self) -> list[Provider]:
         """The providers with routes (their webhook secret is set)."""

@@ -105,3 +105,40 @@ def _entry(r: dict[str, Any]) -> AuditEntry:
         bytes(r["prev_hash"]),
         bytes(r["hash"]),
     )
+
+
+def audit_ranges(
+    conn: psycopg.Connection[dict[str, Any]],
+) -> list[tuple[str, int | None, int | None]]:
+    rows = conn.execute(
+        "SELECT partition::text AS name, lower_bound, upper_bound "
+        "FROM callvault_partition_bounds('audit_log') WHERE NOT is_default"
+    ).fetchall()
+    if not rows:
+        return [("audit_log", None, None)]
+    ranges = [(r["name"], _bound(r["lower_bound"]), _bound(r["upper_bound"])) for r in rows]
+    return sorted(ranges, key=lambda r: -1 if r[1] is None else r[1])
+
+
+def _bound(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def audit_marks(conn: psycopg.Connection[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r["signed"] for r in conn.execute("SELECT signed FROM audit_verified").fetchall()]
+
+
+def mark_verified(
+    conn: psycopg.Connection[dict[str, Any]],
+    partition: str,
+    entry: AuditEntry,
+    signed: dict[str, Any],
+    at: datetime,
+) -> None:
+    conn.execute(
+        "INSERT INTO audit_verified (partition, last_seq, last_hash, verified_at, signed) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (partition) DO UPDATE SET "
+        "last_seq = EXCLUDED.last_seq, last_hash = EXCLUDED.last_hash, "
+        "verified_at = EXCLUDED.verified_at, signed = EXCLUDED.signed",
+        (partition, entry.seq, entry.hash, at, Jsonb(signed)),
+    )

@@ -28,7 +28,16 @@ from ...domain.errors import InternalError, SchemaMissing, TransientError
 from ...domain.events import OutboundEvent
 from ...domain.messages import Command, Event
 from ..crypto import TextSealer
-from .audit import audit_entries, audit_head, chained, insert_entries, lock_head
+from .audit import (
+    audit_entries,
+    audit_head,
+    audit_marks,
+    audit_ranges,
+    chained,
+    insert_entries,
+    lock_head,
+    mark_verified,
+)
 from .console_repositories import (
     PostgresAccesses,
     PostgresAccounts,
@@ -150,6 +159,17 @@ class PostgresDatabase:
             ).fetchone()
         assert row is not None
         return int(row["n"]), row["oldest"]
+
+    # the partitioned tables -----------------------------------------------------------------
+    def ensure_partitions(self) -> list[str]:
+        with self.connection() as conn:
+            row = conn.execute("SELECT callvault_ensure_partitions(now()) AS made").fetchone()
+        return list(row["made"]) if row else []
+
+    def stray_rows(self) -> dict[str, int]:
+        with self.connection() as conn:
+            rows = conn.execute("SELECT parent, stray FROM callvault_stray_rows()").fetchall()
+        return {r["parent"]: int(r["stray"]) for r in rows}
 
     # the follow-up queue --------------------------------------------------------------------
     @contextmanager
@@ -347,3 +367,15 @@ class PostgresUnitOfWork:
     def audit_head(self) -> AuditEntry | None:
         with translated():
             return audit_head(self.conn)
+
+    def audit_ranges(self) -> list[tuple[str, int | None, int | None]]:
+        with translated():
+            return audit_ranges(self.conn)
+
+    def audit_marks(self) -> list[dict[str, Any]]:
+        with translated():
+            return audit_marks(self.conn)
+
+    def mark_verified(self, partition: str, entry: AuditEntry, signed: dict[str, Any]) -> None:
+        with translated():
+            mark_verified(self.conn, partition, entry, signed, self._db.clock())

@@ -18,6 +18,7 @@ from ..kafka.admin import ensure_topics
 from ..kafka.security import KafkaSecurity
 from ..s3 import S3Store
 from .database import translated
+from .partitions import partition_tables
 from .roles import grant_app_role
 from .schema import MIGRATIONS
 
@@ -35,6 +36,7 @@ class MigrationReport:
     backstop: str = ""
     policy: str = ""
     app_role: str = ""
+    partitions: list[str] = field(default_factory=list)
     keys_registered: list[str] = field(default_factory=list)
 
 
@@ -45,26 +47,37 @@ def yoyo_url(database_url: str) -> str:
     return database_url if sep else f"postgresql+psycopg://{database_url}"
 
 
-def migrate_database(database_url: str) -> list[str]:
-    """Apply the pending migrations; a database that is away (restarting, say, while a
-    worker starts) is a :class:`TransientError`, not a bug."""
+def migrate_database(database_url: str, *, online: bool = False) -> list[str]:
+    """Apply the pending migrations, then partition the tables still in one heap (a
+    populated one only when ``online``: see :mod:`.partitions`); a database that is away
+    (restarting, say, while a worker starts) is a :class:`TransientError`, not a bug."""
+    return _migrate_database(database_url, online=online)[0]
+
+
+def _migrate_database(database_url: str, *, online: bool) -> tuple[list[str], list[str]]:
     with translated():
         backend = get_backend(yoyo_url(database_url))
         migrations = read_migrations(str(MIGRATIONS))
         with backend.lock():
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
-    return [m.id for m in pending]
+        done = partition_tables(database_url, online=online, log=lambda line: log.info(line))
+    return [m.id for m in pending], done
 
 
-def migrate_schema(settings: Settings) -> tuple[list[str], str]:
+def migrate_schema(settings: Settings, *, online: bool = False) -> tuple[list[str], str]:
     """The schema brought up to date (as its owner when configured), and the grants of the
     workers' role; returns the migrations applied and what the role may do."""
-    applied = migrate_database(settings.migration_dsn)
+    return _migrate_schema(settings, online=online)[:2]
+
+
+def _migrate_schema(settings: Settings, *, online: bool) -> tuple[list[str], str, list[str]]:
+    applied, partitions = _migrate_database(settings.migration_dsn, online=online)
     if settings.database_admin_url is None:
-        return applied, "single role (set CALLVAULT_DATABASE_ADMIN_URL to split owner and workers)"
+        single = "single role (set CALLVAULT_DATABASE_ADMIN_URL to split owner and workers)"
+        return applied, single, partitions
     with translated():
-        return applied, grant_app_role(settings.migration_dsn, settings.dsn)
+        return applied, grant_app_role(settings.migration_dsn, settings.dsn), partitions
 
 
 def ensure_buckets(settings: Settings, objects: S3Store) -> dict[str, str]:
@@ -129,12 +142,17 @@ def migrate(
     security: KafkaSecurity,
     *,
     then: Callable[[], tuple[str, list[str]]],
+    online: bool = False,
 ) -> MigrationReport:
     """Schema, buckets and topics up to date. ``then`` runs once the schema is: it brings data
     of earlier versions to today's form, registers the keys and settles the retention policy
-    (``App.migrate``), and returns the policy's state and the keys registered."""
+    (``App.migrate``), and returns the policy's state and the keys registered. ``online``
+    partitions a populated table too (see :mod:`.partitions`): the explicit `callvault
+    migrate` does, a worker's start does not (it would wait for the concurrent index builds)."""
     report = MigrationReport()
-    report.migrations_applied, report.app_role = migrate_schema(settings)
+    report.migrations_applied, report.app_role, report.partitions = _migrate_schema(
+        settings, online=online
+    )
     report.policy, report.keys_registered = then()
     report.buckets = ensure_buckets(settings, objects)
     report.backstop = configure_backstop(settings, objects)

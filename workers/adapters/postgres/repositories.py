@@ -69,6 +69,10 @@ _SELECT = f"SELECT {_SELECTED} FROM recordings r "  # noqa: S608 - constant colu
 _INSERT = sql.SQL(
     f"INSERT INTO recordings ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT DO NOTHING"  # noqa: S608 - constant column names
 )
+_UPDATE = sql.SQL(
+    "UPDATE recordings SET {} WHERE recording_id = ANY(%(ids)s::uuid[]) "
+    "AND collected_at = ANY(%(months)s::timestamptz[])"
+)
 _ALIVE = "r.status <> 'purged'"
 _BEFORE_ALL = "00000000-0000-0000-0000-000000000000"  # "" as a page's start: below every id
 # A hold in force covers recording r (used where the recording row exists already).
@@ -178,7 +182,7 @@ class PostgresRecordings:
     def update_many(self, recordings: list[Recording]) -> None:
         """One ``UPDATE`` per distinct change: a batch of purges changes the same columns to
         the same values, so 200 shredded or tombstoned rows cost one statement."""
-        groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+        groups: dict[tuple[tuple[str, Any], ...], list[Recording]] = {}
         for recording in recordings:
             changed, events = recording.collect()
             unknown = set(changed) - set(RECORDING_COLUMNS)
@@ -186,14 +190,17 @@ class PostgresRecordings:
                 raise ValueError(f"not recording columns: {sorted(unknown)}")
             if changed:
                 change = tuple((c, _column_value(v)) for c, v in changed.items())
-                groups.setdefault(change, []).append(recording.recording_id)
+                groups.setdefault(change, []).append(recording)
             self._events.extend(events)
-        for change, ids in groups.items():
+        for change, rows in groups.items():
             assignments = sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c)) for c, _ in change
             )
-            query = sql.SQL("UPDATE recordings SET {} WHERE recording_id = ANY(%(ids)s::uuid[])")
-            self._conn.execute(query.format(assignments), dict(change) | {"ids": ids})
+            ids = [r.recording_id for r in rows]
+            months = sorted({r.collected_at for r in rows})  # only their partitions are visited
+            self._conn.execute(
+                _UPDATE.format(assignments), dict(change) | {"ids": ids, "months": months}
+            )
 
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self.digests_of_many([recording_id]).get(recording_id, frozenset())

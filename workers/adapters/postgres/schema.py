@@ -23,6 +23,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 APPLIED = "_yoyo_migration"
 YOYO_TABLES = (APPLIED, "_yoyo_log", "_yoyo_version", "yoyo_lock")
 APPEND_ONLY = {"audit_log": ("SELECT", "INSERT")}  # the trail: no UPDATE, DELETE, TRUNCATE
+# functions that run as the schema owner, which the workers' role calls
+FUNCTIONS = ("callvault_ensure_partitions(timestamptz,bigint)", "callvault_stray_rows()")
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 GRANT_FIX = (
     "run `callvault migrate` with CALLVAULT_DATABASE_ADMIN_URL (the schema owner), which "
@@ -109,10 +111,19 @@ def missing_grants(conn: Connection) -> list[str]:
         lacking = [p for p in wanted if not row[p]]
         if lacking:
             missing.append(f"{', '.join(lacking)} on {row['name']}")
+    for function in FUNCTIONS:
+        found = _one(
+            conn,
+            "SELECT to_regprocedure(%s) IS NULL OR has_function_privilege(to_regprocedure(%s), "
+            "'EXECUTE') AS ok",
+            (function, function),
+        )
+        if not found["ok"]:
+            missing.append(f"EXECUTE on {function}")
     return missing
 
 
-def _one(conn: Connection, query: str) -> dict[str, Any]:
-    row = conn.execute(query).fetchone()
+def _one(conn: Connection, query: str, params: tuple[Any, ...] = ()) -> dict[str, Any]:
+    row = conn.execute(query, params).fetchone()
     assert row is not None
     return row

@@ -17,7 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from jinja2 import FileSystemLoader, pass_context
+from markupsafe import Markup
 
 from ...domain.model import Recording, RequestRecord
 from ...domain.retention import IsoDuration
@@ -26,6 +28,7 @@ from ...i18n import LANGUAGES, NONE, Localizer, environment
 from ...settings import Settings
 from ..ports.letters import Typesetter
 
+log = structlog.get_logger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 CERTIFICATE_FILE = "certificate.json"
 
@@ -36,7 +39,6 @@ class Letter:
 
     html: str
     pdf: bytes
-    language: str
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,16 @@ class Erasure:
 
 class LetterWriter:
     def __init__(self, settings: Settings, typesetter: Typesetter) -> None:
+        if not settings.controller.name:
+            log.warning(
+                "controller_not_set",
+                hint="letters to callers name no controller: set CALLVAULT_CONTROLLER "
+                "(docs/examples/letters/controller.json)",
+            )
         self._settings = settings
         self._typesetter = typesetter
         self._templates = environment(FileSystemLoader(TEMPLATES))
-        self._templates.filters.update(period=_period, duration=_duration)
+        self._templates.filters.update(period=_period, duration=_duration, whole=_whole)
 
     def access(self, record: RequestRecord, manifest: dict[str, Any], now: datetime) -> Letter:
         """The Art. 15 letter of an access or portability export, from its manifest."""
@@ -116,7 +124,7 @@ class LetterWriter:
             written_at=now,
             **context,
         )
-        return Letter(html, self._typesetter.pdf(html, attachments), l10n.language)
+        return Letter(html, self._typesetter.pdf(html, attachments))
 
 
 def _tenants(record: RequestRecord, of_recordings: Iterable[str]) -> list[str]:
@@ -153,6 +161,11 @@ def _duration(context: Any, seconds: float | None) -> str:
     l10n: Localizer = context["l10n"]
     minutes, rest = divmod(round(seconds), 60)
     return l10n.gettext("%(minutes)d min %(seconds)02d s") % {"minutes": minutes, "seconds": rest}
+
+
+def _whole(text: str) -> Markup:
+    """A phone number or code kept on one line."""
+    return Markup('<span class="nowrap">{}</span>').format(text)
 
 
 # Words the templates take from code (the catalogues hold them once).

@@ -261,6 +261,18 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]: ...
+    def audit_ranges(self) -> list[tuple[str, int | None, int | None]]:
+        """The trail's partitions as (name, first seq, seq past the last), ``None`` where a
+        range is open; the one heap of an unpartitioned trail is ``("audit_log", None, None)``."""
+        ...
+
+    def audit_marks(self) -> list[dict[str, Any]]:
+        """The signed records of how far the chain was verified, one per partition."""
+        ...
+
+    def mark_verified(self, partition: str, entry: AuditEntry, signed: dict[str, Any]) -> None:
+        """Record (replace) how far the chain of ``partition`` is verified."""
+        ...
 
     def audit_head(self) -> AuditEntry | None:
         """The newest entry of the audit chain."""
@@ -320,6 +332,20 @@ class Outbound:
     event: dict[str, Any]
 
 
+class Partitions(Protocol):
+    """The partitioned tables' upkeep: partitions made ahead, and what fell past them."""
+
+    def ensure_partitions(self) -> list[str]:
+        """Make the partitions the coming months and the audit trail's next range need (and
+        any a stray row needs); returns the names of those made."""
+        ...
+
+    def stray_rows(self) -> dict[str, int]:
+        """Rows per table held by its DEFAULT partition: none while every partition was made
+        ahead."""
+        ...
+
+
 class Outbox(Protocol):
     def pending(self, limit: int) -> AbstractContextManager[list[Outbound]]:
         """Unpublished rows, oldest first, locked ``SKIP LOCKED``; removed when the block
@@ -341,8 +367,9 @@ class DeadLetterLedger(Protocol):
     ) -> None: ...
 
 
-class Database(Outbox, FollowUpQueue, DeadLetterLedger, Protocol):
-    """One database: units of work over it, its outbox, its follow-up queue."""
+class Database(Outbox, FollowUpQueue, DeadLetterLedger, Partitions, Protocol):
+    """One database: units of work over it, its outbox, its follow-up queue, the upkeep of its
+    partitioned tables."""
 
     def unit_of_work(self) -> UnitOfWork: ...
 

@@ -18,7 +18,7 @@ from .common import EXIT_CODES_HELP
 from .compliance import audit, dsr, hold, public_key, verify_certificate
 from .integrators import demo, publish
 from .keys import keys
-from .ops import deadletter, followups, migrate, reconcile, status, worker
+from .ops import deadletter, followups, migrate, partitions, reconcile, status, worker
 
 
 @click.group(epilog=EXIT_CODES_HELP)
@@ -42,6 +42,7 @@ def cli() -> None:
 for command in (
     worker,
     migrate,
+    partitions,
     status,
     reconcile,
     deadletter,

@@ -11,10 +11,9 @@ from typing import Any, TextIO
 
 import click
 
-from ...adapters.signatures import check_certificate, check_checkpoint
-from ...app.handlers.audit import check_against, latest_checkpoint
+from ...adapters.signatures import check_certificate, check_document
+from ...app.handlers.audit import TrailCheck, verify_trail
 from ...domain import events
-from ...domain.audit import verify_chain
 from ...domain.errors import NotFound
 from ...domain.messages import CheckpointAudit
 from ...domain.model import Hold
@@ -308,46 +307,65 @@ def audit() -> None:
     help="A key set from `callvault public-key` to check the checkpoint (default: this "
     "installation's).",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read the whole chain from its first entry, not only what was "
+    "appended since the last verification.",
+)
+@click.option("--from", "first", type=click.IntRange(min=1), help="Check entries from this one.")
+@click.option("--to", "last", type=click.IntRange(min=1), help="Check entries up to this one.")
 @json_option
-def audit_verify(key_set: TextIO | None, as_json: bool) -> None:
-    """Check every entry's hash chain, and the chain against the newest signed checkpoint
-    kept in the object store (an edited, deleted or truncated tail shows even when every hash
-    was recomputed); exit 1 when either fails."""
+def audit_verify(
+    key_set: TextIO | None, full: bool, first: int | None, last: int | None, as_json: bool
+) -> None:
+    """Check the hash chain from the newest verified, signed checkpoint (each partition's
+    verification is recorded, signed, so only what was appended since is read; --full reads
+    all of it, --from/--to a range), and the chain against the newest signed checkpoint kept
+    in the object store (an edited, deleted or truncated tail shows even when every hash was
+    recomputed); exit 1 when either fails."""
     with user_errors(), container() as built:
-        seen: dict[int, Any] = {}
-        checked, broken = verify_chain(_remember(_entries(built), seen))
-        checkpoint = latest_checkpoint(built.ctx)
         keys = json.load(key_set)["keys"] if key_set else [built.keys.public_key()]
-    valid = checkpoint is not None and check_checkpoint(checkpoint, keys)[0]
-    entry = seen.get(int(checkpoint["seq"])) if checkpoint else None
-    against = check_against(checkpoint, entry, valid)
+        found = verify_trail(
+            built.ctx,
+            lambda doc, kind: check_document(doc, keys, kind),
+            full=full,
+            first=first if first is not None else (1 if last is not None else None),
+            last=last,
+        )
+    against = found.checkpoint
     if as_json:
         echo_json(
             {
-                "intact": broken is None,
-                "entries": checked,
-                "broken_at": broken,
+                "intact": found.broken_at is None,
+                "entries": found.checked,
+                "broken_at": found.broken_at,
+                "since": found.since,
+                "start": found.start,
+                "marked": found.marked,
                 "checkpoint": {"ok": against.ok, "seq": against.seq, "reason": against.reason},
             }
         )
-    elif broken is None:
-        click.echo(f"audit chain intact: {checked} entries verified")
     else:
-        click.echo(f"audit chain BROKEN at entry {broken} ({checked} entries verified before it)")
-    if not as_json:
-        click.echo(
-            f"checkpoint: {against.reason}"
-            if against.ok
-            else f"checkpoint FAILED: {against.reason}"
-        )
-    if broken is not None or not against.ok:
+        _echo_trail(found)
+    if not found.ok:
         sys.exit(EXIT_FAILED)
 
 
-def _remember(entries: Any, seen: dict[int, Any]) -> Any:
-    for entry in entries:
-        seen[entry.seq] = entry
-        yield entry
+def _echo_trail(found: TrailCheck) -> None:
+    if found.broken_at is None:
+        click.echo(f"audit chain intact: {found.checked} entries verified (from {found.start})")
+    else:
+        click.echo(
+            f"audit chain BROKEN at entry {found.broken_at} ({found.checked} entries verified "
+            f"before it, from {found.start})"
+        )
+    against = found.checkpoint
+    click.echo(
+        f"checkpoint: {against.reason}" if against.ok else f"checkpoint FAILED: {against.reason}"
+    )
+    if found.marked:
+        click.echo(f"verified through the checkpoint: {', '.join(found.marked)}")
 
 
 @audit.command("checkpoint")
@@ -358,17 +376,6 @@ def audit_checkpoint() -> None:
         outcome = built.messagebus.handle(CheckpointAudit())
         built.relay.publish_pending()
     click.echo(outcome)
-
-
-def _entries(built: Any) -> Any:
-    after = 0
-    while True:
-        with built.database.unit_of_work() as uow:
-            page = uow.audit_entries(after, 5000)
-        if not page:
-            return
-        yield from page
-        after = page[-1].seq
 
 
 @click.command("public-key")

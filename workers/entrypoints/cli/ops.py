@@ -354,3 +354,54 @@ def followups_retry(ids: tuple[int, ...], every: bool, yes: bool) -> None:
         click.echo(f"retried {done} of {len(set(ids))}: the others are not parked", err=True)
         raise SystemExit(EXIT_FAILED)
     click.echo(f"retried {done} follow-up(s)")
+
+
+@click.group()
+def partitions() -> None:
+    """The partitioned tables: recordings by month, the audit trail by range."""
+
+
+@partitions.command("list")
+@json_option
+def partitions_list(as_json: bool) -> None:
+    """Each partition: its range, rows (estimated), size, and for a month of recordings
+    whether it still holds recordings not yet purged."""
+    from ...adapters.postgres.partitions import list_partitions
+
+    with user_errors():
+        found = list_partitions(settings().migration_dsn)
+    if as_json:
+        echo_json([p.__dict__ for p in found])
+        return
+    for p in found:
+        state = {None: "", True: "recordings", False: "tombstones only"}[p.alive]
+        click.echo(
+            f"{p.partition:<24} {p.lower or 'MINVALUE':>25} .. {p.upper or '':<25} "
+            f"{max(p.rows, 0):>12,} rows {p.bytes / 2**20:>10,.0f} MiB  {state}"
+        )
+
+
+@partitions.command("archive")
+@click.option("--dry-run", is_flag=True, help="Only name the months that would be archived.")
+@yes_option
+def partitions_archive(dry_run: bool, yes: bool) -> None:
+    """Detach every month of recordings that holds only tombstones and ended longer ago than
+    the longest retention policy and a margin, into the callvault_archive schema (dump it and
+    drop it, or keep it as evidence). Needs the schema owner (CALLVAULT_DATABASE_ADMIN_URL);
+    the live table waits at most 2 s at a time."""
+    from ...adapters.postgres.migrate import BACKSTOP_MARGIN_DAYS, longest_policy_days
+    from ...adapters.postgres.partitions import archive_partitions
+
+    with user_errors():
+        chosen = settings()
+        kept = longest_policy_days(chosen) + BACKSTOP_MARGIN_DAYS
+        names = archive_partitions(chosen.migration_dsn, kept, dry_run=True)
+        if not names:
+            click.echo("nothing to archive")
+            return
+        if dry_run:
+            click.echo(f"would archive: {', '.join(names)}")
+            return
+        confirm(f"Detach {', '.join(names)} into callvault_archive?", yes)
+        done = archive_partitions(chosen.migration_dsn, kept, dry_run=False)
+    click.echo(f"archived into callvault_archive: {', '.join(done) or 'none'}")
