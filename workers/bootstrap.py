@@ -52,10 +52,10 @@ from .app.messagebus import Envelope, Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .app.ports.audio import AudioSource
 from .app.ports.bus import EventBus
-from .app.ports.console import AccessHistory
+from .app.ports.console import AccessHistory, Renditions
 from .app.ports.keys import Keys
 from .app.ports.letters import Typesetter
-from .app.ports.objects import ObjectStore
+from .app.ports.objects import ObjectStorage
 from .app.ports.unit_of_work import Database
 from .app.retry import RetryPolicy
 from .domain import messages as m
@@ -68,6 +68,7 @@ log = structlog.get_logger("callvault.bootstrap")
 if TYPE_CHECKING:
     from .adapters.connectors.publisher import LandingStore, Publisher
     from .adapters.connectors.settings import ConnectorSettings
+    from .app.console.accounts import Accounts
     from .app.console.service import Console, ConsoleReads
 
 Clock = Callable[[], datetime]
@@ -82,7 +83,7 @@ class App:
         settings: Settings,
         *,
         uow: Database | None = None,
-        objects: ObjectStore | None = None,
+        objects: ObjectStorage | None = None,
         bus: EventBus | None = None,
         keys: Keys | None = None,
         clock: Clock | None = None,
@@ -91,6 +92,7 @@ class App:
         fetcher: AudioSource | None = None,
         console_reads: ConsoleReads | None = None,
         typesetter: Typesetter | None = None,
+        renditions: Renditions | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or utc_now
@@ -104,6 +106,7 @@ class App:
             "fetcher": fetcher,
             "console_reads": console_reads,
             "typesetter": typesetter,
+            "renditions": renditions,
         }
         # a given part takes the place of the cached property that would build it
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
@@ -165,7 +168,7 @@ class App:
         return db
 
     @cached_property
-    def objects(self) -> ObjectStore:
+    def objects(self) -> ObjectStorage:
         return self._s3
 
     @cached_property
@@ -286,6 +289,8 @@ class App:
             clock=self.clock,
             history=self.history,
             letters=LetterWriter(self.settings, self.typesetter),
+            legal_holds=self.objects,
+            buckets=self.objects,
         )
 
     @cached_property
@@ -325,15 +330,32 @@ class App:
         return Dispatcher(self.database, self.messagebus, self.ctx)
 
     @cached_property
+    def renditions(self) -> Renditions:
+        """What the console's player sends for formats browsers cannot play (PyAV, loaded on
+        the first rendition)."""
+        from .adapters.rendition import PyavRenditions
+
+        return PyavRenditions()
+
+    @cached_property
     def console(self) -> Console:
         """The console's use cases over this process's database, store and keys; Kafka only
         for the requests the DPO registers."""
         from .adapters.console_outbound import BusRequests
-        from .adapters.http.composition import assemble
+        from .app.console.service import console
 
         s = self.settings
         requests = BusRequests(lambda: self.bus, s.topic_dsr_requests, s.source_uri)
-        return assemble(self.ctx, self.console_reads, requests, ring=self.keys)
+        return console(
+            self.ctx, self.console_reads, requests, keys=self.keys, renditions=self.renditions
+        )
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        """The console's staff accounts alone (the ``user`` and ``token`` commands)."""
+        from .app.console.service import staff_accounts
+
+        return staff_accounts(self.ctx, self.console_reads.tallies, keys=self.keys)
 
     def close(self) -> None:
         for name in ("bus", "_postgres"):
@@ -400,7 +422,7 @@ def bootstrap(
     settings: Settings,
     *,
     uow: Database | None = None,
-    objects: ObjectStore | None = None,
+    objects: ObjectStorage | None = None,
     bus: EventBus | None = None,
     keys: Keys | None = None,
     clock: Clock | None = None,
@@ -409,6 +431,7 @@ def bootstrap(
     fetcher: AudioSource | None = None,
     console_reads: ConsoleReads | None = None,
     typesetter: Typesetter | None = None,
+    renditions: Renditions | None = None,
 ) -> App:
     """callvault for one process; every part not given is built from ``settings`` on first
     use (``uow``: the database - unit of work, outbox, follow-ups; ``bus``: Kafka)."""
@@ -424,6 +447,7 @@ def bootstrap(
         fetcher=fetcher,
         console_reads=console_reads,
         typesetter=typesetter,
+        renditions=renditions,
     )
 
 

@@ -295,9 +295,6 @@ class MemoryRecordings:
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self._s.subject_keys.get(recording_id, frozenset())
 
-    def digests_of_many(self, recording_ids: list[str]) -> dict[str, frozenset[bytes]]:
-        return {i: self.digests_of(i) for i in recording_ids if self.digests_of(i)}
-
     def replace_digests(self, recording_id: str, digests: frozenset[bytes]) -> None:
         self._s.subject_keys[recording_id] = frozenset(digests)
 
@@ -335,6 +332,36 @@ class MemoryRecordings:
         )
         return [_copy(r) for r in due[:limit]]
 
+    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
+        changed = 0
+        for r in self._s.recordings.values():
+            in_scope = r.tenant == tenant if tenant is not None else r.tenant not in others
+            if r.status is RecordingStatus.STORED and r.policy != policy.text and in_scope:
+                r.policy, r.retention_due_at = policy.text, policy.after(r.collected_at)
+                r.due_announced_at = None
+                changed += 1
+        return changed
+
+
+def _wrapped_elsewhere(state: _State, master_key_id: str) -> list[str]:
+    return sorted(
+        k
+        for k, r in state.recordings.items()
+        if r.wrapped_key is not None and r.master_key_id != master_key_id
+    )
+
+
+class MemoryRecordingScans:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def page(self, after_id: str, limit: int) -> list[Recording]:
+        ids = sorted(k for k in self._s.recordings if k > after_id)[:limit]
+        return [_copy(self._s.recordings[k]) for k in ids]
+
+    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
+        return [k for k in _wrapped_elsewhere(self._s, master_key_id) if k > after_id][:limit]
+
     def stalled(self, announced_before: datetime, limit: int) -> list[str]:
         found = [
             r.recording_id
@@ -355,6 +382,11 @@ class MemoryRecordings:
             for r in self._s.recordings.values()
             if r.status is RecordingStatus.STORED
         )
+
+
+class MemoryRecordingCounts:
+    def __init__(self, state: _State) -> None:
+        self._s = state
 
     def overdue_summary(self, now: datetime) -> tuple[int, datetime | None]:
         overdue = [
@@ -380,32 +412,8 @@ class MemoryRecordings:
         counts["held"] = self.held_count()
         return counts
 
-    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
-        changed = 0
-        for r in self._s.recordings.values():
-            in_scope = r.tenant == tenant if tenant is not None else r.tenant not in others
-            if r.status is RecordingStatus.STORED and r.policy != policy.text and in_scope:
-                r.policy, r.retention_due_at = policy.text, policy.after(r.collected_at)
-                r.due_announced_at = None
-                changed += 1
-        return changed
-
-    def page(self, after_id: str, limit: int) -> list[Recording]:
-        ids = sorted(k for k in self._s.recordings if k > after_id)[:limit]
-        return [_copy(self._s.recordings[k]) for k in ids]
-
-    def _elsewhere(self, master_key_id: str) -> list[str]:
-        return sorted(
-            k
-            for k, r in self._s.recordings.items()
-            if r.wrapped_key is not None and r.master_key_id != master_key_id
-        )
-
-    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
-        return [k for k in self._elsewhere(master_key_id) if k > after_id][:limit]
-
     def count_wrapped_elsewhere(self, master_key_id: str) -> int:
-        return len(self._elsewhere(master_key_id))
+        return len(_wrapped_elsewhere(self._s, master_key_id))
 
 
 class MemoryHolds:
@@ -620,6 +628,8 @@ class MemoryUnitOfWork:
         self._snapshot = copy.deepcopy(state)
         self._events = []
         self.recordings = MemoryRecordings(state, self._events)
+        self.scans = MemoryRecordingScans(state)
+        self.counts = MemoryRecordingCounts(state)
         self.holds = MemoryHolds(state, self._events)
         self.requests = MemoryRequests(state, self._events)
         self.exports = MemoryExports(state)

@@ -110,6 +110,8 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
         Metrics(),
         RetryPolicy(budget_seconds=20),
         letters=LetterWriter(settings, FakeTypesetter()),
+        legal_holds=objects,
+        buckets=objects,
     )
     yield ctx, db, settings
     db.close()

@@ -535,15 +535,15 @@ def test_recordings_wrapped_under_another_master_key_are_found_in_id_order(db: A
     add(db, *rows)
     expected = sorted(r.recording_id for r in (rows[0], rows[2]))
     with db.unit_of_work() as uow:
-        assert uow.recordings.count_wrapped_elsewhere("m2") == 2
-        assert uow.recordings.wrapped_elsewhere("m2", "", 10) == expected
-        assert uow.recordings.wrapped_elsewhere("m2", expected[0], 10) == expected[1:]
+        assert uow.counts.count_wrapped_elsewhere("m2") == 2
+        assert uow.scans.wrapped_elsewhere("m2", "", 10) == expected
+        assert uow.scans.wrapped_elsewhere("m2", expected[0], 10) == expected[1:]
         (locked,) = uow.recordings.lock([expected[0]])
         locked.rewrap(b"n" * 61, "m2")
         uow.recordings.update(locked)
         uow.commit()
     with db.unit_of_work() as uow:
-        assert uow.recordings.wrapped_elsewhere("m2", "", 10) == expected[1:]
+        assert uow.scans.wrapped_elsewhere("m2", "", 10) == expected[1:]
         assert uow.recordings.get(expected[0]).wrapped_key == b"n" * 61
 
 
