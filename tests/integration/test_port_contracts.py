@@ -23,6 +23,7 @@ from workers.app.ports.objects import ObjectMissing, VersionRef
 from workers.app.ports.unit_of_work import Discard, ExportRecord
 from workers.bootstrap import object_store
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.identifiers import Subject
 from workers.domain.keyed import HmacKey
 from workers.domain.messages import PolicyApplied, PurgeRecordings
@@ -252,9 +253,9 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         "e", "R1", DsrType.ERASURE, NOW, True, Subject(emails=("x@y.z",)), language="en"
     )
     with db.unit_of_work() as uow:
-        record = RequestRecord.begin(request, {"rid-1": "c1"})
+        record = RequestRecord.begin(request, {"rid-1": "c1"}, LocalCalendar())
         assert uow.requests.add(record)
-        assert not uow.requests.add(RequestRecord.begin(request, {}))
+        assert not uow.requests.add(RequestRecord.begin(request, {}, LocalCalendar()))
         uow.exports.add(ExportRecord("exports/a.zip", "R0", NOW, ("rid-1",)))
         assert uow.discards.add(Discard("d-1", "default", NOW, "ab" * 32))
         assert not uow.discards.add(Discard("d-1", "default", NOW, None))
