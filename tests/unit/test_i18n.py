@@ -232,6 +232,10 @@ def test_each_tenant_reads_in_its_own_language_and_time_zone() -> None:
     assert places.calendar_for(("shop-uk",)).name == "Europe/London"
     assert places.calendar_for(("shop-uk", "shop-ee")).name == "Europe/Vilnius"  # they differ
     assert places.calendar_for(("*",)).name == "Europe/Vilnius"
+    assert places.language_for(("shop-uk",)) == "en"  # their tenant's language
+    assert places.language_for(("shop-uk", "shop-lt")) == "lt"  # they differ: the default
+    assert places.language_for(("*",)) == "lt"
+    assert places.language_for(()) == "lt"
 
 
 def test_someone_across_time_zones_reads_the_default_zone_with_offsets() -> None:
