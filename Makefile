@@ -21,8 +21,8 @@ reset:         ## stop the stack and delete its data
 venv:
 	bash deploy/venv.sh
 
-migrate: up
-	$(ENV) $(BIN)/callvault migrate
+migrate: up    ## schema, buckets, topics: the one command given the schema owner's URL
+	$(ENV) CALLVAULT_DATABASE_ADMIN_URL="$$CALLVAULT_PG_OWNER_URL" $(BIN)/callvault migrate
 
 run: up        ## the stack, the worker and the console, a tour of the whole lifecycle, demo traffic; Ctrl-C stops
 	bash deploy/run.sh

@@ -125,6 +125,37 @@ def test_the_replay_escape_hatch_gives_inputs_to_the_replay_operator_only(
     assert not can_write(stack, "callvault-replay", topic("dsr_requests"))  # taken back
 
 
+def test_the_plaintext_listener_has_no_super_user(stack: dict[str, str], tmp_path: Path) -> None:
+    """The local PLAINTEXT listener's anonymous principal uses topics, but may change no ACL and
+    make no user: only the broker's administrator may, so the secure profile cannot be undone
+    by any local process."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ResourcePattern,
+        ResourceType,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    anonymous = KafkaAdminClient(bootstrap_servers="127.0.0.1:19092")
+    try:
+        grant = ACL(
+            "User:telephony", "*", ACLOperation.WRITE, ACLPermissionType.ALLOW,
+            ResourcePattern(ResourceType.TOPIC, "dsr.requests"),
+        )  # fmt: skip
+        failed = anonymous.create_acls([grant])["failed"]
+        assert len(failed) == 1
+        assert "ClusterAuthorizationFailed" in str(failed[0])
+        user = UserScramCredentialUpsertion("intruder", ScramMechanism.SCRAM_SHA_512, "x" * 16)
+        answer = anonymous.alter_user_scram_credentials([user])
+        assert "needs ALTER permission" in str(answer["intruder"])
+    finally:
+        anonymous.close()
+
+
 def test_kafka_refuses_a_wrong_password_and_an_unverified_certificate(
     stack: dict[str, str], tmp_path: Path
 ) -> None:

@@ -446,6 +446,20 @@ def test_someone_across_time_zones_reads_the_default_zone_with_offsets(world: Wo
     assert "Period 1 Dec 2026, 00:00 GMT+02:00 to 1 Jan 2027, 00:00 GMT+02:00" in report
 
 
+def test_someone_whose_browser_asks_for_no_language_of_ours_reads_their_tenants(
+    world: World,
+) -> None:
+    cw = build_console(world, language_tenants=("shop-uk=en",))
+    client, _ = staff(cw, "dpo-uk", Role.DPO, "shop-uk")
+    client.headers["accept-language"] = "de-DE,de;q=0.9"
+    page = client.get("/dpo/requests").text
+    assert '<html lang="en">' in page
+    assert '<option value="en" selected>' in page  # the answer's language, by default
+    lithuanian, _ = staff(cw, "dpo-lt", Role.DPO, "shop-lt")
+    lithuanian.headers["accept-language"] = "de-DE,de;q=0.9"
+    assert '<html lang="lt">' in lithuanian.get("/dpo/requests").text
+
+
 def test_a_dpo_in_london_registers_a_request_on_a_london_day(world: World) -> None:
     cw = build_console(world, timezone_tenants=LONDON)
     client, _ = staff(cw, "dpo-uk", Role.DPO, "shop-uk")

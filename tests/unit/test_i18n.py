@@ -109,6 +109,22 @@ def test_lithuanian_has_three_plural_forms() -> None:
     )
 
 
+def test_codes_are_shown_in_words_and_nothing_as_a_dash() -> None:
+    from jinja2 import DictLoader
+
+    from workers.i18n import environment
+
+    page = environment(DictLoader({"p": "{{ code|label }}"})).get_template("p")
+    for code, shown in (
+        ("legal_claim", "teisinis reikalavimas"),
+        ("identity_not_verified", "asmens tapatybė nepatikrinta"),
+        ("a-code-without-words", "a-code-without-words"),
+        ("", "\N{EN DASH}"),
+        (None, "\N{EN DASH}"),
+    ):
+        assert page.render(code=code, l10n=Localizer("lt")) == shown
+
+
 def test_the_compiled_catalogue_is_what_is_read() -> None:
     assert Localizer("lt").gettext("Sign in") == "Prisijungti"
     assert Localizer("en").gettext("Sign in") == "Sign in"
@@ -216,6 +232,10 @@ def test_each_tenant_reads_in_its_own_language_and_time_zone() -> None:
     assert places.calendar_for(("shop-uk",)).name == "Europe/London"
     assert places.calendar_for(("shop-uk", "shop-ee")).name == "Europe/Vilnius"  # they differ
     assert places.calendar_for(("*",)).name == "Europe/Vilnius"
+    assert places.language_for(("shop-uk",)) == "en"  # their tenant's language
+    assert places.language_for(("shop-uk", "shop-lt")) == "lt"  # they differ: the default
+    assert places.language_for(("*",)) == "lt"
+    assert places.language_for(()) == "lt"
 
 
 def test_someone_across_time_zones_reads_the_default_zone_with_offsets() -> None:

@@ -8,7 +8,7 @@ adding 24 hours to one."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -91,14 +91,27 @@ class Localities:
     def calendar_of(self, tenant: str | None) -> LocalCalendar:
         return dict(self.calendars).get(tenant or "", self.calendar)
 
+    def language_for(self, tenants: Collection[str]) -> str:
+        """The language of someone who works for these tenants (when neither they nor their
+        browser chose one): their tenants' when they all share one, else the default."""
+        found = self._for(tenants, self.language_of, {lang for _, lang in self.languages})
+        return found.pop() if len(found) == 1 else self.language
+
     def calendar_for(self, tenants: Collection[str]) -> LocalCalendar:
         """The calendar of someone who works for these tenants: their time zone when they
         all share one (``*``, every tenant, shares one when no tenant's differs); else the
         default zone, ``labelled`` - each time shown with its offset, so that nobody takes
         a Vilnius 09:00 for a London one."""
-        found = {self.calendar_of(t).name for t in set(tenants) - {"*"}}
-        if "*" in tenants:
-            found |= {c.name for _, c in self.calendars} | {self.calendar.name}
+        found = self._for(
+            tenants, lambda t: self.calendar_of(t).name, {c.name for _, c in self.calendars}
+        )
         if len(found) == 1:
             return LocalCalendar.named(found.pop())
         return replace(self.calendar, labelled=len(found) > 1)
+
+    def _for(
+        self, tenants: Collection[str], of: Callable[[str | None], str], overrides: set[str]
+    ) -> set[str]:
+        """The settings these tenants have (``*``: the overrides and the default)."""
+        found = {of(t) for t in set(tenants) - {"*"}}
+        return found | overrides | {of(None)} if "*" in tenants else found

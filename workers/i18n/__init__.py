@@ -201,7 +201,7 @@ def _day(context: Any, value: date | datetime | str | None) -> Markup | str:
 
 @pass_context
 def _label(context: Any, code: str | None) -> str:
-    if code is None:
+    if not code:  # (gettext("") would be the catalogue's header)
         return NONE
     localizer: Localizer = context["l10n"]
     return localizer.gettext(LABELS.get(code, code))

@@ -105,16 +105,17 @@ def localities_of(request: Request) -> Localities:
 
 
 def localizer(request: Request, principal: Principal | None) -> Localizer:
-    """The reader's language - their choice, else their browser's, else the default - and
-    their calendar: their tenants' time zone (see ``Localities.calendar_for``)."""
+    """The reader's language - their choice, else their browser's, else their tenants'
+    (``Localities.language_for``) - and their calendar: their tenants' time zone
+    (``Localities.calendar_for``)."""
     localities = localities_of(request)
+    tenants = principal.tenants if principal else frozenset()
     language = (
         (principal.language if principal else None)
         or negotiate(request.headers.get("accept-language"))
-        or localities.language
+        or localities.language_for(tenants)
     )
-    calendar = localities.calendar_for(principal.tenants) if principal else localities.calendar
-    return Localizer(language, calendar)
+    return Localizer(language, localities.calendar_for(tenants))
 
 
 def render(
@@ -499,7 +500,7 @@ def _requests_page(
         types=[t.value for t in DsrType],
         channels=CHANNELS,
         verifications=VERIFICATIONS,
-        default_language=localities_of(request).language,
+        default_language=localities_of(request).language_for(caller.principal.tenants),
         **extra,
     )
 
