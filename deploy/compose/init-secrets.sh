@@ -4,13 +4,17 @@
 # volume only 'setup' mounts ($SECRETS_ROOT/setup), and each consumer's volume gets a copy of
 # what that consumer uses - nothing more - on every run, so the copies always agree:
 #
-#   migrate    the database URLs of callvault's role and of the schema owner, the S3 keys, the
-#              master, hash and signing keys, the Kafka password of `callvault`   (uid 10001)
-#   worker     as migrate without the owner's URL                                   (uid 10001)
-#   console    callvault's role, the S3 keys, the master and hash keys, the signing key's
-#              public half only, the Kafka password of `console` (holds only)       (uid 10001)
+#   migrate    the database URLs of callvault's role and of the schema owner, the S3 root
+#              keys (buckets, their policies), the master, hash and signing keys, the Kafka
+#              password of `callvault`                                              (uid 10001)
+#   worker     callvault's role, the S3 user callvault-worker, the three keys, `callvault`
+#   console    callvault's role, the S3 user callvault-console, the master and hash keys,
+#              the signing key's public half only, the Kafka password of `console` (uid 10001)
 #   postgres   the superuser's, the owner's and callvault's role's passwords         (uid 999)
 #   s3         the S3 root keys (versitygw, MinIO)                                  (root)
+#   s3-users   the root keys and the S3 users' secrets, to make the users           (root)
+#   handout    for the systems outside: the telephony, compliance and DSR portal
+#              principals' Kafka passwords, the telephony S3 user, the CA        (nobody mounts it)
 #   kafka      the broker administrator's password, its TLS key and certificate    (uid 1000)
 #   kafka-init the administrator's and every component's Kafka password, the CA    (uid 10001)
 #   grafana    the admin password                                                   (uid 472)
@@ -68,7 +72,7 @@ own() {
 }
 
 origin="$SECRETS_ROOT/setup"
-for dir in setup migrate worker console postgres s3 kafka kafka-init grafana; do
+for dir in setup migrate worker console postgres s3 s3-users kafka kafka-init handout grafana; do
     mkdir -p "$SECRETS_ROOT/$dir"
     chmod 0700 "$SECRETS_ROOT/$dir"
 done
@@ -80,6 +84,9 @@ for name in postgres_password owner_password app_password s3_access_key; do
     keep "$origin/$name" random_word 24
 done
 keep "$origin/s3_secret_key" random_word 40
+for user in callvault-worker callvault-console telephony; do
+    keep "$origin/s3-$user" random_word 40
+done
 for principal in admin callvault console telephony compliance dsr-portal; do
     keep "$origin/kafka-$principal" random_word 32
 done
@@ -97,21 +104,27 @@ app_url="postgresql://callvault_app:$(value app_password)@$POSTGRES_HOST/$POSTGR
 owner_url="postgresql://callvault:$(value owner_password)@$POSTGRES_HOST/$POSTGRES_DB"
 
 # callvault's containers: CALLVAULT_* files
-callvault_files() { # DIR KAFKA_PRINCIPAL
+callvault_files() { # DIR KAFKA_PRINCIPAL S3_USER (root: the root keys)
     put "$1/CALLVAULT_DATABASE_URL" "$app_url"
-    put "$1/CALLVAULT_S3_ACCESS_KEY" "$(value s3_access_key)"
-    put "$1/CALLVAULT_S3_SECRET_KEY" "$(value s3_secret_key)"
+    if [ "$3" = root ]; then
+        put "$1/CALLVAULT_S3_ACCESS_KEY" "$(value s3_access_key)"
+        put "$1/CALLVAULT_S3_SECRET_KEY" "$(value s3_secret_key)"
+    else
+        put "$1/CALLVAULT_S3_ACCESS_KEY" "$3"
+        put "$1/CALLVAULT_S3_SECRET_KEY" "$(value "s3-$3")"
+    fi
     put "$1/CALLVAULT_MASTER_KEY" "$(value master_key)"
     put "$1/CALLVAULT_HASH_KEY" "$(value hash_key)"
     put "$1/CALLVAULT_KAFKA_SASL_PASSWORD" "$(value "kafka-$2")"
     put "$1/kafka-ca.pem" "$(cat "$origin/tls/ca.pem")"
 }
+callvault_files "$SECRETS_ROOT/migrate" callvault root
+callvault_files "$SECRETS_ROOT/worker" callvault callvault-worker
 for dir in migrate worker; do
-    callvault_files "$SECRETS_ROOT/$dir" callvault
     put "$SECRETS_ROOT/$dir/CALLVAULT_SIGNING_KEY" "$(value signing_key)"
 done
 put "$SECRETS_ROOT/migrate/CALLVAULT_DATABASE_ADMIN_URL" "$owner_url"
-callvault_files "$SECRETS_ROOT/console" console
+callvault_files "$SECRETS_ROOT/console" console callvault-console
 put "$SECRETS_ROOT/console/CALLVAULT_SIGNING_PUBLIC_KEY" "$public_half"
 
 for name in postgres_password owner_password app_password; do
@@ -119,6 +132,16 @@ for name in postgres_password owner_password app_password; do
 done
 put "$SECRETS_ROOT/s3/s3_access_key" "$(value s3_access_key)"
 put "$SECRETS_ROOT/s3/s3_secret_key" "$(value s3_secret_key)"
+put "$SECRETS_ROOT/s3-users/s3_access_key" "$(value s3_access_key)"
+put "$SECRETS_ROOT/s3-users/s3_secret_key" "$(value s3_secret_key)"
+for user in callvault-worker callvault-console telephony; do
+    put "$SECRETS_ROOT/s3-users/$user" "$(value "s3-$user")"
+done
+for principal in telephony compliance dsr-portal; do
+    put "$SECRETS_ROOT/handout/kafka-$principal" "$(value "kafka-$principal")"
+done
+put "$SECRETS_ROOT/handout/s3-telephony" "$(value s3-telephony)"
+put "$SECRETS_ROOT/handout/kafka-ca.pem" "$(cat "$origin/tls/ca.pem")"
 put "$SECRETS_ROOT/kafka/admin_password" "$(value kafka-admin)"
 put "$SECRETS_ROOT/kafka/server.pem" "$(cat "$origin/tls/kafka.key" "$origin/tls/kafka.pem")"
 put "$SECRETS_ROOT/kafka/ca.pem" "$(cat "$origin/tls/ca.pem")"
@@ -135,6 +158,8 @@ own "$CALLVAULT_UID" "$SECRETS_ROOT/worker"
 own "$CALLVAULT_UID" "$SECRETS_ROOT/console"
 own "$POSTGRES_UID" "$SECRETS_ROOT/postgres"
 own 0 "$SECRETS_ROOT/s3"
+own 0 "$SECRETS_ROOT/s3-users"
+own 0 "$SECRETS_ROOT/handout"
 own "$KAFKA_UID" "$SECRETS_ROOT/kafka"
 own "$CALLVAULT_UID" "$SECRETS_ROOT/kafka-init"
 own "$GRAFANA_UID" "$SECRETS_ROOT/grafana"

@@ -43,10 +43,10 @@ def podman(*args: str, stdin: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def project() -> Path:
-    """The compose project up and healthy; the directory of its kafka-init secrets (the
-    passwords an operator hands to the telephony system, the portal and compliance)."""
+    """The compose project up and healthy; the directory of the secrets an operator hands to
+    the systems outside (the telephony system, the DSR portal, compliance)."""
     subprocess.run(["bash", str(ROOT / "deploy" / "compose.sh"), "up"], check=True, timeout=1800)
-    return volume("callvault_secrets-kafka-init")
+    return volume("callvault_secrets-handout")
 
 
 def volume(name: str) -> Path:
@@ -60,28 +60,28 @@ def kafka_env(secrets: Path, principal: str) -> dict[str, str]:
         "CALLVAULT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "CALLVAULT_KAFKA_SASL_MECHANISM": SCRAM,
         "CALLVAULT_KAFKA_SASL_USERNAME": principal,
-        "CALLVAULT_KAFKA_SASL_PASSWORD_FILE": str(secrets / principal),
-        "CALLVAULT_KAFKA_CA_FILE": str(secrets / "ca.pem"),
+        "CALLVAULT_KAFKA_SASL_PASSWORD_FILE": str(secrets / f"kafka-{principal}"),
+        "CALLVAULT_KAFKA_CA_FILE": str(secrets / "kafka-ca.pem"),
     }
 
 
-def kafka_options(secrets: Path, principal: str) -> dict[str, Any]:
+def kafka_options(secrets: Path, principal: str, password: Path | None = None) -> dict[str, Any]:
     return {
         "bootstrap_servers": f"127.0.0.1:{PORTS['kafka']}",
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": SCRAM,
         "sasl_plain_username": principal,
-        "sasl_plain_password": (secrets / principal).read_text(),
-        "ssl_context": ssl.create_default_context(cafile=str(secrets / "ca.pem")),
+        "sasl_plain_password": (password or secrets / f"kafka-{principal}").read_text(),
+        "ssl_context": ssl.create_default_context(cafile=str(secrets / "kafka-ca.pem")),
     }
 
 
-def s3_env() -> dict[str, str]:
-    keys = volume("callvault_secrets-s3")
+def s3_env(secrets: Path) -> dict[str, str]:
+    """The telephony system's S3 user: it may put into the landing bucket, nothing else."""
     return {
         "CALLVAULT_S3_ENDPOINT": f"http://127.0.0.1:{PORTS['s3']}",
-        "CALLVAULT_S3_ACCESS_KEY": (keys / "s3_access_key").read_text(),
-        "CALLVAULT_S3_SECRET_KEY": (keys / "s3_secret_key").read_text(),
+        "CALLVAULT_S3_ACCESS_KEY": "telephony",
+        "CALLVAULT_S3_SECRET_KEY": (secrets / "s3-telephony").read_text(),
         "CALLVAULT_LANDING_BUCKET": "callvault-landing",
     }
 
@@ -148,7 +148,7 @@ def test_the_compose_project_keeps_the_contract_secure_by_default(
 ) -> None:
     secrets = project
     run = uuid.uuid4().hex[:6]
-    telephony = {**kafka_env(secrets, "telephony"), **s3_env()}
+    telephony = {**kafka_env(secrets, "telephony"), **s3_env(secrets)}
     audio = tmp_path / "call.wav"
     audio.write_bytes(make_wav(1.0))
 
@@ -215,6 +215,20 @@ def test_the_compose_project_keeps_the_contract_secure_by_default(
     )
 
 
+CONSOLE_DELETES = """
+import os
+from minio import Minio
+from minio.error import S3Error
+client = Minio("versitygw:7070", os.environ["CALLVAULT_S3_ACCESS_KEY"],
+               os.environ["CALLVAULT_S3_SECRET_KEY"], secure=False, region="eu-central-1")
+try:
+    client.remove_object("callvault-vault", "recordings/anything")
+    print("deleted")
+except S3Error as exc:
+    print(exc.code)
+"""
+
+
 def test_nothing_is_anonymous_and_each_container_holds_only_its_secrets(project: Path) -> None:
     secrets = project
     with pytest.raises(KafkaError):  # no PLAINTEXT, no anonymous principal
@@ -222,10 +236,23 @@ def test_nothing_is_anonymous_and_each_container_holds_only_its_secrets(project:
             bootstrap_servers=f"127.0.0.1:{PORTS['kafka']}", request_timeout_ms=3000,
             max_block_ms=3000,
         ).send("calls.ended", b"x").get(timeout=5)  # fmt: skip
-    console = KafkaProducer(acks="all", max_block_ms=8000, **kafka_options(secrets, "console"))
+    password = volume("callvault_secrets-kafka-init") / "console"  # the console's own
+    options = kafka_options(secrets, "console", password)
+    console = KafkaProducer(acks="all", max_block_ms=8000, **options)
     with pytest.raises(KafkaError):  # the console's principal may not write calls
         console.send("calls.ended", b"{}").get(timeout=10)
     console.close()
+    # Each component its own S3 user: telephony may not read the vault, the console not delete.
+    from minio import Minio
+    from minio.error import S3Error
+
+    store = f"127.0.0.1:{PORTS['s3']}"
+    telephony = Minio(store, "telephony", (secrets / "s3-telephony").read_text(), secure=False,
+                      region="eu-central-1")  # fmt: skip
+    with pytest.raises(S3Error, match="AccessDenied"):
+        list(telephony.list_objects("callvault-vault"))
+    deleting = in_container("console", "python", "-c", CONSOLE_DELETES)
+    assert deleting.strip() == "AccessDenied"
     held = set(in_container("console", "sh", "-c", "ls /run/secrets/callvault").split())
     assert "CALLVAULT_SIGNING_KEY" not in held
     assert "CALLVAULT_DATABASE_ADMIN_URL" not in held

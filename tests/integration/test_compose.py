@@ -53,11 +53,15 @@ SECRET_VOLUMES = {  # service -> the secrets volumes it may mount
         "secrets-console",
         "secrets-postgres",
         "secrets-s3",
+        "secrets-s3-users",
+        "secrets-handout",
         "secrets-kafka",
         "secrets-kafka-init",
         "secrets-grafana",
     },
     "migrate": {"secrets-migrate"},
+    "s3-policies": {"secrets-migrate"},  # migrate's S3 keys, after migrate
+    "s3-users": {"secrets-s3-users"},
     "worker": {"secrets-worker"},
     "console": {"secrets-console"},
     "kafka": {"secrets-kafka"},
@@ -196,6 +200,8 @@ def test_compose_loads_like_docker_compose_config(
         "setup",
         "kafka",
         "kafka-init",
+        "s3-users",
+        "s3-policies",
         "postgres",
         "versitygw",
         "migrate",
@@ -323,12 +329,19 @@ def test_setup_generates_every_secret_once_for_its_consumer(tmp_path: Path) -> N
         assert {r.split("/")[1] for r in files if r.startswith(f"{name}/")} == held | {
             "kafka-ca.pem"
         }, name
-    assert {r for r in files if r.split("/")[0] in ("postgres", "s3", "kafka", "grafana")} == {
+    assert {
+        r for r in files if r.split("/")[0] in ("postgres", "s3", "s3-users", "kafka", "grafana")
+    } == {
         "postgres/postgres_password",
         "postgres/owner_password",
         "postgres/app_password",
         "s3/s3_access_key",
         "s3/s3_secret_key",
+        "s3-users/s3_access_key",
+        "s3-users/s3_secret_key",
+        "s3-users/callvault-worker",
+        "s3-users/callvault-console",
+        "s3-users/telephony",
         "kafka/admin_password",
         "kafka/server.pem",
         "kafka/ca.pem",
@@ -338,7 +351,8 @@ def test_setup_generates_every_secret_once_for_its_consumer(tmp_path: Path) -> N
         "admin", "callvault", "console", "telephony", "compliance", "dsr-portal", "ca.pem"
     }  # fmt: skip
     owners = {"migrate": 10001, "worker": 10001, "console": 10001, "kafka-init": 10001}
-    owners |= {"postgres": 999, "s3": 0, "setup": 0, "kafka": 1000, "grafana": 472}
+    owners |= {"postgres": 999, "s3": 0, "s3-users": 0, "setup": 0, "handout": 0}
+    owners |= {"kafka": 1000, "grafana": 472}
     for rel, path in files.items():
         assert path.stat().st_uid == owners[rel.split("/")[0]], rel
         assert path.stat().st_mode & 0o777 == 0o400, rel
@@ -353,7 +367,14 @@ def test_setup_generates_every_secret_once_for_its_consumer(tmp_path: Path) -> N
     assert values["migrate/CALLVAULT_DATABASE_ADMIN_URL"] == (
         f"postgresql://callvault:{owner}@postgres:5432/callvault"
     )
-    assert values["worker/CALLVAULT_S3_ACCESS_KEY"] == values["s3/s3_access_key"]
+    # an S3 user each (bucket policies: deploy/compose/s3_policies.py); the root keys: migrate
+    assert values["migrate/CALLVAULT_S3_ACCESS_KEY"] == values["s3/s3_access_key"]
+    for name in ("worker", "console"):
+        assert values[f"{name}/CALLVAULT_S3_ACCESS_KEY"] == f"callvault-{name}"
+        assert values[f"{name}/CALLVAULT_S3_SECRET_KEY"] == values[f"s3-users/callvault-{name}"]
+    assert {r.split("/")[1] for r in files if r.startswith("handout/")} == {
+        "kafka-telephony", "kafka-compliance", "kafka-dsr-portal", "s3-telephony", "kafka-ca.pem"
+    }  # fmt: skip
     assert values["worker/CALLVAULT_KAFKA_SASL_PASSWORD"] == values["kafka-init/callvault"]
     assert values["console/CALLVAULT_KAFKA_SASL_PASSWORD"] == values["kafka-init/console"]
     assert values["kafka/admin_password"] == values["kafka-init/admin"]
