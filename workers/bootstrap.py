@@ -66,8 +66,15 @@ from .settings import Settings
 log = structlog.get_logger("callvault.bootstrap")
 
 if TYPE_CHECKING:
+    from datetime import tzinfo
+
+    from .adapters.connectors.asterisk import Direction, SpoolWatcher
+    from .adapters.connectors.freeswitch import EslWatcher
+    from .adapters.connectors.provider_copies import ProviderCopies
     from .adapters.connectors.publisher import LandingStore, Publisher
+    from .adapters.connectors.rtpengine import RtpengineSpool
     from .adapters.connectors.settings import ConnectorSettings
+    from .adapters.connectors.webhooks import WebhookConfig
     from .app.console.accounts import Accounts
     from .app.console.service import Console, ConsoleReads
 
@@ -142,9 +149,9 @@ class App:
         if "database" in self._given:
             raise ConfigError("this part needs PostgreSQL, and a fake database was given")
         s = self.settings
-        db = PostgresDatabase(
+        db = database(
             s.dsn,
-            sealer=self._ring.sealer,
+            self._ring,
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -405,6 +412,22 @@ def handlers(ctx: Context, fetcher: AudioSource) -> dict[type[m.Command], Handle
     }
 
 
+def database(
+    dsn: str,
+    keys: KeyRing,
+    *,
+    source: str,
+    clock: Clock = utc_now,
+    max_size: int = 4,
+    timeout: float = 30,
+) -> PostgresDatabase:
+    """callvault's PostgreSQL at ``dsn``, not yet opened nor checked (:class:`App` does both):
+    staff's free text in its rows sealed under ``keys``."""
+    return PostgresDatabase(
+        dsn, sealer=keys.sealer, source=source, clock=clock, max_size=max_size, timeout=timeout
+    )
+
+
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:
     endpoint, access_key, secret_key = settings.s3()
     return S3Store(
@@ -485,4 +508,86 @@ def connector(
     return Publisher(settings, backlog, metrics, objects=landing, bus=bus or kafka, codec=Codec())
 
 
-__all__ = ["App", "bootstrap", "connector"]
+def asterisk_spool(
+    root: Path,
+    publisher: Publisher,
+    *,
+    pbx_id: str,
+    zone: tzinfo,
+    other_kinds: Direction | None,
+    notice_played: bool,
+    settle_seconds: float,
+) -> SpoolWatcher:
+    """The watcher of a FreePBX/Asterisk monitor spool, sending through ``publisher``."""
+    import time
+
+    from .adapters.connectors.asterisk import SpoolWatcher
+
+    return SpoolWatcher(
+        root,
+        publisher,
+        publisher.metrics,
+        pbx_id=pbx_id,
+        zone=zone,
+        other_kinds=other_kinds,
+        notice_played=notice_played,
+        settle_seconds=settle_seconds,
+        clock=time.time,
+    )
+
+
+def freeswitch_events(
+    publisher: Publisher,
+    *,
+    host: str,
+    port: int,
+    password: str,
+    pbx_id: str,
+    recordings_dir: Path,
+    notice_played: bool,
+) -> EslWatcher:
+    """The follower of FreeSWITCH's event socket, sending through ``publisher``."""
+    from .adapters.connectors.freeswitch import EslWatcher
+
+    return EslWatcher(
+        publisher,
+        publisher.metrics,
+        host=host,
+        port=port,
+        password=password,
+        pbx_id=pbx_id,
+        recordings_dir=recordings_dir,
+        notice_played=notice_played,
+    )
+
+
+def rtpengine_spool(
+    recording_dir: Path, publisher: Publisher, *, pbx_id: str, notice_played: bool
+) -> RtpengineSpool:
+    """The watcher of rtpengine's recording directory, sending through ``publisher``."""
+    from .adapters.connectors.rtpengine import RtpengineSpool
+
+    return RtpengineSpool(
+        recording_dir, publisher, publisher.metrics, pbx_id=pbx_id, notice_played=notice_played
+    )
+
+
+def provider_copies(config: WebhookConfig, publisher: Publisher) -> ProviderCopies:
+    """The deleter of the copies the telephony providers keep of what the webhooks sent."""
+    from .adapters.connectors.provider_copies import HttpProviderApi, ProviderCopies
+
+    api = HttpProviderApi(config.accounts())
+    return ProviderCopies(publisher.backlog, api, publisher.metrics)
+
+
+__all__ = [
+    "App",
+    "asterisk_spool",
+    "bootstrap",
+    "connector",
+    "database",
+    "freeswitch_events",
+    "object_store",
+    "provider_copies",
+    "rtpengine_spool",
+]

@@ -10,14 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kafka import KafkaConsumer
 
-from testbed.stack import Instance
+from testbed.stack import Instance, database
 from tests.contracts import covers
 from tests.fakes.letters import FakeTypesetter
 from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
-from workers.adapters.crypto import TextSealer
 from workers.adapters.kafka.bus import KafkaBus
 from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.postgres.migrate import migrate_schema
@@ -75,11 +73,8 @@ D1, D2 = b"\x01" * 32, b"\x02" * 32
 
 
 def postgres(instance: Instance) -> PostgresDatabase:
-    settings = load_settings(**instance.settings_kwargs())
     migrate_schema(instance.migration_settings())
-    db = PostgresDatabase(
-        settings.dsn, sealer=TextSealer(AESGCM(KEY)), source="urn:test", clock=lambda: NOW
-    )
+    db = database(load_settings(**instance.settings_kwargs()).dsn, clock=lambda: NOW)
     db.open()
     return db
 
