@@ -24,6 +24,7 @@ from testbed.probes import metrics_text, wait_for
 from testbed.stack import Instance, read_stack_env, stop_processes
 from testbed.stack import drop_instance as drop_test_instance
 from testbed.stack import new_instance as new_test_instance
+from workers.adapters.kafka import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = ROOT / ".local" / "stack.env"
@@ -236,17 +237,8 @@ def stamp(moment: datetime) -> str:
 
 
 def cloudevent(event_type: str, data: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "urn:bench:telephony",
-            "type": event_type,
-            "time": stamp(datetime.now(UTC)),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
-    ).encode()
+    """A telephony system's event, in callvault's envelope (the Kafka codec's)."""
+    return codec.encode(codec.envelope(event_type, data, source="urn:bench:telephony"))
 
 
 def call_data(
