@@ -95,8 +95,9 @@ def test_each_principal_may_do_what_the_acl_plan_grants_and_nothing_else(
         # callvault reads its inputs and writes its outputs
         assert can_read(stack, "callvault", topic("calls_ended"))
         assert can_write(stack, "callvault", topic("dsr_results"))
-        # the web console places and releases holds (and publishes a DPO's requests), no more
-        assert can_write(stack, "console", topic("holds_commands"))
+        # the web console publishes a DPO's requests, no more (its holds go to the database)
+        assert can_write(stack, "console", topic("dsr_requests"))
+        assert not can_write(stack, "console", topic("holds_commands"))
         assert not can_write(stack, "console", topic("calls_ended"))
         assert not can_read(stack, "console", topic("holds_commands"))
         # a principal the plan does not let create topics is refused for good, not retried
