@@ -226,6 +226,22 @@ class KeyRing:
     ) -> Iterator[bytes]:
         return crypto.decrypt_stream(data_key, recording_id, chunks)
 
+    def ranges(
+        self,
+        data_key: bytes,
+        recording_id: str,
+        size: int,
+        read: Callable[[int, int], Iterable[bytes]],
+    ) -> Callable[[int, int], Iterator[bytes]]:
+        header = b"".join(read(0, crypto.HEADER_SIZE))
+
+        def plaintext(first: int, last: int) -> Iterator[bytes]:
+            span = crypto.segment_span(size, first, last)
+            chunks = read(span.cipher_offset, span.cipher_length)
+            yield from crypto.decrypt_range(data_key, recording_id, header, chunks, span)
+
+        return plaintext
+
     def seal(self, data_key: bytes, recording_id: str, value: dict[str, Any]) -> bytes:
         return crypto.seal_json(data_key, recording_id, value)
 
