@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 from psycopg.conninfo import conninfo_to_dict
 from structlog.testing import capture_logs
 
 from testbed.stack import Instance
 from tests.e2e.harness import CALLVAULT, Callvault
+from workers.adapters.logs import configure
 from workers.adapters.postgres.migrate import migrate_schema
 from workers.bootstrap import bootstrap
 from workers.settings import Settings, load_settings
@@ -115,6 +118,16 @@ def test_a_worker_on_a_schema_behind_its_code_names_the_migrations_missing(
     assert "run `callvault migrate`" in last_line(done)
 
 
+@pytest.fixture
+def service_logs() -> Iterator[None]:
+    """Logs at a service's level (an in-process command test leaves them at ERROR)."""
+    before = structlog.get_config()
+    configure("json", "INFO")
+    yield
+    structlog.configure(**before)
+
+
+@pytest.mark.usefixtures("service_logs")
 def test_a_process_connected_as_the_schema_owner_is_warned(instance: Instance) -> None:
     migrate_schema(instance.migration_settings())
     owner = load_settings(**{**instance.settings_kwargs(), "database_url": instance.owner_url})
