@@ -128,7 +128,7 @@ def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int
     admin.create_topics([NewTopic(inbox, 2, 1), NewTopic(outbox, 2, 1)])
     admin.close()
     uris = [land(objects, settings.landing_bucket, audio) for _ in range(n)]
-    raw = RawCall(settings, objects, workers)
+    raw = RawCall(inst.migration_settings(), objects, workers)  # the owner: its table
     output = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5)
     stop = threading.Event()
     failures: list[BaseException] = []

@@ -388,7 +388,7 @@ def lag(stack: dict[str, str], rate: float, duration: float) -> dict[str, Any]:
                 return len({e["data"]["call_id"] for e in events} - {"warmup"}) >= n
 
             purged.until(all_purged, 120)
-            stored.until(lambda ev: len(ev) >= n + 1, 30)
+            stored.until(lambda ev: common.calls_in(ev) >= n + 1, 30)
         finally:
             producer.close()
             common.stop_workers(inst)
