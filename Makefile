@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ENV := set -a; . .local/stack.env; set +a;
 
-.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench bench-scale lock messages clean image image-test
+.PHONY: up down status reset venv migrate run demo worker test unit integration e2e telephony chaos helm-test lint typecheck bench bench-scale lock messages clean image image-test compose-up compose-down compose-test
 
 up:            ## install what is missing, start Kafka, PostgreSQL, versitygw, Prometheus; make .venv
 	bash deploy/stack.sh up
@@ -21,8 +21,8 @@ reset:         ## stop the stack and delete its data
 venv:
 	bash deploy/venv.sh
 
-migrate: up
-	$(ENV) $(BIN)/callvault migrate
+migrate: up    ## schema, buckets, topics: the one command given the schema owner's URL
+	$(ENV) CALLVAULT_DATABASE_ADMIN_URL="$$CALLVAULT_PG_OWNER_URL" $(BIN)/callvault migrate
 
 run: up        ## the stack, the worker and the console, a tour of the whole lifecycle, demo traffic; Ctrl-C stops
 	bash deploy/run.sh
@@ -55,6 +55,15 @@ image:         ## callvault's container image with podman, on a base made from D
 
 image-test: up ## build the image, then run it: non-root, read-only root, a worker and serve against the stack
 	$(ENV) $(BIN)/pytest -q tests/containers/test_image.py
+
+compose-up: up ## docker-compose.yml brought up with podman, every image built here (ports +10000)
+	bash deploy/compose.sh up
+
+compose-down:  ## stop the compose project (volumes kept; bash deploy/compose.sh down -v drops them)
+	bash deploy/compose.sh down
+
+compose-test: up ## compose-up, then drive it through the contract (call, hold, erasure, console, alert)
+	$(ENV) $(BIN)/pytest -q tests/containers/test_compose_stack.py
 
 chaos: up      ## faults under traffic (workers, Kafka, S3, PostgreSQL); summary in bench/results/chaos-*.json
 	$(ENV) CALLVAULT_CHAOS=full $(BIN)/pytest -q -m chaos tests/chaos

@@ -187,7 +187,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     rows = 200_000 if quick else 10_000_000
     result: dict[str, Any] = {"params": {"quick": quick, "calls": n, "bulk_rows": rows}}
     result["per_call"] = life_of_calls(stack, n)
-    base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
+    base_url = stack["CALLVAULT_PG_ADMIN_URL"].rsplit("/", 1)[0]  # the owner: the bulk tables
     url, made = bulk.cached_database(stack["CALLVAULT_PG_ADMIN_URL"], base_url, rows, rebuild)
     result["bulk"] = {"database": made, "counts": bulk.counts(url), "relations": table_sizes(url)}
     return result

@@ -60,7 +60,7 @@ def _stats(times: list[float], found: list[int]) -> dict[str, Any]:
 def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     stack = common.ensure_stack()
     rows = 200_000 if quick else 10_000_000
-    base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
+    base_url = stack["CALLVAULT_PG_ADMIN_URL"].rsplit("/", 1)[0]  # the owner: the bulk tables
     url, made = bulk.cached_database(stack["CALLVAULT_PG_ADMIN_URL"], base_url, rows, rebuild)
     _add_heavy_subject(url, rows)
     rng = random.Random(7)

@@ -112,7 +112,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
     stack = common.ensure_stack()
     big, small = (200_000, 50_000) if quick else (10_000_000, 1_000_000)
     limit = Settings.model_fields["purge_batch"].default
-    base_url = stack["CALLVAULT_DATABASE_URL"].rsplit("/", 1)[0]
+    base_url = stack["CALLVAULT_PG_ADMIN_URL"].rsplit("/", 1)[0]  # the owner: the bulk tables
     result: dict[str, Any] = {"params": {"rows": [small, big], "quick": quick, "limit": limit}}
     for rows in (small, big):
         url, made = bulk.cached_database(stack["CALLVAULT_PG_ADMIN_URL"], base_url, rows, rebuild)

@@ -26,7 +26,8 @@ export CALLVAULT_RETENTION_TENANTS="${CALLVAULT_RETENTION_TENANTS:-demo-short=PT
 # The letters to callers name the shop whose notice the demo follows (docs/examples/letters).
 CALLVAULT_CONTROLLER="${CALLVAULT_CONTROLLER:-$(cat docs/examples/letters/controller.json)}"
 export CALLVAULT_CONTROLLER
-.venv/bin/callvault migrate >/dev/null
+# the only command given the schema owner's URL; everything else runs as callvault_app
+CALLVAULT_DATABASE_ADMIN_URL="$CALLVAULT_PG_OWNER_URL" .venv/bin/callvault migrate >/dev/null
 
 .venv/bin/callvault worker >>"$LOG" 2>&1 &
 WORKER=$!

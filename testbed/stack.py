@@ -11,19 +11,20 @@ import signal
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
-from workers.adapters.crypto import TextSealer
+from workers.adapters.keys import KeyRing, software_key_ring
 from workers.adapters.postgres import PostgresDatabase
+from workers.bootstrap import database as bootstrap_database
 from workers.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,13 +56,22 @@ def ensure_stack() -> dict[str, str]:
     return read_stack_env()
 
 
-def database(dsn: str) -> PostgresDatabase:
-    """callvault's PostgreSQL adapter for a test, not yet opened (a fixed test sealing key)."""
-    return PostgresDatabase(
-        dsn,
-        sealer=TextSealer(AESGCM(bytes(32))),
-        source="urn:test",
-        clock=lambda: datetime.now(UTC),
+def test_keys() -> KeyRing:
+    """Fixed keys of no secrecy, for the tests' own rows."""
+    return software_key_ring(
+        master_keys={"test": bytes(32)},
+        current_master="test",
+        hash_key=bytes(32),
+        signing_seed=bytes(32),
+        signing_key_id="test",
+    )
+
+
+def database(dsn: str, clock: Callable[[], datetime] | None = None) -> PostgresDatabase:
+    """callvault's PostgreSQL adapter for a test, built as bootstrap builds it, not yet opened
+    (hold texts sealed under fixed test keys)."""
+    return bootstrap_database(
+        dsn, test_keys(), source="urn:test", clock=clock or (lambda: datetime.now(UTC))
     )
 
 

@@ -1,4 +1,5 @@
-"""Fixtures shared by the integration and end-to-end suites (the unit suite has its own)."""
+"""Fixtures shared by every suite (the unit suite has its own besides): the contract probe, and
+the stack's instances and tokens for the integration and end-to-end suites."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from testbed.softhsm import SoftToken, delete_token, new_token
 from testbed.stack import Instance, drop_instance, ensure_stack, new_instance
+from tests.contracts import PortMethod, implementations, kind_of, label, probe
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +46,31 @@ def token_pool(
 def soft_token(token_pool: list[SoftToken]) -> SoftToken:
     """An empty SoftHSM2 token of this test's own."""
     return token_pool.pop()
+
+
+@pytest.fixture(autouse=True)
+def _contract_probe(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A contract test (``tests.contracts.covers``) must call every port method it names on
+    the implementation it runs against."""
+    named: tuple[PortMethod, ...] = getattr(request.function, "__covers__", ())
+    if not named:
+        yield
+        return
+    callspec = getattr(request.node, "callspec", None)
+    kind = kind_of(callspec.params if callspec is not None else {})
+    with probe(kind, named) as hits:
+        yield
+    if not getattr(request.node, "passed_call", False):
+        return  # a failing test says why itself
+    owed = {(port, name) for port, name in named if implementations(port, kind)}
+    missing = sorted(label(m) for m in owed - hits)
+    if missing:
+        pytest.fail(f"named but not called on the {kind} implementation: {', '.join(missing)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if call.when == "call":
+        item.passed_call = report.passed  # type: ignore[attr-defined]
+    return report

@@ -56,17 +56,26 @@ def kafka_options(stack: dict[str, str], principal: str) -> dict[str, Any]:
     return {"bootstrap_servers": stack["CALLVAULT_STACK_KAFKA_SECURE"], **options}
 
 
+def admin_env(stack: dict[str, str]) -> dict[str, str]:
+    """``CALLVAULT_KAFKA_*`` settings of the broker's administrator (deploy/lib/kafka.sh)."""
+    return {
+        "CALLVAULT_KAFKA_BOOTSTRAP": stack["CALLVAULT_STACK_KAFKA_SECURE"],
+        "CALLVAULT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CALLVAULT_KAFKA_SASL_MECHANISM": "PLAIN",
+        "CALLVAULT_KAFKA_SASL_USERNAME": "admin",
+        "CALLVAULT_KAFKA_SASL_PASSWORD_FILE": password_file(stack, "admin"),
+        "CALLVAULT_KAFKA_CA_FILE": stack["CALLVAULT_STACK_TLS_CA"],
+    }
+
+
 def plan(instance: Instance, *, remove: bool = False, **options: str) -> None:
-    """Apply (or take back) the ACL plan for the instance's topics and consumer group, as an
-    administrator: over the PLAINTEXT listener, whose principal is a super user locally.
+    """Apply (or take back) the ACL plan for the instance's topics and consumer group, as the
+    broker's administrator (PLAIN over SASL_SSL: the local stack's only super user).
     ``options``: the plan's own variables (``ALLOW_DEADLETTER_REPLAY="1"``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLVAULT_KAFKA_")}
     env.update(options)
     env.update({k: v for k, v in instance.env.items() if k.startswith("CALLVAULT_TOPIC_")})
-    env.update(
-        CALLVAULT_APP_ID=instance.env["CALLVAULT_APP_ID"],
-        CALLVAULT_KAFKA_BOOTSTRAP="127.0.0.1:19092",
-    )
+    env.update(CALLVAULT_APP_ID=instance.env["CALLVAULT_APP_ID"], **admin_env(instance.env))
     printed = subprocess.run(
         ["sh", str(PLAN), *(["--remove"] if remove else [])],
         env=env,

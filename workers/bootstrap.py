@@ -52,10 +52,10 @@ from .app.messagebus import Envelope, Handler, MessageBus, Middleware
 from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .app.ports.audio import AudioSource
 from .app.ports.bus import EventBus
-from .app.ports.console import AccessHistory
+from .app.ports.console import AccessHistory, Renditions
 from .app.ports.keys import Keys
 from .app.ports.letters import Typesetter
-from .app.ports.objects import ObjectStore
+from .app.ports.objects import ObjectStorage
 from .app.ports.unit_of_work import Database
 from .app.retry import RetryPolicy
 from .domain import messages as m
@@ -66,8 +66,16 @@ from .settings import Settings
 log = structlog.get_logger("callvault.bootstrap")
 
 if TYPE_CHECKING:
+    from datetime import tzinfo
+
+    from .adapters.connectors.asterisk import Direction, SpoolWatcher
+    from .adapters.connectors.freeswitch import EslWatcher
+    from .adapters.connectors.provider_copies import ProviderCopies
     from .adapters.connectors.publisher import LandingStore, Publisher
+    from .adapters.connectors.rtpengine import RtpengineSpool
     from .adapters.connectors.settings import ConnectorSettings
+    from .adapters.connectors.webhooks import WebhookConfig
+    from .app.console.accounts import Accounts
     from .app.console.service import Console, ConsoleReads
 
 Clock = Callable[[], datetime]
@@ -82,7 +90,7 @@ class App:
         settings: Settings,
         *,
         uow: Database | None = None,
-        objects: ObjectStore | None = None,
+        objects: ObjectStorage | None = None,
         bus: EventBus | None = None,
         keys: Keys | None = None,
         clock: Clock | None = None,
@@ -91,6 +99,7 @@ class App:
         fetcher: AudioSource | None = None,
         console_reads: ConsoleReads | None = None,
         typesetter: Typesetter | None = None,
+        renditions: Renditions | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or utc_now
@@ -104,6 +113,7 @@ class App:
             "fetcher": fetcher,
             "console_reads": console_reads,
             "typesetter": typesetter,
+            "renditions": renditions,
         }
         # a given part takes the place of the cached property that would build it
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
@@ -139,9 +149,9 @@ class App:
         if "database" in self._given:
             raise ConfigError("this part needs PostgreSQL, and a fake database was given")
         s = self.settings
-        db = PostgresDatabase(
+        db = database(
             s.dsn,
-            sealer=self._ring.sealer,
+            self._ring,
             source=s.source_uri,
             clock=self.clock,
             max_size=s.db_pool_size,
@@ -165,7 +175,7 @@ class App:
         return db
 
     @cached_property
-    def objects(self) -> ObjectStore:
+    def objects(self) -> ObjectStorage:
         return self._s3
 
     @cached_property
@@ -286,6 +296,8 @@ class App:
             clock=self.clock,
             history=self.history,
             letters=LetterWriter(self.settings, self.typesetter),
+            legal_holds=self.objects,
+            buckets=self.objects,
         )
 
     @cached_property
@@ -325,15 +337,32 @@ class App:
         return Dispatcher(self.database, self.messagebus, self.ctx)
 
     @cached_property
+    def renditions(self) -> Renditions:
+        """What the console's player sends for formats browsers cannot play (PyAV, loaded on
+        the first rendition)."""
+        from .adapters.rendition import PyavRenditions
+
+        return PyavRenditions()
+
+    @cached_property
     def console(self) -> Console:
         """The console's use cases over this process's database, store and keys; Kafka only
         for the requests the DPO registers."""
         from .adapters.console_outbound import BusRequests
-        from .adapters.http.composition import assemble
+        from .app.console.service import console
 
         s = self.settings
         requests = BusRequests(lambda: self.bus, s.topic_dsr_requests, s.source_uri)
-        return assemble(self.ctx, self.console_reads, requests, ring=self.keys)
+        return console(
+            self.ctx, self.console_reads, requests, keys=self.keys, renditions=self.renditions
+        )
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        """The console's staff accounts alone (the ``user`` and ``token`` commands)."""
+        from .app.console.service import staff_accounts
+
+        return staff_accounts(self.ctx, self.console_reads.tallies, keys=self.keys)
 
     def close(self) -> None:
         for name in ("bus", "_postgres"):
@@ -383,6 +412,22 @@ def handlers(ctx: Context, fetcher: AudioSource) -> dict[type[m.Command], Handle
     }
 
 
+def database(
+    dsn: str,
+    keys: KeyRing,
+    *,
+    source: str,
+    clock: Clock = utc_now,
+    max_size: int = 4,
+    timeout: float = 30,
+) -> PostgresDatabase:
+    """callvault's PostgreSQL at ``dsn``, not yet opened nor checked (:class:`App` does both):
+    staff's free text in its rows sealed under ``keys``."""
+    return PostgresDatabase(
+        dsn, sealer=keys.sealer, source=source, clock=clock, max_size=max_size, timeout=timeout
+    )
+
+
 def object_store(settings: Settings, retry: RetryPolicy | None = None) -> S3Store:
     endpoint, access_key, secret_key = settings.s3()
     return S3Store(
@@ -400,7 +445,7 @@ def bootstrap(
     settings: Settings,
     *,
     uow: Database | None = None,
-    objects: ObjectStore | None = None,
+    objects: ObjectStorage | None = None,
     bus: EventBus | None = None,
     keys: Keys | None = None,
     clock: Clock | None = None,
@@ -409,6 +454,7 @@ def bootstrap(
     fetcher: AudioSource | None = None,
     console_reads: ConsoleReads | None = None,
     typesetter: Typesetter | None = None,
+    renditions: Renditions | None = None,
 ) -> App:
     """callvault for one process; every part not given is built from ``settings`` on first
     use (``uow``: the database - unit of work, outbox, follow-ups; ``bus``: Kafka)."""
@@ -424,6 +470,7 @@ def bootstrap(
         fetcher=fetcher,
         console_reads=console_reads,
         typesetter=typesetter,
+        renditions=renditions,
     )
 
 
@@ -461,4 +508,86 @@ def connector(
     return Publisher(settings, backlog, metrics, objects=landing, bus=bus or kafka, codec=Codec())
 
 
-__all__ = ["App", "bootstrap", "connector"]
+def asterisk_spool(
+    root: Path,
+    publisher: Publisher,
+    *,
+    pbx_id: str,
+    zone: tzinfo,
+    other_kinds: Direction | None,
+    notice_played: bool,
+    settle_seconds: float,
+) -> SpoolWatcher:
+    """The watcher of a FreePBX/Asterisk monitor spool, sending through ``publisher``."""
+    import time
+
+    from .adapters.connectors.asterisk import SpoolWatcher
+
+    return SpoolWatcher(
+        root,
+        publisher,
+        publisher.metrics,
+        pbx_id=pbx_id,
+        zone=zone,
+        other_kinds=other_kinds,
+        notice_played=notice_played,
+        settle_seconds=settle_seconds,
+        clock=time.time,
+    )
+
+
+def freeswitch_events(
+    publisher: Publisher,
+    *,
+    host: str,
+    port: int,
+    password: str,
+    pbx_id: str,
+    recordings_dir: Path,
+    notice_played: bool,
+) -> EslWatcher:
+    """The follower of FreeSWITCH's event socket, sending through ``publisher``."""
+    from .adapters.connectors.freeswitch import EslWatcher
+
+    return EslWatcher(
+        publisher,
+        publisher.metrics,
+        host=host,
+        port=port,
+        password=password,
+        pbx_id=pbx_id,
+        recordings_dir=recordings_dir,
+        notice_played=notice_played,
+    )
+
+
+def rtpengine_spool(
+    recording_dir: Path, publisher: Publisher, *, pbx_id: str, notice_played: bool
+) -> RtpengineSpool:
+    """The watcher of rtpengine's recording directory, sending through ``publisher``."""
+    from .adapters.connectors.rtpengine import RtpengineSpool
+
+    return RtpengineSpool(
+        recording_dir, publisher, publisher.metrics, pbx_id=pbx_id, notice_played=notice_played
+    )
+
+
+def provider_copies(config: WebhookConfig, publisher: Publisher) -> ProviderCopies:
+    """The deleter of the copies the telephony providers keep of what the webhooks sent."""
+    from .adapters.connectors.provider_copies import HttpProviderApi, ProviderCopies
+
+    api = HttpProviderApi(config.accounts())
+    return ProviderCopies(publisher.backlog, api, publisher.metrics)
+
+
+__all__ = [
+    "App",
+    "asterisk_spool",
+    "bootstrap",
+    "connector",
+    "database",
+    "freeswitch_events",
+    "object_store",
+    "provider_copies",
+    "rtpengine_spool",
+]

@@ -172,6 +172,10 @@ class Settings(KafkaClientSettings):
     hash_key: SecretStr | None = None
     signing_key: SecretStr | None = None
     signing_key_id: str = "callvault-1"
+    # The public half of SIGNING_KEY_ID's key (base64), for a process that never signs - the
+    # web console: with it instead of CALLVAULT_SIGNING_KEY the process checks that it belongs
+    # to the key on record, and refuses to sign.
+    signing_public_key: str | None = None
     master_key_id: str = Field("m1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     # Several master keys at once while data keys are re-wrapped (`callvault keys rotate`):
     # ID=BASE64,... ; CALLVAULT_MASTER_KEY is the key of CALLVAULT_MASTER_KEY_ID.
@@ -369,6 +373,13 @@ class Settings(KafkaClientSettings):
         if value is not None:
             for item in _items(value.get_secret_value()):
                 _decode_key(item)
+        return value
+
+    @field_validator("signing_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            _keys_by_id(f"current={value}", "BASE64")
         return value
 
     @field_validator("signing_public_keys_retired")

@@ -3,11 +3,12 @@
 #
 # ACLs are what make an event's word trustworthy: only the DSR portal (and the DPO, signed in to
 # the web console) may write dsr.requests (so `identity_verified: true` means the portal or a
-# DPO verified the person), only compliance and the web console may write holds.commands, only
+# DPO verified the person), only compliance may write holds.commands, only
 # the telephony system (its connectors and the cloud webhooks) calls.ended. Everyone else is
 # refused by the broker (with the standard authorizer, a principal without an ACL may do
 # nothing). Each component has its own principal: the workers (callvault: they write no input),
-# the web console (console: holds and the DPO's audited requests; never calls, never a read),
+# the web console (console: the DPO's audited requests only; its holds are applied in its own
+# database transaction, never through Kafka; never calls, never a read),
 # the telephony connectors and webhooks (telephony).
 #
 #   deploy/kafka/acl-plan.sh            print the plan (review it)
@@ -73,9 +74,9 @@ acl --allow-principal "$portal" --operation Write --operation Describe --topic "
 acl --allow-principal "$portal" --operation Read --operation Describe --topic "$results"
 acl --allow-principal "$portal" --operation Read --group "$portal_group" --resource-pattern-type prefixed
 
-# Compliance writes hold commands, and so does the web console (`callvault serve`).
+# Compliance writes hold commands. (The web console places and releases holds in its own
+# audited transaction, so it needs no grant here.)
 acl --allow-principal "$compliance" --operation Write --operation Describe --topic "$holds"
-acl --allow-principal "$console" --operation Write --operation Describe --topic "$holds"
 
 # The console writes the requests a signed-in DPO registers (a letter, an e-mail, a call: no
 # portal); each is in the audit trail with who registered it and how the identity was checked.

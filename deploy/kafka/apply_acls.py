@@ -4,14 +4,15 @@ through kafka-python, in one connection, as the CALLVAULT_KAFKA_* settings conne
 Usage: deploy/kafka/acl-plan.sh | .venv/bin/python deploy/kafka/apply_acls.py [BOOTSTRAP]
 
 Only the options the plan uses are understood: --allow-principal, --operation (repeated),
---topic, --group, --resource-pattern-type (literal or prefixed). The connection options of the
-printed commands are ignored: BOOTSTRAP (default CALLVAULT_KAFKA_BOOTSTRAP) and the
+--topic, --group, --cluster, --resource-pattern-type (literal or prefixed). The connection
+options of the printed commands are ignored: BOOTSTRAP (default CALLVAULT_KAFKA_BOOTSTRAP) and the
 CALLVAULT_KAFKA_* security settings say how to connect.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 
@@ -42,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument("--operation", action="append", required=True)
     found.add_argument("--topic")
     found.add_argument("--group")
+    found.add_argument("--cluster", action="store_true")
     found.add_argument("--resource-pattern-type", default="literal")
     return found
 
@@ -49,14 +51,23 @@ def parser() -> argparse.ArgumentParser:
 def entries(line: str) -> tuple[bool, list[ACL]]:
     """Whether the line adds (or removes), and its ACLs."""
     args = parser().parse_args(shlex.split(line)[1:])
-    topic = args.topic is not None
-    kind, name = (ResourceType.TOPIC, args.topic) if topic else (ResourceType.GROUP, args.group)
+    if args.cluster:
+        kind, name = ResourceType.CLUSTER, "kafka-cluster"
+    elif args.topic is not None:
+        kind, name = ResourceType.TOPIC, args.topic
+    else:
+        kind, name = ResourceType.GROUP, args.group
     pattern_type = ACLResourcePatternType[args.resource_pattern_type.upper()]
     pattern = ResourcePattern(kind, name, pattern_type)
     return args.add, [
-        ACL(args.allow_principal, "*", ACLOperation[op.upper()], ACLPermissionType.ALLOW, pattern)
+        ACL(args.allow_principal, "*", operation(op), ACLPermissionType.ALLOW, pattern)
         for op in args.operation
     ]
+
+
+def operation(name: str) -> ACLOperation:
+    """kafka-acls.sh's operation names (Read, DescribeConfigs, IdempotentWrite, ...)."""
+    return ACLOperation[re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()]
 
 
 def main(bootstrap: str | None) -> int:

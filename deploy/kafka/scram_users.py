@@ -3,9 +3,10 @@ from a file - never from the command line.
 
 Usage: python deploy/kafka/scram_users.py BOOTSTRAP USER=PASSWORD_FILE...
 
-The local stack runs it over its PLAINTEXT listener, whose principal (User:ANONYMOUS) is a
-super user there; elsewhere give an administrator's connection in the CALLVAULT_KAFKA_*
-variables (see README, "Deployment"). Needs the project's virtual environment (kafka-python).
+The local stack runs it as the broker's administrator (PLAIN over its SASL_SSL listener), the
+compose project's kafka-init likewise; elsewhere give an administrator's connection in the
+CALLVAULT_KAFKA_* variables (see README, "Deployment"). Needs the project's virtual
+environment (kafka-python).
 """
 
 from __future__ import annotations

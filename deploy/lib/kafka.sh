@@ -2,10 +2,14 @@
 # Apache Kafka 4.x, KRaft, single node (combined broker + controller).
 # Jars come from Maven (deploy/kafka/pom.xml) into .local/kafka/libs (kept by reset).
 #
-# Two client listeners: PLAINTEXT on $KAFKA_PORT, used by everything by default (its principal,
-# User:ANONYMOUS, is a super user: it works exactly as without an authorizer), and SASL_SSL on
-# $KAFKA_SECURE_PORT (the local CA's certificate; SCRAM-SHA-512 and PLAIN) where the standard
-# authorizer enforces the topic ACLs of deploy/kafka/acl-plan.sh: the secure profile.
+# Two client listeners, both on loopback: PLAINTEXT on $KAFKA_PORT, used by the tests and the
+# demo (its principal, User:ANONYMOUS, may use every topic and consumer group - `kafka_dev_acls`
+# - but is no super user: it can change no ACL and no user), and SASL_SSL on $KAFKA_SECURE_PORT
+# (the local CA's certificate; SCRAM-SHA-512 and PLAIN) where the standard authorizer enforces
+# the topic ACLs of deploy/kafka/acl-plan.sh: the secure profile. The only super user is the
+# broker's administrator `admin` (PLAIN, password in .local/secrets/kafka-admin): the controller
+# listener (SASL_PLAINTEXT) and the inter-broker one (SASL_SSL) authenticate as it, and so does
+# whoever makes users and applies ACLs.
 # SCRAM users: callvault, console, telephony, compliance, callvault-replay; PLAIN: dsr-portal. Their passwords are in
 # .local/secrets/kafka-<user>.
 
@@ -46,8 +50,10 @@ KAFKA_PLAIN_USERS=(dsr-portal)
 
 # kafka_write_config FILE: the broker's configuration.
 kafka_write_config() {
-    local file="${1:-$KAFKA_CONF}" plain="" user
+    local file="${1:-$KAFKA_CONF}" plain="" user admin
     mkdir -p "$KAFKA_DATA"
+    admin="$(secret kafka-admin)"
+    plain=" username=\"admin\" password=\"$admin\" user_admin=\"$admin\""
     for user in "${KAFKA_PLAIN_USERS[@]}"; do
         plain+=" user_$user=\"$(secret "kafka-$user")\""
     done
@@ -59,9 +65,13 @@ controller.quorum.voters=1@$BIND_HOST:$KAFKA_CONTROLLER_PORT
 listeners=PLAINTEXT://$BIND_HOST:$KAFKA_PORT,CONTROLLER://$BIND_HOST:$KAFKA_CONTROLLER_PORT,SASL_SSL://$BIND_HOST:$KAFKA_SECURE_PORT
 advertised.listeners=PLAINTEXT://$BIND_HOST:$KAFKA_PORT,SASL_SSL://$BIND_HOST:$KAFKA_SECURE_PORT
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$admin" user_admin="$admin";
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain;
 ssl.keystore.type=PEM
@@ -69,7 +79,8 @@ ssl.keystore.location=$TLS_KAFKA_KEYSTORE
 ssl.truststore.type=PEM
 ssl.truststore.location=$TLS_CA
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:ANONYMOUS
+super.users=User:admin
+allow.everyone.if.no.acl.found=false
 log.dirs=$KAFKA_DATA
 num.partitions=1
 default.replication.factor=1
@@ -142,9 +153,27 @@ kafka_wait() {
     die "kafka accepts connections but answers no metadata request (see $LOG_DIR/kafka.log)"
 }
 
-# kafka_principals: the SCRAM users of the secure listener (idempotent; needs .venv).
+# kafka_admin_env: CALLVAULT_KAFKA_* settings of the broker's administrator (PLAIN over TLS).
+kafka_admin_env() {
+    secret kafka-admin >/dev/null
+    printf '%s\n' CALLVAULT_KAFKA_SECURITY_PROTOCOL=SASL_SSL CALLVAULT_KAFKA_SASL_MECHANISM=PLAIN \
+        CALLVAULT_KAFKA_SASL_USERNAME=admin "CALLVAULT_KAFKA_SASL_PASSWORD_FILE=$SECRETS_DIR/kafka-admin" \
+        "CALLVAULT_KAFKA_CA_FILE=$TLS_CA"
+}
+
+# kafka_dev_acls: what the PLAINTEXT listener's anonymous principal may do - every topic and
+# consumer group, creating topics - and no more: no ACL, user or broker configuration changes.
+kafka_dev_acls() {
+    local acl='kafka-acls.sh --add --allow-principal User:ANONYMOUS'
+    echo "$acl --operation All --topic *"
+    echo "$acl --operation All --group *"
+    echo "$acl --operation Create --operation Describe --operation DescribeConfigs --operation IdempotentWrite --cluster"
+}
+
+# kafka_principals: the SCRAM users of the secure listener and the PLAINTEXT listener's grants,
+# made as the broker's administrator (idempotent; needs .venv).
 kafka_principals() {
-    local python="$REPO_ROOT/.venv/bin/python" users=() user plaintext=() name
+    local python="$REPO_ROOT/.venv/bin/python" users=() user admin=() name
     if [ ! -x "$python" ]; then
         log "no .venv yet: Kafka's SCRAM users are made on the next 'stack.sh up'"
         return 0
@@ -153,12 +182,16 @@ kafka_principals() {
         secret "kafka-$user" >/dev/null
         users+=("$user=$SECRETS_DIR/kafka-$user")
     done
-    # over the PLAINTEXT listener, whatever CALLVAULT_KAFKA_* the calling shell has
-    while read -r name; do plaintext+=(-u "$name"); done < <(compgen -e | grep '^CALLVAULT_KAFKA_')
-    env "${plaintext[@]}" "$python" \
-        "$DEPLOY_DIR/kafka/scram_users.py" "$BIND_HOST:$KAFKA_PORT" "${users[@]}" \
-        >>"$LOG_DIR/kafka-principals.log" 2>&1 \
-        || die "could not create Kafka's SCRAM users (see $LOG_DIR/kafka-principals.log)"
+    # as the administrator, whatever CALLVAULT_KAFKA_* the calling shell has
+    while read -r name; do admin+=(-u "$name"); done < <(compgen -e | grep '^CALLVAULT_KAFKA_')
+    while read -r name; do admin+=("$name"); done < <(kafka_admin_env)
+    {
+        env "${admin[@]}" "$python" "$DEPLOY_DIR/kafka/scram_users.py" \
+            "$BIND_HOST:$KAFKA_SECURE_PORT" "${users[@]}" \
+            && kafka_dev_acls | env "${admin[@]}" "$python" "$DEPLOY_DIR/kafka/apply_acls.py" \
+                "$BIND_HOST:$KAFKA_SECURE_PORT"
+    } >>"$LOG_DIR/kafka-principals.log" 2>&1 \
+        || die "could not make Kafka's users and grants (see $LOG_DIR/kafka-principals.log)"
 }
 
 kafka_down() { stop_pid kafka 30; }

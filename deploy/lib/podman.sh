@@ -16,7 +16,7 @@ DEBIAN_BASE="localhost/callvault/debian:$DEBIAN_SUITE"
 podman_ready() {
     local pkgs=() p nofile nproc
     for p in podman runc mmdebstrap; do command -v "$p" >/dev/null || pkgs+=("$p"); done
-    [ "${#pkgs[@]}" -eq 0 ] || apt_install "${pkgs[@]}" containernetworking-plugins
+    [ "${#pkgs[@]}" -eq 0 ] || apt_install "${pkgs[@]}" netavark aardvark-dns
     mkdir -p "$PODMAN_DIR"
     nofile="$(ulimit -Hn)"
     [ "$nofile" = unlimited ] || [ "$nofile" -gt 20000 ] && nofile=20000

@@ -4,12 +4,17 @@ for the whole module, to keep the suite's cost to a couple of minutes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import struct
 import subprocess
+from calendar import monthrange
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,8 @@ from tests.e2e.console_harness import (
 )
 from tests.e2e.harness import Callvault, make_wav
 from workers.domain.audio import pcm_wav
+from workers.domain.calendar import LocalCalendar
+from workers.i18n import Localizer
 
 AUDIO = {
     "e2e-a": make_wav(3.0, tone=440.0),
@@ -37,6 +44,10 @@ AUDIO = {
 }
 CUSTOMER = {"name": "Ona Petraitienė", "email": "ona@example.lt", "order_ids": ["ORD-77"]}
 RESTRICTED_PHONE = "+370 699 11111"
+VILNIUS = LocalCalendar()
+# A call at 00:30 in Vilnius three days ago: in UTC it was the evening of the day before.
+NIGHT_DAY = VILNIUS.day_of(datetime.now(UTC)) - timedelta(days=3)
+NIGHT_START = VILNIUS.midnight(NIGHT_DAY) + timedelta(minutes=30)
 
 
 def hour_of_audio() -> bytes:
@@ -59,6 +70,10 @@ def console(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
                 "e2e-a": {"audio": AUDIO["e2e-a"], "customer": CUSTOMER},
                 "e2e-b": {"audio": AUDIO["e2e-b"], "caller": "(8 5) 271 2804"},
                 "e2e-r": {"audio": AUDIO["e2e-r"], "caller": RESTRICTED_PHONE},
+                "e2e-night": {
+                    "caller": "+370 655 12345",
+                    "ended": NIGHT_START + timedelta(minutes=3),
+                },
             },
         )
         restricted = dsr(cv, "restriction", {"phone_numbers": ["8 699 11111"]})
@@ -211,7 +226,7 @@ def peak_memory(console: Console) -> int:
 
 
 # --- a person in a browser --------------------------------------------------------------------
-# What the person reads, in each language the console speaks (the browser asks for it).
+# What the person reads and types, in each language the console speaks (the browser asks for it).
 SAYS = {
     "lt": {
         "restricted": "18 straipsnis",
@@ -219,6 +234,11 @@ SAYS = {
         "registered": "užregistruotas",
         "intact": "Maišos grandinė nepažeista",
         "no page": "tokio puslapio nėra",
+        "retention": "1 metai nuo pokalbio pabaigos",
+        "no match": "Atitinkančių saugomų įrašų nėra.",
+        "hold reason": "vartotojo ginčas dėl užsakymo",
+        "recipient": "Veterinarijos klinika „Gyvūnėlis“",
+        "legal basis": "BDAR 6 straipsnio 1 dalies f punktas",
     },
     "en": {
         "restricted": "Art. 18",
@@ -226,20 +246,31 @@ SAYS = {
         "registered": "registered",
         "intact": "Hash chain intact",
         "no page": "there is no such page",
+        "retention": "1 year after the call ends",
+        "no match": "No stored recording matches.",
+        "hold reason": "consumer dispute about an order",
+        "recipient": "Vet clinic Gyvūnėlis",
+        "legal basis": "GDPR Art. 6(1)(f)",
     },
 }
+# The browser's own locale for each language: it decides how a date field writes dates
+# (lt: 2026-12-07; en-GB: 07/12/2026), and is the first language the browser asks for.
+BROWSER_LOCALES = {"lt": "lt", "en": "en-GB"}
 
 
 @contextmanager
 def chromium(profile: Path, home: Path | None = None, language: str = "en") -> Iterator[Any]:
-    """Debian's headless Chromium through chromium-driver, its user reading ``language`` (its
-    Accept-Language); ``home`` holds the certificates it trusts (its NSS database), when a
-    test gives it one."""
+    """Debian's headless Chromium through chromium-driver, its user reading ``language``: its
+    interface in that locale (on Linux Chromium takes it from LANGUAGE, not from --lang, and
+    needs chromium-l10n) and its Accept-Language; ``home`` holds the certificates it trusts
+    (its NSS database), when a test gives it one."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    locale = BROWSER_LOCALES[language]
+    accepted = ",".join(dict.fromkeys((locale, language)))  # "lt" / "en-GB,en"
     options = webdriver.ChromeOptions()
-    options.add_experimental_option("prefs", {"intl.accept_languages": language})
+    options.add_experimental_option("prefs", {"intl.accept_languages": accepted})
     options.binary_location = "/usr/bin/chromium"
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations land here
     for flag in (
@@ -253,12 +284,14 @@ def chromium(profile: Path, home: Path | None = None, language: str = "en") -> I
         "--disable-sync",
         "--autoplay-policy=no-user-gesture-required",
         "--window-size=1280,900",
-        f"--accept-lang={language}",
-        f"--lang={language}",
+        f"--accept-lang={accepted}",
+        f"--lang={locale}",
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    env = {**os.environ, "HOME": str(home)} if home else None
+    env = {**os.environ, "LANGUAGE": locale.replace("-", "_")}
+    if home:
+        env["HOME"] = str(home)
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver", env=env))
     driver.set_page_load_timeout(30)
     driver.language = language
@@ -321,28 +354,131 @@ def choose_purpose(driver: Any, console: Console, recording_id: str, purpose: st
     driver.find_element(By.CSS_SELECTOR, "#purpose-form button").click()
 
 
+def pick_day(driver: Any, name: str, day: date) -> None:
+    """A day chosen in a date field (its calendar widget is the browser's own)."""
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.NAME, name)
+    driver.execute_script("arguments[0].value = arguments[1]", field, day.isoformat())
+
+
+def search(driver: Any, console: Console, phone: str, day: date | None = None) -> list[str]:
+    """The recordings the search form finds for a phone number (and a day: from and to)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(console.base + "/search")
+    driver.find_element(By.NAME, "phone").send_keys(phone)
+    if day:
+        pick_day(driver, "from", day)
+        pick_day(driver, "to", day)
+    driver.find_element(By.CSS_SELECTOR, "#search button").click()
+    after_click(driver, "#results, #no-results")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+    return [r.get_attribute("data-recording-id") for r in rows]
+
+
+PLACEHOLDER = re.compile(r"%\(\w+\)[sdr]|%%|&lt;|&gt;")
+
+
+@cache
+def foreign_texts(language: str) -> tuple[list[str], list[str]]:
+    """The phrases and the one-word texts of the other languages' catalogues that this
+    language's own texts never use: found on a page, they were left untranslated."""
+    from workers.i18n.catalogues import LANGUAGES, read
+
+    def texts(of: str) -> list[str]:
+        found: list[str] = []
+        for message in read(of):
+            if message.id:
+                strings = message.string
+                found += list(strings) if isinstance(strings, tuple | list) else [strings]
+        return found
+
+    own = "\n".join(texts(language))
+    own_words = set(re.findall(r"\w+", own))
+    phrases, words = set(), set()
+    for other in LANGUAGES:
+        for text in texts(other) if other != language else ():
+            if re.fullmatch(r"[^\W\d_]{4,}", text):
+                words.add(text)
+            for part in PLACEHOLDER.split(text):
+                part = part.strip(" .,:;()\N{EN DASH}-")
+                if " " in part and len(part) >= 8:
+                    phrases.add(part)
+    return (
+        sorted(p for p in phrases if p not in own),
+        sorted(w for w in words if w not in own_words),
+    )
+
+
+def reads_in(driver: Any, language: str) -> None:
+    """Everything the page shows is in ``language``: no text of another catalogue is on it."""
+    from selenium.webdriver.common.by import By
+
+    shown = driver.find_element(By.TAG_NAME, "body").text
+    phrases, words = foreign_texts(language)
+    left = [p for p in phrases if p in shown]
+    left += [w for w in words if re.search(rf"\b{re.escape(w)}\b", shown)]
+    assert not left, f"{driver.current_url} shows, untranslated: {left}"
+
+
+def whole_page(driver: Any, path: Path) -> None:
+    """A screenshot of the whole page, below the window's edge too."""
+    width, height = driver.execute_script(
+        "const e = document.documentElement; return [e.scrollWidth, e.scrollHeight];"
+    )
+    clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def a_month_after(day: date) -> date:
+    """The same day of the next month (its last day when it has no such day)."""
+    following = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return following.replace(day=min(day.day, monthrange(following.year, following.month)[1]))
+
+
 def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path) -> None:
-    """A QA lead and a DPO do their day in the browser, once in each language."""
+    """A QA lead, a DPO and an administrator do their day in the browser, once in each
+    language: every page in that language, every day and time a Vilnius one."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     language = browser.language
     says = SAYS[language]
+    l10n = Localizer(language)  # how a reader of the language writes Vilnius days and times
     shots = screenshots_dir(tmp_path, language)
     shots.mkdir(parents=True, exist_ok=True)
     driver = browser
+
+    def shown(name: str) -> None:
+        reads_in(driver, language)
+        whole_page(driver, shots / name)
+
     driver.get(console.base + "/login")
     assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == language
-    driver.save_screenshot(str(shots / "login.png"))
+    # the browser itself speaks the language: its date fields write dates as its people do
+    locale = driver.execute_script("return Intl.DateTimeFormat().resolvedOptions().locale")
+    assert locale == BROWSER_LOCALES[language]
+    shown("login.png")
 
-    # the QA lead: search by a national notation, choose a purpose, listen
+    # the QA lead: a call at 00:30 in Vilnius, on a day that began the evening before in UTC,
+    # found by its national notation and its Vilnius day; the UTC day does not find it
     sign_in(driver, console, "qa")
-    driver.find_element(By.NAME, "phone").send_keys("8 612 34567")
-    driver.find_element(By.CSS_SELECTOR, "#search button").click()
-    after_click(driver, "#results")
-    rows = driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")
-    assert [r.get_attribute("data-recording-id") for r in rows] == [rid(console, "e2e-a")]
-    driver.save_screenshot(str(shots / "search.png"))
+    night = rid(console, "e2e-night")
+    assert search(driver, console, "8 655 12345", NIGHT_DAY) == [night]
+    started = driver.find_element(By.CSS_SELECTOR, f'tr[data-recording-id="{night}"] time')
+    assert started.get_attribute("datetime").startswith(f"{NIGHT_DAY.isoformat()}T00:30:00+0")
+    assert started.text == l10n.when(started.get_attribute("datetime"))
+    shown("search.png")
+    assert search(driver, console, "8 655 12345", NIGHT_DAY - timedelta(days=1)) == []
+    assert says["no match"] in driver.find_element(By.ID, "no-results").text
+
+    # ... chooses a purpose and listens
+    driver.get(f"{console.base}/recordings/{rid(console, 'e2e-a')}")
+    shown("recording.png")
     choose_purpose(driver, console, rid(console, "e2e-a"), "training")
     player = after_click(driver, "#player")
     driver.execute_script("arguments[0].play()", player)
@@ -362,20 +498,35 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
         player,
     )
     assert digest == sha256(AUDIO["e2e-a"])
-    driver.save_screenshot(str(shots / "player.png"))
+    shown("player.png")
 
     # a restricted recording is refused before any player appears
     choose_purpose(driver, console, rid(console, "e2e-r"), "quality")
     assert says["restricted"] in after_click(driver, "#refusal").text
     assert not driver.find_elements(By.TAG_NAME, "audio")
+    shown("refused.png")
     sign_out(driver)
 
-    # the DPO: a hold placed and released, a disclosure, the overview
+    # the DPO: the overview, whose chart legends wrap rather than run into each other
     sign_in(driver, console, "dpo")
     driver.get_log("browser")  # the refusal above was logged as a failed load; start afresh
-    driver.save_screenshot(str(shots / "overview.png"))
+    driver.get(console.base + "/dpo")
+    legend = driver.execute_script(
+        """return Array.from(document.querySelectorAll('ul.legend li'), e => {
+             const r = e.getBoundingClientRect(), u = e.parentElement.getBoundingClientRect();
+             return [r.left, r.top, r.right, r.bottom, u.right]; });"""
+    )
+    assert len(legend) == 5
+    for i, (left, top, right, bottom, edge) in enumerate(legend):
+        assert right <= edge + 0.5, "a legend runs out of its chart"
+        for other in legend[i + 1 :]:
+            apart = right <= other[0] or other[2] <= left or bottom <= other[1] or other[3] <= top
+            assert apart, f"legend items overlap: {legend}"
+    shown("overview.png")
+
+    # ... places a hold and releases it
     driver.get(console.base + "/dpo/holds")
-    driver.find_element(By.NAME, "reason").send_keys("consumer dispute")
+    driver.find_element(By.NAME, "reason").send_keys(says["hold reason"])
     hold_id = f"H-browser-{language}"
     driver.find_element(By.NAME, "hold_id").send_keys(hold_id)
     Select(driver.find_element(By.NAME, "scope_kind")).select_by_value("call_ids")
@@ -389,56 +540,90 @@ def test_a_person_in_the_browser(console: Console, browser: Any, tmp_path: Path)
 
     wait_for(lambda: bool(hold_row()), 60, "the hold listed")
     assert "e2e-a" in hold_row()[0].text
-    driver.save_screenshot(str(shots / "holds.png"))
+    placed = hold_row()[0].find_element(By.TAG_NAME, "time")
+    assert placed.text == l10n.when(placed.get_attribute("datetime"))
+    shown("holds.png")
     hold_row()[0].find_element(By.CSS_SELECTOR, "button").click()
     assert says["released"] in after_click(driver, "#notice").text
     wait_for(lambda: not hold_row(), 60, "the hold gone")
 
+    # ... discloses a recording to a recipient
     driver.get(console.base + "/dpo/disclosures")
-    driver.find_element(By.NAME, "recipient").send_keys("Vet clinic Gyvūnėlis")
+    driver.find_element(By.NAME, "recipient").send_keys(says["recipient"])
     Select(driver.find_element(By.NAME, "recipient_kind")).select_by_value("other")
-    driver.find_element(By.NAME, "legal_basis").send_keys("GDPR Art. 6(1)(f)")
+    driver.find_element(By.NAME, "legal_basis").send_keys(says["legal basis"])
     driver.find_element(By.NAME, "reference").send_keys("INC-2026-4")
     driver.find_element(By.NAME, "recording_ids").send_keys(rid(console, "e2e-a"))
     driver.find_element(By.CSS_SELECTOR, "#disclose button").click()
     link = after_click(driver, "#package-link").get_attribute("href")
     package = download_zip(link)
-    assert json.loads(package.read("manifest.json"))["disclosure"]["recipient"] == (
-        "Vet clinic Gyvūnėlis"
+    assert (
+        json.loads(package.read("manifest.json"))["disclosure"]["recipient"] == (says["recipient"])
     )
-    driver.save_screenshot(str(shots / "disclosures.png"))
+    shown("disclosures.png")
 
-    # a request that came by letter, registered by the DPO, carried out by the worker
+    # ... registers a request that came by letter on the night's day: its deadline is that
+    # Vilnius day a month later; the worker carries it out
     driver.get(console.base + "/dpo/requests")
     Select(driver.find_element(By.NAME, "type")).select_by_value("access")
+    pick_day(driver, "received_on", NIGHT_DAY)
     Select(driver.find_element(By.NAME, "channel")).select_by_value("letter")
     Select(driver.find_element(By.NAME, "verification")).select_by_value("id_document")
-    Select(driver.find_element(By.NAME, "language")).select_by_value(language)
-    driver.find_element(By.NAME, "phone").send_keys("+370 612 34567")
+    Select(
+        driver.find_element(By.CSS_SELECTOR, "#register-request [name=language]")
+    ).select_by_value(language)
+    driver.find_element(By.NAME, "phone").send_keys("8 655 12345")
     request_id = driver.find_element(By.NAME, "request_id").get_attribute("value")
     driver.find_element(By.CSS_SELECTOR, "#register-request button").click()
-    assert says["registered"] in after_click(driver, "#notice").text
+    notice = after_click(driver, "#notice").text
+    assert says["registered"] in notice
+    assert notice.endswith(f" {l10n.day(a_month_after(NIGHT_DAY))}."), notice
 
-    def answered() -> bool:
+    def answered() -> list[Any]:
         driver.get(console.base + "/dpo/requests")
-        table = driver.find_elements(By.ID, "answered")
-        return bool(table) and request_id in table[0].text
+        return list(
+            driver.find_elements(By.CSS_SELECTOR, f'#answered tr[data-request-id="{request_id}"]')
+        )
 
-    wait_for(answered, 60, "the registered request answered")
+    wait_for(lambda: bool(answered()), 60, "the registered request answered")
+    row = answered()[0]
+    assert l10n.day(a_month_after(NIGHT_DAY)) in row.text
+    answer = download_zip(row.find_element(By.CSS_SELECTOR, "a[href]").get_attribute("href"))
+    assert f'<html lang="{language}">' in answer.read("letter.html").decode()  # to send on
+    shown("requests.png")
+
+    # ... reads who listened to what, and why, in local time
+    driver.get(console.base + "/dpo/access-log")
+    heard = driver.find_element(By.CSS_SELECTOR, f'tr[data-recording-id="{rid(console, "e2e-a")}"]')
+    at = heard.find_element(By.TAG_NAME, "time")
+    assert at.text == l10n.when(at.get_attribute("datetime"), seconds=True)
+    offset = datetime.now(VILNIUS.zone).strftime("%z")
+    assert at.get_attribute("datetime").endswith(f"{offset[:3]}:{offset[3:]}")
+    shown("access-log.png")
+
+    # ... and the month's report for the supervisory authority
+    driver.get(console.base + "/dpo/report")
+    assert says["retention"] in driver.find_element(By.ID, "retention").text
+    assert "Europe/Vilnius" in driver.find_element(By.ID, "period").text
+    assert says["intact"] in driver.find_element(By.ID, "audit-state").text
+    shown("report.png")
+
     driver.get(console.base + "/dpo/no-such-page")
     assert says["no page"] in after_click(driver, "#refusal").text
+    shown("not-found.png")
     driver.get_log("browser")  # the page above answered 404, logged as a failed load
-    for page, name in (
-        ("/dpo", "overview.png"),
-        ("/dpo/access-log", "access-log.png"),
-        ("/dpo/requests", "requests.png"),
-        ("/dpo/report", "report.png"),
-    ):
-        driver.get(console.base + page)  # server-rendered: complete when get() returns
-        driver.save_screenshot(str(shots / name))
-    assert says["intact"] in driver.find_element(By.ID, "audit-state").text
+    driver.get(console.base + "/dpo")  # back on a page that loads
     # nothing the DPO's pages do was blocked by the Content-Security-Policy or failed to load
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    sign_out(driver)
+
+    # the administrator: the staff, their tenants, and an API token made for oneself
+    sign_in(driver, console, "admin")
+    driver.get(console.base + "/admin/users")
+    driver.find_element(By.CSS_SELECTOR, "#users form[action$='/token'] button").click()
+    assert after_click(driver, "#new-token").text.startswith("cvt_")
+    shown("users.png")
+    sign_out(driver)
 
 
 def trusting(home: Path, ca_file: str) -> Path:

@@ -28,7 +28,7 @@ from testbed.stack import Instance
 from tests.e2e.harness import CALLVAULT, Callvault, make_wav, stamp
 from tests.secure import acl_plan, kafka_env, kafka_options
 
-PLAINTEXT = "127.0.0.1:19092"  # an administrator's view (User:ANONYMOUS is a super user here)
+PLAINTEXT = "127.0.0.1:19092"  # the local listener: every topic, no super user
 
 
 @pytest.fixture

@@ -295,11 +295,11 @@ class MemoryComplianceFacts(_Reads):
 
     def overdue(self, now: datetime) -> tuple[int, datetime | None]:
         with self._store.unit_of_work() as uow:
-            return uow.recordings.overdue_summary(now)
+            return uow.counts.overdue_summary(now)
 
     def recording_counts(self) -> dict[str, int]:
         with self._store.unit_of_work() as uow:
-            return uow.recordings.count_by_status()
+            return uow.counts.count_by_status()
 
     def requests(
         self,

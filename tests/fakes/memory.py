@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -60,22 +60,28 @@ class _Version:
 
 class MemoryObjectStore:
     """Versioned buckets in a dict: every put adds a version, deletes remove versions, and a
-    version under legal hold cannot be deleted."""
+    version under legal hold cannot be deleted. A write that fails aborts its upload; one cut
+    short by a crash (an exception that is not an ``Exception``) leaves it open, as a killed
+    process leaves a multipart upload."""
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock
         self.buckets: dict[str, dict[str, list[_Version]]] = {}
         self.versioned: set[str] = set()
+        self.locked: set[str] = set()  # buckets with object lock
+        self.uploads: dict[int, tuple[str, datetime]] = {}  # open ones: bucket, begun at
         self._counter = 0
         self._lock = threading.Lock()
 
     def ensure_bucket(self, bucket: str, *, versioned: bool, object_lock: bool) -> None:
         self.buckets.setdefault(bucket, {})
-        if versioned:
+        if versioned or object_lock:  # object lock needs versions
             self.versioned.add(bucket)
+        if object_lock:
+            self.locked.add(bucket)
 
     def has_object_lock(self, bucket: str) -> bool:
-        return bucket in self.versioned
+        return bucket in self.locked
 
     def _now(self) -> datetime | None:
         return self._clock() if self._clock is not None else None
@@ -97,7 +103,14 @@ class MemoryObjectStore:
         content_type: str,
         retain_until: datetime | None = None,
     ) -> str | None:
-        data = b"".join(chunks)
+        upload = id(chunks)
+        self.uploads[upload] = (bucket, self._now() or datetime.now(UTC))
+        try:
+            data = b"".join(chunks)
+        except Exception:
+            del self.uploads[upload]
+            raise
+        del self.uploads[upload]
         with self._lock:
             if bucket not in self.buckets:  # as S3's NoSuchBucket on a write: no retry cures it
                 raise StoreRejected(f"object store refused put: NoSuchBucket {bucket}")
@@ -172,7 +185,10 @@ class MemoryObjectStore:
                 self._bucket(bucket).pop(key, None)
 
     def abort_stale_uploads(self, bucket: str, older_than: datetime) -> int:
-        return 0
+        stale = [k for k, (b, begun) in self.uploads.items() if b == bucket and begun < older_than]
+        for upload in stale:
+            del self.uploads[upload]
+        return len(stale)
 
     def _version(self, bucket: str, target: VersionRef) -> _Version:
         for version in self._bucket(bucket).get(target.key, []):
@@ -223,6 +239,7 @@ class _State:
     holds: dict[str, Hold] = field(default_factory=dict)
     discards: dict[str, Discard] = field(default_factory=dict)
     outbox: list[Outbound] = field(default_factory=list)
+    outbox_times: list[datetime] = field(default_factory=list)  # of each row, when written
     followups: list[dict[str, Any]] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
     audit_marks: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -295,9 +312,6 @@ class MemoryRecordings:
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
         return self._s.subject_keys.get(recording_id, frozenset())
 
-    def digests_of_many(self, recording_ids: list[str]) -> dict[str, frozenset[bytes]]:
-        return {i: self.digests_of(i) for i in recording_ids if self.digests_of(i)}
-
     def replace_digests(self, recording_id: str, digests: frozenset[bytes]) -> None:
         self._s.subject_keys[recording_id] = frozenset(digests)
 
@@ -335,6 +349,36 @@ class MemoryRecordings:
         )
         return [_copy(r) for r in due[:limit]]
 
+    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
+        changed = 0
+        for r in self._s.recordings.values():
+            in_scope = r.tenant == tenant if tenant is not None else r.tenant not in others
+            if r.status is RecordingStatus.STORED and r.policy != policy.text and in_scope:
+                r.policy, r.retention_due_at = policy.text, policy.after(r.collected_at)
+                r.due_announced_at = None
+                changed += 1
+        return changed
+
+
+def _wrapped_elsewhere(state: _State, master_key_id: str) -> list[str]:
+    return sorted(
+        k
+        for k, r in state.recordings.items()
+        if r.wrapped_key is not None and r.master_key_id != master_key_id
+    )
+
+
+class MemoryRecordingScans:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def page(self, after_id: str, limit: int) -> list[Recording]:
+        ids = sorted(k for k in self._s.recordings if k > after_id)[:limit]
+        return [_copy(self._s.recordings[k]) for k in ids]
+
+    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
+        return [k for k in _wrapped_elsewhere(self._s, master_key_id) if k > after_id][:limit]
+
     def stalled(self, announced_before: datetime, limit: int) -> list[str]:
         found = [
             r.recording_id
@@ -355,6 +399,11 @@ class MemoryRecordings:
             for r in self._s.recordings.values()
             if r.status is RecordingStatus.STORED
         )
+
+
+class MemoryRecordingCounts:
+    def __init__(self, state: _State) -> None:
+        self._s = state
 
     def overdue_summary(self, now: datetime) -> tuple[int, datetime | None]:
         overdue = [
@@ -380,32 +429,8 @@ class MemoryRecordings:
         counts["held"] = self.held_count()
         return counts
 
-    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
-        changed = 0
-        for r in self._s.recordings.values():
-            in_scope = r.tenant == tenant if tenant is not None else r.tenant not in others
-            if r.status is RecordingStatus.STORED and r.policy != policy.text and in_scope:
-                r.policy, r.retention_due_at = policy.text, policy.after(r.collected_at)
-                r.due_announced_at = None
-                changed += 1
-        return changed
-
-    def page(self, after_id: str, limit: int) -> list[Recording]:
-        ids = sorted(k for k in self._s.recordings if k > after_id)[:limit]
-        return [_copy(self._s.recordings[k]) for k in ids]
-
-    def _elsewhere(self, master_key_id: str) -> list[str]:
-        return sorted(
-            k
-            for k, r in self._s.recordings.items()
-            if r.wrapped_key is not None and r.master_key_id != master_key_id
-        )
-
-    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
-        return [k for k in self._elsewhere(master_key_id) if k > after_id][:limit]
-
     def count_wrapped_elsewhere(self, master_key_id: str) -> int:
-        return len(self._elsewhere(master_key_id))
+        return len(_wrapped_elsewhere(self._s, master_key_id))
 
 
 class MemoryHolds:
@@ -620,6 +645,8 @@ class MemoryUnitOfWork:
         self._snapshot = copy.deepcopy(state)
         self._events = []
         self.recordings = MemoryRecordings(state, self._events)
+        self.scans = MemoryRecordingScans(state)
+        self.counts = MemoryRecordingCounts(state)
         self.holds = MemoryHolds(state, self._events)
         self.requests = MemoryRequests(state, self._events)
         self.exports = MemoryExports(state)
@@ -662,6 +689,7 @@ class MemoryUnitOfWork:
         project_accesses(state.console, state.audit[len(state.audit) - len(effects.audit) :])
         for event in effects.outbound:
             state.outbox.append(Outbound(state.next_id(), event.topic, event.key, event.cloudevent))
+            state.outbox_times.append(self._db.clock())
         for command in effects.follow_ups:
             kind, payload = followups.encode(command)
             state.followups.append(
@@ -729,10 +757,12 @@ class MemoryDatabase:
             rows = list(self.state.outbox[:limit])
             yield rows
             done = {r.id for r in rows}
-            self.state.outbox = [r for r in self.state.outbox if r.id not in done]
+            kept = [i for i, r in enumerate(self.state.outbox) if r.id not in done]
+            self.state.outbox = [self.state.outbox[i] for i in kept]
+            self.state.outbox_times = [self.state.outbox_times[i] for i in kept]
 
     def outbox_backlog(self) -> tuple[int, datetime | None]:
-        return len(self.state.outbox), None
+        return len(self.state.outbox), min(self.state.outbox_times, default=None)
 
     def ensure_partitions(self) -> list[str]:
         return []  # one list per table: nothing to make ahead

@@ -25,6 +25,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -45,10 +46,26 @@ INIT_SECRETS = ROOT / "deploy" / "compose" / "init-secrets.sh"
 ENTRYPOINT = ROOT / "deploy" / "compose" / "callvault-entrypoint.sh"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 SECRET_VOLUMES = {  # service -> the secrets volumes it may mount
-    "setup": {"secrets-callvault", "secrets-postgres", "secrets-s3", "secrets-grafana"},
-    "migrate": {"secrets-callvault"},
-    "worker": {"secrets-callvault"},
-    "console": {"secrets-callvault"},
+    "setup": {
+        "secrets-setup",
+        "secrets-migrate",
+        "secrets-worker",
+        "secrets-console",
+        "secrets-postgres",
+        "secrets-s3",
+        "secrets-s3-users",
+        "secrets-handout",
+        "secrets-kafka",
+        "secrets-kafka-init",
+        "secrets-grafana",
+    },
+    "migrate": {"secrets-migrate"},
+    "s3-policies": {"secrets-migrate"},  # migrate's S3 keys, after migrate
+    "s3-users": {"secrets-s3-users"},
+    "worker": {"secrets-worker"},
+    "console": {"secrets-console"},
+    "kafka": {"secrets-kafka"},
+    "kafka-init": {"secrets-kafka-init"},
     "postgres": {"secrets-postgres"},
     "versitygw": {"secrets-s3"},
     "minio": {"secrets-s3"},
@@ -62,6 +79,13 @@ CALLVAULT_SECRETS = {
     "CALLVAULT_MASTER_KEY",
     "CALLVAULT_HASH_KEY",
     "CALLVAULT_SIGNING_KEY",
+    "CALLVAULT_KAFKA_SASL_PASSWORD",
+}
+# what each of callvault's containers holds, beside the broker's CA (kafka-ca.pem)
+HELD = {
+    "migrate": CALLVAULT_SECRETS | {"CALLVAULT_DATABASE_ADMIN_URL"},
+    "worker": CALLVAULT_SECRETS,
+    "console": CALLVAULT_SECRETS - {"CALLVAULT_SIGNING_KEY"} | {"CALLVAULT_SIGNING_PUBLIC_KEY"},
 }
 BUCKETS = {
     "CALLVAULT_VAULT_BUCKET": "callvault-vault",
@@ -151,6 +175,7 @@ def run_setup(root: Path, **extra: str) -> subprocess.CompletedProcess[str]:
             "SECRETS_ROOT": str(root / "secrets"),
             "ALERTMANAGER_TEMPLATE": str(ROOT / "deploy" / "prometheus" / "alertmanager.yml"),
             "ALERTMANAGER_DIR": str(root / "alertmanager"),
+            "PYTHON": sys.executable,  # with `cryptography`, as in callvault's image
             **extra,
         },
         capture_output=True,
@@ -174,6 +199,9 @@ def test_compose_loads_like_docker_compose_config(
     assert default == {
         "setup",
         "kafka",
+        "kafka-init",
+        "s3-users",
+        "s3-policies",
         "postgres",
         "versitygw",
         "migrate",
@@ -251,7 +279,10 @@ def test_no_secret_value_is_in_the_compose_file_or_the_env_example(
     secretish = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|DATABASE_URL")
     for name, svc in config_minio["services"].items():
         for var, value in (svc.get("environment") or {}).items():
-            if secretish.search(var) and not var.endswith(("_FILE", "__FILE")):
+            # a *_FILE or Kafka's keystore *_LOCATION names a file of a secrets volume, its
+            # *_TYPE the format: not values
+            harmless = ("_FILE", "__FILE", "_LOCATION", "_KEYSTORE_TYPE")
+            if secretish.search(var) and not var.endswith(harmless):
                 pytest.fail(f"{name}: {var} is set in the compose file ({value!r})")
             if var.endswith(("_FILE", "__FILE")):
                 assert value, f"{name}: {var} must name a file"
@@ -259,7 +290,7 @@ def test_no_secret_value_is_in_the_compose_file_or_the_env_example(
     example = (ROOT / "deploy" / "compose.env.example").read_text(encoding="utf-8")
     assigned = re.findall(r"^([A-Z0-9_]+)=", example, re.MULTILINE)
     assert not [n for n in assigned if secretish.search(n)], assigned
-    for name in ("worker", "migrate"):
+    for name in ("worker", "migrate", "console"):
         assert not CALLVAULT_SECRETS & set(env(config_minio, name))
 
 
@@ -292,26 +323,62 @@ def test_setup_generates_every_secret_once_for_its_consumer(tmp_path: Path) -> N
     assert first.returncode == 0, first.stderr
     secrets = tmp_path / "secrets"
     files = {p.relative_to(secrets).as_posix(): p for p in secrets.rglob("*") if p.is_file()}
-    assert set(files) == {
-        *(f"callvault/{name}" for name in CALLVAULT_SECRETS),
+    consumers = {rel.split("/")[0] for rel in files}
+    assert consumers == {v.removeprefix("secrets-") for v in SECRET_VOLUMES["setup"]}
+    for name, held in HELD.items():
+        assert {r.split("/")[1] for r in files if r.startswith(f"{name}/")} == held | {
+            "kafka-ca.pem"
+        }, name
+    assert {
+        r for r in files if r.split("/")[0] in ("postgres", "s3", "s3-users", "kafka", "grafana")
+    } == {
         "postgres/postgres_password",
+        "postgres/owner_password",
+        "postgres/app_password",
         "s3/s3_access_key",
         "s3/s3_secret_key",
+        "s3-users/s3_access_key",
+        "s3-users/s3_secret_key",
+        "s3-users/callvault-worker",
+        "s3-users/callvault-console",
+        "s3-users/telephony",
+        "kafka/admin_password",
+        "kafka/server.pem",
+        "kafka/ca.pem",
         "grafana/grafana_admin_password",
     }
-    owners = {"callvault": 10001, "postgres": 999, "s3": 0, "grafana": 472}
+    assert {r.split("/")[1] for r in files if r.startswith("kafka-init/")} == {
+        "admin", "callvault", "console", "telephony", "compliance", "dsr-portal", "ca.pem"
+    }  # fmt: skip
+    owners = {"migrate": 10001, "worker": 10001, "console": 10001, "kafka-init": 10001}
+    owners |= {"postgres": 999, "s3": 0, "s3-users": 0, "setup": 0, "handout": 0}
+    owners |= {"kafka": 1000, "grafana": 472}
     for rel, path in files.items():
         assert path.stat().st_uid == owners[rel.split("/")[0]], rel
         assert path.stat().st_mode & 0o777 == 0o400, rel
     values = {rel: path.read_text() for rel, path in files.items()}
-    password = values["postgres/postgres_password"]
-    assert len(password) == 32
-    assert values["callvault/CALLVAULT_DATABASE_URL"] == (
-        f"postgresql://callvault:{password}@postgres:5432/callvault"
+    app = values["postgres/app_password"]
+    owner = values["postgres/owner_password"]
+    assert len({app, owner, values["postgres/postgres_password"]}) == 3
+    for name in HELD:
+        assert values[f"{name}/CALLVAULT_DATABASE_URL"] == (
+            f"postgresql://callvault_app:{app}@postgres:5432/callvault"
+        )
+    assert values["migrate/CALLVAULT_DATABASE_ADMIN_URL"] == (
+        f"postgresql://callvault:{owner}@postgres:5432/callvault"
     )
-    assert values["callvault/CALLVAULT_S3_ACCESS_KEY"] == values["s3/s3_access_key"]
-    assert values["callvault/CALLVAULT_S3_SECRET_KEY"] == values["s3/s3_secret_key"]
-    keys = [values[f"callvault/CALLVAULT_{k}_KEY"] for k in ("MASTER", "HASH", "SIGNING")]
+    # an S3 user each (bucket policies: deploy/compose/s3_policies.py); the root keys: migrate
+    assert values["migrate/CALLVAULT_S3_ACCESS_KEY"] == values["s3/s3_access_key"]
+    for name in ("worker", "console"):
+        assert values[f"{name}/CALLVAULT_S3_ACCESS_KEY"] == f"callvault-{name}"
+        assert values[f"{name}/CALLVAULT_S3_SECRET_KEY"] == values[f"s3-users/callvault-{name}"]
+    assert {r.split("/")[1] for r in files if r.startswith("handout/")} == {
+        "kafka-telephony", "kafka-compliance", "kafka-dsr-portal", "s3-telephony", "kafka-ca.pem"
+    }  # fmt: skip
+    assert values["worker/CALLVAULT_KAFKA_SASL_PASSWORD"] == values["kafka-init/callvault"]
+    assert values["console/CALLVAULT_KAFKA_SASL_PASSWORD"] == values["kafka-init/console"]
+    assert values["kafka/admin_password"] == values["kafka-init/admin"]
+    keys = [values[f"worker/CALLVAULT_{k}_KEY"] for k in ("MASTER", "HASH", "SIGNING")]
     assert len(set(keys)) == 3
     rendered = (tmp_path / "alertmanager" / "alertmanager.yml").read_text()
     assert yaml.safe_load(rendered)["receivers"][0]["webhook_configs"][0]["url"] == (
@@ -344,7 +411,7 @@ def test_the_worker_gets_valid_settings_from_compose_and_its_secrets(
         ["sh", str(ENTRYPOINT), "python3", "-c", program],
         env={
             "PATH": os.environ["PATH"],
-            "CALLVAULT_SECRETS_DIR": str(tmp_path / "secrets" / "callvault"),
+            "CALLVAULT_SECRETS_DIR": str(tmp_path / "secrets" / "worker"),
             "CALLVAULT_MASTER_KEY": "overridden-by-the-file",
             **env(config, "worker"),
         },
@@ -355,7 +422,7 @@ def test_the_worker_gets_valid_settings_from_compose_and_its_secrets(
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     for name in CALLVAULT_SECRETS:
-        assert seen[name] == (tmp_path / "secrets" / "callvault" / name).read_text(), name
+        assert seen[name] == (tmp_path / "secrets" / "worker" / name).read_text(), name
     settings = Settings(
         **{
             k.removeprefix("CALLVAULT_").lower(): v
@@ -438,8 +505,10 @@ def test_worker_and_migrate_share_image_and_settings(config: dict[str, Any]) -> 
     assert worker["build"] == migrate["build"]
     assert (migrate["command"], worker["command"]) == (["migrate"], ["worker"])
     assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    for name in ("postgres", "kafka", "versitygw"):
+    for name in ("postgres", "versitygw"):
         assert migrate["depends_on"][name]["condition"] == "service_healthy", name
+    # topics are created as `callvault` once its SCRAM user and the ACL plan exist
+    assert migrate["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
     assert version is not None
     assert worker["image"] == f"callvault:{version.group(1)}"
@@ -452,13 +521,20 @@ def test_worker_and_migrate_share_image_and_settings(config: dict[str, Any]) -> 
 
 def test_database_url_matches_the_postgres_service(config: dict[str, Any], tmp_path: Path) -> None:
     assert run_setup(tmp_path).returncode == 0
-    url = urlsplit((tmp_path / "secrets/callvault/CALLVAULT_DATABASE_URL").read_text())
     pg = env(config, "postgres")
-    assert (url.hostname, url.port) == ("postgres", 5432)
-    assert url.username == pg["POSTGRES_USER"]
-    assert url.path.lstrip("/") == pg["POSTGRES_DB"]
+    for name, role in (
+        ("CALLVAULT_DATABASE_URL", "callvault_app"),
+        ("CALLVAULT_DATABASE_ADMIN_URL", "callvault"),
+    ):
+        url = urlsplit((tmp_path / "secrets/migrate" / name).read_text())
+        assert (url.hostname, url.port, url.username) == ("postgres", 5432, role)
+        assert url.path.lstrip("/") == pg["POSTGRES_DB"]
+    assert pg["POSTGRES_USER"] == "postgres"  # the superuser: nobody outside gets it
     assert pg["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
-    assert url.password == (tmp_path / "secrets/postgres/postgres_password").read_text()
+    (roles,) = [m for m in mounts(config, "postgres") if "initdb" in m["target"]]
+    script = Path(roles["source"]).read_text(encoding="utf-8")
+    assert "CREATE ROLE callvault LOGIN NOSUPERUSER" in script
+    assert "CREATE ROLE callvault_app LOGIN NOSUPERUSER" in script
 
 
 def test_s3_endpoint_region_and_keys_agree(
@@ -499,9 +575,34 @@ def test_vault_lifecycle_of_the_minio_profile_is_a_395_day_backstop(
 def test_kafka_bootstrap_matches_a_kafka_listener(config: dict[str, Any]) -> None:
     host, port = env(config, "worker")["CALLVAULT_KAFKA_BOOTSTRAP"].rsplit(":", 1)
     kafka = env(config, "kafka")
-    assert f"PLAINTEXT://{host}:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert f"PLAINTEXT://:{port}" in kafka["KAFKA_LISTENERS"].split(",")
-    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"].endswith("@kafka:9093")
+    assert f"CLIENT://{host}:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert f"CLIENT://:{port}" in kafka["KAFKA_LISTENERS"].split(",")
+
+
+def test_kafka_is_secure_by_default(config: dict[str, Any]) -> None:
+    """SASL_SSL for every client, the standard authorizer, the broker's own administrator the
+    only super user, nothing anonymous; each of callvault's containers its own principal."""
+    kafka = env(config, "kafka")
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols == {
+        "CLIENT": "SASL_SSL", "HOST": "SASL_SSL", "BROKER": "SASL_PLAINTEXT",
+        "CONTROLLER": "SASL_PLAINTEXT",
+    }  # fmt: skip
+    inside = {"BROKER", "CONTROLLER"}  # SASL without TLS: bound to the container's loopback
+    for listener in kafka["KAFKA_LISTENERS"].split(","):
+        name, _, address = listener.partition("://")
+        assert (name in inside) == address.startswith("localhost:"), listener
+    assert kafka["KAFKA_SUPER_USERS"] == "User:admin"
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert "PLAINTEXT://" not in kafka["KAFKA_LISTENERS"].replace("SASL_PLAINTEXT", "")
+    assert env(config, "worker")["CALLVAULT_KAFKA_SASL_USERNAME"] == "callvault"
+    assert env(config, "migrate")["CALLVAULT_KAFKA_SASL_USERNAME"] == "callvault"
+    assert env(config, "console")["CALLVAULT_KAFKA_SASL_USERNAME"] == "console"
+    for name in ("worker", "migrate", "console"):
+        assert env(config, name)["CALLVAULT_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    init = service(config, "kafka-init")
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 def test_prometheus_scrapes_the_worker_and_alerts_alertmanager(config: dict[str, Any]) -> None:
@@ -625,3 +726,18 @@ def test_build_context_filter_lets_every_copied_file_through() -> None:
     for source in sources:
         assert source in allowed or f"{source}/**" in allowed, source
         assert (ROOT / source).exists(), source
+
+
+def test_the_local_override_builds_every_public_image_here() -> None:
+    """deploy/compose.local.yml (make compose-up) replaces every image of the file with one
+    built on this machine, or leaves the service out; nothing is pulled."""
+    services = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+    local = yaml.safe_load((ROOT / "deploy" / "compose.local.yml").read_text(encoding="utf-8"))
+    for name, svc in services.items():
+        if "minio" in svc.get("profiles", []):
+            continue
+        override = local["services"].get(name, {})
+        if "grafana" in override.get("profiles", []):
+            continue  # no Debian package to build it from: left out
+        assert override.get("image", "").startswith("localhost/"), name
+        assert override.get("pull_policy") == "never", name

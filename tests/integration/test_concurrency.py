@@ -19,13 +19,12 @@ from testbed.stack import Instance
 from tests.fakes.letters import FakeTypesetter
 from tests.fakes.memory import MemoryObjectStore
 from workers.adapters.keys import software_key_ring
-from workers.adapters.metrics import Metrics
 from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.postgres.migrate import migrate_schema
 from workers.app.context import Context
 from workers.app.handlers import holds, ingest, purge, requests
-from workers.app.letters import LetterWriter
 from workers.app.retry import RetryPolicy
+from workers.bootstrap import bootstrap
 from workers.domain.audio import pcm_wav
 from workers.domain.identifiers import Subject, subject_keys
 from workers.domain.keyed import HmacKey
@@ -90,29 +89,20 @@ def world(instance: Instance) -> Iterator[tuple[Context, PostgresDatabase, Setti
         **(instance.settings_kwargs() | {"fetch_allowed_hosts": "pbx.example"})
     )
     migrate_schema(instance.migration_settings())
-    db = PostgresDatabase(
-        settings.dsn,
-        sealer=software_key_ring(**RING).sealer,
-        source="urn:test",
-        clock=lambda: datetime.now(UTC),
-        max_size=8,
-    )
-    db.open()
     objects = MemoryObjectStore()
     for bucket in (settings.vault_bucket, settings.export_bucket, settings.landing_bucket):
         objects.ensure_bucket(bucket, versioned=bucket == settings.vault_bucket, object_lock=False)
-    keys = software_key_ring(**RING)
-    ctx = Context(
-        settings,
-        db.unit_of_work,
-        objects,
-        keys,
-        Metrics(),
-        RetryPolicy(budget_seconds=20),
-        letters=LetterWriter(settings, FakeTypesetter()),
+    built = bootstrap(
+        settings.model_copy(update={"db_pool_size": 8}),
+        objects=objects,
+        keys=software_key_ring(**RING),
+        retry=RetryPolicy(budget_seconds=20),
+        typesetter=FakeTypesetter(),
     )
-    yield ctx, db, settings
-    db.close()
+    try:
+        yield built.ctx, built.database, settings
+    finally:
+        built.close()
 
 
 def call(call_id: str, ended: datetime | None = None) -> CallEnded:

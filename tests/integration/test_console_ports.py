@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from testbed.stack import Instance
+from tests.contracts import covers
 from tests.fakes.console import memory_console_reads
 from tests.fakes.memory import MemoryDatabase
 from tests.integration.test_port_contracts import NOW, postgres, recording
 from workers.adapters.postgres.console import console_reads
-from workers.app.console.messages import RecordingConsulted, RecordingsDisclosed
+from workers.app.console.messages import RecordingConsulted, RecordingsDisclosed, RequestRegistered
 from workers.app.console.model import (
     Access,
     AccessKind,
@@ -30,6 +31,16 @@ from workers.app.console.model import (
 )
 from workers.app.console.service import ConsoleReads
 from workers.app.console.throttle import Rule, attempt
+from workers.app.ports.console import (
+    AccessRepository,
+    AccountRepository,
+    ComplianceFacts,
+    DisclosureRepository,
+    LoginThrottle,
+    RecordingSearch,
+    Registers,
+    RegistrationRepository,
+)
 from workers.domain.audit import verify_chain
 from workers.domain.calendar import LocalCalendar
 from workers.domain.messages import PolicyApplied
@@ -82,6 +93,16 @@ def audit_entries(db: Any) -> list[Any]:
         return uow.audit_entries(0, 100)
 
 
+@covers(
+    AccountRepository.add,
+    AccountRepository.all,
+    AccountRepository.get,
+    AccountRepository.update,
+    AccountRepository.add_token,
+    AccountRepository.token,
+    AccountRepository.revoke_token,
+    AccountRepository.tokens_of,
+)
 def test_accounts_and_tokens_in_the_unit_of_work(pair: tuple[Any, ConsoleReads]) -> None:
     db, _ = pair
     ona = User("ona", Role.QA, "$argon2id$x", created_at=NOW, tenants=frozenset({"default"}))
@@ -116,6 +137,7 @@ def test_accounts_and_tokens_in_the_unit_of_work(pair: tuple[Any, ConsoleReads])
     assert read(db, lambda uow: uow.accounts.token("nope")) is None
 
 
+@covers(AccountRepository.bind, AccountRepository.for_identity)
 def test_identities_bind_passwordless_accounts_only(pair: tuple[Any, ConsoleReads]) -> None:
     db, _ = pair
     iss = "https://idp.example"
@@ -131,6 +153,7 @@ def test_identities_bind_passwordless_accounts_only(pair: tuple[Any, ConsoleRead
     assert read(db, lambda uow: uow.accounts.for_identity("https://other", "s2")) is None
 
 
+@covers(LoginThrottle.update, LoginThrottle.forget)
 def test_sign_in_tallies_count_one_attempt_at_a_time(pair: tuple[Any, ConsoleReads]) -> None:
     """Twenty attempts at once on one key: exactly ``free`` are admitted (each tally update
     waits for the one before), the others are refused; other keys are apart."""
@@ -151,6 +174,7 @@ def test_sign_in_tallies_count_one_attempt_at_a_time(pair: tuple[Any, ConsoleRea
     assert ports.update(other, attempt(rule, NOW, count=False)).count == 0
 
 
+@covers(RecordingSearch.search)
 def test_search_by_digest_call_dates_agent_and_tenant(pair: tuple[Any, ConsoleReads]) -> None:
     store, reads = pair
     digest = b"\x05" * 32
@@ -212,6 +236,12 @@ def consulted(db: Any, *accesses: Access, unless_since: Any = None) -> int:
     return int(commit(db, record))
 
 
+@covers(
+    AccessRepository.seen_since,
+    Registers.accesses,
+    Registers.accesses_of,
+    Registers.access_counts,
+)
 def test_consultations_are_audit_entries_and_the_access_log_indexes_them(
     pair: tuple[Any, ConsoleReads],
 ) -> None:
@@ -259,6 +289,7 @@ def test_consultations_are_audit_entries_and_the_access_log_indexes_them(
     assert counts == {"quality": 2, "training": 1, "complaint": 1}
 
 
+@covers(DisclosureRepository.add, Registers.disclosures, Registers.disclosures_of)
 def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, ConsoleReads]) -> None:
     store, reads = pair
     ports = reads.registers
@@ -315,6 +346,15 @@ def test_disclosures_are_registered_with_an_audit_entry(pair: tuple[Any, Console
     assert "Telia" not in str(entry.details)  # the register names recipients, the trail ids
 
 
+@covers(
+    ComplianceFacts.day_counts,
+    ComplianceFacts.retention_lags,
+    ComplianceFacts.overdue,
+    ComplianceFacts.recording_counts,
+    ComplianceFacts.requests,
+    ComplianceFacts.holds,
+    ComplianceFacts.audit_chain,
+)
 def test_compliance_facts(pair: tuple[Any, ConsoleReads]) -> None:
     store, reads = pair
     ports = reads.facts
@@ -372,3 +412,19 @@ def test_day_counts_are_local_days(pair: tuple[Any, ConsoleReads]) -> None:
     since, until = vilnius.days(date(2026, 12, 6), 2)
     assert ports.day_counts(since, until, vilnius).stored == {date(2026, 12, 7): 1}
     assert ports.day_counts(since, until, utc).stored == {date(2026, 12, 6): 1}
+
+
+@covers(RegistrationRepository.registered)
+def test_a_registered_request_is_known_by_its_audit_entry(pair: tuple[Any, ConsoleReads]) -> None:
+    db, _ = pair
+
+    def register(uow: Any) -> bool:
+        if uow.registrations.registered("R-9"):
+            return False
+        uow.record(RequestRegistered("R-9", {"type": "access"}, NOW))
+        return True
+
+    assert commit(db, register)
+    assert not commit(db, register)  # the same form sent twice: registered once
+    assert not read(db, lambda uow: uow.registrations.registered("R-10"))
+    assert [e.entity_id for e in audit_entries(db)] == ["R-9"]

@@ -21,6 +21,7 @@ import pytest
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 from testbed.softhsm import SoftToken
+from tests.contracts import covers
 from workers.adapters import crypto
 from workers.adapters.keys import KeyRing, check_value, software_key_ring
 from workers.adapters.pkcs11 import (
@@ -34,6 +35,7 @@ from workers.adapters.pkcs11 import (
     token_of,
 )
 from workers.adapters.signatures import ED25519, ES256, check_certificate
+from workers.app.ports.keys import Keys
 from workers.domain.errors import ConfigError, IntegrityError, TransientError
 from workers.domain.keyed import HmacKey
 from workers.settings import Settings, load_settings
@@ -77,6 +79,7 @@ def ring(request: pytest.FixtureRequest, soft_token: SoftToken) -> KeyRing:
 # --- the contract, for both custodians --------------------------------------------------------
 
 
+@covers(Keys.new_data_key, Keys.wrap, Keys.unwrap, Keys.rewrap)
 def test_a_data_key_opens_only_for_its_recording(ring: KeyRing) -> None:
     data_key = ring.new_data_key()
     wrapped, key_id = ring.wrap(data_key, "rec-1")
@@ -100,6 +103,7 @@ def test_digests_are_keyed_deterministic_and_batched(ring: KeyRing) -> None:
     assert ring.hasher.macs([]) == []
 
 
+@covers(Keys.sign, Keys.public_keys)
 def test_certificates_verify_with_the_published_key_set(ring: KeyRing) -> None:
     certificate = ring.sign(CERTIFICATE)
     keys = ring.public_keys()
@@ -108,6 +112,7 @@ def test_certificates_verify_with_the_published_key_set(ring: KeyRing) -> None:
     assert not check_certificate(certificate | {"request_id": "R-2"}, keys)[0]
 
 
+@covers(Keys.checks, Keys.public_key)
 def test_check_values_name_each_key_and_reveal_none(ring: KeyRing) -> None:
     checks = {(c.kind, c.key_id): c.value for c in ring.checks()}
     assert set(checks) == {("master", "m1"), ("hash", "current"), ("signing", "callvault-1")}
@@ -123,10 +128,46 @@ def test_text_sealed_at_rest_opens_for_its_row_only(ring: KeyRing) -> None:
         ring.sealer.open(sealed, "H2")
 
 
+@covers(Keys.secret)
 def test_a_derived_secret_is_stable_and_per_purpose(ring: KeyRing) -> None:
     assert ring.secret("callvault console session") == ring.secret("callvault console session")
     assert ring.secret("callvault console session") != ring.secret("another purpose")
     assert len(ring.secret("callvault console session")) == 32
+
+
+@covers(Keys.encrypt, Keys.decrypt, Keys.ranges, Keys.seal, Keys.open)
+def test_audio_and_personal_data_open_with_their_recordings_data_key(ring: KeyRing) -> None:
+    data_key = ring.new_data_key()
+    audio = bytes(range(256)) * 1000  # several segments
+    sealed_audio = b"".join(ring.encrypt(data_key, "rec-1", [audio[:1000], audio[1000:]]))
+    assert audio[:64] not in sealed_audio
+    assert b"".join(ring.decrypt(data_key, "rec-1", [sealed_audio])) == audio
+    with pytest.raises(IntegrityError):
+        b"".join(ring.decrypt(data_key, "rec-2", [sealed_audio]))
+    reads: list[tuple[int, int]] = []
+
+    def ciphertext(offset: int, length: int) -> list[bytes]:
+        reads.append((offset, length))
+        return [sealed_audio[offset : offset + length]]
+
+    ranges = ring.ranges(data_key, "rec-1", len(audio), ciphertext)
+    assert b"".join(ranges(100_000, 100_009)) == audio[100_000:100_010]
+    assert b"".join(ranges(0, len(audio) - 1)) == audio
+    assert sum(length for _, length in reads[:2]) < len(sealed_audio) // 2  # a range, not all
+    sealed = ring.seal(data_key, "rec-1", {"name": "Ona", "email": "ona@example.com"})
+    assert b"Ona" not in sealed
+    assert ring.open(data_key, "rec-1", sealed) == {"name": "Ona", "email": "ona@example.com"}
+    with pytest.raises(IntegrityError):
+        ring.open(data_key, "rec-2", sealed)
+
+
+@covers(Keys.whereabouts, Keys.retired_hash_checks)
+def test_each_key_says_where_it_is_held(ring: KeyRing, request: pytest.FixtureRequest) -> None:
+    where = dict(ring.whereabouts())
+    assert set(where) == {"master key m1 (current)", "hash key", "signing key callvault-1"}
+    in_token = request.node.callspec.params["ring"] == "pkcs11"
+    assert all(place.startswith("token ") == in_token for place in where.values()), where
+    assert ring.retired_hash_checks() == {}  # no hash key retired by a rotation yet
 
 
 # --- the token keeps its keys --------------------------------------------------------------------

@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 from psycopg.conninfo import conninfo_to_dict
 from structlog.testing import capture_logs
 
 from testbed.stack import Instance
 from tests.e2e.harness import CALLVAULT, Callvault
+from workers.adapters.logs import configure
 from workers.adapters.postgres.migrate import migrate_schema
 from workers.bootstrap import bootstrap
-from workers.settings import load_settings
+from workers.settings import Settings, load_settings
 
 EXIT_NOT_MIGRATED, EXIT_REFUSED = 5, 7
 ADMIN = "CALLVAULT_DATABASE_ADMIN_URL"
@@ -39,6 +42,15 @@ def start(service: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def last_line(done: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     return done.stderr.strip().splitlines()[-1]
+
+
+def checked(settings: Settings) -> None:
+    """callvault built for these settings, its database opened (and so checked), closed."""
+    app = bootstrap(settings)
+    try:
+        assert app.database is not None
+    finally:
+        app.close()
 
 
 def as_owner(instance: Instance, statement: str) -> None:
@@ -92,7 +104,7 @@ def test_a_service_whose_role_lacks_a_grant_says_which(instance: Instance, servi
     assert "CALLVAULT_DATABASE_ADMIN_URL" in line  # names the fix
 
     migrate_schema(instance.migration_settings())  # the owner grants them again
-    bootstrap(instance.settings()).database.close()  # checked again: nothing lacking
+    checked(instance.settings())  # checked again: nothing lacking
 
 
 def test_a_worker_on_a_schema_behind_its_code_names_the_migrations_missing(
@@ -106,10 +118,20 @@ def test_a_worker_on_a_schema_behind_its_code_names_the_migrations_missing(
     assert "run `callvault migrate`" in last_line(done)
 
 
+@pytest.fixture
+def service_logs() -> Iterator[None]:
+    """Logs at a service's level (an in-process command test leaves them at ERROR)."""
+    before = structlog.get_config()
+    configure("json", "INFO")
+    yield
+    structlog.configure(**before)
+
+
+@pytest.mark.usefixtures("service_logs")
 def test_a_process_connected_as_the_schema_owner_is_warned(instance: Instance) -> None:
     migrate_schema(instance.migration_settings())
     owner = load_settings(**{**instance.settings_kwargs(), "database_url": instance.owner_url})
     with capture_logs() as logs:
-        bootstrap(owner).database.close()
+        checked(owner)
     (warning,) = [e for e in logs if e["event"] == "database_role_too_powerful"]
     assert warning["owns_schema"] is True

@@ -10,19 +10,44 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kafka import KafkaConsumer
 
-from testbed.stack import Instance
+from testbed.stack import Instance, database
+from tests.contracts import covers
+from tests.fakes.letters import FakeTypesetter
 from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
-from workers.adapters.crypto import TextSealer
 from workers.adapters.kafka.bus import KafkaBus
 from workers.adapters.postgres import PostgresDatabase
 from workers.adapters.postgres.migrate import migrate_schema
-from workers.app.ports.objects import ObjectMissing, VersionRef
-from workers.app.ports.unit_of_work import Discard, ExportRecord
+from workers.app.ports.audio import AudioSource
+from workers.app.ports.bus import EventBus
+from workers.app.ports.console import RequestPublisher
+from workers.app.ports.letters import Typesetter
+from workers.app.ports.objects import Buckets, LegalHolds, ObjectMissing, ObjectStore, VersionRef
+from workers.app.ports.unit_of_work import (
+    Database,
+    DeadLetterLedger,
+    Discard,
+    DiscardRepository,
+    ErasedSubject,
+    ExportRecord,
+    ExportRepository,
+    FollowUpQueue,
+    HoldRepository,
+    KeyCheckRepository,
+    Outbox,
+    Partitions,
+    PolicyRepository,
+    RecordingCounts,
+    RecordingRepository,
+    RecordingScans,
+    RequestRepository,
+    UnitOfWork,
+)
 from workers.bootstrap import object_store
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
+from workers.domain.errors import FetchFailed, TransientError
 from workers.domain.identifiers import Subject
 from workers.domain.keyed import HmacKey
 from workers.domain.messages import PolicyApplied, PurgeRecordings
@@ -48,11 +73,8 @@ D1, D2 = b"\x01" * 32, b"\x02" * 32
 
 
 def postgres(instance: Instance) -> PostgresDatabase:
-    settings = load_settings(**instance.settings_kwargs())
     migrate_schema(instance.migration_settings())
-    db = PostgresDatabase(
-        settings.dsn, sealer=TextSealer(AESGCM(KEY)), source="urn:test", clock=lambda: NOW
-    )
+    db = database(load_settings(**instance.settings_kwargs()).dsn, clock=lambda: NOW)
     db.open()
     return db
 
@@ -60,7 +82,9 @@ def postgres(instance: Instance) -> PostgresDatabase:
 @pytest.fixture(params=["memory", "postgres"])
 def db(request: pytest.FixtureRequest) -> Iterator[Any]:
     if request.param == "memory":
-        yield MemoryDatabase(source="urn:test", clock=lambda: NOW)
+        fake = MemoryDatabase(source="urn:test", clock=lambda: NOW)
+        yield fake
+        fake.close()
         return
     real = postgres(request.getfixturevalue("instance"))
     yield real
@@ -110,6 +134,15 @@ def add(db: Any, *recordings: Recording, digests: frozenset[bytes] = frozenset()
 # --- recordings ------------------------------------------------------------------------------
 
 
+@covers(
+    Database.unit_of_work,
+    Database.close,
+    UnitOfWork.commit,
+    RecordingRepository.add,
+    RecordingRepository.get,
+    RecordingRepository.by_call,
+    RecordingRepository.digests_of,
+)
 def test_recordings_round_trip_and_one_per_call(db: Any) -> None:
     first = recording("c1")
     add(db, first, digests=frozenset({D1}))
@@ -124,6 +157,7 @@ def test_recordings_round_trip_and_one_per_call(db: Any) -> None:
     assert found.wrapped_key == b"k" * 61
 
 
+@covers(RecordingRepository.update)
 def test_updates_write_only_the_columns_a_method_changed(db: Any) -> None:
     add(db, recording("c1"))
     rid = recording_id_for(HmacKey(KEY), "c1")
@@ -147,6 +181,7 @@ def test_updates_write_only_the_columns_a_method_changed(db: Any) -> None:
     assert after.restricted
 
 
+@covers(UnitOfWork.record, UnitOfWork.audit_entries)
 def test_a_unit_of_work_that_is_not_committed_leaves_nothing(db: Any) -> None:
     with db.unit_of_work() as uow:
         uow.recordings.add(recording("c1"), frozenset({D1}))
@@ -166,6 +201,7 @@ def test_a_unit_of_work_that_is_not_committed_leaves_nothing(db: Any) -> None:
         assert uow.recordings.by_call("digest-c2") is None
 
 
+@covers(RecordingRepository.claim_due)
 def test_claim_due_takes_due_unheld_unannounced_only(db: Any) -> None:
     due = recording("due", due=NOW - timedelta(seconds=1))
     later = recording("later", due=NOW + timedelta(seconds=1))
@@ -179,6 +215,7 @@ def test_claim_due_takes_due_unheld_unannounced_only(db: Any) -> None:
     assert [r.call_id for r in claimed] == ["due"]
 
 
+@covers(RecordingRepository.reschedule)
 def test_policy_rescheduling_agrees_with_the_domain_calendar(db: Any) -> None:
     leap = recording("leap", collected=datetime(2024, 2, 29, 23, 30, tzinfo=UTC))
     other = recording("other", tenant="shop-lv")
@@ -196,6 +233,7 @@ def test_policy_rescheduling_agrees_with_the_domain_calendar(db: Any) -> None:
     assert untouched.policy == "P1Y"
 
 
+@covers(RecordingRepository.matching)
 def test_subject_digests_find_recordings_not_yet_purged(db: Any) -> None:
     live, purged, elsewhere = recording("live"), recording("gone"), recording("lv", tenant="lv")
     purged.status = RecordingStatus.PURGED
@@ -209,6 +247,15 @@ def test_subject_digests_find_recordings_not_yet_purged(db: Any) -> None:
 # --- holds -----------------------------------------------------------------------------------
 
 
+@covers(
+    HoldRepository.add,
+    HoldRepository.get,
+    HoldRepository.update,
+    HoldRepository.active,
+    HoldRepository.covered,
+    HoldRepository.covering,
+    RecordingRepository.in_scope,
+)
 def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
     a, b, c = recording("a"), recording("b"), recording("c")
     add(db, a, b)
@@ -247,14 +294,31 @@ def test_holds_cover_by_recording_call_and_subject(db: Any) -> None:
 # --- requests, exports, discards, policies, audit ------------------------------------------
 
 
+@covers(
+    RequestRepository.add,
+    RequestRepository.get,
+    RequestRepository.update,
+    RequestRepository.open,
+    RequestRepository.waiting_for,
+    RequestRepository.scrub_answer_urls,
+    ExportRepository.add,
+    ExportRepository.containing,
+    ExportRepository.expired,
+    ExportRepository.remove,
+    DiscardRepository.add,
+    DiscardRepository.get,
+    PolicyRepository.set,
+    PolicyRepository.current,
+    PolicyRepository.remove_others,
+)
 def test_requests_exports_discards_policies(db: Any) -> None:
     request = DsrRequest(
         "e", "R1", DsrType.ERASURE, NOW, True, Subject(emails=("x@y.z",)), language="en"
     )
     with db.unit_of_work() as uow:
-        record = RequestRecord.begin(request, {"rid-1": "c1"})
+        record = RequestRecord.begin(request, {"rid-1": "c1"}, LocalCalendar())
         assert uow.requests.add(record)
-        assert not uow.requests.add(RequestRecord.begin(request, {}))
+        assert not uow.requests.add(RequestRecord.begin(request, {}, LocalCalendar()))
         uow.exports.add(ExportRecord("exports/a.zip", "R0", NOW, ("rid-1",)))
         assert uow.discards.add(Discard("d-1", "default", NOW, "ab" * 32))
         assert not uow.discards.add(Discard("d-1", "default", NOW, None))
@@ -286,13 +350,20 @@ def test_requests_exports_discards_policies(db: Any) -> None:
         assert stored.call_ids == {"rid-1": "c1"}  # kept while the request waits
         assert stored.language == "en"  # the answer's letters are written in it
         uow.requests.scrub_answer_urls("R1")  # the letter expired: its link is forgotten
+        uow.exports.remove("exports/a.zip")
+        uow.policies.set("shop-lv", "P6M", NOW)
+        uow.policies.set("shop-ee", "P2Y", NOW)
+        uow.policies.remove_others(["*", "shop-lv"])  # the settings no longer name shop-ee
         uow.commit()
     with db.unit_of_work() as uow:
         scrubbed = uow.requests.get("R1")
         assert scrubbed is not None
         assert scrubbed.result["letter"] == {"format": "pdf"}
+        assert uow.exports.containing(["rid-1"]) == []
+        assert uow.policies.current() == {"*": "P1Y", "shop-lv": "P6M"}
 
 
+@covers(Outbox.pending, Outbox.outbox_backlog, FollowUpQueue.claim)
 def test_commit_writes_audit_outbox_and_follow_ups_in_order(db: Any) -> None:
     with db.unit_of_work() as uow:
         uow.record(PolicyApplied("*", None, "P1Y", 0, NOW))
@@ -304,14 +375,19 @@ def test_commit_writes_audit_outbox_and_follow_ups_in_order(db: Any) -> None:
         entries = uow.audit_entries(0, 10)
     assert [e.action for e in entries] == ["policy"]
     assert verify_chain(entries) == (1, None)
+    backlog, oldest = db.outbox_backlog()
+    assert backlog == 1
+    assert oldest is not None
     with db.pending(10) as rows:
         assert [row.topic for row in rows] == ["retention_due"]
     with db.pending(10) as rows:
         assert rows == []  # published rows are forgotten
+    assert db.outbox_backlog() == (0, None)
     with db.claim() as follow_up:
         assert follow_up is None  # announcing alone schedules nothing; the scheduler does
 
 
+@covers(FollowUpQueue.claim, FollowUpQueue.give_up, FollowUpQueue.follow_up_backlog)
 def test_follow_ups_are_claimed_once_and_parked_when_they_fail(db: Any) -> None:
     from workers.domain.messages import PurgesScheduled
 
@@ -343,6 +419,7 @@ def test_follow_ups_are_claimed_once_and_parked_when_they_fail(db: Any) -> None:
         assert nothing is None
 
 
+@covers(FollowUpQueue.parked_follow_ups, FollowUpQueue.parked_count, FollowUpQueue.retry_parked)
 def test_parked_follow_ups_are_listed_and_made_due_again_on_request(db: Any) -> None:
     from workers.domain.errors import StoreRejected
     from workers.domain.messages import PurgesScheduled
@@ -378,6 +455,201 @@ def test_parked_follow_ups_are_listed_and_made_due_again_on_request(db: Any) -> 
     assert db.follow_up_backlog() == 2
 
 
+@covers(
+    RecordingRepository.get_many,
+    RecordingRepository.update_many,
+    RecordingRepository.replace_digests,
+    RecordingRepository.forget_digests,
+)
+def test_a_batch_is_written_at_once_and_look_up_digests_replaced_or_forgotten(db: Any) -> None:
+    a, b, c = recording("a"), recording("b"), recording("c")
+    add(db, a, b, c, digests=frozenset({D1}))
+    ids = sorted((a.recording_id, b.recording_id))
+    with db.unit_of_work() as uow:
+        batch = uow.recordings.lock(ids)
+        for found in batch:
+            found.shred(PurgeReason.RETENTION, 1)
+        uow.recordings.update_many(batch)
+        uow.recordings.forget_digests(ids)
+        uow.recordings.replace_digests(c.recording_id, frozenset({D2}))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        found = uow.recordings.get_many([c.recording_id, *ids, "not-an-id"])
+        assert [r.recording_id for r in found] == sorted((*ids, c.recording_id))
+        assert [r.status for r in found if r.recording_id in ids] == [RecordingStatus.PURGING] * 2
+        assert uow.recordings.digests_of(a.recording_id) == frozenset()
+        assert uow.recordings.digests_of(c.recording_id) == frozenset({D2})
+        assert [r.call_id for r in uow.recordings.matching(frozenset({D1, D2}))] == ["c"]
+
+
+@covers(RecordingScans.page, RecordingScans.stalled, RecordingScans.held_flags_in_doubt)
+def test_scans_find_what_the_background_duties_must_look_at(db: Any) -> None:
+    purging = recording("purging", status=RecordingStatus.PURGING)
+    announced = recording("announced", due=NOW - timedelta(days=2))
+    announced.due_announced_at = NOW - timedelta(hours=2)
+    fresh = recording("fresh", due=NOW - timedelta(days=2))
+    fresh.due_announced_at = NOW - timedelta(minutes=1)
+    flagged = recording("flagged")  # held, but no hold in force says so
+    flagged.held = True
+    add(db, purging, announced, fresh, flagged)
+    everyone = sorted(r.recording_id for r in (purging, announced, fresh, flagged))
+    with db.unit_of_work() as uow:
+        first = uow.scans.page("", 3)
+        rest = uow.scans.page(first[-1].recording_id, 3)
+        stalled = uow.scans.stalled(NOW - timedelta(hours=1), 10)
+        in_doubt = uow.scans.held_flags_in_doubt()
+    assert [r.recording_id for r in first + rest] == everyone
+    assert sorted(stalled) == sorted((purging.recording_id, announced.recording_id))
+    assert flagged.recording_id in in_doubt
+
+
+@covers(
+    RecordingCounts.overdue_summary, RecordingCounts.held_count, RecordingCounts.count_by_status
+)
+def test_counts_for_the_gauges_and_the_operators(db: Any) -> None:
+    overdue = recording("overdue", due=NOW - timedelta(days=3))
+    held = recording("held", due=NOW - timedelta(days=5))
+    held.held = True
+    later = recording("later", due=NOW + timedelta(days=1))
+    gone = recording("gone", status=RecordingStatus.PURGED)
+    add(db, overdue, held, later, gone)
+    with db.unit_of_work() as uow:
+        assert uow.counts.overdue_summary(NOW) == (1, NOW - timedelta(days=3))
+        assert uow.counts.held_count() == 1
+        assert uow.counts.count_by_status() == {"stored": 3, "purged": 1, "held": 1}
+
+
+@covers(HoldRepository.replace_call_digests)
+def test_a_call_holds_digests_follow_a_hash_key_rotation(db: Any) -> None:
+    a = recording("a")
+    add(db, a)
+    hold = Hold("h-c", "dispute", None, HoldScopeKind.CALLS, ("digest-old",))
+    hold.place(NOW, ())
+    with db.unit_of_work() as uow:
+        uow.holds.add(hold)
+        uow.holds.replace_call_digests("h-c", ("digest-a",))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        found = uow.holds.get("h-c")
+        assert found is not None
+        assert found.targets == ("digest-a",)
+        assert [r.call_id for r in uow.recordings.in_scope(found, lock=False)] == ["a"]
+
+
+@covers(
+    RequestRepository.remember_erased,
+    RequestRepository.erasures_covering,
+    RequestRepository.forget_erased,
+)
+def test_an_erased_subjects_late_calls_are_caught_until_it_is_forgotten(db: Any) -> None:
+    later = NOW + timedelta(days=30)
+    erasure = ErasedSubject("R-e", frozenset({D1}), NOW, False, later)
+    objection = ErasedSubject("R-o", frozenset({D2}), NOW, True, later)
+    with db.unit_of_work() as uow:
+        for request_id in ("R-e", "R-o"):
+            uow.requests.add(RequestRecord(request_id, "erasure", "completed", NOW, later))
+        uow.requests.remember_erased(erasure)
+        uow.requests.remember_erased(objection)
+        uow.commit()
+    before, after = NOW - timedelta(hours=1), NOW + timedelta(hours=1)
+    with db.unit_of_work() as uow:
+        # a call collected before the request is erased; one after only under an objection
+        assert uow.requests.erasures_covering(frozenset({D1}), before, NOW) == ["R-e"]
+        assert uow.requests.erasures_covering(frozenset({D1}), after, NOW) == []
+        assert uow.requests.erasures_covering(frozenset({D2}), after, NOW) == ["R-o"]
+        assert uow.requests.erasures_covering(frozenset({b"\x09" * 32}), before, NOW) == []
+        assert uow.requests.forget_erased(NOW) == 0
+        assert uow.requests.forget_erased(later) == 2
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert uow.requests.erasures_covering(frozenset({D1, D2}), before, NOW) == []
+
+
+@covers(
+    UnitOfWork.lock_holds,
+    UnitOfWork.audit_head,
+    UnitOfWork.audit_ranges,
+    UnitOfWork.mark_verified,
+    UnitOfWork.audit_marks,
+)
+def test_the_audit_trail_is_checkpointed_per_range(db: Any) -> None:
+    with db.unit_of_work() as uow:
+        uow.lock_holds(exclusive=True)
+        uow.record(
+            PolicyApplied("*", None, "P1Y", 0, NOW), PolicyApplied("*", "P1Y", "P2Y", 0, NOW)
+        )
+        uow.commit()
+    with db.unit_of_work() as uow:
+        uow.lock_holds(exclusive=False)
+        head = uow.audit_head()
+        entries = uow.audit_entries(0, 10)
+        ranges = uow.audit_ranges()
+    assert head is not None
+    assert head == entries[-1]
+    assert all(
+        any((lo is None or lo <= e.seq) and (hi is None or e.seq < hi) for _, lo, hi in ranges)
+        for e in entries
+    )
+    name = next(
+        n
+        for n, lo, hi in ranges
+        if (lo is None or lo <= head.seq) and (hi is None or head.seq < hi)
+    )
+    signed = {"partition": name, "last_seq": head.seq, "signature": "s"}
+    with db.unit_of_work() as uow:
+        assert uow.audit_marks() == []
+        uow.mark_verified(name, head, signed)
+        uow.mark_verified(name, head, signed | {"signature": "t"})  # replaced, not added
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert uow.audit_marks() == [signed | {"signature": "t"}]
+
+
+@covers(FollowUpQueue.postpone)
+def test_a_postponed_follow_up_waits_its_turn(db: Any) -> None:
+    from workers.domain.messages import PurgesScheduled
+
+    with db.unit_of_work() as uow:
+        uow.record(PurgesScheduled(("r1",), PurgeReason.RETENTION))
+        uow.commit()
+    with db.claim() as follow_up:
+        assert follow_up is not None
+        first = follow_up.id
+    # (claimed and done: nothing left) - postponing is for a claim that failed for now
+    with db.unit_of_work() as uow:
+        uow.record(PurgesScheduled(("r2",), PurgeReason.RETENTION))
+        uow.commit()
+
+    def busy_store() -> None:
+        with db.claim() as follow_up:
+            raise TransientError(f"busy {follow_up.id}")
+
+    with pytest.raises(TransientError) as busy:
+        busy_store()
+    postponed = int(str(busy.value).split()[-1])
+    assert postponed != first
+    db.postpone(postponed, 3600, "transient: busy")
+    with db.claim() as follow_up:
+        assert follow_up is None  # not due for an hour
+    assert db.follow_up_backlog() == 1
+
+
+@covers(Partitions.ensure_partitions, Partitions.stray_rows)
+def test_partitions_are_made_ahead_and_nothing_strays(db: Any) -> None:
+    db.ensure_partitions()
+    assert db.ensure_partitions() == []  # made already
+    assert all(count == 0 for count in db.stray_rows().values())
+
+
+@covers(DeadLetterLedger.discard_dead_letter, DeadLetterLedger.discarded_dead_letters)
+def test_discarded_dead_letters_are_remembered_per_topic(db: Any) -> None:
+    db.discard_dead_letter("callvault.deadletter", 0, 5, NOW)
+    db.discard_dead_letter("callvault.deadletter", 0, 5, NOW)  # twice: one entry
+    db.discard_dead_letter("callvault.deadletter", 1, 7, NOW)
+    assert db.discarded_dead_letters("callvault.deadletter") == {(0, 5), (1, 7)}
+    assert db.discarded_dead_letters("another.deadletter") == set()
+
+
 # --- object stores ---------------------------------------------------------------------------
 
 
@@ -399,6 +671,13 @@ def objects(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
         store.client.remove_bucket(bucket)
 
 
+@covers(
+    Buckets.ensure_bucket,
+    ObjectStore.put_stream,
+    ObjectStore.delete_versions,
+    ObjectStore.list_versions,
+    ObjectStore.get_stream,
+)
 def test_versions_are_deleted_by_id_in_batches(objects: tuple[Any, str]) -> None:
     store, bucket = objects
     written = [store.put_stream(bucket, f"k/{i}", [b"x"], content_type="x") for i in range(3)]
@@ -411,6 +690,7 @@ def test_versions_are_deleted_by_id_in_batches(objects: tuple[Any, str]) -> None
     assert b"".join(store.get_stream(bucket, "k/0", version_id=again)) == b"y"
 
 
+@covers(LegalHolds.set_legal_hold, LegalHolds.legal_hold)
 def test_a_legal_hold_keeps_a_version_until_cleared(objects: tuple[Any, str]) -> None:
     store, bucket = objects
     version = store.put_stream(bucket, "held", [b"audio"], content_type="x")
@@ -424,6 +704,7 @@ def test_a_legal_hold_keeps_a_version_until_cleared(objects: tuple[Any, str]) ->
     assert store.list_versions(bucket, "held") == []
 
 
+@covers(ObjectStore.get_stream, ObjectStore.delete_object, LegalHolds.set_legal_hold)
 def test_missing_objects_are_a_fact_not_a_failure(objects: tuple[Any, str]) -> None:
     store, bucket = objects
     with pytest.raises(ObjectMissing):
@@ -433,6 +714,7 @@ def test_missing_objects_are_a_fact_not_a_failure(objects: tuple[Any, str]) -> N
     store.delete_object(bucket, "nothing-here")  # absent is not an error
 
 
+@covers(ObjectStore.put_stream, ObjectStore.get_range)
 def test_ranges_and_large_streams(objects: tuple[Any, str]) -> None:
     store, bucket = objects
     data = bytes(range(256)) * 50_000  # 12.8 MB: more than one 8 MiB part
@@ -446,6 +728,7 @@ def test_ranges_and_large_streams(objects: tuple[Any, str]) -> None:
     assert b"".join(store.get_range(bucket, "big", 9_000_000, 10)) == data[9_000_000:9_000_010]
 
 
+@covers(ObjectStore.delete_object, ObjectStore.all_versions, ObjectStore.list_versions)
 def test_delete_markers_are_listed_and_deleted_too(objects: tuple[Any, str]) -> None:
     store, bucket = objects
     store.put_stream(bucket, "k", [b"1"], content_type="x")
@@ -457,6 +740,7 @@ def test_delete_markers_are_listed_and_deleted_too(objects: tuple[Any, str]) -> 
     assert store.list_versions(bucket, "k") == []
 
 
+@covers(ObjectStore.presigned_get)
 def test_presigned_get_serves_without_credentials(objects: tuple[Any, str]) -> None:
     store, bucket = objects
     store.put_stream(bucket, "export.zip", [b"PK\x03\x04zip"], content_type="application/zip")
@@ -466,6 +750,72 @@ def test_presigned_get_serves_without_credentials(objects: tuple[Any, str]) -> N
         return
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"PK\x03\x04zip"
+
+
+@covers(Buckets.ensure_bucket, Buckets.has_object_lock, ObjectStore.is_versioned)
+def test_buckets_are_set_up_as_asked(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
+    plain = f"{bucket}-plain"
+    store.ensure_bucket(plain, versioned=False, object_lock=False)
+    store.ensure_bucket(plain, versioned=False, object_lock=False)  # again: nothing changes
+    try:
+        assert (store.is_versioned(bucket), store.has_object_lock(bucket)) == (True, True)
+        assert (store.is_versioned(plain), store.has_object_lock(plain)) == (False, False)
+        assert store.put_stream(plain, "k", [b"x"], content_type="x") is None  # no versions
+    finally:
+        store.delete_object(plain, "k")
+        if not isinstance(store, MemoryObjectStore):
+            store.client.remove_bucket(plain)
+
+
+@covers(ObjectStore.list_keys)
+def test_keys_are_listed_by_prefix_without_deleted_ones(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
+    for key in ("a/1", "a/2", "b/1"):
+        store.put_stream(bucket, key, [b"x"], content_type="x")
+    store.delete_object(bucket, "a/2")  # a delete marker: not a key any more
+    assert list(store.list_keys(bucket, "a/")) == ["a/1"]
+    assert sorted(store.list_keys(bucket)) == ["a/1", "b/1"]
+
+
+class Crash(BaseException):
+    """The process killed in the middle of an upload (not an error it could clean up after)."""
+
+
+@covers(Buckets.abort_stale_uploads)
+def test_an_upload_a_crash_left_open_is_aborted_later(objects: tuple[Any, str]) -> None:
+    store, bucket = objects
+
+    def cut_short() -> Iterator[bytes]:
+        yield b"x" * (9 * 2**20)  # more than one part: a multipart upload is begun
+        raise Crash
+
+    with pytest.raises(Crash):
+        store.put_stream(bucket, "crashed", cut_short(), content_type="x")
+    now = datetime.now(UTC)
+    assert store.abort_stale_uploads(bucket, now - timedelta(hours=1)) == 0  # not stale yet
+    assert store.abort_stale_uploads(bucket, now + timedelta(minutes=5)) == 1
+    assert store.abort_stale_uploads(bucket, now + timedelta(minutes=5)) == 0
+    assert store.list_versions(bucket, "crashed") == []
+
+
+@covers(AudioSource.open)
+def test_audio_is_read_from_the_landing_bucket_and_the_spool(
+    objects: tuple[Any, str], tmp_path: Any
+) -> None:
+    from workers.adapters.fetch import AudioFetcher
+    from workers.domain.uris import AudioLocation
+
+    store, bucket = objects
+    store.put_stream(bucket, "landing/call.wav", [b"RIFF", b"audio"], content_type="audio/wav")
+    (tmp_path / "call.wav").write_bytes(b"RIFFspooled")
+    source = AudioFetcher(store, fetch_root=tmp_path, timeout_seconds=5)
+    landed = AudioLocation("s3", bucket, "landing/call.wav")
+    assert b"".join(source.open(landed)) == b"RIFFaudio"
+    spooled = AudioLocation("file", "", str(tmp_path / "call.wav"))
+    assert b"".join(source.open(spooled)) == b"RIFFspooled"
+    with pytest.raises(FetchFailed):  # a missing recording is this event's failure, for good
+        b"".join(source.open(AudioLocation("s3", bucket, "landing/none.wav")))
 
 
 # --- the event bus -----------------------------------------------------------------------------
@@ -496,6 +846,7 @@ def bus(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
     real.close()
 
 
+@covers(EventBus.publish)
 def test_published_records_are_readable_in_order(bus: tuple[Any, Any]) -> None:
     publisher, read = bus
     topic = f"contract-{uuid.uuid4().hex[:8]}"
@@ -505,9 +856,47 @@ def test_published_records_are_readable_in_order(bus: tuple[Any, Any]) -> None:
     assert (None, b"three") in records
 
 
+@covers(RequestPublisher.submit)
+def test_the_requests_the_dpo_registers_are_sent_as_the_portal_sends_them(
+    bus: tuple[Any, Any],
+) -> None:
+    from workers.adapters.console_outbound import BusRequests
+    from workers.adapters.kafka.codec import Codec
+
+    publisher, read = bus
+    topic = f"contract-{uuid.uuid4().hex[:8]}"
+    data = {
+        "request_id": "R-1",
+        "type": "access",
+        "received_at": "2026-03-01T12:00:00Z",
+        "identity_verified": True,
+        "subject": {"phone_numbers": ["+37061234567"]},
+    }
+    BusRequests(lambda: publisher, topic, "urn:test:console").submit("R-1", data)
+    ((key, value),) = read(topic)
+    envelope = Codec().decode(value, ("callvault.dsr.requested.v1",))
+    assert (key, envelope.source, envelope.data) == ("R-1", "urn:test:console", data)
+
+
+@pytest.mark.parametrize("engine", ["memory", "weasyprint"])
+@covers(Typesetter.pdf)
+def test_letters_are_typeset_as_pdf(engine: str) -> None:
+    from workers.adapters.pdf import WeasyTypesetter
+
+    typesetter: Typesetter = FakeTypesetter() if engine == "memory" else WeasyTypesetter()
+    pdf = typesetter.pdf("<html><body><p>Laiškas</p></body></html>", {"a.json": b"{}"})
+    assert pdf.startswith(b"%PDF-")
+
+
 # --- keys ---------------------------------------------------------------------------------------
 
 
+@covers(
+    KeyCheckRepository.put,
+    KeyCheckRepository.retire,
+    KeyCheckRepository.remove,
+    KeyCheckRepository.all,
+)
 def test_key_checks_round_trip_retire_and_replace(db: Any) -> None:
     from workers.app.ports.keys import KeyCheck
 
@@ -527,6 +916,11 @@ def test_key_checks_round_trip_retire_and_replace(db: Any) -> None:
     assert stored[("hash", "current")].retired_at is None
 
 
+@covers(
+    RecordingCounts.count_wrapped_elsewhere,
+    RecordingScans.wrapped_elsewhere,
+    RecordingRepository.lock,
+)
 def test_recordings_wrapped_under_another_master_key_are_found_in_id_order(db: Any) -> None:
     rows = [recording(f"w{n}") for n in range(4)]
     rows[1].master_key_id = "m2"
@@ -535,18 +929,19 @@ def test_recordings_wrapped_under_another_master_key_are_found_in_id_order(db: A
     add(db, *rows)
     expected = sorted(r.recording_id for r in (rows[0], rows[2]))
     with db.unit_of_work() as uow:
-        assert uow.recordings.count_wrapped_elsewhere("m2") == 2
-        assert uow.recordings.wrapped_elsewhere("m2", "", 10) == expected
-        assert uow.recordings.wrapped_elsewhere("m2", expected[0], 10) == expected[1:]
+        assert uow.counts.count_wrapped_elsewhere("m2") == 2
+        assert uow.scans.wrapped_elsewhere("m2", "", 10) == expected
+        assert uow.scans.wrapped_elsewhere("m2", expected[0], 10) == expected[1:]
         (locked,) = uow.recordings.lock([expected[0]])
         locked.rewrap(b"n" * 61, "m2")
         uow.recordings.update(locked)
         uow.commit()
     with db.unit_of_work() as uow:
-        assert uow.recordings.wrapped_elsewhere("m2", "", 10) == expected[1:]
+        assert uow.scans.wrapped_elsewhere("m2", "", 10) == expected[1:]
         assert uow.recordings.get(expected[0]).wrapped_key == b"n" * 61
 
 
+@covers(HoldRepository.replace_subject_digests, HoldRepository.reseal)
 def test_a_subject_holds_identifiers_are_kept_sealed_until_its_release(db: Any) -> None:
     pairs = frozenset({("phone", "+37061234567"), ("email", "a@example.com")})
     hold = Hold("h-s", "dispute", "C-1", HoldScopeKind.SUBJECT, subject_digests=frozenset({D1}))

@@ -53,7 +53,8 @@ def settings_of(stack: dict[str, str], principal: str) -> dict[str, str]:
 def can_read(stack: dict[str, str], principal: str, topic: str, group: str | None = None) -> bool:
     consumer = KafkaConsumer(
         group_id=group,
-        consumer_timeout_ms=1500,
+        consumer_timeout_ms=5000,  # a group's first join takes a few seconds
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
         **kafka_options(stack, principal),
     )
@@ -63,8 +64,7 @@ def can_read(stack: dict[str, str], principal: str, topic: str, group: str | Non
             consumer.seek_to_beginning()
         else:
             consumer.subscribe([topic])
-        list(consumer)
-        return True
+        return any(True for _ in consumer)  # the record seeded below reached it
     except KafkaError:
         return False
     finally:
@@ -77,6 +77,10 @@ def test_each_principal_may_do_what_the_acl_plan_grants_and_nothing_else(
     topic = instance.topic
     names = [topic(n) for n in ("calls_ended", "dsr_requests", "holds_commands", "dsr_results")]
     ensure_topics("127.0.0.1:19092", {n: {} for n in names}, 1, 1)
+    seed = KafkaProducer(bootstrap_servers="127.0.0.1:19092")  # the broker's own listener
+    for name in names:  # a record in each, so a reader either gets it or was refused
+        seed.send(name, b"{}").get(timeout=10)
+    seed.close()
     with acl_plan(instance):
         # the telephony system writes calls and reads nothing
         assert can_write(stack, "telephony", topic("calls_ended"))
@@ -95,8 +99,9 @@ def test_each_principal_may_do_what_the_acl_plan_grants_and_nothing_else(
         # callvault reads its inputs and writes its outputs
         assert can_read(stack, "callvault", topic("calls_ended"))
         assert can_write(stack, "callvault", topic("dsr_results"))
-        # the web console places and releases holds (and publishes a DPO's requests), no more
-        assert can_write(stack, "console", topic("holds_commands"))
+        # the web console publishes a DPO's requests, no more (its holds go to the database)
+        assert can_write(stack, "console", topic("dsr_requests"))
+        assert not can_write(stack, "console", topic("holds_commands"))
         assert not can_write(stack, "console", topic("calls_ended"))
         assert not can_read(stack, "console", topic("holds_commands"))
         # a principal the plan does not let create topics is refused for good, not retried
@@ -116,6 +121,10 @@ def test_the_replay_escape_hatch_gives_inputs_to_the_replay_operator_only(
     topic = instance.topic
     names = [topic(n) for n in ("calls_ended", "dsr_requests", "holds_commands", "deadletter")]
     ensure_topics("127.0.0.1:19092", {n: {} for n in names}, 1, 1)
+    seed = KafkaProducer(bootstrap_servers="127.0.0.1:19092")  # the broker's own listener
+    for name in names:  # a record in each, so a reader either gets it or was refused
+        seed.send(name, b"{}").get(timeout=10)
+    seed.close()
     with acl_plan(instance, ALLOW_DEADLETTER_REPLAY="1"):
         assert not can_write(stack, "callvault", topic("dsr_requests"))
         for principal in ("callvault", "console"):
@@ -123,6 +132,37 @@ def test_the_replay_escape_hatch_gives_inputs_to_the_replay_operator_only(
         assert can_write(stack, "callvault-replay", topic("dsr_requests"))
         assert can_read(stack, "callvault-replay", topic("deadletter"))
     assert not can_write(stack, "callvault-replay", topic("dsr_requests"))  # taken back
+
+
+def test_the_plaintext_listener_has_no_super_user(stack: dict[str, str], tmp_path: Path) -> None:
+    """The local PLAINTEXT listener's anonymous principal uses topics, but may change no ACL and
+    make no user: only the broker's administrator may, so the secure profile cannot be undone
+    by any local process."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ResourcePattern,
+        ResourceType,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    anonymous = KafkaAdminClient(bootstrap_servers="127.0.0.1:19092")
+    try:
+        grant = ACL(
+            "User:telephony", "*", ACLOperation.WRITE, ACLPermissionType.ALLOW,
+            ResourcePattern(ResourceType.TOPIC, "dsr.requests"),
+        )  # fmt: skip
+        failed = anonymous.create_acls([grant])["failed"]
+        assert len(failed) == 1
+        assert "ClusterAuthorizationFailed" in str(failed[0])
+        user = UserScramCredentialUpsertion("intruder", ScramMechanism.SCRAM_SHA_512, "x" * 16)
+        answer = anonymous.alter_user_scram_credentials([user])
+        assert "needs ALTER permission" in str(answer["intruder"])
+    finally:
+        anonymous.close()
 
 
 def test_kafka_refuses_a_wrong_password_and_an_unverified_certificate(

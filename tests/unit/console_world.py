@@ -13,10 +13,10 @@ from tests.fakes.console import ConsoleState, memory_console_reads
 from tests.unit.conftest import World
 from workers.adapters.console_outbound import BusRequests
 from workers.adapters.http.app import create_app, http_config
-from workers.adapters.http.composition import assemble, session_secret
+from workers.adapters.http.composition import session_secret
 from workers.adapters.http.oidc import OidcClient
 from workers.app.console.model import Role
-from workers.app.console.service import Console, ConsoleReads
+from workers.app.console.service import Console, ConsoleReads, console
 from workers.domain.messages import CarryOutRequest
 from workers.domain.model import DsrRequest
 
@@ -88,12 +88,13 @@ def build_console(
     ctx = replace(world.ctx, settings=settings)
     reads = memory_console_reads(world.db)
     requests = BusRequests(lambda: world.bus, "dsr.requests", "urn:callvault:console")
-    console = assemble(ctx, reads, requests, ring=world.container.keys, hasher=hasher)
-    secret = session_secret(settings, world.container.keys)
-    app = create_app(console, http_config(settings, secret), settings, oidc=oidc)
-    world.ctx.history = console.history
+    keys, renditions = world.container.keys, world.container.renditions
+    uses = console(ctx, reads, requests, keys=keys, renditions=renditions, hasher=hasher)
+    secret = session_secret(settings, keys)
+    app = create_app(uses, http_config(settings, secret), settings, oidc=oidc)
+    world.ctx.history = uses.history
     tokens = {}
     for username, role in STAFF.items():
-        console.accounts.add_user(username, role, PASSWORD, ["*"], by="cli:test")
-        tokens[username] = console.accounts.create_token(username, by="cli:test")[1]
-    return ConsoleWorld(world, reads, console, app, tokens)
+        uses.accounts.add_user(username, role, PASSWORD, ["*"], by="cli:test")
+        tokens[username] = uses.accounts.create_token(username, by="cli:test")[1]
+    return ConsoleWorld(world, reads, uses, app, tokens)

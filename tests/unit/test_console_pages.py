@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.unit.conftest import CUSTOMER_NAME, WAV, World
 from tests.unit.console_world import PASSWORD, ConsoleWorld, build_console
+from workers.app.console.model import Role
+from workers.domain.errors import TransientError
 
 
 @pytest.fixture
@@ -322,6 +325,153 @@ def test_the_monthly_report_covers_a_local_month(cw: ConsoleWorld) -> None:
     assert "duomenų valdytojo teisėtas interesas" in page.text  # the notice's default, translated
 
 
+def test_the_monthly_report_says_the_retention_period_in_words(world: World) -> None:
+    cw = build_console(world, retention_tenants=("shop-ee=P6M",))
+    client, _ = sign_in(cw, "dpo1")
+    english = client.get("/dpo/report?month=2026-12").text
+    assert "1 year after the call ends; per tenant: shop-ee: 6 months;" in english
+    client.headers["accept-language"] = "lt"
+    lithuanian = client.get("/dpo/report?month=2026-12").text
+    assert "1 metai nuo pokalbio pabaigos; atskirų organizacijų: shop-ee: 6 mėnesiai;" in lithuanian
+    assert "P1Y" not in lithuanian
+    assert "P6M" not in lithuanian
+
+
+def test_the_charts_legend_is_a_list_that_wraps(cw: ConsoleWorld) -> None:
+    client, _ = sign_in(cw, "dpo1")
+    client.headers["accept-language"] = "lt"
+    page = client.get("/dpo").text
+    legends = re.findall(r'<ul class="legend">(.*?)</ul>', page)
+    names = [re.findall(r"</svg>([^<]+)</li>", legend) for legend in legends]
+    assert names == [
+        [
+            "išsaugota",
+            "ištrinta pasibaigus saugojimo terminui",
+            "ištrinta pagal prašymą ištrinti",
+            "ištrinta dėl nesutikimo",
+        ],
+        ["didžiausias vėlavimas (s)"],
+    ]
+
+
+def test_every_refusal_a_person_meets_is_told_in_lithuanian(
+    cw: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, token = sign_in(cw, "qa1")
+    client.headers["accept-language"] = "lt"
+    role = client.get("/dpo/holds")
+    assert (role.status_code, "Neleidžiama") == (403, _heading(role.text))
+    expired = client.post("/search", data={"phone": "8 612 34567"})  # no CSRF token
+    assert expired.status_code == 403
+    assert "įkelkite puslapį iš naujo" in expired.text
+    wrong = client.post("/search", data={"from": "7.12.2026", "csrf_token": token})
+    assert "datos rašomos MMMM-MM-DD" in wrong.text
+
+    def away(*args: object, **kwargs: object) -> None:
+        raise TransientError("database unavailable: PoolTimeout")
+
+    monkeypatch.setattr(cw.console.accounts, "_user", away)
+    outage = client.get("/search")
+    assert (outage.status_code, _heading(outage.text)) == (503, "Pabandykite netrukus")
+    assert "callvault reikalinga paslauga neatsako" in outage.text
+    monkeypatch.undo()
+
+    guesser = cw.client(language="lt", follow_redirects=True)
+    for _ in range(6):
+        form = guesser.get("/login").text
+        refused = guesser.post(
+            "/login", data={"username": "cx1", "password": "nope-nope", "csrf_token": csrf(form)}
+        )
+    assert refused.status_code == 429
+    assert "per daug nesėkmingų bandymų prisijungti" in refused.text
+
+
+def _heading(page: str) -> str:
+    found = re.search(r"<h1>([^<]*)</h1>", page)
+    return found.group(1) if found else ""
+
+
+def test_a_page_that_does_not_take_the_method_answers_in_the_readers_language(
+    cw: ConsoleWorld,
+) -> None:
+    client, _ = sign_in(cw, "qa1")
+    client.headers["accept-language"] = "lt"
+    answer = client.get("/logout")  # a form's target, typed into the address bar
+    assert answer.status_code == 405
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["allow"] == "POST"
+    assert "šio puslapio taip naudoti negalima" in answer.text
+
+
+# --- a person's calendar follows their tenants -------------------------------------------------
+LONDON = ("shop-uk=Europe/London",)
+# 23:30 UTC on 6 December: 23:30 on the 6th in London, 01:30 on the 7th in Vilnius
+NIGHT = {"started_at": "2026-12-06T23:30:00Z", "ended_at": "2026-12-06T23:34:00Z"}
+
+
+def staff(cw: ConsoleWorld, username: str, role: Role, *tenants: str) -> tuple[TestClient, str]:
+    cw.console.accounts.add_user(username, role, PASSWORD, list(tenants), by="admin1")
+    return sign_in(cw, username)
+
+
+def finds(client: TestClient, token: str, recording_id: str, **days: str) -> bool:
+    page = client.post("/search", data={"call_id": "call-uk", **days, "csrf_token": token})
+    assert page.status_code == 200, page.text
+    return f'data-recording-id="{recording_id}"' in page.text
+
+
+def test_someone_whose_tenants_share_a_time_zone_lives_in_it(world: World) -> None:
+    cw = build_console(world, timezone_tenants=LONDON)
+    call = cw.world.store_call("call-uk", tenant="shop-uk", **NIGHT)
+    client, token = staff(cw, "qa-uk", Role.QA, "shop-uk")
+    assert finds(client, token, call.recording_id, **{"from": "2026-12-06", "to": "2026-12-06"})
+    assert not finds(client, token, call.recording_id, **{"from": "2026-12-07"})
+    page = client.post("/search", data={"call_id": "call-uk", "csrf_token": token}).text
+    assert '<time datetime="2026-12-06T23:30:00+00:00">6 Dec 2026, 23:30</time>' in page
+    assert "Times are local (Europe/London)." in page
+
+
+def test_someone_across_time_zones_reads_the_default_zone_with_offsets(world: World) -> None:
+    cw = build_console(world, timezone_tenants=LONDON)
+    call = cw.world.store_call("call-uk", tenant="shop-uk", **NIGHT)
+    client, token = staff(cw, "qa-both", Role.QA, "shop-lt", "shop-uk")
+    assert finds(client, token, call.recording_id, **{"from": "2026-12-07", "to": "2026-12-07"})
+    assert not finds(client, token, call.recording_id, to="2026-12-06")
+    client.headers["accept-language"] = "lt"
+    page = client.post("/search", data={"call_id": "call-uk", "csrf_token": token}).text
+    assert ">2026-12-07 01:30 GMT+02:00</time>" in page
+    assert "pagal Europe/Vilnius laiko juostą, prie kiekvieno \N{EN DASH} poslinkis nuo UTC" in page
+    dpo, _ = sign_in(cw, "dpo1")  # every tenant: London's too
+    report = re.sub(r"<[^>]+>", "", dpo.get("/dpo/report?month=2026-12").text)
+    assert "Period 1 Dec 2026, 00:00 GMT+02:00 to 1 Jan 2027, 00:00 GMT+02:00" in report
+
+
+def test_someone_whose_browser_asks_for_no_language_of_ours_reads_their_tenants(
+    world: World,
+) -> None:
+    cw = build_console(world, language_tenants=("shop-uk=en",))
+    client, _ = staff(cw, "dpo-uk", Role.DPO, "shop-uk")
+    client.headers["accept-language"] = "de-DE,de;q=0.9"
+    page = client.get("/dpo/requests").text
+    assert '<html lang="en">' in page
+    assert '<option value="en" selected>' in page  # the answer's language, by default
+    lithuanian, _ = staff(cw, "dpo-lt", Role.DPO, "shop-lt")
+    lithuanian.headers["accept-language"] = "de-DE,de;q=0.9"
+    assert '<html lang="lt">' in lithuanian.get("/dpo/requests").text
+
+
+def test_a_dpo_in_london_registers_a_request_on_a_london_day(world: World) -> None:
+    cw = build_console(world, timezone_tenants=LONDON)
+    client, _ = staff(cw, "dpo-uk", Role.DPO, "shop-uk")
+    page = client.get("/dpo/requests").text
+    today = cw.world.clock.now.astimezone(ZoneInfo("Europe/London")).date().isoformat()
+    assert f'name="received_on" type="date" value="{today}" max="{today}"' in page
+    answer = client.post("/dpo/requests", data=registration_form(page))
+    assert "Deadline: 13 Apr 2025." in answer.text
+    event = json.loads(cw.world.records("dsr.requests")[0][1])
+    assert event["data"]["received_at"] == "2025-03-13T00:00:00Z"  # midnight in London
+
+
 # --- requests that come without a portal -----------------------------------------------------
 
 
@@ -427,3 +577,6 @@ def test_an_unverified_registration_is_refused_by_the_worker(cw: ConsoleWorld) -
     ((key, value),) = cw.world.records("dsr.requests")
     assert json.loads(value)["data"]["identity_verified"] is False
     assert cw.world.deliver("dsr.requests", value, key) == "rejected"
+    answered = client.get("/dpo/requests").text
+    assert "asmens tapatybė nepatikrinta" in answered  # the worker's reason, in words
+    assert "identity_not_verified" not in answered

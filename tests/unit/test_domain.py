@@ -37,6 +37,7 @@ from workers.adapters.keys import KeyRing, software_key_ring
 from workers.adapters.signatures import check_certificate
 from workers.domain.audio import check_audio, sniff
 from workers.domain.audit import verify_chain
+from workers.domain.calendar import LocalCalendar
 from workers.domain.errors import (
     ConfigError,
     FetchFailed,
@@ -55,7 +56,7 @@ from workers.domain.identifiers import (
 )
 from workers.domain.keyed import HmacKey
 from workers.domain.messages import PolicyApplied
-from workers.domain.model import CallEnded, DsrRequest, call_digest, recording_id_for
+from workers.domain.model import DSR_DEADLINE, CallEnded, DsrRequest, call_digest, recording_id_for
 from workers.domain.retention import IsoDuration, RetentionPolicy, parse_timestamp
 from workers.domain.uris import AudioLocation, locate
 from workers.settings import load_settings
@@ -174,7 +175,22 @@ def test_dsr_deadline_is_one_calendar_month_from_receipt() -> None:
             "subject": {"emails": ["a@example.com"]},
         },
     )
-    assert request.due_at == utc(2025, 2, 28, 8, 0)
+    assert request.deadline(LocalCalendar()) == utc(2025, 2, 28, 8, 0)
+
+
+def test_dsr_deadline_counts_the_month_on_the_local_calendar() -> None:
+    """Received at 00:30 on 1 December in Vilnius (22:30 on 30 November in UTC): due on
+    1 January, not on 31 December; 1 March (28 February in UTC): 1 April, not 29 March."""
+    vilnius = LocalCalendar()
+    for received, due in (
+        (utc(2025, 11, 30, 22, 30), utc(2025, 12, 31, 22, 30)),
+        (utc(2026, 2, 28, 22, 30), utc(2026, 3, 31, 21, 30)),  # 00:30 EEST on 1 April
+        (utc(2026, 1, 30, 22, 30), utc(2026, 2, 27, 22, 30)),  # 31 January: 28 February
+    ):
+        assert vilnius.day_of(received).day in (1, 31)
+        assert vilnius.after(DSR_DEADLINE, received) == due
+        local_due = vilnius.local(due)
+        assert (local_due.hour, local_due.minute) == (0, 30)
 
 
 # --- identifiers ----------------------------------------------------------------------------

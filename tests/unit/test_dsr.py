@@ -144,7 +144,8 @@ def test_answer_carries_dates_and_validates_against_the_schema(shop: World) -> N
     assert data["request_id"] == "R1"
     assert data["type"] == "erasure"
     assert data["received_at"] == "2025-03-14T10:30:00Z"
-    assert data["due_at"] == "2025-04-14T10:30:00Z"  # one calendar month, Art. 12(3)
+    # one calendar month (Art. 12(3)) in Vilnius: 12:30 EET on 14 March, 12:30 EEST on 14 April
+    assert data["due_at"] == "2025-04-14T09:30:00Z"
     assert data["completed_at"] == "2025-03-14T10:30:00Z"
     codec = Codec()
     codec.check("cloudevent", event)

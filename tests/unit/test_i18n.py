@@ -5,6 +5,7 @@ midnight, also on the days the clocks change."""
 from __future__ import annotations
 
 import ast
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from babel.messages.catalog import Catalog
 
 from workers.domain.calendar import LocalCalendar, Localities
+from workers.domain.retention import IsoDuration
 from workers.i18n import LANGUAGES, Localizer, negotiate
 from workers.i18n.catalogues import extract, read, untranslated
 
@@ -68,6 +70,24 @@ def test_refusals_name_their_message_in_words_not_fstrings() -> None:
     assert not wrong, wrong
 
 
+# what a template may show without the catalogue: names, codes, symbols
+UNTRANSLATED = {"callvault", "SHA-256", "s", "&lt;", "&gt;"}
+JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|<(script|style)\b.*?</\1>", re.S)
+SHOWN_ATTRIBUTE = re.compile(r'\b(?:title|placeholder|aria-label|alt)="([^"]*)"')
+
+
+@pytest.mark.parametrize("folder", ["adapters/http/templates", "app/letters/templates"])
+def test_every_word_of_a_template_goes_through_the_catalogue(folder: str) -> None:
+    """A text written straight into a template would read English in every language."""
+    stray = []
+    for path in sorted((ROOT / "workers" / folder).glob("*.html")):
+        markup = JINJA.sub(" ", path.read_text(encoding="utf-8"))
+        shown = [*SHOWN_ATTRIBUTE.findall(markup), re.sub(r"<[^>]*>", " ", markup)]
+        words = {w for text in shown for w in text.split() if re.search(r"[^\W\d_]", w)}
+        stray += [f"{path.name}: {w}" for w in sorted(words - UNTRANSLATED)]
+    assert not stray, stray
+
+
 def test_lithuanian_has_three_plural_forms() -> None:
     lt = Localizer("lt")
     forms = {
@@ -87,6 +107,22 @@ def test_lithuanian_has_three_plural_forms() -> None:
     assert Localizer("en").ngettext("%(num)d recording", "%(num)d recordings", 1) == (
         "%(num)d recording"
     )
+
+
+def test_codes_are_shown_in_words_and_nothing_as_a_dash() -> None:
+    from jinja2 import DictLoader
+
+    from workers.i18n import environment
+
+    page = environment(DictLoader({"p": "{{ code|label }}"})).get_template("p")
+    for code, shown in (
+        ("legal_claim", "teisinis reikalavimas"),
+        ("identity_not_verified", "asmens tapatybė nepatikrinta"),
+        ("a-code-without-words", "a-code-without-words"),
+        ("", "\N{EN DASH}"),
+        (None, "\N{EN DASH}"),
+    ):
+        assert page.render(code=code, l10n=Localizer("lt")) == shown
 
 
 def test_the_compiled_catalogue_is_what_is_read() -> None:
@@ -196,6 +232,59 @@ def test_each_tenant_reads_in_its_own_language_and_time_zone() -> None:
     assert places.calendar_for(("shop-uk",)).name == "Europe/London"
     assert places.calendar_for(("shop-uk", "shop-ee")).name == "Europe/Vilnius"  # they differ
     assert places.calendar_for(("*",)).name == "Europe/Vilnius"
+    assert places.language_for(("shop-uk",)) == "en"  # their tenant's language
+    assert places.language_for(("shop-uk", "shop-lt")) == "lt"  # they differ: the default
+    assert places.language_for(("*",)) == "lt"
+    assert places.language_for(()) == "lt"
+
+
+def test_someone_across_time_zones_reads_the_default_zone_with_offsets() -> None:
+    london = LocalCalendar.named("Europe/London")
+    places = Localities("lt", VILNIUS, (), (("shop-uk", london),))
+    assert places.calendar_for(("shop-uk",)) == london  # one zone: theirs, unlabelled
+    assert places.calendar_for(("shop-lt", "shop-lv")) == VILNIUS  # both in the default
+    assert places.calendar_for(()) == VILNIUS
+    for mixed in (("shop-lt", "shop-uk"), ("*",)):
+        calendar = places.calendar_for(mixed)
+        assert (calendar.name, calendar.labelled) == ("Europe/Vilnius", True), mixed
+    assert Localities("lt", VILNIUS, (), (("shop-lv", VILNIUS),)).calendar_for(("*",)) == VILNIUS
+
+    lt, en = (
+        Localizer("lt", places.calendar_for(("*",))),
+        Localizer("en", places.calendar_for(("*",))),
+    )
+    midnight = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)  # the 7th in Vilnius, the 6th in UTC
+    assert lt.when(midnight) == "2026-12-07 01:30 GMT+02:00"
+    assert en.when(midnight) == "7 Dec 2026, 01:30 GMT+02:00"
+    assert lt.day(midnight) == "2026-12-07"  # a day alone has no offset
+    # spring: 03:00 becomes 04:00; autumn: 03:30 happens twice, told apart by the offset
+    assert lt.when(datetime(2026, 3, 29, 0, 30, tzinfo=UTC)) == "2026-03-29 02:30 GMT+02:00"
+    assert lt.when(datetime(2026, 3, 29, 1, 30, tzinfo=UTC)) == "2026-03-29 04:30 GMT+03:00"
+    assert lt.when(datetime(2026, 10, 25, 0, 30, tzinfo=UTC)) == "2026-10-25 03:30 GMT+03:00"
+    assert lt.when(datetime(2026, 10, 25, 1, 30, tzinfo=UTC)) == "2026-10-25 03:30 GMT+02:00"
+    assert Localizer("en", london).when(midnight) == "6 Dec 2026, 23:30"
+
+
+@pytest.mark.parametrize(
+    ("period", "lithuanian", "english"),
+    [
+        ("P1Y", "1 metai", "1 year"),
+        ("P2Y", "2 metai", "2 years"),
+        ("P10Y", "10 metų", "10 years"),
+        ("P6M", "6 mėnesiai", "6 months"),
+        ("P1M", "1 mėnuo", "1 month"),
+        ("P18M", "1 metai ir 6 mėnesiai", "1 year, 6 months"),
+        ("P30D", "30 dienų", "30 days"),
+        ("P21D", "21 diena", "21 days"),
+        ("PT36H", "36 valandos", "36 hours"),
+    ],
+)
+def test_periods_are_said_in_words_with_the_plural_forms_of_the_locale(
+    period: str, lithuanian: str, english: str
+) -> None:
+    duration = IsoDuration.parse(period)
+    assert Localizer("lt").period(duration) == lithuanian
+    assert Localizer("en").period(duration) == english
 
 
 def test_time_zone_names_are_checked() -> None:

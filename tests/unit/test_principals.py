@@ -1,18 +1,22 @@
 """Each component under its own Kafka principal, with only the secrets it uses: the ACL plan
-gives the web console holds and the DPO's registered requests only, and never lets the replay
+gives the web console the DPO's registered requests only, and never lets the replay
 escape hatch hand an input topic to the workers or the console; the webhooks that `callvault serve`
 mounts publish as the telephony principal; the webhooks' secrets may come from files."""
 
 from __future__ import annotations
 
+import base64
+import os
 import shlex
 import subprocess
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from workers.adapters.connectors.settings import WebhookSettings, load_connector_settings
+from workers.adapters.keys import key_ring
 from workers.domain.errors import ConfigError
 from workers.entrypoints.connect import mounted_credentials, webhook_config
 from workers.settings import load_settings
@@ -44,11 +48,9 @@ def writers(plan: dict[str, set[tuple[str, str]]], topic: str) -> set[str]:
 
 
 @pytest.mark.parametrize("replay", ["0", "1"])
-def test_the_console_may_write_holds_and_the_dpos_requests_and_nothing_else(replay: str) -> None:
+def test_the_console_may_write_the_dpos_requests_and_nothing_else(replay: str) -> None:
     plan = grants(ALLOW_DEADLETTER_REPLAY=replay)
-    assert plan["User:console"] == {
-        ("Write", "holds.commands"),
-        ("Describe", "holds.commands"),
+    assert plan["User:console"] == {  # its holds are applied in its own transaction
         ("Write", "dsr.requests"),  # registered by a signed-in DPO, audited
         ("Describe", "dsr.requests"),
     }
@@ -141,3 +143,23 @@ def test_without_sasl_nothing_needs_telling_apart(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CALLVAULT_TWILIO_AUTH_TOKEN", "twilio-token")
     monkeypatch.setenv("CALLVAULT_TWILIO_ACCOUNT_SID", "AC1")
     assert mounted_credentials(load_settings(kafka_bootstrap="127.0.0.1:19092")) == {}
+
+
+def test_the_console_can_run_with_the_signing_keys_public_half_alone() -> None:
+    """The console never signs: given CALLVAULT_SIGNING_PUBLIC_KEY instead of the key, it still
+    proves it belongs to the key on record (its check value) and refuses to sign."""
+    seed = os.urandom(32)
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    keys = {"master_key": b64(os.urandom(32)), "hash_key": b64(os.urandom(32))}
+    worker = key_ring(load_settings(**keys, signing_key=b64(seed)))
+    console = key_ring(load_settings(**keys, signing_key=None, signing_public_key=b64(public)))
+    assert console.checks() == worker.checks()  # the same check values as the key on record
+    assert console.public_keys() == worker.public_keys()
+    with pytest.raises(ConfigError, match="no signing key"):
+        console.sign({"type": "erasure"})
+    with pytest.raises(ConfigError, match="CALLVAULT_SIGNING_PUBLIC_KEY"):
+        load_settings(**keys, signing_public_key=b64(b"short"))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()

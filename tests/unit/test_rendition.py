@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.audio_formats import DECLARED, make_formats
+from tests.contracts import covers
 from tests.tools import tool
 from tests.unit.conftest import World
 from tests.unit.console_world import ConsoleWorld, build_console
 from workers.adapters.rendition import PyavRenditions
 from workers.app.console.playback import Original, SeekableAudio
-from workers.app.ports.console import AudioForm
+from workers.app.ports.console import AudioForm, Rendition, Renditions
 
 SECONDS = 3.0
 RENDERED = ["ulaw.wav", "alaw.wav", "gsm.wav", "raw.ul", "raw.al", "raw.gsm", "ulaw.au"]
@@ -129,6 +130,7 @@ def test_a_stereo_rendition_keeps_both_channels(cw: ConsoleWorld, formats: Path)
     assert snr_db(samples, source) > 30
 
 
+@covers(Renditions.playable, Rendition.read)
 def test_a_long_call_is_rendered_without_holding_it() -> None:
     """Half an hour of raw μ-law (14.4 MB) streams through the decoder chunk by chunk: the Python
     heap never holds more than a few decoded frames of it."""

@@ -108,6 +108,26 @@ class SoftwareSigner:
         return self._key.public_key().public_bytes_raw()
 
 
+@dataclass
+class PublicKeyOnly:
+    """The public half of the signing key, in a process that verifies but never signs (the
+    web console, given ``CALLVAULT_SIGNING_PUBLIC_KEY`` instead of the key itself)."""
+
+    key_id: str
+    public: bytes
+    where: str = "CALLVAULT_SIGNING_PUBLIC_KEY (no signing key in this process)"
+    algorithm: str = ED25519
+
+    def sign(self, message: bytes) -> bytes:
+        raise ConfigError(
+            "this process holds no signing key (CALLVAULT_SIGNING_PUBLIC_KEY only): certificates "
+            "and checkpoints are signed by the workers"
+        )
+
+    def public_key(self) -> bytes:
+        return self.public
+
+
 @dataclass(frozen=True)
 class HashKey:
     """A hash key and where it is held."""
@@ -206,6 +226,22 @@ class KeyRing:
     ) -> Iterator[bytes]:
         return crypto.decrypt_stream(data_key, recording_id, chunks)
 
+    def ranges(
+        self,
+        data_key: bytes,
+        recording_id: str,
+        size: int,
+        read: Callable[[int, int], Iterable[bytes]],
+    ) -> Callable[[int, int], Iterator[bytes]]:
+        header = b"".join(read(0, crypto.HEADER_SIZE))
+
+        def plaintext(first: int, last: int) -> Iterator[bytes]:
+            span = crypto.segment_span(size, first, last)
+            chunks = read(span.cipher_offset, span.cipher_length)
+            yield from crypto.decrypt_range(data_key, recording_id, header, chunks, span)
+
+        return plaintext
+
     def seal(self, data_key: bytes, recording_id: str, value: dict[str, Any]) -> bytes:
         return crypto.seal_json(data_key, recording_id, value)
 
@@ -263,18 +299,27 @@ def software_key_ring(
     master_keys: dict[str, bytes],
     current_master: str,
     hash_key: bytes,
-    signing_seed: bytes,
+    signing_seed: bytes | None,
     signing_key_id: str,
     retired_hash_keys: Iterable[bytes] = (),
     retired_signing_keys: dict[str, str] | None = None,
+    signing_public_key: str | None = None,
 ) -> KeyRing:
-    """A ring of keys held in this process."""
+    """A ring of keys held in this process (without ``signing_seed``: the public key only)."""
     current = master_keys.get(current_master)
+    signer: Signer
+    if signing_seed is not None:
+        signer = SoftwareSigner(signing_key_id, signing_seed)
+    elif signing_public_key is not None:
+        public = base64.b64decode(signing_public_key)
+        signer = PublicKeyOnly(signing_key_id, public, algorithm=algorithm_of(signing_public_key))
+    else:
+        raise ConfigError("invalid settings - CALLVAULT_SIGNING_KEY: missing")
     return KeyRing(
         masters=[software_master(k, v) for k, v in master_keys.items()],
         current_master=current_master,
         hash_key=HashKey(HmacKey(hash_key), "CALLVAULT_HASH_KEY"),
-        signer=SoftwareSigner(signing_key_id, signing_seed),
+        signer=signer,
         secret=partial_secret(current),
         retired_hash_keys=[
             HashKey(HmacKey(k), "CALLVAULT_HASH_KEYS_RETIRED") for k in retired_hash_keys
@@ -304,8 +349,16 @@ def key_ring(settings: Settings) -> KeyRing:
         master_keys=settings.master_keys_by_id(),
         current_master=settings.master_key_id,
         hash_key=settings.key("hash_key"),
-        signing_seed=settings.key("signing_key"),
+        signing_seed=_signing_seed(settings),
         signing_key_id=settings.signing_key_id,
         retired_hash_keys=settings.retired_hash_keys(),
         retired_signing_keys=settings.retired_signing_keys(),
+        signing_public_key=settings.signing_public_key,
     )
+
+
+def _signing_seed(settings: Settings) -> bytes | None:
+    """The signing key; none in a process given only its public half (the console)."""
+    if settings.signing_key is None and settings.signing_public_key is not None:
+        return None
+    return settings.key("signing_key")

@@ -9,12 +9,13 @@ NoSuchBucket, InvalidArgument, a key too long, another 4xx) is :class:`StoreReje
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import BinaryIO, TypeVar, cast
 from urllib.parse import urlsplit
 
 import urllib3
@@ -22,10 +23,9 @@ from minio import Minio
 from minio import datatypes as minio_datatypes
 from minio import time as minio_time
 from minio.commonconfig import ENABLED, GOVERNANCE
-from minio.datatypes import Object, Part
+from minio.datatypes import Object
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
-from minio.helpers import ObjectWriteResult, genheaders
 from minio.objectlockconfig import ObjectLockConfig
 from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
@@ -35,7 +35,10 @@ from ..app.retry import RetryPolicy
 from ..domain.errors import StoreRejected, TransientError
 
 T = TypeVar("T")
-PART_SIZE = 8 * 1024 * 1024
+# S3's smallest part: the SDK holds about four parts while it cuts the next one from the stream
+# (the part in flight, the bytes read, their copy with the byte read ahead, its slice), so the
+# part size sets the memory an upload of any length costs. 10,000 parts make 48 GiB at most.
+PART_SIZE = 5 * 1024 * 1024
 DELETE_BATCH = 1000  # S3 deletes at most 1000 objects per request
 READ_CHUNK = 256 * 1024
 _FRACTION = re.compile(r"\.(\d{6})\d+Z$")
@@ -65,7 +68,10 @@ def _tolerant_iso8601utc(value: str | None) -> datetime | None:
 
 
 def _accept_nanosecond_timestamps() -> None:
-    """Install the tolerant parser where the SDK's XML readers look it up (idempotent)."""
+    """Install the tolerant parser where the SDK's XML readers look it up (idempotent). The
+    SDK offers no public hook for this: its listing types call the module's parser by name,
+    with a fixed format; versitygw's nanoseconds would otherwise make every listing of object
+    versions (purges, reconcile) fail."""
     minio_datatypes.from_iso8601utc = _tolerant_iso8601utc  # type: ignore[attr-defined]
 
 
@@ -206,64 +212,44 @@ class S3Store:
         content_type: str,
         retain_until: datetime | None = None,
     ) -> str | None:
-        """Store the bytes; returns the version id where the bucket is versioned. The stream
-        is cut into parts held one at a time, and each part is retried on its own."""
+        """Store the bytes; returns the version id where the bucket is versioned. A stream of
+        one part is sent in one PUT, retried as a whole; a longer one goes up as a multipart
+        upload of ``PART_SIZE`` parts, read from the stream one at a time (the SDK holds the
+        part in flight and the next one as it is read: a recording of any length costs a few
+        parts of memory). The stream cannot be read twice, so a multipart upload is tried
+        once; the SDK aborts it when a part fails, and the caller's retry starts again from
+        the source (an upload a killed process left open is aborted by reconcile)."""
         retention = None
         if retain_until is not None and self.has_object_lock(bucket):
             retention = Retention(GOVERNANCE, retain_until)
-        headers = genheaders(None, None, None, retention, False)
-        headers["Content-Type"] = content_type
-        parts = _parts(chunks, PART_SIZE)
-        if parts.single():  # one part: a single PUT
-            data = next(parts)
-            return self._step(f"write {key}", lambda: self._put(bucket, key, data, headers))
-        return self._multipart(bucket, key, headers, parts)
-
-    def _put(self, bucket: str, key: str, data: bytes, headers: dict[str, Any]) -> str | None:
-        result: ObjectWriteResult = self._client._put_object(bucket, key, data, dict(headers))
-        version: str | None = result.version_id
-        return version
-
-    def _multipart(
-        self,
-        bucket: str,
-        key: str,
-        headers: dict[str, Any],
-        parts: Iterator[bytes],
-    ) -> str | None:
-        client = self._client
-        upload_id = self._step(
-            f"start upload of {key}",
-            lambda: client._create_multipart_upload(bucket, key, dict(headers)),
+        reader = _Reader(chunks)
+        first = reader.read(PART_SIZE + 1)
+        put = partial(
+            self._client.put_object,
+            bucket,
+            key,
+            content_type=content_type,
+            retention=retention,
+            part_size=PART_SIZE,
+            num_parallel_uploads=1,  # one part in flight: the memory bound
         )
-        try:
-            done: list[Part] = []
-            data = next(parts, None)  # the only reference to the part in flight
-            number = 0
-            while data is not None:
-                number += 1
-                etag: str = self._step(
-                    f"write part {number} of {key}",
-                    partial(client._upload_part, bucket, key, data, None, upload_id, number),
-                )
-                done.append(Part(number, etag))
-                data = None  # a sent part is freed before the next is read
-                data = next(parts, None)
+        if len(first) <= PART_SIZE:
             result = self._step(
-                f"complete upload of {key}",
-                lambda: client._complete_multipart_upload(bucket, key, upload_id, done),
+                f"write {key}", lambda: put(data=io.BytesIO(first), length=len(first))
             )
-        except BaseException:
-            self._abort(bucket, key, upload_id)
-            raise
+        else:
+            reader.push_back(first)
+            with _translated(f"write {key}"):
+                result = put(data=cast(BinaryIO, reader), length=-1)  # it calls read() only
         version: str | None = result.version_id
         return version
 
     def _abort(self, bucket: str, key: str, upload_id: str) -> None:
         try:
             with _translated(f"abort upload of {key}"):
+                # minio-py 7 has no public call for this (nor for listing uploads, below)
                 self._client._abort_multipart_upload(bucket, key, upload_id)
-        except Exception:  # noqa: BLE001, S110 - best effort; reconcile aborts stale uploads
+        except Exception:  # noqa: BLE001, S110 - best effort; the next reconcile tries again
             pass
 
     def _step(self, what: str, action: Callable[[], T]) -> T:
@@ -362,7 +348,8 @@ class S3Store:
             self._step(f"delete {key}", lambda: self._client.remove_object(bucket, key))
 
     def abort_stale_uploads(self, bucket: str, older_than: datetime) -> int:
-        """Abort multipart uploads that a crashed worker left open."""
+        """Abort multipart uploads that a crashed worker left open (through the SDK's private
+        calls: its public ones neither list nor abort uploads)."""
         with _translated(f"list uploads of {bucket}"):
             result = self._client._list_multipart_uploads(bucket)
             stale = [
@@ -398,51 +385,39 @@ class S3Store:
         return url
 
 
-class _parts(Iterator[bytes]):  # noqa: N801 - used like the generator it replaces
-    """The stream re-cut into parts of ``size`` bytes (the last may be shorter, or empty when
-    the stream is). Each part is joined once from the chunks that make it; the stream is read
-    one chunk ahead (not a whole part) to know whether a part is the last, so at most one
-    part and one chunk are held at a time."""
+class _Reader(io.RawIOBase):
+    """A stream of chunks as the file the SDK's ``put_object`` reads its parts from: each
+    ``read(size)`` returns ``size`` bytes (fewer at the end), joined once from the chunks that
+    make them - or the chunk itself when one chunk is exactly that - so that at most one part
+    and the rest of one chunk are held."""
 
-    def __init__(self, chunks: Iterable[bytes], size: int) -> None:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
         self._source = iter(chunks)
-        self._size = size
-        self._ahead = b""
-        self._held: bytes | None = None
-        self.last = False
+        self._pending: list[bytes] = []  # read before the source, first one first
 
-    def single(self) -> bool:
-        """Whether the whole stream fits in one part (reads that part, kept for ``next``)."""
-        self._held = self._cut()
-        return self.last
+    def readable(self) -> bool:
+        return True
 
-    def __next__(self) -> bytes:
-        if self._held is not None:
-            part, self._held = self._held, None
-            return part
-        if self.last:
-            raise StopIteration
-        return self._cut()
+    def push_back(self, data: bytes) -> None:
+        """Make ``data`` the next bytes read again."""
+        if data:
+            self._pending.insert(0, data)
 
-    def _cut(self) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = -1 if size is None else size
         pieces: list[bytes] = []
         length = 0
-        while length < self._size:
-            chunk, self._ahead = self._ahead or next(self._source, None), b""
+        while wanted < 0 or length < wanted:
+            chunk = self._pending.pop(0) if self._pending else next(self._source, None)
             if chunk is None:
                 break
-            need = self._size - length
-            if len(chunk) > need:  # split the chunk that crosses the boundary, not the part
-                chunk, self._ahead = chunk[:need], chunk[need:]
+            need = wanted - length
+            if 0 <= need < len(chunk):  # split the chunk that crosses the boundary
+                chunk, rest = chunk[:need], chunk[need:]
+                self._pending.insert(0, rest)
             pieces.append(chunk)
             length += len(chunk)
-        while not self._ahead and length == self._size:  # is there more? (empty chunks skipped)
-            chunk = next(self._source, None)
-            if chunk is None:
-                break
-            self._ahead = chunk
-        self.last = not self._ahead
-        return b"".join(pieces)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _drain(response: urllib3.BaseHTTPResponse, key: str) -> Iterator[bytes]:

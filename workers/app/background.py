@@ -96,9 +96,9 @@ class Dispatcher:
 def refresh_gauges(ctx: Context, outbox: Outbox, queue: FollowUpQueue) -> None:
     now = ctx.clock()
     with ctx.uow() as uow:
-        count, oldest = uow.recordings.overdue_summary(now)
+        count, oldest = uow.counts.overdue_summary(now)
         holds = len(uow.holds.active())
-        held = uow.recordings.held_count()
+        held = uow.counts.held_count()
         open_requests = uow.requests.open()
     metrics = ctx.metrics
     metrics.overdue.set(count)
@@ -133,8 +133,8 @@ def maintain_partitions(ctx: Context, partitions: Partitions) -> list[str]:
 def status_summary(ctx: Context, now: datetime | None = None) -> dict[str, Any]:
     now = now or ctx.clock()
     with ctx.uow() as uow:
-        counts = uow.recordings.count_by_status()
-        overdue, oldest = uow.recordings.overdue_summary(now)
+        counts = uow.counts.count_by_status()
+        overdue, oldest = uow.counts.overdue_summary(now)
         open_requests = uow.requests.open()
         holds = uow.holds.active()
     nearest = min((r.due_at for r in open_requests if r.due_at), default=None)

@@ -1,6 +1,6 @@
-"""What every handler shares: the unit of work factory, the object store, the keys, the
-clock, the metrics, the retry policy and the settings. Built once by
-:func:`workers.bootstrap.bootstrap`; tests pass fakes."""
+"""What every handler shares: the unit of work factory, the object store (its data path, its
+legal holds, its buckets' upkeep), the keys, the clock, the metrics, the retry policy and the
+settings. Built once by :func:`workers.bootstrap.bootstrap`; tests pass fakes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .letters import LetterWriter
 from .ports.console import AccessHistory
 from .ports.keys import Keys
 from .ports.metrics import Metrics
-from .ports.objects import ObjectStore
+from .ports.objects import Buckets, LegalHolds, ObjectStore
 from .ports.unit_of_work import UnitOfWork
 from .retry import RetryPolicy
 
@@ -65,6 +65,8 @@ class Context:
     locks: KeyedLocks = field(default_factory=KeyedLocks)
     history: AccessHistory | None = None  # disclosures and consultations, for the subject
     letters: LetterWriter = field(kw_only=True)  # what the data subject reads
+    legal_holds: LegalHolds = field(kw_only=True)  # of the object store's versions
+    buckets: Buckets = field(kw_only=True)  # the object store's upkeep
 
     @property
     def vault(self) -> str:

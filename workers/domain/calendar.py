@@ -8,9 +8,12 @@ adding 24 hours to one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .retention import IsoDuration
 
 DEFAULT_TIMEZONE = "Europe/Vilnius"
 
@@ -25,9 +28,11 @@ def zone(name: str) -> ZoneInfo:
 
 @dataclass(frozen=True)
 class LocalCalendar:
-    """Days and months in one time zone."""
+    """Days and months in one time zone. ``labelled``: its reader also works for tenants in
+    other time zones, so every time they read carries its offset from UTC."""
 
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
+    labelled: bool = False
 
     @classmethod
     def named(cls, name: str) -> LocalCalendar:
@@ -57,6 +62,13 @@ class LocalCalendar:
         """``count`` local days from ``first`` as one half-open UTC interval."""
         return self.midnight(first), self.midnight(first + timedelta(days=count))
 
+    def after(self, duration: IsoDuration, moment: datetime) -> datetime:
+        """``duration`` after ``moment``, counted on the local calendar and clock: a month
+        from 00:30 on 1 March here is 00:30 on 1 April here - counted on the UTC calendar it
+        would be the 29th (28 February 22:30 plus a month)."""
+        wall = self.local(moment).replace(tzinfo=UTC)  # the local clock, as plain arithmetic
+        return duration.after(wall).replace(tzinfo=self.zone).astimezone(UTC)
+
     def month(self, year: int, month: int) -> tuple[datetime, datetime]:
         """A calendar month as a half-open UTC interval."""
         following = date(year + month // 12, month % 12 + 1, 1)
@@ -79,13 +91,27 @@ class Localities:
     def calendar_of(self, tenant: str | None) -> LocalCalendar:
         return dict(self.calendars).get(tenant or "", self.calendar)
 
-    def calendar_for(self, tenants: tuple[str, ...]) -> LocalCalendar:
-        """The calendar of someone who works for these tenants: theirs when they agree
-        (``*``, every tenant, agrees when no tenant differs), else the default."""
-        named = set(tenants) - {"*"}
-        found = {self.calendar_of(t).name for t in named}
-        if "*" in tenants:
-            found |= {c.name for _, c in self.calendars} | {self.calendar.name}
+    def language_for(self, tenants: Collection[str]) -> str:
+        """The language of someone who works for these tenants (when neither they nor their
+        browser chose one): their tenants' when they all share one, else the default."""
+        found = self._for(tenants, self.language_of, {lang for _, lang in self.languages})
+        return found.pop() if len(found) == 1 else self.language
+
+    def calendar_for(self, tenants: Collection[str]) -> LocalCalendar:
+        """The calendar of someone who works for these tenants: their time zone when they
+        all share one (``*``, every tenant, shares one when no tenant's differs); else the
+        default zone, ``labelled`` - each time shown with its offset, so that nobody takes
+        a Vilnius 09:00 for a London one."""
+        found = self._for(
+            tenants, lambda t: self.calendar_of(t).name, {c.name for _, c in self.calendars}
+        )
         if len(found) == 1:
             return LocalCalendar.named(found.pop())
-        return self.calendar
+        return replace(self.calendar, labelled=len(found) > 1)
+
+    def _for(
+        self, tenants: Collection[str], of: Callable[[str | None], str], overrides: set[str]
+    ) -> set[str]:
+        """The settings these tenants have (``*``: the overrides and the default)."""
+        found = {of(t) for t in set(tenants) - {"*"}}
+        return found | overrides | {of(None)} if "*" in tenants else found

@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from .calendar import LocalCalendar
 from .errors import SchemaViolation
 from .identifiers import Subject, normalize_email, normalize_exact, normalize_phone
 from .keyed import Mac, keyed
@@ -522,9 +523,9 @@ class DsrRequest:
     tenant: str | None = None  # when given, matching is limited to this tenant
     language: str | None = None  # of the answer's letters; None: the default language
 
-    @property
-    def due_at(self) -> datetime:
-        return DSR_DEADLINE.after(self.received_at)
+    def deadline(self, calendar: LocalCalendar) -> datetime:
+        """One calendar month from receipt, on the calendar of the people answering it."""
+        return calendar.after(DSR_DEADLINE, self.received_at)
 
     @classmethod
     def from_data(cls, event_id: str, data: dict[str, Any]) -> DsrRequest:
@@ -580,13 +581,15 @@ class RequestRecord(Aggregate):
         return found
 
     @classmethod
-    def begin(cls, request: DsrRequest, matched: dict[str, str]) -> RequestRecord:
+    def begin(
+        cls, request: DsrRequest, matched: dict[str, str], calendar: LocalCalendar
+    ) -> RequestRecord:
         return cls(
             request.request_id,
             request.type.value,
             PROCESSING,
             request.received_at,
-            request.due_at,
+            request.deadline(calendar),
             matched=tuple(matched),
             result={"call_ids": matched},
             tenant=request.tenant,
@@ -594,14 +597,14 @@ class RequestRecord(Aggregate):
         )
 
     @classmethod
-    def rejected(cls, command: Any, now: datetime) -> RequestRecord:
+    def rejected(cls, command: Any, calendar: LocalCalendar) -> RequestRecord:
         received = command.received_at
         return cls(
             command.request_id,
             command.dsr_type or "unknown",
             PROCESSING,
             received,
-            DSR_DEADLINE.after(received) if received else None,
+            calendar.after(DSR_DEADLINE, received) if received else None,
         )
 
     def attach(self, late: dict[str, str]) -> None:

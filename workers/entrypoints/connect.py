@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -222,19 +221,17 @@ def freepbx_spool(
     metrics_port: int,
 ) -> None:
     """Watch FreePBX's monitor/YYYY/MM/DD spool under ROOT."""
-    from ..adapters.connectors.asterisk import SpoolWatcher
+    from ..bootstrap import asterisk_spool
 
     with _publisher("asterisk", state_dir, metrics_port) as publisher:
-        watcher = SpoolWatcher(
+        watcher = asterisk_spool(
             root,
             publisher,
-            publisher.metrics,
             pbx_id=pbx_id,
             zone=_zone(timezone),
             other_kinds=_DIRECTIONS.get(other_kinds),
             notice_played=notice,
             settle_seconds=settle,
-            clock=time.time,
         )
         _watch(watcher.scan, publisher.drain, once=once, interval=interval)
 
@@ -276,15 +273,14 @@ def freeswitch_esl(
     """Follow FreeSWITCH's event socket: every RECORD_STOP is sent to callvault."""
     import os
 
-    from ..adapters.connectors.freeswitch import EslWatcher
+    from ..bootstrap import freeswitch_events
 
     password = os.environ.get(password_env)
     if not password:
         raise click.UsageError(f"set {password_env} to the event socket password")
     with _publisher("freeswitch", state_dir, metrics_port) as publisher:
-        watcher = EslWatcher(
+        watcher = freeswitch_events(
             publisher,
-            publisher.metrics,
             host=host,
             port=port,
             password=password,
@@ -315,12 +311,10 @@ def rtpengine_spool(
     metrics_port: int,
 ) -> None:
     """Watch rtpengine's --recording-dir (pcap method): finished calls become stereo WAVs."""
-    from ..adapters.connectors.rtpengine import RtpengineSpool
+    from ..bootstrap import rtpengine_spool
 
     with _publisher("rtpengine", state_dir, metrics_port) as publisher:
-        spool = RtpengineSpool(
-            recording_dir, publisher, publisher.metrics, pbx_id=pbx_id, notice_played=notice
-        )
+        spool = rtpengine_spool(recording_dir, publisher, pbx_id=pbx_id, notice_played=notice)
         _watch(spool.scan, publisher.drain, once=once, interval=interval)
 
 
@@ -350,13 +344,12 @@ def drain(
 
 
 def _provider_copies(publisher: Any) -> Any:
-    from ..adapters.connectors.provider_copies import HttpProviderApi, ProviderCopies
+    from ..bootstrap import provider_copies
 
     config = _user_error(webhook_config)
     if config is None or not config.delete_provider_copies:
         return None
-    api = HttpProviderApi(config.accounts())
-    return ProviderCopies(publisher.backlog, api, publisher.metrics)
+    return provider_copies(config, publisher)
 
 
 SETTLE_SECONDS = 60.0  # provider copies whose deletion failed are retried without a webhook

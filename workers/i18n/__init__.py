@@ -17,12 +17,21 @@ from functools import cache
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_date, format_skeleton, format_time, get_datetime_format
+from babel.dates import (
+    format_date,
+    format_skeleton,
+    format_time,
+    get_datetime_format,
+    get_timezone_gmt,
+)
+from babel.lists import format_list
 from babel.numbers import format_decimal
+from babel.units import format_unit
 from jinja2 import BaseLoader, Environment, pass_context, select_autoescape
 from markupsafe import Markup
 
 from ..domain.calendar import LocalCalendar
+from ..domain.retention import IsoDuration
 from ..domain.text import N_
 from .catalogues import DOMAIN, LANGUAGES, po_path
 from .labels import LABELS
@@ -90,19 +99,52 @@ class Localizer:
         return translations(self.language).ngettext(singular, plural, n)
 
     def when(self, moment: datetime | str, *, seconds: bool = False) -> str:
-        """A date and time on the reader's local clock, as the locale writes them."""
+        """A date and time on the reader's local clock, as the locale writes them; with its
+        offset from UTC when the reader's tenants live in different time zones."""
         local = self.calendar.local(_instant(moment))
         clock = format_time(local, "medium" if seconds else "short", locale=self.locale)
+        if self.calendar.labelled:
+            clock += " " + get_timezone_gmt(local, "long", locale=self.locale)
         glue = str(get_datetime_format("medium", locale=self.locale)).replace("'", "")
         return glue.format(clock, format_date(local, "medium", self.locale))
 
-    def day(self, value: date | datetime | str) -> str:
-        """A date as the locale writes it; an instant's local date."""
+    def local_date(self, value: date | datetime | str) -> date:
+        """A date as given; an instant's date on the reader's calendar."""
         if isinstance(value, str):
             value = _instant(value) if "T" in value else date.fromisoformat(value)
-        if isinstance(value, datetime):
-            value = self.calendar.day_of(value)
-        return format_date(value, "medium", locale=self.locale)
+        return self.calendar.day_of(value) if isinstance(value, datetime) else value
+
+    def day(self, value: date | datetime | str) -> str:
+        """A date as the locale writes it; an instant's local date."""
+        return format_date(self.local_date(value), "medium", locale=self.locale)
+
+    def short_day(self, value: date) -> str:
+        """A day of the year without the year: ``12-07`` / ``07/12`` (a chart's axis)."""
+        return format_skeleton("MMdd", value, locale=self.locale)
+
+    def period(self, duration: IsoDuration) -> str:
+        """A period in words as the locale names it (CLDR's units, with their plural forms;
+        in Lithuanian the nominative, for a table or a label): ``1 metai``, ``6 mėnesiai``,
+        ``1 year, 6 months``. A sentence that needs another case says it in the catalogue
+        (``ngettext``)."""
+        years, months = divmod(duration.months, 12)
+        minutes, seconds = divmod(round(duration.seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        parts = [
+            format_unit(amount, f"duration-{unit}", length="long", locale=self.locale)
+            for amount, unit in (
+                (years, "year"),
+                (months, "month"),
+                (duration.days, "day"),
+                (hours, "hour"),
+                (minutes, "minute"),
+                (seconds, "second"),
+            )
+            if amount
+        ]
+        if not parts:
+            return format_unit(0, "duration-day", length="long", locale=self.locale)
+        return format_list(parts, style="unit", locale=self.locale)
 
     def month(self, year: int, month: int) -> str:
         """``2026 m. gruodis`` / ``December 2026``."""
@@ -148,19 +190,21 @@ def _when(context: Any, moment: datetime | str | None, seconds: bool = False) ->
 
 
 @pass_context
-def _day(context: Any, value: date | datetime | str | None) -> str:
+def _day(context: Any, value: date | datetime | str | None) -> Markup | str:
+    """``<time datetime="the local date">the date as the locale writes it</time>``."""
     if value is None or value == "":
         return NONE
     localizer: Localizer = context["l10n"]
-    return localizer.day(value)
+    local = localizer.local_date(value)
+    return Markup('<time datetime="{}">{}</time>').format(local.isoformat(), localizer.day(local))
 
 
 @pass_context
 def _label(context: Any, code: str | None) -> str:
-    if code is None:
+    if not code:  # (gettext("") would be the catalogue's header)
         return NONE
     localizer: Localizer = context["l10n"]
-    return localizer.gettext(LABELS[code]) if code in LABELS else code
+    return localizer.gettext(LABELS.get(code, code))
 
 
 @pass_context

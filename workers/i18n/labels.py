@@ -1,5 +1,6 @@
 """Words for the codes people see (purposes, roles, request types, ...): the ``label`` filter
-of every template, ``{{ item.purpose|label }}``. A code without a word here is shown as is."""
+of every template, ``{{ item.purpose|label }}``. A code without a word here is shown as is
+(translated, when it is a text of the catalogues)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ LABELS = {
     "unrestricted": N_("restriction lifted"),
     "rectified": N_("rectified"),
     "held": N_("kept (legal hold)"),
+    # why a request was refused
+    "identity_not_verified": N_("the person's identity was not verified"),
+    "no_usable_identifier": N_("no identifier of the person could be used"),
     # recipients of disclosures
     "law_enforcement": N_("law enforcement"),
     "telecom_provider": N_("telecom provider"),

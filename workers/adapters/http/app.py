@@ -129,9 +129,11 @@ async def _http_error(request: Request, error: Exception) -> Response:
     """Routing's own refusals (no such page, wrong method): JSON for programs, and for
     people a page in their language."""
     assert isinstance(error, StarletteHTTPException)
-    if _is_api(request) or error.status_code != 404:
+    if _is_api(request) or error.status_code < 400:
         return await http_exception_handler(request, error)
-    return pages.not_found_page(request)
+    page = pages.http_error_page(request, error.status_code)
+    page.headers.update(error.headers or {})
+    return page
 
 
 async def _sign_in(request: Request, error: Exception) -> Response:

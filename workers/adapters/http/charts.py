@@ -1,4 +1,6 @@
-"""Server-rendered SVG charts (no script, no CDN): bars per day, a few series stacked."""
+"""Server-rendered SVG charts (no script, no CDN): bars per day, a few series stacked, in the
+reader's language - days and numbers as their locale writes them, and a legend in HTML that
+wraps however long its names are in that language."""
 
 from __future__ import annotations
 
@@ -7,21 +9,25 @@ from html import escape
 
 from markupsafe import Markup
 
+from ...i18n import Localizer
+
 WIDTH, HEIGHT, PAD = 900, 150, 28
 COLOURS = ("#2b6cb0", "#c05621", "#9b2c2c", "#6b46c1", "#2f855a")
 
 
-def bar_chart(title: str, days: list[date], rows: dict[str, list[float]], unit: str = "") -> Markup:
-    """Stacked bars, one per day, with a legend and the largest total as the scale."""
+def bar_chart(
+    l10n: Localizer, title: str, days: list[date], rows: dict[str, list[float]], unit: str = ""
+) -> Markup:
+    """Stacked bars, one per day, the largest total as the scale, and a legend below."""
     totals = [sum(values[i] for values in rows.values()) for i in range(len(days))]
     top = max(totals, default=0.0) or 1.0
     slot = (WIDTH - 2 * PAD) / max(1, len(days))
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 40}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 20}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
         f'<line x1="{PAD}" y1="{HEIGHT}" x2="{WIDTH - PAD}" y2="{HEIGHT}" stroke="#999"/>',
-        f'<text x="{PAD}" y="12" font-size="11">{_number(top)}{escape(unit)}</text>',
+        f'<text x="{PAD}" y="12" font-size="11">{_number(l10n, top)}{escape(unit)}</text>',
     ]
     for i, day in enumerate(days):
         base = float(HEIGHT)
@@ -33,19 +39,23 @@ def bar_chart(title: str, days: list[date], rows: dict[str, list[float]], unit: 
             x, width = PAD + i * slot + 1, max(1.0, slot - 2)
             parts.append(
                 f'<rect x="{x:.1f}" y="{base:.1f}" width="{width:.1f}" '
-                f'height="{height:.1f}" fill="{colour}"><title>{day.isoformat()} '
-                f"{escape(name)}: {_number(values[i])}{escape(unit)}</title></rect>"
+                f'height="{height:.1f}" fill="{colour}"><title>{escape(l10n.day(day))} '
+                f"{escape(name)}: {_number(l10n, values[i])}{escape(unit)}</title></rect>"
             )
         if i % 7 == 0 or (i == len(days) - 1 and i % 7 > 2):
             parts.append(
                 f'<text x="{PAD + i * slot:.1f}" y="{HEIGHT + 14}" font-size="10">'
-                f"{day.strftime('%d.%m')}</text>"
+                f"{escape(l10n.short_day(day))}</text>"
             )
-    for j, (name, colour) in enumerate(zip(rows, COLOURS, strict=False)):
-        x = PAD + j * 170
-        parts.append(f'<rect x="{x}" y="{HEIGHT + 24}" width="10" height="10" fill="{colour}"/>')
-        parts.append(f'<text x="{x + 14}" y="{HEIGHT + 33}" font-size="11">{escape(name)}</text>')
     parts.append("</svg>")
+    parts.append('<ul class="legend">')
+    for name, colour in zip(rows, COLOURS, strict=False):
+        parts.append(
+            '<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true" '
+            f'xmlns="http://www.w3.org/2000/svg"><rect width="10" height="10" fill="{colour}"/>'
+            f"</svg>{escape(name)}</li>"
+        )
+    parts.append("</ul>")
     return Markup("".join(parts))  # noqa: S704 - every interpolated text is escaped above
 
 
@@ -63,5 +73,5 @@ def gauge(label: str, part: int, whole: int, empty: str) -> Markup:
     )
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+def _number(l10n: Localizer, value: float) -> str:
+    return l10n.number(value, 0 if value >= 10 or value == int(value) else 1)

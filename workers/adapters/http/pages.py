@@ -105,15 +105,17 @@ def localities_of(request: Request) -> Localities:
 
 
 def localizer(request: Request, principal: Principal | None) -> Localizer:
-    """The reader's language - their choice, else their browser's, else the default - and
-    their calendar."""
+    """The reader's language - their choice, else their browser's, else their tenants'
+    (``Localities.language_for``) - and their calendar: their tenants' time zone
+    (``Localities.calendar_for``)."""
     localities = localities_of(request)
+    tenants = principal.tenants if principal else frozenset()
     language = (
         (principal.language if principal else None)
         or negotiate(request.headers.get("accept-language"))
-        or localities.language
+        or localities.language_for(tenants)
     )
-    return Localizer(language, localities.calendar)
+    return Localizer(language, localities.calendar_for(tenants))
 
 
 def render(
@@ -166,7 +168,9 @@ def translated(l10n: Localizer, error: ConsoleError) -> str:
     return message % error.values if error.values else message
 
 
-def error_page(request: Request, error: ConsoleError) -> HTMLResponse:
+def error_page(request: Request, error: ConsoleError, status: int | None = None) -> HTMLResponse:
+    """A refusal told to a person, in their language (``status``: the error's own, unless
+    given)."""
     try:
         caller: Caller | None = caller_of(request)
     except (ConsoleError, TransientError):  # the database may be what is away
@@ -176,10 +180,10 @@ def error_page(request: Request, error: ConsoleError) -> HTMLResponse:
         request,
         "error.html",
         caller,
-        error.status,
+        status or error.status,
         l10n=l10n,
         message=translated(l10n, error),
-        status=error.status,
+        status=status or error.status,
     )
 
 
@@ -247,9 +251,12 @@ def choose_language(
     return RedirectResponse(back if back.startswith(origin) else "/", status_code=303)
 
 
-def not_found_page(request: Request) -> HTMLResponse:
-    """An unknown page, told to a person in their language."""
-    return error_page(request, NotFound("there is no such page"))
+def http_error_page(request: Request, status: int) -> HTMLResponse:
+    """Routing's own refusals - an unknown page, a method a page does not take - told to a
+    person in their language."""
+    if status == 404:
+        return error_page(request, NotFound("there is no such page"))
+    return error_page(request, ConsoleError("this page cannot be used that way"), status)
 
 
 @router.get("/")
@@ -277,8 +284,8 @@ def search(request: Request, caller: FormCaller, form: Form, console: ConsoleDep
         customer_ids=_lines(form.get("customer_id")),
         order_ids=_lines(form.get("order_id")),
         call_ids=_lines(form.get("call_id")),
-        start=_day(request, form.get("from"), end=False),
-        end=_day(request, form.get("to"), end=True),
+        start=_day(request, caller, form.get("from"), end=False),
+        end=_day(request, caller, form.get("to"), end=True),
         agent_id=(form.get("agent_id") or "").strip() or None,
     )
     found = console.recordings.search(caller.principal, query)
@@ -287,15 +294,16 @@ def search(request: Request, caller: FormCaller, form: Form, console: ConsoleDep
     return render(request, "search.html", caller, items=items, form=shown)
 
 
-def _day(request: Request, text: str | None, *, end: bool) -> datetime | None:
-    """A day of the search form, in local time: from its first instant, or to its last."""
+def _day(request: Request, caller: Caller, text: str | None, *, end: bool) -> datetime | None:
+    """A day of the search form, in the searcher's local time: from its first instant, or
+    to its last."""
     if not text:
         return None
     try:
         day = date.fromisoformat(text)
     except ValueError:
         raise Invalid("dates are YYYY-MM-DD") from None
-    start, following = localities_of(request).calendar.day(day)
+    start, following = localizer(request, caller.principal).calendar.day(day)
     return following - timedelta(microseconds=1) if end else start
 
 
@@ -374,7 +382,7 @@ def overview(request: Request, caller: PageCaller, console: ConsoleDep) -> HTMLR
 
 def _chart(l10n: Localizer, title: str, series: Series, unit: str = "") -> Markup:
     rows = {l10n.gettext(name): values for name, values in series.rows.items()}
-    return bar_chart(l10n.gettext(title), series.days, rows, unit)
+    return bar_chart(l10n, l10n.gettext(title), series.days, rows, unit)
 
 
 def say(request: Request, caller: Caller, message: str, **values: object) -> str:
@@ -488,11 +496,11 @@ def _requests_page(
         open_requests=[request_item(r) for r in open_requests],
         recent=[request_item(r) for r in recent if r.completed_at][:100],
         new_request_id=f"dpo-{uuid.uuid4().hex}",
-        today=console.desk.today().isoformat(),
+        today=console.desk.today(caller.principal).isoformat(),
         types=[t.value for t in DsrType],
         channels=CHANNELS,
         verifications=VERIFICATIONS,
-        default_language=localities_of(request).language,
+        default_language=localities_of(request).language_for(caller.principal.tenants),
         **extra,
     )
 
@@ -557,6 +565,7 @@ def report_page(
     report = console.oversight.monthly_report(caller.principal, month or None)
     l10n = localizer(request, caller.principal)
     year, number = (int(part) for part in report.month.split("-"))
+    settings = request.app.state.settings
     return render(
         request,
         "report.html",
@@ -564,7 +573,9 @@ def report_page(
         l10n=l10n,
         report=report_dict(report),
         month_name=l10n.month(year, number),
-        notice=request.app.state.settings,
+        notice=settings,
+        retention=l10n.period(settings.retention),  # "1 metai", not P1Y
+        retention_tenants=[f"{t}: {l10n.period(p)}" for t, p in settings.policy.per_tenant],
     )
 
 

@@ -237,11 +237,11 @@ class PostgresComplianceFacts(_Reads):
 
     def overdue(self, now: datetime) -> tuple[int, datetime | None]:
         with self._tx() as (tx, _):
-            return tx.recordings.overdue_summary(now)
+            return tx.counts.overdue_summary(now)
 
     def recording_counts(self) -> dict[str, int]:
         with self._tx() as (tx, _):
-            return tx.recordings.count_by_status()
+            return tx.counts.count_by_status()
 
     def requests(
         self,

@@ -51,7 +51,9 @@ from .repositories import (
     PostgresHolds,
     PostgresKeyChecks,
     PostgresPolicies,
+    PostgresRecordingCounts,
     PostgresRecordings,
+    PostgresRecordingScans,
     PostgresRequests,
 )
 from .schema import RoleReport, check_schema
@@ -296,6 +298,8 @@ class PostgresUnitOfWork:
         self._conn = conn
         self._events = []
         self.recordings = PostgresRecordings(conn, self._events)
+        self.scans = PostgresRecordingScans(conn)
+        self.counts = PostgresRecordingCounts(conn)
         self.holds = PostgresHolds(conn, self._events, self._db.sealer)
         self.requests = PostgresRequests(conn, self._events)
         self.exports = PostgresExports(conn)

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 
 from .database import translated
+from .schema import check_schema, expected_migrations
 
 Connection = psycopg.Connection[Any]
 Log = Callable[[str], None]
@@ -560,6 +561,7 @@ class _StillAlive(Exception):
 
 def list_partitions(owner_dsn: str) -> list[PartitionInfo]:
     with translated(), psycopg.connect(owner_dsn, autocommit=True) as conn:
+        check_schema(conn, expected_migrations())
         return partitions(conn)
 
 
@@ -568,6 +570,7 @@ def archive_partitions(
 ) -> list[str]:
     """Archive every month of recordings that may go (``dry_run``: only name them)."""
     with translated(), psycopg.connect(owner_dsn, autocommit=True) as conn:
+        check_schema(conn, expected_migrations())
         names = [p.partition for p in archivable(conn, kept_days)]
         if dry_run:
             return names

@@ -140,13 +140,17 @@ def _uuids(values: list[str]) -> list[str]:
     return valid
 
 
+def _recordings(conn: Connection, query: sql.SQL, params: Any = None) -> list[Recording]:
+    return [_recording(r) for r in conn.execute(query, params).fetchall()]
+
+
 class PostgresRecordings:
     def __init__(self, conn: Connection, events: list[Event]) -> None:
         self._conn = conn
         self._events = events
 
     def _all(self, query: sql.SQL, params: Any = None) -> list[Recording]:
-        return [_recording(r) for r in self._conn.execute(query, params).fetchall()]
+        return _recordings(self._conn, query, params)
 
     def get(self, recording_id: str, *, lock: bool = False) -> Recording | None:
         if not _uuids([recording_id]):
@@ -203,9 +207,9 @@ class PostgresRecordings:
             )
 
     def digests_of(self, recording_id: str) -> frozenset[bytes]:
-        return self.digests_of_many([recording_id]).get(recording_id, frozenset())
+        return self._digests_of_many([recording_id]).get(recording_id, frozenset())
 
-    def digests_of_many(self, recording_ids: list[str]) -> dict[str, frozenset[bytes]]:
+    def _digests_of_many(self, recording_ids: list[str]) -> dict[str, frozenset[bytes]]:
         rows = self._conn.execute(
             "SELECT recording_id, digest FROM subject_keys WHERE recording_id = ANY(%s::uuid[])",
             (_uuids(recording_ids),),
@@ -262,6 +266,38 @@ class PostgresRecordings:
         )
         return self._all(_query(tail), (now, limit))
 
+    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
+        """Apply a policy to stored recordings whose due date was computed from another one."""
+        scope = "tenant = %(tenant)s" if tenant is not None else "NOT (tenant = ANY(%(others)s))"
+        query = (
+            "UPDATE recordings SET policy = %(policy)s, due_announced_at = NULL, "
+            "retention_due_at = ((collected_at AT TIME ZONE 'UTC') + %(policy)s::interval) "
+            "AT TIME ZONE 'UTC' WHERE status = 'stored' AND policy <> %(policy)s AND "
+        )
+        cur = self._conn.execute(
+            sql.SQL(query + scope),  # constant scope
+            {"policy": policy.text, "tenant": tenant, "others": others},
+        )
+        return cur.rowcount
+
+
+class PostgresRecordingScans:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def page(self, after_id: str, limit: int) -> list[Recording]:
+        tail = "WHERE r.recording_id > %s ORDER BY r.recording_id LIMIT %s"
+        return _recordings(self._conn, _query(tail), (after_id or _BEFORE_ALL, limit))
+
+    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT recording_id FROM recordings WHERE recording_id > %s::uuid "
+            "AND wrapped_key IS NOT NULL AND master_key_id IS DISTINCT FROM %s "
+            "ORDER BY recording_id LIMIT %s",
+            (after_id or _BEFORE_ALL, master_key_id, limit),
+        ).fetchall()
+        return [str(r["recording_id"]) for r in rows]
+
     def stalled(self, announced_before: datetime, limit: int) -> list[str]:
         rows = self._conn.execute(
             "SELECT recording_id FROM recordings WHERE status = 'purging' OR (status = 'stored' "
@@ -273,6 +309,11 @@ class PostgresRecordings:
     def held_flags_in_doubt(self) -> list[str]:
         rows = self._conn.execute(_HELD_IN_DOUBT).fetchall()
         return sorted(str(r["recording_id"]) for r in rows)
+
+
+class PostgresRecordingCounts:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
 
     def overdue_summary(self, now: datetime) -> tuple[int, datetime | None]:
         row = self._conn.execute(
@@ -297,33 +338,6 @@ class PostgresRecordings:
         counts = {r["status"]: int(r["n"]) for r in rows}
         counts["held"] = self.held_count()
         return counts
-
-    def reschedule(self, tenant: str | None, policy: IsoDuration, others: list[str]) -> int:
-        """Apply a policy to stored recordings whose due date was computed from another one."""
-        scope = "tenant = %(tenant)s" if tenant is not None else "NOT (tenant = ANY(%(others)s))"
-        query = (
-            "UPDATE recordings SET policy = %(policy)s, due_announced_at = NULL, "
-            "retention_due_at = ((collected_at AT TIME ZONE 'UTC') + %(policy)s::interval) "
-            "AT TIME ZONE 'UTC' WHERE status = 'stored' AND policy <> %(policy)s AND "
-        )
-        cur = self._conn.execute(
-            sql.SQL(query + scope),  # constant scope
-            {"policy": policy.text, "tenant": tenant, "others": others},
-        )
-        return cur.rowcount
-
-    def page(self, after_id: str, limit: int) -> list[Recording]:
-        tail = "WHERE r.recording_id > %s ORDER BY r.recording_id LIMIT %s"
-        return self._all(_query(tail), (after_id or _BEFORE_ALL, limit))
-
-    def wrapped_elsewhere(self, master_key_id: str, after_id: str, limit: int) -> list[str]:
-        rows = self._conn.execute(
-            "SELECT recording_id FROM recordings WHERE recording_id > %s::uuid "
-            "AND wrapped_key IS NOT NULL AND master_key_id IS DISTINCT FROM %s "
-            "ORDER BY recording_id LIMIT %s",
-            (after_id or _BEFORE_ALL, master_key_id, limit),
-        ).fetchall()
-        return [str(r["recording_id"]) for r in rows]
 
     def count_wrapped_elsewhere(self, master_key_id: str) -> int:
         row = self._conn.execute(

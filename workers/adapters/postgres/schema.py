@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from ...domain.errors import AccessRefused, SchemaMissing
 
-Connection = psycopg.Connection[dict[str, Any]]
+Connection = psycopg.Connection[Any]  # any row factory: the checks read rows by name
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 APPLIED = "_yoyo_migration"
@@ -68,7 +69,7 @@ def check_schema(conn: Connection, expected: list[str]) -> RoleReport:
             f"the database role {role} lacks SELECT on {APPLIED}, so it cannot tell whether "
             f"the schema is current: {GRANT_FIX}"
         )
-    applied = {r["migration_id"] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")}
+    applied = {r["migration_id"] for r in _rows(conn, "SELECT migration_id FROM _yoyo_migration")}
     pending = [m for m in expected if m not in applied]
     if pending:
         raise SchemaMissing(
@@ -89,7 +90,8 @@ def check_schema(conn: Connection, expected: list[str]) -> RoleReport:
 def missing_grants(conn: Connection) -> list[str]:
     """``PRIVILEGE, ... on NAME`` for every table and sequence of the schema that the connected
     role may not use as callvault needs (yoyo's own tables excluded)."""
-    rows = conn.execute(
+    rows = _rows(
+        conn,
         "SELECT c.relname AS name, c.relkind = 'S' AS sequence, "
         "has_table_privilege(c.oid, 'SELECT') AS \"SELECT\", "
         "has_table_privilege(c.oid, 'INSERT') AS \"INSERT\", "
@@ -98,8 +100,8 @@ def missing_grants(conn: Connection) -> list[str]:
         "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'USAGE') END AS \"USAGE\" "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S') AND NOT c.relispartition "
-        "ORDER BY c.relname"
-    ).fetchall()
+        "ORDER BY c.relname",
+    )
     missing = []
     for row in rows:
         if row["name"] in YOYO_TABLES:
@@ -123,7 +125,12 @@ def missing_grants(conn: Connection) -> list[str]:
     return missing
 
 
+def _rows(conn: Connection, query: str) -> list[dict[str, Any]]:
+    """Rows by column name, whatever row factory the connection was opened with."""
+    return conn.cursor(row_factory=dict_row).execute(query).fetchall()
+
+
 def _one(conn: Connection, query: str, params: tuple[Any, ...] = ()) -> dict[str, Any]:
-    row = conn.execute(query, params).fetchone()
+    row = conn.cursor(row_factory=dict_row).execute(query, params).fetchone()
     assert row is not None
     return row

@@ -74,14 +74,14 @@ class RequestDesk:
         self._bus, self._publisher, self._clock = bus, publisher, clock
         self._localities, self._languages = localities, languages
 
-    def today(self) -> date:
-        """The default day of receipt: today, locally."""
-        return self._localities.calendar.day_of(self._clock())
+    def today(self, principal: Principal) -> date:
+        """The default day of receipt: today, on the DPO's calendar."""
+        return self._localities.calendar_for(principal.tenants).day_of(self._clock())
 
     def register(self, principal: Principal, registration: Registration) -> datetime:
         """Registers the request; returns its deadline."""
         require_dpo(principal)
-        data = self._event_data(registration)
+        data = self._event_data(principal, registration)
         details = {
             "by": principal.username,
             "type": registration.dsr_type,
@@ -97,11 +97,19 @@ class RequestDesk:
             self._publisher.submit(registration.request_id, data)  # a resend: still one request
         except SchemaViolation as problem:  # names the field and the rule, never the value
             raise Invalid("the request is not valid: %(problem)s", problem=problem) from None
-        return DSR_DEADLINE.after(parse_timestamp(data["received_at"]))
+        # as the worker counts it: on the calendar of the request's tenant
+        calendar = self._localities.calendar_of(registration.tenant)
+        return calendar.after(DSR_DEADLINE, parse_timestamp(data["received_at"]))
 
-    def _event_data(self, r: Registration) -> dict[str, Any]:
+    def _event_data(self, principal: Principal, r: Registration) -> dict[str, Any]:
+        """The request as the portal would send it; the day of receipt starts at midnight
+        where the tenant named is, else where the DPO is."""
         _check(r, self._languages)
-        calendar = self._localities.calendar_of(r.tenant)
+        calendar = (
+            self._localities.calendar_of(r.tenant)
+            if r.tenant
+            else self._localities.calendar_for(principal.tenants)
+        )
         if r.received_on > calendar.day_of(self._clock()):
             raise Invalid("the day a request was received cannot be in the future")
         data: dict[str, Any] = {

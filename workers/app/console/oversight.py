@@ -123,8 +123,8 @@ class Oversight:
         self._localities = localities or Localities()
 
     def _calendar(self, principal: Principal) -> LocalCalendar:
-        """Days and months as the DPO lives them."""
-        return self._localities.calendar
+        """Days and months as the DPO lives them: their tenants' time zone."""
+        return self._localities.calendar_for(principal.tenants)
 
     # holds ---------------------------------------------------------------------------------
     def holds(self, principal: Principal) -> list[HoldView]:

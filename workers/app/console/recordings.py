@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ...adapters import crypto
 from ...domain.identifiers import Subject, subject_keys
-from ...domain.keyed import Mac
 from ...domain.model import Recording, RecordingStatus
 from ..context import Context
 from ..messagebus import MessageBus
-from ..ports.console import RangedObjects, RecordingSearch, Rendition, Renditions
-from ..ports.objects import ObjectMissing
+from ..ports.console import RecordingSearch, Rendition, Renditions
+from ..ports.keys import Keys
+from ..ports.objects import ObjectMissing, ObjectStore
 from . import playback
 from .errors import Invalid, NotAllowed, NotFound, RangeNotSatisfiable
 from .messages import RecordAccess
@@ -82,27 +81,22 @@ class Audio:
         return self.last - self.first + 1 if self.size else 0
 
 
-@dataclass(frozen=True)
-class Keys:
-    unwrap: Callable[[bytes, str | None, str], bytes]  # wrapped key, its master key id, rec.
-    hash: Mac
-    region: str
-
-
 class Recordings:
     def __init__(
         self,
         bus: MessageBus,
         ctx: Context,
         finder: RecordingSearch,
-        objects: RangedObjects,
+        objects: ObjectStore,
         *,
         keys: Keys,
+        region: str,
         seek_window: timedelta = timedelta(minutes=30),
         renditions: Renditions | None = None,
     ) -> None:
         self._bus, self._ctx, self._finder, self._objects = bus, ctx, finder, objects
         self._bucket, self._keys, self._clock = ctx.vault, keys, ctx.clock
+        self._region = region  # where phone numbers without a country code are dialled
         self._seek_window = seek_window
         self._renditions = renditions
 
@@ -114,9 +108,9 @@ class Recordings:
             raise Invalid("give at least one identifier, call id, date or agent")
         if query.start and query.end and query.start > query.end:
             raise Invalid("'from' is after 'to'")
-        pairs = query.subject.normalized(self._keys.region)
+        pairs = query.subject.normalized(self._region)
         criteria = SearchCriteria(
-            digests=subject_keys(self._keys.hash, pairs).digests,
+            digests=subject_keys(self._keys.hasher, pairs).digests,
             call_ids=query.call_ids,
             start=query.start,
             end=query.end,
@@ -170,7 +164,7 @@ class Recordings:
         dek = self._keys.unwrap(
             recording.wrapped_key, recording.master_key_id, recording.recording_id
         )
-        personal = crypto.open_json(dek, recording.recording_id, recording.customer_sealed)
+        personal = self._keys.open(dek, recording.recording_id, recording.customer_sealed)
         return {"name": personal.get("name"), "email": personal.get("email")}
 
     def _record(self, accesses: Iterable[Access], unless_since: datetime | None = None) -> None:
@@ -267,34 +261,20 @@ class Recordings:
         )
 
     def _original(self, recording: Recording) -> playback.Original:
-        header = self._header(recording)
-        return playback.Original(
-            recording.content_type or "application/octet-stream",
-            recording.size_bytes or 0,
-            lambda first, last: self._plaintext(recording, header, first, last),
-        )
-
-    def _header(self, recording: Recording) -> bytes:
-        try:
-            return b"".join(
-                self._objects.get_range(self._bucket, recording.object_key, 0, crypto.HEADER_SIZE)
-            )
-        except ObjectMissing:
-            raise NotFound("the recording's audio is missing from the vault") from None
-
-    def _plaintext(
-        self, recording: Recording, header: bytes, first: int, last: int
-    ) -> Iterator[bytes]:
         assert recording.wrapped_key is not None
-        assert recording.size_bytes is not None
-        span = crypto.segment_span(recording.size_bytes, first, last)
         dek = self._keys.unwrap(
             recording.wrapped_key, recording.master_key_id, recording.recording_id
         )
-        chunks = self._objects.get_range(
-            self._bucket, recording.object_key, span.cipher_offset, span.cipher_length
-        )
-        yield from crypto.decrypt_range(dek, recording.recording_id, header, chunks, span)
+
+        def ciphertext(offset: int, length: int) -> Iterator[bytes]:
+            return self._objects.get_range(self._bucket, recording.object_key, offset, length)
+
+        size = recording.size_bytes or 0
+        try:
+            ranges = self._keys.ranges(dek, recording.recording_id, size, ciphertext)
+        except ObjectMissing:
+            raise NotFound("the recording's audio is missing from the vault") from None
+        return playback.Original(recording.content_type or "application/octet-stream", size, ranges)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -110,7 +110,7 @@ def _free(recordings: list[Recording], uow: Any) -> list[Recording]:
 def repair_hold_drift(command: RepairHoldDrift, ctx: Context) -> str:
     with ctx.uow() as uow:
         uow.lock_holds(exclusive=False)
-        recordings = uow.recordings.lock(uow.recordings.held_flags_in_doubt())
+        recordings = uow.recordings.lock(uow.scans.held_flags_in_doubt())
         covered = uow.holds.covered(recordings)
         repaired = [r for r in recordings if r.set_held(r.recording_id in covered)]
         for recording in repaired:
@@ -144,4 +144,4 @@ def sync_legal_holds(command: SyncLegalHolds, ctx: Context) -> str:
 def _set_legal_hold(recording: Recording, on: bool, ctx: Context) -> None:
     target = VersionRef(recording.object_key, recording.object_version)
     with contextlib.suppress(ObjectMissing):  # purged meanwhile, or missing (reconcile says so)
-        ctx.objects.set_legal_hold(ctx.vault, target, on)
+        ctx.legal_holds.set_legal_hold(ctx.vault, target, on)

@@ -129,7 +129,7 @@ def _problems(mine: list[KeyCheck], stored: Stored) -> Iterable[str]:
 def _prove(uow: UnitOfWork, keys: Keys, check: KeyCheck) -> None:
     """Before the first check value of a kind is stored, make sure the key fits the data an
     earlier version stored (a database migrated with the wrong key would be trusted)."""
-    sample = uow.recordings.page("", SAMPLE)
+    sample = uow.scans.page("", SAMPLE)
     if check.kind == "hash":
         named = [r for r in sample if r.call_id is not None]
         if named and call_digest(keys.hasher, named[0].call_id or "") != named[0].call_digest:
@@ -162,7 +162,7 @@ def rewrap_data_keys(command: RewrapDataKeys, ctx: Context) -> str:
     keys, now = ctx.keys, ctx.clock()
     current = keys.current_master_id
     with ctx.uow() as uow:
-        ids = uow.recordings.wrapped_elsewhere(current, command.after_id, command.limit)
+        ids = uow.scans.wrapped_elsewhere(current, command.after_id, command.limit)
         moved, old = [], set()
         for recording in uow.recordings.lock(ids):
             wrapped, previous = recording.wrapped_key, recording.master_key_id
@@ -182,7 +182,7 @@ def rewrap_data_keys(command: RewrapDataKeys, ctx: Context) -> str:
 def retire_master_keys(command: RetireMasterKeys, ctx: Context) -> str:
     now, current = ctx.clock(), ctx.keys.current_master_id
     with ctx.uow() as uow:
-        left = uow.recordings.count_wrapped_elsewhere(current)
+        left = uow.counts.count_wrapped_elsewhere(current)
         if left:
             return f"pending:{left}"
         uow.holds.reseal()
@@ -226,7 +226,7 @@ def begin_hash_rotation(ctx: Context) -> str | None:
 def rekey_digests(command: RekeyDigests, ctx: Context) -> str:
     keys, region = ctx.keys, ctx.settings.default_region
     with ctx.uow() as uow:
-        page = uow.recordings.page(command.after_id, command.limit)
+        page = uow.scans.page(command.after_id, command.limit)
         stale = [
             r.recording_id
             for r in page
@@ -314,7 +314,7 @@ def _calls_on_record(uow: UnitOfWork, keys: Keys, old: Mac, wanted: set[str]) ->
     """Old to new call digests of stored recordings whose old call digest is ``wanted``."""
     found: dict[str, str] = {}
     after = ""
-    while page := uow.recordings.page(after, 1000):
+    while page := uow.scans.page(after, 1000):
         after = page[-1].recording_id
         for recording in page:
             if recording.call_id is not None:
@@ -330,7 +330,7 @@ def _mapped_by_records(
     """Old to new digests of the identifiers on record whose old digest is ``wanted``."""
     found: dict[bytes, bytes] = {}
     after = ""
-    while page := uow.recordings.page(after, 1000):
+    while page := uow.scans.page(after, 1000):
         after = page[-1].recording_id
         for recording in page:
             personal = _personal(keys, recording)

@@ -106,7 +106,7 @@ def _clear_legal_holds(targets: list[VersionRef], ctx: Context) -> None:
         if target.is_delete_marker:
             continue
         try:
-            ctx.objects.set_legal_hold(ctx.vault, target, False)
+            ctx.legal_holds.set_legal_hold(ctx.vault, target, False)
         except ObjectMissing:
             continue
 

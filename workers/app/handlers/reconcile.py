@@ -96,7 +96,7 @@ def _recordings(ctx: Context) -> Iterator[Recording]:
     after = "00000000-0000-0000-0000-000000000000"  # recording ids are uuids: start below all
     while True:
         with ctx.uow() as uow:
-            page = uow.recordings.page(after, PAGE)
+            page = uow.scans.page(after, PAGE)
         if not page:
             return
         yield from page
@@ -128,7 +128,7 @@ def _repair(found: Reconciliation, ctx: Context, now: datetime) -> dict[str, int
         sync_legal_holds(SyncLegalHolds(tuple(found.legal_hold_mismatch)), ctx)
     if found.overdue_not_purged:
         purge(found.overdue_not_purged, PurgeReason.RETENTION, ctx)
-    aborted = ctx.objects.abort_stale_uploads(ctx.vault, now - STALE_UPLOAD)
+    aborted = ctx.buckets.abort_stale_uploads(ctx.vault, now - STALE_UPLOAD)
     return {
         "orphan_objects_deleted": len(found._orphans),
         "legal_holds_synced": len(found.legal_hold_mismatch),

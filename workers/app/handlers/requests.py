@@ -36,6 +36,7 @@ from ...domain.model import (
     purge_reason_for,
 )
 from ...domain.retention import rfc3339
+from ...domain.text import N_
 from ..context import Context
 from ..letters import Erasure
 from ..ports.objects import ObjectMissing
@@ -50,7 +51,7 @@ from .exports import (
 from .purge import purge
 from .subjects import rectify_recording
 
-HELD_REASON = (
+HELD_REASON = N_(  # the answer's reason; the console shows it in the DPO's language
     "some recordings are kept under a legal hold for the establishment, exercise or defence "
     "of legal claims (GDPR Art. 17(3)(e)); they will be erased when the hold is released"
 )
@@ -89,7 +90,9 @@ def _begin(request: DsrRequest, ctx: Context) -> RequestRecord | None:
         if record is not None:
             return None if record.answered else record
         matched = uow.recordings.matching(digests, request.tenant)
-        record = RequestRecord.begin(request, {r.recording_id: r.call_id or "" for r in matched})
+        calendar = ctx.settings.localities.calendar_of(request.tenant)
+        matches = {r.recording_id: r.call_id or "" for r in matched}
+        record = RequestRecord.begin(request, matches, calendar)
         if not uow.requests.add(record):
             raise TransientError("the request is being recorded by another worker")
         if request.type in (DsrType.ERASURE, DsrType.OBJECTION):
@@ -115,7 +118,7 @@ def reject_request(command: RejectRequest, ctx: Context) -> str:
     with ctx.uow() as uow:
         if uow.requests.get(command.request_id, lock=True) is not None:
             return "duplicate"
-        record = RequestRecord.rejected(command, now)
+        record = RequestRecord.rejected(command, ctx.settings.localities.calendar)
         record.answer(
             DsrStatus.REJECTED, _data(record, DsrStatus.REJECTED, [], now, command.reason), now
         )

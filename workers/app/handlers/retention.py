@@ -37,9 +37,7 @@ def announce_due(command: AnnounceDue, ctx: Context) -> str:
 
 def resume_stalled_purges(command: ResumeStalledPurges, ctx: Context) -> str:
     announced_before = ctx.clock() - STALLED_AFTER
-    stalled = ctx.read(
-        lambda uow: uow.recordings.stalled(announced_before, ctx.settings.purge_batch)
-    )
+    stalled = ctx.read(lambda uow: uow.scans.stalled(announced_before, ctx.settings.purge_batch))
     if stalled:
         purge(stalled, PurgeReason.RETENTION, ctx)
     return f"resumed:{len(stalled)}"

@@ -158,12 +158,6 @@ class Registers(Protocol):
         ...
 
 
-class RangedObjects(Protocol):
-    def get_range(self, bucket: str, key: str, offset: int, length: int) -> Iterator[bytes]:
-        """``length`` bytes of the object from ``offset``; ObjectMissing when absent."""
-        ...
-
-
 @dataclass(frozen=True)
 class AudioForm:
     """What callvault knows of a recording's audio before decoding it."""

@@ -9,7 +9,7 @@ where they never leave it - handlers see the same operations either way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -71,6 +71,19 @@ class Keys(Protocol):
     def decrypt(
         self, data_key: bytes, recording_id: str, chunks: Iterable[bytes]
     ) -> Iterator[bytes]: ...
+
+    def ranges(
+        self,
+        data_key: bytes,
+        recording_id: str,
+        size: int,
+        read: Callable[[int, int], Iterable[bytes]],
+    ) -> Callable[[int, int], Iterator[bytes]]:
+        """Plaintext ranges of a recording of ``size`` bytes whose ciphertext ``read(offset,
+        length)`` returns: the ciphertext's header is read at once (:class:`ObjectMissing`
+        when the object is absent); each range ``(first, last)`` (inclusive) then reads and
+        authenticates only the segments that hold it."""
+        ...
 
     def seal(self, data_key: bytes, recording_id: str, value: dict[str, Any]) -> bytes: ...
 

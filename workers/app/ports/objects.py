@@ -31,11 +31,12 @@ class VersionRef:
 
 
 class ObjectStore(Protocol):
-    def ensure_bucket(self, bucket: str, *, versioned: bool, object_lock: bool) -> None: ...
+    """The data path: objects written, read, listed by version, deleted, shared by link."""
 
-    def has_object_lock(self, bucket: str) -> bool: ...
-
-    def is_versioned(self, bucket: str) -> bool: ...
+    def is_versioned(self, bucket: str) -> bool:
+        """Whether the bucket keeps versions (deleting an object for good then means deleting
+        each version)."""
+        ...
 
     def put_stream(
         self,
@@ -57,7 +58,10 @@ class ObjectStore(Protocol):
 
     def get_range(
         self, bucket: str, key: str, offset: int, length: int, *, version_id: str | None = None
-    ) -> Iterator[bytes]: ...
+    ) -> Iterator[bytes]:
+        """``length`` bytes of the object from ``offset`` (fewer at its end);
+        :class:`ObjectMissing` when absent."""
+        ...
 
     def list_versions(self, bucket: str, key: str) -> list[ObjectVersion]: ...
 
@@ -74,10 +78,31 @@ class ObjectStore(Protocol):
         """Delete the current object of an unversioned bucket; absent is not an error."""
         ...
 
-    def abort_stale_uploads(self, bucket: str, older_than: datetime) -> int: ...
+    def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str: ...
 
-    def set_legal_hold(self, bucket: str, target: VersionRef, on: bool) -> None: ...
+
+class LegalHolds(Protocol):
+    """The object lock's legal hold on single versions: a held version cannot be deleted."""
+
+    def set_legal_hold(self, bucket: str, target: VersionRef, on: bool) -> None:
+        """:class:`ObjectMissing` when the version does not exist."""
+        ...
 
     def legal_hold(self, bucket: str, target: VersionRef) -> bool: ...
 
-    def presigned_get(self, bucket: str, key: str, expires: timedelta) -> str: ...
+
+class Buckets(Protocol):
+    """Setting buckets up and keeping them tidy: what ``migrate`` and reconcile do."""
+
+    def ensure_bucket(self, bucket: str, *, versioned: bool, object_lock: bool) -> None: ...
+
+    def has_object_lock(self, bucket: str) -> bool: ...
+
+    def abort_stale_uploads(self, bucket: str, older_than: datetime) -> int:
+        """Abort the multipart uploads begun before ``older_than`` (a crashed writer's);
+        returns how many."""
+        ...
+
+
+class ObjectStorage(ObjectStore, LegalHolds, Buckets, Protocol):
+    """One object store: its data path, its legal holds, its buckets."""

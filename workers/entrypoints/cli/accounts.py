@@ -24,7 +24,6 @@ def _by() -> str:
 def _accounts() -> Iterator[Any]:
     """The console's accounts over callvault's database; console refusals become one line
     and an exit code like every other failure (``entrypoints.cli.common``)."""
-    from ...adapters.http.composition import staff_accounts
     from ...app.console import errors
     from .common import EXIT_FAILED, EXIT_NOT_FOUND, container, fail, user_errors
 
@@ -32,7 +31,7 @@ def _accounts() -> Iterator[Any]:
         if built.settings.migrate_on_start:
             built.migrate_schema()
         try:
-            yield staff_accounts(built.ctx, built.console_reads.tallies, ring=built.keys)
+            yield built.accounts
         except errors.NotFound as exc:
             fail(str(exc), EXIT_NOT_FOUND)
         except errors.ConsoleError as exc:

@@ -110,7 +110,7 @@ def keys_rotate(batch: int) -> None:
     with user_errors(), container() as built:
         verify_keys(built.ctx, register=True)  # the new master key is registered first
         current = built.keys.current_master_id
-        total = built.ctx.read(lambda uow: uow.recordings.count_wrapped_elsewhere(current))
+        total = built.ctx.read(lambda uow: uow.counts.count_wrapped_elsewhere(current))
         done = _batches(
             built, total, "re-wrapping data keys", lambda after: m.RewrapDataKeys(after, batch)
         )
@@ -147,7 +147,7 @@ def keys_rehash(batch: int) -> None:
         if previous is None:
             click.echo("the digests are keyed with CALLVAULT_HASH_KEY already")
             return
-        total = built.ctx.read(lambda uow: uow.recordings.count_by_status()).get("stored", 0)
+        total = built.ctx.read(lambda uow: uow.counts.count_by_status()).get("stored", 0)
         done = _batches(
             built, total, "re-keying digests", lambda after: m.RekeyDigests(after, batch)
         )

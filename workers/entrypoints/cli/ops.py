@@ -134,7 +134,7 @@ def reconcile(repair: bool, orphan_grace: str, yes: bool, as_json: bool) -> None
     with user_errors(), container() as built:
         total = sum(
             v
-            for k, v in built.ctx.read(lambda uow: uow.recordings.count_by_status()).items()
+            for k, v in built.ctx.read(lambda uow: uow.counts.count_by_status()).items()
             if k != "held"
         )
         with Progress(transient=True) as progress:
