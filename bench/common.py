@@ -199,6 +199,12 @@ def assign_from_start(consumer: Any, topic: str, timeout: float = 60) -> None:
         consumer.position(partition)  # resolves the start offset now
 
 
+def calls_in(events: list[dict[str, Any]]) -> int:
+    """Distinct calls among ``recording.stored`` events (the outbox publishes at least once:
+    a count of events may include a repeat)."""
+    return len({e["data"]["call_id"] for e in events})
+
+
 class Reader:
     """Reads every event of one topic from the beginning, keeping what it has seen."""
 
