@@ -253,6 +253,21 @@ def test_the_users_choice_of_language_wins_over_the_browsers(cw: ConsoleWorld) -
     assert client.post("/language", data={"language": "en"}).status_code == 403  # no token
 
 
+def test_the_sign_in_page_offers_each_language_and_remembers_the_choice(
+    cw: ConsoleWorld,
+) -> None:
+    browser = cw.client(language="lt")
+    page = browser.get("/login")
+    assert '<html lang="lt">' in page.text
+    assert 'href="/login?lang=en"' in page.text
+    chosen = browser.get("/login?lang=en")
+    assert '<html lang="en">' in chosen.text
+    assert "Sign in" in chosen.text
+    assert '<html lang="en">' in browser.get("/login").text  # remembered in this browser
+    assert '<html lang="lt">' in browser.get("/login?lang=lt").text
+    assert '<html lang="lt">' in cw.client(language="lt").get("/login?lang=xx").text
+
+
 def test_unknown_pages_answer_a_person_with_a_page(cw: ConsoleWorld) -> None:
     client, _ = sign_in(cw, "dpo1")
     client.headers["accept-language"] = "lt"

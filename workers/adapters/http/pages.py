@@ -104,6 +104,10 @@ def localities_of(request: Request) -> Localities:
     return localities
 
 
+LANGUAGE_COOKIE = "callvault_language"  # a language code only: no personal data
+LANGUAGE_COOKIE_TTL = 365 * 24 * 3600
+
+
 def localizer(request: Request, principal: Principal | None) -> Localizer:
     """The reader's language - their choice, else their browser's, else their tenants'
     (``Localities.language_for``) - and their calendar: their tenants' time zone
@@ -112,6 +116,7 @@ def localizer(request: Request, principal: Principal | None) -> Localizer:
     tenants = principal.tenants if principal else frozenset()
     language = (
         (principal.language if principal else None)
+        or chosen_before_sign_in(request)
         or negotiate(request.headers.get("accept-language"))
         or localities.language_for(tenants)
     )
@@ -193,6 +198,14 @@ def _lines(text: str | None) -> tuple[str, ...]:
 
 
 # --- sign-in ----------------------------------------------------------------------------------
+def chosen_before_sign_in(request: Request) -> str | None:
+    """The language picked on the sign-in page (``?lang=``, then remembered in a cookie)."""
+    for picked in (request.query_params.get("lang"), request.cookies.get(LANGUAGE_COOKIE)):
+        if picked in LANGUAGES:
+            return picked
+    return None
+
+
 @router.get("/login")
 def login_form(request: Request) -> HTMLResponse:
     cookies = Response()
@@ -202,6 +215,15 @@ def login_form(request: Request) -> HTMLResponse:
     )
     for value in cookies.headers.getlist("set-cookie"):
         page.headers.append("set-cookie", value)
+    if (picked := chosen_before_sign_in(request)) is not None:
+        page.set_cookie(
+            LANGUAGE_COOKIE,
+            picked,
+            max_age=LANGUAGE_COOKIE_TTL,
+            httponly=True,
+            samesite="lax",
+            secure=sessions_of(request).secure,
+        )
     return page
 
 
