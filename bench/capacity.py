@@ -49,19 +49,28 @@ class CountingBus:
         self._bus.close()
 
 
-def _db_stats(url: str, name: str) -> dict[str, int]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            f"SELECT {', '.join(_DB_COUNTERS)} FROM pg_stat_database WHERE datname = %s",  # noqa: S608 - constant columns
-            (name,),
-        ).fetchone()
-        sizes = conn.execute(
-            "SELECT relname, pg_total_relation_size(relid) FROM pg_stat_user_tables "
-            "WHERE relname = ANY(%s)",
-            (list(_TABLES),),
-        ).fetchall()
-    assert row is not None
-    return dict(zip(_DB_COUNTERS, row, strict=True)) | {f"bytes_{r}": s for r, s in sizes}
+def _db_stats(url: str, name: str, *, ended: bool = True, timeout: float = 30) -> dict[str, int]:
+    """The database's counters; with ``ended``, once every other backend has ended and
+    reported them (a backend reports its statistics when it ends): read until no other backend
+    is connected and two reads agree. Sizes include every partition."""
+    deadline = time.monotonic() + timeout
+    previous: tuple[Any, ...] | None = None
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                f"SELECT numbackends, {', '.join(_DB_COUNTERS)} FROM pg_stat_database "  # noqa: S608 - constant columns
+                "WHERE datname = %s",
+                (name,),
+            ).fetchone()
+            assert row is not None
+            settled = row[0] <= 1 and row == previous
+            if not ended or settled or time.monotonic() > deadline:
+                break
+            previous = row
+            time.sleep(0.2)
+        sizes = {f"bytes_{t}": bulk.relation_bytes(conn, t) for t in _TABLES}
+    return dict(zip(_DB_COUNTERS, row[1:], strict=True)) | sizes
 
 
 def _per(after: dict[str, int], before: dict[str, int], n: int) -> dict[str, float]:
@@ -92,12 +101,11 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
         sample = common.cloudevent(
             "callvault.call.ended.v1", common.call_data("cap-0", "s3://landing/incoming/x.wav")
         )
-        before = _db_stats(url, name)
+        before = _db_stats(url, name, ended=False)
         log(f"capacity: storing {n} calls")
         common.store_calls(container, call_ids, common.wav_bytes(AUDIO_BYTES), 4)
         _settle(container)
         container.close()  # a backend reports its statistics when it ends
-        time.sleep(1.5)
         stored = _db_stats(url, name)
         ingest_s3 = objects.report(n)
         ingest_kafka = (dict(kafka.messages), dict(kafka.bytes))
@@ -111,7 +119,6 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
             pass
         _settle(purger)
         purger.close()
-        time.sleep(1.5)
         purged = _db_stats(url, name)
         hash_key = purger.keys.hasher
         ids = [recording_id_for(hash_key, c) for c in call_ids]

@@ -24,6 +24,7 @@ from testbed.probes import metrics_text, wait_for
 from testbed.stack import Instance, read_stack_env, stop_processes
 from testbed.stack import drop_instance as drop_test_instance
 from testbed.stack import new_instance as new_test_instance
+from workers.adapters.kafka import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_ENV = ROOT / ".local" / "stack.env"
@@ -198,6 +199,12 @@ def assign_from_start(consumer: Any, topic: str, timeout: float = 60) -> None:
         consumer.position(partition)  # resolves the start offset now
 
 
+def calls_in(events: list[dict[str, Any]]) -> int:
+    """Distinct calls among ``recording.stored`` events (the outbox publishes at least once:
+    a count of events may include a repeat)."""
+    return len({e["data"]["call_id"] for e in events})
+
+
 class Reader:
     """Reads every event of one topic from the beginning, keeping what it has seen."""
 
@@ -236,17 +243,8 @@ def stamp(moment: datetime) -> str:
 
 
 def cloudevent(event_type: str, data: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "urn:bench:telephony",
-            "type": event_type,
-            "time": stamp(datetime.now(UTC)),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
-    ).encode()
+    """A telephony system's event, in callvault's envelope (the Kafka codec's)."""
+    return codec.encode(codec.envelope(event_type, data, source="urn:bench:telephony"))
 
 
 def call_data(

@@ -101,7 +101,8 @@ def erasures(inst: Instance, quick: bool, others: int) -> dict[str, Any]:
                 customer={"email": who["email"], "customer_id": who["customer_id"]},
             )
         producer.flush()
-        stored.until(lambda ev: len(ev) >= n_calls + big, 60 + n_calls + big)
+        # every call stored before the first erasure (else a late one makes an answer partial)
+        stored.until(lambda ev: common.calls_in(ev) >= n_calls + big, 60 + n_calls + big)
         log(f"dsr: {requests} erasure requests, one at a time")
         dsr_topic = inst.topic("dsr_requests")
         for k in range(requests):

@@ -126,7 +126,7 @@ def calibrate(inst: Instance, uris: list[str]) -> float:
         for i, uri in enumerate(uris):
             producer.send_call(inst.topic("calls_ended"), f"calibrate-{i}", uri)
         producer.flush()
-        done = stored.until(lambda ev: len(ev) >= len(uris), 60 + len(uris))
+        done = stored.until(lambda ev: common.calls_in(ev) >= len(uris), 60 + len(uris))
     finally:
         producer.close()
         stored.close()

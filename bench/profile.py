@@ -101,7 +101,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
             for i in range(ingest.WARMUP):
                 producer.send_call(topic, f"warm-{i}", uris[i])
             producer.flush()
-            reader.until(lambda ev: len(ev) >= ingest.WARMUP, 120)
+            reader.until(lambda ev: common.calls_in(ev) >= ingest.WARMUP, 120)
             log(f"profile: py-spy on the worker while it ingests {n} calls")
             sampler = subprocess.Popen(
                 [
@@ -126,7 +126,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
             for i in range(n):
                 producer.send_call(topic, f"prof-{i}", uris[ingest.WARMUP + i])
             producer.flush()
-            done = reader.until(lambda ev: len(ev) >= n + ingest.WARMUP, 60 + n * 2)
+            done = reader.until(lambda ev: common.calls_in(ev) >= n + ingest.WARMUP, 60 + n * 2)
             cpu = common.cpu_seconds(worker.pid) - cpu
             sampler.send_signal(2)  # SIGINT: py-spy writes what it has
             sampler.wait(timeout=60)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from .adapters.fetch import AudioFetcher
+from .adapters.kafka import codec
 from .adapters.kafka.bus import DeadLetter, KafkaBus, read_topic
 from .adapters.kafka.codec import Codec
 from .adapters.kafka.lag import ConsumerLag, LagProbe
@@ -303,8 +304,9 @@ class App:
     @cached_property
     def dead_letters(self) -> DeadLetters:
         s = self.settings
+        encode = partial(codec.record, source=s.source_uri)
         return DeadLetters(
-            self.bus, s.topic_deadletter, s.source_uri, self.metrics, self.retry, self.clock
+            self.bus, s.topic_deadletter, encode, self.metrics, self.retry, self.clock
         )
 
     @cached_property

@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from testbed.probes import metrics_text, wait_for
 from testbed.stack import Instance, stop_processes
+from workers.adapters.kafka import codec
 from workers.bootstrap import object_store
 from workers.domain.audio import pcm_wav
 from workers.settings import Settings, load_settings
@@ -42,17 +43,9 @@ def stamp(moment: datetime) -> str:
 
 
 def cloudevent(event_type: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
-    return json.dumps(
-        {
-            "specversion": "1.0",
-            "id": event_id or str(uuid.uuid4()),
-            "source": "urn:test:telephony",
-            "type": event_type,
-            "time": stamp(datetime.now(UTC)),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
-    ).encode()
+    """An input event, in callvault's envelope (the Kafka codec's)."""
+    envelope = codec.envelope(event_type, data, source="urn:test:telephony", id=event_id)
+    return codec.encode(envelope)
 
 
 class Callvault:

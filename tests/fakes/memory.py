@@ -22,6 +22,7 @@ from tests.fakes.console import (
     MemoryRegistrations,
     project_accesses,
 )
+from workers.adapters.kafka import codec
 from workers.app import followups
 from workers.app.effects import effects_of
 from workers.app.ports.keys import KeyCheck
@@ -683,12 +684,13 @@ class MemoryUnitOfWork:
             self._db.fail_commits -= 1
             raise TransientError("fake database unavailable")
         state = self._db.state
-        effects = effects_of(self._events, self._db.source, self._db.clock())
+        effects = effects_of(self._events, self._db.clock())
         for audit in effects.audit:
             _append_audit(state, audit.action, audit.entity_id, audit.details, audit.at)
         project_accesses(state.console, state.audit[len(state.audit) - len(effects.audit) :])
         for event in effects.outbound:
-            state.outbox.append(Outbound(state.next_id(), event.topic, event.key, event.cloudevent))
+            cloudevent = codec.outbound(event, self._db.source)
+            state.outbox.append(Outbound(state.next_id(), event.topic, event.key, cloudevent))
             state.outbox_times.append(self._db.clock())
         for command in effects.follow_ups:
             kind, payload = followups.encode(command)

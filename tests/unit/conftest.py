@@ -28,6 +28,7 @@ import pytest
 from tests.fakes.letters import FakeTypesetter
 from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
 from workers.adapters.fetch import AudioFetcher
+from workers.adapters.kafka import codec
 from workers.adapters.kafka.codec import Codec
 from workers.adapters.metrics import Metrics
 from workers.app.background import refresh_gauges
@@ -183,15 +184,14 @@ _ids = itertools.count(1)
 
 
 def cloudevent(event_type: str, data: dict[str, Any], *, event_id: str | None = None) -> dict:
-    return {
-        "specversion": "1.0",
-        "id": event_id or f"test-event-{next(_ids)}",
-        "source": "//tests.example/unit",
-        "type": event_type,
-        "time": "2025-03-14T10:21:03Z",
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+    """An input event in callvault's envelope (the Kafka codec's), at a fixed time."""
+    return codec.envelope(
+        event_type,
+        data,
+        source="//tests.example/unit",
+        id=event_id or f"test-event-{next(_ids)}",
+        time=datetime(2025, 3, 14, 10, 21, 3, tzinfo=UTC),
+    )
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -159,3 +159,18 @@ def test_only_the_composition_root_constructs_adapters(path: Path) -> None:
     if str(path.relative_to(ROOT)) in OWN_ADAPTERS:
         pytest.skip(OWN_ADAPTERS[str(path.relative_to(ROOT))])
     assert [f"line {line}: {cls}" for line, cls in constructions(path)] == []
+
+
+def test_one_cloudevents_envelope_builder() -> None:
+    """Every event callvault, its bench and its tests write is built by the Kafka codec's
+    ``envelope``: no other dictionary names ``specversion``."""
+    builder = WORKERS / "adapters" / "kafka" / "codec.py"
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in python_files(WORKERS, ROOT / "bench", ROOT / "testbed", ROOT / "tests")
+        if path != builder
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Dict)
+        and any(isinstance(k, ast.Constant) and k.value == "specversion" for k in node.keys)
+    ]
+    assert found == []

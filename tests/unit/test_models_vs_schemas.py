@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from workers.adapters.kafka import codec
 from workers.adapters.kafka.codec import Codec, schema_dir
 from workers.adapters.keys import software_key_ring
 from workers.app.effects import effects_of
@@ -76,8 +77,8 @@ def _answer(status: DsrStatus, data: dict[str, object]) -> list[Event]:
 
 
 def _outbound(found: list[Event]) -> dict[str, object]:
-    (event,) = effects_of(found, "urn:callvault", NOW).outbound
-    return event.cloudevent
+    (event,) = effects_of(found, NOW).outbound
+    return codec.outbound(event, "urn:callvault")
 
 
 def built_events() -> dict[str, dict[str, object]]:
@@ -170,7 +171,7 @@ def test_every_event_callvault_builds_matches_its_schema(name: str) -> None:
     event_type = name.split("#")[0]
     data = built_events()[name]
     CODEC.check(event_type, data)
-    envelope = events.cloudevent(event_type, "urn:callvault", "x", NOW, dict(data))
+    envelope = codec.envelope(event_type, dict(data), source="urn:callvault", time=NOW)
     CODEC.check("cloudevent", envelope)
 
 

@@ -277,3 +277,22 @@ def test_every_due_recording_is_announced_in_batches(make_world: Any, batch: int
     assert announced == 5
     assert len(world.published("recordings.purged")) == 5
     assert {d["call_id"] for d in world.data("retention.due")} == {f"c{i}" for i in range(5)}
+
+
+class _Strays:
+    """Partitions upkeep that made one month and found rows in a DEFAULT partition."""
+
+    def ensure_partitions(self) -> list[str]:
+        return ["recordings_y2031m01"]
+
+    def stray_rows(self) -> dict[str, int]:
+        return {"recordings": 3, "audit_log": 0}
+
+
+def test_rows_in_a_default_partition_are_counted_for_the_alert(world: World) -> None:
+    from workers.app.background import maintain_partitions
+
+    assert maintain_partitions(world.ctx, _Strays()) == ["recordings_y2031m01"]
+    sample = world.metrics.registry.get_sample_value
+    assert sample("callvault_partition_default_rows", {"table": "recordings"}) == 3
+    assert sample("callvault_partition_default_rows", {"table": "audit_log"}) == 0

@@ -3,19 +3,15 @@ as the DSR portal sends them (under the console's own Kafka principal)."""
 
 from __future__ import annotations
 
-import json
 import threading
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from ..app.ports.bus import EventBus
 from ..domain import events
-from ..domain.retention import rfc3339
-from .kafka.codec import Codec
+from .kafka import codec
 
-CODEC = Codec()
+CODEC = codec.Codec()
 
 
 class _Publisher:
@@ -29,19 +25,11 @@ class _Publisher:
 
     def _send(self, event_type: str, key: str, data: dict[str, Any]) -> None:
         CODEC.check(event_type, data)
-        event = {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": self._source,
-            "type": event_type,
-            "time": rfc3339(datetime.now(UTC)),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
+        value = codec.encode(codec.envelope(event_type, data, source=self._source))
         with self._lock:
             if self._bus is None:
                 self._bus = self._bus_factory()
-            self._bus.publish([(self._topic, key, json.dumps(event).encode())])
+            self._bus.publish([(self._topic, key, value)])
 
 
 class BusRequests(_Publisher):

@@ -70,13 +70,13 @@ class Effects:
     follow_ups: list[Command] = field(default_factory=list)
 
 
-def effects_of(events: list[Event], source: str, now: datetime) -> Effects:
+def effects_of(events: list[Event], now: datetime) -> Effects:
     """The rows to write for one commit's events, in the order the events were recorded;
     follow-ups of one kind are merged into one command per commit."""
     effects = Effects()
     for event in events:
         _audit(event, now, effects.audit)
-        _outbound(event, source, now, effects.outbound)
+        _outbound(event, now, effects.outbound)
     effects.follow_ups = _follow_ups(events)
     return effects
 
@@ -182,38 +182,37 @@ def _audit_console(event: Event, into: list[AuditRecord]) -> None:
             pass
 
 
-def _outbound(event: Event, source: str, now: datetime, into: list[ce.OutboundEvent]) -> None:
+def _outbound(event: Event, now: datetime, into: list[ce.OutboundEvent]) -> None:
     match event:
         case RecordingStored(recording=r):
             data = ce.stored_data(r)
-            into.append(_event("recordings_stored", ce.STORED, source, r.recording_id, now, data))
+            into.append(_event("recordings_stored", ce.STORED, r.recording_id, now, data))
         case CallDiscarded(call_id=call_id, tenant=tenant, at=at):
             data = ce.discarded_data(call_id, tenant)
-            into.append(_event("recordings_purged", ce.DISCARDED, source, call_id, at, data))
+            into.append(_event("recordings_purged", ce.DISCARDED, call_id, at, data))
         case RecordingDue(recording=r, at=at):
             data = ce.due_data(r)
-            into.append(_event("retention_due", ce.DUE, source, r.recording_id, at, data))
+            into.append(_event("retention_due", ce.DUE, r.recording_id, at, data))
         case RecordingPurged(recording=r, call_id=call_id):
             data = ce.purged_data(r, call_id)
             at = r.purged_at or now
-            into.append(_event("recordings_purged", ce.PURGED, source, r.recording_id, at, data))
+            into.append(_event("recordings_purged", ce.PURGED, r.recording_id, at, data))
         case AuditCheckpointed(checkpoint=checkpoint):
             key = str(checkpoint["seq"])
-            cloud = ce.cloudevent(ce.AUDIT_CHECKPOINT, source, key, now, checkpoint)
-            into.append(ce.OutboundEvent("audit_checkpoints", key, cloud))
+            into.append(_event("audit_checkpoints", ce.AUDIT_CHECKPOINT, key, now, checkpoint))
         case RequestAnswered(request_id=rid, data=data, revision=revision, at=at):
-            cloud = ce.cloudevent(
-                ce.DSR_COMPLETED, source, f"{rid}{revision}", at or now, data, subject=rid
+            answer = f"{rid}{revision}"
+            into.append(
+                ce.OutboundEvent("dsr_results", rid, ce.DSR_COMPLETED, answer, at or now, data, rid)
             )
-            into.append(ce.OutboundEvent("dsr_results", rid, cloud))
         case _:
             pass
 
 
 def _event(
-    topic: str, event_type: str, source: str, key: str, at: datetime, data: dict[str, Any]
+    topic: str, event_type: str, key: str, at: datetime, data: dict[str, Any]
 ) -> ce.OutboundEvent:
-    return ce.OutboundEvent(topic, key, ce.cloudevent(event_type, source, key, at, data))
+    return ce.OutboundEvent(topic, key, event_type, key, at, data)
 
 
 def _follow_ups(events: list[Event]) -> list[Command]:

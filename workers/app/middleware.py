@@ -85,7 +85,7 @@ class DeadLetters:
 
     bus: EventBus
     topic: str
-    source: str
+    encode: Callable[[events.OutboundEvent], bytes]  # the record's value (the Kafka codec's)
     metrics: Metrics
     retry: RetryPolicy
     clock: Callable[[], datetime]
@@ -120,9 +120,10 @@ class DeadLetters:
             original_event_id=delivery.event_id,
         )
         position = f"{delivery.topic}/{delivery.partition}/{delivery.offset}"
-        cloud = events.cloudevent(events.DEADLETTER, self.source, position, now, data)
         key = delivery.key.decode("utf-8", errors="replace") if delivery.key else None
-        value = events.OutboundEvent("deadletter", key or "", cloud).value()
+        value = self.encode(
+            events.OutboundEvent("deadletter", key or "", events.DEADLETTER, position, now, data)
+        )
         headers = [
             events.STRUCTURED_HEADER,
             *((events.ORIGINAL_HEADER_PREFIX + name, raw) for name, raw in delivery.headers),

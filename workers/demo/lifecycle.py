@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..adapters.kafka import codec
 from ..adapters.kafka.watch import TopicWatch
 from ..domain import events
 from ..domain.errors import ConfigError, TransientError
@@ -157,8 +158,10 @@ class Tour:
         return self.wait_one("dsr_results", lambda d: d.get("request_id") == request_id)
 
     def publish(self, logical: str, key: str, event_type: str, data: dict[str, Any]) -> None:
-        envelope = events.cloudevent(event_type, SOURCE, key, datetime.now(UTC), data)
-        value = events.OutboundEvent("", key, envelope).value()
+        envelope = codec.envelope(
+            event_type, data, source=SOURCE, id=events.event_id(event_type, key)
+        )
+        value = codec.encode(envelope)
         self.built.bus.publish([(self.built.settings.topics()[logical], key, value)])
 
     # --- what the tour shows --------------------------------------------------------------

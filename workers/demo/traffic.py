@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ..adapters.kafka import codec
 from ..domain import events
 from ..domain.audio import pcm_wav
 from ..domain.retention import rfc3339
@@ -134,10 +135,13 @@ def run(settings: Settings, count: int, rate: float, seed: int | None = None) ->
                     "uri": f"s3://{settings.landing_bucket}/{key}",
                     "size_bytes": len(audio),
                 }
-                envelope = events.cloudevent(
-                    events.CALL_ENDED, "urn:callvault:demo-pbx", call_id, datetime.now(UTC), data
+                envelope = codec.envelope(
+                    events.CALL_ENDED,
+                    data,
+                    source="urn:callvault:demo-pbx",
+                    id=events.event_id(events.CALL_ENDED, call_id),
                 )
-                bus.publish([(topic, call_id, events.OutboundEvent("", call_id, envelope).value())])
+                bus.publish([(topic, call_id, codec.encode(envelope))])
             sent += 1
             if count and sent >= count:
                 break

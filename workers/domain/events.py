@@ -4,7 +4,6 @@ phone number, a name or an e-mail (the dead-letter copy of a rejected input asid
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,44 +37,27 @@ SCHEMA_BASE = "https://callvault.dev/schemas/"  # the $id prefix of schemas/*.sc
 @dataclass(frozen=True)
 class OutboundEvent:
     """An event to publish: the logical topic (a settings name such as ``recordings_stored``),
-    the Kafka key and the CloudEvent."""
+    the Kafka key, the event's type, the id of what it is about (its stable event id derives
+    from it), when it happened and its data. ``subject`` (the entity the event is about, by
+    default ``about``) lets a consumer route without reading ``data``. On the wire it is a
+    CloudEvent: the Kafka codec's envelope (``workers.adapters.kafka.codec.outbound``)."""
 
     topic: str
     key: str
-    cloudevent: dict[str, Any]
+    type: str
+    about: str
+    at: datetime
+    data: dict[str, Any]
+    subject: str | None = None
 
-    def value(self) -> bytes:
-        return json.dumps(self.cloudevent, separators=(",", ":"), ensure_ascii=False).encode()
+    @property
+    def id(self) -> str:
+        return event_id(self.type, self.about)
 
 
 def event_id(event_type: str, *parts: str) -> str:
     """A deterministic id: a re-published event keeps its id, so consumers can drop repeats."""
     return str(uuid.uuid5(EVENT_NAMESPACE, "/".join((event_type, *parts))))
-
-
-def cloudevent(
-    event_type: str,
-    source: str,
-    subject_id: str,
-    at: datetime,
-    data: dict[str, Any],
-    *,
-    subject: str | None = None,
-) -> dict[str, Any]:
-    """An output event. Its id derives from ``subject_id``; ``subject`` (the entity the event
-    is about, by default ``subject_id``) and ``dataschema`` (the data's JSON Schema) let a
-    consumer route and validate without reading ``data``."""
-    return {
-        "specversion": "1.0",
-        "id": event_id(event_type, subject_id),
-        "source": source,
-        "type": event_type,
-        "subject": subject or subject_id,
-        "time": rfc3339(at),
-        "datacontenttype": "application/json",
-        "dataschema": dataschema(event_type),
-        "data": data,
-    }
 
 
 def dataschema(event_type: str) -> str:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
@@ -33,7 +32,7 @@ from ...domain.errors import NotAudio, SchemaViolation, TransientError
 from ...domain.identifiers import is_party
 from ...domain.retention import rfc3339
 from ..confined import Beneath, NotRegularFile, OutsideDirectory
-from ..kafka.codec import Codec
+from ..kafka.codec import Codec, encode, envelope
 from .backlog import Backlog, Pending, ProviderCopy
 from .metrics import ConnectorMetrics
 from .settings import ConnectorSettings
@@ -189,15 +188,9 @@ class Publisher:
         if call.agent_id:
             data["agent_id"] = call.agent_id
         self._codec.check(CALL_ENDED, data)
-        return {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": f"{self._settings.source_uri}:{self._metrics.connector}",
-            "type": CALL_ENDED,
-            "time": rfc3339(datetime.now(UTC)),
-            "datacontenttype": "application/json",
-            "data": data,
-        }
+        return envelope(
+            CALL_ENDED, data, source=f"{self._settings.source_uri}:{self._metrics.connector}"
+        )
 
     def _party(self, value: str, which: str) -> str:
         """The caller or callee as the telephony system gave it, when it is a phone number, a
@@ -289,7 +282,7 @@ class Publisher:
         try:
             if self._bus is None:
                 self._bus = self._new_bus()
-            self._bus.publish([(topic, call_id, json.dumps(event).encode())])
+            self._bus.publish([(topic, call_id, encode(event))])
         except (TransientError, KafkaError) as exc:
             self._metrics.failures["publish"].inc()
             self._close_bus()

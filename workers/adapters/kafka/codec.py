@@ -4,6 +4,10 @@ The JSON Schemas in ``schemas/`` are the single source of truth for the wire for
 module loads them (from the installed package, or the source tree in development) and refuses
 anything they refuse, with the contract's stable error codes.
 
+Writing, every event callvault sends - the outbox's, dead letters, the connectors', the
+console's, the command line's, the demo's - is built by :func:`envelope` (structured mode) and
+turned into a record's value by :func:`encode`.
+
 Both content modes of the CloudEvents Kafka protocol binding are read: structured (the whole
 event is the value; ``content-type: application/cloudevents+json``, or no ``ce_*`` headers) and
 binary (the attributes are ``ce_*`` headers, ``content-type`` is ``datacontenttype``, the value
@@ -12,7 +16,9 @@ is ``data``). Either way the same event is checked against the same schemas."""
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from ...domain.errors import InvalidJson, SchemaViolation
+from ...domain.events import OutboundEvent, dataschema
+from ...domain.retention import rfc3339
 
 MAX_EVENT_BYTES = 1024 * 1024
 Headers = tuple[tuple[str, bytes], ...]
@@ -92,6 +100,56 @@ class Codec:
 
     def names(self) -> list[str]:
         return sorted(self._validators)
+
+
+def envelope(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    source: str,
+    id: str | None = None,
+    subject: str | None = None,
+    time: datetime | None = None,
+) -> dict[str, Any]:
+    """The CloudEvents 1.0 envelope of an event callvault writes (structured mode): ``id``
+    by default a new one (a new event each time it is built), ``time`` by default now;
+    ``dataschema`` names the JSON Schema of ``data``, so that a consumer can validate it."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id or str(uuid.uuid4()),
+        "source": source,
+        "type": event_type,
+    }
+    if subject is not None:
+        event["subject"] = subject
+    return event | {
+        "time": rfc3339(time or datetime.now(UTC)),
+        "datacontenttype": "application/json",
+        "dataschema": dataschema(event_type),
+        "data": data,
+    }
+
+
+def outbound(event: OutboundEvent, source: str) -> dict[str, Any]:
+    """The envelope of one of callvault's own output events: its stable id, its subject."""
+    return envelope(
+        event.type,
+        event.data,
+        source=source,
+        id=event.id,
+        subject=event.subject or event.about,
+        time=event.at,
+    )
+
+
+def encode(cloudevent: dict[str, Any]) -> bytes:
+    """A Kafka record's value: the envelope as compact UTF-8 JSON."""
+    return json.dumps(cloudevent, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record(event: OutboundEvent, source: str) -> bytes:
+    """The value of the record that carries one of callvault's own output events."""
+    return encode(outbound(event, source))
 
 
 def is_binary(headers: Headers) -> bool:

@@ -28,6 +28,7 @@ from ...domain.errors import InternalError, SchemaMissing, TransientError
 from ...domain.events import OutboundEvent
 from ...domain.messages import Command, Event
 from ..crypto import TextSealer
+from ..kafka import codec
 from .audit import (
     audit_entries,
     audit_head,
@@ -259,8 +260,9 @@ class PostgresDatabase:
             )
 
 
-def _insert_outbox(conn: Connection, outbound: list[OutboundEvent]) -> None:
-    """One statement; ids follow the events' order (the relay publishes by id)."""
+def _insert_outbox(conn: Connection, outbound: list[OutboundEvent], source: str) -> None:
+    """One statement; ids follow the events' order (the relay publishes by id). A row keeps
+    the event as the relay sends it: its CloudEvent."""
     if outbound:
         conn.execute(
             "INSERT INTO outbox (topic, key, event) SELECT t, k, e FROM unnest("
@@ -268,7 +270,7 @@ def _insert_outbox(conn: Connection, outbound: list[OutboundEvent]) -> None:
             (
                 [e.topic for e in outbound],
                 [e.key for e in outbound],
-                [Jsonb(e.cloudevent) for e in outbound],
+                [Jsonb(codec.outbound(e, source)) for e in outbound],
             ),
         )  # %b: arrays sent in binary, so the JSON texts need no per-character escaping
 
@@ -350,10 +352,10 @@ class PostgresUnitOfWork:
         chain's lock is held for about one round trip."""
         conn = self.conn
         with translated():
-            effects = effects_of(self._events, self._db.source, self._db.clock())
+            effects = effects_of(self._events, self._db.clock())
             records = [(a.action, a.entity_id, a.details, a.at) for a in effects.audit]
             with conn.pipeline():
-                _insert_outbox(conn, effects.outbound)
+                _insert_outbox(conn, effects.outbound, self._db.source)
                 _insert_follow_ups(conn, effects.follow_ups)
                 head = lock_head(conn) if records else None
             with conn.pipeline():

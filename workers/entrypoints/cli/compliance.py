@@ -74,9 +74,7 @@ def hold_place(
     if case_ref:
         data["case_ref"] = case_ref
     with user_errors():
-        publish_records(
-            "holds_commands", [(hold_id, json.dumps(cloudevent(events.HOLD_PLACED, data)).encode())]
-        )
+        publish_records("holds_commands", [(hold_id, cloudevent(events.HOLD_PLACED, data))])
     click.echo(f"hold {hold_id}: placed (command published)")
 
 
@@ -91,7 +89,7 @@ def hold_release(hold_id: str) -> None:
     """Publish a hold.released command."""
     event = cloudevent(events.HOLD_RELEASED, {"hold_id": hold_id})
     with user_errors():
-        publish_records("holds_commands", [(hold_id, json.dumps(event).encode())])
+        publish_records("holds_commands", [(hold_id, event)])
     click.echo(f"hold {hold_id}: released (command published)")
 
 
@@ -229,7 +227,7 @@ def dsr_submit(
     with user_errors():
         publish_records(
             "dsr_requests",
-            [(request_id, json.dumps(cloudevent(events.DSR_REQUESTED, data)).encode())],
+            [(request_id, cloudevent(events.DSR_REQUESTED, data))],
         )
     click.echo(request_id)
 

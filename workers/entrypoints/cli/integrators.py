@@ -13,23 +13,17 @@ from typing import Any, TextIO
 import click
 from rich.progress import track
 
+from ...adapters.kafka import codec
 from ...domain import events
 from ...domain.retention import rfc3339
 from .common import container, settings, user_errors
 
+SOURCE = "urn:callvault:cli"
 
-def cloudevent(
-    event_type: str, data: dict[str, Any], source: str = "urn:callvault:cli"
-) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": source,
-        "type": event_type,
-        "time": rfc3339(datetime.now(UTC)),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+
+def cloudevent(event_type: str, data: dict[str, Any]) -> bytes:
+    """A record's value: an event the command line sends, in the Kafka codec's envelope."""
+    return codec.encode(codec.envelope(event_type, data, source=SOURCE))
 
 
 def publish_records(
@@ -133,7 +127,7 @@ def publish(
             }
             if any(customer.values()):
                 data["customer"] = {k: v for k, v in customer.items() if v}
-            records = [(data["call_id"], json.dumps(cloudevent(events.CALL_ENDED, data)).encode())]
+            records = [(data["call_id"], cloudevent(events.CALL_ENDED, data))]
         publish_records("calls_ended", records, progress=True)
     click.echo(f"published {len(records)} event(s)")
 
@@ -150,9 +144,9 @@ def _records_from(lines: TextIO) -> list[tuple[str | None, bytes]]:
         if not isinstance(value, dict):
             raise click.BadParameter(f"line {number} is not a JSON object", param_hint="--file")
         if "specversion" not in value:
-            value = cloudevent(events.CALL_ENDED, value)
+            value = codec.envelope(events.CALL_ENDED, value, source=SOURCE)
         key = (value.get("data") or {}).get("call_id")
-        records.append((key if isinstance(key, str) else None, json.dumps(value).encode()))
+        records.append((key if isinstance(key, str) else None, codec.encode(value)))
     return records
 
 
