@@ -2,6 +2,8 @@
 # Builds callvault's image with podman (no Docker engine needed):
 #
 #   deploy/image.sh            callvault:<version> from deploy/Dockerfile
+#   deploy/image.sh pkcs11     that, then callvault-softhsm:<version> with SoftHSM2's PKCS#11
+#                              library (deploy/images/pkcs11.Dockerfile) for keys in a token
 #
 # The Dockerfile takes its base as a build argument (PYTHON_IMAGE: by default the public
 # python image, pinned by digest). With CALLVAULT_IMAGE_BASE=local (the default here, where no
@@ -41,3 +43,13 @@ t0=$SECONDS
 podman_build "$IMAGE" "$REPO_ROOT" "$DEPLOY_DIR/Dockerfile" "${args[@]}" \
     --ignorefile "$DEPLOY_DIR/Dockerfile.dockerignore"
 log "built $IMAGE in $((SECONDS - t0))s ($(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%d MB", $1 / 1e6}'))"
+
+if [ "${1:-}" = pkcs11 ]; then
+    t0=$SECONDS
+    base="$IMAGE"
+    [[ "$base" == */* ]] || base="localhost/$base"
+    podman_build "${IMAGE%%:*}-softhsm:${IMAGE##*:}" "$DEPLOY_DIR/images" \
+        "$DEPLOY_DIR/images/pkcs11.Dockerfile" --build-arg "CALLVAULT_IMAGE=$base" \
+        --build-arg PACKAGES=softhsm2
+    log "built ${IMAGE%%:*}-softhsm:${IMAGE##*:} in $((SECONDS - t0))s"
+fi

@@ -6,6 +6,8 @@ real API server (tests/kube)."""
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,16 @@ import yaml
 
 from testbed.alerting import render_rules
 from testbed.helm import CI_VALUES, local_binary, refusal, render
+from workers.adapters.connectors.settings import WebhookSettings, load_connector_settings
 from workers.adapters.metrics import Metrics
+from workers.settings import load_settings
 
 pytestmark = pytest.mark.skipif(
     local_binary("helm") is None, reason="helm is not installed (`deploy/kube.sh install`)"
 )
 FULL = CI_VALUES / "full-values.yaml"
 MINIMAL = CI_VALUES / "minimal-values.yaml"
+PKCS11 = CI_VALUES / "pkcs11-values.yaml"
 RUNBOOK_URL = "https://docs.shop.example/callvault/runbooks.md"  # ci/full-values.yaml
 SECRET_SETTINGS = {
     "CALLVAULT_DATABASE_URL",
@@ -33,7 +38,19 @@ SECRET_SETTINGS = {
     "CALLVAULT_SIGNING_KEY",
     "CALLVAULT_KAFKA_SASL_PASSWORD",
     "CALLVAULT_SESSION_SECRET",
+    "CALLVAULT_PKCS11_PIN",
+    "CALLVAULT_TWILIO_AUTH_TOKEN",
 }
+KEY = base64.b64encode(bytes(range(32))).decode()
+# what a secret file holds where callvault checks its form (the others: their own names)
+SECRET_FILES = {
+    "masterKey": KEY,
+    "masterKeys": f"m1={KEY}",
+    "hashKey": KEY,
+    "hashKeysRetired": KEY,
+    "signingKey": KEY,
+}
+KEY_FILES = set(SECRET_FILES)
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +63,22 @@ def minimal() -> list[dict[str, Any]]:
     return render(MINIMAL)
 
 
+@pytest.fixture(scope="module")
+def pkcs11() -> list[dict[str, Any]]:
+    return render(PKCS11)
+
+
 def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every pod template: the Deployments' and the migrate Job's."""
+    """Every pod template: the Deployments', the connectors' StatefulSets' and the migrate
+    Job's."""
     return {
         d["metadata"]["name"]: d["spec"]["template"]["spec"]
         for d in docs
-        if d["kind"] in ("Deployment", "Job")
+        if d["kind"] in ("Deployment", "StatefulSet", "Job")
     }
 
 
@@ -80,6 +103,7 @@ def test_every_pod_runs_unprivileged_on_a_read_only_root(full: list[dict[str, An
         "shop-callvault-worker-retention",
         "shop-callvault-console",
         "shop-callvault-migrate",
+        "shop-callvault-webhooks",
     }
     for name, pod in pods.items():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -92,7 +116,8 @@ def test_every_pod_runs_unprivileged_on_a_read_only_root(full: list[dict[str, An
         assert context["allowPrivilegeEscalation"] is False, name
         assert context["capabilities"] == {"drop": ["ALL"]}, name
         writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
-        assert writable == {"/tmp", "/var/lib/callvault"}, name  # as the image test runs it
+        state = {"/var/lib/callvault/connectors"} if name.endswith("-webhooks") else set()
+        assert writable == {"/tmp", "/var/lib/callvault"} | state, name  # as the image test
         assert container["image"].startswith("registry.shop.example/callvault@sha256:"), name
 
 
@@ -191,14 +216,58 @@ def test_the_prometheus_rule_is_the_repository_rules_for_this_release(
     for path in render_rules(tmp_path, job="shop-callvault-worker", runbook_url=RUNBOOK_URL):
         expected += yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
     assert rule["spec"]["groups"] == expected
-    (monitor,) = of_kind(full, "ServiceMonitor").values()
-    (service,) = [
-        s for s in of_kind(full, "Service").values() if s["metadata"]["name"].endswith("-metrics")
+
+
+def scraped(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """The `job` label a ServiceMonitor gives -> the pods whose metrics port it scrapes."""
+    services = of_kind(docs, "Service").values()
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+    }
+    found: dict[str, set[str]] = {}
+    for monitor in of_kind(docs, "ServiceMonitor").values():
+        (endpoint,) = monitor["spec"]["endpoints"]
+        wanted = monitor["spec"]["selector"]["matchLabels"].items()
+        for service in services:
+            labels = service["metadata"]["labels"]
+            ports = {p["name"] for p in service["spec"]["ports"]}
+            if wanted <= labels.items() and endpoint["port"] in ports:
+                job = labels[monitor["spec"]["jobLabel"]]
+                found.setdefault(job, set()).update(
+                    name
+                    for name, pod in pods.items()
+                    if service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+                    and any(
+                        port["name"] == endpoint["port"]
+                        for c in pod["spec"]["containers"]
+                        for port in c["ports"]
+                    )
+                )
+    return found
+
+
+def test_prometheus_scrapes_the_workers_and_the_connectors_under_their_jobs(
+    full: list[dict[str, Any]],
+) -> None:
+    """CallvaultProviderCopiesKept reads the webhooks connector's own metrics: its pod must be
+    scraped, apart from the workers (whose `job` the worker alerts select on)."""
+    assert scraped(full) == {
+        "shop-callvault-worker": {
+            "shop-callvault-worker-ingest",
+            "shop-callvault-worker-retention",
+        },
+        "shop-callvault-connectors": {"shop-callvault-webhooks"},
+    }
+    (rule,) = of_kind(full, "PrometheusRule").values()
+    (kept,) = [
+        r
+        for group in rule["spec"]["groups"]
+        for r in group["rules"]
+        if r.get("alert") == "CallvaultProviderCopiesKept"
     ]
-    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "shop-callvault-worker"
-    assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    )
+    assert "callvault_connector_provider_copies_oldest_seconds" in kept["expr"]
 
 
 def test_keda_scales_the_ingest_workers_on_the_lag_they_export(full: list[dict[str, Any]]) -> None:
@@ -223,6 +292,8 @@ MISSING = {
     "s3.endpoint": "s3.endpoint (the object store's URL) is required",
     "secrets.hashKey.name": "secrets.hashKey.name: the name of an existing Secret is required",
     "secrets.databaseAdminUrl.name": "secrets.databaseAdminUrl.name: the name of an existing",
+    "keys.signingPublicKey": "keys.signingPublicKey: the signing key's public half",
+    "console.secretRefs.kafkaSaslPassword.name": 'the console\'s principal "console" is required',
 }
 
 
@@ -243,6 +314,41 @@ def test_what_callvault_cannot_run_without_is_required(key: str) -> None:
         ({"workers[0].roles": "{everything}"}, "value must be one of 'ingest', 'retention'"),
         ({"worker.replica": "3"}, "additional properties 'replica' not allowed"),
         ({"kafka.bootstrap": "kafka"}, "/kafka/bootstrap"),
+        ({"console.secrets[0]": "signingKey"}, "the console verifies certificates and never signs"),
+        ({"console.kafkaSaslUsername": "callvault"}, "a Kafka principal of its own"),
+        ({"keys.signingPublicKey": "c2lnbmluZw=="}, "/keys/signingPublicKey"),
+        ({"keys.backend": "pkcs11"}, "keys.pkcs11.module (the path of the HSM vendor's"),
+        (
+            {
+                "keys.backend": "pkcs11",
+                "keys.pkcs11.module": "/m.so",
+                "keys.pkcs11.tokenLabel": "t",
+            },
+            "secrets.pkcs11Pin.name: the name of an existing Secret is required",
+        ),
+        (
+            {"keys.pkcs11.env.CALLVAULT_PKCS11_PIN": "1"},
+            "invalid propertyName 'CALLVAULT_PKCS11_PIN'",
+        ),
+        ({"locale.language": "de"}, "/locale/language"),
+        ({"letters.controller.nmae": "UAB"}, "additional properties 'nmae' not allowed"),
+        ({"connectors.webhooks.enabled": "true"}, "connectors.webhooks: no provider"),
+        (
+            {
+                "connectors.webhooks.enabled": "true",
+                "connectors.webhooks.kafkaSaslUsername": "callvault",
+                "connectors.webhooks.secretRefs.twilioAuthToken.name": "twilio",
+            },
+            'the telephony system\'s own principal, not "callvault"',
+        ),
+        (
+            {
+                "connectors.webhooks.enabled": "true",
+                "connectors.webhooks.secretRefs.twilioAuthToken.name": "twilio",
+            },
+            "connectors.webhooks.secretRefs.s3AccessKey.name: the name of an existing Secret",
+        ),
+        ({"connectors.webhooks.secrets[0]": "databaseUrl"}, "/connectors/webhooks/secrets/0"),
         ({"metrics.prometheusRule.enabled": "true"}, "metrics.prometheusRule.runbookUrl"),
         (
             {
@@ -257,3 +363,133 @@ def test_values_that_would_weaken_or_break_an_installation_are_refused(
     sets: dict[str, str], reason: str
 ) -> None:
     assert reason in refusal(MINIMAL, sets=sets)
+
+
+def container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (found,) = pod_specs(docs)[name]["containers"]
+    assert isinstance(found, dict)
+    return found
+
+
+def settings_of(
+    found: dict[str, Any], files: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The container's environment in this process, each secret file a file under ``files``
+    (its name as content), as callvault would read it in the pod."""
+    for name in list(os.environ):
+        if name.startswith("CALLVAULT_"):
+            monkeypatch.delenv(name)
+    env = env_of(found)
+    for name, value in env.items():
+        if value.startswith("/etc/callvault/secrets/"):
+            path = files / value.rsplit("/", 1)[1]
+            path.write_text(SECRET_FILES.get(path.name, path.name))
+            value = str(path)
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def test_the_console_verifies_with_the_public_key_under_its_own_principal(
+    full: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    console = container(full, "shop-callvault-console")
+    files = mounted_secrets(pod_specs(full)["shop-callvault-console"])
+    assert "signingKey" not in files  # it never signs
+    assert files["kafkaSaslPassword"] == ("callvault-kafka-console", "password")
+    assert files["s3AccessKey"] == ("callvault-s3-console", "access-key")  # an S3 user of its own
+    settings_of(console, tmp_path, monkeypatch)
+    settings = load_settings()
+    assert settings.signing_key is None
+    assert settings.signing_public_key == "GCGFpfud9aekNJeOJPMe/It7d5gIJ02QGhkg1Fxq/NQ="
+    assert settings.kafka_sasl_username == "console"
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == "kafkaSaslPassword"
+    # behind the Ingress: the origin browsers use, and whose forwarded headers are believed
+    assert settings.public_url == "https://callvault.shop.example"
+    assert settings.secure_cookies
+    assert settings.forwarded_allow_ips == ("10.244.0.0/16",)
+    worker = mounted_secrets(pod_specs(full)["shop-callvault-worker-ingest"])
+    assert worker["kafkaSaslPassword"] == ("callvault-kafka", "password")
+    assert worker["signingKey"] == ("callvault-keys", "signing-key")
+
+
+def test_letters_language_and_time_zone_reach_every_component_that_writes_to_people(
+    full: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "shop-callvault-worker-ingest",
+        "shop-callvault-console",
+        "shop-callvault-migrate",
+    ):
+        settings_of(container(full, name), tmp_path, monkeypatch)
+        settings = load_settings()
+        assert settings.controller.name == "UAB Example", name
+        assert settings.controller.lines == ("+370 5 200 0000",), name
+        assert settings.controller_of("shop-ee").address == "Narva mnt 1, Tallinn", name
+        assert settings.controller_of("shop-lt").name == "UAB Example", name
+        assert settings.authority.web == "https://www.aki.ee", name
+        assert (settings.language, settings.timezone) == ("lt", "Europe/Vilnius"), name
+
+
+def test_the_webhooks_run_as_the_telephony_principal_with_their_own_secrets_only(
+    full: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks = container(full, "shop-callvault-webhooks")
+    assert hooks["args"][:2] == ["connect", "webhooks"]
+    assert hooks["args"][hooks["args"].index("--metrics-port") + 1] == "9410"
+    files = mounted_secrets(pod_specs(full)["shop-callvault-webhooks"])
+    assert files == {
+        "kafkaSaslPassword": ("callvault-kafka-telephony", "password"),
+        "s3AccessKey": ("callvault-s3-telephony", "access-key"),
+        "s3SecretKey": ("callvault-s3-telephony", "secret-key"),
+        "twilioAuthToken": ("callvault-twilio", "auth-token"),
+    }
+    env = settings_of(hooks, tmp_path, monkeypatch)
+    assert not [v for v in env if v.split("_")[1] in ("DATABASE", "MASTER", "HASH", "SIGNING")]
+    connector = load_connector_settings()
+    assert connector.kafka_sasl_username == "telephony"
+    assert connector.s3_access_key.get_secret_value() == "s3AccessKey"
+    assert str(connector.connector_state_dir) == "/var/lib/callvault/connectors"
+    assert connector.metrics_addr == "0.0.0.0"  # noqa: S104 - scraped through its NetworkPolicy
+    hook_settings = WebhookSettings()
+    assert hook_settings.twilio_auth_token is not None
+    assert hook_settings.webhook_public_base_url == "https://hooks.shop.example"  # Twilio signs it
+    (ingress,) = [
+        i for i in of_kind(full, "Ingress").values() if "webhooks" in i["metadata"]["name"]
+    ]
+    (path,) = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["path"] == "/webhooks"  # the providers' routes, nothing else of the app
+    policy = of_kind(full, "NetworkPolicy")["shop-callvault-webhooks"]["spec"]
+    ports = sorted(p["port"] for rule in policy["egress"] for p in rule["ports"])
+    assert ports == [53, 53, 443, 443, 9093], "DNS, the store, the providers, Kafka - no database"
+
+
+def test_keys_in_a_token_leave_no_key_in_any_secret_or_setting(
+    pkcs11: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pods = pod_specs(pkcs11)
+    assert set(pods) == {
+        "shop-callvault-worker-ingest",
+        "shop-callvault-worker-retention",
+        "shop-callvault-console",
+        "shop-callvault-migrate",
+    }
+    for name, pod in pods.items():
+        files = mounted_secrets(pod)
+        assert not KEY_FILES & set(files), name
+        assert files["pkcs11Pin"] == ("callvault-hsm", "pin"), name
+        (found,) = pod["containers"]
+        mounts = {m["mountPath"]: m for m in found["volumeMounts"]}
+        assert mounts["/etc/luna"]["readOnly"], name
+        assert mounts["/etc/luna/cert"]["readOnly"], name
+        volumes = {v["name"] for v in pod["volumes"]}
+        assert {"hsm-config", "hsm-client"} <= volumes, name
+        env = settings_of(found, tmp_path, monkeypatch)
+        assert env["ChrystokiConfigurationPath"] == "/etc/luna", name  # the vendor's own
+        settings = load_settings()
+        settings.need_keys()
+        assert settings.keys_backend == "pkcs11", name
+        assert str(settings.pkcs11_module).endswith("libCryptoki2_64.so"), name
+        assert settings.pkcs11_token_label == "callvault", name
+        assert settings.pkcs11_pin_file == tmp_path / "pkcs11Pin", name
+        assert settings.master_key is settings.hash_key is settings.signing_key is None, name

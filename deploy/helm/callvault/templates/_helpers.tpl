@@ -64,36 +64,61 @@ masterKeys: CALLVAULT_MASTER_KEYS
 hashKey: CALLVAULT_HASH_KEY
 hashKeysRetired: CALLVAULT_HASH_KEYS_RETIRED
 signingKey: CALLVAULT_SIGNING_KEY
+pkcs11Pin: CALLVAULT_PKCS11_PIN
 kafkaSaslPassword: CALLVAULT_KAFKA_SASL_PASSWORD
 kafkaKeyPassword: CALLVAULT_KAFKA_KEY_PASSWORD
 sessionSecret: CALLVAULT_SESSION_SECRET
 oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
+twilioAuthToken: CALLVAULT_TWILIO_AUTH_TOKEN
+telnyxApiKey: CALLVAULT_TELNYX_API_KEY
+vonageSignatureSecret: CALLVAULT_VONAGE_SIGNATURE_SECRET
+vonagePrivateKey: CALLVAULT_VONAGE_PRIVATE_KEY
 {{- end }}
 
-{{/* The secret references a component mounts: those it lists that name a Secret; the ones
-     callvault cannot start without must be there. Args: root, names (list). */}}
+{{/* The secret references a component mounts: those it lists that name a Secret - its own
+     reference (`refs`) where it has one, else the shared one under `secrets:` (never with
+     `ownOnly`) - and the ones it cannot start without must be there.
+     Args: root, names (list), refs (dict, optional), ownOnly (bool, optional). */}}
 {{- define "callvault.mountedSecrets" -}}
 {{- $root := .root }}
+{{- $values := $root.Values }}
 {{- $variables := include "callvault.secretVariables" $root | fromYaml }}
+{{- $own := .refs | default dict }}
 {{- $mounted := dict }}
 {{- range .names }}
-{{- $ref := required (printf "secrets.%s: no such secret reference (known: %s)" . (keys $variables | sortAlpha | join ", ")) (get $root.Values.secrets .) }}
+{{- $ref := get $own . }}
+{{- if not (and $ref $ref.name) }}
+{{- if $.ownOnly }}
+{{- $ref = dict }}
+{{- else }}
+{{- $ref = required (printf "secrets.%s: no such secret reference (known: %s)" . (keys $values.secrets | sortAlpha | join ", ")) (get $values.secrets .) }}
+{{- end }}
+{{- end }}
 {{- if $ref.name }}
 {{- $_ := set $mounted . (dict "name" $ref.name "key" (required (printf "secrets.%s.key is required" .) $ref.key) "variable" (get $variables .)) }}
 {{- end }}
 {{- end }}
-{{- range $needed := list "databaseUrl" "s3AccessKey" "s3SecretKey" "hashKey" }}
-{{- if and (has $needed $.names) (not (hasKey $mounted $needed)) }}
-{{- fail (printf "secrets.%s.name: the name of an existing Secret is required (values never hold secrets)" $needed) }}
-{{- end }}
-{{- end }}
+{{- $needed := list "databaseUrl" "s3AccessKey" "s3SecretKey" }}
+{{- if hasPrefix "SASL_" $values.kafka.securityProtocol }}{{- $needed = append $needed "kafkaSaslPassword" }}{{- end }}
+{{- if eq $values.keys.backend "pkcs11" }}
+{{- $needed = append $needed "pkcs11Pin" }}
+{{- else }}
+{{- $needed = append $needed "hashKey" }}
 {{- if and (has "masterKey" .names) (not (or (hasKey $mounted "masterKey") (hasKey $mounted "masterKeys"))) }}
-{{- fail "secrets.masterKey.name (or secrets.masterKeys.name): the name of an existing Secret is required" }}
+{{- fail "secrets.masterKey.name (or secrets.masterKeys.name): the name of an existing Secret is required (or keys.backend: pkcs11)" }}
+{{- end }}
+{{- end }}
+{{- range $needed }}
+{{- if and (has . $.names) (not (hasKey $mounted .)) }}
+{{- fail (printf "%s.%s.name: the name of an existing Secret is required (values never hold secrets)" (ternary $.where "secrets" (eq $.ownOnly true)) .) }}
+{{- end }}
 {{- end }}
 {{- toYaml $mounted }}
 {{- end }}
 
-{{/* Environment of a callvault container. Args: root, names (secret list), env (extra map). */}}
+{{/* Environment of a callvault container. Args: root, names (secret list), refs, ownOnly,
+     env (extra map), kafkaUser (the component's principal), connector (true: a telephony
+     connector - no keys, no database). */}}
 {{- define "callvault.env" -}}
 {{- $root := .root }}
 {{- $values := $root.Values }}
@@ -111,7 +136,7 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
 - name: CALLVAULT_KAFKA_SASL_MECHANISM
   value: {{ $values.kafka.saslMechanism | quote }}
 - name: CALLVAULT_KAFKA_SASL_USERNAME
-  value: {{ required "kafka.saslUsername is required with a SASL protocol" $values.kafka.saslUsername | quote }}
+  value: {{ required "kafka.saslUsername is required with a SASL protocol" (.kafkaUser | default $values.kafka.saslUsername) | quote }}
 {{- end }}
 - name: CALLVAULT_S3_ENDPOINT
   value: {{ required "s3.endpoint (the object store's URL) is required" $values.s3.endpoint | quote }}
@@ -129,12 +154,15 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
 - name: CALLVAULT_S3_CA_BUNDLE
   value: /etc/callvault/tls/s3/ca.crt
 {{- end }}
-{{- if $values.database.caConfigMap }}
+{{- if and $values.database.caConfigMap (not .connector) }}
 - name: CALLVAULT_DATABASE_CA_FILE
   value: /etc/callvault/tls/database/ca.crt
 {{- end }}
 - name: CALLVAULT_MIGRATE_ON_START
   value: "false"
+{{- if not .connector }}
+{{- include "callvault.keysEnv" $root }}
+{{- end }}
 {{- range $name, $value := mergeOverwrite (deepCopy $values.config) (.env | default dict) }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
@@ -143,6 +171,53 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
 - name: {{ $ref.variable }}_FILE
   value: /etc/callvault/secrets/{{ $name }}
 {{- end }}
+{{- end }}
+
+{{/* Settings of the components that use callvault's keys and write to people: where the keys
+     live (docs/keys.md), the letters' controller and authority, language and time zone. */}}
+{{- define "callvault.keysEnv" -}}
+{{- $values := .Values }}
+{{- $pkcs11 := $values.keys.pkcs11 }}
+{{- if eq $values.keys.backend "pkcs11" }}
+- name: CALLVAULT_KEYS_BACKEND
+  value: pkcs11
+- name: CALLVAULT_PKCS11_MODULE
+  value: {{ required "keys.pkcs11.module (the path of the HSM vendor's PKCS#11 library in the container) is required" $pkcs11.module | quote }}
+- name: CALLVAULT_PKCS11_TOKEN_LABEL
+  value: {{ required "keys.pkcs11.tokenLabel (the token or partition callvault's keys are in) is required" $pkcs11.tokenLabel | quote }}
+{{- with $pkcs11.tokenSerial }}
+- name: CALLVAULT_PKCS11_TOKEN_SERIAL
+  value: {{ . | quote }}
+{{- end }}
+{{- range $name, $value := $pkcs11.env }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- with $values.letters.controller }}
+- name: CALLVAULT_CONTROLLER
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- with $values.letters.controllerTenants }}
+- name: CALLVAULT_CONTROLLER_TENANTS
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- with $values.letters.authority }}
+- name: CALLVAULT_AUTHORITY
+  value: {{ toJson . | quote }}
+{{- end }}
+- name: CALLVAULT_LANGUAGE
+  value: {{ $values.locale.language | quote }}
+- name: CALLVAULT_TIMEZONE
+  value: {{ $values.locale.timezone | quote }}
+{{- end }}
+
+{{/* The ConfigMaps with the CAs a component trusts (kind -> ConfigMap). Args: root, connector. */}}
+{{- define "callvault.caConfigMaps" -}}
+{{- $values := .root.Values }}
+{{- $found := dict "kafka" $values.kafka.caConfigMap "s3" $values.s3.caConfigMap }}
+{{- if not .connector }}{{- $_ := set $found "database" $values.database.caConfigMap }}{{- end }}
+{{- toYaml $found }}
 {{- end }}
 
 {{/* Volumes of a callvault pod: its secrets as files, the CAs, and the writable scratch
@@ -160,7 +235,7 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
             - key: {{ $ref.key }}
               path: {{ $name }}
 {{- end }}
-{{- range $what, $configMap := dict "kafka" $values.kafka.caConfigMap "s3" $values.s3.caConfigMap "database" $values.database.caConfigMap }}
+{{- range $what, $configMap := include "callvault.caConfigMaps" . | fromYaml }}
 {{- if $configMap }}
 - name: ca-{{ $what }}
   configMap:
@@ -172,6 +247,11 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
   emptyDir: {medium: Memory, sizeLimit: 64Mi}
 - name: data
   emptyDir: {sizeLimit: 256Mi}
+{{- if and (not .connector) (eq $values.keys.backend "pkcs11") }}
+{{- with $values.keys.pkcs11.volumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "callvault.volumeMounts" -}}
@@ -179,7 +259,7 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
 - name: secrets
   mountPath: /etc/callvault/secrets
   readOnly: true
-{{- range $what, $configMap := dict "kafka" $values.kafka.caConfigMap "s3" $values.s3.caConfigMap "database" $values.database.caConfigMap }}
+{{- range $what, $configMap := include "callvault.caConfigMaps" . | fromYaml }}
 {{- if $configMap }}
 - name: ca-{{ $what }}
   mountPath: /etc/callvault/tls/{{ $what }}
@@ -190,6 +270,14 @@ oidcClientSecret: CALLVAULT_OIDC_CLIENT_SECRET
   mountPath: /tmp
 - name: data
   mountPath: /var/lib/callvault
+{{- if and (not .connector) (eq $values.keys.backend "pkcs11") }}
+{{- with $values.keys.pkcs11.volumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- with .extraMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* httpGet probes on a named port. Args: root, port. */}}
@@ -217,4 +305,47 @@ securityContext:
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* The `job` label of the connectors' series (CallvaultProviderCopiesKept reads them). */}}
+{{- define "callvault.connectorJob" -}}
+{{- default (printf "%s-connectors" (include "callvault.fullname" .)) .Values.metrics.connectorJob }}
+{{- end }}
+
+{{/* An Ingress to the Service <fullname>-<name>, port http, for the paths under `path`.
+     Args: root, name, component, path, ingress (its values), where (their path, for messages). */}}
+{{- define "callvault.ingress" -}}
+{{- $root := .root }}
+{{- $ingress := .ingress }}
+{{- $host := required (printf "%s.host is required" .where) $ingress.host }}
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: {{ include "callvault.fullname" $root }}-{{ .name }}
+  labels:
+    {{- include "callvault.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+  {{- with $ingress.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- with $ingress.className }}
+  ingressClassName: {{ . }}
+  {{- end }}
+  {{- if $ingress.tlsSecretName }}
+  tls:
+    - hosts: [{{ $host | quote }}]
+      secretName: {{ $ingress.tlsSecretName }}
+  {{- end }}
+  rules:
+    - host: {{ $host | quote }}
+      http:
+        paths:
+          - path: {{ .path }}
+            pathType: Prefix
+            backend:
+              service:
+                name: {{ include "callvault.fullname" $root }}-{{ .name }}
+                port: {name: http}
 {{- end }}
