@@ -23,6 +23,7 @@ from tests.unit.conftest import (
 )
 from tests.unit.console_world import PASSWORD, ConsoleWorld, build_console
 from workers.app.handlers.purge import purge
+from workers.app.ports.objects import ObjectMissing
 from workers.domain.errors import TransientError
 from workers.domain.model import PurgeReason
 
@@ -480,6 +481,19 @@ def test_disclosure_refuses_unknown_recordings_and_other_roles(cw: ConsoleWorld)
     as_qa = cw.api("qa1").post("/api/v1/disclosures", json={"recipient": "x"})
     assert as_qa.status_code == 403
     assert cw.state.disclosures == []
+
+
+def test_an_erasure_deletes_a_disclosure_package_but_reports_only_the_persons_exports(
+    cw: ConsoleWorld,
+) -> None:
+    rec = cw.world.store_call("call-a")
+    package = disclose(cw, "telecom_provider", "Telia Lietuva", rec.recording_id).json()
+    assert cw.dsr("A1", "access", {"phone_numbers": ["8 612 34567"]}) == "completed"
+    assert cw.dsr("R1", "erasure", {"phone_numbers": ["+37061234567"]}) == "completed"
+    answer = cw.world.db.state.requests["R1"].result
+    assert answer["exports_deleted"] == ["A1"]  # the contract: the person's own exports
+    with pytest.raises(ObjectMissing):  # no copy is left, the recipient's included
+        cw.world.fetch_export(package["export"]["url"])
 
 
 def test_access_export_lists_recipients_and_consultations_but_not_the_police(

@@ -45,7 +45,6 @@ from .exports import (
     build_export,
     delete_export_objects,
     for_the_subject,
-    is_letter,
     store_letter,
 )
 from .purge import purge
@@ -194,7 +193,7 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool 
     now = ctx.clock()
     certificate = _certificate(seen, erased, bool(held), now, ctx)
     notes = _recipients_to_notify([r.recording_id for r in matched], ctx)
-    exports = sorted({e.request_id for e in doomed if not is_letter(e)})
+    exports = sorted({e.request_id for e in doomed if for_the_subject(e)})
     copies = sum(1 for e in doomed if for_the_subject(e))
     paper = Erasure(matched, held, certificate, copies, notes.get("recipients_to_notify", []))
     letter = store_letter(request_id, matched, ctx.letters.erasure(seen, paper, now).pdf, ctx)
