@@ -39,24 +39,36 @@ from ..ports.unit_of_work import Discard, UnitOfWork
 LOCK_MARGIN = timedelta(seconds=60)
 
 
+@dataclass(frozen=True)
+class CallIds:
+    """The call's keyed digest and its recording id, each computed once per delivery (with
+    the keys in a token, each is a call to the token)."""
+
+    digest: str
+    recording_id: str
+
+
 def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
     started = time.monotonic()
-    digest = call_digest(ctx.keys.hasher, command.call.call_id)
-    with ctx.locks.hold(digest):
-        outcome = _store(command.call, digest, ctx, source)
+    call = command.call
+    ids = CallIds(
+        call_digest(ctx.keys.hasher, call.call_id), recording_id_for(ctx.keys.hasher, call.call_id)
+    )
+    with ctx.locks.hold(ids.digest):
+        outcome = _store(call, ids, ctx, source)
     if outcome == "stored":
         ctx.metrics.ingest_duration.observe(time.monotonic() - started)
     return outcome
 
 
-def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> str:
+def _store(call: CallEnded, ids: CallIds, ctx: Context, source: AudioSource) -> str:
     """Upload first, then one transaction: a first delivery - the common case - reads nothing
     before it uploads. A repeat shows itself either by its landing copy being gone (deleted
     by the store it repeats) or by the unique call digest at the commit (and the version it
     uploaded is deleted again); either way its audio is compared with the stored one. While a
     retired hash key is configured (a rotation), a call may be known only by its digest under
     that key, which the commit cannot see: then the recording is looked up first."""
-    where = _locate(call, ctx)
+    where, digest = _locate(call, ctx), ids.digest
     if ctx.keys.retired_hashers or (not call.notice_played and ctx.settings.require_notice):
         existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
         if existing is not None:
@@ -64,13 +76,13 @@ def _store(call: CallEnded, digest: str, ctx: Context, source: AudioSource) -> s
     if not call.notice_played and ctx.settings.require_notice:
         return _discard(call, digest, where, ctx)
     try:
-        audio, sealed = _upload(call, where, ctx, source)
+        audio, sealed = _upload(call, ids.recording_id, where, ctx, source)
     except FetchFailed:
         existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
         if existing is None:
             raise
         return _repeat(call, where, existing.sha256, ctx)
-    outcome = _commit_or_clean_up(call, digest, audio, sealed, ctx)
+    outcome = _commit_or_clean_up(call, ids, audio, sealed, ctx)
     if isinstance(outcome, Repeat):
         landing = audio.sha256 if where.scheme == "s3" else None  # read while uploading
         return _repeat(call, where, outcome.sha256, ctx, landing=landing)
@@ -111,9 +123,8 @@ def _locate(call: CallEnded, ctx: Context) -> AudioLocation:
 
 
 def _upload(
-    call: CallEnded, where: AudioLocation, ctx: Context, source: AudioSource
+    call: CallEnded, recording_id: str, where: AudioLocation, ctx: Context, source: AudioSource
 ) -> tuple[StoredAudio, Sealed]:
-    recording_id = recording_id_for(ctx.keys.hasher, call.call_id)
     data_key = ctx.keys.new_data_key()
     head, chunks = peek(source.open(where), SNIFF_BYTES)
     recognise(head, call.audio.content_type)  # what is not audio is refused before any upload
@@ -174,11 +185,11 @@ def _personal_data(call: CallEnded, ctx: Context) -> dict[str, object]:
 
 
 def _commit_or_clean_up(
-    call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context
+    call: CallEnded, ids: CallIds, audio: StoredAudio, sealed: Sealed, ctx: Context
 ) -> str | Repeat:
-    key = object_key_for(recording_id_for(ctx.keys.hasher, call.call_id))
+    key = object_key_for(ids.recording_id)
     try:
-        outcome = ctx.retry.call(lambda: _commit(call, digest, audio, sealed, ctx), "commit")
+        outcome = ctx.retry.call(lambda: _commit(call, ids, audio, sealed, ctx), "commit")
     except PermanentError:
         _delete_version(key, audio.object_version, ctx)
         raise
@@ -188,10 +199,10 @@ def _commit_or_clean_up(
 
 
 def _commit(
-    call: CallEnded, digest: str, audio: StoredAudio, sealed: Sealed, ctx: Context
+    call: CallEnded, ids: CallIds, audio: StoredAudio, sealed: Sealed, ctx: Context
 ) -> str | Repeat:
     keys, settings = ctx.keys, ctx.settings
-    recording_id = recording_id_for(keys.hasher, call.call_id)
+    digest, recording_id = ids.digest, ids.recording_id
     digests = subject_keys(keys.hasher, call.subject_pairs(settings.default_region)).digests
     with ctx.uow() as uow:
         uow.lock_holds(exclusive=False)  # a hold committed before this commit covers it
