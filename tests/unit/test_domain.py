@@ -36,7 +36,7 @@ from workers.adapters.fetch import AudioFetcher
 from workers.adapters.keys import KeyRing, software_key_ring
 from workers.adapters.signatures import check_certificate
 from workers.domain.audio import check_audio, sniff
-from workers.domain.audit import verify_chain
+from workers.domain.audit import canonical, numbered, unnumbered, verify_chain
 from workers.domain.calendar import LocalCalendar
 from workers.domain.errors import (
     ConfigError,
@@ -737,7 +737,7 @@ def test_reordered_audit_entries_break_the_chain() -> None:
 
 
 def test_rehashed_entry_without_its_successors_still_breaks_the_chain() -> None:
-    from workers.domain.audit import canonical, chain_hash
+    from workers.domain.audit import chain_hash
 
     entries = _audit_trail()
     forged = dataclasses.replace(entries[1], details={"new": "P9Y"})
@@ -867,3 +867,16 @@ def test_every_bad_setting_is_named_at_once() -> None:
 )
 def test_unassigned_but_possible_numbers_still_match(typed: str, stored: str) -> None:
     assert normalize_phone(typed, "LT") == normalize_phone(stored, "LT") is not None
+
+
+@pytest.mark.parametrize(
+    "details",
+    [{}, {"reason": "retention", "lag": 1.5}, {"z": [1, {"b": None, "a": "ą"}], "seq": 7}],
+)
+def test_an_entry_prepared_before_its_number_hashes_as_the_whole(details: dict[str, Any]) -> None:
+    """Appends prepare each entry's canonical form before taking the chain's lock; numbered
+    afterwards it is byte for byte the canonical form (``seq`` sorts last)."""
+    at = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    for seq in (1, 42, 10**12):
+        whole = canonical(seq, at, "purge", "rec-1", details)
+        assert numbered(unnumbered(at, "purge", "rec-1", details), seq) == whole

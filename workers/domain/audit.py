@@ -33,14 +33,20 @@ class AuditEntry:
 def canonical(
     seq: int, at: datetime, action: str, entity_id: str, details: dict[str, Any]
 ) -> bytes:
-    body = {
-        "seq": seq,
-        "at": rfc3339(at),
-        "action": action,
-        "entity": entity_id,
-        "details": details,
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    """What an entry's hash covers: its fields as JSON with sorted keys, no spaces."""
+    return numbered(unnumbered(at, action, entity_id, details), seq)
+
+
+def unnumbered(at: datetime, action: str, entity_id: str, details: dict[str, Any]) -> bytes:
+    """An entry's canonical form up to its sequence number, which sorts last: everything an
+    append can prepare before it takes the chain's lock and learns its number."""
+    body = {"at": rfc3339(at), "action": action, "entity": entity_id, "details": details}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return text[:-1].encode()  # without the closing brace
+
+
+def numbered(unnumbered_body: bytes, seq: int) -> bytes:
+    return b'%s,"seq":%d}' % (unnumbered_body, seq)
 
 
 def chain_hash(prev_hash: bytes, body: bytes) -> bytes:

@@ -4,13 +4,14 @@ entry's hash covers the one before it. A commit appends all its entries under on
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ...domain.audit import GENESIS, AuditEntry, canonical, chain_hash
+from ...domain.audit import GENESIS, AuditEntry, chain_hash, numbered, unnumbered
 
 _AUDIT_LOCK = 0x6361_6C6C_7661
 
@@ -33,8 +34,9 @@ def append_audits(
     hash covers the one before it, as if appended one by one."""
     if not records:
         return []
+    prepared = prepare(records)
     head = lock_head(conn)
-    entries = chained(head.fetchone(), records)
+    entries = chained(head.fetchone(), prepared)
     insert_entries(conn, entries)
     return entries
 
@@ -46,19 +48,40 @@ def lock_head(conn: psycopg.Connection[dict[str, Any]]) -> psycopg.Cursor[dict[s
     return conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
 
 
-def chained(
-    head: dict[str, Any] | None, records: list[tuple[str, str, dict[str, Any], datetime]]
-) -> list[AuditEntry]:
+@dataclass(frozen=True)
+class Prepared:
+    """An entry before the lock: what it stores and its canonical form but for its number."""
+
+    action: str
+    entity_id: str
+    details: dict[str, Any]
+    at: datetime
+    body: bytes
+
+
+def prepare(records: list[tuple[str, str, dict[str, Any], datetime]]) -> list[Prepared]:
+    """Everything but the chaining, done before the lock is taken: the lock then stays held
+    for the hashes alone (a purge of 200 recordings appends 200 entries)."""
+    prepared = []
+    for action, entity_id, details, at in records:
+        # Round-trip the details through JSON so the hash covers exactly what is stored.
+        stored = json.loads(json.dumps(details))
+        body = unnumbered(at, action, entity_id, stored)
+        prepared.append(Prepared(action, entity_id, stored, at, body))
+    return prepared
+
+
+def chained(head: dict[str, Any] | None, prepared: list[Prepared]) -> list[AuditEntry]:
     seq = head["seq"] if head else 0
     prev = bytes(head["hash"]) if head else GENESIS
     entries = []
-    for action, entity_id, details, at in records:
+    for entry in prepared:
         seq += 1
-        # Round-trip the details through JSON so the hash covers exactly what is stored.
-        stored = json.loads(json.dumps(details))
-        entry_hash = chain_hash(prev, canonical(seq, at, action, entity_id, stored))
-        entries.append(AuditEntry(seq, at, action, entity_id, stored, prev, entry_hash))
-        prev = entry_hash
+        hashed = chain_hash(prev, numbered(entry.body, seq))
+        entries.append(
+            AuditEntry(seq, entry.at, entry.action, entry.entity_id, entry.details, prev, hashed)
+        )
+        prev = hashed
     return entries
 
 

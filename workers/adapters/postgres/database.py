@@ -38,6 +38,7 @@ from .audit import (
     insert_entries,
     lock_head,
     mark_verified,
+    prepare,
 )
 from .console_repositories import (
     PostgresAccesses,
@@ -353,7 +354,7 @@ class PostgresUnitOfWork:
         conn = self.conn
         with translated():
             effects = effects_of(self._events, self._db.clock())
-            records = [(a.action, a.entity_id, a.details, a.at) for a in effects.audit]
+            records = prepare([(a.action, a.entity_id, a.details, a.at) for a in effects.audit])
             with conn.pipeline():
                 _insert_outbox(conn, effects.outbound, self._db.source)
                 _insert_follow_ups(conn, effects.follow_ups)
