@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import statistics
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from . import common
 from .common import Instance, Producer, Reader, land, log
 
 AUDIO_BYTES = 256 * 1024
+ROUNDS = {False: 3, True: 1}  # floor + pipeline rounds: full run, --quick
 WARMUP = 8  # calls before the clock starts: both partitions get some
 MB = 1_000_000
 
@@ -113,7 +115,9 @@ def baseline(settings: Any, objects: Any, n: int, audio: bytes, workers: int) ->
     }
 
 
-def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int) -> dict[str, Any]:
+def kafka_floor(
+    inst: Instance, objects: Any, n: int, audio: bytes, workers: int, tag: str = "floor"
+) -> dict[str, Any]:
     """What any pipeline that honours the contract must do at least: the baseline's I/O for
     each ``call.ended`` read from Kafka, and one event published per stored call - with no
     validation, audit, outbox or transaction. Clocked like the pipeline: from the first
@@ -124,7 +128,7 @@ def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int
 
     settings = inst.settings()
     servers = settings.kafka_bootstrap.split(",")
-    inbox, outbox = f"{inst.name}.floor.in", f"{inst.name}.floor.out"
+    inbox, outbox = f"{inst.name}.{tag}.in", f"{inst.name}.{tag}.out"
     admin = KafkaAdminClient(bootstrap_servers=servers)
     admin.create_topics([NewTopic(inbox, 2, 1), NewTopic(outbox, 2, 1)])
     admin.close()
@@ -146,7 +150,7 @@ def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int
             slots.release()
 
     consumer = KafkaConsumer(
-        bootstrap_servers=servers, group_id=f"{inst.name}-floor", enable_auto_commit=False
+        bootstrap_servers=servers, group_id=f"{inst.name}-{tag}", enable_auto_commit=False
     )
     common.assign_from_start(consumer, inbox)  # ready before the first call is published
 
@@ -174,7 +178,7 @@ def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int
         reader.until(lambda events: len(events) >= WARMUP, 120)
         started = time.monotonic()
         for i, uri in enumerate(uris[WARMUP:]):
-            producer.send_call(inbox, f"floor-{i}", uri)
+            producer.send_call(inbox, f"{tag}-{i}", uri)
         producer.flush()
         done = reader.until(lambda events: len(events) >= n, 60 + n * 2)
     finally:
@@ -188,6 +192,33 @@ def kafka_floor(inst: Instance, objects: Any, n: int, audio: bytes, workers: int
         raise RuntimeError(f"the floor loop failed: {failures[0]!r}")
     calls = n - WARMUP
     return {"n": calls, "concurrency": workers, "calls_per_s": round(calls / (done - started), 2)}
+
+
+def floor_and_pipeline(
+    inst: Instance, objects: Any, n: int, audio: bytes, workers: int, rounds: int
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The floor and the pipeline, back to back, ``rounds`` times: on a shared machine one
+    run's speed drifts with the load beside it (the same code measured 55 and 96 calls/s in
+    two runs a minute apart), and a ratio within one round, taken over several rounds,
+    cancels most of it. Returns the median round's floor and pipeline and every round."""
+    measured = []
+    for index in range(rounds):
+        log(f"ingest: round {index + 1}/{rounds}: the floor, then the pipeline ({n} calls each)")
+        floor = kafka_floor(inst, objects, n, audio, workers, tag=f"floor{index}")
+        pipe = pipeline(inst, objects, n, audio, 1, workers, tag=f"p1r{index}")
+        ratio = round(pipe["calls_per_s"] / floor["calls_per_s"], 3)
+        measured.append({"floor": floor, "pipeline": pipe, "ratio": ratio})
+    middle = sorted(measured, key=lambda r: r["ratio"])[len(measured) // 2]
+    summary = [
+        {
+            "floor_calls_per_s": r["floor"]["calls_per_s"],
+            "pipeline_calls_per_s": r["pipeline"]["calls_per_s"],
+            "worker_cpu_ms_per_call": r["pipeline"]["worker_cpu_ms_per_call"],
+            "ratio": r["ratio"],
+        }
+        for r in measured
+    ]
+    return middle["floor"], middle["pipeline"], summary
 
 
 def _stored(count: int, tag: str):  # type: ignore[no-untyped-def]
@@ -405,10 +436,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         workers = settings.concurrency
         log(f"ingest: baseline, {n} x GET+encrypt+PUT+INSERT+DELETE, {workers} at once")
         base = baseline(settings, objects, n, audio, workers)
-        log(f"ingest: floor, the baseline's I/O for {n} calls read from and answered on Kafka")
-        floor = kafka_floor(inst, objects, n, audio, workers)
-        log(f"ingest: pipeline, {n} calls through a worker process, {workers} at once")
-        pipe = pipeline(inst, objects, n, audio, 1, workers)
+        floor, pipe, rounds = floor_and_pipeline(inst, objects, n, audio, workers, ROUNDS[quick])
         log(
             f"ingest: pipeline, {n} calls through two worker processes, {workers // 2} at once each"
         )
@@ -426,8 +454,10 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "two_processes_ratio": round(pair["calls_per_s"] / base["calls_per_s"], 3),
         "kafka_floor": floor,
         "floor_ratio": round(floor["calls_per_s"] / base["calls_per_s"], 3),
-        # the pipeline's share of what the floor reaches (goal >= 0.8)
-        "floor_ratio_of_pipeline": round(pipe["calls_per_s"] / floor["calls_per_s"], 3),
+        # the pipeline's share of what the floor reaches (goal >= 0.8): the median of the
+        # rounds' ratios, each round a floor run and a pipeline run back to back
+        "floor_ratio_of_pipeline": statistics.median(r["ratio"] for r in rounds),
+        "rounds": rounds,
         "large_file": large,
         "imports": import_costs(),
     }
@@ -458,7 +488,12 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             "floor: baseline I/O + Kafka in and out",
             f"{result['kafka_floor']['calls_per_s']} calls/s (ratio {result['floor_ratio']})",
         ),
-        ("ingest", "pipeline / floor", f"{result['floor_ratio_of_pipeline']}"),
+        (
+            "ingest",
+            f"pipeline / floor (median of {len(result['rounds'])} rounds)",
+            f"{result['floor_ratio_of_pipeline']} "
+            f"(rounds: {', '.join(str(r['ratio']) for r in result['rounds'])})",
+        ),
         (
             "ingest",
             "worker CPU per call (goal <= 4.2 ms)",
