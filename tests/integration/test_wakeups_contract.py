@@ -6,30 +6,21 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from testbed.stack import Instance, database
+from testbed.stack import Instance
 from tests.contracts import covers
 from tests.fakes.memory import MemoryDatabase
-from workers.adapters.postgres.migrate import migrate_schema
+from tests.integration.test_port_contracts import NOW, postgres, recording
 from workers.adapters.postgres.wakeups import APPLICATION_NAME, PostgresWakeups
 from workers.app.ports.wakeups import CHANNELS, Channel, Wakeups
-from workers.domain.keyed import HmacKey
 from workers.domain.messages import PolicyApplied, PurgesScheduled
-from workers.domain.model import (
-    PurgeReason,
-    Recording,
-    RecordingStatus,
-    object_key_for,
-    recording_id_for,
-)
+from workers.domain.model import PurgeReason
 from workers.settings import load_settings
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WAIT = 15.0  # the longest a word may take (a reconnect's backoff included)
 
 
@@ -48,10 +39,8 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
         make: Callable[[], Wakeups] = fake.listener
     else:
         instance: Instance = request.getfixturevalue("instance")
-        migrate_schema(instance.migration_settings())
+        db = postgres(instance)
         dsn = load_settings(**instance.settings_kwargs()).dsn  # the application role
-        db = database(dsn, clock=lambda: NOW)
-        db.open()
 
         def make() -> Wakeups:
             return PostgresWakeups(dsn)
@@ -90,26 +79,7 @@ class Ear:
 
 def announce(db: Any, call_id: str, *, commit: bool = True) -> None:
     """A unit of work that writes an outbox row (a recording falls due)."""
-    rid = recording_id_for(HmacKey(bytes(32)), call_id)
-    r = Recording(
-        recording_id=rid,
-        call_id=call_id,
-        call_digest=f"digest-{call_id}",
-        tenant="default",
-        direction="inbound",
-        agent_id="a-1",
-        started_at=NOW - timedelta(days=400),
-        collected_at=NOW - timedelta(days=365),
-        retention_due_at=NOW,
-        policy="P1Y",
-        status=RecordingStatus.STORED,
-        object_key=object_key_for(rid),
-        stored_at=NOW - timedelta(days=365),
-        size_bytes=10,
-        sha256="ab" * 32,
-        content_type="audio/wav",
-        object_version="v-1",
-    )
+    r = recording(call_id)
     r.announce_due(NOW)
     with db.unit_of_work() as uow:
         uow.recordings.add(r, frozenset())
