@@ -443,6 +443,8 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         pair = pipeline(inst, objects, n, audio, 2, workers // 2, tag="p2")
         log("ingest: one large file, peak RSS")
         large = big_file(inst, objects, big)
+        log(f"ingest: an idle worker with every role, CPU over {IDLE_SECONDS:.0f} s")
+        idle = idle_worker(inst)
     finally:
         common.drop_instance(inst)
     return {
@@ -460,6 +462,7 @@ def run(quick: bool, rebuild: bool = False) -> dict[str, Any]:
         "rounds": rounds,
         "large_file": large,
         "imports": import_costs(),
+        "idle_worker": idle,
     }
 
 
@@ -517,4 +520,32 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             "imports: interpreter + worker modules",
             f"{imports['interpreter_mib']} + {imports['worker_imports_mib']} MiB",
         ),
+        (
+            "ingest",
+            "idle worker, every role: CPU",
+            f"{result['idle_worker']['worker_cpu_ms_per_s']} ms/s",
+        ),
     ]
+
+
+IDLE_SECONDS = 10.0
+SETTLE_SECONDS = 5.0  # the start-up rounds (scheduler, gauges, reconciliation) done
+
+
+def idle_worker(inst: Instance) -> dict[str, Any]:
+    """CPU a worker with every role spends while nothing happens: once it holds its
+    partitions and its start-up rounds are over, its CPU time over ``IDLE_SECONDS``."""
+    workers = start_workers(inst, 1, inst.settings().concurrency)
+    try:
+        time.sleep(SETTLE_SECONDS)
+        pid = workers[0].pid
+        cpu, started = common.cpu_seconds(pid), time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        cpu, elapsed = common.cpu_seconds(pid) - cpu, time.monotonic() - started
+    finally:
+        common.stop_workers(inst)
+    return {
+        "roles": "all",
+        "seconds": round(elapsed, 1),
+        "worker_cpu_ms_per_s": round(cpu / elapsed * 1000, 1),
+    }

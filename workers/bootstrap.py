@@ -33,6 +33,7 @@ from .adapters.postgres.backfill import backfill
 from .adapters.postgres.console import console_reads
 from .adapters.postgres.migrate import MigrationReport, migrate, migrate_schema
 from .adapters.postgres.schema import expected_migrations
+from .adapters.postgres.wakeups import PostgresWakeups
 from .adapters.probes import KafkaCheck, Readiness, bucket_check, database_check
 from .adapters.s3 import S3Store
 from .app.background import Dispatcher, Relay
@@ -58,6 +59,7 @@ from .app.ports.keys import Keys
 from .app.ports.letters import Typesetter
 from .app.ports.objects import ObjectStorage
 from .app.ports.unit_of_work import Database
+from .app.ports.wakeups import Wakeups
 from .app.retry import RetryPolicy
 from .domain import messages as m
 from .domain.errors import ConfigError
@@ -101,6 +103,7 @@ class App:
         console_reads: ConsoleReads | None = None,
         typesetter: Typesetter | None = None,
         renditions: Renditions | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or utc_now
@@ -115,6 +118,7 @@ class App:
             "console_reads": console_reads,
             "typesetter": typesetter,
             "renditions": renditions,
+            "wakeups": wakeups,
         }
         # a given part takes the place of the cached property that would build it
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
@@ -174,6 +178,19 @@ class App:
                 "`callvault migrate` (CALLVAULT_DATABASE_ADMIN_URL)",
             )
         return db
+
+    @cached_property
+    def wakeups(self) -> Wakeups:
+        """Word of each commit that wrote outbox or follow-up rows: one listening connection,
+        as the application role, opened when the first loop subscribes."""
+        if "database" in self._given:
+            raise ConfigError(
+                "this part needs PostgreSQL's wake-ups, and a fake database was given"
+            )
+        s = self.settings
+        return PostgresWakeups(
+            s.dsn, connect_timeout=s.connect_timeout.as_timedelta().total_seconds()
+        )
 
     @cached_property
     def objects(self) -> ObjectStorage:
@@ -367,7 +384,7 @@ class App:
         return staff_accounts(self.ctx, self.console_reads.tallies, keys=self.keys)
 
     def close(self) -> None:
-        for name in ("bus", "_postgres"):
+        for name in ("wakeups", "bus", "_postgres"):
             if name in self.__dict__ and name not in self._given:
                 self.__dict__[name].close()
 
@@ -457,9 +474,11 @@ def bootstrap(
     console_reads: ConsoleReads | None = None,
     typesetter: Typesetter | None = None,
     renditions: Renditions | None = None,
+    wakeups: Wakeups | None = None,
 ) -> App:
     """callvault for one process; every part not given is built from ``settings`` on first
-    use (``uow``: the database - unit of work, outbox, follow-ups; ``bus``: Kafka)."""
+    use (``uow``: the database - unit of work, outbox, follow-ups; ``bus``: Kafka;
+    ``wakeups``: word of its commits, given with a fake ``uow``)."""
     return App(
         settings,
         uow=uow,
@@ -473,6 +492,7 @@ def bootstrap(
         console_reads=console_reads,
         typesetter=typesetter,
         renditions=renditions,
+        wakeups=wakeups,
     )
 
 

@@ -36,6 +36,7 @@ from workers.app.ports.unit_of_work import (
     ParkedFollowUp,
     StoredKeyCheck,
 )
+from workers.app.ports.wakeups import CHANNELS, Channel
 from workers.domain.audit import GENESIS, AuditEntry, canonical, chain_hash
 from workers.domain.errors import StoreRejected, TransientError
 from workers.domain.events import STRUCTURED_HEADER
@@ -707,6 +708,8 @@ class MemoryUnitOfWork:
             )
         self._events.clear()
         self._snapshot = None
+        for listener in self._db.listeners:
+            listener.notify(outbox=bool(effects.outbound), followups=bool(effects.follow_ups))
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         return [e for e in self._db.state.audit if e.seq > after_seq][:limit]
@@ -734,6 +737,30 @@ def _append_audit(
     state.audit.append(AuditEntry(seq, at, action, entity_id, details, prev, entry_hash))
 
 
+class MemoryWakeups:
+    """The fake database's wake-ups: its commits wake the subscribers at once, on the
+    committing thread; it listens from the moment it is subscribed to."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[Channel, list[Callable[[], None]]] = {c: [] for c in CHANNELS}
+        self._closed = False
+
+    def subscribe(self, channel: Channel, wake: Callable[[], None]) -> None:
+        if not self._closed:
+            self._subscribers[channel].append(wake)
+            wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._subscribers = {c: [] for c in CHANNELS}
+
+    def notify(self, *, outbox: bool, followups: bool) -> None:
+        """What a commit that wrote outbox (follow-up) rows announces."""
+        for channel, wrote in (("outbox", outbox), ("followups", followups)):
+            for wake in list(self._subscribers[channel]) if wrote else ():
+                wake()
+
+
 class MemoryDatabase:
     """The fake database: the same unit of work, outbox and follow-up queue as PostgreSQL."""
 
@@ -746,9 +773,15 @@ class MemoryDatabase:
         self.clock = clock or utc_now
         self.fail_commits = 0
         self._claimed: set[int] = set()
+        self.listeners: list[MemoryWakeups] = []
 
     def unit_of_work(self) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self)
+
+    def listener(self) -> MemoryWakeups:
+        """Wake-ups of this database's commits (one per process, as PostgreSQL's listener)."""
+        self.listeners.append(MemoryWakeups())
+        return self.listeners[-1]
 
     def close(self) -> None:
         """Nothing to release."""

@@ -455,6 +455,7 @@ def build_world(tmp_path: Path, typesetter: Any = None, **settings_overrides: An
         ),
         fetcher=AudioFetcher(objects, fetch_root=fetch_root, timeout_seconds=5),
         typesetter=typesetter or FakeTypesetter(),
+        wakeups=db.listener(),
     )
     world = World(settings, clock, db, objects, bus, metrics, container, fetch_root)
     apply_policy(world.ctx)

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any, NoReturn
 
@@ -31,6 +31,7 @@ from ..app.handlers.keys import verify_keys
 from ..app.handlers.reconcile import reconcile
 from ..app.handlers.retention import refuse_other_policy
 from ..app.messagebus import Delivery
+from ..app.ports.wakeups import Channel, Wakeups
 from ..bootstrap import App, bootstrap
 from ..domain import messages as m
 from ..domain.errors import ConfigError, TransientError
@@ -50,6 +51,13 @@ MMAP_THRESHOLD_BYTES = 256 * 1024
 THREADS = 32  # handlers block on I/O; Faust's loop hands them to these threads
 HEARTBEAT_SECONDS = 5.0
 PARTITIONS_SECONDS = 600.0  # partitions are made months ahead; rows past them counted
+# The relay and the follow-up loops wait for a commit's word (``Wakeups``) and poll only this
+# often, for what no word announces: a follow-up whose backoff ran out (the first backoff is 1 s),
+# a parked follow-up retried by an operator, a word lost while the listener reconnected. The
+# relay polls each second (a lost word delays events people wait for); each of the follow-up
+# loops every 2 s, so with the default four, at different instants, a due row waits ~0.5 s.
+RELAY_FALLBACK_SECONDS = 1.0
+FOLLOWUPS_FALLBACK_SECONDS = 2.0
 
 
 def run_worker(settings: Settings, roles: tuple[str, ...]) -> None:
@@ -317,10 +325,13 @@ def _background(app: faust.App, container: App, roles: tuple[str, ...], run: Run
     gauges = settings.metrics_interval.as_timedelta().total_seconds()
     bus = container.messagebus
     if "outbox" in roles:
-        _loop(app, "outbox", 0.1, container.relay.publish_pending, run)
+        woken = _woken_by(container.wakeups, "outbox")
+        _loop(app, "outbox", RELAY_FALLBACK_SECONDS, container.relay.publish_pending, run, woken)
     if "retention" in roles:
         for n in range(settings.concurrency):
-            _loop(app, f"followups-{n}", 0.1, container.dispatcher.drain, run)
+            woken = _woken_by(container.wakeups, "followups")
+            drain = container.dispatcher.drain
+            _loop(app, f"followups-{n}", FOLLOWUPS_FALLBACK_SECONDS, drain, run, woken)
     if "scheduler" in roles:
         _loop(app, "scheduler", every, lambda: _announce_all(container), run)
         _loop(app, "stalled", 30.0, lambda: bus.handle(m.ResumeStalledPurges()), run)
@@ -358,14 +369,40 @@ def _announce_all(container: App) -> int:
     return total
 
 
+Waker = Callable[[], asyncio.Event]
+
+
+def _woken_by(wakeups: Wakeups, channel: Channel) -> Waker:
+    """An event, made on the running loop, that each commit with work for ``channel`` sets -
+    from the listener's thread, through the loop's thread-safe door."""
+
+    def subscribe() -> asyncio.Event:
+        woken, running = asyncio.Event(), asyncio.get_running_loop()
+
+        def wake() -> None:
+            running.call_soon_threadsafe(woken.set)
+
+        wakeups.subscribe(channel, wake)
+        return woken
+
+    return subscribe
+
+
 def _loop(
-    app: faust.App, name: str, seconds: float, action: Callable[[], object], run: Runner
+    app: faust.App,
+    name: str,
+    seconds: float,
+    action: Callable[[], object],
+    run: Runner,
+    woken_by: Waker | None = None,
 ) -> None:
-    """Run ``action`` now and then every ``seconds`` (at once again while it finds work);
-    an error is logged and the loop goes on."""
+    """Run ``action`` now and then every ``seconds`` (at once again while it finds work, and
+    when ``woken_by``'s event is set); an error is logged and the loop goes on."""
 
     async def loop() -> None:
+        woken = woken_by() if woken_by else asyncio.Event()
         while True:
+            woken.clear()  # before the step: word of a commit during it wakes the next wait
             busy = False
             try:
                 result = await run(action)
@@ -377,7 +414,9 @@ def _loop(
             except Exception as error:
                 log.exception("background_step_bug", step=name, error_type=type(error).__name__)
             if not busy:
-                await asyncio.sleep(seconds)
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(seconds):
+                        await woken.wait()
 
     loop.__name__ = loop.__qualname__ = f"callvault_{name.replace('-', '_')}"
     app.task(loop)

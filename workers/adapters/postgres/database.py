@@ -40,6 +40,7 @@ from .audit import (
     mark_verified,
     prepare,
 )
+from .channels import notify
 from .console_repositories import (
     PostgresAccesses,
     PostgresAccounts,
@@ -358,6 +359,7 @@ class PostgresUnitOfWork:
             with conn.pipeline():
                 _insert_outbox(conn, effects.outbound, self._db.source)
                 _insert_follow_ups(conn, effects.follow_ups)
+                notify(conn, outbox=bool(effects.outbound), followups=bool(effects.follow_ups))
                 head = lock_head(conn) if records else None
             with conn.pipeline():
                 if head is not None:
