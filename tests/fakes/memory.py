@@ -284,7 +284,9 @@ class MemoryRecordings:
             (_copy(r) for r in self._s.recordings.values() if r.call_digest == call_digest), None
         )
 
-    def lock(self, recording_ids: list[str]) -> list[Recording]:
+    def lock(
+        self, recording_ids: list[str], collected: Collection[datetime] = ()
+    ) -> list[Recording]:
         return self.get_many(recording_ids)
 
     def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:

@@ -941,6 +941,25 @@ def test_recordings_wrapped_under_another_master_key_are_found_in_id_order(db: A
         assert uow.recordings.get(expected[0]).wrapped_key == b"n" * 61
 
 
+@covers(RecordingRepository.lock)
+def test_locking_by_collection_time_finds_the_rows_even_where_the_times_are_wrong(
+    db: Any,
+) -> None:
+    """A purge names the months its recordings were collected in, so that only those
+    partitions are searched; a time that does not match (or an id never stored) must not
+    make a recording escape its purge."""
+    march, june = NOW - timedelta(days=400), NOW - timedelta(days=300)
+    a, b = recording("m-a", collected=march), recording("m-b", collected=june)
+    add(db, a, b)
+    ids = sorted((a.recording_id, b.recording_id))
+    for times in ((march, june), (march,), (NOW,)):
+        with db.unit_of_work() as uow:
+            assert [r.recording_id for r in uow.recordings.lock(ids, times)] == ids
+    with db.unit_of_work() as uow:
+        found = uow.recordings.lock([*ids, recording("never").recording_id], (march, june))
+        assert [r.recording_id for r in found] == ids
+
+
 @covers(HoldRepository.replace_subject_digests, HoldRepository.reseal)
 def test_a_subject_holds_identifiers_are_kept_sealed_until_its_release(db: Any) -> None:
     pairs = frozenset({("phone", "+37061234567"), ("email", "a@example.com")})

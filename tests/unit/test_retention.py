@@ -64,6 +64,23 @@ def test_due_recording_is_announced_exactly_once(world: World) -> None:
     assert key == recording.recording_id
 
 
+def test_a_scheduled_purge_names_the_months_its_recordings_were_collected_in(
+    world: World,
+) -> None:
+    """So that the purge searches only those months' partitions for its rows."""
+    first = world.store_call("c1")
+    april = {"started_at": "2025-04-02T08:00:00Z", "ended_at": "2025-04-02T08:05:00Z"}
+    second = world.store_call("c2", **april)
+    assert first.collected_at != second.collected_at
+    world.clock.set(max(first.retention_due_at, second.retention_due_at) + timedelta(seconds=1))
+    assert world.announce() == 2
+    with world.db.claim() as follow_up:
+        assert follow_up is not None
+        command = follow_up.command
+    assert isinstance(command, PurgeRecordings)
+    assert command.collected == tuple(sorted((first.collected_at, second.collected_at)))
+
+
 def test_purge_deletes_every_version_and_leaves_a_tombstone(world: World) -> None:
     recording = world.store_call("c1")
     key = recording.object_key

@@ -217,6 +217,7 @@ def _event(
 
 def _follow_ups(events: list[Event]) -> list[Command]:
     purges: dict[Any, list[str]] = {}
+    collected: dict[Any, set[datetime]] = {}
     legal: list[str] = []
     freed: list[str] = []
     doomed: list[str] = []
@@ -228,8 +229,9 @@ def _follow_ups(events: list[Event]) -> list[Command]:
                 late.setdefault(request_id, []).append(recording_id)
             case KeysToSweep(recording_ids=ids):
                 swept.extend(ids)
-            case PurgesScheduled(recording_ids=ids, reason=reason):
+            case PurgesScheduled(recording_ids=ids, reason=reason, collected=times):
                 purges.setdefault(reason, []).extend(ids)
+                collected.setdefault(reason, set()).update(times)
             case LegalHoldsChanged(recording_ids=ids):
                 legal.extend(ids)
             case RecordingsFreed(recording_ids=ids):
@@ -239,7 +241,8 @@ def _follow_ups(events: list[Event]) -> list[Command]:
             case _:
                 pass
     commands: list[Command] = [
-        PurgeRecordings(tuple(dict.fromkeys(ids)), reason) for reason, ids in purges.items()
+        PurgeRecordings(tuple(dict.fromkeys(ids)), reason, tuple(sorted(collected[reason])))
+        for reason, ids in purges.items()
     ]
     if legal:
         commands.append(SyncLegalHolds(tuple(dict.fromkeys(legal))))

@@ -16,6 +16,7 @@ from ..domain.messages import (
     SyncLegalHolds,
 )
 from ..domain.model import PurgeReason
+from ..domain.retention import parse_timestamp, rfc3339
 
 # Claimed only when no other follow-up is due: a stray sweep lists every purged key to delete
 # versions that another writer left (unreadable already, the data key being gone), so a
@@ -25,8 +26,11 @@ LAST = "sweep_purged_keys"
 
 def encode(command: Command) -> tuple[str, dict[str, Any]]:
     match command:
-        case PurgeRecordings(recording_ids=ids, reason=reason):
-            return "purge", {"recording_ids": list(ids), "reason": reason.value}
+        case PurgeRecordings(recording_ids=ids, reason=reason, collected=times):
+            collected = [rfc3339(t) for t in times]
+            return "purge", {"recording_ids": list(ids), "reason": reason.value} | (
+                {"collected": collected} if collected else {}
+            )
         case SyncLegalHolds(recording_ids=ids):
             return "sync_legal_holds", {"recording_ids": list(ids)}
         case ResumeErasures(recording_ids=ids):
@@ -43,7 +47,8 @@ def encode(command: Command) -> tuple[str, dict[str, Any]]:
 def decode(kind: str, payload: dict[str, Any]) -> Command:
     ids = tuple(payload.get("recording_ids", ()))
     if kind == "purge":
-        return PurgeRecordings(ids, PurgeReason(payload["reason"]))
+        times = tuple(parse_timestamp(t) for t in payload.get("collected", ()))
+        return PurgeRecordings(ids, PurgeReason(payload["reason"]), times)
     if kind == "sync_legal_holds":
         return SyncLegalHolds(ids)
     if kind == "resume_erasures":

@@ -44,6 +44,9 @@ class PurgeRecordings(Command):
 
     recording_ids: tuple[str, ...]
     reason: PurgeReason
+    # their collection times, where known: the purge then searches only those months'
+    # partitions for the rows (optional: a follow-up written before carries none)
+    collected: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ class PurgesScheduled(Event):
 
     recording_ids: tuple[str, ...]
     reason: PurgeReason
+    collected: tuple[datetime, ...] = ()  # their collection times (see PurgeRecordings)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ def call_digests(key: Mac, call_ids: Sequence[str]) -> list[str]:
     return [d.hex() for d in keyed(key, "call", call_ids)]
 
 
+def collected_times(recordings: Sequence[Recording]) -> tuple[datetime, ...]:
+    """The recordings' distinct collection times: which monthly partitions hold them."""
+    return tuple(sorted({r.collected_at for r in recordings}))
+
+
 def object_key_for(recording_id: str) -> str:
     """The vault key: derived from callvault's own id only, never from anything a caller sent."""
     return f"recordings/{recording_id[:2]}/{recording_id}.cva"
@@ -443,13 +448,10 @@ class Hold(Aggregate):
         self._record(HoldReleased(self.hold_id, ids, now, by))
         if ids:
             self._record(RecordingsFreed(ids))
-        due = tuple(
-            r.recording_id
-            for r in recordings
-            if r.due_announced_at is not None and r.retention_due_at <= now
-        )
+        due = [r for r in recordings if r.due_announced_at and r.retention_due_at <= now]
         if due:
-            self._record(PurgesScheduled(due, PurgeReason.RETENTION))
+            due_ids = tuple(r.recording_id for r in due)
+            self._record(PurgesScheduled(due_ids, PurgeReason.RETENTION, collected_times(due)))
 
     @classmethod
     def released_before_placed(cls, hold_id: str, now: datetime) -> Hold:

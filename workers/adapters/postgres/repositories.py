@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +73,13 @@ _INSERT = sql.SQL(
 _UPDATE = sql.SQL(
     "UPDATE recordings SET {} WHERE recording_id = ANY(%(ids)s::uuid[]) "
     "AND collected_at = ANY(%(months)s::timestamptz[])"
+)
+_LOCK = "WHERE r.recording_id = ANY(%s::uuid[]) ORDER BY r.recording_id FOR UPDATE"
+# Between the first and the last collection time: only the partitions of those months (a
+# range prunes them as cheaply as one month, where a list of 200 times is a costly filter).
+_LOCK_IN_MONTHS = (
+    "WHERE r.recording_id = ANY(%s::uuid[]) AND r.collected_at BETWEEN %s AND %s "
+    "ORDER BY r.recording_id FOR UPDATE"
 )
 _ALIVE = "r.status <> 'purged'"
 _BEFORE_ALL = "00000000-0000-0000-0000-000000000000"  # "" as a page's start: below every id
@@ -167,9 +175,18 @@ class PostgresRecordings:
         found = self._all(_query("WHERE r.call_digest = %s"), (call_digest,))
         return found[0] if found else None
 
-    def lock(self, recording_ids: list[str]) -> list[Recording]:
-        tail = "WHERE r.recording_id = ANY(%s::uuid[]) ORDER BY r.recording_id FOR UPDATE"
-        return self._all(_query(tail), (_uuids(recording_ids),))
+    def lock(
+        self, recording_ids: list[str], collected: Collection[datetime] = ()
+    ) -> list[Recording]:
+        """By id alone, every partition's key is probed (200 ids: 7.6 ms among 20 partitions
+        of 11.5 M rows); with the collection times, only their months' partitions. Should a
+        row not be found in them, all are locked again in one statement, in id order."""
+        ids = _uuids(recording_ids)
+        if collected:
+            pruned = self._all(_query(_LOCK_IN_MONTHS), (ids, min(collected), max(collected)))
+            if len(pruned) == len(set(ids)):
+                return pruned
+        return self._all(_query(_LOCK), (ids,))
 
     def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
         _, events = recording.collect()
@@ -463,8 +480,13 @@ class PostgresHolds:
             return set()
         rows = self._conn.execute(
             "SELECT r.recording_id FROM recordings r "  # noqa: S608 - constant clause
-            f"WHERE r.recording_id = ANY(%s::uuid[]) AND {_COVERED}",
-            ([r.recording_id for r in recordings],),
+            "WHERE r.recording_id = ANY(%s::uuid[]) AND r.collected_at BETWEEN %s AND %s "
+            f"AND {_COVERED}",  # only the partitions of the recordings' months
+            (
+                [r.recording_id for r in recordings],
+                min(r.collected_at for r in recordings),
+                max(r.collected_at for r in recordings),
+            ),
         ).fetchall()
         return {str(r["recording_id"]) for r in rows}
 

@@ -13,7 +13,9 @@ A batch killed after 1 or 2 finishes on redelivery; a finished purge is never re
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from ...domain.messages import KeysToSweep, PurgeRecordings, SweepPurgedKeys
 from ...domain.model import PurgeReason, Recording, RecordingStatus, Verdict
@@ -28,24 +30,32 @@ class _Doomed:
 
     versions: list[VersionRef]
     legal_hold: bool  # the row knows of an object legal hold: cleared before the delete
+    collected_at: datetime  # its partition's month: the tombstone's lock searches no other
 
 
 def purge_recordings(command: PurgeRecordings, ctx: Context) -> str:
-    verdicts = purge(list(command.recording_ids), command.reason, ctx)
+    verdicts = purge(list(command.recording_ids), command.reason, ctx, command.collected)
     done = sum(v is Verdict.PURGE for v in verdicts.values())
     return f"purged:{done}/{len(verdicts)}"
 
 
-def purge(recording_ids: list[str], reason: PurgeReason, ctx: Context) -> dict[str, Verdict]:
-    """Purge what may go; returns each id's verdict (``UNKNOWN`` for ids never stored)."""
-    verdicts, shredded = _shred(recording_ids, reason, ctx)
+def purge(
+    recording_ids: list[str],
+    reason: PurgeReason,
+    ctx: Context,
+    collected: Collection[datetime] = (),
+) -> dict[str, Verdict]:
+    """Purge what may go; returns each id's verdict (``UNKNOWN`` for ids never stored).
+    ``collected``: the recordings' collection times, where known (their partitions)."""
+    verdicts, shredded = _shred(recording_ids, reason, ctx, collected)
     _delete_versions(shredded, ctx)
-    ctx.retry.call(lambda: _tombstone(list(shredded), ctx), "tombstone")
+    collected = {doomed.collected_at for doomed in shredded.values()}
+    ctx.retry.call(lambda: _tombstone(list(shredded), collected, ctx), "tombstone")
     return verdicts
 
 
 def _shred(
-    recording_ids: list[str], reason: PurgeReason, ctx: Context
+    recording_ids: list[str], reason: PurgeReason, ctx: Context, collected: Collection[datetime]
 ) -> tuple[dict[str, Verdict], dict[str, _Doomed]]:
     """The key-destroy transaction; returns the verdicts and, for each recording that goes,
     the versions to delete."""
@@ -54,13 +64,14 @@ def _shred(
     shredded: dict[str, _Doomed] = {}
     with ctx.uow() as uow:
         uow.lock_holds(exclusive=False)
-        recordings = uow.recordings.lock(recording_ids)
+        recordings = uow.recordings.lock(recording_ids, collected)
         covered = uow.holds.covered([r for r in recordings if r.alive])
         for recording in recordings:
             verdict = recording.verdict(reason, now, covered=recording.recording_id in covered)
             verdicts[recording.recording_id] = verdict
             if verdict is Verdict.PURGE:
-                doomed = _Doomed(_versions(recording, ctx), recording.legal_hold)
+                versions = _versions(recording, ctx)
+                doomed = _Doomed(versions, recording.legal_hold, recording.collected_at)
                 shredded[recording.recording_id] = doomed
                 recording.shred(reason, len(doomed.versions))
             else:
@@ -111,12 +122,11 @@ def _clear_legal_holds(targets: list[VersionRef], ctx: Context) -> None:
             continue
 
 
-def _tombstone(recording_ids: list[str], ctx: Context) -> None:
+def _tombstone(recording_ids: list[str], collected: set[datetime], ctx: Context) -> None:
     now = ctx.clock()
     with ctx.uow() as uow:
-        tombstones = [
-            r for r in uow.recordings.lock(recording_ids) if r.status is RecordingStatus.PURGING
-        ]
+        locked = uow.recordings.lock(recording_ids, collected)
+        tombstones = [r for r in locked if r.status is RecordingStatus.PURGING]
         for recording in tombstones:
             recording.tombstone(now)
         uow.recordings.update_many(tombstones)

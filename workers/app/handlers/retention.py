@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from ...domain.errors import ConfigError
 from ...domain.messages import AnnounceDue, PolicyApplied, PurgesScheduled, ResumeStalledPurges
-from ...domain.model import PurgeReason
+from ...domain.model import PurgeReason, collected_times
 from ...domain.retention import RetentionPolicy
 from ..context import Context
 from ..ports.unit_of_work import UnitOfWork
@@ -30,7 +30,7 @@ def announce_due(command: AnnounceDue, ctx: Context) -> str:
         uow.recordings.update_many(due)
         if due:
             ids = tuple(r.recording_id for r in due)
-            uow.record(PurgesScheduled(ids, PurgeReason.RETENTION))
+            uow.record(PurgesScheduled(ids, PurgeReason.RETENTION, collected_times(due)))
         uow.commit()
     return f"announced:{len(due)}"
 

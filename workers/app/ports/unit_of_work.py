@@ -37,8 +37,12 @@ class RecordingRepository(Protocol):
     def get(self, recording_id: str, *, lock: bool = False) -> Recording | None: ...
     def get_many(self, recording_ids: list[str]) -> list[Recording]: ...
     def by_call(self, call_digest: str) -> Recording | None: ...
-    def lock(self, recording_ids: list[str]) -> list[Recording]:
-        """Row-lock these recordings, in id order; unknown ids are skipped."""
+    def lock(
+        self, recording_ids: list[str], collected: Collection[datetime] = ()
+    ) -> list[Recording]:
+        """Row-lock these recordings, in id order; unknown ids are skipped. ``collected``:
+        their collection times, where the caller knows them - only those months' partitions
+        are searched (an id not found there is looked for in all)."""
         ...
 
     def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
