@@ -4,6 +4,7 @@ the database: a commit wakes the loop that has work, and idle loops ask nothing.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,6 +19,7 @@ from workers.entrypoints import worker
 ROLES = ("outbox", "retention")
 WAIT_SECONDS = 10.0
 QUIET_SECONDS = 0.3  # three polls of the loops before; none now
+BURST_SPACING_SECONDS = 0.002
 
 
 class Tasks:
@@ -119,5 +121,28 @@ def test_a_commit_with_follow_up_rows_wakes_the_follow_up_loops(world: World, lo
         await asyncio.to_thread(schedule)
         await loops.until(lambda: world.db.follow_up_backlog() == 0)
         assert loops.steps["followups"] > idle["followups"]
+
+    run(loops, scenario)
+
+
+def test_commits_in_quick_succession_are_published_in_one_round(world: World, loops: Loops) -> None:
+    """A burst of commits (a hundred stored calls a second) is one relay round per gathering
+    pause, not one round - a claim, a Kafka flush, a commit - per event."""
+    calls = [f"b-{n}" for n in range(8)]
+    for call_id in calls:
+        world.store_call(call_id)
+    published = len(world.bus.records)
+
+    def burst() -> None:
+        for call_id in calls:
+            announce_due(world, call_id)
+            time.sleep(BURST_SPACING_SECONDS)  # calls arrive a few milliseconds apart
+
+    async def scenario() -> None:
+        idle = await loops.idle()
+        await asyncio.to_thread(burst)
+        await loops.until(lambda: len(world.bus.records) >= published + len(calls))
+        await asyncio.sleep(QUIET_SECONDS)
+        assert loops.steps["relay"] - idle["relay"] <= 4  # not one round per commit (8)
 
     run(loops, scenario)
