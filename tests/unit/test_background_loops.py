@@ -146,3 +146,27 @@ def test_commits_in_quick_succession_are_published_in_one_round(world: World, lo
         assert loops.steps["relay"] - idle["relay"] <= 4  # not one round per commit (8)
 
     run(loops, scenario)
+
+
+def test_a_loop_that_only_measures_runs_once_a_tick_whatever_it_returns() -> None:
+    """The consumer-lag gauge returns the lag it measured: under load that is never 0, and it
+    is no work left to do - it must not be measured again and again at once."""
+    app, steps = Tasks(), Counter[str]()
+
+    def measure() -> int:
+        steps["lag"] += 1
+        return 6
+
+    async def run_step(action: Callable[[], Any]) -> Any:
+        return action()
+
+    worker._loop(app, "lag", 3600.0, measure, run_step)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        (task,) = [asyncio.create_task(fn()) for fn in app.tasks]
+        await asyncio.sleep(QUIET_SECONDS)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(main())
+    assert steps["lag"] == 1

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
 
@@ -331,13 +332,13 @@ def _background(app: faust.App, container: App, roles: tuple[str, ...], run: Run
     if "outbox" in roles:
         woken = _woken_by(container.wakeups, "outbox")
         relay = container.relay.publish_pending
-        _loop(app, "outbox", RELAY_FALLBACK_SECONDS, relay, run, woken, GATHER_SECONDS)
+        _loop(app, "outbox", RELAY_FALLBACK_SECONDS, relay, run, Draining(woken))
     if "retention" in roles:
         for n in range(settings.concurrency):
             woken = _woken_by(container.wakeups, "followups")
             drain = container.dispatcher.drain
             fallback = FOLLOWUPS_FALLBACK_SECONDS
-            _loop(app, f"followups-{n}", fallback, drain, run, woken, GATHER_SECONDS)
+            _loop(app, f"followups-{n}", fallback, drain, run, Draining(woken))
     if "scheduler" in roles:
         _loop(app, "scheduler", every, lambda: _announce_all(container), run)
         _loop(app, "stalled", 30.0, lambda: bus.handle(m.ResumeStalledPurges()), run)
@@ -394,27 +395,37 @@ def _woken_by(wakeups: Wakeups, channel: Channel) -> Waker:
     return subscribe
 
 
+@dataclass(frozen=True)
+class Draining:
+    """How a loop that drains a queue runs: woken by ``woken_by``'s event as well as every so
+    often, again while its action (which returns how much it did) finds work, and each time
+    ``gather`` seconds later, so that one round takes what came in meanwhile."""
+
+    woken_by: Waker
+    gather: float = GATHER_SECONDS
+
+
 def _loop(
     app: faust.App,
     name: str,
     seconds: float,
     action: Callable[[], object],
     run: Runner,
-    woken_by: Waker | None = None,
-    gather: float = 0.0,
+    draining: Draining | None = None,
 ) -> None:
-    """Run ``action`` now and then every ``seconds`` (again while it finds work, and when
-    ``woken_by``'s event is set - each time ``gather`` seconds later, so that one round takes
-    what came in meanwhile); an error is logged and the loop goes on."""
+    """Run ``action`` now and then every ``seconds`` (a draining loop: see :class:`Draining`;
+    another loop's result means nothing - a consumer lag of 6 is no work left to do); an error
+    is logged and the loop goes on."""
 
     async def loop() -> None:
-        woken = woken_by() if woken_by else asyncio.Event()
+        woken = draining.woken_by() if draining else asyncio.Event()
+        gather = draining.gather if draining else 0.0
         while True:
             woken.clear()  # before the step: word of a commit during it wakes the next wait
             busy = False
             try:
                 result = await run(action)
-                busy = isinstance(result, int) and result > 0
+                busy = draining is not None and isinstance(result, int) and result > 0
             except asyncio.CancelledError:
                 raise
             except TransientError as error:
