@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from ...domain.audit import GENESIS, AuditEntry, chain_hash, numbered, unnumbered
 
 _AUDIT_LOCK = 0x6361_6C6C_7661
+Record = tuple[str, str, dict[str, Any], datetime]  # action, entity id, details, at
 
 
 def append_audit(
@@ -28,7 +29,7 @@ def append_audit(
 
 def append_audits(
     conn: psycopg.Connection[dict[str, Any]],
-    records: list[tuple[str, str, dict[str, Any], datetime]],
+    records: list[Record],
 ) -> list[AuditEntry]:
     """Append entries in order under one lock: the chain head is read once, and every entry's
     hash covers the one before it, as if appended one by one."""
@@ -50,16 +51,14 @@ def lock_head(conn: psycopg.Connection[dict[str, Any]]) -> psycopg.Cursor[dict[s
 
 @dataclass(frozen=True)
 class Prepared:
-    """An entry before the lock: what it stores and its canonical form but for its number."""
+    """An entry before the lock: what it stores (its details as JSON gives them back) and its
+    canonical form but for its number."""
 
-    action: str
-    entity_id: str
-    details: dict[str, Any]
-    at: datetime
+    record: Record
     body: bytes
 
 
-def prepare(records: list[tuple[str, str, dict[str, Any], datetime]]) -> list[Prepared]:
+def prepare(records: list[Record]) -> list[Prepared]:
     """Everything but the chaining, done before the lock is taken: the lock then stays held
     for the hashes alone (a purge of 200 recordings appends 200 entries)."""
     prepared = []
@@ -67,7 +66,7 @@ def prepare(records: list[tuple[str, str, dict[str, Any], datetime]]) -> list[Pr
         # Round-trip the details through JSON so the hash covers exactly what is stored.
         stored = json.loads(json.dumps(details))
         body = unnumbered(at, action, entity_id, stored)
-        prepared.append(Prepared(action, entity_id, stored, at, body))
+        prepared.append(Prepared((action, entity_id, stored, at), body))
     return prepared
 
 
@@ -77,10 +76,9 @@ def chained(head: dict[str, Any] | None, prepared: list[Prepared]) -> list[Audit
     entries = []
     for entry in prepared:
         seq += 1
+        action, entity_id, details, at = entry.record
         hashed = chain_hash(prev, numbered(entry.body, seq))
-        entries.append(
-            AuditEntry(seq, entry.at, entry.action, entry.entity_id, entry.details, prev, hashed)
-        )
+        entries.append(AuditEntry(seq, at, action, entity_id, details, prev, hashed))
         prev = hashed
     return entries
 
