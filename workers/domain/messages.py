@@ -44,8 +44,8 @@ class PurgeRecordings(Command):
 
     recording_ids: tuple[str, ...]
     reason: PurgeReason
-    # their collection times, where known: the purge then searches only those months'
-    # partitions for the rows (optional: a follow-up written before carries none)
+    # the first and last of their collection times, where known: the purge then searches
+    # only the months' partitions between them (a follow-up written before carries none)
     collected: tuple[datetime, ...] = ()
 
 

@@ -47,8 +47,10 @@ def call_digests(key: Mac, call_ids: Sequence[str]) -> list[str]:
 
 
 def collected_times(recordings: Sequence[Recording]) -> tuple[datetime, ...]:
-    """The recordings' distinct collection times: which monthly partitions hold them."""
-    return tuple(sorted({r.collected_at for r in recordings}))
+    """The first and the last of the recordings' collection times: the monthly partitions
+    between them hold every one (a purge searches no others)."""
+    times = [r.collected_at for r in recordings]
+    return tuple(sorted({min(times), max(times)}))
 
 
 def object_key_for(recording_id: str) -> str:
@@ -448,7 +450,9 @@ class Hold(Aggregate):
         self._record(HoldReleased(self.hold_id, ids, now, by))
         if ids:
             self._record(RecordingsFreed(ids))
-        due = [r for r in recordings if r.due_announced_at and r.retention_due_at <= now]
+        due = [
+            r for r in recordings if r.due_announced_at is not None and r.retention_due_at <= now
+        ]
         if due:
             due_ids = tuple(r.recording_id for r in due)
             self._record(PurgesScheduled(due_ids, PurgeReason.RETENTION, collected_times(due)))

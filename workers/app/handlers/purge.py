@@ -49,8 +49,8 @@ def purge(
     ``collected``: the recordings' collection times, where known (their partitions)."""
     verdicts, shredded = _shred(recording_ids, reason, ctx, collected)
     _delete_versions(shredded, ctx)
-    collected = {doomed.collected_at for doomed in shredded.values()}
-    ctx.retry.call(lambda: _tombstone(list(shredded), collected, ctx), "tombstone")
+    shredded_at = {doomed.collected_at for doomed in shredded.values()}
+    ctx.retry.call(lambda: _tombstone(list(shredded), shredded_at, ctx), "tombstone")
     return verdicts
 
 
