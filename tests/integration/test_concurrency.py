@@ -444,3 +444,57 @@ def test_a_stored_recording_and_its_event_commit_together(world: Any) -> None:
             ("recordings_stored", recording_id_for(HASHER, "c1"))
         ]
     assert row(settings, "c1")["status"] == "stored"
+
+
+# --- group commit: concurrent stores share transactions ---------------------------------------
+
+
+def _stored_proof(settings: Settings, call_ids: list[str]) -> tuple[int, int, int]:
+    """Rows, look-up digests and outbox events of these calls' recordings."""
+    ids = [recording_id_for(HASHER, c) for c in call_ids]
+    with psycopg.connect(settings.dsn) as conn:
+        found = conn.execute(
+            "SELECT (SELECT count(*) FROM recordings WHERE recording_id = ANY(%(ids)s::uuid[])),"
+            " (SELECT count(*) FROM subject_keys WHERE recording_id = ANY(%(ids)s::uuid[])),"
+            " (SELECT count(*) FROM outbox WHERE topic = 'recordings_stored'"
+            "  AND key = ANY(%(keys)s))",
+            {"ids": ids, "keys": ids},
+        ).fetchone()
+    assert found is not None
+    return found[0], found[1], found[2]
+
+
+def test_stores_committing_at_once_each_keep_their_row_digests_and_event(world: Any) -> None:
+    ctx, _, settings = world
+    call_ids = [f"g{n:02d}" for n in range(12)]
+    started = [in_thread(lambda c=c: store(ctx, c)) for c in call_ids]
+    for thread, _ in started:
+        thread.join(60)
+    assert [result for _, result in started] == [["stored"]] * len(call_ids)
+    assert _stored_proof(settings, call_ids) == (12, 12, 12)
+
+
+def test_two_workers_storing_the_same_calls_in_opposite_orders_store_each_once(
+    world: Any, instance: Instance
+) -> None:
+    """Their groups lock the same rows; members run in recording-id order, so the groups
+    never wait for each other in a cycle, and each call is stored by one of them."""
+    ctx, _, settings = world
+    other = bootstrap(
+        settings.model_copy(update={"db_pool_size": 8}),
+        objects=ctx.objects,
+        keys=software_key_ring(**RING),
+        retry=RetryPolicy(budget_seconds=20),
+        typesetter=FakeTypesetter(),
+    )
+    call_ids = [f"o{n:02d}" for n in range(8)]
+    try:
+        runs = [in_thread(lambda c=c: store(ctx, c)) for c in call_ids]
+        runs += [in_thread(lambda c=c: store(other.ctx, c)) for c in reversed(call_ids)]
+        for thread, _ in runs:
+            thread.join(60)
+    finally:
+        other.close()
+    outcomes = [result[0] for _, result in runs]
+    assert sorted(map(str, outcomes)) == ["duplicate"] * 8 + ["stored"] * 8
+    assert _stored_proof(settings, call_ids) == (8, 8, 8)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from ..settings import Settings
+from .group_commit import GroupCommit
 from .letters import LetterWriter
 from .ports.console import AccessHistory
 from .ports.keys import Keys
@@ -67,6 +68,10 @@ class Context:
     letters: LetterWriter = field(kw_only=True)  # what the data subject reads
     legal_holds: LegalHolds = field(kw_only=True)  # of the object store's versions
     buckets: Buckets = field(kw_only=True)  # the object store's upkeep
+    commits: GroupCommit = field(init=False)  # transactions shared by concurrent handlers
+
+    def __post_init__(self) -> None:
+        self.commits = GroupCommit(self.uow)
 
     @property
     def vault(self) -> str:

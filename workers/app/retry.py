@@ -53,7 +53,20 @@ class RetryPolicy:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def call(self, step: Callable[[], T], what: str = "step") -> T:
+        """``step``, retried while it fails transiently and the budget lasts. The first try
+        runs bare (most steps succeed at once); a failure goes on in tenacity's loop as its
+        first attempt, so the attempts, waits and warnings are the same."""
         with self._budget() as budget:
+            try:
+                return step()
+            except TransientError as error:
+                first = [error]
+
+            def attempt() -> T:
+                if first:
+                    raise first.pop()
+                return step()
+
             retrying = Retrying(
                 retry=retry_if_exception_type(TransientError),
                 stop=lambda state: self._spent(state, budget),
@@ -62,7 +75,7 @@ class RetryPolicy:
                 reraise=True,
                 before_sleep=lambda state: _warn(what, state),
             )
-            return retrying(step)
+            return retrying(attempt)
 
     @contextmanager
     def _budget(self) -> Iterator[_Budget]:

@@ -294,6 +294,7 @@ class PostgresUnitOfWork:
         self._events: list[Event] = []
         self._conn: Connection | None = None
         self._context: Any = None
+        self._holds_locked: bool | None = None  # this transaction's holds lock: exclusive?
 
     def __enter__(self) -> Self:
         self._context = self._db._pool.connection()
@@ -301,6 +302,7 @@ class PostgresUnitOfWork:
             conn: Connection = self._context.__enter__()
         self._conn = conn
         self._events = []
+        self._holds_locked = None
         self.recordings = PostgresRecordings(conn, self._events)
         self.scans = PostgresRecordingScans(conn)
         self.counts = PostgresRecordingCounts(conn)
@@ -341,9 +343,14 @@ class PostgresUnitOfWork:
         return self._conn
 
     def lock_holds(self, *, exclusive: bool) -> None:
+        """Held until the transaction ends: asked again (the units of work of a group
+        commit), a lock as strong is not taken twice."""
+        if self._holds_locked is not None and self._holds_locked >= exclusive:
+            return
         function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         with translated():
             self.conn.execute(f"SELECT {function}(%s)", (HOLDS_LOCK,))
+        self._holds_locked = exclusive
 
     def record(self, *events: Event) -> None:
         self._events.extend(events)
@@ -368,6 +375,7 @@ class PostgresUnitOfWork:
                     insert_accesses(conn, entries)
                 conn.commit()
         self._events.clear()
+        self._holds_locked = None
 
     def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         with translated():

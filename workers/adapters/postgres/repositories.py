@@ -67,8 +67,14 @@ _COLUMNS = ", ".join(RECORDING_COLUMNS)
 _SELECTED = ", ".join(f"r.{c}" for c in RECORDING_COLUMNS)
 _VALUES = ", ".join(f"%({c})s" for c in RECORDING_COLUMNS)
 _SELECT = f"SELECT {_SELECTED} FROM recordings r "  # noqa: S608 - constant column names
+# The row and its look-up digests in one statement; a recording of the same call stored
+# before inserts neither (and counts 0).
 _INSERT = sql.SQL(
-    f"INSERT INTO recordings ({_COLUMNS}) VALUES ({_VALUES}) ON CONFLICT DO NOTHING"  # noqa: S608 - constant column names
+    f"WITH added AS (INSERT INTO recordings ({_COLUMNS}) VALUES ({_VALUES}) "  # noqa: S608 - constant column names
+    "ON CONFLICT DO NOTHING RETURNING recording_id), "
+    "keyed AS (INSERT INTO subject_keys (digest, recording_id) "
+    "SELECT d, added.recording_id FROM added, unnest(%(digests)b::bytea[]) AS d) "
+    "SELECT count(*) AS added FROM added"
 )
 _UPDATE = sql.SQL(
     "UPDATE recordings SET {} WHERE recording_id = ANY(%(ids)s::uuid[]) "
@@ -191,9 +197,9 @@ class PostgresRecordings:
     def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
         _, events = recording.collect()
         params = {c: _column_value(getattr(recording, c)) for c in RECORDING_COLUMNS}
-        if self._conn.execute(_INSERT, params).rowcount != 1:
+        row = self._conn.execute(_INSERT, params | {"digests": sorted(digests)}).fetchone()
+        if row is None or row["added"] != 1:
             return False
-        self._add_digests(recording.recording_id, digests)  # a new row has none yet
         self._events.extend(events)
         return True
 

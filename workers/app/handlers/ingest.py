@@ -41,18 +41,22 @@ LOCK_MARGIN = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class CallIds:
-    """The call's keyed digest and its recording id, each computed once per delivery (with
-    the keys in a token, each is a call to the token)."""
+    """The call's keyed digest, its recording id and its customer's normalised identifiers,
+    each computed once per delivery (with the keys in a token, each digest is a call to the
+    token; a phone number is parsed once)."""
 
     digest: str
     recording_id: str
+    subject: frozenset[tuple[str, str]]
 
 
 def store_call(command: StoreCall, ctx: Context, source: AudioSource) -> str:
     started = time.monotonic()
     call = command.call
     ids = CallIds(
-        call_digest(ctx.keys.hasher, call.call_id), recording_id_for(ctx.keys.hasher, call.call_id)
+        call_digest(ctx.keys.hasher, call.call_id),
+        recording_id_for(ctx.keys.hasher, call.call_id),
+        frozenset(call.subject_pairs(ctx.settings.default_region)),
     )
     with ctx.locks.hold(ids.digest):
         outcome = _store(call, ids, ctx, source)
@@ -76,7 +80,7 @@ def _store(call: CallEnded, ids: CallIds, ctx: Context, source: AudioSource) -> 
     if not call.notice_played and ctx.settings.require_notice:
         return _discard(call, digest, where, ctx)
     try:
-        audio, sealed = _upload(call, ids.recording_id, where, ctx, source)
+        audio, sealed = _upload(call, ids, where, ctx, source)
     except FetchFailed:
         existing = ctx.read(lambda uow: _known_call(uow, call, digest, ctx))
         if existing is None:
@@ -123,8 +127,9 @@ def _locate(call: CallEnded, ctx: Context) -> AudioLocation:
 
 
 def _upload(
-    call: CallEnded, recording_id: str, where: AudioLocation, ctx: Context, source: AudioSource
+    call: CallEnded, ids: CallIds, where: AudioLocation, ctx: Context, source: AudioSource
 ) -> tuple[StoredAudio, Sealed]:
+    recording_id = ids.recording_id
     data_key = ctx.keys.new_data_key()
     head, chunks = peek(source.open(where), SNIFF_BYTES)
     recognise(head, call.audio.content_type)  # what is not audio is refused before any upload
@@ -153,7 +158,7 @@ def _upload(
         facts.channels,
     )
     wrapped, master_key_id = ctx.keys.wrap(data_key, recording_id)
-    personal = ctx.keys.seal(data_key, recording_id, _personal_data(call, ctx))
+    personal = ctx.keys.seal(data_key, recording_id, _personal_data(call, ids.subject))
     return audio, Sealed(wrapped, master_key_id, personal)
 
 
@@ -174,11 +179,10 @@ def _check_declared(call: CallEnded, audio: Measured) -> None:
         raise ChecksumMismatch("sha256 of the audio differs from the declared one")
 
 
-def _personal_data(call: CallEnded, ctx: Context) -> dict[str, object]:
+def _personal_data(call: CallEnded, subject: frozenset[tuple[str, str]]) -> dict[str, object]:
     """What is sealed with the recording: the customer's data and number ("withheld" when the
     caller hid it: such a call is found by no number)."""
-    pairs = call.subject_pairs(ctx.settings.default_region)
-    phone = next((value for kind, value in pairs if kind == "phone"), None)
+    phone = next((value for kind, value in subject if kind == "phone"), None)
     if phone is None and is_withheld(call.customer_number):
         phone = WITHHELD
     return (call.customer.as_dict() if call.customer else {}) | {"phone": phone}
@@ -201,33 +205,40 @@ def _commit_or_clean_up(
 def _commit(
     call: CallEnded, ids: CallIds, audio: StoredAudio, sealed: Sealed, ctx: Context
 ) -> str | Repeat:
+    """One transaction, shared with the other calls committing at the same moment."""
+    outcome = ctx.commits.run(
+        lambda uow: _record(call, ids, audio, sealed, ctx, uow), order=ids.recording_id
+    )
+    if outcome == "stored":
+        ctx.metrics.recordings_stored.inc()
+        ctx.metrics.bytes_stored.inc(audio.size_bytes)
+    return outcome
+
+
+def _record(
+    call: CallEnded, ids: CallIds, audio: StoredAudio, sealed: Sealed, ctx: Context, uow: UnitOfWork
+) -> str | Repeat:
     keys, settings = ctx.keys, ctx.settings
     digest, recording_id = ids.digest, ids.recording_id
-    digests = subject_keys(keys.hasher, call.subject_pairs(settings.default_region)).digests
-    with ctx.uow() as uow:
-        uow.lock_holds(exclusive=False)  # a hold committed before this commit covers it
-        recording = Recording.store(
-            call,
-            recording_id=recording_id,
-            call_digest=digest,
-            policy=settings.policy.for_tenant(call.tenant),
-            audio=audio,
-            sealed=sealed,
-            held=bool(uow.holds.covering(recording_id, digest, digests)),
-            now=ctx.clock(),
-        )
-        if not uow.recordings.add(recording, digests):
-            winner = uow.recordings.by_call(digest)
-            if winner is not None and winner.object_version == audio.object_version:
-                return "stored"  # our commit had succeeded before its answer was lost
-            return Repeat(winner.sha256 if winner is not None else None)
-        for request_id in uow.requests.erasures_covering(
-            digests, recording.collected_at, ctx.clock()
-        ):
-            uow.record(LateRecordingFound(request_id, recording_id))  # erased on arrival
-        uow.commit()
-    ctx.metrics.recordings_stored.inc()
-    ctx.metrics.bytes_stored.inc(audio.size_bytes)
+    digests = subject_keys(keys.hasher, ids.subject).digests
+    uow.lock_holds(exclusive=False)  # a hold committed before this commit covers it
+    recording = Recording.store(
+        call,
+        recording_id=recording_id,
+        call_digest=digest,
+        policy=settings.policy.for_tenant(call.tenant),
+        audio=audio,
+        sealed=sealed,
+        held=bool(uow.holds.covering(recording_id, digest, digests)),
+        now=ctx.clock(),
+    )
+    if not uow.recordings.add(recording, digests):
+        winner = uow.recordings.by_call(digest)
+        if winner is not None and winner.object_version == audio.object_version:
+            return "stored"  # our commit had succeeded before its answer was lost
+        return Repeat(winner.sha256 if winner is not None else None)
+    for request_id in uow.requests.erasures_covering(digests, recording.collected_at, ctx.clock()):
+        uow.record(LateRecordingFound(request_id, recording_id))  # erased on arrival
     return "stored"
 
 
