@@ -64,6 +64,7 @@ RECORDING_COLUMNS = (
 )
 # Plain constant statements (composed once, not on every call).
 _COLUMNS = ", ".join(RECORDING_COLUMNS)
+_COLUMN_NAMES = frozenset(RECORDING_COLUMNS)
 _SELECTED = ", ".join(f"r.{c}" for c in RECORDING_COLUMNS)
 _VALUES = ", ".join(f"%({c})s" for c in RECORDING_COLUMNS)
 _SELECT = f"SELECT {_SELECTED} FROM recordings r "  # noqa: S608 - constant column names
@@ -212,9 +213,8 @@ class PostgresRecordings:
         groups: dict[tuple[tuple[str, Any], ...], list[Recording]] = {}
         for recording in recordings:
             changed, events = recording.collect()
-            unknown = set(changed) - set(RECORDING_COLUMNS)
-            if unknown:
-                raise ValueError(f"not recording columns: {sorted(unknown)}")
+            if not changed.keys() <= _COLUMN_NAMES:
+                raise ValueError(f"not recording columns: {sorted(changed.keys() - _COLUMN_NAMES)}")
             if changed:
                 change = tuple((c, _column_value(v)) for c, v in changed.items())
                 groups.setdefault(change, []).append(recording)

@@ -13,6 +13,7 @@ A batch killed after 1 or 2 finishes on redelivery; a finished purge is never re
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,8 +136,7 @@ def _tombstone(recording_ids: list[str], collected: set[datetime], ctx: Context)
             uow.recordings.forget_digests(ids)
             uow.record(KeysToSweep(tuple(ids)))
         uow.commit()
-    for recording in tombstones:
-        _count(recording, ctx)
+    _count(tombstones, ctx)
 
 
 def sweep_purged_keys(command: SweepPurgedKeys, ctx: Context) -> str:
@@ -159,9 +159,13 @@ def sweep_purged_keys(command: SweepPurgedKeys, ctx: Context) -> str:
     return f"strays:{strays}"
 
 
-def _count(recording: Recording, ctx: Context) -> None:
-    reason = recording.purge_reason or PurgeReason.RETENTION
-    ctx.metrics.purged.labels(reason=reason.value).inc()
-    if reason is PurgeReason.RETENTION and recording.purged_at is not None:
-        lag = lag_seconds(recording.retention_due_at, recording.purged_at)
-        ctx.metrics.purge_lag.observe(max(0.0, lag))
+def _count(tombstones: list[Recording], ctx: Context) -> None:
+    """The purges by reason, and each retention purge's lag against its due time."""
+    reasons = Counter(r.purge_reason or PurgeReason.RETENTION for r in tombstones)
+    for reason, purged in reasons.items():
+        ctx.metrics.purged.labels(reason=reason.value).inc(purged)
+    for recording in tombstones:
+        retention = recording.purge_reason in (None, PurgeReason.RETENTION)
+        if retention and recording.purged_at is not None:
+            lag = lag_seconds(recording.retention_due_at, recording.purged_at)
+            ctx.metrics.purge_lag.observe(max(0.0, lag))
