@@ -94,6 +94,21 @@ def queued(commits: GroupCommit, count: int) -> Callable[[], None]:
     return wait
 
 
+def behind_a_first(
+    others: dict[str, Callable[[Any], str]], limit: int | None = None
+) -> tuple[list[Transaction], Members]:
+    """A member "first" whose transaction is held open until ``others`` all wait behind it,
+    then those; returns the transactions and the members once every one has finished."""
+    log, uow = transactions()
+    commits = GroupCommit(uow) if limit is None else GroupCommit(uow, limit=limit)
+    members = Members(commits)
+    members.start("first", writes("first", before=queued(commits, len(others))))
+    for name, work in others.items():
+        members.start(name, work)
+    members.join()
+    return log, members
+
+
 def test_a_lone_commit_runs_at_once_in_its_own_transaction() -> None:
     log, uow = transactions()
     assert GroupCommit(uow).run(writes("a"), order="a") == "done:a"
@@ -101,38 +116,21 @@ def test_a_lone_commit_runs_at_once_in_its_own_transaction() -> None:
 
 
 def test_members_that_arrive_together_share_one_transaction_in_their_order() -> None:
-    log, uow = transactions()
-    commits = GroupCommit(uow)
-    members = Members(commits)
-    members.start("first", writes("first", before=queued(commits, 3)))
-    for name in ("c", "a", "b"):
-        members.start(name, writes(name))
-    members.join()
+    log, members = behind_a_first({name: writes(name) for name in ("c", "a", "b")})
     assert members.outcomes == {n: f"done:{n}" for n in ("first", "a", "b", "c")}
     assert [(t.ran, t.committed) for t in log] == [(["first"], True), (["a", "b", "c"], True)]
 
 
 def test_a_group_holds_at_most_its_limit() -> None:
-    log, uow = transactions()
-    commits = GroupCommit(uow, limit=2)
-    members = Members(commits)
-    members.start("first", writes("first", before=queued(commits, 3)))
-    for name in ("a", "b", "c"):
-        members.start(name, writes(name))
-    members.join()
+    log, _ = behind_a_first({name: writes(name) for name in ("a", "b", "c")}, limit=2)
     assert [t.ran for t in log] == [["first"], ["a", "b"], ["c"]]
     assert all(t.committed for t in log)
 
 
 def test_one_members_permanent_error_is_its_own_and_the_others_commit() -> None:
-    log, uow = transactions()
-    commits = GroupCommit(uow)
-    members = Members(commits)
-    members.start("first", writes("first", before=queued(commits, 3)))
-    members.start("a", writes("a"))
-    members.start("b", fails(PermanentError("bad row")))
-    members.start("c", writes("c"))
-    members.join()
+    log, members = behind_a_first(
+        {"a": writes("a"), "b": fails(PermanentError("bad row")), "c": writes("c")}
+    )
     assert members.outcomes["a"] == "done:a"
     assert members.outcomes["c"] == "done:c"
     assert isinstance(members.outcomes["b"], PermanentError)
@@ -141,13 +139,7 @@ def test_one_members_permanent_error_is_its_own_and_the_others_commit() -> None:
 
 
 def test_a_transient_error_fails_the_whole_group_for_each_to_retry() -> None:
-    log, uow = transactions()
-    commits = GroupCommit(uow)
-    members = Members(commits)
-    members.start("first", writes("first", before=queued(commits, 2)))
-    members.start("a", writes("a"))
-    members.start("b", fails(TransientError("database away")))
-    members.join()
+    log, members = behind_a_first({"a": writes("a"), "b": fails(TransientError("database away"))})
     assert isinstance(members.outcomes["a"], TransientError)
     assert isinstance(members.outcomes["b"], TransientError)
     assert [t.ran for t in log if t.committed] == [["first"]]
