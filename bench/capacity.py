@@ -96,7 +96,9 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
         real = bootstrap(settings)
         objects = Timed(real.objects)
         kafka = CountingBus(real.bus)
-        container = bootstrap(settings, objects=objects, bus=kafka)
+        container = bootstrap(
+            settings, objects=objects, bus=kafka, hold_commands=real.hold_commands
+        )
         call_ids = [f"cap-{i}" for i in range(n)]
         sample = common.cloudevent(
             "callvault.call.ended.v1", common.call_data("cap-0", "s3://landing/incoming/x.wav")
@@ -114,7 +116,13 @@ def life_of_calls(stack: dict[str, str], n: int) -> dict[str, Any]:
         kafka.bytes.clear()
         log("capacity: purging them (clock moved past their due date)")
         later = datetime.now(UTC) + timedelta(days=400)
-        purger = bootstrap(settings, objects=objects, bus=kafka, clock=lambda: later)
+        purger = bootstrap(
+            settings,
+            objects=objects,
+            bus=kafka,
+            clock=lambda: later,
+            hold_commands=real.hold_commands,
+        )
         while purger.messagebus.handle(AnnounceDue()) != "announced:0":
             pass
         _settle(purger)

@@ -22,7 +22,7 @@ from .adapters.fetch import AudioFetcher
 from .adapters.kafka import codec
 from .adapters.kafka.bus import DeadLetter, KafkaBus, read_topic
 from .adapters.kafka.codec import Codec
-from .adapters.kafka.lag import ConsumerLag, LagProbe
+from .adapters.kafka.lag import ConsumerLag, LagProbe, PendingHoldCommands
 from .adapters.kafka.security import KafkaSecurity, kafka_security
 from .adapters.kafka.watch import TopicWatch
 from .adapters.keys import KeyRing, key_ring
@@ -55,6 +55,7 @@ from .app.middleware import CountOutcomes, DeadLetters, Retry, log_context
 from .app.ports.audio import AudioSource
 from .app.ports.bus import EventBus
 from .app.ports.console import AccessHistory, Renditions
+from .app.ports.hold_commands import HoldCommands
 from .app.ports.keys import Keys
 from .app.ports.letters import Typesetter
 from .app.ports.objects import ObjectStorage
@@ -104,6 +105,7 @@ class App:
         typesetter: Typesetter | None = None,
         renditions: Renditions | None = None,
         wakeups: Wakeups | None = None,
+        hold_commands: HoldCommands | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or utc_now
@@ -119,6 +121,7 @@ class App:
             "typesetter": typesetter,
             "renditions": renditions,
             "wakeups": wakeups,
+            "hold_commands": hold_commands,
         }
         # a given part takes the place of the cached property that would build it
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
@@ -190,6 +193,17 @@ class App:
         s = self.settings
         return PostgresWakeups(
             s.dsn, connect_timeout=s.connect_timeout.as_timedelta().total_seconds()
+        )
+
+    @cached_property
+    def hold_commands(self) -> HoldCommands:
+        """How many hold commands no worker has applied yet: the consumer group's lag on the
+        holds topic (a purge waits for them)."""
+        if "bus" in self._given:
+            raise ConfigError("this part needs Kafka's hold commands, and a fake bus was given")
+        s = self.settings
+        return PendingHoldCommands(
+            s.kafka, s.app_id, s.topic_holds_commands, security=self.kafka_security
         )
 
     @cached_property
@@ -316,6 +330,7 @@ class App:
             letters=LetterWriter(self.settings, self.typesetter),
             legal_holds=self.objects,
             buckets=self.objects,
+            hold_commands=self.hold_commands,
         )
 
     @cached_property
@@ -384,7 +399,7 @@ class App:
         return staff_accounts(self.ctx, self.console_reads.tallies, keys=self.keys)
 
     def close(self) -> None:
-        for name in ("wakeups", "bus", "_postgres"):
+        for name in ("wakeups", "hold_commands", "bus", "_postgres"):
             if name in self.__dict__ and name not in self._given:
                 self.__dict__[name].close()
 
@@ -475,10 +490,12 @@ def bootstrap(
     typesetter: Typesetter | None = None,
     renditions: Renditions | None = None,
     wakeups: Wakeups | None = None,
+    hold_commands: HoldCommands | None = None,
 ) -> App:
     """callvault for one process; every part not given is built from ``settings`` on first
     use (``uow``: the database - unit of work, outbox, follow-ups; ``bus``: Kafka;
-    ``wakeups``: word of its commits, given with a fake ``uow``)."""
+    ``wakeups``: word of its commits, given with a fake ``uow``; ``hold_commands``: those
+    still pending, given with a fake ``bus``)."""
     return App(
         settings,
         uow=uow,
@@ -493,6 +510,7 @@ def bootstrap(
         typesetter=typesetter,
         renditions=renditions,
         wakeups=wakeups,
+        hold_commands=hold_commands,
     )
 
 

@@ -110,6 +110,37 @@ def test_held_recordings_survive_until_released(short_lived: Callvault) -> None:
     wait_for(lambda: cv.metric("callvault_holds_active") == 0, 20, "holds gauge to 0")
 
 
+def test_holds_placed_while_no_worker_ran_are_in_force_before_anything_is_purged(
+    short_lived: Callvault,
+) -> None:
+    """Compliance places holds while every worker is down, and the recordings fall due
+    meanwhile. The worker that starts again purges none of them: its purges wait until its
+    holds consumer has read every hold, the many ahead of them too."""
+    cv = short_lived
+    worker = cv.start_worker()
+    calls = [f"down-{i}" for i in range(6)]
+    for call_id in calls:
+        cv.call(call_id, make_wav(0.3))
+    cv.read("recordings_stored", lambda seen: len(seen) >= len(calls), timeout=60)
+    cv.kill(worker)
+    for i in range(200):  # other cases' holds, ahead of these in the topic
+        hold(cv, f"other-{i}", {"call_ids": [f"elsewhere-{i}"]})
+    for call_id in calls:
+        hold(cv, f"case-{call_id}", {"call_ids": [call_id]})
+    (due,) = db(cv, "SELECT max(retention_due_at) FROM recordings")[0]
+    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 1)  # all past due
+    cv.start_worker()
+    wait_for(lambda: cv.metric("callvault_holds_active") == 206, 90, "every hold applied")
+    wait_for(lambda: db(cv, "SELECT count(*) FROM followups") == [(0,)], 90, "purges settled")
+    assert cv.read("recordings_purged", lambda seen: True, timeout=3) == []
+    stored = db(cv, "SELECT call_id FROM recordings WHERE status = 'stored'")
+    assert sorted(r[0] for r in stored) == calls
+    for call_id in calls:
+        release(cv, f"case-{call_id}")
+    purged = cv.read("recordings_purged", lambda seen: len(seen) >= len(calls), timeout=90)
+    assert sorted(e["data"]["call_id"] for e in purged) == calls
+
+
 def test_two_workers_announce_each_recording_once(short_lived: Callvault) -> None:
     cv = short_lived
     cv.start_worker()

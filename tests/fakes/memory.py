@@ -210,6 +210,19 @@ class MemoryObjectStore:
         return f"https://memory.invalid/{bucket}/{key}?X-Amz-Expires={int(expires.total_seconds())}"
 
 
+class MemoryHoldCommands:
+    """Hold commands published and not yet applied: as many as a test says."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+
+    def pending(self) -> int:
+        return self.waiting
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class MemoryBus:
     STRUCTURED = STRUCTURED_HEADER
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from testbed.stack import Instance
-from tests.fakes.memory import MemoryBus, MemoryObjectStore
+from tests.fakes.memory import MemoryBus, MemoryHoldCommands, MemoryObjectStore
 from tests.unit.conftest import WAV, call_data, cloudevent, subject
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.postgres.migrate import migrate_schema
@@ -55,6 +55,7 @@ class Shop:
             objects=self.objects,
             bus=self.bus,
             fetcher=AudioFetcher(self.objects, fetch_root=None, timeout_seconds=5),
+            hold_commands=MemoryHoldCommands(),
         )
         self.containers.append(built)
         return built

@@ -26,7 +26,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.fakes.letters import FakeTypesetter
-from tests.fakes.memory import MemoryBus, MemoryDatabase, MemoryObjectStore
+from tests.fakes.memory import (
+    MemoryBus,
+    MemoryDatabase,
+    MemoryHoldCommands,
+    MemoryObjectStore,
+)
 from workers.adapters.fetch import AudioFetcher
 from workers.adapters.kafka import codec
 from workers.adapters.kafka.codec import Codec
@@ -269,6 +274,7 @@ class World:
     metrics: Metrics
     container: App
     fetch_root: Path
+    hold_commands: MemoryHoldCommands
     _offsets: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -456,8 +462,9 @@ def build_world(tmp_path: Path, typesetter: Any = None, **settings_overrides: An
         fetcher=AudioFetcher(objects, fetch_root=fetch_root, timeout_seconds=5),
         typesetter=typesetter or FakeTypesetter(),
         wakeups=db.listener(),
+        hold_commands=(hold_commands := MemoryHoldCommands()),
     )
-    world = World(settings, clock, db, objects, bus, metrics, container, fetch_root)
+    world = World(settings, clock, db, objects, bus, metrics, container, fetch_root, hold_commands)
     apply_policy(world.ctx)
     return world
 

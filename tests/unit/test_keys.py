@@ -55,6 +55,7 @@ def restarted(world: World, **settings: Any) -> World:
         bus=world.bus,
         retry=RetryPolicy(budget_seconds=60, initial_seconds=0, max_seconds=0, sleep=_no_sleep),
         fetcher=AudioFetcher(world.objects, fetch_root=world.fetch_root, timeout_seconds=5),
+        hold_commands=world.hold_commands,
     )
     return replace(world, settings=chosen, metrics=metrics, container=container)
 
@@ -319,6 +320,7 @@ def test_a_worker_whose_token_does_not_answer_retries_then_exits_75(world: World
         uow=world.db,
         objects=world.objects,
         bus=world.bus,
+        hold_commands=world.hold_commands,
         keys=away,
         retry=RetryPolicy(
             budget_seconds=60, initial_seconds=0, max_seconds=0, max_attempts=3, sleep=_no_sleep

@@ -194,6 +194,27 @@ def test_hold_placed_after_the_announcement_still_stops_the_purge(world: World) 
     assert world.published("recordings.purged") == []
 
 
+def test_no_purge_while_a_hold_command_is_still_unread(world: World) -> None:
+    """A hold published while no worker read the holds topic (one was down) is not in the
+    database yet: the purge waits for it rather than miss it."""
+    world.store_call("c1")
+    past_due(world)
+    world.hold_commands.waiting = 1  # published, not yet applied
+    assert world.tick() == 1  # announced; its purge waits
+    assert world.recording("c1").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    assert world.published("recordings.purged") == []
+    world.place_hold("H1", {"call_ids": ["c1"]})  # the holds consumer catches up
+    world.hold_commands.waiting = 0
+    world.clock.advance(minutes=10)  # past the purge's backoff
+    world.settle()
+    assert world.recording("c1").status is RecordingStatus.STORED  # type: ignore[union-attr]
+    assert world.published("recordings.purged") == []
+    assert world.release_hold("H1") == "released"
+    world.settle()
+    (purged,) = world.data("recordings.purged")
+    assert purged["reason"] == "retention"
+
+
 def test_release_after_the_announcement_purges_without_a_second_due_event(world: World) -> None:
     world.store_call("c1")
     past_due(world)

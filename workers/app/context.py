@@ -15,6 +15,7 @@ from ..settings import Settings
 from .group_commit import GroupCommit
 from .letters import LetterWriter
 from .ports.console import AccessHistory
+from .ports.hold_commands import HoldCommands
 from .ports.keys import Keys
 from .ports.metrics import Metrics
 from .ports.objects import Buckets, LegalHolds, ObjectStore
@@ -68,6 +69,7 @@ class Context:
     letters: LetterWriter = field(kw_only=True)  # what the data subject reads
     legal_holds: LegalHolds = field(kw_only=True)  # of the object store's versions
     buckets: Buckets = field(kw_only=True)  # the object store's upkeep
+    hold_commands: HoldCommands = field(kw_only=True)  # published, not yet applied
     commits: GroupCommit = field(init=False)  # transactions shared by concurrent handlers
 
     def __post_init__(self) -> None:

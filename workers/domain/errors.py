@@ -20,6 +20,11 @@ class TransientError(CallvaultError):
     """A failure of infrastructure that a retry may cure."""
 
 
+class HoldsPending(TransientError):
+    """Hold commands are published that no worker has applied yet: nothing is purged until they
+    are (a retry finds them applied once the holds consumer has caught up)."""
+
+
 class AccessRefused(TransientError):
     """A service refused this principal (its credentials, or an ACL): a worker keeps retrying
     until an operator grants it; a command says so and exits."""

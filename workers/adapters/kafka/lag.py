@@ -7,6 +7,7 @@ same Prometheus."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Protocol
@@ -124,3 +125,47 @@ class ConsumerLag:
                 probe.close()
             except (KafkaError, OSError) as exc:  # closing a broken client may fail too
                 log.debug("lag_probe_close_failed", error_type=type(exc).__name__)
+
+
+class PendingHoldCommands:
+    """The ``HoldCommands`` port: the consumer group's lag on the holds topic - hold commands
+    that no worker has applied yet (Faust commits an offset only once its event is handled).
+    Shared by the purges of several threads: one probe, one at a time."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group: str,
+        topic: str,
+        *,
+        security: KafkaSecurity = PLAINTEXT,
+        probe_factory: Callable[[str, str], Probe] | None = None,
+    ) -> None:
+        self._bootstrap, self._group, self._topic = bootstrap, group, topic
+        self._factory = probe_factory or partial(LagProbe, security=security)
+        self._probe: Probe | None = None
+        self._lock = threading.Lock()
+
+    def pending(self) -> int:
+        with self._lock:
+            try:
+                if self._probe is None:
+                    self._probe = self._factory(self._bootstrap, self._group)
+                return sum(self._probe.measure([self._topic]).values())
+            except (KafkaError, OSError) as exc:
+                self._drop()
+                raise TransientError(
+                    f"pending hold commands not known: {type(exc).__name__}"
+                ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            try:
+                probe.close()
+            except (KafkaError, OSError) as exc:  # closing a broken client may fail too
+                log.debug("hold_probe_close_failed", error_type=type(exc).__name__)

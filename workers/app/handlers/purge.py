@@ -9,6 +9,9 @@ a batch at a time, each recording still proven one by one.
 3. One transaction turns them into tombstones and writes, per recording, an audit entry and a
    ``recording.purged`` event.
 A batch killed after 1 or 2 finishes on redelivery; a finished purge is never redone.
+Before 1, every hold command published so far must be in the database (a worker that was down
+while a hold was placed reads it only after it starts again): while one is pending, the purge
+fails as transient and its retry waits for it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+from ...domain.errors import HoldsPending
 from ...domain.messages import KeysToSweep, PurgeRecordings, SweepPurgedKeys
 from ...domain.model import PurgeReason, Recording, RecordingStatus, Verdict
 from ...domain.retention import lag_seconds
@@ -48,11 +52,17 @@ def purge(
 ) -> dict[str, Verdict]:
     """Purge what may go; returns each id's verdict (``UNKNOWN`` for ids never stored).
     ``collected``: the recordings' collection times, where known (their partitions)."""
+    _holds_applied(ctx)
     verdicts, shredded = _shred(recording_ids, reason, ctx, collected)
     _delete_versions(shredded, ctx)
     shredded_at = {doomed.collected_at for doomed in shredded.values()}
     ctx.retry.call(lambda: _tombstone(list(shredded), shredded_at, ctx), "tombstone")
     return verdicts
+
+
+def _holds_applied(ctx: Context) -> None:
+    if (pending := ctx.hold_commands.pending()) > 0:
+        raise HoldsPending(f"{pending} hold command(s) not applied yet: the purge waits for them")
 
 
 def _shred(
