@@ -456,6 +456,10 @@ def test_allowed_uris_are_located() -> None:
         "s3://other-bucket/a.wav",
         "s3://landing/../vault/x.cva",
         "s3://landing/a/%2e%2e/%2e%2e/vault/x",
+        "s3://landing/./a.wav",  # '.' segments: the S3 client refuses them
+        "s3://landing/incoming/%2e/a.wav",
+        "s3://landing/incoming/.",
+        "s3://landing/a.wav?versionId=abc",
         "s3://landing/",
         "https://evil.example/a.wav",
         "https://recordings.pbx.example.evil.example/a.wav",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from .errors import UnsupportedUri, UriNotAllowed
@@ -27,9 +26,7 @@ def locate(uri: str, *, landing_bucket: str, allowed_hosts: tuple[str, ...]) -> 
         key = unquote(parts.path.lstrip("/"))
         if parts.netloc != landing_bucket:
             raise UriNotAllowed("s3:// recordings must lie in the configured landing bucket")
-        if not key or ".." in PurePosixPath(key).parts or parts.query or parts.fragment:
-            raise UriNotAllowed("s3:// key is empty or escapes with '..'")
-        return AudioLocation("s3", parts.netloc, key)
+        return AudioLocation("s3", parts.netloc, _landing_key(key, parts.query or parts.fragment))
     if scheme in ("http", "https"):
         host = (parts.hostname or "").lower().rstrip(".")
         allowed = {h.lower().rstrip(".") for h in allowed_hosts}
@@ -46,3 +43,13 @@ def locate(uri: str, *, landing_bucket: str, allowed_hosts: tuple[str, ...]) -> 
             raise UriNotAllowed("file:// path must be absolute")
         return AudioLocation("file", "", path)
     raise UnsupportedUri("recording.uri must be s3://, https://, http:// or file:///")
+
+
+def _landing_key(key: str, query: str) -> str:
+    if query:
+        raise UriNotAllowed("s3:// URIs take no query or fragment (a version, say)")
+    if not key:
+        raise UriNotAllowed("s3:// key is empty")
+    if {".", ".."} & set(key.split("/")):
+        raise UriNotAllowed("s3:// key has a '.' or '..' segment")
+    return key
