@@ -140,3 +140,26 @@ def test_tiny_and_damaged_recordings_keep_their_type_without_metadata() -> None:
     header_only = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + b"\x00" * 20
     assert probe(header_only) == AudioFacts("audio/wav")
     assert probe(b"fLaC\x00\x00\x00\x22" + b"\x00" * 60).content_type == "audio/flac"
+
+
+def _wav_header(channels: int, rate: int) -> bytes:
+    align = 2 * channels & 0xFFFF
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * align & 0xFFFFFFFF, align, 16)
+    data = b"\x00" * 1600
+    body = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data))
+    return b"RIFF" + struct.pack("<I", len(body) + len(data)) + body + data
+
+
+@pytest.mark.parametrize(("channels", "rate"), [(1000, 8000), (65535, 8000), (1, 1), (2, 999)])
+def test_a_header_with_numbers_no_recording_has_says_nothing(channels: int, rate: int) -> None:
+    assert probe(_wav_header(channels, rate)) == AudioFacts("audio/wav", "pcm")
+
+
+def test_an_au_header_claiming_four_billion_channels_says_nothing() -> None:
+    header = b".snd" + struct.pack(">5I", 24, 1600, 1, 8000, 0xFFFFFFFF)
+    assert probe(header + b"\x00" * 1600) == AudioFacts("audio/basic", "mulaw")
+
+
+def test_a_believable_header_is_read() -> None:
+    facts = probe(_wav_header(2, 8000))
+    assert (facts.channels, facts.sample_rate, facts.duration_seconds) == (2, 8000, 0.05)

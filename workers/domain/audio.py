@@ -60,6 +60,7 @@ _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 GSM_FRAME_BYTES, GSM_FRAME_SAMPLES = 33, 160
 # What a declared ``rate``/``channels`` parameter may say (telephony 8 kHz mono up to studio audio).
 RATES, CHANNELS = range(1_000, 384_001), range(1, 17)
+HEADER_CHANNELS = range(1, 256)  # what a header may say and be believed (the event's bound)
 _WHOLE = re.compile(r"^[0-9]{1,6}$")
 
 
@@ -74,8 +75,9 @@ class AudioFacts:
     duration_seconds: float | None = None
 
     def __post_init__(self) -> None:
-        # a header of zeros says nothing: no channels, no rate, no duration
-        if not self.channels or not self.sample_rate:
+        # a header of zeros, or of numbers no recording has, says nothing: no channels, no
+        # rate, no duration
+        if self.channels not in HEADER_CHANNELS or self.sample_rate not in RATES:
             for name in ("channels", "sample_rate", "duration_seconds"):
                 object.__setattr__(self, name, None)
         elif self.duration_seconds is not None:  # milliseconds are all a recording's length needs
