@@ -177,13 +177,26 @@ def _request(ctx: Context, request_id: str) -> RequestRecord | None:
         return uow.requests.get(request_id)
 
 
+ANSWER_ATTEMPTS = 5  # late calls attached while an answer was written: each makes it again
+
+
 def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool = False) -> str:
     """Answer with what is erased and what is held, with the person's letter; exports (and
     earlier letters) holding erased recordings are deleted first, so that ``completed`` means
-    no copy is left."""
-    matched = ctx.read(lambda uow: _matched(uow, request_id))
-    held = tuple(r.recording_id for r in matched if r.status is not RecordingStatus.PURGED)
+    no copy is left. An answer written while a late call was attached to the request is
+    written again, with it: every answer names all the request's recordings."""
+    for _ in range(ANSWER_ATTEMPTS):
+        answered = _write_answer(request_id, ctx, resumed=resumed, news=news)
+        if answered is not None:
+            return answered
+    raise TransientError("late calls keep arriving while the answer is written")
+
+
+def _write_answer(request_id: str, ctx: Context, *, resumed: bool, news: bool) -> str | None:
+    """The answer's outcome; ``None`` when the request matched more meanwhile."""
     seen = _request(ctx, request_id)
+    matched = ctx.read(lambda uow: _recordings(uow, seen.matched)) if seen is not None else []
+    held = tuple(r.recording_id for r in matched if r.status is not RecordingStatus.PURGED)
     told = _told(seen, held, resumed=resumed, news=news)
     if told is not None or seen is None:
         return told or "duplicate"
@@ -200,9 +213,10 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool 
     with ctx.uow() as uow:
         record = uow.requests.get(request_id, lock=True)
         told = _told(record, held, resumed=resumed, news=news)
-        if told is not None or record is None:
-            delete_export_objects([letter.record.object_key], ctx)  # answered meanwhile
-            return told or "duplicate"
+        stale = record is not None and record.matched != seen.matched
+        if told is not None or record is None or stale:
+            delete_export_objects([letter.record.object_key], ctx)  # answered or grown meanwhile
+            return None if stale and told is None else told or "duplicate"
         for export in doomed:
             uow.exports.remove(export.object_key)
         uow.exports.add(letter.record)
@@ -246,12 +260,9 @@ def _resume_if_released(held: tuple[str, ...], uow: UnitOfWork) -> None:
         uow.record(RecordingsFreed(freed))
 
 
-def _matched(uow: UnitOfWork, request_id: str) -> list[Recording]:
-    record = uow.requests.get(request_id)
-    if record is None:
-        return []
-    found = {r.recording_id: r for r in uow.recordings.get_many(list(record.matched))}
-    return [found[i] for i in record.matched if i in found]
+def _recordings(uow: UnitOfWork, ids: tuple[str, ...]) -> list[Recording]:
+    found = {r.recording_id: r for r in uow.recordings.get_many(list(ids))}
+    return [found[i] for i in ids if i in found]
 
 
 def _certificate(
@@ -282,7 +293,7 @@ def _give_access(record: RequestRecord, request: DsrRequest, ctx: Context) -> st
     """Export what is stored; a recording purged mid-export (an erasure or a retention purge
     at the same moment) makes the export start again with what is left."""
     for _ in range(EXPORT_ATTEMPTS):
-        stored = [r for r in ctx.read(lambda uow: _matched(uow, record.request_id)) if r.alive]
+        stored = [r for r in ctx.read(lambda uow: _recordings(uow, record.matched)) if r.alive]
         try:
             export = build_export(
                 record.request_id,
