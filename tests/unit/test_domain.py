@@ -884,3 +884,25 @@ def test_an_entry_prepared_before_its_number_hashes_as_the_whole(details: dict[s
     for seq in (1, 42, 10**12):
         whole = canonical(seq, at, "purge", "rec-1", details)
         assert numbered(unnumbered(at, "purge", "rec-1", details), seq) == whole
+
+
+@pytest.mark.parametrize(
+    ("started", "ended"),
+    [
+        ("9999-12-31T10:00:00Z", "9999-12-31T10:05:00Z"),
+        ("0001-01-01T00:00:00Z", "2025-03-14T10:00:00Z"),
+    ],
+)
+def test_a_call_at_no_countable_time_is_a_schema_violation(started: str, ended: str) -> None:
+    data = {
+        "call_id": "c1",
+        "direction": "inbound",
+        "caller": "anonymous",
+        "callee": "+370 521 44500",
+        "started_at": started,
+        "ended_at": ended,
+        "notice_played": True,
+        "recording": {"uri": "s3://landing/a.wav"},
+    }
+    with pytest.raises(SchemaViolation, match="within the years"):
+        CallEnded.from_data("e1", data)

@@ -197,6 +197,20 @@ def test_malformed_request_is_dead_lettered(shop: World) -> None:
     assert shop.published("recordings.purged") == []
 
 
+@pytest.mark.parametrize("received_at", ["9999-12-15T10:00:00Z", "0001-01-01T00:00:00+01:00"])
+def test_a_request_received_at_no_countable_time_is_rejected(shop: World, received_at: str) -> None:
+    assert shop.send_dsr("R1", "erasure", CUSTOMER, received_at=received_at) == "deadletter"
+    (letter,) = shop.data("callvault.deadletter")
+    assert letter["error_code"] == "schema_violation"
+    assert "received_at" in letter["error"]
+    answer = result(shop, "R1")
+    assert (answer["status"], answer["reason"]) == (
+        "rejected",
+        "malformed_request: schema_violation",
+    )
+    assert shop.published("recordings.purged") == []
+
+
 def test_repeated_request_id_has_no_second_effect(shop: World) -> None:
     assert shop.send_dsr("R1", "restriction", CUSTOMER) == "completed"
     assert shop.send_dsr("R1", "restriction", CUSTOMER) == "duplicate"

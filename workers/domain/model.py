@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -165,11 +165,21 @@ class CallEnded:
         )
 
 
+# Deadlines and retention are counted from a time (and times are shown in UTC): one outside
+# these leaves no room to count, or to convert.
+EARLIEST_TIME, LATEST_TIME = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _timestamp(data: dict[str, Any], name: str) -> datetime:
     try:
-        return parse_timestamp(str(data[name]))
+        moment = parse_timestamp(str(data[name]))
     except (KeyError, ValueError) as exc:
         raise SchemaViolation(f"{name} is not an RFC 3339 timestamp with offset") from exc
+    if not EARLIEST_TIME <= moment < LATEST_TIME:
+        raise SchemaViolation(
+            f"{name} is not within the years {EARLIEST_TIME.year}-{LATEST_TIME.year - 1}"
+        )
+    return moment
 
 
 class RecordingStatus(StrEnum):
