@@ -304,7 +304,8 @@ class MemoryRecordings:
 
     def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
         _, events = recording.collect()
-        if recording.recording_id in self._s.recordings or self.by_call(recording.call_digest):
+        known = self.by_call(recording.call_digest) or recording.call_digest in self._s.discards
+        if recording.recording_id in self._s.recordings or known:
             return False
         self._s.recordings[recording.recording_id] = _copy(recording)
         self._s.subject_keys[recording.recording_id] = frozenset(digests)

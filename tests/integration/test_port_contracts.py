@@ -157,6 +157,19 @@ def test_recordings_round_trip_and_one_per_call(db: Any) -> None:
     assert found.wrapped_key == b"k" * 61
 
 
+@covers(RecordingRepository.add, DiscardRepository.add)
+def test_a_discarded_call_is_never_stored(db: Any) -> None:
+    with db.unit_of_work() as uow:
+        assert uow.discards.add(Discard("digest-c1", "default", NOW, None))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert not uow.recordings.add(recording("c1"), frozenset({D1}))
+        uow.commit()
+    with db.unit_of_work() as uow:
+        assert uow.recordings.by_call("digest-c1") is None
+        assert uow.recordings.matching(frozenset({D1})) == []
+
+
 @covers(RecordingRepository.update)
 def test_updates_write_only_the_columns_a_method_changed(db: Any) -> None:
     add(db, recording("c1"))

@@ -249,6 +249,23 @@ def test_call_without_notice_is_discarded(world: World) -> None:
     assert len(world.published("recordings.purged")) == 1
 
 
+def test_a_discarded_call_sent_again_as_if_the_notice_had_played_is_not_stored(
+    world: World,
+) -> None:
+    """The call id names the discarded call: the same audio is a repeat (its landing copy
+    goes), other audio is refused and kept for a person to look at."""
+    assert world.send_call(world.call_event("c-quiet", notice_played=False)) == "discarded"
+    assert world.send_call(world.call_event("c-quiet")) == "duplicate"
+    assert world.landing_keys() == []
+    other = world.call_event("c-quiet", make_wav(tone=990))
+    assert world.send_call(other) == "deadletter"
+    assert world.data("callvault.deadletter")[0]["error_code"] == "duplicate_call_id"
+    assert world.landing_keys() == ["2025/03/14/c-quiet.wav"]
+    assert world.recordings() == []
+    assert world.published("recordings.stored") == []
+    assert world.vault_versions() == {}  # what each upload left went again
+
+
 def test_notice_not_required_keeps_the_recording(make_world: Any) -> None:
     world = make_world(require_notice="false")
     assert world.send_call(world.call_event("c-quiet", notice_played=False)) == "stored"

@@ -70,8 +70,9 @@ _VALUES = ", ".join(f"%({c})s" for c in RECORDING_COLUMNS)
 _SELECT = f"SELECT {_SELECTED} FROM recordings r "  # noqa: S608 - constant column names
 # The row and its look-up digests in one statement; a recording of the same call stored
 # before inserts neither (and counts 0).
-_INSERT = sql.SQL(
-    f"WITH added AS (INSERT INTO recordings ({_COLUMNS}) VALUES ({_VALUES}) "  # noqa: S608 - constant column names
+_INSERT = sql.SQL(  # a call is stored once, and never after it was discarded
+    f"WITH added AS (INSERT INTO recordings ({_COLUMNS}) SELECT {_VALUES} "  # noqa: S608 - constant column names
+    "WHERE NOT EXISTS (SELECT 1 FROM discarded_calls WHERE call_digest = %(call_digest)s) "
     "ON CONFLICT DO NOTHING RETURNING recording_id), "
     "keyed AS (INSERT INTO subject_keys (digest, recording_id) "
     "SELECT d, added.recording_id FROM added, unnest(%(digests)b::bytea[]) AS d) "

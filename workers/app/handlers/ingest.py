@@ -236,6 +236,8 @@ def _record(
         winner = uow.recordings.by_call(digest)
         if winner is not None and winner.object_version == audio.object_version:
             return "stored"  # our commit had succeeded before its answer was lost
+        if winner is None and (discard := uow.discards.get(digest)) is not None:
+            return Repeat(discard.landing_sha256)  # discarded before: never stored now
         return Repeat(winner.sha256 if winner is not None else None)
     for request_id in uow.requests.erasures_covering(digests, recording.collected_at, ctx.clock()):
         uow.record(LateRecordingFound(request_id, recording_id))  # erased on arrival

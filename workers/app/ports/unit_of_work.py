@@ -47,7 +47,8 @@ class RecordingRepository(Protocol):
 
     def add(self, recording: Recording, digests: frozenset[bytes]) -> bool:
         """Insert a stored recording and its look-up digests; ``False`` (and nothing
-        written) when a recording of the same call exists already."""
+        written) when a recording of the same call exists already, or the call was
+        discarded."""
         ...
 
     def update(self, recording: Recording) -> None:
