@@ -252,11 +252,12 @@ def _repeat(
     *,
     landing: str | None = None,
 ) -> str:
-    """A call that callvault has stored (or purged) already. Its landing copy goes only when
-    it is that same audio: a reused call id must never delete another call's audio."""
+    """A call that callvault has stored (or purged, or discarded) already. Its landing copy
+    goes only when it is that same audio: a reused call id must never delete another call's
+    audio."""
     landing = landing or _landing_sha256(where, ctx) or call.audio.sha256
     if landing is not None and landing != stored:
-        raise DuplicateCallId("the call id names a recording stored earlier with other audio")
+        raise DuplicateCallId("the call id names a call stored or discarded before, other audio")
     remove_landing_copy(where, ctx)
     return "duplicate"
 
