@@ -588,11 +588,6 @@ class MemoryRequests:
 
     def forget_erased(self, now: datetime) -> int:
         kept = [e for e in self._s.erased if e.forget_at > now]
-        gone = {e.request_id for e in self._s.erased if e.forget_at <= now}
-        for request_id in gone:
-            record = self._s.requests.get(request_id)
-            if record is not None and record.answered:
-                record.result = {k: v for k, v in record.result.items() if k != "call_ids"}
         forgotten = len(self._s.erased) - len(kept)
         self._s.erased = kept
         return forgotten

@@ -569,9 +569,7 @@ class RequestRecord(Aggregate):
     """A data-subject request as callvault keeps it: the recordings it matched (so that a
     redelivery after a crash finishes the same set), the ones still waiting for a hold, and
     the last answer given. Call ids (which PBXs may build from phone numbers) are kept only
-    while the request is open, and for an erasure or objection while late calls are still
-    caught (its further answers name every recording by call id, as the first did; the
-    subject's forgetting drops them); the answer kept afterwards names recordings by id."""
+    while the request is open; the answer kept afterwards names recordings by id."""
 
     request_id: str
     dsr_type: str
@@ -649,8 +647,6 @@ class RequestRecord(Aggregate):
         """Answer; ``notes`` are kept with the answer but not sent (the v1 event has no field
         for them), e.g. the recipients an erasure must be passed on to (Art. 19)."""
         kept = (data if pending else _without_call_ids(data)) | (notes or {})
-        if not pending and self.dsr_type in (DsrType.ERASURE, DsrType.OBJECTION):
-            kept |= {"call_ids": self.call_ids | _call_ids_in(data)}  # for late calls' answers
         self._set(status=status.value, result=kept, completed_at=now, pending=pending)
         outcomes = tuple(data.get("recordings", ()))
         self._record(
@@ -658,11 +654,6 @@ class RequestRecord(Aggregate):
                 self.request_id, self.dsr_type, status.value, data, revision, now, outcomes
             )
         )
-
-
-def _call_ids_in(data: dict[str, Any]) -> dict[str, str]:
-    outcomes = data.get("recordings", ())
-    return {o["recording_id"]: o["call_id"] for o in outcomes if o.get("call_id")}
 
 
 def _without_call_ids(data: dict[str, Any]) -> dict[str, Any]:

@@ -628,17 +628,9 @@ class PostgresRequests:
         return [r["request_id"] for r in rows]
 
     def forget_erased(self, now: datetime) -> int:
-        """The subjects no late call can still name, and their requests' call ids."""
-        row = self._conn.execute(
-            "WITH gone AS (DELETE FROM erasure_subjects WHERE forget_at <= %s "
-            "RETURNING request_id), "
-            "unnamed AS (UPDATE dsr_requests SET result = result - 'call_ids' "
-            "WHERE request_id IN (SELECT request_id FROM gone) AND status <> 'processing' "
-            "AND result ? 'call_ids' RETURNING 1) "
-            "SELECT count(*) AS n FROM gone",
-            (now,),
-        ).fetchone()
-        return int(row["n"]) if row else 0
+        return self._conn.execute(
+            "DELETE FROM erasure_subjects WHERE forget_at <= %s", (now,)
+        ).rowcount
 
     def scrub_answer_urls(self, request_id: str) -> None:
         self._conn.execute(

@@ -10,7 +10,7 @@ waits: they stay pending on the request and are erased when their last hold is r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -222,10 +222,10 @@ def _write_answer(request_id: str, ctx: Context, *, resumed: bool, news: bool) -
         uow.exports.add(letter.record)
         _resume_if_released(held, uow)
         status = DsrStatus.PARTIAL if held else DsrStatus.COMPLETED
-        outcomes = [
+        outcomes = _named(
             _outcome(record, r, Outcome.HELD if r.recording_id in held else Outcome.ERASED)
             for r in matched
-        ]
+        )
         extra = {"certificate": certificate, "letter": letter.answer, "exports_deleted": exports}
         data = _data(record, status, outcomes, now, HELD_REASON if held else None, extra)
         revision = f"/{len(matched)}/{len(erased)}" if resumed else ""
@@ -381,6 +381,13 @@ def _recipients_to_notify(recording_ids: list[str], ctx: Context) -> dict[str, A
     if ctx.history is None:
         return {}
     return {"recipients_to_notify": ctx.history.recipients_to_notify(recording_ids)}
+
+
+def _named(outcomes: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    """The outcomes a further answer can name: an erasure answered before forgot its call ids
+    (they may hold phone numbers), so a late call's answer names the late call, and its
+    certificate, by recording id, every recording of the request."""
+    return [o for o in outcomes if o["call_id"]]
 
 
 def _outcome(record: RequestRecord, recording: Recording, outcome: Outcome) -> dict[str, str]:

@@ -180,10 +180,7 @@ class RequestRepository(Protocol):
         """Erasures (and objections) that a call of these digests collected then falls under."""
         ...
 
-    def forget_erased(self, now: datetime) -> int:
-        """Forget the erased subjects whose time is up, and the call ids their answered
-        requests kept for late calls' answers; returns how many subjects."""
-        ...
+    def forget_erased(self, now: datetime) -> int: ...
 
 
 @dataclass(frozen=True)
