@@ -184,7 +184,7 @@ def _answer_erasure(request_id: str, ctx: Context, *, resumed: bool, news: bool 
     """Answer with what is erased and what is held, with the person's letter; exports (and
     earlier letters) holding erased recordings are deleted first, so that ``completed`` means
     no copy is left. An answer written while a late call was attached to the request is
-    written again, with it: every answer names all the request's recordings."""
+    written again, with it: no answer leaves out a recording that joined before it."""
     for _ in range(ANSWER_ATTEMPTS):
         answered = _write_answer(request_id, ctx, resumed=resumed, news=news)
         if answered is not None:
