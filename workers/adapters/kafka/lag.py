@@ -75,6 +75,33 @@ class LagProbe:
             self._consumer.close()
 
 
+class _OnDemand:
+    """A probe opened on first use; a broker error closes it (the next call opens a fresh
+    one) and is a :class:`TransientError` that says what was not measured."""
+
+    def __init__(self, open_probe: Callable[[], Probe], what: str) -> None:
+        self._open = open_probe
+        self._what = what
+        self._probe: Probe | None = None
+
+    def measure(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        try:
+            if self._probe is None:
+                self._probe = self._open()
+            return self._probe.measure(topics)
+        except (KafkaError, OSError) as exc:
+            self.close()
+            raise TransientError(f"{self._what}: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            try:
+                probe.close()
+            except (KafkaError, OSError) as exc:  # closing a broken client may fail too
+                log.debug("lag_probe_close_failed", error_type=type(exc).__name__)
+
+
 class ConsumerLag:
     """Refreshes ``metrics.consumer_lag`` for ``topics`` as seen by consumer group ``group``."""
 
@@ -88,12 +115,11 @@ class ConsumerLag:
         security: KafkaSecurity = PLAINTEXT,
         probe_factory: Callable[[str, str], Probe] | None = None,
     ) -> None:
-        self._bootstrap = bootstrap
         self._group = group
         self._topics = tuple(dict.fromkeys(topics))
         self._metrics = metrics
-        self._factory = probe_factory or partial(LagProbe, security=security)
-        self._probe: Probe | None = None
+        factory = probe_factory or partial(LagProbe, security=security)
+        self._probe = _OnDemand(lambda: factory(bootstrap, group), "consumer lag not measured")
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -104,13 +130,7 @@ class ConsumerLag:
         :class:`TransientError` (the next tick tries again with fresh connections)."""
         if not self._topics:
             return 0
-        try:
-            if self._probe is None:
-                self._probe = self._factory(self._bootstrap, self._group)
-            lag = self._probe.measure(self._topics)
-        except (KafkaError, OSError) as exc:
-            self.close()
-            raise TransientError(f"consumer lag not measured: {type(exc).__name__}") from exc
+        lag = self._probe.measure(self._topics)
         gauge = self._metrics.consumer_lag
         for (topic, partition), value in lag.items():
             gauge.labels(consumergroup=self._group, topic=topic, partition=str(partition)).set(
@@ -119,12 +139,7 @@ class ConsumerLag:
         return sum(lag.values())
 
     def close(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            try:
-                probe.close()
-            except (KafkaError, OSError) as exc:  # closing a broken client may fail too
-                log.debug("lag_probe_close_failed", error_type=type(exc).__name__)
+        self._probe.close()
 
 
 class PendingHoldCommands:
@@ -141,31 +156,17 @@ class PendingHoldCommands:
         security: KafkaSecurity = PLAINTEXT,
         probe_factory: Callable[[str, str], Probe] | None = None,
     ) -> None:
-        self._bootstrap, self._group, self._topic = bootstrap, group, topic
-        self._factory = probe_factory or partial(LagProbe, security=security)
-        self._probe: Probe | None = None
+        self._topic = topic
+        factory = probe_factory or partial(LagProbe, security=security)
+        self._probe = _OnDemand(
+            lambda: factory(bootstrap, group), "pending hold commands not known"
+        )
         self._lock = threading.Lock()
 
     def pending(self) -> int:
         with self._lock:
-            try:
-                if self._probe is None:
-                    self._probe = self._factory(self._bootstrap, self._group)
-                return sum(self._probe.measure([self._topic]).values())
-            except (KafkaError, OSError) as exc:
-                self._drop()
-                raise TransientError(
-                    f"pending hold commands not known: {type(exc).__name__}"
-                ) from exc
+            return sum(self._probe.measure([self._topic]).values())
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
-
-    def _drop(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            try:
-                probe.close()
-            except (KafkaError, OSError) as exc:  # closing a broken client may fail too
-                log.debug("hold_probe_close_failed", error_type=type(exc).__name__)
+            self._probe.close()
