@@ -326,20 +326,27 @@ def test_subject_identifiers_of_all_kinds_are_collected() -> None:
     }
 
 
+def _call_data(
+    direction: str = "inbound",
+    caller: str = "anonymous",
+    callee: str = "+370 521 44500",
+    started: str = "2025-03-14T12:00:00+02:00",
+    ended: str = "2025-03-14T12:05:00+02:00",
+) -> dict[str, Any]:
+    return {
+        "call_id": "c1",
+        "direction": direction,
+        "caller": caller,
+        "callee": callee,
+        "started_at": started,
+        "ended_at": ended,
+        "notice_played": True,
+        "recording": {"uri": "s3://landing/a.wav"},
+    }
+
+
 def _call(direction: str, caller: str, callee: str) -> CallEnded:
-    return CallEnded.from_data(
-        "e1",
-        {
-            "call_id": "c1",
-            "direction": direction,
-            "caller": caller,
-            "callee": callee,
-            "started_at": "2025-03-14T12:00:00+02:00",
-            "ended_at": "2025-03-14T12:05:00+02:00",
-            "notice_played": True,
-            "recording": {"uri": "s3://landing/a.wav"},
-        },
-    )
+    return CallEnded.from_data("e1", _call_data(direction, caller, callee))
 
 
 def test_customer_party_is_caller_inbound_and_callee_outbound() -> None:
@@ -356,16 +363,7 @@ def test_anonymous_caller_gives_no_phone_identifier() -> None:
 
 
 def test_call_that_ends_before_it_starts_is_a_schema_violation() -> None:
-    data = {
-        "call_id": "c1",
-        "direction": "inbound",
-        "caller": "anonymous",
-        "callee": "+370 521 44500",
-        "started_at": "2025-03-14T12:05:00+02:00",
-        "ended_at": "2025-03-14T10:04:59Z",
-        "notice_played": True,
-        "recording": {"uri": "s3://landing/a.wav"},
-    }
+    data = _call_data(started="2025-03-14T12:05:00+02:00", ended="2025-03-14T10:04:59Z")
     with pytest.raises(SchemaViolation, match="ended_at"):
         CallEnded.from_data("e1", data)
     data["ended_at"] = "2025-03-14T10:05:00Z"  # equal instants in different offsets are fine
@@ -894,15 +892,5 @@ def test_an_entry_prepared_before_its_number_hashes_as_the_whole(details: dict[s
     ],
 )
 def test_a_call_at_no_countable_time_is_a_schema_violation(started: str, ended: str) -> None:
-    data = {
-        "call_id": "c1",
-        "direction": "inbound",
-        "caller": "anonymous",
-        "callee": "+370 521 44500",
-        "started_at": started,
-        "ended_at": ended,
-        "notice_played": True,
-        "recording": {"uri": "s3://landing/a.wav"},
-    }
     with pytest.raises(SchemaViolation, match="within the years"):
-        CallEnded.from_data("e1", data)
+        CallEnded.from_data("e1", _call_data(started=started, ended=ended))
