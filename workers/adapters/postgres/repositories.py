@@ -68,9 +68,9 @@ _COLUMN_NAMES = frozenset(RECORDING_COLUMNS)
 _SELECTED = ", ".join(f"r.{c}" for c in RECORDING_COLUMNS)
 _VALUES = ", ".join(f"%({c})s" for c in RECORDING_COLUMNS)
 _SELECT = f"SELECT {_SELECTED} FROM recordings r "  # noqa: S608 - constant column names
-# The row and its look-up digests in one statement; a recording of the same call stored
-# before inserts neither (and counts 0).
-_INSERT = sql.SQL(  # a call is stored once, and never after it was discarded
+# The row and its look-up digests in one statement; a call stored or discarded before
+# inserts neither (and counts 0).
+_INSERT = sql.SQL(
     f"WITH added AS (INSERT INTO recordings ({_COLUMNS}) SELECT {_VALUES} "  # noqa: S608 - constant column names
     "WHERE NOT EXISTS (SELECT 1 FROM discarded_calls WHERE call_digest = %(call_digest)s) "
     "ON CONFLICT DO NOTHING RETURNING recording_id), "
